@@ -1,0 +1,118 @@
+"""Configuration of a BERT token classifier that reads a chosen hidden layer.
+
+This file travels next to every saved model and is executed by whoever loads it with
+``trust_remote_code=True``: it imports only ``transformers`` and has no side effects.
+"""
+
+from transformers import BertConfig
+
+LAYER_POOLINGS = ("mean", "concat", "scalar_mix")
+
+
+class LayerTokenClassificationConfig(BertConfig):
+    r"""
+    Configuration for [`BertForLayerTokenClassification`]: every field of [`BertConfig`] (which
+    describe the *backbone*, so ``num_hidden_layers`` stays the backbone's depth ``L``), plus:
+
+    Args:
+        hidden_layer (`int` or `list[int]`, *optional*, defaults to -1):
+            Which entry of the ``hidden_states`` tuple (length ``L + 1``) the classifier reads:
+            0 is the embeddings, ``L`` the last layer, negative values count from the end
+            (-1 = last). A list selects several layers, combined by ``layer_pooling``. Stored
+            non-negative. The model builds only layers ``1..max(hidden_layer)``.
+        layer_pooling (`str`, *optional*, defaults to `"mean"`):
+            How a list of layers becomes one vector per token: ``"mean"`` averages them,
+            ``"concat"`` concatenates them (the head then has ``len(hidden_layer) * hidden_size``
+            inputs), ``"scalar_mix"`` learns softmax-normalised weights and a scale (ELMo).
+            Ignored when ``hidden_layer`` is a single int.
+        classifier_dropout (`float`, *optional*):
+            Dropout before the linear head; ``None`` falls back to ``hidden_dropout_prob``, as in
+            [`BertForTokenClassification`].
+
+    A plain BERT ``config.json`` (``model_type: "bert"``) loads into this class without a warning:
+    that is how a backbone such as PubMedBERT becomes a layer classifier.
+
+    Example:
+
+    ```python
+    >>> from hf_layer_tokclf import LayerTokenClassificationConfig
+    >>> config = LayerTokenClassificationConfig(hidden_layer=-4, num_labels=3)
+    >>> config.hidden_layer, config.num_layers_used
+    (9, 9)
+    ```
+    """
+
+    model_type = "bert-layer-tokclf"
+
+    def __init__(self, hidden_layer=-1, layer_pooling="mean", **kwargs):
+        super().__init__(**kwargs)
+        self.layer_pooling = layer_pooling
+        self.hidden_layer = hidden_layer
+        self.hidden_layer = self.validate_layers()
+
+    def validate_layers(self):
+        """Checks ``hidden_layer`` and ``layer_pooling``; returns ``hidden_layer`` made non-negative.
+
+        Raises `ValueError` naming the allowed range for this ``num_hidden_layers``.
+        """
+        n = self.num_hidden_layers
+        allowed = f"ints from {-(n + 1)} to {n} (0 = embeddings, {n} or -1 = last layer of {n})"
+        value = self.hidden_layer
+        many = isinstance(value, (list, tuple))
+        items = list(value) if many else [value]
+        if many and not items:
+            raise ValueError(f"hidden_layer is an empty list; give one or more {allowed}.")
+        for item in items:
+            if isinstance(item, bool) or not isinstance(item, int):
+                raise ValueError(f"hidden_layer has {item!r} ({type(item).__name__}); expected {allowed}.")
+            if not -(n + 1) <= item <= n:
+                raise ValueError(f"hidden_layer={item} is out of range: expected {allowed}.")
+        layers = [item % (n + 1) for item in items]
+        if len(set(layers)) != len(layers):
+            raise ValueError(f"hidden_layer={value!r} names a layer twice.")
+        if self.layer_pooling not in LAYER_POOLINGS:
+            raise ValueError(f"layer_pooling={self.layer_pooling!r} is unknown; expected one of {LAYER_POOLINGS}.")
+        return layers if many else layers[0]
+
+    @property
+    def layers(self):
+        """The selected ``hidden_states`` indices, non-negative, as a list."""
+        layers = self.validate_layers()
+        return layers if isinstance(layers, list) else [layers]
+
+    @property
+    def num_layers_used(self):
+        """How many encoder layers the model builds and stores: the deepest selected one."""
+        return max(self.layers)
+
+    @property
+    def classifier_input_size(self):
+        concat = len(self.layers) > 1 and self.layer_pooling == "concat"
+        return self.hidden_size * (len(self.layers) if concat else 1)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        config_dict, kwargs = cls.get_config_dict(pretrained_model_name_or_path, **kwargs)
+        if config_dict.get("model_type") == "bert":
+            # A plain BERT backbone is the expected starting point, not a mismatch to warn about.
+            config_dict = {k: v for k, v in config_dict.items() if k != "model_type"}
+        return cls.from_dict(config_dict, **kwargs)
+
+    @classmethod
+    def from_dict(cls, config_dict, **kwargs):
+        result = super().from_dict(config_dict, **kwargs)
+        config = result[0] if isinstance(result, tuple) else result
+        # from_dict sets keyword overrides (hidden_layer=...) after __init__: check them too.
+        config.hidden_layer = config.validate_layers()
+        return result
+
+    @staticmethod
+    def layers_in_checkpoint(config_dict):
+        """How many encoder layers a checkpoint with this ``config.json`` dict stores."""
+        if config_dict.get("model_type") != LayerTokenClassificationConfig.model_type:
+            return config_dict.get("num_hidden_layers", 12)
+        stored = {k: v for k, v in config_dict.items() if k in ("hidden_layer", "num_hidden_layers")}
+        return LayerTokenClassificationConfig(**stored).num_layers_used
+
+
+__all__ = ["LayerTokenClassificationConfig"]
