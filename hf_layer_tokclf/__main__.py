@@ -1,0 +1,7 @@
+"""``python -m hf_layer_tokclf``: the same as the ``hf-layer-tokclf`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

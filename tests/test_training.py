@@ -1,0 +1,121 @@
+"""Training through the functions the CLI calls, on real MiniLM weights and a slice of NCBI-disease."""
+
+import json
+
+import pytest
+import torch
+from conftest import NCBI, TEXT
+from safetensors import safe_open
+from transformers import TrainingArguments
+
+from hf_layer_tokclf.data import load_sentences
+from hf_layer_tokclf.files import OutputExistsError
+from hf_layer_tokclf.inference import evaluate_sentences, flat_scores, load_model
+from hf_layer_tokclf.remote_check import run_remote_check
+from hf_layer_tokclf.training import TRAINING_DEFAULTS, DataArguments, ModelArguments, RunArguments, train
+
+
+def slice_args(output_dir, **overrides):
+    data = DataArguments(
+        train_file=str(NCBI / "train.tsv"),
+        validation_file=str(NCBI / "devel.tsv"),
+        test_file=str(NCBI / "test.tsv"),
+        max_train_samples=256,
+        max_eval_samples=64,
+        max_test_samples=64,
+    )
+    settings = {**TRAINING_DEFAULTS, "num_train_epochs": 2, "learning_rate": 3e-4, "per_device_train_batch_size": 8}
+    settings.update(overrides)
+    return data, TrainingArguments(output_dir=str(output_dir), disable_tqdm=True, **settings)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """MiniLM at hidden layer 2, fine-tuned for two short epochs: 64 steps."""
+    output_dir = tmp_path_factory.mktemp("trained") / "model"
+    data, args = slice_args(output_dir)
+    metrics = train(ModelArguments(hidden_layer=[2]), data, args, command="hf-layer-tokclf train ...")
+    return output_dir, metrics
+
+
+def test_output_directory_holds_the_best_model_and_its_scores(trained):
+    output_dir, metrics = trained
+    names = {p.name for p in output_dir.iterdir()}
+    assert {"model.safetensors", "config.json", "configuration_layer_tokclf.py", "modeling_layer_tokclf.py"} <= names
+    assert {"tokenizer.json", "tokenizer_config.json", "metrics.json", "README.md"} <= names
+    assert not [n for n in names if n.startswith("checkpoint-") or n.endswith((".bin", ".pt"))]
+    config = json.loads((output_dir / "config.json").read_text())
+    assert config["auto_map"]["AutoModelForTokenClassification"].endswith("BertForLayerTokenClassification")
+    assert config["hidden_layer"] == 2 and config["id2label"] == {"0": "O", "1": "B-Disease", "2": "I-Disease"}
+    with safe_open(output_dir / "model.safetensors", "pt") as f:
+        assert not [k for k in f.keys() if ".encoder.layer.2." in k]  # noqa: SIM118 - two layers stored, not six
+    saved = json.loads((output_dir / "metrics.json").read_text())
+    assert saved == json.loads(json.dumps(metrics))
+    for key in ("eval_f1", "eval_precision", "eval_recall", "test_f1", "test_precision", "test_recall"):
+        assert 0.0 <= saved[key] <= 1.0
+    assert saved["test_Disease_support"] > 0 and "test_Disease_f1" in saved
+    assert saved["settings"]["hidden_layer"] == 2 and saved["settings"]["learning_rate"] == 3e-4
+    assert saved["settings"]["num_layers_used"] == 2 and saved["settings"]["num_hidden_layers"] == 6
+
+
+def test_it_learned_something(trained):
+    _, metrics = trained
+    # 64 steps on 256 sentences: far from converged, but clearly better than tagging nothing.
+    assert metrics["eval_f1"] > 0.2, metrics
+
+
+def test_scores_match_a_separate_evaluation(trained):
+    output_dir, metrics = trained
+    model, tokenizer = load_model(output_dir)
+    sentences = load_sentences(str(NCBI / "test.tsv"))[:64]
+    scores, predictions = evaluate_sentences(model, tokenizer, sentences, progress=False)
+    assert [len(p) for p in predictions] == [len(s.tokens) for s in sentences]
+    for key, value in flat_scores(scores, "test").items():
+        assert metrics[key] == pytest.approx(value), key
+
+
+def test_evaluation_scores_every_gold_token_through_windows(trained):
+    output_dir, _ = trained
+    model, tokenizer = load_model(output_dir)
+    sentences = load_sentences(str(NCBI / "devel.tsv"))[:20]
+    scores, predictions = evaluate_sentences(model, tokenizer, sentences, max_length=12, progress=False)
+    assert [len(p) for p in predictions] == [len(s.tokens) for s in sentences]
+    gold_entities = sum(label.startswith("B-") for s in sentences for label in s.labels)
+    assert scores["per_type"]["Disease"]["support"] == gold_entities
+
+
+def test_trained_model_loads_through_remote_code(trained, tokenizer):
+    output_dir, _ = trained
+    report = run_remote_check(output_dir, TEXT)
+    model, _ = load_model(output_dir)
+    with torch.no_grad():
+        logits = model(**tokenizer(TEXT, return_tensors="pt")).logits[0]
+    torch.testing.assert_close(torch.tensor(report["logits"]), logits, atol=1e-5, rtol=0)
+    assert report["num_layers_built"] == 2
+
+
+def test_refuses_a_non_empty_output_dir(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    data, args = slice_args(tmp_path, max_steps=1)
+    with pytest.raises(OutputExistsError, match="not empty; pass --overwrite-output-dir"):
+        train(ModelArguments(hidden_layer=[1]), data, args)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_overwrite_output_dir_and_no_validation(tmp_path):
+    (tmp_path / "old.txt").write_text("old")
+    data, args = slice_args(tmp_path, max_steps=2)
+    data.validation_file = None
+    metrics = train(ModelArguments(hidden_layer=[1]), data, args, RunArguments(overwrite_output_dir=True))
+    assert not (tmp_path / "old.txt").exists()
+    assert "test_f1" in metrics and "eval_f1" not in metrics
+    assert (tmp_path / "metrics.json").is_file()
+
+
+def test_stock_head_trains_with_the_same_settings(tmp_path):
+    from transformers import BertForTokenClassification
+
+    data, args = slice_args(tmp_path, max_steps=2)
+    metrics = train(ModelArguments(), data, args, model_class=BertForTokenClassification)
+    assert metrics["settings"]["architecture"] == "BertForTokenClassification"
+    assert "test_f1" in metrics
