@@ -215,9 +215,9 @@ def train(
     if not training_args.output_dir:
         raise ValueError("--output-dir is required.")
     output_dir = Path(training_args.output_dir)
+    splits = read_splits(data_args)  # bad data fails before anything is written
     if training_args.process_index == 0:
         prepare_output_dir(output_dir, overwrite=run_args.overwrite_output_dir, resume=run_args.resume)
-    splits = read_splits(data_args)
     labels = label_list(splits["train"])
     id2label, label2id = dict(enumerate(labels)), {label: i for i, label in enumerate(labels)}
 

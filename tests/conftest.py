@@ -97,3 +97,33 @@ def transformers4_path(tmp_path_factory) -> str:
                 pytest.fail(f"could not install {TRANSFORMERS4_SPEC}: {proc.stderr[-2000:]}")
             pytest.skip(f"could not install {TRANSFORMERS4_SPEC} (no PyPI?)")
     return folder
+
+
+def slice_args(output_dir, **overrides):
+    """Data and Trainer arguments for short runs on a slice of NCBI-disease."""
+    from transformers import TrainingArguments
+
+    from hf_layer_tokclf.training import TRAINING_DEFAULTS, DataArguments
+
+    data = DataArguments(
+        train_file=str(NCBI / "train.tsv"),
+        validation_file=str(NCBI / "devel.tsv"),
+        test_file=str(NCBI / "test.tsv"),
+        max_train_samples=256,
+        max_eval_samples=64,
+        max_test_samples=64,
+    )
+    settings = {**TRAINING_DEFAULTS, "num_train_epochs": 2, "learning_rate": 3e-4, "per_device_train_batch_size": 8}
+    settings.update(overrides)
+    return data, TrainingArguments(output_dir=str(output_dir), disable_tqdm=True, **settings)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """MiniLM at hidden layer 2, fine-tuned on 256 NCBI sentences for two epochs (64 steps)."""
+    from hf_layer_tokclf.training import ModelArguments, train
+
+    output_dir = tmp_path_factory.mktemp("trained") / "model"
+    data, args = slice_args(output_dir)
+    metrics = train(ModelArguments(hidden_layer=[2]), data, args, command="hf-layer-tokclf train ...")
+    return output_dir, metrics

@@ -4,38 +4,14 @@ import json
 
 import pytest
 import torch
-from conftest import NCBI, TEXT
+from conftest import NCBI, TEXT, slice_args
 from safetensors import safe_open
-from transformers import TrainingArguments
 
 from hf_layer_tokclf.data import load_sentences
 from hf_layer_tokclf.files import OutputExistsError
 from hf_layer_tokclf.inference import evaluate_sentences, flat_scores, load_model
 from hf_layer_tokclf.remote_check import run_remote_check
-from hf_layer_tokclf.training import TRAINING_DEFAULTS, DataArguments, ModelArguments, RunArguments, train
-
-
-def slice_args(output_dir, **overrides):
-    data = DataArguments(
-        train_file=str(NCBI / "train.tsv"),
-        validation_file=str(NCBI / "devel.tsv"),
-        test_file=str(NCBI / "test.tsv"),
-        max_train_samples=256,
-        max_eval_samples=64,
-        max_test_samples=64,
-    )
-    settings = {**TRAINING_DEFAULTS, "num_train_epochs": 2, "learning_rate": 3e-4, "per_device_train_batch_size": 8}
-    settings.update(overrides)
-    return data, TrainingArguments(output_dir=str(output_dir), disable_tqdm=True, **settings)
-
-
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory):
-    """MiniLM at hidden layer 2, fine-tuned for two short epochs: 64 steps."""
-    output_dir = tmp_path_factory.mktemp("trained") / "model"
-    data, args = slice_args(output_dir)
-    metrics = train(ModelArguments(hidden_layer=[2]), data, args, command="hf-layer-tokclf train ...")
-    return output_dir, metrics
+from hf_layer_tokclf.training import ModelArguments, RunArguments, train
 
 
 def test_output_directory_holds_the_best_model_and_its_scores(trained):

@@ -1,0 +1,176 @@
+"""The command line: train / evaluate / predict through `main`, and every bad input it must name."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import NCBI, TEXT
+
+from hf_layer_tokclf.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_documents_every_option(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for option in (
+        "--model",
+        "--hidden-layer",
+        "--layer-pooling",
+        "--train-file",
+        "--validation-file",
+        "--test-file",
+        "--output-dir",
+        "--num-train-epochs",
+        "--max-steps",
+        "--learning-rate",
+        "--per-device-train-batch-size",
+        "--seed",
+        "--max-length",
+        "--gradient-accumulation-steps",
+        "--weight-decay",
+        "--warmup-steps",
+        "--early-stopping-patience",
+        "--overwrite-output-dir",
+        "--resume",
+        "--bf16",
+        "--fp16",
+    ):
+        assert option in text, option
+    for command in ("evaluate", "predict"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert "--output" in capsys.readouterr().out
+
+
+def test_python_dash_m_and_usage():
+    proc = subprocess.run([sys.executable, "-m", "hf_layer_tokclf", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "train" in proc.stdout and "evaluate" in proc.stdout
+
+
+def test_evaluate_prints_a_table_and_writes_json(trained, tmp_path, capsys):
+    model_dir, metrics = trained
+    data = tmp_path / "test64.tsv"
+    data.write_text("\n\n".join((NCBI / "test.tsv").read_text().split("\n\n")[:64]) + "\n")
+    output, predictions = tmp_path / "scores.json", tmp_path / "pred.conll"
+    code, out, _ = run(
+        capsys,
+        "evaluate",
+        str(model_dir),
+        "--data",
+        str(data),
+        "--output",
+        str(output),
+        "--predictions",
+        str(predictions),
+    )
+    assert code == 0
+    assert "Disease" in out and "overall" in out
+    scores = json.loads(output.read_text())
+    assert scores["eval_f1"] == pytest.approx(metrics["test_f1"])  # the same 64 test sentences
+    lines = [line.split("\t") for line in predictions.read_text().splitlines() if line]
+    assert len(lines) == sum(1 for line in data.read_text().splitlines() if line.strip())
+    assert all(len(columns) == 3 for columns in lines)
+    # Never overwritten without being asked.
+    code, _, err = run(capsys, "evaluate", str(model_dir), "--data", str(data), "--output", str(output))
+    assert code == 2 and f"{output} already exists; pass --overwrite" in err
+    assert run(capsys, "evaluate", str(model_dir), "--data", str(data), "--output", str(output), "--overwrite")[0] == 0
+
+
+def test_predict_text_gives_entities_with_offsets(trained, tmp_path, capsys):
+    model_dir, _ = trained
+    texts = [TEXT, "", "The patient had cystic fibrosis and breast cancer."]
+    source = tmp_path / "docs.txt"
+    source.write_text("\n".join(texts) + "\n")
+    output = tmp_path / "entities.jsonl"
+    code, _, _ = run(capsys, "predict", str(model_dir), "--input", str(source), "--output", str(output))
+    assert code == 0
+    records = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [r["text"] for r in records] == texts
+    assert records[1]["entities"] == []
+    found = [e for r in records for e in r["entities"]]
+    assert found, "the trained model should find at least one disease"
+    for record in records:
+        for entity in record["entities"]:
+            assert set(entity) == {"entity_group", "score", "word", "start", "end"}
+            assert record["text"][entity["start"] : entity["end"]].lower() == entity["word"].replace(" ##", "").replace(
+                "##", ""
+            )
+            assert 0.0 <= entity["score"] <= 1.0
+    code, out, _ = run(capsys, "predict", str(model_dir), "--text", TEXT)
+    assert code == 0 and json.loads(out)["text"] == TEXT
+
+
+def test_predict_conll_adds_a_label_column(trained, tmp_path, capsys):
+    model_dir, _ = trained
+    source = tmp_path / "tokens.txt"
+    source.write_text("Ataxia\ntelangiectasia\nis\nrare\n.\n\nBRCA1\nmutations\n")
+    code, out, _ = run(capsys, "predict", str(model_dir), "--input", str(source), "--input-format", "conll")
+    assert code == 0
+    rows = [line.split("\t") for line in out.splitlines() if line]
+    assert [r[0] for r in rows] == ["Ataxia", "telangiectasia", "is", "rare", ".", "BRCA1", "mutations"]
+    assert all(len(r) == 2 and r[1] in {"O", "B-Disease", "I-Disease"} for r in rows)
+
+
+def write(path, text, encoding="utf-8"):
+    path.write_bytes(text.encode(encoding) if isinstance(text, str) else text)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "flag", "message"),
+    [
+        ("dev.tsv", "Cancer\tB-Chemical\n", "--validation-file", "dev.tsv, line 1: label 'B-Chemical' never appears"),
+        ("test.tsv", "a\tO\nCancer\tB-Neoplasm\n", "--test-file", "test.tsv, line 2: label 'B-Neoplasm'"),
+        ("train.tsv", "Cancer\tB-Disease\nonecolumn\n", "--train-file", "train.tsv, line 2"),
+        ("train.tsv", "", "--train-file", "train.tsv"),
+        ("train.tsv", b"Cancer\tB-Disease\ncaf\xe9\tO\n", "--train-file", "train.tsv"),
+        (
+            "train.jsonl",
+            '{"tokens": ["a"], "ner_tags": ["O"]}\n{"tokens": ["b"]\n',
+            "--train-file",
+            "train.jsonl, line 2",
+        ),
+        ("missing.tsv", None, "--train-file", "missing.tsv"),
+    ],
+)
+def test_bad_input_stops_with_an_error_naming_file_line_and_value(tmp_path, capsys, name, content, flag, message):
+    good = write(tmp_path / "good.tsv", "Cancer\tB-Disease\nrisk\tO\n\nAPC\tO\n")
+    path = tmp_path / name
+    if content is not None:
+        write(path, content)
+    files = {"--train-file": good, "--validation-file": good, "--test-file": good, flag: str(path)}
+    argv = ["train", "--output-dir", str(tmp_path / "out"), "--max-steps", "1"]
+    for option, value in files.items():
+        argv += [option, value]
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert message in err
+    assert err.count("\n") == 1, "one line, no traceback"
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_non_utf8_error_names_the_line(tmp_path, capsys):
+    path = write(tmp_path / "latin1.tsv", b"Cancer\tB-Disease\nrisk\tO\n\ncaf\xe9\tO\n")
+    code, _, err = run(capsys, "evaluate", "unused", "--data", path)
+    assert code == 2 and "latin1.tsv" in err and "line 4" in err and "UTF-8" in err
+
+
+def test_unknown_command(capsys):
+    assert main(["fly"]) == 2
+    assert "unknown command 'fly'" in capsys.readouterr().err
+
+
+def test_evaluate_an_unfinished_output_dir(tmp_path, capsys):
+    (tmp_path / "checkpoint-10").mkdir()
+    data = write(tmp_path / "d.tsv", "Cancer\tB-Disease\n")
+    code, _, err = run(capsys, "evaluate", str(tmp_path), "--data", data, "--output", str(tmp_path / "s.json"))
+    assert code == 2 and "no model here" in err and "checkpoint-10" in err
