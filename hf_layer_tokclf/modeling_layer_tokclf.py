@@ -69,20 +69,31 @@ class LayerPreTrainedModel(BertPreTrainedModel):
             init.ones_(module.gamma)
 
     def _encode(self, output_attentions, output_hidden_states, **inputs):
-        """Runs the truncated encoder; returns (features, encoder outputs)."""
+        """Runs the truncated encoder; ``last_hidden_state`` holds the features the head reads."""
         need_all = len(self.layers) > 1
         # Only pass flags that were given: 4.x and 5.x fill in the config defaults differently.
         flags = {"output_attentions": output_attentions, "output_hidden_states": output_hidden_states or need_all}
         flags = {k: v for k, v in flags.items() if v is not None}
         outputs = self.bert(**inputs, **flags, return_dict=True)
         if not need_all:  # the encoder ends at the selected layer
-            return outputs.last_hidden_state, outputs
-        states = [outputs.hidden_states[i] for i in self.layers]
-        if self.scalar_mix is not None:
-            return self.scalar_mix(states), outputs
-        if self.config.layer_pooling == "concat":
-            return torch.cat(states, dim=-1), outputs
-        return torch.stack(states).mean(dim=0), outputs
+            features = outputs.last_hidden_state
+        else:
+            states = [outputs.hidden_states[i] for i in self.layers]
+            if self.scalar_mix is not None:
+                features = self.scalar_mix(states)
+            elif self.config.layer_pooling == "concat":
+                features = torch.cat(states, dim=-1)
+            else:
+                features = torch.stack(states).mean(dim=0)
+        return BaseModelOutput(
+            last_hidden_state=features,
+            hidden_states=outputs.hidden_states if output_hidden_states else None,
+            attentions=outputs.attentions,
+        )
+
+    def _return(self, output, return_dict):
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        return output if return_dict else output.to_tuple()
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
@@ -156,7 +167,7 @@ class BertForLayerTokenClassification(LayerPreTrainedModel):
             Label ids in `[0, num_labels - 1]` for each token; `-100` marks tokens the loss ignores
             (special tokens, padding, non-first subwords).
         """
-        features, outputs = self._encode(
+        encoded = self._encode(
             output_attentions,
             output_hidden_states,
             input_ids=input_ids,
@@ -166,7 +177,7 @@ class BertForLayerTokenClassification(LayerPreTrainedModel):
             inputs_embeds=inputs_embeds,
             **kwargs,
         )
-        logits = self.classifier(self.dropout(features))
+        logits = self.classifier(self.dropout(encoded.last_hidden_state))
 
         loss = None
         if labels is not None:
@@ -180,13 +191,9 @@ class BertForLayerTokenClassification(LayerPreTrainedModel):
             )
 
         output = TokenClassifierOutput(
-            loss=loss,
-            logits=logits,
-            hidden_states=outputs.hidden_states if output_hidden_states else None,
-            attentions=outputs.attentions,
+            loss=loss, logits=logits, hidden_states=encoded.hidden_states, attentions=encoded.attentions
         )
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        return output if return_dict else output.to_tuple()
+        return self._return(output, return_dict)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         if self._auto_class is not None:
@@ -222,7 +229,7 @@ class BertLayerModel(LayerPreTrainedModel):
         return_dict=None,
         **kwargs,
     ):
-        features, outputs = self._encode(
+        encoded = self._encode(
             output_attentions,
             output_hidden_states,
             input_ids=input_ids,
@@ -232,13 +239,7 @@ class BertLayerModel(LayerPreTrainedModel):
             inputs_embeds=inputs_embeds,
             **kwargs,
         )
-        output = BaseModelOutput(
-            last_hidden_state=features,
-            hidden_states=outputs.hidden_states if output_hidden_states else None,
-            attentions=outputs.attentions,
-        )
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        return output if return_dict else output.to_tuple()
+        return self._return(encoded, return_dict)
 
 
 __all__ = ["BertForLayerTokenClassification", "BertLayerModel", "LayerPreTrainedModel"]
