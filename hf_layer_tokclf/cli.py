@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from .files import check_output_file, write_json
+from .hub import HubError
 
 USAGE = """hf-layer-tokclf <command> [options]
 
@@ -22,6 +23,7 @@ commands:
   train      fine-tune a model on CoNLL / JSON lines / datasets data (the Trainer's options apply)
   evaluate   entity-level precision, recall and F1 of a trained model on labeled data
   predict    entities in raw text (JSON lines out), or labels for pre-tokenized CoNLL
+  push       share a trained model on the Hugging Face Hub, verified first (as push_to_hub.py)
 
 Run `hf-layer-tokclf <command> --help` for a command's options.
 """
@@ -167,7 +169,13 @@ def predict_command(argv: Sequence[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": train_command, "evaluate": evaluate_command, "predict": predict_command}
+def push_command(argv: Sequence[str]) -> int:
+    from .hub import command
+
+    return command(argv, prog="hf-layer-tokclf push")
+
+
+COMMANDS = {"train": train_command, "evaluate": evaluate_command, "predict": predict_command, "push": push_command}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -184,6 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:  # DataError, OutputExistsError and bad option values: the user can fix them
         print(f"hf-layer-tokclf {argv[0]}: error: {error}", file=sys.stderr)
         return 2
+    except HubError as error:  # train --push-to-hub: the model is saved, the Hub failed
+        print(f"hf-layer-tokclf {argv[0]}: error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

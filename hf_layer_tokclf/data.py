@@ -24,6 +24,7 @@ __all__ = [
     "BOOKKEEPING_KEYS",
     "SCHEMES",
     "DataError",
+    "MissingSplitError",
     "Sentence",
     "check_known_labels",
     "detect_scheme",
@@ -59,6 +60,10 @@ _LABEL = re.compile(r"^([BIES])-(.+)$")
 
 class DataError(ValueError):
     """An error in the user's data that they can fix; the message names the file, line and value."""
+
+
+class MissingSplitError(DataError):
+    """A dataset that has no split of the name asked for."""
 
 
 @dataclass
@@ -241,7 +246,7 @@ def _pick_split(dataset: Any, split: str | None, source: str) -> tuple[Any, str]
             raise DataError(f"{source}: holds several splits ({available}); choose one with split=")
         split = next(iter(dataset))
     if split not in dataset:
-        raise DataError(f"{source}: no split {split!r} (available: {available})")
+        raise MissingSplitError(f"{source}: no split {split!r} (available: {available})")
     return dataset[split], f"{source}[{split}]"
 
 

@@ -15,9 +15,19 @@ from typing import Any, Literal
 
 import torch
 
-from .data import BOOKKEEPING_KEYS, Sentence, check_known_labels, encode, label_list, load_sentences, merge_windows
+from .data import (
+    BOOKKEEPING_KEYS,
+    MissingSplitError,
+    Sentence,
+    check_known_labels,
+    encode,
+    label_list,
+    load_sentences,
+    merge_windows,
+)
 from .data import normalize_labels as to_iob2_sentences
 from .files import prepare_output_dir, write_json
+from .hub import push_request, push_to_hub
 from .inference import default_max_length, evaluate_sentences, flat_scores
 from .metrics import entity_scores, format_scores
 from .model_card import write_model_card
@@ -159,7 +169,7 @@ def read_splits(data_args: DataArguments) -> dict[str, list[Sentence]]:
         source, split_name = (path, None) if path is not None else (data_args.dataset_name, split)
         try:
             sentences = load_sentences(source, split=split_name)
-        except KeyError:  # a dataset without this split
+        except MissingSplitError:  # a dataset without a dev or test split
             if split == "train":
                 raise
             continue
@@ -219,7 +229,7 @@ def train(
         The metrics written to ``metrics.json``: ``eval_*`` and ``test_*`` scores (fractions),
         the Trainer's ``train_*`` figures, and ``settings``.
     """
-    from transformers import AutoTokenizer, DataCollatorForTokenClassification, EarlyStoppingCallback, Trainer
+    from transformers import AutoTokenizer, DataCollatorForTokenClassification, EarlyStoppingCallback, Trainer, set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
     from .modeling_layer_tokclf import BertForLayerTokenClassification
@@ -229,6 +239,7 @@ def train(
         training_args.dataloader_pin_memory = False  # pinning needs an accelerator; spare the warning
     if not training_args.output_dir:
         raise ValueError("--output-dir is required.")
+    hub_request = push_request(training_args)  # --push-to-hub: checked now, pushed (verified) after saving
     output_dir = Path(training_args.output_dir)
     splits = read_splits(data_args)  # bad data fails before anything is written
     if training_args.process_index == 0:
@@ -244,6 +255,9 @@ def train(
     if model_class is None:
         model_class = BertForLayerTokenClassification
         head_kwargs.update(hidden_layer=layer, layer_pooling=model_args.layer_pooling)
+    # Seed before the head is initialised, as run_ner.py does: runs with the same seed start
+    # from the same head (whatever the architecture with that head shape) and see the same batches.
+    set_seed(training_args.seed)
     model = model_class.from_pretrained(model_args.model, **head_kwargs)
     max_length = data_args.max_length or default_max_length(model, tokenizer)
 
@@ -299,6 +313,8 @@ def train(
                 print(format_scores(scores))
         metrics["settings"] = {**_settings(model_args, data_args, training_args, model, max_length), "command": command}
         _save(model, tokenizer, output_dir, metrics, run_args)
+        if hub_request:
+            push_to_hub(output_dir, **hub_request)
     trainer.accelerator.wait_for_everyone()
     return metrics
 

@@ -95,3 +95,31 @@ def test_stock_head_trains_with_the_same_settings(tmp_path):
     metrics = train(ModelArguments(), data, args, model_class=BertForTokenClassification)
     assert metrics["settings"]["architecture"] == "BertForTokenClassification"
     assert "test_f1" in metrics
+
+
+def test_trains_from_a_saved_dataset_dict(tmp_path):
+    """A `datasets` folder with ClassLabel tags, as Hub NER datasets have them, through --dataset-name."""
+    import datasets
+
+    names = ["O", "B-Disease", "I-Disease"]
+    features = datasets.Features(
+        {
+            "tokens": datasets.Sequence(datasets.Value("string")),
+            "ner_tags": datasets.Sequence(datasets.ClassLabel(names=names)),
+        }
+    )
+    sentences = load_sentences(str(NCBI / "devel.tsv"))[:48]
+    rows = {
+        "tokens": [s.tokens for s in sentences],
+        "ner_tags": [[names.index(x) for x in s.labels] for s in sentences],
+    }
+    whole = datasets.Dataset.from_dict(rows, features=features)
+    splits = datasets.DatasetDict({"train": whole.select(range(32)), "validation": whole.select(range(32, 48))})
+    splits.save_to_disk(tmp_path / "ds")
+    data, args = slice_args(tmp_path / "out", max_steps=2)
+    data.train_file = data.validation_file = data.test_file = None
+    data.dataset_name = str(tmp_path / "ds")
+    metrics = train(ModelArguments(hidden_layer=[1]), data, args)
+    assert "eval_f1" in metrics and "test_f1" not in metrics  # the folder has no test split
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["id2label"] == {"0": "O", "1": "B-Disease", "2": "I-Disease"}

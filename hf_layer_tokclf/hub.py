@@ -1,0 +1,624 @@
+"""Sharing a trained model on the Hugging Face Hub: stage, verify like a stranger, upload in one commit.
+
+`push_to_hub` is what ``push_to_hub.py``, ``hf-layer-tokclf push`` and ``hf-layer-tokclf train
+--push-to-hub`` run:
+
+1. `stage` copies what a Hub model repository needs, and nothing else, into a folder of its own:
+   the safetensors weights, ``config.json`` (with ``auto_map``), the two code files, the tokenizer
+   files, and a ``README.md`` model card rendered for the repository id. Optimizer states,
+   checkpoints, logs, ``metrics.json``, tokens and dotfiles stay behind: the list is an allow-list.
+2. `verify` loads the staged folder in a fresh Python process where this package cannot be
+   imported (`remote_check.run_remote_check`: Auto classes and the pipeline, with remote code) and
+   compares it with the source folder loaded here by the installed package: same token ids, logits
+   within 1e-5, same entities with character offsets, no warning about weights. The staged code
+   files must also be byte-identical to the installed package's: the verification vouches for the
+   code people will run, and an edited file could change nothing in the logits and still do
+   anything else. A model saved by another version of this package is refused with the way out
+   (load it with this version and ``save_pretrained`` it again, which rewrites the code files).
+3. Upload: ``create_repo(exist_ok=True)``, ``create_branch`` for a ``revision``, then **one**
+   ``create_commit`` listing exactly the staged files. Not ``upload_folder``: with ``hf_xet``
+   installed (the default) it is a pipelined upload that may split a folder into several commits,
+   and splits a batch whose commit failed, so a failure could leave part of the files committed.
+   ``create_commit`` makes one commit or none.
+
+Nothing is uploaded unless every check passed; errors the user can fix are ``ValueError``
+(`VerificationError` for a folder that does not match), network and Hub failures are `HubError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "SAMPLE",
+    "HubError",
+    "PushResult",
+    "VerificationError",
+    "check_online",
+    "check_repo_id",
+    "push_request",
+    "push_to_hub",
+    "resolve_token",
+    "stage",
+    "verify",
+]
+
+SAMPLE = "Germline mutations in BRCA1 cause hereditary breast and ovarian cancer."
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+WEIGHTS = "model.safetensors"
+WEIGHTS_INDEX = "model.safetensors.index.json"
+CONFIG = "config.json"
+CODE_FILES = ("configuration_layer_tokclf.py", "modeling_layer_tokclf.py")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "added_tokens.json",
+)
+CARD = "README.md"
+METRICS = "metrics.json"
+SHARD = re.compile(r"^model-\d{5}-of-\d{5}\.safetensors$")
+# What save_pretrained writes for this package's classes; another module here would be code we did not check.
+AUTO_MAP = {
+    "AutoConfig": "configuration_layer_tokclf.LayerTokenClassificationConfig",
+    "AutoModelForTokenClassification": "modeling_layer_tokclf.BertForLayerTokenClassification",
+    "AutoModel": "modeling_layer_tokclf.BertLayerModel",
+}
+ATOL = 1e-5
+SCORE_ATOL = 1e-4
+# Warnings from loading that mean the staged model is not the trained one.
+BAD_WARNING = re.compile(
+    r"newly initiali[sz]ed|not initiali[sz]ed|were not used|not used when|missing|unexpected|mismatch"
+    r"|model of type|random",
+    re.IGNORECASE,
+)
+
+
+class VerificationError(ValueError):
+    """The staged folder is not the model it was made from (or cannot be loaded like a stranger would)."""
+
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.problems = list(problems) or [message]
+
+
+class HubError(RuntimeError):
+    """The Hub could not be reached or refused a request; the message says what, if anything, was uploaded."""
+
+
+@dataclass
+class PushResult:
+    """What `push_to_hub` did: the staged files, the verification report, and the commit (unless a dry run)."""
+
+    repo_id: str
+    staging_dir: Path
+    files: list[tuple[str, int]]
+    verification: dict[str, Any]
+    dry_run: bool
+    revision: str | None = None
+    repo_url: str | None = None
+    commit_url: str | None = None
+    commit_oid: str | None = None
+
+
+# --- checks that need no model -----------------------------------------------------------------
+
+
+def check_repo_id(repo_id: Any) -> str:
+    """``repo_id`` if it is a Hub model id ``owner/name``, else a ``ValueError`` saying what is wrong."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if not isinstance(repo_id, str) or repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise ValueError(f"The repository id must be OWNER/NAME (e.g. your-name/ncbi-disease-minilm), not {repo_id!r}.")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise ValueError(f"Invalid repository id {repo_id!r}: {error}") from None
+    return repo_id
+
+
+def resolve_token(token: str | None = None) -> str:
+    """``token``, else the one ``huggingface_hub`` would use (``HF_TOKEN``, then ``hf auth login``'s file)."""
+    import huggingface_hub
+
+    token = token or huggingface_hub.get_token()
+    if not token:
+        raise ValueError(
+            "No Hugging Face token found: run `hf auth login`, or set HF_TOKEN to a token with write access "
+            "(https://huggingface.co/settings/tokens). Nothing was uploaded."
+        )
+    return token
+
+
+def check_online() -> None:
+    """A ``ValueError`` if ``HF_HUB_OFFLINE`` is set: every Hub request would fail, after the verification."""
+    from huggingface_hub import constants
+
+    if getattr(constants, "HF_HUB_OFFLINE", False):
+        raise ValueError("HF_HUB_OFFLINE is set: unset it to upload, or use --dry-run. Nothing was uploaded.")
+
+
+def _is_allowed(name: str) -> bool:
+    return name in (WEIGHTS, WEIGHTS_INDEX, CONFIG, *CODE_FILES, *TOKENIZER_FILES, CARD) or bool(SHARD.match(name))
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path} is not readable JSON: {error}") from None
+
+
+def _check_auto_map(config: dict[str, Any], where: Path) -> None:
+    auto_map = config.get("auto_map")
+    if not isinstance(auto_map, dict) or not auto_map:
+        raise ValueError(
+            f"{where} has no auto_map: it is not a model saved by hf_layer_tokclf "
+            "(`BertForLayerTokenClassification.save_pretrained` writes one), so nobody could load it with "
+            "trust_remote_code=True."
+        )
+    wrong = {key: value for key, value in auto_map.items() if AUTO_MAP.get(key) != value}
+    if wrong or not {"AutoConfig", "AutoModelForTokenClassification"} <= auto_map.keys():
+        raise ValueError(
+            f"{where}: auto_map must point at this package's two code files ({json.dumps(AUTO_MAP)}); "
+            f"it has {json.dumps(auto_map)}."
+        )
+
+
+def _weight_files(source: Path) -> list[str]:
+    if (source / WEIGHTS).is_file():
+        return [WEIGHTS]
+    if (source / WEIGHTS_INDEX).is_file():
+        index = _read_json(source / WEIGHTS_INDEX)
+        shards = sorted(set((index.get("weight_map") or {}).values()))
+        bad = [name for name in shards if not SHARD.match(str(name))]
+        missing = [name for name in shards if name not in bad and not (source / name).is_file()]
+        if not shards or bad or missing:
+            raise ValueError(f"{source / WEIGHTS_INDEX}: shards missing or misnamed: {bad + missing or 'none listed'}.")
+        return [WEIGHTS_INDEX, *shards]
+    if any(source.glob("*.bin")) or any(source.glob("*.pt")):
+        raise ValueError(
+            f"{source} holds PyTorch pickle weights only (.bin/.pt). Only safetensors are shared: pickles can run "
+            "code when loaded. Load the model and save_pretrained it again (safetensors is the default)."
+        )
+    raise ValueError(f"{source} holds no model weights ({WEIGHTS}).")
+
+
+def _select(source: Path) -> list[str]:
+    """The names of the files to share from ``source``; a ``ValueError`` if one is missing or unsafe."""
+    if not source.is_dir():
+        raise ValueError(f"{source} is not a folder.")
+    if not (source / CONFIG).is_file():
+        checkpoints = sorted(p.name for p in source.glob("checkpoint-*"))
+        hint = f" It holds checkpoints ({', '.join(checkpoints)}): training did not finish." if checkpoints else ""
+        raise ValueError(f"{source}: no model here (no {CONFIG}).{hint}")
+    _check_auto_map(_read_json(source / CONFIG), source / CONFIG)
+    weights = _weight_files(source)
+    missing = [name for name in CODE_FILES if not (source / name).is_file()]
+    if missing:
+        raise ValueError(f"{source} lacks {', '.join(missing)}: the remote code would not load.")
+    tokenizer = [name for name in TOKENIZER_FILES if (source / name).is_file()]
+    if "tokenizer_config.json" not in tokenizer or not {"tokenizer.json", "vocab.txt"} & set(tokenizer):
+        raise ValueError(f"{source} holds no tokenizer (tokenizer_config.json with tokenizer.json or vocab.txt).")
+    if "auto_map" in _read_json(source / "tokenizer_config.json"):
+        raise ValueError(f"{source / 'tokenizer_config.json'} has an auto_map: custom tokenizer code is not shared.")
+    return [*weights, CONFIG, *CODE_FILES, *tokenizer]
+
+
+def _prepare_staging(staging_dir: Path, source: Path, overwrite: bool) -> Path:
+    target, origin = staging_dir.resolve(), source.resolve()
+    if target == origin or origin in target.parents or target in origin.parents:
+        raise ValueError(f"The staging folder {staging_dir} must be outside the model folder {source} and vice versa.")
+    if target.exists() and not target.is_dir():
+        raise ValueError(f"The staging folder {staging_dir} is a file.")
+    entries = sorted(target.iterdir()) if target.is_dir() else []
+    if entries and not overwrite:
+        raise ValueError(f"The staging folder {staging_dir} is not empty; give an empty or new folder.")
+    foreign = [p.name for p in entries if not (p.is_file() and _is_allowed(p.name))]
+    if foreign:  # overwrite only what a previous staging put there
+        raise ValueError(f"The staging folder {staging_dir} holds {', '.join(foreign)}: not a staging folder.")
+    for entry in entries:
+        entry.unlink()
+    target.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+# --- stage and verify --------------------------------------------------------------------------
+
+
+def stage(
+    model_dir: str | Path, staging_dir: str | Path, repo_id: str | None = None, *, overwrite: bool = False
+) -> list[Path]:
+    """Copies the files to share from ``model_dir`` into ``staging_dir`` and renders the card there.
+
+    Copied: the safetensors weights (one file, or shards and their index), ``config.json`` (it must
+    have this package's ``auto_map``), the two code files, and the tokenizer files present among
+    ``tokenizer.json``, ``tokenizer_config.json``, ``special_tokens_map.json``, ``vocab.txt``,
+    ``added_tokens.json``. ``README.md`` is rendered anew from ``metrics.json`` (if any) for
+    ``repo_id``. A folder with pickle weights only, or without code or tokenizer, is refused.
+    ``staging_dir`` must be new or empty; ``overwrite`` empties a folder a previous staging filled.
+    Returns the staged paths, sorted.
+    """
+    from .model_card import write_model_card
+
+    source = Path(model_dir)
+    names = _select(source)
+    target = _prepare_staging(Path(staging_dir), source, overwrite)
+    for name in names:
+        shutil.copyfile(source / name, target / name)
+    metrics = _read_json(source / METRICS) if (source / METRICS).is_file() else {}
+    write_model_card(target, metrics, repo_id=repo_id)
+    return sorted(target / name for name in [*names, CARD])
+
+
+def _entities(raw: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: (float(v) if k == "score" else v) for k, v in entity.items() if k != "index"} for entity in raw]
+
+
+def _source_outputs(source: Path, text: str) -> dict[str, Any]:
+    """The source folder through the installed package, in this process: ids, logits, entities, depth."""
+    import torch
+    from transformers import AutoTokenizer, pipeline
+
+    from .modeling_layer_tokclf import BertForLayerTokenClassification
+
+    try:
+        model, info = BertForLayerTokenClassification.from_pretrained(str(source), output_loading_info=True)
+        tokenizer = AutoTokenizer.from_pretrained(str(source))
+    except Exception as error:  # a truncated or garbled file fails in safetensors, json, tokenizers...
+        raise VerificationError(f"The model in {source} does not load: {type(error).__name__}: {error}") from error
+    bad = {key: sorted(info[key]) for key in ("missing_keys", "unexpected_keys", "mismatched_keys") if info.get(key)}
+    if bad:
+        raise VerificationError(f"The weights in {source} do not fit the model: {bad}")
+    model.eval()
+    encoded = tokenizer(text, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**encoded).logits[0]
+    ner = pipeline("token-classification", model=model, tokenizer=tokenizer, aggregation_strategy="simple")
+    return {
+        "input_ids": encoded["input_ids"][0].tolist(),
+        "logits": logits,
+        "entities": _entities(ner(text)),
+        "num_layers_built": len(model.bert.encoder.layer),
+    }
+
+
+def _check_folder(staging: Path) -> None:
+    """Cheap checks first: the file set, the code files, config and card metadata."""
+    from huggingface_hub import ModelCard
+
+    if not staging.is_dir():
+        raise VerificationError(f"{staging} is not a folder.")
+    names = sorted(p.name for p in staging.iterdir())
+    extra = [name for name in names if not _is_allowed(name) or not (staging / name).is_file()]
+    missing = [name for name in (CONFIG, *CODE_FILES, CARD) if name not in names]
+    if not ({WEIGHTS, WEIGHTS_INDEX} & set(names)):
+        missing.append(WEIGHTS)
+    if extra or missing:
+        raise VerificationError(f"{staging}: unexpected files {extra}, missing files {missing}.")
+    for name in CODE_FILES:
+        if (staging / name).read_bytes() != (PACKAGE_DIR / name).read_bytes():
+            raise VerificationError(
+                f"{name} in {staging} is not the installed hf_layer_tokclf's {name}: the file was edited, or the "
+                "model was saved by another version. Re-save it with this version "
+                "(BertForLayerTokenClassification.from_pretrained(DIR).save_pretrained(DIR) rewrites the code "
+                "files), or share it with the version that made it."
+            )
+    try:
+        _check_auto_map(_read_json(staging / CONFIG), staging / CONFIG)
+    except ValueError as error:
+        raise VerificationError(str(error)) from None
+    data = ModelCard((staging / CARD).read_text(encoding="utf-8")).data
+    if data.library_name != "transformers" or data.pipeline_tag != "token-classification":
+        raise VerificationError(f"{staging / CARD}: the card metadata lacks library_name / pipeline_tag.")
+
+
+def verify(
+    staging_dir: str | Path,
+    source_dir: str | Path,
+    text: str = SAMPLE,
+    *,
+    python_path: str | None = None,
+) -> dict[str, Any]:
+    """Checks that the staged folder, loaded by a stranger, is the model in ``source_dir``.
+
+    ``source_dir`` is loaded here with the installed package; ``staging_dir`` in a fresh process
+    where it cannot be imported, through ``AutoConfig`` / ``AutoTokenizer`` /
+    ``AutoModelForTokenClassification`` / ``AutoModel`` / ``pipeline`` with ``trust_remote_code``
+    (``python_path``: another transformers, see `run_remote_check`). The staged files must be
+    exactly the allowed ones, the code files byte-identical to this package's, the card's metadata
+    readable; then token ids equal, logits within 1e-5, the same entities (type, offsets, word; score
+    within 1e-4) with character offsets, and no loading warning about weights. Raises
+    `VerificationError` listing what differed; returns the fresh process's report plus
+    ``max_abs_diff``.
+    """
+    import torch
+
+    from .remote_check import run_remote_check
+
+    staging, source = Path(staging_dir), Path(source_dir)
+    _check_folder(staging)
+    expected = _source_outputs(source, text)
+    try:
+        report = run_remote_check(staging, text, python_path=python_path)
+    except RuntimeError as error:
+        lines = [line for line in str(error).splitlines() if line.strip()]
+        raise VerificationError(f"The staged folder does not load through remote code: {lines[-1]}") from error
+
+    problems = []
+    if report.get("config_class") != "LayerTokenClassificationConfig" or report.get("auto_model_class") != (
+        "BertLayerModel"
+    ):
+        problems.append(f"the Auto classes gave {report.get('config_class')} / {report.get('auto_model_class')}")
+    if report.get("model_class") != "BertForLayerTokenClassification":
+        problems.append(f"AutoModelForTokenClassification gave {report.get('model_class')}")
+    if report.get("num_layers_built") != expected["num_layers_built"]:
+        problems.append(f"{report.get('num_layers_built')} layers built, not {expected['num_layers_built']}")
+    max_diff = math.inf
+    if report["input_ids"] != expected["input_ids"]:
+        problems.append("the staged tokenizer gives other token ids")
+    else:
+        logits = torch.tensor(report["logits"])
+        if logits.shape != expected["logits"].shape:
+            problems.append(f"the logits have shape {list(logits.shape)}, not {list(expected['logits'].shape)}")
+        else:
+            max_diff = float((logits - expected["logits"]).abs().max())
+            if not max_diff <= ATOL:  # NaN fails too
+                problems.append(f"the logits differ (max |difference| {max_diff:.3g} > {ATOL:g})")
+    entities, want = report["entities"], expected["entities"]
+    for entity in entities:
+        start, end = entity.get("start"), entity.get("end")
+        if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text)):
+            problems.append(f"the pipeline gave an entity without character offsets: {entity}")
+            break
+    key = ("entity_group", "start", "end", "word")
+    if [tuple(e.get(k) for k in key) for e in entities] != [tuple(e.get(k) for k in key) for e in want] or any(
+        abs(a["score"] - b["score"]) > SCORE_ATOL for a, b in zip(entities, want, strict=False)
+    ):
+        problems.append(f"the pipeline found {entities}, the source model {want}")
+    bad_warnings = [warning for warning in report.get("warnings", []) if BAD_WARNING.search(warning)]
+    if bad_warnings:
+        problems.append(f"loading warned: {bad_warnings}")
+    if problems:
+        raise VerificationError(
+            f"The staged folder {staging} is not the model in {source}: " + "; ".join(problems) + ".", problems
+        )
+    return {**report, "max_abs_diff": max_diff}
+
+
+# --- upload ------------------------------------------------------------------------------------
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions a Hub request raises, whichever HTTP library this huggingface_hub uses."""
+    import importlib
+
+    from huggingface_hub.errors import HfHubHTTPError
+
+    errors: list[type[BaseException]] = [HfHubHTTPError, OSError]
+    for module, name in (("httpx2", "HTTPError"), ("httpx", "HTTPError"), ("requests", "RequestException")):
+        with contextlib.suppress(ImportError, AttributeError):
+            errors.append(getattr(importlib.import_module(module), name))
+    return tuple(errors)
+
+
+def _describe(error: BaseException, repo_id: str) -> str:
+    response = getattr(error, "response", None)
+    status = getattr(response, "status_code", None)
+    first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
+    detail = " ".join(str(getattr(error, "server_message", None) or first).split())
+    if status == 401:
+        return f"the Hub rejected the token (401: {detail}); check it with `hf auth whoami` or log in again"
+    if status == 403:
+        return f"the token may not write to {repo_id} (403: {detail}); it needs write access to that namespace"
+    if status is not None:
+        return f"the Hub answered {status}: {detail}"
+    return f"could not reach the Hub ({type(error).__name__}: {first})"
+
+
+def _upload(
+    files: Sequence[Path],
+    repo_id: str,
+    *,
+    private: bool,
+    revision: str | None,
+    commit_message: str,
+    token: str,
+) -> tuple[str, Any]:
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    api = HfApi(token=token)
+    committing = False
+    try:
+        repo_url = api.create_repo(repo_id, private=private or None, exist_ok=True)  # None: the Hub's default
+        if revision and revision != "main":
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        committing = True
+        operations = [CommitOperationAdd(path_in_repo=path.name, path_or_fileobj=str(path)) for path in files]
+        info = api.create_commit(repo_id, operations, commit_message=commit_message, revision=revision)
+    except (*_network_errors(), ValueError) as error:
+        outcome = (
+            "No commit was made, so none of the files are in the repository." if committing else "Nothing was uploaded."
+        )
+        raise HubError(f"Uploading to {repo_id} failed: {_describe(error, repo_id)}. {outcome}") from error
+    return str(repo_url), info
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def push_to_hub(
+    model_dir: str | Path,
+    repo_id: str,
+    *,
+    private: bool = False,
+    revision: str | None = None,
+    commit_message: str | None = None,
+    dry_run: bool = False,
+    staging_dir: str | Path | None = None,
+    token: str | None = None,
+    overwrite_staging: bool = False,
+    text: str = SAMPLE,
+    echo: Callable[[str], Any] = print,
+) -> PushResult:
+    """Shares the model in ``model_dir`` as the Hub model repository ``repo_id``, verified first.
+
+    Checks the repository id and (unless ``dry_run``) finds the token (``token``, else
+    ``huggingface_hub.get_token()``: ``HF_TOKEN`` or ``hf auth login``) before anything else;
+    `stage`s the folder in ``staging_dir`` (default: a new temporary folder), `verify`s it in a
+    fresh process, prints the files with their sizes through ``echo``; a dry run stops there and
+    keeps the folder. Otherwise creates the repository (``exist_ok``; ``private`` applies to a new
+    one), the branch ``revision`` if given, and makes one commit with exactly the staged files; a
+    temporary staging folder is then removed. Nothing is uploaded if any step before fails.
+
+    Raises ``ValueError`` for what the user can fix (repository id, token, folder content,
+    `VerificationError`) and `HubError` when the Hub cannot be reached or refuses.
+    """
+    from . import __version__
+
+    check_repo_id(repo_id)
+    if revision is not None and not str(revision).strip():
+        raise ValueError("--revision must name a branch.")
+    if not dry_run:
+        token = resolve_token(token)
+        check_online()
+    source = Path(model_dir)
+    _select(source)  # a folder we cannot share fails before a staging folder appears
+    temporary = staging_dir is None
+    folder = Path(tempfile.mkdtemp(prefix="hf-layer-tokclf-push-")) if temporary else Path(staging_dir)
+    keep = dry_run or not temporary
+    try:
+        files = stage(source, folder, repo_id=repo_id, overwrite=overwrite_staging)
+        echo(f"Verifying {folder} in a fresh Python process (remote code, no hf_layer_tokclf)...")
+        try:
+            report = verify(folder, source, text)
+        except VerificationError as error:
+            where = f" The staged folder stays at {folder}." if keep else ""
+            raise VerificationError(f"{error} Nothing was uploaded.{where}", error.problems) from error
+        sizes = [(path.name, path.stat().st_size) for path in files]
+        width = max(len(name) for name, _ in sizes)
+        lines = [f"  {name:<{width}}  {_size(size):>9}  ({size:,} bytes)" for name, size in sizes]
+        total = sum(size for _, size in sizes)
+        echo(f"{len(sizes)} files for {repo_id}, {_size(total)}:\n" + "\n".join(lines))
+        echo(
+            f"Verified with transformers {report.get('transformers_version')}: logits match the source "
+            f"(max |difference| {report['max_abs_diff']:.1g}), the pipeline found {len(report['entities'])} entities."
+        )
+        result = PushResult(repo_id, folder, sizes, report, dry_run, revision)
+        if dry_run:
+            echo(f"Dry run: nothing was uploaded. The staged folder is {folder}")
+            return result
+        message = commit_message or f"Upload {source.resolve().name} (hf-layer-tokclf {__version__})"
+        echo(f"Uploading to {repo_id}{f' (branch {revision})' if revision else ''} in one commit...")
+        result.repo_url, info = _upload(
+            files, repo_id, private=private, revision=revision, commit_message=message, token=token
+        )
+        result.commit_url, result.commit_oid = getattr(info, "commit_url", None), getattr(info, "oid", None)
+        echo(f"Committed {result.commit_oid}: {result.commit_url}")
+        echo(
+            f"Load it with: AutoModelForTokenClassification.from_pretrained({repo_id!r}, trust_remote_code=True, "
+            f"revision={result.commit_oid!r})"
+        )
+        return result
+    finally:
+        if not keep:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+# --- train --push-to-hub -----------------------------------------------------------------------
+
+
+def push_request(training_args: Any) -> dict[str, Any] | None:
+    """Takes ``--push-to-hub`` away from the Trainer and returns `push_to_hub`'s arguments, or None.
+
+    The Trainer would push checkpoints itself, unverified and with files we do not share; `train`
+    pushes the final folder through `push_to_hub` instead. Checks ``hub_model_id`` and the token now,
+    before any training, and sets ``training_args.push_to_hub = False``.
+    """
+    if not getattr(training_args, "push_to_hub", False):
+        return None
+    repo_id = getattr(training_args, "hub_model_id", None)
+    if not repo_id:
+        raise ValueError("--push-to-hub needs --hub-model-id OWNER/NAME: the Hub repository to create or update.")
+    check_repo_id(repo_id)
+    token = resolve_token(getattr(training_args, "hub_token", None))
+    check_online()
+    training_args.push_to_hub = False
+    return {
+        "repo_id": repo_id,
+        "private": bool(getattr(training_args, "hub_private_repo", None)),
+        "revision": getattr(training_args, "hub_revision", None),
+        "token": token,
+    }
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def build_parser(prog: str = "push_to_hub.py"):
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Share a trained output directory as a Hugging Face Hub model repository. The folder is "
+        "staged (safetensors weights, config.json with auto_map, the two code files, tokenizer files, a README.md "
+        "model card; nothing else), loaded in a fresh Python process through the Auto classes and the pipeline "
+        "with trust_remote_code=True and compared with the source model, and only then uploaded, in one commit.",
+    )
+    parser.add_argument("model_dir", help="A trained output directory (hf-layer-tokclf train --output-dir).")
+    parser.add_argument("--repo-id", required=True, help="The Hub repository, OWNER/NAME; created if missing.")
+    parser.add_argument("--private", action="store_true", help="Create the repository private.")
+    parser.add_argument("--revision", default=None, help="A branch to commit to (created if missing; default main).")
+    parser.add_argument("--commit-message", default=None, help="The commit's title.")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="Stage and verify, print the files, upload nothing, keep the folder."
+    )
+    parser.add_argument("--staging-dir", default=None, help="Stage here (new or empty) instead of a temporary folder.")
+    parser.add_argument(
+        "--overwrite-staging-dir", action="store_true", help="Empty a --staging-dir that a previous run filled."
+    )
+    parser.add_argument(
+        "--token", default=None, help="A Hub token with write access (default: HF_TOKEN, else `hf auth login`'s)."
+    )
+    return parser
+
+
+def command(argv: Sequence[str] | None = None, prog: str = "push_to_hub.py") -> int:
+    """The command line of ``push_to_hub.py`` and ``hf-layer-tokclf push``: 0, 2 for user errors, 1 for the Hub's."""
+    import sys
+
+    args = build_parser(prog).parse_args(None if argv is None else list(argv))
+    try:
+        push_to_hub(
+            args.model_dir,
+            args.repo_id,
+            private=args.private,
+            revision=args.revision,
+            commit_message=args.commit_message,
+            dry_run=args.dry_run,
+            staging_dir=args.staging_dir,
+            token=args.token,
+            overwrite_staging=args.overwrite_staging_dir,
+        )
+    except ValueError as error:
+        print(f"{prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+    except HubError as error:
+        print(f"{prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,15 @@
+#!/usr/bin/env python
+"""Share a trained hf-layer-tokclf model on the Hugging Face Hub, after checking it loads like a stranger would.
+
+    python push_to_hub.py runs/my-model --repo-id you/my-model --dry-run   # stage, verify, list the files
+    python push_to_hub.py runs/my-model --repo-id you/my-model             # then upload, in one commit
+
+A thin layer over `hf_layer_tokclf.hub.push_to_hub` (also `hf-layer-tokclf push`); `--help` lists the options.
+"""
+
+import sys
+
+from hf_layer_tokclf.hub import command
+
+if __name__ == "__main__":
+    sys.exit(command(sys.argv[1:], prog="push_to_hub.py"))
