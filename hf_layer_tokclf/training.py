@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from torch.utils.data import SequentialSampler
+from transformers import Trainer
 
 from .data import (
     BOOKKEEPING_KEYS,
@@ -199,6 +201,18 @@ def _dev_metrics(features: list[dict[str, Any]], sentences: list[Sentence], id2l
     return compute_metrics
 
 
+class NerTrainer(Trainer):
+    """The Trainer, with evaluation batches kept in dataset order.
+
+    `compute_metrics` merges windows back into sentences by position; length grouping, which
+    speeds up training, would otherwise shuffle the evaluation batches too (transformers 4.x and
+    5.x group both). Distributed evaluation keeps this order when it gathers.
+    """
+
+    def _get_eval_sampler(self, eval_dataset: Any) -> Any:
+        return SequentialSampler(eval_dataset)
+
+
 def _argmax(logits: Any, labels: Any) -> Any:
     # Keeps evaluation memory at one id per token instead of a logit vector.
     return logits.argmax(dim=-1)
@@ -229,7 +243,7 @@ def train(
         The metrics written to ``metrics.json``: ``eval_*`` and ``test_*`` scores (fractions),
         the Trainer's ``train_*`` figures, and ``settings``.
     """
-    from transformers import AutoTokenizer, DataCollatorForTokenClassification, EarlyStoppingCallback, Trainer, set_seed
+    from transformers import AutoTokenizer, DataCollatorForTokenClassification, EarlyStoppingCallback, set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
     from .modeling_layer_tokclf import BertForLayerTokenClassification
@@ -279,7 +293,7 @@ def train(
     callbacks = []
     if run_args.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=run_args.early_stopping_patience))
-    trainer = Trainer(
+    trainer = NerTrainer(
         model=model,
         args=training_args,
         train_dataset=_model_inputs(features("train")),
@@ -296,6 +310,8 @@ def train(
     result = trainer.train(resume_from_checkpoint=checkpoint)
 
     metrics: dict[str, Any] = dict(result.metrics)
+    if trainer.state.best_metric is not None:
+        metrics["best_eval_f1"] = trainer.state.best_metric  # the Trainer's own dev F1 of the kept model
     if trainer.is_world_process_zero():
         model = trainer.model.eval()
         for split, prefix in (("validation", "eval"), ("test", "test")):

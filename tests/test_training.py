@@ -40,6 +40,12 @@ def test_it_learned_something(trained):
     assert metrics["eval_f1"] > 0.2, metrics
 
 
+def test_the_trainers_dev_f1_is_ours(trained):
+    """The F1 that picked the best checkpoint is the one a full evaluation of that model gives."""
+    _, metrics = trained
+    assert metrics["best_eval_f1"] == pytest.approx(metrics["eval_f1"], abs=0.005)
+
+
 def test_scores_match_a_separate_evaluation(trained):
     output_dir, metrics = trained
     model, tokenizer = load_model(output_dir)
