@@ -24,6 +24,8 @@ commands:
   evaluate   entity-level precision, recall and F1 of a trained model on labeled data
   predict    entities in raw text (JSON lines out), or labels for pre-tokenized CoNLL
   push       share a trained model on the Hugging Face Hub, verified first (as push_to_hub.py)
+  sweep      which layer? one linear probe per layer from one pass over the data; F1 vs cost
+  export-onnx  the model as ONNX for serving (dynamic batch and sequence), optionally int8-quantized
 
 Run `hf-layer-tokclf <command> --help` for a command's options.
 """
@@ -121,7 +123,35 @@ def _predict_parser() -> argparse.ArgumentParser:
         "subword, as training does).",
     )
     parser.add_argument("--batch-size", type=int, default=32, help="Texts or windows per forward pass.")
+    parser.add_argument(
+        "--chunk-size",
+        type=int,
+        default=None,
+        help="Documents (or CoNLL sentences) read at a time and sorted by length into batches; memory stays "
+        "flat however long the input (default: 1024 documents, 4096 sentences).",
+    )
+    parser.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="Where the model runs: auto = the GPU (bfloat16, sdpa) when there is one, else the CPU. An ONNX "
+        "folder from export-onnx runs on the CPU with onnxruntime.",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="No progress bar (shown only on a terminal).")
     return parser
+
+
+def _count_lines(path: str) -> int | None:
+    """Lines in a file, for the progress bar's total (counted in binary: cheap, and memory-flat)."""
+    try:
+        with open(path, "rb") as f:
+            data = b""
+            count = 0
+            for data in iter(lambda: f.read(1 << 20), b""):
+                count += data.count(b"\n")
+            return count + (1 if data and not data.endswith(b"\n") else 0)
+    except OSError:
+        return None
 
 
 def _lines(path: str | None) -> Iterator[str]:
@@ -137,26 +167,44 @@ def _lines(path: str | None) -> Iterator[str]:
 def predict_command(argv: Sequence[str]) -> int:
     args = _predict_parser().parse_args(list(argv))
     from .data import load_sentences
-    from .inference import conll_lines, load_model, predict_sentences, predict_texts, write_conll, write_jsonl
+    from .inference import conll_lines, iter_sentence_predictions, load_model, predict_texts, write_conll, write_jsonl
 
     if args.text and args.input:
         raise ValueError("Give --text or --input, not both.")
     if args.output:
         check_output_file(args.output, args.overwrite)
-    model, tokenizer = load_model(args.model_dir)
+    if args.chunk_size is not None and args.chunk_size < 1:
+        raise ValueError(f"--chunk-size must be at least 1, got {args.chunk_size}.")
+    chunking = {"chunk_size": args.chunk_size} if args.chunk_size else {}
+    progress = not args.no_progress
+    model, tokenizer = load_model(args.model_dir, device=args.device)
     if args.input_format == "conll":
         if not args.input:
             raise ValueError("--input-format conll needs --input FILE.")
         sentences = load_sentences(args.input, labeled=False)
-        predictions = predict_sentences(model, tokenizer, sentences, batch_size=args.batch_size)
+        # Predictions stream out chunk by chunk, as they are written.
+        predictions = iter_sentence_predictions(
+            model, tokenizer, sentences, batch_size=args.batch_size, progress=progress, total=len(sentences), **chunking
+        )
         if args.output:
             write_conll(args.output, sentences, predictions)
         else:
             sys.stdout.writelines(conll_lines(sentences, predictions))
         return 0
-    texts = list(args.text) if args.text else list(_lines(args.input))
+    import itertools
+
+    # Documents are read lazily and results written as they come: `tee` keeps only the chunk in flight.
+    texts, to_model = itertools.tee(iter(args.text) if args.text else _lines(args.input))
+    total = len(args.text) if args.text else _count_lines(args.input) if args.input else None
     entities = predict_texts(
-        model, tokenizer, texts, aggregation_strategy=args.aggregation_strategy, batch_size=args.batch_size
+        model,
+        tokenizer,
+        to_model,
+        aggregation_strategy=args.aggregation_strategy,
+        batch_size=args.batch_size,
+        progress=progress,
+        total=total,
+        **chunking,
     )
     records = ({"text": text, "entities": found} for text, found in zip(texts, entities, strict=True))
     if args.output:
@@ -175,7 +223,172 @@ def push_command(argv: Sequence[str]) -> int:
     return command(argv, prog="hf-layer-tokclf push")
 
 
-COMMANDS = {"train": train_command, "evaluate": evaluate_command, "predict": predict_command, "push": push_command}
+def _sweep_parser() -> argparse.ArgumentParser:
+    from .sweep import SWEEP_DEFAULTS
+
+    d = SWEEP_DEFAULTS
+    parser = argparse.ArgumentParser(
+        prog="hf-layer-tokclf sweep",
+        description="Which layer? Runs the frozen encoder once over the data with all hidden states, trains "
+        "one linear probe per layer on the cached first-subword vectors (all at once), and scores each with "
+        "seqeval entity F1 on the dev data. Writes sweep.md (table), sweep.json and sweep.png (F1 and "
+        "relative compute cost per layer) to --output-dir, recommends the shallowest layer within "
+        "--tolerance F1 of the best, and prints the `train` command that uses it.",
+    )
+    parser.add_argument("--model", default=None, help="BERT checkpoint folder or Hub id (default: packaged MiniLM).")
+    parser.add_argument("--train-file", required=True, help="Training data: CoNLL, JSON lines or save_to_disk.")
+    parser.add_argument("--validation-file", required=True, help="Dev data the probes are scored on.")
+    parser.add_argument("--output-dir", required=True, help="Where sweep.md, sweep.json and sweep.png go.")
+    parser.add_argument(
+        "--layers", type=int, nargs="+", default=None, help="hidden_states indices to probe (default: all, 0..L)."
+    )
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=d["tolerance"],
+        help="Recommend the shallowest layer within this many F1 points of the best (default: %(default)s).",
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=d["epochs"], help="Probe epochs (default: >= 3 epochs and 600 steps)."
+    )
+    parser.add_argument(
+        "--learning-rate", type=float, default=d["learning_rate"], help="Probe learning rate (default: %(default)s)."
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=d["batch_size"], help="Windows per encoder pass (default: %(default)s)."
+    )
+    parser.add_argument(
+        "--probe-batch-size",
+        type=int,
+        default=d["probe_batch_size"],
+        help="Words per probe step (default: %(default)s).",
+    )
+    parser.add_argument("--max-length", type=int, default=None, help="Window length in subwords (default: model max).")
+    parser.add_argument("--stride", type=int, default=None, help="Overlap between windows, in subwords.")
+    parser.add_argument("--max-train-samples", type=int, default=None, help="Use only the first N training sentences.")
+    parser.add_argument("--max-eval-samples", type=int, default=None, help="Use only the first N dev sentences.")
+    parser.add_argument(
+        "--cache",
+        choices=["memory", "disk"],
+        default=None,
+        help="Where the features live while the probes train (default: memory; disk with --cache-dir).",
+    )
+    parser.add_argument(
+        "--cache-dir", default=None, help="Folder for the disk cache (a temporary folder in it, deleted at the end)."
+    )
+    parser.add_argument(
+        "--cache-dtype",
+        choices=["float16", "float32"],
+        default=d["cache_dtype"],
+        help="Precision of the cached training features (default: %(default)s).",
+    )
+    parser.add_argument(
+        "--finetune-top",
+        type=int,
+        default=0,
+        help="Also fine-tune the encoder at the N best-value layers (the recommended one, then by probe F1) "
+        "with `train`'s defaults and add their dev F1 to the table and plot.",
+    )
+    parser.add_argument(
+        "--finetune-epochs", type=float, default=d["finetune_epochs"], help="Epochs of each fine-tuning run."
+    )
+    parser.add_argument(
+        "--finetune-learning-rate",
+        type=float,
+        default=d["finetune_learning_rate"],
+        help="Learning rate of each fine-tuning run (default: %(default)s).",
+    )
+    parser.add_argument(
+        "--save-probe", action="store_true", help="Save the recommended layer's probe as a model in OUTPUT_DIR."
+    )
+    parser.add_argument(
+        "--overwrite-output-dir", action="store_true", help="Replace the content of a non-empty --output-dir."
+    )
+    parser.add_argument("--seed", type=int, default=d["seed"], help="Order of the probe's training words.")
+    parser.add_argument("--no-progress", action="store_true", help="No progress bars.")
+    return parser
+
+
+def sweep_command(argv: Sequence[str]) -> int:
+    args = _sweep_parser().parse_args(list(argv))
+    from .sweep import run_sweep
+
+    result = run_sweep(
+        args.train_file,
+        args.validation_file,
+        args.output_dir,
+        model=args.model,
+        layers=args.layers,
+        max_train_samples=args.max_train_samples,
+        max_eval_samples=args.max_eval_samples,
+        finetune_top=args.finetune_top,
+        finetune_epochs=args.finetune_epochs,
+        finetune_learning_rate=args.finetune_learning_rate,
+        overwrite_output_dir=args.overwrite_output_dir,
+        save_probe=args.save_probe,
+        progress=not args.no_progress,
+        tolerance=args.tolerance,
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        probe_batch_size=args.probe_batch_size,
+        max_length=args.max_length,
+        stride=args.stride,
+        cache=args.cache or ("disk" if args.cache_dir else "memory"),
+        cache_dir=args.cache_dir,
+        cache_dtype=args.cache_dtype,
+        seed=args.seed,
+    )
+    print(result.table())
+    k = result.recommended_layer
+    print(
+        f"\nrecommended: layer {k} (dev F1 {100 * result.f1[k]:.2f}, relative cost {result.relative_cost[k]:.2f}); "
+        f"best: layer {result.best_layer} (dev F1 {100 * result.f1[result.best_layer]:.2f})"
+    )
+    print(f"written to {args.output_dir}: sweep.md, sweep.json, sweep.png")
+    print(f"\nfine-tune at layer {k}:\n  {result.train_command}")
+    return 0
+
+
+def _export_onnx_parser() -> argparse.ArgumentParser:
+    from .export import DEFAULT_OPSET
+
+    parser = argparse.ArgumentParser(
+        prog="hf-layer-tokclf export-onnx",
+        description="Export a trained model for serving: OUT_DIR/model.onnx (the encoder layers the model uses "
+        "plus its head; inputs input_ids, attention_mask, token_type_ids; output logits; dynamic batch and "
+        "sequence axes), checked against PyTorch, with config.json, the tokenizer files and onnx_export.json "
+        "beside it. With --quantize int8, model.onnx is the int8 model (onnxruntime dynamic quantization), "
+        "for CPU serving. `predict` and `evaluate` accept OUT_DIR in place of a model directory.",
+    )
+    parser.add_argument("model_dir", help="A trained output directory (or any BERT token classification model).")
+    parser.add_argument("out_dir", help="The serving folder to write (refused if not empty, unless --overwrite).")
+    parser.add_argument(
+        "--quantize", choices=["int8"], default=None, help="Quantize the weights to int8 (default: float32)."
+    )
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset version (default: %(default)s).")
+    parser.add_argument("--overwrite", action="store_true", help="Write into a non-empty OUT_DIR.")
+    return parser
+
+
+def export_onnx_command(argv: Sequence[str]) -> int:
+    args = _export_onnx_parser().parse_args(list(argv))
+    from .export import export_onnx
+
+    path = export_onnx(args.model_dir, args.out_dir, quantize=args.quantize, opset=args.opset, overwrite=args.overwrite)
+    size = path.stat().st_size / 2**20
+    print(f"wrote {path} ({'int8' if args.quantize else 'float32'}, {size:.1f} MiB) and the tokenizer beside it")
+    return 0
+
+
+COMMANDS = {
+    "train": train_command,
+    "evaluate": evaluate_command,
+    "predict": predict_command,
+    "push": push_command,
+    "sweep": sweep_command,
+    "export-onnx": export_onnx_command,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -45,10 +45,22 @@ class LayerTokenClassificationConfig(BertConfig):
     model_type = "bert-layer-tokclf"
 
     def __init__(self, hidden_layer=-1, layer_pooling="mean", **kwargs):
+        # Before BertConfig sees them: transformers 4.x and 5.x settle a disagreement differently, in silence.
+        check_label_maps(kwargs.get("num_labels"), kwargs.get("id2label"), kwargs.get("label2id"))
         super().__init__(**kwargs)
         self.layer_pooling = layer_pooling
         self.hidden_layer = hidden_layer
         self.hidden_layer = self.validate_layers()
+        self._check_dropout()
+
+    def _check_dropout(self):
+        dropout = getattr(self, "classifier_dropout", None)
+        if dropout is not None and (isinstance(dropout, bool) or not isinstance(dropout, (int, float))):
+            raise ValueError(
+                f"classifier_dropout has {dropout!r} ({type(dropout).__name__}); expected a float in [0, 1]."
+            )
+        if dropout is not None and not 0 <= dropout <= 1:
+            raise ValueError(f"classifier_dropout={dropout} is out of range: expected a float in [0, 1].")
 
     def validate_layers(self):
         """Checks ``hidden_layer`` and ``layer_pooling``; returns ``hidden_layer`` made non-negative.
@@ -56,6 +68,8 @@ class LayerTokenClassificationConfig(BertConfig):
         Raises `ValueError` naming the allowed range for this ``num_hidden_layers``.
         """
         n = self.num_hidden_layers
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"num_hidden_layers has {n!r}; expected an int >= 1 (the backbone's depth).")
         allowed = f"ints from {-(n + 1)} to {n} (0 = embeddings, {n} or -1 = last layer of {n})"
         value = self.hidden_layer
         many = isinstance(value, (list, tuple))
@@ -100,10 +114,18 @@ class LayerTokenClassificationConfig(BertConfig):
 
     @classmethod
     def from_dict(cls, config_dict, **kwargs):
+        if kwargs.get("num_labels") is not None or kwargs.get("id2label") is not None:
+            # New labels for a saved model or a backbone (as transformers does): the caller's label
+            # arguments must agree with each other; the checkpoint's label maps give way to them.
+            check_label_maps(kwargs.get("num_labels"), kwargs.get("id2label"), kwargs.get("label2id"))
+            config_dict = {k: v for k, v in config_dict.items() if k not in ("num_labels", "id2label", "label2id")}
+            if kwargs.get("id2label") is not None and kwargs.get("label2id") is None:
+                kwargs["label2id"] = {name: int(i) for i, name in kwargs["id2label"].items()}
         result = super().from_dict(config_dict, **kwargs)
         config = result[0] if isinstance(result, tuple) else result
         # from_dict sets keyword overrides (hidden_layer=...) after __init__: check them too.
         config.hidden_layer = config.validate_layers()
+        config._check_dropout()
         return result
 
     @staticmethod
@@ -113,6 +135,40 @@ class LayerTokenClassificationConfig(BertConfig):
             return config_dict.get("num_hidden_layers", 12)
         stored = {k: v for k, v in config_dict.items() if k in ("hidden_layer", "num_hidden_layers")}
         return LayerTokenClassificationConfig(**stored).num_layers_used
+
+
+def check_label_maps(num_labels, id2label, label2id):
+    """Raises `ValueError` naming both sides when ``num_labels``, ``id2label`` and ``label2id`` disagree.
+
+    Each may be `None` (not given); ``id2label`` keys and ``label2id`` values may be strings, as in JSON.
+    """
+    if num_labels is not None and (isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 1):
+        raise ValueError(f"num_labels has {num_labels!r}; expected an int >= 1.")
+    ids = _int_map(id2label, "id2label", keys=True)
+    names = _int_map(label2id, "label2id", keys=False)
+    if num_labels is not None and ids is not None and len(ids) != num_labels:
+        raise ValueError(
+            f"num_labels={num_labels} disagrees with id2label, which names {len(ids)} label(s): {id2label!r}. "
+            "Give one of them, or make them agree."
+        )
+    if ids is not None and sorted(ids) != list(range(len(ids))):
+        raise ValueError(f"id2label ids must be 0..{len(ids) - 1}, got {sorted(ids)}: {id2label!r}.")
+    if ids is not None and names is not None and names != {name: i for i, name in ids.items()}:
+        raise ValueError(f"label2id={label2id!r} is not the inverse of id2label={id2label!r}; make them agree.")
+
+
+def _int_map(mapping, name, keys):
+    """``mapping`` with its ids (keys or values) made ints; `None` stays `None`."""
+    if mapping is None:
+        return None
+    if not isinstance(mapping, dict):
+        raise ValueError(f"{name} must be a dict, got {mapping!r} ({type(mapping).__name__}).")
+    try:
+        if keys:
+            return {int(k): v for k, v in mapping.items()}
+        return {k: int(v) for k, v in mapping.items()}
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must map {'ids to names' if keys else 'names to ids'}, got {mapping!r}.") from None
 
 
 __all__ = ["LayerTokenClassificationConfig"]

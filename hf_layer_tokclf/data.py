@@ -211,6 +211,8 @@ def read_jsonl(path: str | Path, *, label_names: list[str] | None = None) -> lis
             record = json.loads(line)
         except json.JSONDecodeError as error:
             raise DataError(f"{where}: invalid JSON ({error.msg} at column {error.colno}): {line[:80]!r}") from None
+        except RecursionError:
+            raise DataError(f"{where}: JSON nested too deeply to read: {line[:80]!r}") from None
         if not isinstance(record, dict):
             raise DataError(f"{where}: expected one JSON object per line, got {line[:80]!r}")
         if "tokens" not in record:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -15,18 +17,53 @@ from .files import atomic_writer
 from .metrics import entity_scores
 
 
-def load_model(model_dir: str | Path, **kwargs: Any) -> tuple[Any, Any]:
-    """Loads a token classifier and its tokenizer from a trained output directory or a Hub id."""
+def load_model(model_dir: str | Path, *, device: str | None = None, **kwargs: Any) -> tuple[Any, Any]:
+    """Loads a token classifier and its tokenizer from a trained output directory or a Hub id.
+
+    A serving folder written by `export.export_onnx` gives an `export.OnnxTokenClassifier` (CPU).
+    ``device``: ``None`` or ``"cpu"`` keeps float32 on the CPU; ``"cuda"`` moves the model to the
+    GPU in bfloat16 with sdpa attention; ``"auto"`` does that when a GPU is there.
+    """
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
+    from .export import OnnxTokenClassifier, is_onnx_dir
+
     path = Path(model_dir)
+    if is_onnx_dir(path):
+        return OnnxTokenClassifier.load(path)
+    target = pick_device(device)
+    if target.type == "cuda":
+        kwargs = {"dtype": torch.bfloat16, "attn_implementation": "sdpa", **kwargs}
     if path.exists() and not (path / "config.json").is_file():
         checkpoints = sorted(p.name for p in path.glob("checkpoint-*"))
         hint = f" It holds checkpoints ({', '.join(checkpoints)}): training did not finish." if checkpoints else ""
         raise ValueError(f"{path}: no model here (no config.json).{hint}")
-    model = AutoModelForTokenClassification.from_pretrained(str(model_dir), trust_remote_code=True, **kwargs)
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=True)
-    return model.eval(), tokenizer
+    try:
+        model = AutoModelForTokenClassification.from_pretrained(str(model_dir), trust_remote_code=True, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=True)
+    except Exception as error:
+        checkpoints = sorted(p.name for p in path.glob("checkpoint-*")) if path.is_dir() else []
+        if checkpoints and not (path / "metrics.json").exists():  # killed while saving the final model
+            reason = " ".join(str(error).split())[:200]
+            raise ValueError(
+                f"{path}: the model here is incomplete ({type(error).__name__}: {reason}). It holds checkpoints "
+                f"({', '.join(checkpoints)}) and no metrics.json: training did not finish; run it again with --resume."
+            ) from error
+        raise
+    return model.to(target).eval(), tokenizer
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    """``"auto"``: the GPU when there is one, else the CPU; ``None``: the CPU; else that device."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device or "cpu")
+
+
+def model_device(model: Any) -> torch.device:
+    """Where a model's inputs go: its ``device`` (PyTorch models, `OnnxTokenClassifier`)."""
+    device = getattr(model, "device", None)
+    return device if device is not None else next(model.parameters()).device
 
 
 def default_max_length(model: Any, tokenizer: Any) -> int:
@@ -47,7 +84,7 @@ def predict_token_ids(
     model: Any, tokenizer: Any, features: Sequence[dict[str, Any]], batch_size: int = 32, progress: bool = True
 ) -> list[list[int]]:
     """Arg-max label id of every token of every feature, in feature order."""
-    device = next(model.parameters()).device
+    device = model_device(model)
     out: list[list[int]] = [[] for _ in features]
     bar = tqdm(total=len(features), desc="Predicting", unit="window", disable=not progress or len(features) < 2)
     for indices in _batches(features, batch_size):
@@ -78,6 +115,37 @@ def predict_sentences(
     lengths = [len(s.tokens) for s in sentences]
     id2label = model.config.id2label
     return [[id2label[i] for i in words] for words in merge_windows(features, token_ids, lengths)]
+
+
+SENTENCE_CHUNK_SIZE = 4096
+
+
+def iter_sentence_predictions(
+    model: Any,
+    tokenizer: Any,
+    sentences: Iterable[Sentence],
+    *,
+    chunk_size: int = SENTENCE_CHUNK_SIZE,
+    progress: bool = False,
+    total: int | None = None,
+    **kwargs: Any,
+) -> Iterator[list[str]]:
+    """`predict_sentences` over ``chunk_size`` sentences at a time: labels stream out in input order.
+
+    ``sentences`` is read lazily; ``progress`` shows a bar counting sentences (of ``total``, if known);
+    ``kwargs`` go to `predict_sentences` (``batch_size``, ``max_length``, ``stride``).
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}.")
+    pending = iter(sentences)
+    bar = tqdm(total=total, desc="Predicting", unit="sentence", disable=None if progress else True)
+    try:
+        while chunk := list(itertools.islice(pending, chunk_size)):
+            predictions = predict_sentences(model, tokenizer, chunk, progress=False, **kwargs)
+            bar.update(len(chunk))
+            yield from predictions
+    finally:
+        bar.close()
 
 
 def evaluate_sentences(
@@ -120,6 +188,9 @@ def write_conll(path: str | Path, sentences: Sequence[Sentence], predictions: Se
         f.writelines(conll_lines(sentences, predictions))
 
 
+TEXT_CHUNK_SIZE = 1024
+
+
 def predict_texts(
     model: Any,
     tokenizer: Any,
@@ -127,36 +198,125 @@ def predict_texts(
     *,
     aggregation_strategy: str = "simple",
     batch_size: int = 32,
+    max_length: int | None = None,
     stride: int | None = None,
+    chunk_size: int = TEXT_CHUNK_SIZE,
+    progress: bool = False,
+    total: int | None = None,
 ) -> Iterator[list[dict[str, Any]]]:
-    """Entities of each raw text, through the ``token-classification`` pipeline, in input order.
+    """Entities of each raw text, in input order, as ``pipeline("token-classification")`` finds them.
 
-    Texts longer than the model's maximum are cut into overlapping chunks by the pipeline's
-    ``stride`` (fast tokenizers), so nothing past the maximum is dropped.
+    Built for corpora: ``texts`` is read lazily, ``chunk_size`` documents at a time (memory stays
+    flat however many there are, and results stream out as each chunk is done). Within a chunk
+    the model runs on windows sorted by length, ``batch_size`` at a time, so little compute goes
+    to padding; a text longer than ``max_length`` subwords (default: the model's maximum) is cut
+    into windows overlapping by ``stride`` subwords (default ``max_length // 4``), so nothing is
+    dropped. The entities are those the pipeline gives with the same ``aggregation_strategy``
+    and ``stride`` (see `entities`): ``{"entity_group", "score", "word", "start", "end"}``
+    (``"entity"`` instead of ``"entity_group"`` for ``"none"``), offsets into the text.
+
+    ``model`` is a PyTorch token classifier (on any device) or an `export.OnnxTokenClassifier`;
+    ``tokenizer`` must be fast. ``progress`` shows a bar counting documents (of ``total``, if known) when
+    standard error is a terminal.
     """
-    from transformers import pipeline
+    from .entities import STRATEGIES
 
-    max_length = default_max_length(model, tokenizer)
-    tokenizer.model_max_length = max_length
-    ner = pipeline(
-        "token-classification",
-        model=model,
-        tokenizer=tokenizer,
-        aggregation_strategy=aggregation_strategy,
-        stride=stride if stride is not None else max_length // 4,
+    strategy = str(aggregation_strategy).lower()
+    if strategy not in STRATEGIES:
+        raise ValueError(f"aggregation_strategy={aggregation_strategy!r} is unknown; expected one of {STRATEGIES}.")
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError("predict_texts needs a fast tokenizer (character offsets and windows).")
+    if batch_size < 1 or chunk_size < 1:
+        raise ValueError(f"batch_size ({batch_size}) and chunk_size ({chunk_size}) must be at least 1.")
+    max_length = max_length or default_max_length(model, tokenizer)
+    room = max_length - tokenizer.num_special_tokens_to_add(pair=False)
+    stride = max_length // 4 if stride is None else stride
+    if not 0 <= stride < room:
+        raise ValueError(f"stride={stride} must be >= 0 and smaller than max_length minus special tokens ({room}).")
+    documents = iter(texts)
+    bar = tqdm(total=total, desc="Predicting", unit="doc", disable=None if progress else True)
+    try:
+        while True:
+            chunk = list(itertools.islice(documents, chunk_size))
+            if not chunk:
+                break
+            for number, text in enumerate(chunk):
+                if not isinstance(text, str):
+                    raise ValueError(f"document {bar.n + number + 1} is a {type(text).__name__}, not a string.")
+            results = _chunk_entities(model, tokenizer, chunk, strategy, batch_size, max_length, stride)
+            bar.update(len(chunk))
+            yield from results
+    finally:
+        bar.close()
+
+
+@torch.inference_mode()
+def _chunk_entities(
+    model: Any, tokenizer: Any, texts: list[str], strategy: str, batch_size: int, max_length: int, stride: int
+) -> list[list[dict[str, Any]]]:
+    from .entities import feature_entities, merge_overlapping
+
+    encoding = tokenizer(
+        texts,
+        truncation=True,
+        max_length=max_length,
+        stride=stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        return_special_tokens_mask=True,
     )
-    for entities in ner(_non_empty(texts), batch_size=batch_size):
-        yield [{k: _plain(v) for k, v in entity.items() if k != "index"} for entity in entities]
+    owners = encoding["overflow_to_sample_mapping"]
+    probabilities = _window_probabilities(
+        model, tokenizer, encoding["input_ids"], encoding.get("token_type_ids"), batch_size
+    )
+    found: list[list[dict[str, Any]]] = [[] for _ in texts]
+    windows = [0] * len(texts)
+    id2label = model.config.id2label
+    for window, owner in enumerate(owners):
+        found[owner].extend(
+            feature_entities(
+                texts[owner],
+                encoding["input_ids"][window],
+                encoding["offset_mapping"][window],
+                encoding["special_tokens_mask"][window],
+                probabilities[window],
+                tokenizer=tokenizer,
+                id2label=id2label,
+                strategy=strategy,
+            )
+        )
+        windows[owner] += 1
+    return [merge_overlapping(entities) if n > 1 else entities for entities, n in zip(found, windows, strict=True)]
 
 
-def _non_empty(texts: Iterable[str]) -> Iterator[str]:
-    # The pipeline raises on an empty string; a blank document simply has no entities.
-    for text in texts:
-        yield text if text.strip() else " "
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
+def _window_probabilities(
+    model: Any, tokenizer: Any, input_ids: list[list[int]], token_type_ids: list[list[int]] | None, batch_size: int
+) -> list[np.ndarray]:
+    """Softmax over labels of every token of every window; windows run in length-sorted batches."""
+    device = model_device(model)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    out: list[Any] = [None] * len(input_ids)
+    order = sorted(range(len(input_ids)), key=lambda i: len(input_ids[i]))
+    for begin in range(0, len(order), batch_size):
+        rows = order[begin : begin + batch_size]
+        width = len(input_ids[rows[-1]])
+        ids = np.full((len(rows), width), pad, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        types = np.zeros((len(rows), width), dtype=np.int64)
+        for j, i in enumerate(rows):
+            n = len(input_ids[i])
+            ids[j, :n] = input_ids[i]
+            mask[j, :n] = 1
+            if token_type_ids is not None:
+                types[j, :n] = token_type_ids[i]
+        batch = {"input_ids": ids, "attention_mask": mask}
+        if token_type_ids is not None:
+            batch["token_type_ids"] = types
+        logits = model(**{k: torch.from_numpy(v).to(device) for k, v in batch.items()}).logits
+        probabilities = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        for j, i in enumerate(rows):
+            out[i] = probabilities[j, : len(input_ids[i])]
+    return out
 
 
 def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:

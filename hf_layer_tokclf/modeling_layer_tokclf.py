@@ -109,9 +109,23 @@ class LayerPreTrainedModel(BertPreTrainedModel):
         config = kwargs.get("config")
         if isinstance(config, cls.config_class):
             cls._check_depth(config, stored, pretrained_model_name_or_path)
-        result = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
-        model = result[0] if isinstance(result, tuple) else result
+        want_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(
+            pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
+        )
         cls._check_depth(model.config, stored, pretrained_model_name_or_path)
+        # A config.json that claims more layers than the weights hold (edited, or from another save).
+        missing = {
+            key.split("encoder.layer.")[1].split(".")[0] for key in info["missing_keys"] if "encoder.layer." in key
+        }
+        if missing:
+            names = ", ".join(f"encoder.layer.{i}" for i in sorted(missing, key=int))
+            raise ValueError(
+                f"hidden_layer={model.config.hidden_layer} needs {model.config.num_layers_used} encoder layers, but "
+                f"the weights at {pretrained_model_name_or_path} lack {names}: they would be random. Its config.json "
+                "does not match its weights; choose a shallower hidden_layer, or start again from the full backbone."
+            )
+        result = (model, info) if want_info else model
         used = model.config.num_layers_used
         if used < stored:
             logger.warning(

@@ -244,7 +244,6 @@ def train(
         the Trainer's ``train_*`` figures, and ``settings``.
     """
     from transformers import AutoTokenizer, DataCollatorForTokenClassification, EarlyStoppingCallback, set_seed
-    from transformers.trainer_utils import get_last_checkpoint
 
     from .modeling_layer_tokclf import BertForLayerTokenClassification
 
@@ -256,8 +255,11 @@ def train(
     hub_request = push_request(training_args)  # --push-to-hub: checked now, pushed (verified) after saving
     output_dir = Path(training_args.output_dir)
     splits = read_splits(data_args)  # bad data fails before anything is written
-    if training_args.process_index == 0:
-        prepare_output_dir(output_dir, overwrite=run_args.overwrite_output_dir, resume=run_args.resume)
+    with training_args.main_process_first(local=False, desc="preparing the output directory"):
+        # Process 0 empties (--overwrite-output-dir) or refuses the folder while the others wait; then they
+        # check what it left, so under torchrun every process stops, or none does, before anything is written.
+        overwrite = run_args.overwrite_output_dir and training_args.process_index == 0
+        prepare_output_dir(output_dir, overwrite=overwrite, resume=run_args.resume)
     labels = label_list(splits["train"])
     id2label, label2id = dict(enumerate(labels)), {label: i for i, label in enumerate(labels)}
 
@@ -304,7 +306,7 @@ def train(
         preprocess_logits_for_metrics=_argmax,
         callbacks=callbacks,
     )
-    checkpoint = get_last_checkpoint(str(output_dir)) if run_args.resume and output_dir.is_dir() else None
+    checkpoint = last_complete_checkpoint(output_dir) if run_args.resume and output_dir.is_dir() else None
     if run_args.resume and checkpoint is None:
         logger.warning("--resume: no checkpoint in %s, starting from the beginning.", output_dir)
     result = trainer.train(resume_from_checkpoint=checkpoint)
@@ -333,6 +335,26 @@ def train(
             push_to_hub(output_dir, **hub_request)
     trainer.accelerator.wait_for_everyone()
     return metrics
+
+
+def last_complete_checkpoint(output_dir: str | Path) -> str | None:
+    """The newest ``checkpoint-N`` in ``output_dir`` that was completely written, or `None`.
+
+    The Trainer writes ``trainer_state.json`` last, so a folder without it is a checkpoint that a
+    killed run left half-written: `get_last_checkpoint` would pick it and resuming would fail.
+    """
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    steps = {}
+    for path in Path(output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        step = path.name.removeprefix(f"{PREFIX_CHECKPOINT_DIR}-")
+        if path.is_dir() and step.isdigit():
+            steps[int(step)] = path
+    for step in sorted(steps, reverse=True):
+        if (steps[step] / "trainer_state.json").is_file():
+            return str(steps[step])
+        logger.warning("--resume: %s was not completely written (no trainer_state.json); skipping it.", steps[step])
+    return None
 
 
 def _settings(model_args, data_args, training_args, model, max_length) -> dict[str, Any]:

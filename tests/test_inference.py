@@ -1,0 +1,179 @@
+"""Prediction at corpus scale: the pipeline's entities, length-sorted batches, lazy input, streamed output."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import NCBI, TEXT, tiny_bert_kwargs
+
+from hf_layer_tokclf import BertForLayerTokenClassification, LayerTokenClassificationConfig
+from hf_layer_tokclf.cli import main
+from hf_layer_tokclf.data import load_sentences
+from hf_layer_tokclf.inference import (
+    default_max_length,
+    iter_sentence_predictions,
+    load_model,
+    predict_sentences,
+    predict_texts,
+)
+
+
+@pytest.fixture(scope="module")
+def ncbi_texts() -> list[str]:
+    sentences = load_sentences(str(NCBI / "test.tsv"))[:40]
+    texts = [" ".join(s.tokens) for s in sentences]
+    # One text far beyond the model's 512 subwords, a blank one, an unknown word, odd characters.
+    return [*texts, " ".join(texts), "", "  ", "x" * 300 + " cancer", "naïve ﬁbrosis in BRCA1-carriers", TEXT]
+
+
+@pytest.fixture(scope="module")
+def trained_model(trained):
+    model, tokenizer = load_model(trained[0])
+    return model, tokenizer
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory, minilm_path):
+    from transformers import AutoTokenizer
+
+    torch.manual_seed(0)
+    model = BertForLayerTokenClassification(LayerTokenClassificationConfig(**tiny_bert_kwargs(hidden_layer=2)))
+    with torch.no_grad():
+        model.classifier.weight.mul_(30)  # a random head that tags plenty of entities
+    path = tmp_path_factory.mktemp("tiny") / "model"
+    model.save_pretrained(path)
+    AutoTokenizer.from_pretrained(minilm_path).save_pretrained(path)
+    return path
+
+
+def pipeline_entities(model, tokenizer, texts, strategy, stride):
+    from transformers import pipeline
+
+    ner = pipeline(
+        "token-classification",
+        model=model,
+        tokenizer=tokenizer,
+        aggregation_strategy=strategy,
+        **({"stride": stride} if stride is not None else {}),
+    )
+    results = ner([text if text.strip() else " " for text in texts], batch_size=8)
+    plain = [[{k: v.item() if hasattr(v, "item") else v for k, v in e.items()} for e in r] for r in results]
+    return [[{k: v for k, v in e.items() if k != "index"} for e in r] for r in plain]
+
+
+def assert_same_entities(expected, found):
+    assert len(expected) == len(found)
+    for number, (want, got) in enumerate(zip(expected, found, strict=True)):
+        assert [{k: v for k, v in e.items() if k != "score"} for e in got] == [
+            {k: v for k, v in e.items() if k != "score"} for e in want
+        ], f"text {number}"
+        assert [e["score"] for e in got] == pytest.approx([e["score"] for e in want], abs=1e-4), f"text {number}"
+
+
+@pytest.mark.parametrize("strategy", ["first", "simple", "average", "max"])
+def test_predict_texts_equals_the_pipeline_on_a_trained_model(trained_model, ncbi_texts, strategy):
+    model, tokenizer = trained_model
+    max_length = default_max_length(model, tokenizer)
+    tokenizer.model_max_length = max_length  # the pipeline's windows: model_max_length long
+    stride = max_length // 4  # predict_texts' default
+    expected = pipeline_entities(model, tokenizer, ncbi_texts, strategy, stride)
+    found = list(predict_texts(model, tokenizer, ncbi_texts, aggregation_strategy=strategy, batch_size=8))
+    assert_same_entities(expected, found)
+    assert sum(map(len, found)) >= 10, "the trained model finds diseases"
+    long_text = ncbi_texts[40]
+    assert len(tokenizer(long_text)["input_ids"]) > 2 * max_length
+    assert max(e["end"] for e in found[40]) > len(long_text) * 0.8, "the end of a long text is covered"
+
+
+def test_none_strategy_equals_the_pipeline_on_short_texts(tiny_dir, ncbi_texts):
+    model, tokenizer = load_model(tiny_dir)
+    short = [t for t in ncbi_texts if len(tokenizer(t)["input_ids"]) <= 128]
+    expected = pipeline_entities(model, tokenizer, short, "none", None)
+    assert_same_entities(expected, list(predict_texts(model, tokenizer, short, aggregation_strategy="none")))
+
+
+def test_windows_of_a_small_max_length_match_the_pipeline_with_the_same_stride(tiny_dir, ncbi_texts):
+    model, tokenizer = load_model(tiny_dir)
+    tokenizer.model_max_length = 24
+    expected = pipeline_entities(model, tokenizer, ncbi_texts[:12], "first", 6)
+    found = predict_texts(model, tokenizer, ncbi_texts[:12], aggregation_strategy="first", max_length=24, stride=6)
+    assert_same_entities(expected, list(found))
+
+
+class Recording:
+    """An iterator that counts how many items were taken; no len(), no indexing."""
+
+    def __init__(self, items):
+        self.items = iter(items)
+        self.taken = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        item = next(self.items)
+        self.taken += 1
+        return item
+
+
+def test_predict_texts_reads_lazily_and_keeps_input_order(tiny_dir, ncbi_texts):
+    model, tokenizer = load_model(tiny_dir)
+    texts = ncbi_texts * 3  # 138 documents of very different lengths
+    source = Recording(texts)
+    stream = predict_texts(model, tokenizer, source, aggregation_strategy="first", chunk_size=8, batch_size=4)
+    first = next(stream)
+    assert source.taken <= 8, "only the first chunk was read before the first result"
+    rest = list(stream)
+    assert source.taken == len(texts)
+    at_once = list(predict_texts(model, tokenizer, texts, aggregation_strategy="first", chunk_size=10_000))
+    assert_same_entities(at_once, [first, *rest])  # other batches: scores equal up to float rounding
+
+
+def test_sentence_predictions_stream_in_chunks(tiny_dir):
+    model, tokenizer = load_model(tiny_dir)
+    sentences = load_sentences(str(NCBI / "test.tsv"))[:30]
+    source = Recording(sentences)
+    stream = iter_sentence_predictions(model, tokenizer, source, chunk_size=7, batch_size=4)
+    first = next(stream)
+    assert source.taken <= 7
+    assert [first, *stream] == predict_sentences(model, tokenizer, sentences, progress=False)
+
+
+def test_bad_arguments_are_value_errors(tiny_dir):
+    model, tokenizer = load_model(tiny_dir)
+    with pytest.raises(ValueError, match="aggregation_strategy"):
+        list(predict_texts(model, tokenizer, ["a"], aggregation_strategy="mean"))
+    with pytest.raises(ValueError, match="document 2 is a int"):
+        list(predict_texts(model, tokenizer, ["a", 3]))
+    with pytest.raises(ValueError, match="stride"):
+        list(predict_texts(model, tokenizer, ["a"], max_length=16, stride=14))
+
+
+def test_predict_cli_streams_a_file_in_input_order(tiny_dir, ncbi_texts, tmp_path, capsys):
+    source = tmp_path / "docs.txt"
+    source.write_text("\n".join(ncbi_texts[:25]) + "\n", encoding="utf-8")
+    output = tmp_path / "entities.jsonl"
+    argv = ["predict", str(tiny_dir), "--input", str(source), "--output", str(output), "--chunk-size", "4"]
+    assert main(argv) == 0
+    records = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
+    assert [r["text"] for r in records] == ncbi_texts[:25]
+    model, tokenizer = load_model(tiny_dir)
+    expected = list(predict_texts(model, tokenizer, ncbi_texts[:25], aggregation_strategy="first"))
+    assert_same_entities(expected, [r["entities"] for r in records])
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+    conll = tmp_path / "s.conll"
+    conll.write_text("BRCA1\nbreast\ncancer\n\nAtaxia\n\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["predict", str(tiny_dir), "--input", str(conll), "--input-format", "conll", "--chunk-size", "1"]) == 0
+    rows = [line.split("\t") for line in capsys.readouterr().out.splitlines() if line]
+    assert [r[0] for r in rows] == ["BRCA1", "breast", "cancer", "Ataxia"]
+
+
+def test_load_model_auto_device_is_the_cpu_without_a_gpu(tiny_dir):
+    model, _ = load_model(tiny_dir, device="auto")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert model.device.type == expected
+    assert model.dtype == (torch.bfloat16 if expected == "cuda" else torch.float32)
