@@ -1,43 +1,29 @@
-"""Serving speed: our corpus-scale `predict` vs transformers' pipeline, and ONNX fp32 vs int8.
+"""Serving: pipeline throughput per layer, our corpus-scale `predict` vs the pipeline, ONNX fp32 vs int8.
 
-Run from the repository root::
+* **pipeline throughput** — sentences/s of ``pipeline("token-classification", batch_size=32)`` on
+  the NCBI-disease devel text with the stock head and with ours at a few k (the notebook recipe
+  cannot go into a pipeline at all);
+* **predict vs pipeline** — sentences/s of `inference.predict_texts` (what `hf-layer-tokclf predict`
+  runs: length-sorted batches of 32) against the pipeline on the same trained model, same
+  ``aggregation_strategy`` (``first``, the CLI default), same device; the entities of the two must
+  be the same (label, offsets, word; scores within 1e-4);
+* **ONNX** — the model exported by `export.export_onnx` as float32 and as int8 (dynamic
+  quantization), run by onnxruntime on the CPU with as many threads as PyTorch: sentences/s of
+  word-level prediction (`inference.predict_sentences`: windows sorted by length, batch 32), the
+  latency of one batch of 32 x 128 tokens, and entity-level test F1 (seqeval); PyTorch as a
+  reference row.
 
-    python -m benchmarks.serving                          # full: trains a MiniLM (300 steps, ~5-10 min
-                                                          #   on 2 cores) and uses every NCBI test sentence
-    python -m benchmarks.serving --model-dir runs/ncbi-disease-minilm   # an already trained model
-    python -m benchmarks.serving --quick                  # smoke run (~1 min): 100 sentences, 80 training steps
-    python -m benchmarks.serving --output-dir DIR         # default: benchmarks/results/
-
-On the NCBI-disease test sentences (words joined by spaces, one sentence per document):
-
-1. **predict vs pipeline** — sentences/s of `inference.predict_texts` (what `hf-layer-tokclf predict`
-   runs: length-sorted batches of 32) against ``pipeline("token-classification", batch_size=32)`` on
-   the same model, same ``aggregation_strategy`` (``first``, the CLI default), same device; the
-   entities of the two must be the same (label, offsets, word; scores within 1e-4).
-2. **ONNX** — the model exported by `export.export_onnx` as float32 and as int8 (dynamic
-   quantization), run by onnxruntime on the CPU with the same number of threads as PyTorch:
-   sentences/s of word-level prediction (`inference.predict_sentences`: windows sorted by length,
-   batch 32), the latency of one batch of 32 x 128 tokens, and entity-level test F1 (seqeval, the
-   first subword's label per word, the windows of `predict_sentences`); PyTorch as a reference row.
-
-On a GPU, PyTorch runs in bfloat16 with sdpa attention on it (section 1 and the PyTorch row of
-section 2); onnxruntime stays on the CPU. The report says which device each row measured.
-Timings are medians over rounds, each round running every contender once in a fresh random
-order; nothing is asserted: verdict lines print PASS or FAIL and the exit code is 0. Results go to
-``serving.md`` and ``serving.json`` in the output directory.
+On a GPU, PyTorch runs in bfloat16 with sdpa attention; onnxruntime stays on the CPU, and each
+row says which device it measured. Timings are medians over rounds, each round running every
+contender once in a fresh random order.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
-import os
 import random
-import shlex
 import statistics
-import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -45,15 +31,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import transformers
 
-from benchmarks.common import machine_facts, write_results
-from benchmarks.forward import CpuShare, contention_lines
+from benchmarks.common import CpuShare, contention_lines, log
+from benchmarks.models import Spec
 
 REPO = Path(__file__).resolve().parent.parent
 NCBI = REPO / "data" / "ncbi-disease"
-DEFAULT_OUTPUT_DIR = Path(__file__).resolve().parent / "results"
-THREADS = 2
 SEED = 0
 BATCH = 32
 STRATEGY = "first"
@@ -65,19 +48,12 @@ TARGET_PREDICT_SPEEDUP = 1.5  # predict vs pipeline, sentences/s
 TARGET_INT8_SPEEDUP = 1.5  # int8 vs fp32 ONNX at batch 32
 TARGET_INT8_F1_GAP = 1.0  # F1 points
 
-PLANS = {
-    # training steps, batch, train sentences, dev sentences, test sentences, timing rounds
-    "full": {"steps": 300, "batch": 32, "train": None, "dev": 200, "test": None, "rounds": 5},
-    "quick": {"steps": 80, "batch": 16, "train": 1280, "dev": 50, "test": 100, "rounds": 2},
-}
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
 
 def train_model(output_dir: Path, plan: dict[str, Any], hidden_layer: int) -> dict[str, Any]:
-    """Fine-tunes the packaged MiniLM on NCBI-disease for a few hundred steps (the model to serve)."""
+    """Fine-tunes the packaged MiniLM on NCBI-disease for a few hundred steps (the model to serve).
+
+    ``plan``: steps, batch, train (sentences, None for all) and dev (sentences).
+    """
     from transformers import TrainingArguments
 
     from hf_layer_tokclf.training import TRAINING_DEFAULTS, DataArguments, ModelArguments, train
@@ -209,7 +185,9 @@ def section_onnx(model_dir, model, tokenizer, sentences, texts, rounds, device_l
         path = export_onnx(model_dir, workdir / name.replace(" ", "-"), quantize=quantize)
         exports[name] = {"path": path, "export_s": time.perf_counter() - began, "size_mb": path.stat().st_size / 2**20}
         log(f"  exported {name}: {exports[name]['size_mb']:.1f} MiB in {exports[name]['export_s']:.0f} s")
-    runners = {name: OnnxTokenClassifier(info["path"], threads=THREADS) for name, info in exports.items()}
+    runners = {
+        name: OnnxTokenClassifier(info["path"], threads=torch.get_num_threads()) for name, info in exports.items()
+    }
     engines = {"pytorch": model, **runners}
 
     def run_sentences(engine):
@@ -264,65 +242,77 @@ def section_onnx(model_dir, model, tokenizer, sentences, texts, rounds, device_l
     }
 
 
-def verdicts(predict: dict[str, Any], onnx: dict[str, Any], shared: bool) -> list[dict[str, Any]]:
-    agreement = predict["agreement"]
-    same = agreement["identical"] == agreement["documents"]
-    note = "; machine shared, rerun when idle" if shared else ""
-    return [
-        {
-            "text": f"predict vs pipeline: {predict['speedup']:.2f}x the sentences/s (target >= "
-            f"{TARGET_PREDICT_SPEEDUP}), same entities on {agreement['identical']}/{agreement['documents']} "
-            f"documents{note}",
-            "pass": predict["speedup"] >= TARGET_PREDICT_SPEEDUP and same,
-        },
-        {
-            "text": f"int8 vs fp32 ONNX at batch {BATCH}: {onnx['int8_speedup']:.2f}x the sentences/s "
-            f"({onnx['int8_fixed_batch_speedup']:.2f}x on 32 x {FIXED_SEQ}) (target >= {TARGET_INT8_SPEEDUP}){note}",
-            "pass": onnx["int8_speedup"] >= TARGET_INT8_SPEEDUP,
-        },
-        {
-            "text": f"ONNX test F1, fp32 - int8 = {onnx['int8_f1_gap_points']:+.2f} points "
-            f"(target within {TARGET_INT8_F1_GAP})",
-            "pass": abs(onnx["int8_f1_gap_points"]) <= TARGET_INT8_F1_GAP,
-        },
-    ]
+def section_pipeline(family, models, tokenizer, texts, rounds, device_label) -> dict[str, Any]:
+    """Sentences/s of ``pipeline("token-classification", batch_size=32)`` per contender (no notebook recipe)."""
+    from transformers import pipeline
 
+    from hf_layer_tokclf.inference import model_device
 
-def verdict_line(verdict: dict[str, Any]) -> str:
-    return f"VERDICT {'PASS' if verdict['pass'] else 'FAIL'}: {verdict['text']}"
-
-
-def report_markdown(result: dict[str, Any]) -> str:
-    machine = result["machine"]
-    predict, onnx = result["predict"], result["onnx"]
-    agreement = predict["agreement"]
-    model = result["model"]
-    trained = model.get("trained")
-    lines = [
-        "# Serving: predict vs pipeline, ONNX fp32 vs int8",
-        "",
-        f"- command: `{result['command']}`; mode {result['mode']}; started {result['started']}; "
-        f"total wall time {result['wall_time_s']:.0f} s",
-        f"- device measured: **{result['device']}** (PyTorch: {result['torch_dtype']}, "
-        f"{result['attn_implementation']} attention); ONNX rows: onnxruntime {result['onnxruntime_version']} "
-        f"on the CPU, {THREADS} intra-op threads",
-        f"- CPU: {machine['cpu_model']} ({machine['os_cpu_count']} logical CPUs); torch {machine['torch_version']} "
-        f"with {machine['torch_num_threads']} threads; transformers {machine['transformers_version']}; "
-        f"python {machine['python_version']}",
-        f"- load average at start {machine['load_average']}, at end {result['load_average_at_end']}",
-        f"- model: `{model['dir']}`"
-        + (
-            f" (trained here: packaged MiniLM, hidden_layer={trained['hidden_layer']}, {trained['steps']} steps on "
-            f"{trained['train_sentences']} NCBI training sentences, dev F1 {100 * (trained['dev_f1'] or 0):.2f}, "
-            f"{trained['wall_s']:.0f} s)"
-            if trained
-            else ""
+    pipes = {
+        spec: pipeline(
+            "token-classification",
+            model=model,
+            tokenizer=tokenizer,
+            aggregation_strategy=STRATEGY,
+            device=model_device(model),
         )
-        + f"; {model['encoder_layers']} encoder layers run",
-        f"- data: {result['sentences']} NCBI-disease test sentences ({result['words']} words); as raw text "
-        "for section 1 (words joined by spaces)",
+        for spec, model in models.items()
+        if spec.kind != "notebook"
+    }
+    warm = texts[:BATCH]
+    for pipe in pipes.values():
+        pipe(warm, batch_size=BATCH)
+    contenders = {spec.name(): (lambda p=pipe: p(texts, batch_size=BATCH)) for spec, pipe in pipes.items()}
+    samples, _, cpu = time_rounds(contenders, rounds, f"{family.name} pipeline")
+    stock = median(samples[Spec("stock").name()])
+    rows = [
+        {
+            "name": spec.name(),
+            "kind": spec.kind,
+            "k": spec.k,
+            "device": device_label,
+            "median_s": median(samples[spec.name()]),
+            "sentences_per_s": len(texts) / median(samples[spec.name()]),
+            "speedup_vs_stock": stock / median(samples[spec.name()]),
+            "samples_s": samples[spec.name()],
+        }
+        for spec in pipes
+    ]
+    return {
+        "family": family.name,
+        "title": family.title,
+        "num_layers": family.num_layers,
+        "sentences": len(texts),
+        "rounds": rounds,
+        "cpu_during_timing": cpu,
+        "rows": rows,
+    }
+
+
+def pipeline_markdown(table: dict[str, Any]) -> str:
+    lines = [
+        f'#### {table["title"]}: `pipeline("token-classification", batch_size={BATCH}, '
+        f'aggregation_strategy="{STRATEGY}")` on {table["sentences"]} NCBI devel sentences',
         "",
-        f"## 1. predict vs pipeline (aggregation_strategy={STRATEGY!r}, batch {BATCH})",
+        f"Median of {table['rounds']} interleaved rounds. The notebook recipe has no row: it is not a "
+        "`PreTrainedModel` and cannot be put in a pipeline.",
+        "",
+        *contention_lines(table.get("cpu_during_timing")),
+        "| model | device | median s | sentences/s | vs stock head |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for row in table["rows"]:
+        lines.append(
+            f"| {row['name']} | {row['device']} | {row['median_s']:.2f} | {row['sentences_per_s']:.1f} | "
+            f"{row['speedup_vs_stock']:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
+def predict_markdown(predict: dict[str, Any], model_line: str) -> str:
+    agreement = predict["agreement"]
+    lines = [
+        f"Model: {model_line}.",
         "",
         *contention_lines(predict["cpu_during_timing"]),
         "| contender | device | median s | sentences/s |",
@@ -336,12 +326,16 @@ def report_markdown(result: dict[str, Any]) -> str:
         f"{SCORE_TOLERANCE}) on {agreement['identical']}/{agreement['documents']} documents "
         f"({agreement['entities_ours']} entities ours, {agreement['entities_pipeline']} pipeline; largest score "
         f"difference {agreement['max_score_diff']:.1e}).",
-        "",
-        f"## 2. ONNX fp32 vs int8 (batch {BATCH})",
-        "",
+    ]
+    return "\n".join(lines)
+
+
+def onnx_markdown(onnx: dict[str, Any]) -> str:
+    lines = [
         *contention_lines(onnx["cpu_during_timing"]),
         "sentences/s: word-level prediction of every test sentence (`predict_sentences`, windows sorted by "
-        f"length); 32 x {FIXED_SEQ}: one fixed batch; F1: entity-level (seqeval) on the test sentences.",
+        f"length, batch {BATCH}); 32 x {FIXED_SEQ}: one fixed batch; F1: entity-level (seqeval) on the test "
+        "sentences.",
         "",
         f"| engine | device | sentences/s | 32 x {FIXED_SEQ} ms | test F1 | precision | recall | file MiB |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
@@ -357,99 +351,5 @@ def report_markdown(result: dict[str, Any]) -> str:
         "",
         f"int8 vs fp32: **{onnx['int8_speedup']:.2f}x** the sentences/s ({onnx['int8_fixed_batch_speedup']:.2f}x on "
         f"the fixed batch); test F1, fp32 - int8 = {onnx['int8_f1_gap_points']:+.2f} points.",
-        "",
-        "## Verdicts",
-        "",
-        *(f"- {verdict_line(v)}" for v in result["verdicts"]),
-        "",
     ]
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.serving", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run: 100 sentences, an 80-step model, 2 rounds")
-    parser.add_argument("--model-dir", default=None, help="a trained model (default: train a MiniLM here first)")
-    parser.add_argument("--hidden-layer", type=int, default=-1, help="layer of the model trained here (default -1)")
-    parser.add_argument("--sentences", type=int, default=None, help="use only the first N test sentences")
-    parser.add_argument("--rounds", type=int, default=None, help="timing rounds (default: 5, quick: 2)")
-    parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT_DIR, help=f"default: {DEFAULT_OUTPUT_DIR}")
-    args = parser.parse_args(argv)
-    argv = sys.argv[1:] if argv is None else argv
-
-    import onnxruntime
-
-    from hf_layer_tokclf.data import load_sentences, normalize_labels
-    from hf_layer_tokclf.inference import load_model
-
-    began = time.perf_counter()
-    started = time.strftime("%Y-%m-%d %H:%M:%S %z")
-    mode = "quick" if args.quick else "full"
-    plan = PLANS[mode]
-    torch.set_num_threads(THREADS)
-    torch.manual_seed(SEED)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
-    cuda = torch.cuda.is_available()
-    device_label = f"cuda: {torch.cuda.get_device_name(0)}" if cuda else "cpu"
-    command = shlex.join(["python", "-m", "benchmarks.serving", *argv])
-    print(f"# Serving ({mode}): `{command}`; device {device_label}", flush=True)
-
-    with tempfile.TemporaryDirectory(prefix="serving-") as tmp:
-        workdir = Path(tmp)
-        trained = None
-        model_dir = args.model_dir
-        if model_dir is None:
-            model_dir = workdir / "model"
-            log(f"training a MiniLM for {plan['steps']} steps (pass --model-dir to skip) ...")
-            trained = train_model(model_dir, plan, args.hidden_layer)
-            log(f"  trained in {trained['wall_s']:.0f} s, dev F1 {100 * (trained['dev_f1'] or 0):.2f}")
-        model, tokenizer = load_model(model_dir, device="auto")
-        sentences, _ = normalize_labels(load_sentences(str(NCBI / "test.tsv")))
-        limit = args.sentences or plan["test"]
-        sentences = sentences[:limit] if limit else sentences
-        texts = [" ".join(s.tokens) for s in sentences]
-        rounds = args.rounds or plan["rounds"]
-
-        log(f"1. predict vs pipeline on {len(texts)} sentences ...")
-        predict = section_predict(model, tokenizer, texts, rounds, device_label)
-        log(f"  speed-up {predict['speedup']:.2f}x; identical {predict['agreement']}")
-        log("2. ONNX fp32 vs int8 ...")
-        onnx = section_onnx(model_dir, model, tokenizer, sentences, texts, rounds, device_label, workdir)
-
-    cpu = predict["cpu_during_timing"]
-    shared = cpu is not None and cpu["other_processes_cores"] + cpu["steal_cores"] > 0.15
-    result = {
-        "command": command,
-        "argv": argv,
-        "cwd": os.getcwd(),
-        "mode": mode,
-        "started": started,
-        "device": device_label,
-        "torch_dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
-        "attn_implementation": str(getattr(model.config, "_attn_implementation", "unknown")),
-        "onnxruntime_version": onnxruntime.__version__,
-        "machine": machine_facts(),
-        "model": {
-            "dir": str(args.model_dir) if args.model_dir else "(trained in a temporary folder)",
-            "trained": trained,
-            "encoder_layers": len(model.bert.encoder.layer) if hasattr(model, "bert") else None,
-        },
-        "sentences": len(sentences),
-        "words": sum(len(s.tokens) for s in sentences),
-        "settings": {"batch": BATCH, "aggregation_strategy": STRATEGY, "threads": THREADS, "rounds": rounds},
-        "predict": predict,
-        "onnx": onnx,
-    }
-    result["verdicts"] = verdicts(predict, onnx, shared)
-    result["load_average_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    result["wall_time_s"] = time.perf_counter() - began
-    markdown = report_markdown(result)
-    print(markdown, flush=True)
-    write_results(args.output_dir, "serving", markdown, result)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,55 @@
+"""``python -m benchmarks``: the whole speed, memory and serving benchmark in one process.
+
+    python -m benchmarks                      # full run: ~30 minutes on 2 CPU cores
+    python -m benchmarks --quick              # short run: a few minutes
+    python -m benchmarks --only forward,memory --model-dir runs/ncbi-disease-minilm
+
+Writes ``benchmarks.md`` and ``benchmarks.json`` (atomically) to ``--output-dir``; see
+`benchmarks.suite` for what each section measures. Timings are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from benchmarks import suite
+
+DEFAULT_OUTPUT_DIR = Path(__file__).resolve().parent / "results"
+
+
+def parse_sections(text: str) -> tuple[str, ...]:
+    sections = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [s for s in sections if s not in suite.SECTIONS]
+    if unknown or not sections:
+        raise argparse.ArgumentTypeError(f"unknown section(s) {unknown}; choose from {', '.join(suite.SECTIONS)}")
+    return sections
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0].strip("`: "))
+    parser.add_argument("--quick", action="store_true", help="fewer rounds, fewer layers, data slices")
+    parser.add_argument(
+        "--only",
+        type=parse_sections,
+        default=suite.SECTIONS,
+        help=f"comma-separated subset of {','.join(suite.SECTIONS)}",
+    )
+    parser.add_argument("--model-dir", default=None, help="trained model for the serving section (default: train one)")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default: 2)")
+    parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT_DIR, help=f"default: {DEFAULT_OUTPUT_DIR}")
+    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    plan = suite.PLANS["quick" if args.quick else "full"]
+    command = shlex.join(["python", "-m", "benchmarks", *argv])
+    result = suite.run(plan, args.only, model_dir=args.model_dir, threads=args.threads, command=command)
+    for verdict in result["verdicts"]:
+        print(suite.verdict_line(verdict), flush=True)
+    suite.write(result, args.output_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
