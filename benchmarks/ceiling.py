@@ -128,8 +128,10 @@ CATEGORIES = (
 )
 
 
-def where_time_goes(model: torch.nn.Module, inputs: dict[str, torch.Tensor], device: torch.device) -> dict[str, float]:
-    """Share of one forward pass's operator time by category, from the PyTorch profiler (self time)."""
+def where_time_goes(
+    model: torch.nn.Module, inputs: dict[str, torch.Tensor], device: torch.device, passes: int = 3
+) -> dict[str, float]:
+    """Share of the operator time of `passes` forward passes by category, from the PyTorch profiler (self time)."""
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
@@ -137,7 +139,8 @@ def where_time_goes(model: torch.nn.Module, inputs: dict[str, torch.Tensor], dev
         model(**inputs)
         sync(device)
         with profile(activities=activities) as prof:
-            model(**inputs)
+            for _ in range(passes):
+                model(**inputs)
             sync(device)
     totals: dict[str, float] = {}
     for event in prof.key_averages():

@@ -200,7 +200,7 @@ def table_markdown(table: dict[str, Any]) -> str:
     breakdown = table["time_breakdown"]
     if breakdown:
         categories = list(dict.fromkeys(c for shares in breakdown.values() for c in shares))
-        lines += ["", "Where the time goes (PyTorch profiler, self time of one forward pass, % of it):", ""]
+        lines += ["", "Where the time goes (PyTorch profiler, self time of three forward passes, % of it):", ""]
         lines += ["| operators | " + " | ".join(breakdown) + " |", "|---|" + "---:|" * len(breakdown)]
         for category in categories:
             lines.append(

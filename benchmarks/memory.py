@@ -1,13 +1,15 @@
 """Peak memory of one forward pass, and checkpoint size on disk, per contender.
 
 Peak memory is measured in a fresh child process per contender, so that no other model, cache
-or earlier peak is counted: the child imports torch, builds the model, then resets the kernel's
-high-water mark of its resident memory (``/proc/self/clear_refs``), runs one forward pass under
-``torch.inference_mode()`` and reads the mark back (``VmHWM``). It reports
+or earlier peak is counted: the child imports torch, builds the model, runs one warm-up pass
+(one-time costs), then resets the kernel's high-water mark of its resident memory
+(``/proc/self/clear_refs``), runs one forward pass under ``torch.inference_mode()`` and reads the
+mark back (``VmHWM``). glibc is told to hand every freed block over 64 KiB back to the kernel
+(``MALLOC_MMAP_THRESHOLD_``), so that resident memory follows the live tensors. It reports
 
 * ``peak_mb``: the resident memory the pass needed above a bare interpreter with torch imported
   (weights + activations: what a serving process pays);
-* ``activations_mb``: the part above the loaded model (what the pass itself allocates).
+* ``activations_mb``: the part above the loaded, warmed-up model (what the pass itself allocates).
 
 On a GPU the child reads ``torch.cuda.max_memory_allocated`` instead.
 
@@ -55,13 +57,18 @@ def _reset_peak() -> bool:
 
 
 def measure_here(family: Family, spec: Spec, batch: int) -> dict[str, Any]:
-    """Run in the child: build, reset the high-water mark, one forward pass, read the mark."""
+    """Run in the child: build, one warm-up pass, reset the high-water mark, one forward pass, read
+    the mark. The warm-up pays the one-time costs (kernel libraries' buffers, lazy imports) that
+    would otherwise be charged to the model's activations."""
     device = default_device()
     inputs = {key: value.to(device) for key, value in make_inputs(batch, family.vocab_size).items()}
     gc.collect()
     if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
         model = to_device(build(family, spec), device)
+        with torch.inference_mode():
+            model(**inputs)
+        sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
         loaded = torch.cuda.memory_allocated(device)
         with torch.inference_mode():
             model(**inputs)
@@ -74,6 +81,8 @@ def measure_here(family: Family, spec: Spec, batch: int) -> dict[str, Any]:
         }
     bare = _status_kb("VmRSS")
     model = build(family, spec)
+    with torch.inference_mode():
+        model(**inputs)
     gc.collect()
     loaded = _status_kb("VmRSS")
     if bare is None or loaded is None or not _reset_peak():
@@ -83,7 +92,7 @@ def measure_here(family: Family, spec: Spec, batch: int) -> dict[str, Any]:
     peak = _status_kb("VmHWM")
     weights = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
     return {
-        "method": "VmHWM of a fresh process, reset after loading",
+        "method": "VmHWM of a fresh process (MALLOC_MMAP_THRESHOLD_=65536), reset after a warm-up pass",
         "peak_mb": (peak - bare) / 1024,
         "activations_mb": (peak - loaded) / 1024,
         "loaded_mb": (loaded - bare) / 1024,
@@ -95,6 +104,9 @@ def measure_in_child(family: Family, spec: Spec, batch: int, threads: int) -> di
     """Runs `measure_here` in a fresh interpreter and returns what it printed."""
     job = {"family": family.__dict__, "spec": spec.__dict__, "batch": batch, "threads": threads}
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "TRANSFORMERS_VERBOSITY": "error"}
+    # glibc then returns every freed block over 64 KiB to the kernel at once, so that resident
+    # memory follows the live tensors instead of what the heap kept from the warm-up pass.
+    env["MALLOC_MMAP_THRESHOLD_"] = str(64 * 1024)
     root = Path(__file__).resolve().parent.parent
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.memory", json.dumps(job)],

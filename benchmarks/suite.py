@@ -56,7 +56,7 @@ class Plan:
     memory_batch: int = 32
     train_ks: list[int] = field(default_factory=lambda: [3, 6, 12])
     train_batch: int = 8
-    train_rounds: int = 5
+    train_rounds: int = 7
     train_warmup: int = 2
     pipeline_ks: list[int] = field(default_factory=lambda: [3, 6, 12])
     pipeline_sentences: int | None = None  # None: all of NCBI devel

@@ -1,0 +1,177 @@
+"""The benchmark's own arithmetic and plumbing, on a tiny 12-layer BERT: FLOP counts, the memory probe,
+checkpoint sizes, and one end-to-end run of every section that writes the report. Timings are never
+asserted here; only that what the report says follows from what was measured."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import BertConfig
+
+from benchmarks import ceiling, memory, suite
+from benchmarks.models import NUM_LABELS, SEQ_LEN, Family, Spec, build, contenders, make_inputs, tiny
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def small_vocab_family() -> Family:
+    """Encoder layers dominate the weights here (unlike `tiny`, whose 30k-word embeddings do)."""
+    config = BertConfig(
+        vocab_size=1200, num_hidden_layers=12, hidden_size=64, num_attention_heads=4, intermediate_size=256
+    )
+    return Family("small-vocab", "small-vocabulary BERT", config.to_dict())
+
+
+@pytest.mark.parametrize("spec", [Spec("stock"), Spec("notebook"), Spec("ours", 1), Spec("ours", 5)])
+def test_flop_count_matches_torch_flop_counter(spec):
+    """The FLOPs the ceiling is computed for are the ones the model really runs (torch's own count)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    family = tiny()
+    model = build(family, spec)
+    batch = 3
+    inputs = make_inputs(batch, family.vocab_size)
+    counter = FlopCounterMode(display=False)
+    # the math backend spells attention out as matrix products, which the counter sees (the CPU
+    # flash kernel it does not count)
+    with torch.inference_mode(), sdpa_kernel(SDPBackend.MATH), counter:
+        model(**inputs)
+    products = ceiling.layer_matmuls(family.bert_config(), batch, SEQ_LEN) * spec.layers_run(family)
+    products += ceiling.head_matmuls(family.bert_config(), batch, SEQ_LEN, NUM_LABELS, pooler=spec.kind == "notebook")
+    assert sum(p.flops for p in products) == counter.get_total_flops()
+
+
+def test_bert_base_layer_flops_formula():
+    """Per layer and token: 2 (4 H^2 + 2 H I) for the projections, 4 S H for the two attention products."""
+    config = BertConfig()
+    batch, tokens, hidden, inner = 32, 32 * SEQ_LEN, 768, 3072
+    expected = 2 * tokens * (4 * hidden**2 + 2 * hidden * inner) + 4 * batch * SEQ_LEN**2 * hidden
+    assert sum(p.flops for p in ceiling.layer_matmuls(config, batch, SEQ_LEN)) == expected
+
+
+def test_ceiling_scales_with_layers_and_breakdown_sums_to_100():
+    family = tiny()
+    ceil = ceiling.Ceiling(family.bert_config(), 2, SEQ_LEN, NUM_LABELS, torch.device("cpu"), torch.float32)
+    flops_3, seconds_3 = ceil.of(3, pooler=False)
+    flops_12, seconds_12 = ceil.of(12, pooler=False)
+    head_flops, head_s = ceil.of(0, pooler=False)
+    assert flops_12 - head_flops == pytest.approx(4 * (flops_3 - head_flops))
+    assert seconds_12 - head_s == pytest.approx(4 * (seconds_3 - head_s))
+    assert ceil.of(12, pooler=True)[0] > flops_12
+    shares = ceiling.where_time_goes(
+        build(family, Spec("ours", 12)), make_inputs(2, family.vocab_size), torch.device("cpu")
+    )
+    assert sum(shares.values()) == pytest.approx(100.0)
+    assert shares["matrix products"] > 0 and shares["layer norm"] > 0
+
+
+def test_checkpoint_size_follows_the_layers_kept():
+    family = small_vocab_family()
+    sizes = {spec: memory.checkpoint_mb(build(family, spec)) for spec in contenders(family, [3, 12])}
+    stock, notebook = sizes[Spec("stock")], sizes[Spec("notebook")]
+    assert sizes[Spec("ours", 3)] / stock < 0.45  # embeddings + 3 of 12 layers
+    assert sizes[Spec("ours", 12)] == pytest.approx(stock, rel=0.02)
+    assert notebook > stock  # the pooler and a separate head file
+
+
+def test_memory_probe_sees_the_notebook_keep_every_hidden_state():
+    """At batch 64 the notebook recipe holds 13 hidden states (2 MiB each here); ours at k = 1 a few."""
+    config = BertConfig(
+        vocab_size=1200, num_hidden_layers=12, hidden_size=64, num_attention_heads=4, intermediate_size=64
+    )
+    family = Family("narrow", "narrow tiny", config.to_dict())
+    ours = memory.measure_in_child(family, Spec("ours", 1), batch=64, threads=1)
+    notebook = memory.measure_in_child(family, Spec("notebook"), batch=64, threads=1)
+    stock = memory.measure_in_child(family, Spec("stock"), batch=64, threads=1)
+    hidden_state_mb = 64 * SEQ_LEN * 64 * 4 / 2**20
+    assert notebook["activations_mb"] - ours["activations_mb"] > 6 * hidden_state_mb
+    assert notebook["activations_mb"] - stock["activations_mb"] > 6 * hidden_state_mb
+    assert ours["peak_mb"] > ours["activations_mb"] and ours["weights_mb"] < stock["weights_mb"]
+
+
+def test_suite_end_to_end_writes_every_section(tmp_path, trained):
+    """Every section on the tiny backbone (serving on the session's trained MiniLM): the report has a
+    row per contender, ratios consistent with the medians, and a verdict per target."""
+    model_dir, _ = trained
+    plan = suite.Plan(
+        "test",
+        families=("tiny",),
+        forward_batches={"tiny": {32: (2, 5), 1: (2, 5)}},
+        forward_warmup=1,
+        forward_ks=[3, 12],
+        memory_batch=2,
+        train_ks=[3, 12],
+        train_batch=2,
+        train_rounds=2,
+        train_warmup=1,
+        pipeline_ks=[3],
+        pipeline_sentences=8,
+        pipeline_rounds=1,
+        serving={"test": 12, "rounds": 1},
+    )
+    result = suite.run(plan, suite.SECTIONS, model_dir=str(model_dir), threads=1, command="test")
+    suite.write(result, tmp_path)
+    data = json.loads((tmp_path / "benchmarks.json").read_text())
+    report = (tmp_path / "benchmarks.md").read_text()
+
+    names = [
+        "stock head (BertForTokenClassification)",
+        "notebook recipe (any k)",
+        "ours hidden_layer=3",
+        "ours hidden_layer=12",
+    ]
+    assert [table["batch"] for table in data["forward"]] == [32, 1]
+    for table in data["forward"]:
+        assert [row["name"] for row in table["rows"]] == names
+        rows = {row["name"]: row for row in table["rows"]}
+        stock = rows[names[0]]
+        assert stock["ratio_vs_stock"] == 1.0
+        assert rows[names[2]]["ratio_vs_stock"] == pytest.approx(rows[names[2]]["median_ms"] / stock["median_ms"])
+        assert rows[names[2]]["ideal_ratio"] == 0.25 and rows[names[2]]["layers_run"] == 3
+        assert all(row["fraction_of_ceiling"] > 0 for row in table["rows"])
+    assert data["forward"][0]["time_breakdown"] and not data["forward"][1]["time_breakdown"]
+    assert [row["name"] for row in data["memory"][0]["rows"]] == names
+    assert [row["name"] for row in data["training"][0]["rows"]] == [
+        names[0],
+        "notebook recipe (k=3)",
+        "notebook recipe (k=12)",
+        names[2],
+        names[3],
+    ]
+    assert [row["name"] for row in data["pipeline"][0]["rows"]] == [names[0], names[2], names[3]]
+    served = data["serving"]
+    assert served["sentences"] == 12 and served["predict"]["agreement"]["documents"] == 12
+    assert {row["name"] for row in served["onnx"]["rows"]} == {"pytorch", "onnx fp32", "onnx int8"}
+
+    texts = [v["text"] for v in data["verdicts"]]
+    assert sum(t.startswith("forward time, k = 3 of 12 / notebook recipe") for t in texts) == 2  # batch 32, 1
+    assert sum(t.startswith("forward time, k = 12 of 12 / stock head") for t in texts) == 2
+    assert sum("matmul ceiling" in t for t in texts) == 1
+    assert any(t.startswith("checkpoint, k = 3 of 12") for t in texts)
+    assert any(t.startswith("peak forward memory") for t in texts)
+    assert any(t.startswith("predict / pipeline") for t in texts)
+    assert any(t.startswith("ONNX int8 / fp32") for t in texts)
+    for heading in (
+        "## Verdicts",
+        "## 1. Forward",
+        "## 2. Peak forward memory",
+        "## 3. Training step",
+        "## 4. Pipeline throughput",
+        "## 5. Serving",
+    ):
+        assert heading in report
+    assert report.count("VERDICT ") == len(texts)
+
+
+def test_entry_point_rejects_an_unknown_section():
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--only", "forward,speed"], cwd=REPO, capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    assert "unknown section(s) ['speed']" in done.stderr
