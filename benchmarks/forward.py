@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import math
 import random
+import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -34,6 +35,8 @@ class Entry:
     fn: Callable[[dict[str, torch.Tensor]], Any]
     samples: list[float] = field(default_factory=list)
     inner: int = 1
+    page_faults: list[float] = field(default_factory=list)  # minor page faults per pass
+    kernel_share: list[float] = field(default_factory=list)  # system CPU / all CPU of this process
 
 
 def time_entries(
@@ -63,7 +66,7 @@ def time_entries(
             start = time.perf_counter()
             call(entry)
             entry.inner = max(1, math.ceil(MIN_SAMPLE_S / (time.perf_counter() - start)))
-            entry.samples = []
+            entry.samples, entry.page_faults, entry.kernel_share = [], [], []
         rng = random.Random(SEED)
         order = list(entries)
         began = time.perf_counter()
@@ -74,10 +77,15 @@ def time_entries(
             gc.disable()  # a collection inside one sample would charge it to one model
             try:
                 for entry in order:
+                    before = resource.getrusage(resource.RUSAGE_SELF)
                     start = time.perf_counter()
                     for _ in range(entry.inner):
                         call(entry)
                     entry.samples.append((time.perf_counter() - start) / entry.inner)
+                    after = resource.getrusage(resource.RUSAGE_SELF)
+                    entry.page_faults.append((after.ru_minflt - before.ru_minflt) / entry.inner)
+                    system, user = after.ru_stime - before.ru_stime, after.ru_utime - before.ru_utime
+                    entry.kernel_share.append(system / max(system + user, 1e-9))
             finally:
                 gc.enable()
             elapsed = time.perf_counter() - began
@@ -115,6 +123,8 @@ def summarise(entries: list[Entry], family: Family, batch: int, ceiling: Ceiling
                 "gflop_per_s": flops / median / 1e9,
                 "ceiling_gflop_per_s": flops / matmul_s / 1e9,
                 "fraction_of_ceiling": matmul_s / median,
+                "page_faults_per_pass": statistics.median(entry.page_faults),
+                "kernel_cpu_share": statistics.median(entry.kernel_share),
                 "repeats_per_sample": entry.inner,
                 "samples_ms": [s * 1e3 for s in entry.samples],
             }
@@ -176,19 +186,21 @@ def table_markdown(table: dict[str, Any]) -> str:
         f"{table['rounds']} rounds (of {table['rounds_planned']} planned, {table['budget_s']:.0f} s budget) after "
         f"{table['warmup_rounds']} warm-up rounds; median over rounds; IQR = interquartile range / median. "
         "GFLOP/s = the model's matrix-product FLOPs / its median time; ceiling = the time `torch.matmul` alone "
-        "needs for the same shapes / the median time.",
+        "needs for the same shapes / the median time; page faults / pass: memory the kernel had to map "
+        "afresh (minor faults); kernel CPU: system time's share of this process's CPU time.",
         "",
         *contention_lines(table.get("cpu_during_timing")),
         "| model | layers run | median ms | IQR % | tokens/s | vs stock head | vs notebook | ideal k/L "
-        "| GFLOP/s | of matmul ceiling |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| GFLOP/s | of matmul ceiling | page faults / pass | kernel CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in table["rows"]:
         ideal = f"{row['ideal_ratio']:.3f}" if row["ideal_ratio"] is not None else "—"
         lines.append(
             f"| {row['name']} | {row['layers_run']} | {row['median_ms']:.1f} | {row['iqr_pct']:.1f} | "
             f"{row['tokens_per_s']:,.0f} | {row['ratio_vs_stock']:.3f} | {row['ratio_vs_notebook']:.3f} | {ideal} | "
-            f"{row['gflop_per_s']:.0f} | {100 * row['fraction_of_ceiling']:.0f}% |"
+            f"{row['gflop_per_s']:.0f} | {100 * row['fraction_of_ceiling']:.0f}% | "
+            f"{row['page_faults_per_pass']:,.0f} | {100 * row['kernel_cpu_share']:.0f}% |"
         )
     lines += ["", "`torch.matmul` on the shapes of one encoder layer and of the classifier:", ""]
     lines += ["| product | shape | per layer | ms | GFLOP/s |", "|---|---|---:|---:|---:|"]

@@ -136,6 +136,9 @@ def test_suite_end_to_end_writes_every_section(tmp_path, trained):
         assert rows[names[2]]["ideal_ratio"] == 0.25 and rows[names[2]]["layers_run"] == 3
         assert all(row["fraction_of_ceiling"] > 0 for row in table["rows"])
     assert data["forward"][0]["time_breakdown"] and not data["forward"][1]["time_breakdown"]
+    (kept,) = data["forward_allocator"]  # the batch-32 table again, in a child with another allocator
+    assert kept["batch"] == 32 and [row["name"] for row in kept["rows"]] == names
+    assert all(row["page_faults_per_pass"] >= 0 for table in data["forward"] for row in table["rows"])
     assert [row["name"] for row in data["memory"][0]["rows"]] == names
     assert [row["name"] for row in data["training"][0]["rows"]] == [
         names[0],
@@ -152,7 +155,8 @@ def test_suite_end_to_end_writes_every_section(tmp_path, trained):
     texts = [v["text"] for v in data["verdicts"]]
     assert sum(t.startswith("forward time, k = 3 of 12 / notebook recipe") for t in texts) == 2  # batch 32, 1
     assert sum(t.startswith("forward time, k = 12 of 12 / stock head") for t in texts) == 2
-    assert sum("matmul ceiling" in t for t in texts) == 1
+    assert sum("matmul ceiling" in t for t in texts) == 2  # as is, and with glibc keeping freed memory
+    assert sum("glibc keeping freed memory" in t for t in texts) == 1
     assert any(t.startswith("checkpoint, k = 3 of 12") for t in texts)
     assert any(t.startswith("peak forward memory") for t in texts)
     assert any(t.startswith("predict / pipeline") for t in texts)

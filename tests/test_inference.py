@@ -177,3 +177,52 @@ def test_load_model_auto_device_is_the_cpu_without_a_gpu(tiny_dir):
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert model.device.type == expected
     assert model.dtype == (torch.bfloat16 if expected == "cuda" else torch.float32)
+
+
+def test_batches_are_sorted_by_length_so_little_goes_to_padding(tiny_dir, ncbi_texts):
+    """The model sees batches of windows of similar length: far less padding than batching in input order."""
+    model, tokenizer = load_model(tiny_dir)
+    shapes = []
+    hook = model.register_forward_pre_hook(
+        lambda _, args, kwargs: shapes.append(kwargs["input_ids"].shape), with_kwargs=True
+    )
+    try:
+        list(predict_texts(model, tokenizer, ncbi_texts, aggregation_strategy="first", batch_size=4))
+    finally:
+        hook.remove()
+    encoding = tokenizer(ncbi_texts, truncation=True, max_length=512, stride=128, return_overflowing_tokens=True)
+    lengths = [len(ids) for ids in encoding["input_ids"]]
+    real = sum(lengths)
+    in_input_order = sum(max(lengths[i : i + 4]) * len(lengths[i : i + 4]) for i in range(0, len(lengths), 4))
+    computed = sum(batch * length for batch, length in shapes)
+    assert sorted(length for _, length in shapes) == [length for _, length in shapes]  # shortest first
+    assert computed < 1.1 * real < in_input_order
+
+
+def test_progress_bar_counts_documents(tiny_dir, ncbi_texts, monkeypatch):
+    """A bar counting documents (tqdm decides whether standard error is a terminal)."""
+    import hf_layer_tokclf.inference as inference
+
+    bars = []
+
+    class RecordingBar:
+        def __init__(self, **kwargs):
+            self.kwargs, self.n = kwargs, 0
+            bars.append(self)
+
+        def update(self, count):
+            self.n += count
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(inference, "tqdm", RecordingBar)
+    model, tokenizer = load_model(tiny_dir)
+    list(predict_texts(model, tokenizer, ncbi_texts, progress=True, total=len(ncbi_texts), chunk_size=16))
+    list(predict_texts(model, tokenizer, ncbi_texts[:3]))
+    shown, hidden = bars
+    assert (
+        shown.kwargs["disable"] is None and shown.kwargs["total"] == len(ncbi_texts) and shown.kwargs["unit"] == "doc"
+    )
+    assert shown.n == len(ncbi_texts) and shown.closed
+    assert hidden.kwargs["disable"] is True

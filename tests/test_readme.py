@@ -1,4 +1,4 @@
-"""The README's Python examples run as written."""
+"""The README's Python examples run as written, and its figures are the committed results."""
 
 import re
 
@@ -21,3 +21,12 @@ def test_quick_start_runs(capsys):
     assert capsys.readouterr().out.startswith("3\n")
     assert type(namespace["model"]).__name__ == "BertForLayerTokenClassification"
     assert type(namespace["encoder"]).__name__ == "BertLayerModel"
+
+
+def test_performance_tables_are_the_committed_results():
+    """Every figure in the README's performance section comes from benchmarks/results/benchmarks.json."""
+    from benchmarks.readme import current_block, summary_block
+
+    readme = (REPO / "README.md").read_text()
+    assert current_block(readme) == summary_block(), "run `python -m benchmarks.readme`"
+    assert "forward ms, batch 32 x 128" in current_block(readme)
