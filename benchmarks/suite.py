@@ -16,10 +16,12 @@ Nothing is asserted: verdict lines print PASS or FAIL against the targets and th
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,6 +90,26 @@ PLANS = {
 }
 
 
+@contextlib.contextmanager
+def quiet_transformers(threads: int) -> Iterator[None]:
+    """Benchmark settings for the run, and the caller's back afterwards (tests call `run` in-process)."""
+    verbosity, bars, before = (
+        transformers.logging.get_verbosity(),
+        transformers.utils.logging.is_progress_bar_enabled(),
+        torch.get_num_threads(),
+    )
+    torch.set_num_threads(threads)
+    transformers.logging.set_verbosity_error()  # load reports of random heads and skipped layers
+    transformers.logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+        transformers.logging.set_verbosity(verbosity)
+        if bars:
+            transformers.logging.enable_progress_bar()
+
+
 def run(
     plan: Plan,
     sections: tuple[str, ...] = SECTIONS,
@@ -96,14 +118,16 @@ def run(
     command: str = "python -m benchmarks",
 ) -> dict[str, Any]:
     """Runs the sections of `plan` and returns everything measured, verdicts included."""
+    with quiet_transformers(threads):
+        return _run(plan, sections, model_dir, threads, command)
+
+
+def _run(plan: Plan, sections: tuple[str, ...], model_dir: str | None, threads: int, command: str) -> dict[str, Any]:
     from hf_layer_tokclf.data import load_sentences, normalize_labels
     from hf_layer_tokclf.inference import load_model
 
     began = time.perf_counter()
-    torch.set_num_threads(threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    transformers.logging.set_verbosity_error()  # load reports of random heads and skipped layers
-    transformers.logging.disable_progress_bar()
     device = default_device()
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     device_label = f"cuda: {torch.cuda.get_device_name(device)}" if device.type == "cuda" else "cpu"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import transformers
 from transformers import BertConfig
 
 from benchmarks import ceiling, memory, suite
@@ -115,7 +116,9 @@ def test_suite_end_to_end_writes_every_section(tmp_path, trained):
         pipeline_rounds=1,
         serving={"test": 12, "rounds": 1},
     )
+    verbosity, threads = transformers.logging.get_verbosity(), torch.get_num_threads()
     result = suite.run(plan, suite.SECTIONS, model_dir=str(model_dir), threads=1, command="test")
+    assert (transformers.logging.get_verbosity(), torch.get_num_threads()) == (verbosity, threads)
     suite.write(result, tmp_path)
     data = json.loads((tmp_path / "benchmarks.json").read_text())
     report = (tmp_path / "benchmarks.md").read_text()
