@@ -408,6 +408,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HubError as error:  # train --push-to-hub: the model is saved, the Hub failed
         print(f"hf-layer-tokclf {argv[0]}: error: {error}", file=sys.stderr)
         return 1
+    except OSError as error:  # a Hub id that cannot be fetched, a full disk: the environment, not a bug
+        print(f"hf-layer-tokclf {argv[0]}: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -34,6 +34,9 @@ def load_model(model_dir: str | Path, *, device: str | None = None, **kwargs: An
     target = pick_device(device)
     if target.type == "cuda":
         kwargs = {"dtype": torch.bfloat16, "attn_implementation": "sdpa", **kwargs}
+    looks_local = path.is_absolute() or str(model_dir).startswith((".", "~")) or str(model_dir).count("/") > 1
+    if not path.exists() and looks_local:  # else transformers would try it as a Hub id, and say so confusingly
+        raise ValueError(f"{model_dir}: no such folder.")
     if path.exists() and not (path / "config.json").is_file():
         checkpoints = sorted(p.name for p in path.glob("checkpoint-*"))
         hint = f" It holds checkpoints ({', '.join(checkpoints)}): training did not finish." if checkpoints else ""

@@ -226,3 +226,11 @@ def test_progress_bar_counts_documents(tiny_dir, ncbi_texts, monkeypatch):
     )
     assert shown.n == len(ncbi_texts) and shown.closed
     assert hidden.kwargs["disable"] is True
+
+
+@pytest.mark.parametrize("command", [["predict", "--text", "BRCA1"], ["evaluate", "--data", str(NCBI / "test.tsv")]])
+@pytest.mark.parametrize("where", ["/no/such/model", "./runs/missing-model", "runs/missing/model"])
+def test_a_missing_model_folder_is_one_line_naming_it(command, where, capsys):
+    assert main([command[0], where, *command[1:]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"hf-layer-tokclf {command[0]}: error: {where}: no such folder."

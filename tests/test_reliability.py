@@ -404,8 +404,8 @@ def test_evaluate_failing_while_writing_keeps_the_old_scores(tiny_dir, tmp_path,
         raise OSError("disk full")
 
     monkeypatch.setattr(files.json, "dump", dump_half)
-    with pytest.raises(OSError, match="disk full"):
-        main(["evaluate", str(tiny_dir), "--data", str(data), "--output", str(output), "--overwrite"])
+    assert main(["evaluate", str(tiny_dir), "--data", str(data), "--output", str(output), "--overwrite"]) == 1
+    assert capsys.readouterr().err.strip().endswith("error: disk full")
     monkeypatch.setattr(files.json, "dump", real_dump)
     assert output.read_text() == '{"old": true}\n'
     assert not _leftovers(tmp_path)
@@ -644,3 +644,22 @@ def test_torchrun_refuses_a_non_empty_output_dir_on_every_process(backbone_dir, 
     assert proc.returncode != 0
     assert "is not empty; pass --overwrite-output-dir" in proc.stderr  # and no process hangs
     assert [p.name for p in output_dir.iterdir()] == ["notes.txt"]
+
+
+def test_atomic_writes_get_the_mode_a_plain_open_would_give(tmp_path):
+    """Not mkstemp's private 0600: the umask's mode for a new file, the old file's mode when replacing."""
+    from hf_layer_tokclf.files import atomic_writer
+
+    old_umask = os.umask(0o022)
+    try:
+        with atomic_writer(tmp_path / "new.json") as f:
+            f.write("{}")
+        assert (tmp_path / "new.json").stat().st_mode & 0o777 == 0o644
+        (tmp_path / "shared.json").write_text("old")
+        os.chmod(tmp_path / "shared.json", 0o664)
+        with atomic_writer(tmp_path / "shared.json") as f:
+            f.write("new")
+        assert (tmp_path / "shared.json").stat().st_mode & 0o777 == 0o664
+        assert (tmp_path / "shared.json").read_text() == "new"
+    finally:
+        os.umask(old_umask)
