@@ -70,8 +70,8 @@ def _child(argv: list[str]) -> int:
     device = default_device()
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     family = Family(**job["family"])
-    models = {Spec(**spec): None for spec in job["specs"]}
-    models = {spec: to_device(build(family, spec), device) for spec in models}
+    specs = [Spec(**spec) for spec in job["specs"]]
+    models = {spec: to_device(build(family, spec), device) for spec in specs}
     batches = {job["batch"]: (job["rounds"], job["budget_s"])}
     with contextlib.redirect_stdout(io.StringIO()):  # stdout carries the JSON only
         (table,) = run(family, models, batches, job["warmup"], device, dtype, profile_ks=())

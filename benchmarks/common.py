@@ -111,7 +111,7 @@ def contention_lines(cpu: dict[str, float] | None) -> list[str]:
         f"While timing, other processes used {cpu['other_processes_cores']:.2f} cores on average "
         f"(hypervisor steal {cpu['steal_cores']:.2f}; this benchmark {cpu['own_cores']:.2f})."
     )
-    if cpu["other_processes_cores"] + cpu["steal_cores"] > CONTENDED_CORES:
+    if shared_machine(cpu):
         text += " **The machine was shared: absolute times are inflated and ratios noisier; rerun when idle.**"
     return [text, ""]
 

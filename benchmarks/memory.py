@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import default_device, sync
+from benchmarks.common import default_device, log, sync
 from benchmarks.models import Family, NotebookRecipe, Spec, build, make_inputs, to_device
 
 MB = 2**20
@@ -137,7 +137,7 @@ def checkpoint_mb(model: torch.nn.Module) -> float:
         return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file()) / MB
 
 
-def run(family: Family, models: dict[Spec, torch.nn.Module], batch: int, threads: int, log: Any) -> dict[str, Any]:
+def run(family: Family, models: dict[Spec, torch.nn.Module], batch: int, threads: int) -> dict[str, Any]:
     """Peak forward memory (children) and checkpoint size (here) of every contender."""
     rows = []
     for spec, model in models.items():

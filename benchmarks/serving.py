@@ -49,6 +49,14 @@ TARGET_INT8_SPEEDUP = 1.5  # int8 vs fp32 ONNX at batch 32
 TARGET_INT8_F1_GAP = 1.0  # F1 points
 
 
+def ncbi_sentences(name: str) -> list[Any]:
+    """The sentences of one NCBI-disease file (``train.tsv``, ``devel.tsv``, ``test.tsv``), labels in IOB2."""
+    from hf_layer_tokclf.data import load_sentences, normalize_labels
+
+    sentences, _ = normalize_labels(load_sentences(str(NCBI / name)))
+    return sentences
+
+
 def train_model(output_dir: Path, plan: dict[str, Any], hidden_layer: int) -> dict[str, Any]:
     """Fine-tunes the packaged MiniLM on NCBI-disease for a few hundred steps (the model to serve).
 

@@ -123,9 +123,6 @@ def run(
 
 
 def _run(plan: Plan, sections: tuple[str, ...], model_dir: str | None, threads: int, command: str) -> dict[str, Any]:
-    from hf_layer_tokclf.data import load_sentences, normalize_labels
-    from hf_layer_tokclf.inference import load_model
-
     began = time.perf_counter()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     device = default_device()
@@ -153,10 +150,10 @@ def _run(plan: Plan, sections: tuple[str, ...], model_dir: str | None, threads: 
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(str(MODEL_DIR))
-        devel, _ = normalize_labels(load_sentences(str(serving.NCBI / "devel.tsv")))
-        devel_texts = [" ".join(s.tokens) for s in devel][: plan.pipeline_sentences]
+        devel_texts = [" ".join(s.tokens) for s in serving.ncbi_sentences("devel.tsv")][: plan.pipeline_sentences]
 
-    for name in plan.families if {"forward", "memory", "pipeline"} & set(sections) else ():
+    per_model = {"forward", "memory", "pipeline"} & set(sections)
+    for name in plan.families if per_model else ():
         family: Family = FAMILIES[name]()
         specs = contenders(family, plan.forward_ks)
         log(f"building {len(specs)} {family.name} models ...")
@@ -174,7 +171,7 @@ def _run(plan: Plan, sections: tuple[str, ...], model_dir: str | None, threads: 
                 print(forward.table_markdown(table), end="\n\n", flush=True)
                 result["forward_allocator"].append(table)
         if "memory" in sections:
-            table = memory.run(family, models, plan.memory_batch, threads, log)
+            table = memory.run(family, models, plan.memory_batch, threads)
             print(memory.table_markdown(table), end="\n\n", flush=True)
             result["memory"].append(table)
         if "pipeline" in sections:
@@ -190,13 +187,13 @@ def _run(plan: Plan, sections: tuple[str, ...], model_dir: str | None, threads: 
         for name in plan.families:
             family = FAMILIES[name]()
             table = train_step.run(
-                family, plan.train_ks, plan.train_batch, plan.train_rounds, plan.train_warmup, device, log
+                family, plan.train_ks, plan.train_batch, plan.train_rounds, plan.train_warmup, device
             )
             print(train_step.table_markdown(table), end="\n\n", flush=True)
             result["training"].append(table)
 
     if "serving" in sections:
-        result["serving"] = run_serving(plan, model_dir, device_label, load_model, load_sentences, normalize_labels)
+        result["serving"] = run_serving(plan, model_dir, device_label)
 
     result["verdicts"] = verdicts(result)
     result["load_average_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
@@ -204,7 +201,9 @@ def _run(plan: Plan, sections: tuple[str, ...], model_dir: str | None, threads: 
     return result
 
 
-def run_serving(plan: Plan, model_dir, device_label, load_model, load_sentences, normalize_labels) -> dict[str, Any]:
+def run_serving(plan: Plan, model_dir: str | None, device_label: str) -> dict[str, Any]:
+    from hf_layer_tokclf.inference import load_model
+
     settings = plan.serving
     with tempfile.TemporaryDirectory(prefix="serving-") as tmp:
         workdir = Path(tmp)
@@ -215,8 +214,7 @@ def run_serving(plan: Plan, model_dir, device_label, load_model, load_sentences,
             trained = serving.train_model(model_dir, settings, hidden_layer=-1)
             log(f"  trained in {trained['wall_s']:.0f} s, dev F1 {100 * (trained['dev_f1'] or 0):.2f}")
         model, tokenizer = load_model(model_dir, device="auto")
-        sentences, _ = normalize_labels(load_sentences(str(serving.NCBI / "test.tsv")))
-        sentences = sentences[: settings["test"]]
+        sentences = serving.ncbi_sentences("test.tsv")[: settings["test"]]
         texts = [" ".join(s.tokens) for s in sentences]
         log(f"predict vs pipeline on {len(texts)} NCBI test sentences ...")
         predict = serving.section_predict(model, tokenizer, texts, settings["rounds"], device_label)

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import CpuShare, contention_lines, sync
+from benchmarks.common import CpuShare, contention_lines, log, sync
 from benchmarks.models import NUM_LABELS, SEED, SEQ_LEN, Family, Spec, build, make_inputs
 
 
@@ -40,7 +40,7 @@ def step_fn(model: torch.nn.Module, batch: dict[str, torch.Tensor], device: torc
 
 
 def run(
-    family: Family, ks: list[int], batch_size: int, rounds: int, warmup: int, device: torch.device, log: Any
+    family: Family, ks: list[int], batch_size: int, rounds: int, warmup: int, device: torch.device
 ) -> dict[str, Any]:
     ks = [k for k in ks if 1 <= k <= family.num_layers]
     specs = [Spec("stock"), *(Spec("notebook", k) for k in ks), *(Spec("ours", k) for k in ks)]

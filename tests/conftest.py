@@ -50,6 +50,29 @@ def tiny_bert_kwargs(**overrides) -> dict:
     return kwargs
 
 
+def save_tiny_model(path: Path, tokenizer, head_scale: float | None = None) -> Path:
+    """A random 4-layer, 32-wide model at hidden layer 2, saved with the MiniLM tokenizer: a fast model folder.
+
+    ``head_scale`` multiplies the random head's weights (a head that tags plenty of entities).
+    """
+    from hf_layer_tokclf import BertForLayerTokenClassification, LayerTokenClassificationConfig
+
+    torch.manual_seed(0)
+    model = BertForLayerTokenClassification(LayerTokenClassificationConfig(**tiny_bert_kwargs(hidden_layer=2)))
+    if head_scale is not None:
+        with torch.no_grad():
+            model.classifier.weight.mul_(head_scale)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory, tokenizer) -> Path:
+    """`save_tiny_model` once per test module."""
+    return save_tiny_model(tmp_path_factory.mktemp("tiny") / "model", tokenizer)
+
+
 @pytest.fixture
 def inputs() -> dict[str, torch.Tensor]:
     generator = torch.Generator().manual_seed(0)

@@ -6,9 +6,8 @@ import json
 
 import pytest
 import torch
-from conftest import NCBI, TEXT, tiny_bert_kwargs
+from conftest import NCBI, TEXT, save_tiny_model
 
-from hf_layer_tokclf import BertForLayerTokenClassification, LayerTokenClassificationConfig
 from hf_layer_tokclf.cli import main
 from hf_layer_tokclf.data import load_sentences
 from hf_layer_tokclf.inference import (
@@ -35,17 +34,8 @@ def trained_model(trained):
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory, minilm_path):
-    from transformers import AutoTokenizer
-
-    torch.manual_seed(0)
-    model = BertForLayerTokenClassification(LayerTokenClassificationConfig(**tiny_bert_kwargs(hidden_layer=2)))
-    with torch.no_grad():
-        model.classifier.weight.mul_(30)  # a random head that tags plenty of entities
-    path = tmp_path_factory.mktemp("tiny") / "model"
-    model.save_pretrained(path)
-    AutoTokenizer.from_pretrained(minilm_path).save_pretrained(path)
-    return path
+def tiny_dir(tmp_path_factory, tokenizer):
+    return save_tiny_model(tmp_path_factory.mktemp("tiny") / "model", tokenizer, head_scale=30)
 
 
 def pipeline_entities(model, tokenizer, texts, strategy, stride):

@@ -55,17 +55,6 @@ def assert_one_clean_line(err: str, *needles: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory, tokenizer):
-    """A random 4-layer, 32-wide model at hidden layer 2, saved with the MiniLM tokenizer: a fast model folder."""
-    torch.manual_seed(0)
-    model = BertForLayerTokenClassification(LayerTokenClassificationConfig(hidden_layer=2, **tiny_bert_kwargs()))
-    path = tmp_path_factory.mktemp("tiny") / "model"
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def backbone_dir(tmp_path_factory, tokenizer):
     """A random 4-layer, 32-wide plain BERT (what `train --model` starts from), with the MiniLM tokenizer."""
     from transformers import BertConfig, BertModel

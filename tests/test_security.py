@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import LABELS, TEXT, tiny_bert_kwargs
+from conftest import LABELS, TEXT
 
 import hf_layer_tokclf
-from hf_layer_tokclf import BertForLayerTokenClassification, LayerTokenClassificationConfig
+from hf_layer_tokclf import BertForLayerTokenClassification
 from hf_layer_tokclf.inference import load_model
 from hf_layer_tokclf.remote_check import run_remote_check
 
@@ -106,16 +106,6 @@ def test_code_that_travels_opens_nothing_and_runs_nothing_on_import(name):
         if isinstance(node, ast.Assign):  # constants, and the logger
             calls = [n for n in ast.walk(node.value) if isinstance(n, ast.Call)]
             assert all(ast.unparse(c.func) == "logging.get_logger" for c in calls), ast.unparse(node)
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory, tokenizer):
-    torch.manual_seed(0)
-    model = BertForLayerTokenClassification(LayerTokenClassificationConfig(hidden_layer=2, **tiny_bert_kwargs()))
-    path = tmp_path_factory.mktemp("tiny") / "model"
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
 
 
 def logits_of(model_dir) -> torch.Tensor:

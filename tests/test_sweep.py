@@ -155,6 +155,25 @@ def test_real_minilm_sweep_saves_a_loadable_probe(minilm_path, tokenizer, tmp_pa
     assert saved["recommended_layer"] == k and [row["layer"] for row in saved["layers"]] == [0, 2, 4, 6]
 
 
+def ncbi_sweep_argv(model_dir, output_dir, train: int, dev: int) -> list[str]:
+    """`sweep` on slices of NCBI's train and devel files."""
+    return [
+        "sweep",
+        "--model",
+        str(model_dir),
+        "--train-file",
+        str(NCBI / "train.tsv"),
+        "--validation-file",
+        str(NCBI / "devel.tsv"),
+        "--output-dir",
+        str(output_dir),
+        "--max-train-samples",
+        str(train),
+        "--max-eval-samples",
+        str(dev),
+    ]
+
+
 def run(capsys, *argv):
     code = main(list(argv))
     out, err = capsys.readouterr()
@@ -163,25 +182,7 @@ def run(capsys, *argv):
 
 def test_cli_writes_table_json_plot_and_refuses_to_overwrite(tiny_dir, tmp_path, capsys):
     output_dir = tmp_path / "out"
-    argv = [
-        "sweep",
-        "--model",
-        tiny_dir,
-        "--train-file",
-        str(NCBI / "train.tsv"),
-        "--validation-file",
-        str(NCBI / "devel.tsv"),
-        "--output-dir",
-        str(output_dir),
-        "--max-train-samples",
-        "200",
-        "--max-eval-samples",
-        "50",
-        "--tolerance",
-        "0.5",
-        "--epochs",
-        str(EPOCHS),
-    ]
+    argv = [*ncbi_sweep_argv(tiny_dir, output_dir, train=200, dev=50), "--tolerance", "0.5", "--epochs", str(EPOCHS)]
     code, out, err = run(capsys, *argv)
     assert code == 0, err
     assert "Extracting train features" in err and "Training probes" in err  # progress bars
@@ -213,19 +214,7 @@ def test_cli_finetune_top_adds_fine_tuned_scores(tiny_dir, tmp_path, capsys):
     output_dir = tmp_path / "out"
     code, _, err = run(
         capsys,
-        "sweep",
-        "--model",
-        tiny_dir,
-        "--train-file",
-        str(NCBI / "train.tsv"),
-        "--validation-file",
-        str(NCBI / "devel.tsv"),
-        "--output-dir",
-        str(output_dir),
-        "--max-train-samples",
-        "64",
-        "--max-eval-samples",
-        "16",
+        *ncbi_sweep_argv(tiny_dir, output_dir, train=64, dev=16),
         "--layers",
         "1",
         "2",
