@@ -7,11 +7,13 @@ Errors the user can fix (bad data, an output that exists) print one line and exi
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from .entities import DEFAULT_STRATEGY, STRATEGIES
 from .files import check_output_file, write_json
 from .hub import HubError
 
@@ -32,12 +34,9 @@ Run `hf-layer-tokclf <command> --help` for a command's options.
 
 
 def _train_parser():
-    from transformers import HfArgumentParser, TrainingArguments
+    from .training import TRAINING_DEFAULTS, TrainArgumentParser
 
-    from .training import TRAINING_DEFAULTS, DataArguments, ModelArguments, RunArguments
-
-    parser = HfArgumentParser(
-        (ModelArguments, DataArguments, RunArguments, TrainingArguments),
+    parser = TrainArgumentParser(
         prog="hf-layer-tokclf train",
         description="Fine-tune BertForLayerTokenClassification with the Hugging Face Trainer. Every "
         "TrainingArguments option is accepted, spelled --like-this or --like_this. Defaults that differ "
@@ -51,11 +50,75 @@ def train_command(argv: Sequence[str]) -> int:
     from .training import train
 
     model_args, data_args, run_args, training_args = _train_parser().parse_args_into_dataclasses(list(argv))
+    _check_do_flags(argv, data_args)
     command = shlex.join(["hf-layer-tokclf", "train", *argv])
     metrics = train(model_args, data_args, training_args, run_args, command=command)
     if "test_f1" in metrics:
         print(f"test F1: {100 * metrics['test_f1']:.2f}  ({training_args.output_dir}/metrics.json)")
     return 0
+
+
+def _do_flags(argv: Sequence[str]) -> dict[str, bool]:
+    """The run_ner.py switches given on the command line (--do-train, --do_eval=false, ...) and their values.
+
+    Read from argv, not from TrainingArguments: transformers turns ``do_eval`` on by itself whenever
+    ``eval_strategy`` is set, so the parsed value cannot tell what the user asked for.
+    """
+    from transformers.hf_argparser import string_to_bool
+
+    words = list(argv)
+    flags = {}
+    for i, word in enumerate(words):
+        name, equals, value = word.partition("=")
+        key = name.lstrip("-").replace("-", "_")
+        if not name.startswith("--") or key not in ("do_train", "do_eval", "do_predict"):
+            continue
+        if not equals:
+            following = words[i + 1] if i + 1 < len(words) else "--"
+            value = "true" if following.startswith("-") else following
+        flags[key] = string_to_bool(value)
+    return flags
+
+
+def _check_do_flags(argv: Sequence[str], data_args) -> None:
+    """`train` always trains, then scores the dev and test data it is given: run_ner.py's switches must agree."""
+    flags = _do_flags(argv)
+    off = [name for name, value in flags.items() if not value]
+    if off:
+        raise ValueError(
+            f"--{off[0].replace('_', '-')} false is not supported: train always trains, and scores the dev and test "
+            "data given (leave out --validation-file / --test-file to skip them; evaluate a trained model with "
+            "`hf-layer-tokclf evaluate`)."
+        )
+    if flags.get("do_eval") and not (data_args.validation_file or data_args.dataset_name):
+        raise ValueError("--do-eval needs dev data: give --validation-file (or --dataset-name with a dev split).")
+    if flags.get("do_predict") and not (data_args.test_file or data_args.dataset_name):
+        raise ValueError("--do-predict needs test data: give --test-file (or --dataset-name with a test split).")
+
+
+def _add_runtime_options(parser: argparse.ArgumentParser, *, remote_code: bool = True) -> None:
+    """--device, --dtype and --trust-remote-code: where and how a model runs, and whether its own code may."""
+    parser.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="Where the model runs: auto = the GPU (sdpa attention) when there is one, else the CPU.",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=["auto", "float32", "float16", "bfloat16"],
+        default="auto",
+        help="Precision: auto = float32 on the CPU; on a GPU bfloat16 where it is native (Ampere and newer), "
+        "else float16 (T4, V100).",
+    )
+    if remote_code:
+        parser.add_argument(
+            "--trust-remote-code",
+            action="store_true",
+            help="Allow a model folder or Hub repository to run the Python code it ships (its config.json's "
+            "auto_map), as transformers' trust_remote_code=True. Off by default: models of this package load "
+            "with the installed classes and need no flag. Read the code first.",
+        )
 
 
 def _evaluate_parser() -> argparse.ArgumentParser:
@@ -68,14 +131,30 @@ def _evaluate_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", required=True, help="Labeled data: CoNLL, JSON lines, or a save_to_disk folder.")
     parser.add_argument("--split", default=None, help="The split to use when --data is a DatasetDict.")
     parser.add_argument(
-        "--output", default=None, help="JSON file for the scores (default: MODEL_DIR/eval_<data>.json)."
+        "--output",
+        default=None,
+        help="JSON file for the scores (default: MODEL_DIR/eval_<data>.json for a local folder, "
+        "./eval_<owner>--<name>_<data>.json for a Hub id).",
     )
     parser.add_argument("--predictions", default=None, help="Also write CoNLL: token, gold label, predicted label.")
     parser.add_argument("--overwrite", action="store_true", help="Replace --output / --predictions if they exist.")
     parser.add_argument("--batch-size", type=int, default=32, help="Windows per forward pass.")
     parser.add_argument("--max-length", type=int, default=None, help="Window length in subwords (default: model max).")
     parser.add_argument("--stride", type=int, default=None, help="Overlap between windows, in subwords.")
+    _add_runtime_options(parser)
     return parser
+
+
+def _default_eval_output(model: str, data: str) -> Path:
+    """Beside a local model; for a Hub id, in the working directory under a flat name (owner/name: owner--name).
+
+    Never ``./owner/name/eval_x.json``: that folder would then be loaded in place of the Hub's ``owner/name``.
+    """
+    stem = Path(data).name.split(".")[0] or "data"
+    if Path(model).is_dir():
+        return Path(model) / f"eval_{stem}.json"
+    flat = re.sub(r"[^A-Za-z0-9._-]+", "--", str(model)).strip("-.") or "model"
+    return Path(f"eval_{flat}_{stem}.json")
 
 
 def evaluate_command(argv: Sequence[str]) -> int:
@@ -84,12 +163,13 @@ def evaluate_command(argv: Sequence[str]) -> int:
     from .inference import evaluate_sentences, flat_scores, load_model, write_conll
     from .metrics import format_scores
 
-    stem = Path(args.data).name.split(".")[0] or "data"
-    output = check_output_file(args.output or Path(args.model_dir) / f"eval_{stem}.json", args.overwrite)
+    output = check_output_file(args.output or _default_eval_output(args.model_dir, args.data), args.overwrite)
     if args.predictions:
         check_output_file(args.predictions, args.overwrite)
     sentences, _ = normalize_labels(load_sentences(args.data, split=args.split))
-    model, tokenizer = load_model(args.model_dir)
+    model, tokenizer = load_model(
+        args.model_dir, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code
+    )
     scores, predictions = evaluate_sentences(
         model, tokenizer, sentences, batch_size=args.batch_size, max_length=args.max_length, stride=args.stride
     )
@@ -117,8 +197,8 @@ def _predict_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true", help="Replace --output if it exists.")
     parser.add_argument(
         "--aggregation-strategy",
-        choices=["none", "simple", "first", "average", "max"],
-        default="first",
+        choices=STRATEGIES,
+        default=DEFAULT_STRATEGY,
         help="How subword predictions become entities (the pipeline's option; 'first' uses each word's first "
         "subword, as training does).",
     )
@@ -130,13 +210,7 @@ def _predict_parser() -> argparse.ArgumentParser:
         help="Documents (or CoNLL sentences) read at a time and sorted by length into batches; memory stays "
         "flat however long the input (default: 1024 documents, 4096 sentences).",
     )
-    parser.add_argument(
-        "--device",
-        choices=["auto", "cpu", "cuda"],
-        default="auto",
-        help="Where the model runs: auto = the GPU (bfloat16, sdpa) when there is one, else the CPU. An ONNX "
-        "folder from export-onnx runs on the CPU with onnxruntime.",
-    )
+    _add_runtime_options(parser)  # an ONNX folder from export-onnx runs on the CPU with onnxruntime
     parser.add_argument("--no-progress", action="store_true", help="No progress bar (shown only on a terminal).")
     return parser
 
@@ -177,7 +251,9 @@ def predict_command(argv: Sequence[str]) -> int:
         raise ValueError(f"--chunk-size must be at least 1, got {args.chunk_size}.")
     chunking = {"chunk_size": args.chunk_size} if args.chunk_size else {}
     progress = not args.no_progress
-    model, tokenizer = load_model(args.model_dir, device=args.device)
+    model, tokenizer = load_model(
+        args.model_dir, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code
+    )
     if args.input_format == "conll":
         if not args.input:
             raise ValueError("--input-format conll needs --input FILE.")
@@ -302,10 +378,13 @@ def _sweep_parser() -> argparse.ArgumentParser:
         "--save-probe", action="store_true", help="Save the recommended layer's probe as a model in OUTPUT_DIR."
     )
     parser.add_argument(
-        "--overwrite-output-dir", action="store_true", help="Replace the content of a non-empty --output-dir."
+        "--overwrite-output-dir",
+        action="store_true",
+        help="Replace an earlier sweep's files in a non-empty --output-dir; other files are kept.",
     )
     parser.add_argument("--seed", type=int, default=d["seed"], help="Order of the probe's training words.")
     parser.add_argument("--no-progress", action="store_true", help="No progress bars.")
+    _add_runtime_options(parser, remote_code=False)  # the encoder pass; the probes train on the CPU
     return parser
 
 
@@ -338,6 +417,8 @@ def sweep_command(argv: Sequence[str]) -> int:
         cache_dir=args.cache_dir,
         cache_dtype=args.cache_dtype,
         seed=args.seed,
+        device=args.device,
+        dtype=args.dtype,
     )
     print(result.table())
     k = result.recommended_layer
@@ -367,7 +448,16 @@ def _export_onnx_parser() -> argparse.ArgumentParser:
         "--quantize", choices=["int8"], default=None, help="Quantize the weights to int8 (default: float32)."
     )
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset version (default: %(default)s).")
-    parser.add_argument("--overwrite", action="store_true", help="Write into a non-empty OUT_DIR.")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="Replace an earlier export in OUT_DIR (refused if it holds other files).",
+    )
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="Allow a model that needs the Python code in its folder (off by default; read the code first).",
+    )
     return parser
 
 
@@ -375,7 +465,14 @@ def export_onnx_command(argv: Sequence[str]) -> int:
     args = _export_onnx_parser().parse_args(list(argv))
     from .export import export_onnx
 
-    path = export_onnx(args.model_dir, args.out_dir, quantize=args.quantize, opset=args.opset, overwrite=args.overwrite)
+    path = export_onnx(
+        args.model_dir,
+        args.out_dir,
+        quantize=args.quantize,
+        opset=args.opset,
+        overwrite=args.overwrite,
+        trust_remote_code=args.trust_remote_code,
+    )
     size = path.stat().st_size / 2**20
     print(f"wrote {path} ({'int8' if args.quantize else 'float32'}, {size:.1f} MiB) and the tokenizer beside it")
     return 0

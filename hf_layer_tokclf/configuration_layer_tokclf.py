@@ -114,9 +114,14 @@ class LayerTokenClassificationConfig(BertConfig):
 
     @classmethod
     def from_dict(cls, config_dict, **kwargs):
+        stored = config_dict.get("id2label")
+        same_count = stored and kwargs.get("num_labels") == len(stored)
+        if same_count and kwargs.get("id2label") is None and kwargs.get("label2id") is None:
+            # The count the checkpoint already has (as transformers does): keep its label names.
+            kwargs = {k: v for k, v in kwargs.items() if k != "num_labels"}
         if kwargs.get("num_labels") is not None or kwargs.get("id2label") is not None:
-            # New labels for a saved model or a backbone (as transformers does): the caller's label
-            # arguments must agree with each other; the checkpoint's label maps give way to them.
+            # New labels for a saved model or a backbone: the caller's label arguments must agree
+            # with each other; the checkpoint's label maps give way to them.
             check_label_maps(kwargs.get("num_labels"), kwargs.get("id2label"), kwargs.get("label2id"))
             config_dict = {k: v for k, v in config_dict.items() if k not in ("num_labels", "id2label", "label2id")}
             if kwargs.get("id2label") is not None and kwargs.get("label2id") is None:

@@ -25,9 +25,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["STRATEGIES", "feature_entities", "merge_overlapping"]
+__all__ = ["DEFAULT_STRATEGY", "STRATEGIES", "feature_entities", "merge_overlapping"]
 
 STRATEGIES = ("none", "simple", "first", "average", "max")
+# Everywhere a strategy is not given: a word's label from its first subword, as training labels words.
+DEFAULT_STRATEGY = "first"
 
 
 def _tag(label: str) -> tuple[str, str]:

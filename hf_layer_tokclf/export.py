@@ -20,11 +20,8 @@ classifier (``config``, ``device``, ``model(**batch).logits``) for `inference.pr
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,7 +29,15 @@ from typing import Any
 
 import torch
 
-from .files import OutputExistsError, write_json
+from .files import (
+    CONFIG,
+    TOKENIZER_FILES,
+    OutputExistsError,
+    atomic_folder,
+    check_replaceable,
+    output_names,
+    write_json,
+)
 
 __all__ = [
     "DEFAULT_OPSET",
@@ -51,6 +56,8 @@ OUTPUT_NAME = "logits"
 MODEL_FILE = "model.onnx"
 EXPORT_INFO = "onnx_export.json"
 QUANTIZATIONS = (None, "int8")
+# What an export writes (an earlier one's tokenizer may have had other files): all that --overwrite replaces.
+_is_export_file = output_names((MODEL_FILE, CONFIG, EXPORT_INFO, *TOKENIZER_FILES))
 # An fp32 export whose logits differ from PyTorch's by more than this is refused as broken.
 MAX_EXPORT_DIFF = 1e-3
 _SAMPLE_TEXTS = (
@@ -173,10 +180,11 @@ def _masked_max_diff(a: Any, b: Any, attention_mask: Any) -> float:
 
 
 def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise OutputExistsError(f"{out_dir} is a file, not a directory.")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise OutputExistsError(f"Output directory {out_dir} is not empty; pass --overwrite to replace its content.")
+        raise OutputExistsError(
+            f"Output directory {out_dir} is not empty; pass --overwrite to replace the earlier export in it."
+        )
+    check_replaceable(out_dir, _is_export_file)  # before the export's minutes, and again at the swap
 
 
 def export_onnx(
@@ -186,6 +194,7 @@ def export_onnx(
     quantize: str | None = None,
     opset: int = DEFAULT_OPSET,
     overwrite: bool = False,
+    trust_remote_code: bool = False,
 ) -> Path:
     """Exports a trained token classifier (ours or any BERT-style one) to ``out_dir/model.onnx``.
 
@@ -195,15 +204,20 @@ def export_onnx(
     the fp32 graph after onnxruntime's dynamic quantization (int8 weights, per output channel, of
     the matrix multiplications and embeddings; activations quantized on the fly): about a quarter
     of the size and about twice as fast on CPU.
-    ``model.onnx`` is written atomically (a temporary file in ``out_dir``, then renamed), next to
-    ``config.json``, the tokenizer files and ``onnx_export.json``.
+    The whole folder (``model.onnx``, ``config.json``, the tokenizer files and ``onnx_export.json``)
+    is built in a temporary folder beside ``out_dir`` and swapped in only when complete
+    (`files.atomic_folder`): a crash leaves the old folder or the new one, and no stale file of an
+    earlier export survives.
 
     Args:
         model_dir: A trained output directory (or any token classification checkpoint).
         out_dir: The serving folder; created if missing, refused if not empty unless ``overwrite``.
         quantize: ``None`` (fp32) or ``"int8"``.
         opset: ONNX opset (17 or higher; 18 or higher if the dynamo exporter is used).
-        overwrite: Write into a non-empty ``out_dir`` (files of the same name are replaced).
+        overwrite: Replace an earlier export in ``out_dir``. A folder holding files that no export
+            writes is refused (the error names them) and left as it is, as are the home folder and
+            the working directory (or above it).
+        trust_remote_code: Run a model's own code, as `inference.load_model` does.
 
     Returns:
         The path of ``model.onnx``.
@@ -221,54 +235,14 @@ def export_onnx(
     if is_onnx_dir(model_dir):
         raise ValueError(f"{model_dir} is already an ONNX export; export from the trained model's directory.")
     _check_out_dir(out_dir, overwrite)
-    model, tokenizer = load_model(model_dir, attn_implementation="eager")
+    model, tokenizer = load_model(model_dir, attn_implementation="eager", trust_remote_code=trust_remote_code)
     model = model.float().eval()
-    inputs = _sample_inputs(tokenizer, _SAMPLE_TEXTS)
-    with torch.inference_mode():
-        expected = model(**inputs).logits
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-    temporary: list[Path] = []
-
-    def temp_path(suffix: str) -> Path:
-        fd, name = tempfile.mkstemp(prefix=f".{MODEL_FILE}.", suffix=suffix, dir=out_dir)
-        os.close(fd)
-        temporary.append(Path(name))
-        return Path(name)
-
-    try:
-        fp32_path = temp_path(".fp32.tmp")
-        exporter = _torch_export(_LogitsOnly(model).eval(), inputs, fp32_path, opset)
-        onnx.checker.check_model(str(fp32_path))
-        session = _session(onnx, onnxruntime, fp32_path)
-        diff = _masked_max_diff(_run_session(session, inputs), expected, inputs["attention_mask"])
-        del session
-        if not diff <= MAX_EXPORT_DIFF:
-            raise RuntimeError(f"the ONNX export's logits differ from PyTorch's by {diff:.2e} (> {MAX_EXPORT_DIFF})")
-        final = fp32_path
-        if quantize == "int8":
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-
-            final = temp_path(".int8.tmp")
-            previous = logging.root.manager.disable
-            logging.disable(logging.WARNING)  # its advice to pre-process first, logged on the root logger
-            try:
-                quantize_dynamic(str(fp32_path), str(final), weight_type=QuantType.QInt8, per_channel=True)
-            finally:
-                logging.disable(previous)
-        os.chmod(final, 0o666 & ~_umask())  # mkstemp made it private; give it a normal file's mode
-        os.replace(final, out_dir / MODEL_FILE)
-    finally:
-        for path in temporary:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-
-    tokenizer.save_pretrained(str(out_dir))
-    model.config.to_json_file(str(out_dir / "config.json"))
-    graph = onnx.load(str(out_dir / MODEL_FILE), load_external_data=False).graph
-    write_json(
-        out_dir / EXPORT_INFO,
-        {
+    with atomic_folder(out_dir, written=_is_export_file) as folder:
+        exporter, diff = _write_onnx(model, tokenizer, folder / MODEL_FILE, opset, quantize)
+        tokenizer.save_pretrained(str(folder))
+        model.config.to_json_file(str(folder / CONFIG))
+        graph = onnx.load(str(folder / MODEL_FILE), load_external_data=False).graph
+        info = {
             "file": MODEL_FILE,
             "quantize": quantize,
             "precision": "int8 weights per channel (dynamic quantization)" if quantize == "int8" else "float32",
@@ -285,15 +259,36 @@ def export_onnx(
             "transformers_version": transformers_version,
             "onnx_version": onnx.__version__,
             "onnxruntime_version": onnxruntime.__version__,
-        },
-    )
+        }
+        write_json(folder / EXPORT_INFO, info)
     return out_dir / MODEL_FILE
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _write_onnx(model: Any, tokenizer: Any, path: Path, opset: int, quantize: str | None) -> tuple[str, float]:
+    """Writes the graph to ``path``, fp32 and checked against PyTorch, then int8 if asked; (exporter, max diff)."""
+    onnx, onnxruntime = _require_onnx()
+    inputs = _sample_inputs(tokenizer, _SAMPLE_TEXTS)
+    with torch.inference_mode():
+        expected = model(**inputs).logits
+    fp32_path = path if quantize is None else path.with_name(f"{path.stem}.fp32.onnx")
+    exporter = _torch_export(_LogitsOnly(model).eval(), inputs, fp32_path, opset)
+    onnx.checker.check_model(str(fp32_path))
+    session = _session(onnx, onnxruntime, fp32_path)
+    diff = _masked_max_diff(_run_session(session, inputs), expected, inputs["attention_mask"])
+    del session
+    if not diff <= MAX_EXPORT_DIFF:
+        raise RuntimeError(f"the ONNX export's logits differ from PyTorch's by {diff:.2e} (> {MAX_EXPORT_DIFF})")
+    if quantize == "int8":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        previous = logging.root.manager.disable
+        logging.disable(logging.WARNING)  # its advice to pre-process first, logged on the root logger
+        try:
+            quantize_dynamic(str(fp32_path), str(path), weight_type=QuantType.QInt8, per_channel=True)
+        finally:
+            logging.disable(previous)
+        fp32_path.unlink()  # an intermediate, not part of the serving folder
+    return exporter, diff
 
 
 def _encoder_layers(model: Any) -> int | None:
@@ -332,12 +327,14 @@ class OnnxTokenClassifier:
         self.device = torch.device("cpu")
 
     @classmethod
-    def load(cls, path: str | Path, *, threads: int | None = None) -> tuple[OnnxTokenClassifier, Any]:
-        """The runner and the tokenizer saved beside it."""
+    def load(
+        cls, path: str | Path, *, threads: int | None = None, trust_remote_code: bool = False
+    ) -> tuple[OnnxTokenClassifier, Any]:
+        """The runner and the tokenizer saved beside it (custom tokenizer code only if trusted)."""
         from transformers import AutoTokenizer
 
         runner = cls(path, threads=threads)
-        return runner, AutoTokenizer.from_pretrained(str(runner.folder))
+        return runner, AutoTokenizer.from_pretrained(str(runner.folder), trust_remote_code=bool(trust_remote_code))
 
     def logits(self, input_ids: Any, attention_mask: Any = None, token_type_ids: Any = None) -> Any:
         import numpy as np

@@ -38,6 +38,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# The model folder's file names, shared with what --overwrite-output-dir may replace.
+from .files import CARD, CODE_FILES, CONFIG, METRICS, SHARD, TOKENIZER_FILES, WEIGHTS, WEIGHTS_INDEX
+
 __all__ = [
     "SAMPLE",
     "HubError",
@@ -55,20 +58,6 @@ __all__ = [
 SAMPLE = "Germline mutations in BRCA1 cause hereditary breast and ovarian cancer."
 PACKAGE_DIR = Path(__file__).resolve().parent
 
-WEIGHTS = "model.safetensors"
-WEIGHTS_INDEX = "model.safetensors.index.json"
-CONFIG = "config.json"
-CODE_FILES = ("configuration_layer_tokclf.py", "modeling_layer_tokclf.py")
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.txt",
-    "added_tokens.json",
-)
-CARD = "README.md"
-METRICS = "metrics.json"
-SHARD = re.compile(r"^model-\d{5}-of-\d{5}\.safetensors$")
 # What save_pretrained writes for this package's classes; another module here would be code we did not check.
 AUTO_MAP = {
     "AutoConfig": "configuration_layer_tokclf.LayerTokenClassificationConfig",
@@ -271,11 +260,12 @@ def _source_outputs(source: Path, text: str) -> dict[str, Any]:
     import torch
     from transformers import AutoTokenizer, pipeline
 
+    from .entities import DEFAULT_STRATEGY
     from .modeling_layer_tokclf import BertForLayerTokenClassification
 
     try:
         model, info = BertForLayerTokenClassification.from_pretrained(str(source), output_loading_info=True)
-        tokenizer = AutoTokenizer.from_pretrained(str(source))
+        tokenizer = AutoTokenizer.from_pretrained(str(source), trust_remote_code=False)
     except Exception as error:  # a truncated or garbled file fails in safetensors, json, tokenizers...
         raise VerificationError(f"The model in {source} does not load: {type(error).__name__}: {error}") from error
     bad = {key: sorted(info[key]) for key in ("missing_keys", "unexpected_keys", "mismatched_keys") if info.get(key)}
@@ -285,7 +275,7 @@ def _source_outputs(source: Path, text: str) -> dict[str, Any]:
     encoded = tokenizer(text, return_tensors="pt")
     with torch.no_grad():
         logits = model(**encoded).logits[0]
-    ner = pipeline("token-classification", model=model, tokenizer=tokenizer, aggregation_strategy="simple")
+    ner = pipeline("token-classification", model=model, tokenizer=tokenizer, aggregation_strategy=DEFAULT_STRATEGY)
     return {
         "input_ids": encoded["input_ids"][0].tolist(),
         "logits": logits,

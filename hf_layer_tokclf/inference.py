@@ -13,16 +13,29 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import BOOKKEEPING_KEYS, Sentence, encode, merge_windows
+from .entities import DEFAULT_STRATEGY
 from .files import atomic_writer
 from .metrics import entity_scores
 
 
-def load_model(model_dir: str | Path, *, device: str | None = None, **kwargs: Any) -> tuple[Any, Any]:
+def load_model(
+    model_dir: str | Path,
+    *,
+    device: str | None = None,
+    dtype: str = "auto",
+    trust_remote_code: bool = False,
+    **kwargs: Any,
+) -> tuple[Any, Any]:
     """Loads a token classifier and its tokenizer from a trained output directory or a Hub id.
 
     A serving folder written by `export.export_onnx` gives an `export.OnnxTokenClassifier` (CPU).
-    ``device``: ``None`` or ``"cpu"`` keeps float32 on the CPU; ``"cuda"`` moves the model to the
-    GPU in bfloat16 with sdpa attention; ``"auto"`` does that when a GPU is there.
+    ``device``: ``None`` or ``"cpu"`` runs on the CPU; ``"cuda"`` on the GPU with sdpa attention;
+    ``"auto"`` on the GPU when there is one. ``dtype``: see `pick_dtype` (``"auto"``: float32 on
+    the CPU, bfloat16 or float16 on a GPU).
+
+    Models of this package load with its installed classes; code shipped in the model folder
+    (``auto_map`` to a class transformers does not have) runs only with ``trust_remote_code=True``,
+    as in transformers: without it a `ValueError` says so, and nothing from the folder is executed.
     """
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
@@ -30,10 +43,11 @@ def load_model(model_dir: str | Path, *, device: str | None = None, **kwargs: An
 
     path = Path(model_dir)
     if is_onnx_dir(path):
-        return OnnxTokenClassifier.load(path)
+        return OnnxTokenClassifier.load(path, trust_remote_code=trust_remote_code)
     target = pick_device(device)
+    kwargs = {"dtype": pick_dtype(target, dtype), **kwargs}
     if target.type == "cuda":
-        kwargs = {"dtype": torch.bfloat16, "attn_implementation": "sdpa", **kwargs}
+        kwargs.setdefault("attn_implementation", "sdpa")
     looks_local = path.is_absolute() or str(model_dir).startswith((".", "~")) or str(model_dir).count("/") > 1
     if not path.exists() and looks_local:  # else transformers would try it as a Hub id, and say so confusingly
         raise ValueError(f"{model_dir}: no such folder.")
@@ -41,19 +55,41 @@ def load_model(model_dir: str | Path, *, device: str | None = None, **kwargs: An
         checkpoints = sorted(p.name for p in path.glob("checkpoint-*"))
         hint = f" It holds checkpoints ({', '.join(checkpoints)}): training did not finish." if checkpoints else ""
         raise ValueError(f"{path}: no model here (no config.json).{hint}")
+    # An explicit False (not None): transformers would otherwise ask on a terminal, and a yes runs the code.
+    remote = {"trust_remote_code": bool(trust_remote_code)}
     try:
-        model = AutoModelForTokenClassification.from_pretrained(str(model_dir), trust_remote_code=True, **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=True)
+        model = AutoModelForTokenClassification.from_pretrained(str(model_dir), **remote, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir), **remote)
     except Exception as error:
-        checkpoints = sorted(p.name for p in path.glob("checkpoint-*")) if path.is_dir() else []
-        if checkpoints and not (path / "metrics.json").exists():  # killed while saving the final model
-            reason = " ".join(str(error).split())[:200]
-            raise ValueError(
-                f"{path}: the model here is incomplete ({type(error).__name__}: {reason}). It holds checkpoints "
-                f"({', '.join(checkpoints)}) and no metrics.json: training did not finish; run it again with --resume."
-            ) from error
+        if isinstance(error, ValueError) and not trust_remote_code and "trust_remote_code" in str(error):
+            raise RemoteCodeError(model_dir) from None
+        unfinished = _unfinished(path, error)
+        if unfinished is not None:
+            raise unfinished from error
         raise
     return model.to(target).eval(), tokenizer
+
+
+class RemoteCodeError(ValueError):
+    """Loading a model would run Python code from its folder, and the user did not allow it."""
+
+    def __init__(self, model_dir: str | Path) -> None:
+        super().__init__(
+            f"{model_dir} needs the Python code it ships (an auto_map in its config.json) to load; nothing was run. "
+            "Read that code, then pass --trust-remote-code (trust_remote_code=True) to run it."
+        )
+
+
+def _unfinished(path: Path, error: Exception) -> ValueError | None:
+    """The error for a folder a killed run left with checkpoints and an incomplete final model, or None."""
+    checkpoints = sorted(p.name for p in path.glob("checkpoint-*")) if path.is_dir() else []
+    if not checkpoints or (path / "metrics.json").exists():
+        return None
+    reason = " ".join(str(error).split())[:200]
+    return ValueError(
+        f"{path}: the model here is incomplete ({type(error).__name__}: {reason}). It holds checkpoints "
+        f"({', '.join(checkpoints)}) and no metrics.json: training did not finish; run it again with --resume."
+    )
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -61,6 +97,31 @@ def pick_device(device: str | None = None) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device or "cpu")
+
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def pick_dtype(device: torch.device, dtype: str = "auto", *, bf16_supported: bool | None = None) -> torch.dtype:
+    """The precision a model runs in on ``device``.
+
+    ``"auto"``: float32 on the CPU; on a GPU bfloat16 where it runs natively (Ampere and newer),
+    else float16 (T4, V100: bfloat16 there is emulated and slow, or unsupported). Any other value
+    is taken as asked: ``"float32"``, ``"float16"``, ``"bfloat16"``. ``bf16_supported`` overrides
+    the probe of the GPU (`torch.cuda.is_bf16_supported`, without emulation).
+    """
+    if dtype != "auto":
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype={dtype!r} is unknown; expected auto or one of {', '.join(DTYPES)}.")
+        return DTYPES[dtype]
+    if device.type != "cuda":
+        return torch.float32
+    if bf16_supported is None:
+        try:
+            bf16_supported = torch.cuda.is_bf16_supported(including_emulation=False)
+        except TypeError:  # a torch without the argument never counted emulation
+            bf16_supported = torch.cuda.is_bf16_supported()
+    return torch.bfloat16 if bf16_supported else torch.float16
 
 
 def model_device(model: Any) -> torch.device:
@@ -73,6 +134,15 @@ def default_max_length(model: Any, tokenizer: Any) -> int:
     """The longest input the model takes: its position embeddings, capped by the tokenizer's limit."""
     limit = getattr(model.config, "max_position_embeddings", 512)
     return min(limit, tokenizer.model_max_length if tokenizer.model_max_length < 10**6 else limit)
+
+
+def check_max_length(max_length: int | None, limit: int | None, model_name: Any = "the model") -> None:
+    """A ``ValueError`` naming --max-length when it is longer than the model's position embeddings."""
+    if max_length is not None and limit is not None and max_length > limit:
+        raise ValueError(
+            f"--max-length {max_length} is longer than {model_name} can read (max_position_embeddings={limit}); "
+            f"give {limit} or less: longer inputs are cut into overlapping windows."
+        )
 
 
 def _batches(features: Sequence[dict[str, Any]], batch_size: int) -> Iterator[list[int]]:
@@ -112,6 +182,7 @@ def predict_sentences(
     progress: bool = True,
 ) -> list[list[str]]:
     """One predicted label per word of every sentence; long sentences go through overlapping windows."""
+    check_max_length(max_length, getattr(model.config, "max_position_embeddings", None))
     max_length = max_length or default_max_length(model, tokenizer)
     features = encode(sentences, tokenizer, max_length=max_length, stride=stride)
     token_ids = predict_token_ids(model, tokenizer, features, batch_size, progress)
@@ -199,7 +270,7 @@ def predict_texts(
     tokenizer: Any,
     texts: Iterable[str],
     *,
-    aggregation_strategy: str = "simple",
+    aggregation_strategy: str = DEFAULT_STRATEGY,
     batch_size: int = 32,
     max_length: int | None = None,
     stride: int | None = None,
@@ -231,6 +302,7 @@ def predict_texts(
         raise ValueError("predict_texts needs a fast tokenizer (character offsets and windows).")
     if batch_size < 1 or chunk_size < 1:
         raise ValueError(f"batch_size ({batch_size}) and chunk_size ({chunk_size}) must be at least 1.")
+    check_max_length(max_length, getattr(model.config, "max_position_embeddings", None))
     max_length = max_length or default_max_length(model, tokenizer)
     room = max_length - tokenizer.num_special_tokens_to_add(pair=False)
     stride = max_length // 4 if stride is None else stride

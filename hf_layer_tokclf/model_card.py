@@ -24,6 +24,8 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from .redaction import redact_argv
+
 __all__ = ["TEMPLATE_PATH", "render_model_card", "write_model_card"]
 
 TEMPLATE_PATH = Path(__file__).with_name("model_card.md")
@@ -436,7 +438,8 @@ def _command(command: Any) -> str:
     """The training command line, with the program as people type it and ``~`` for the home folder."""
     if not command:
         return ""
-    words = shlex.split(command) if isinstance(command, str) else [str(word) for word in command]
+    # Hidden again here: a metrics.json written before redaction existed may still hold a token.
+    words = redact_argv(shlex.split(command) if isinstance(command, str) else [str(word) for word in command])
     program = PurePath(words[0]) if words else PurePath()
     if program.name == "hf-layer-tokclf" or (program.parent.name == "hf_layer_tokclf" and program.suffix == ".py"):
         words[0] = "hf-layer-tokclf"  # sys.argv[0] is the full path of the console script or module

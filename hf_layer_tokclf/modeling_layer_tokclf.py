@@ -154,6 +154,11 @@ class BertForLayerTokenClassification(LayerPreTrainedModel):
     With ``hidden_layer=-1`` it computes exactly what [`BertForTokenClassification`] computes.
     """
 
+    # The loss is a mean over the batch's labeled tokens, not a sum over `num_items_in_batch`: the
+    # Trainer then divides it by the gradient accumulation steps, and passes no `num_items_in_batch`
+    # to forward (4.x's BertModel.forward would reject it).
+    accepts_loss_kwargs = False
+
     def __init__(self, config):
         super().__init__(config)
         self.num_labels = config.num_labels

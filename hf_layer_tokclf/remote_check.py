@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 
-def _load_like_a_stranger(model_dir: str, text: str) -> dict[str, Any]:
+def _load_like_a_stranger(model_dir: str, text: str, aggregation_strategy: str) -> dict[str, Any]:
     sys.modules["hf_layer_tokclf"] = None  # importing it now raises ImportError
     import io
     import logging
@@ -45,7 +45,7 @@ def _load_like_a_stranger(model_dir: str, text: str) -> dict[str, Any]:
             "token-classification",
             model=model_dir,
             trust_remote_code=True,
-            aggregation_strategy="simple",
+            aggregation_strategy=aggregation_strategy,
         )
         entities = [
             {k: (float(v) if k == "score" else v) for k, v in entity.items() if k != "index"} for entity in ner(text)
@@ -73,6 +73,8 @@ def run_remote_check(
     release (``pip install --target``) checks that release. Raises ``RuntimeError`` with the
     child's output if it fails.
     """
+    from .entities import DEFAULT_STRATEGY
+
     env = dict(os.environ)
     if python_path:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (python_path, env.get("PYTHONPATH")) if p)
@@ -81,7 +83,7 @@ def run_remote_check(
 
     with tempfile.TemporaryDirectory() as cwd:
         proc = subprocess.run(
-            [sys.executable, str(Path(__file__).resolve()), str(Path(model_dir).resolve()), text],
+            [sys.executable, str(Path(__file__).resolve()), str(Path(model_dir).resolve()), text, DEFAULT_STRATEGY],
             capture_output=True,
             text=True,
             cwd=cwd,
@@ -97,4 +99,4 @@ def run_remote_check(
 if __name__ == "__main__":
     # Python put this file's folder first on sys.path: drop it, so nothing of ours is importable.
     sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-    print(json.dumps(_load_like_a_stranger(sys.argv[1], sys.argv[2])))
+    print(json.dumps(_load_like_a_stranger(*sys.argv[1:4])))

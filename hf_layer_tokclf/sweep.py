@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import re
 import shlex
 import tempfile
 import time
@@ -33,7 +34,7 @@ from tqdm.auto import tqdm
 
 from .data import BOOKKEEPING_KEYS, DataError, Sentence, check_known_labels, encode, label_list, merge_windows
 from .data import normalize_labels as to_iob2_sentences
-from .files import OutputExistsError, atomic_writer, prepare_output_dir, write_json
+from .files import OutputExistsError, atomic_writer, output_names, prepare_output_dir, remove_outputs, write_json
 from .metrics import entity_scores
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,9 @@ MIN_PROBE_STEPS = 600
 
 # Output file names, in the output directory.
 TABLE_FILE, JSON_FILE, PLOT_FILE = "sweep.md", "sweep.json", "sweep.png"
+# Folders of --save-probe and --finetune-top: a model folder, a training run's output folder.
+RUN_FOLDER = re.compile(r"^(probe|finetune)-layer-\d+$")
+_is_sweep_file = output_names((TABLE_FILE, JSON_FILE, PLOT_FILE))
 
 
 # --------------------------------------------------------------------------------------------
@@ -321,7 +325,7 @@ def _extract(
     bar = tqdm(total=len(features), desc=desc, unit="window", disable=not progress)
     for indices in _batches([len(f["input_ids"]) for f in features], batch_size):
         rows = [{k: v for k, v in features[i].items() if k not in BOOKKEEPING_KEYS and k != "labels"} for i in indices]
-        batch = tokenizer.pad(rows, return_tensors="pt")
+        batch = tokenizer.pad(rows, return_tensors="pt").to(encoder.device)
         hidden_states = encoder(**batch, output_hidden_states=True, return_dict=True).hidden_states
         batch_rows, positions, word_rows = [], [], []
         for b, i in enumerate(indices):
@@ -331,7 +335,7 @@ def _extract(
         b_index, t_index = torch.tensor(batch_rows), torch.tensor(positions)
         rows_index = torch.tensor(word_rows)
         for column, layer in enumerate(layers):
-            vectors = hidden_states[layer][b_index, t_index]  # [n, H]
+            vectors = hidden_states[layer][b_index, t_index].float().cpu()  # [n, H], from any device
             store[column].index_copy_(0, rows_index, vectors.to(store.dtype))
             if moments is not None:  # per-batch sums in float32, running totals in float64
                 moments[0][column] += vectors.sum(0)
@@ -467,6 +471,8 @@ def sweep(
     tolerance: float = SWEEP_DEFAULTS["tolerance"],
     seed: int = SWEEP_DEFAULTS["seed"],
     progress: bool = True,
+    device: str | None = None,
+    dtype: str = "auto",
 ) -> SweepResult:
     """Trains a linear probe on every layer of a frozen encoder from one pass over the data; scores each on dev.
 
@@ -488,6 +494,9 @@ def sweep(
         tolerance: F1 points: the recommendation is the shallowest layer within this of the best.
         seed: Order of the training words.
         progress: Progress bars for feature extraction and probe training.
+        device, dtype: Where and in which precision the encoder pass runs (`inference.pick_device`,
+            `inference.pick_dtype`: ``"auto"`` takes the GPU when there is one, in bfloat16 or
+            float16); the features are kept, and the probes trained, in float32 on the CPU.
 
     Returns:
         A `SweepResult`.
@@ -499,7 +508,7 @@ def sweep(
     from transformers import AutoTokenizer
 
     from .configuration_layer_tokclf import LayerTokenClassificationConfig
-    from .inference import default_max_length
+    from .inference import check_max_length, default_max_length, pick_device, pick_dtype
     from .modeling_layer_tokclf import BertLayerModel
 
     _check_settings(
@@ -523,9 +532,13 @@ def sweep(
     config = LayerTokenClassificationConfig.from_pretrained(model_name_or_path)
     depth = config.num_hidden_layers
     layers = resolve_layers(layers, depth)
-    tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
-    encoder = BertLayerModel.from_pretrained(model_name_or_path, hidden_layer=max(layers))
-    encoder.eval().requires_grad_(False)
+    tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, trust_remote_code=False)
+    target = pick_device(device)
+    encoder = BertLayerModel.from_pretrained(
+        model_name_or_path, hidden_layer=max(layers), dtype=pick_dtype(target, dtype)
+    )
+    encoder.to(target).eval().requires_grad_(False)
+    check_max_length(max_length, config.max_position_embeddings, model_name_or_path)
     max_length = max_length or default_max_length(encoder, tokenizer)
 
     train_features = encode(train_sentences, tokenizer, max_length=max_length, stride=stride)
@@ -623,6 +636,8 @@ def sweep(
             "cache": cache,
             "cache_dtype": cache_dtype,
             "seed": seed,
+            "device": str(encoder.device),
+            "dtype": str(encoder.dtype).removeprefix("torch."),
             "train_sentences": len(train_sentences),
             "train_words": num_train,
             "train_windows": len(train_features),
@@ -785,11 +800,12 @@ def run_sweep(
     """Reads the data, sweeps, writes table, JSON and plot; optionally fine-tunes the best layers.
 
     Bad data and bad settings fail before anything is written; a non-empty ``output_dir`` is
-    refused unless ``overwrite_output_dir``. With ``finetune_top=N`` the `finetune_candidates`
-    are fine-tuned with `training.train` (the `TRAINING_DEFAULTS`, ``finetune_epochs`` and
-    ``finetune_learning_rate``) into ``output_dir/finetune-layer-K`` and their dev F1 joins the
-    table and plot. ``save_probe`` saves the recommended layer's probe as a model folder
-    ``output_dir/probe-layer-K``. Other keyword arguments go to `sweep`.
+    refused unless ``overwrite_output_dir``, which replaces an earlier sweep's files and folders and
+    keeps every other file (the home folder and the working directory, or above it, are refused).
+    With ``finetune_top=N`` the `finetune_candidates` are fine-tuned with `training.train` (the
+    `TRAINING_DEFAULTS`, ``finetune_epochs`` and ``finetune_learning_rate``) into
+    ``output_dir/finetune-layer-K`` and their dev F1 joins the table and plot. ``save_probe`` saves
+    the recommended layer's probe as a model folder ``output_dir/probe-layer-K``. Other keyword arguments go to `sweep`.
     """
     from .configuration_layer_tokclf import LayerTokenClassificationConfig
     from .training import DataArguments, default_backbone, read_splits
@@ -818,7 +834,7 @@ def run_sweep(
     )
     splits = read_splits(data_args)  # bad data fails before anything is written
     layers = resolve_layers(layers, LayerTokenClassificationConfig.from_pretrained(model).num_hidden_layers)
-    output_dir = prepare_output_dir(output_dir, overwrite=overwrite_output_dir)
+    output_dir = prepare_output_dir(output_dir, overwrite=overwrite_output_dir, clear=_clear_sweep)
 
     result = sweep(model, splits["train"], splits["validation"], layers=layers, progress=progress, **sweep_kwargs)
     result.train_command = _train_command(model, train_file, validation_file, result.recommended_layer)
@@ -829,12 +845,23 @@ def run_sweep(
 
         probe_dir = output_dir / f"probe-layer-{result.recommended_layer}"
         result.probe_model(result.recommended_layer).save_pretrained(probe_dir)
-        AutoTokenizer.from_pretrained(model).save_pretrained(probe_dir)
+        AutoTokenizer.from_pretrained(model, trust_remote_code=False).save_pretrained(probe_dir)
         result.settings["probe_dir"] = str(probe_dir)
         write_sweep(result, output_dir, overwrite=True)
     if finetune_top:
         _finetune(result, model, data_args, output_dir, finetune_top, finetune_epochs, finetune_learning_rate, progress)
     return result
+
+
+def _clear_sweep(output_dir: Path) -> None:
+    """What --overwrite-output-dir deletes: an earlier sweep's table, JSON and plot, and what a run wrote in
+    its probe and fine-tune folders (each removed if that empties it). Every other file stays."""
+    for folder in output_dir.iterdir():
+        if RUN_FOLDER.match(folder.name) and folder.is_dir() and not folder.is_symlink():
+            remove_outputs(folder)
+            with contextlib.suppress(OSError):  # kept if it holds something of the user's
+                folder.rmdir()
+    remove_outputs(output_dir, _is_sweep_file)
 
 
 def _finetune(
@@ -850,7 +877,7 @@ def _finetune(
     """Fine-tunes the encoder at the best-value layers; their dev F1 joins the result and the files."""
     from transformers import TrainingArguments
 
-    from .training import TRAINING_DEFAULTS, ModelArguments, train
+    from .training import TRAINING_DEFAULTS, ModelArguments, RunArguments, train
 
     seed = result.settings.get("seed", SWEEP_DEFAULTS["seed"])
     for layer in finetune_candidates(result, top):
@@ -862,6 +889,8 @@ def _finetune(
             ModelArguments(model=model, hidden_layer=[layer]),
             data_args,
             training_args,
+            # The folder is new, or what an earlier sweep wrote there is gone (_clear_sweep): keep the rest.
+            RunArguments(overwrite_output_dir=True),
             command=_train_command(
                 model,
                 str(data_args.train_file),

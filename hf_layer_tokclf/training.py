@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import torch
 from torch.utils.data import SequentialSampler
-from transformers import Trainer
+from transformers import HfArgumentParser, Trainer
 
 from .data import (
     BOOKKEEPING_KEYS,
@@ -28,11 +28,12 @@ from .data import (
     merge_windows,
 )
 from .data import normalize_labels as to_iob2_sentences
-from .files import prepare_output_dir, write_json
+from .files import prepare_output_dir, remove_outputs, write_json
 from .hub import push_request, push_to_hub
-from .inference import default_max_length, evaluate_sentences, flat_scores
+from .inference import check_max_length, default_max_length, evaluate_sentences, flat_scores
 from .metrics import entity_scores, format_scores
 from .model_card import write_model_card
+from .redaction import redact_command
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ class RunArguments:
     """What happens to the output directory, and when training stops."""
 
     overwrite_output_dir: bool = field(
-        default=False, metadata={"help": "Replace the content of a non-empty --output-dir."}
+        default=False, metadata={"help": "Replace an earlier run's files in --output-dir (other files are kept)."}
     )
     resume: bool = field(
         default=False, metadata={"help": "Continue from the last checkpoint in --output-dir (if there is one)."}
@@ -151,6 +152,38 @@ def _length_grouping() -> dict[str, Any]:
 
 
 TRAINING_DEFAULTS.update(_length_grouping())
+
+
+@dataclass
+class _RunArgumentsBesideTrainer4(RunArguments):
+    """RunArguments as the parser sees them on transformers 4.x, whose TrainingArguments has its own
+    ``overwrite_output_dir`` (5.x dropped it): two ``--overwrite-output-dir`` options would collide, so
+    the option is TrainingArguments' there and `TrainArgumentParser` copies its value here."""
+
+    overwrite_output_dir: bool = field(default=False, init=False)
+
+
+class TrainArgumentParser(HfArgumentParser):
+    """`HfArgumentParser` over (ModelArguments, DataArguments, RunArguments, TrainingArguments).
+
+    ``--overwrite-output-dir`` means the same on transformers 4.x and 5.x: it sets
+    ``RunArguments.overwrite_output_dir``, the only one `train` reads.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        import dataclasses
+
+        from transformers import TrainingArguments
+
+        self._trainer_has_overwrite = "overwrite_output_dir" in {f.name for f in dataclasses.fields(TrainingArguments)}
+        run_class = _RunArgumentsBesideTrainer4 if self._trainer_has_overwrite else RunArguments
+        super().__init__((ModelArguments, DataArguments, run_class, TrainingArguments), **kwargs)
+
+    def parse_args_into_dataclasses(self, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
+        outputs = super().parse_args_into_dataclasses(*args, **kwargs)
+        if self._trainer_has_overwrite:  # transformers 4.x
+            outputs[2].overwrite_output_dir = outputs[3].overwrite_output_dir
+        return outputs
 
 
 def _limit(sentences: list[Sentence], limit: int | None) -> list[Sentence]:
@@ -234,7 +267,8 @@ def train(
         training_args: `transformers.TrainingArguments`; its ``output_dir`` receives the model
             (safetensors, config with ``auto_map``, code files), the tokenizer, ``metrics.json``
             and a ``README.md`` model card.
-        command: The command line that started the run, recorded in the settings and model card.
+        command: The command line that started the run, recorded in the settings and model card with
+            the values of secret options (``--hub-token``, ``--token``, ...) hidden.
         model_class: Another token classification class to train with the same settings
             (e.g. transformers' `BertForTokenClassification`, as a baseline); ``hidden_layer`` and
             ``layer_pooling`` are then not passed to it.
@@ -253,17 +287,22 @@ def train(
     if not training_args.output_dir:
         raise ValueError("--output-dir is required.")
     hub_request = push_request(training_args)  # --push-to-hub: checked now, pushed (verified) after saving
+    # The Trainer pickles its arguments into every checkpoint (training_args.bin); the push keeps its own copy.
+    training_args.hub_token = None
     output_dir = Path(training_args.output_dir)
     splits = read_splits(data_args)  # bad data fails before anything is written
+    check_options(model_args, data_args, training_args, run_args, has_dev="validation" in splits)
+    resuming = run_args.resume or training_args.resume_from_checkpoint is not None
     with training_args.main_process_first(local=False, desc="preparing the output directory"):
-        # Process 0 empties (--overwrite-output-dir) or refuses the folder while the others wait; then they
-        # check what it left, so under torchrun every process stops, or none does, before anything is written.
-        overwrite = run_args.overwrite_output_dir and training_args.process_index == 0
-        prepare_output_dir(output_dir, overwrite=overwrite, resume=run_args.resume)
+        # Process 0 deletes an earlier run's files (--overwrite-output-dir) or refuses the folder while the others
+        # wait; then they check the same, deleting nothing, so under torchrun every process stops, or none does.
+        clear = remove_outputs if training_args.process_index == 0 else None
+        prepare_output_dir(output_dir, overwrite=run_args.overwrite_output_dir, resume=resuming, clear=clear)
     labels = label_list(splits["train"])
     id2label, label2id = dict(enumerate(labels)), {label: i for i, label in enumerate(labels)}
 
-    tokenizer = AutoTokenizer.from_pretrained(model_args.model)
+    # An explicit False: transformers would otherwise ask on a terminal whether to run a folder's own code.
+    tokenizer = AutoTokenizer.from_pretrained(model_args.model, trust_remote_code=False)
     layer = model_args.hidden_layer[0] if len(model_args.hidden_layer) == 1 else list(model_args.hidden_layer)
     head_kwargs = dict(num_labels=len(labels), id2label=id2label, label2id=label2id)
     if model_args.classifier_dropout is not None:
@@ -306,7 +345,9 @@ def train(
         preprocess_logits_for_metrics=_argmax,
         callbacks=callbacks,
     )
-    checkpoint = last_complete_checkpoint(output_dir) if run_args.resume and output_dir.is_dir() else None
+    checkpoint = training_args.resume_from_checkpoint  # checked by check_options
+    if checkpoint is None and run_args.resume and output_dir.is_dir():
+        checkpoint = last_complete_checkpoint(output_dir)
     if run_args.resume and checkpoint is None:
         logger.warning("--resume: no checkpoint in %s, starting from the beginning.", output_dir)
     result = trainer.train(resume_from_checkpoint=checkpoint)
@@ -329,12 +370,35 @@ def train(
                 metrics.update(flat_scores(scores, prefix))
                 print(f"\n{split} ({len(splits[split])} sentences, {data_args.__dict__.get(split + '_file') or ''})")
                 print(format_scores(scores))
-        metrics["settings"] = {**_settings(model_args, data_args, training_args, model, max_length), "command": command}
+        settings = _settings(model_args, data_args, training_args, model, max_length)
+        metrics["settings"] = {**settings, "command": redact_command(command)}
         _save(model, tokenizer, output_dir, metrics, run_args)
         if hub_request:
             push_to_hub(output_dir, **hub_request)
     trainer.accelerator.wait_for_everyone()
     return metrics
+
+
+def check_options(
+    model_args: ModelArguments, data_args: DataArguments, training_args: Any, run_args: RunArguments, *, has_dev: bool
+) -> None:
+    """Options that cannot work together fail here, with one line naming them, before any work is done."""
+    if run_args.early_stopping_patience is not None and not has_dev:
+        raise ValueError(
+            "--early-stopping-patience needs dev data to watch: give --validation-file (or a --dataset-name "
+            "with a validation split)."
+        )
+    if data_args.max_length is not None:
+        from transformers import PretrainedConfig
+
+        config, _ = PretrainedConfig.get_config_dict(model_args.model)
+        check_max_length(data_args.max_length, config.get("max_position_embeddings"), model_args.model)
+    checkpoint = training_args.resume_from_checkpoint
+    if checkpoint is not None and not (Path(checkpoint) / "trainer_state.json").is_file():
+        raise ValueError(
+            f"--resume-from-checkpoint {checkpoint}: not a complete checkpoint folder (no trainer_state.json); "
+            "give a checkpoint-N folder a run wrote, or --resume to take the last complete one in --output-dir."
+        )
 
 
 def last_complete_checkpoint(output_dir: str | Path) -> str | None:
@@ -390,11 +454,15 @@ def _settings(model_args, data_args, training_args, model, max_length) -> dict[s
 
 
 def _save(model: Any, tokenizer: Any, output_dir: Path, metrics: dict[str, Any], run_args: RunArguments) -> None:
-    """Writes the final folder; metrics.json goes last, so its presence means the run finished."""
+    """Writes the final folder; metrics.json goes last, so its presence means the run finished.
+
+    The checkpoints are deleted only after that: a save that fails on the way (the card, a full disk)
+    leaves a run that ``--resume`` can finish.
+    """
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
+    write_model_card(output_dir, metrics)
+    write_json(output_dir / "metrics.json", metrics)
     if not run_args.keep_checkpoints:
         for checkpoint in output_dir.glob("checkpoint-*"):
             shutil.rmtree(checkpoint, ignore_errors=True)
-    write_model_card(output_dir, metrics)
-    write_json(output_dir / "metrics.json", metrics)

@@ -174,3 +174,18 @@ def test_evaluate_an_unfinished_output_dir(tmp_path, capsys):
     data = write(tmp_path / "d.tsv", "Cancer\tB-Disease\n")
     code, _, err = run(capsys, "evaluate", str(tmp_path), "--data", data, "--output", str(tmp_path / "s.json"))
     assert code == 2 and "no model here" in err and "checkpoint-10" in err
+
+
+def test_evaluate_a_hub_id_writes_its_scores_in_the_working_directory(tiny_dir, tmp_path, capsys, monkeypatch):
+    """Not into ./owner/name/, a folder that `owner/name` would then load instead of the Hub's model."""
+    from hf_layer_tokclf import inference
+
+    loaded = inference.load_model(tiny_dir)
+    monkeypatch.setattr(inference, "load_model", lambda name, **kwargs: loaded)  # the Hub is out of reach
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "test.tsv", "Cancer\tB-Disease\nrisk\tO\n")
+    code, out, err = run(capsys, "evaluate", "owner/name", "--data", "test.tsv")
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval_owner--name_test.json", "test.tsv"]
+    assert json.loads((tmp_path / "eval_owner--name_test.json").read_text())["model"] == "owner/name"
+    assert "eval_owner--name_test.json" in out

@@ -2,7 +2,7 @@ import json
 import logging
 
 import pytest
-from conftest import tiny_bert_kwargs
+from conftest import LABELS, tiny_bert_kwargs
 from transformers import AutoConfig, BertConfig
 
 from hf_layer_tokclf import LayerTokenClassificationConfig
@@ -104,3 +104,21 @@ def test_layers_in_checkpoint():
     assert LayerTokenClassificationConfig.layers_in_checkpoint({"model_type": "bert", "num_hidden_layers": 6}) == 6
     saved = LayerTokenClassificationConfig(hidden_layer=[2, 5]).to_dict()
     assert LayerTokenClassificationConfig.layers_in_checkpoint(saved) == 5
+
+
+def test_the_same_label_count_keeps_the_stored_names(tiny_dir):
+    """As transformers does: num_labels equal to the stored count keeps id2label; another count replaces it."""
+    from transformers import AutoModelForTokenClassification
+
+    from hf_layer_tokclf import BertForLayerTokenClassification
+
+    stored = dict(enumerate(LABELS))
+    assert LayerTokenClassificationConfig.from_pretrained(tiny_dir, num_labels=3).id2label == stored
+    assert AutoConfig.from_pretrained(tiny_dir, num_labels=3).id2label == stored
+    model = BertForLayerTokenClassification.from_pretrained(tiny_dir, num_labels=3)
+    assert model.config.id2label == stored and model.config.label2id == {v: k for k, v in stored.items()}
+    assert AutoModelForTokenClassification.from_pretrained(tiny_dir, num_labels=3).config.id2label == stored
+    five = LayerTokenClassificationConfig.from_pretrained(tiny_dir, num_labels=5)
+    assert five.id2label == {i: f"LABEL_{i}" for i in range(5)}
+    renamed = {0: "O", 1: "B-Chemical", 2: "I-Chemical"}
+    assert LayerTokenClassificationConfig.from_pretrained(tiny_dir, num_labels=3, id2label=renamed).id2label == renamed

@@ -147,6 +147,64 @@ def test_refuses_a_non_empty_out_dir_and_bad_options(pooled_dir, tmp_path):
         export_onnx(pooled_dir, tmp_path / "other", quantize="int4")
 
 
+def folder_bytes(folder) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def test_a_crash_while_exporting_keeps_the_old_folder_whole(pooled_dir, tmp_path, monkeypatch):
+    """The new folder is built beside the old one and swapped in only when complete."""
+    from hf_layer_tokclf import export
+
+    out = tmp_path / "out"
+    export_onnx(pooled_dir, out)
+    before = folder_bytes(out)
+
+    def crash(*args, **kwargs):  # after model.onnx, the tokenizer and config.json are written
+        raise RuntimeError("crash")
+
+    monkeypatch.setattr(export, "write_json", crash)
+    with pytest.raises(RuntimeError, match="crash"):
+        export_onnx(pooled_dir, out, quantize="int8", overwrite=True)
+    assert folder_bytes(out) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temporary sibling left
+
+
+def test_overwrite_replaces_an_earlier_export_whole(pooled_dir, tmp_path):
+    out = tmp_path / "out"
+    export_onnx(pooled_dir, out)
+    (out / "vocab.txt").write_text("a tokenizer file of an earlier export, which this one does not write")
+    export_onnx(pooled_dir, out, quantize="int8", overwrite=True)
+    assert not (out / "vocab.txt").exists()
+    assert json.loads((out / "onnx_export.json").read_text())["quantize"] == "int8"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_overwrite_refuses_files_an_export_did_not_write(pooled_dir, tmp_path):
+    out = tmp_path / "out"
+    export_onnx(pooled_dir, out)
+    (out / "notes.txt").write_text("mine")
+    before = folder_bytes(out)
+    with pytest.raises(OutputExistsError, match=r"notes\.txt"):
+        export_onnx(pooled_dir, out, overwrite=True)
+    assert folder_bytes(out) == before
+
+
+def test_export_leaves_the_umask_alone_and_gives_normal_modes(pooled_dir, tmp_path, monkeypatch):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        monkeypatch.setattr(os, "umask", lambda mask: pytest.fail("os.umask called: it changes the process's umask"))
+        export_onnx(pooled_dir, tmp_path / "out")
+    finally:
+        monkeypatch.undo()
+        os.umask(old)
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755
+    assert {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "out").iterdir()} == dict.fromkeys(
+        ["config.json", "model.onnx", "onnx_export.json", "tokenizer.json", "tokenizer_config.json"], 0o644
+    )
+
+
 def test_cli_exports_int8_and_predicts_from_the_serving_folder(pooled_dir, tmp_path, capsys):
     out = tmp_path / "serving"
     assert main(["export-onnx", str(pooled_dir), str(out), "--quantize", "int8"]) == 0

@@ -224,3 +224,67 @@ def test_a_missing_model_folder_is_one_line_naming_it(command, where, capsys):
     assert main([command[0], where, *command[1:]]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"hf-layer-tokclf {command[0]}: error: {where}: no such folder."
+
+
+def test_one_aggregation_default_everywhere_the_one_training_matches(tiny_dir, ncbi_texts, tmp_path):
+    """predict_texts, the CLI and the Hub verification all group subwords as training labels them: "first"."""
+    from hf_layer_tokclf.cli import _predict_parser
+    from hf_layer_tokclf.hub import push_to_hub
+
+    assert _predict_parser().get_default("aggregation_strategy") == "first"
+    model, tokenizer = load_model(tiny_dir)
+    texts = ncbi_texts[:10]
+    default = list(predict_texts(model, tokenizer, texts))
+    assert default == list(predict_texts(model, tokenizer, texts, aggregation_strategy="first"))
+    assert default != list(predict_texts(model, tokenizer, texts, aggregation_strategy="simple")), "a telling model"
+
+    text = next(
+        t
+        for t, a, b in zip(
+            texts, default, predict_texts(model, tokenizer, texts, aggregation_strategy="simple"), strict=True
+        )
+        if a != b
+    )
+    result = push_to_hub(
+        tiny_dir, "someone/tiny", dry_run=True, staging_dir=tmp_path / "staged", text=text, echo=lambda _: None
+    )
+    [want] = predict_texts(model, tokenizer, [text])
+    strip = lambda entities: [{k: v for k, v in e.items() if k != "score"} for e in entities]  # noqa: E731
+    assert strip(result.verification["entities"]) == strip(want)
+
+
+@pytest.mark.parametrize(
+    ("device", "asked", "bf16", "expected"),
+    [
+        ("cpu", "auto", None, torch.float32),
+        ("cuda", "auto", True, torch.bfloat16),  # A100, H100, L4, RTX 30xx and newer
+        ("cuda", "auto", False, torch.float16),  # T4, V100: bfloat16 would be emulated, or fail
+        ("cuda", "float32", False, torch.float32),
+        ("cuda", "bfloat16", False, torch.bfloat16),  # asked for: taken as asked
+        ("cpu", "bfloat16", None, torch.bfloat16),
+        ("cpu", "float16", None, torch.float16),
+    ],
+)
+def test_pick_dtype_follows_the_gpu(device, asked, bf16, expected):
+    from hf_layer_tokclf.inference import pick_dtype
+
+    assert pick_dtype(torch.device(device), asked, bf16_supported=bf16) == expected
+
+
+def test_pick_dtype_refuses_an_unknown_name():
+    from hf_layer_tokclf.inference import pick_dtype
+
+    with pytest.raises(ValueError, match="float64"):
+        pick_dtype(torch.device("cpu"), "float64")
+
+
+def test_dtype_and_device_reach_the_model_in_predict_and_evaluate(tiny_dir, tmp_path, capsys):
+    model, _ = load_model(tiny_dir, device="cpu", dtype="bfloat16")
+    assert model.dtype == torch.bfloat16 and model.device.type == "cpu"
+    assert load_model(tiny_dir)[0].dtype == torch.float32
+    scores = tmp_path / "scores.json"
+    argv = ["evaluate", str(tiny_dir), "--data", str(NCBI / "devel.tsv"), "--output", str(scores)]
+    assert main([*argv, "--device", "cpu", "--dtype", "bfloat16"]) == 0
+    assert 0 <= json.loads(scores.read_text())["eval_f1"] <= 1
+    assert main(["predict", str(tiny_dir), "--text", TEXT, "--device", "cpu", "--dtype", "float32"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["text"] == TEXT

@@ -590,7 +590,9 @@ def _torchrun(*argv, timeout=600):
 def test_torchrun_two_processes_train_a_model_that_loads_and_scores(backbone_dir, tmp_path, capsys):
     output_dir = tmp_path / "ddp"
     output_dir.mkdir()
-    (output_dir / "stale.txt").write_text("from an older run")
+    (output_dir / "model-00001-of-00002.safetensors").write_text("from an older run")
+    (output_dir / "checkpoint-99").mkdir()
+    (output_dir / "notes.txt").write_text("mine")
     argv = _train_argv(
         backbone_dir,
         output_dir,
@@ -610,7 +612,9 @@ def test_torchrun_two_processes_train_a_model_that_loads_and_scores(backbone_dir
     )
     proc = _torchrun(*argv)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert not (output_dir / "stale.txt").exists()  # rank 0 emptied the folder before anyone wrote in it
+    # Rank 0 deleted the older run's files before anyone wrote, and nothing else; the other rank deleted nothing.
+    assert not (output_dir / "model-00001-of-00002.safetensors").exists()
+    assert (output_dir / "notes.txt").read_text() == "mine"
     # 64 sentences, 4 per process, 2 processes: 8 steps in the epoch (one process would take 16).
     assert [p.name for p in output_dir.glob("checkpoint-*")] == ["checkpoint-8"]
     metrics = json.loads((output_dir / "metrics.json").read_text())

@@ -155,6 +155,38 @@ def test_real_minilm_sweep_saves_a_loadable_probe(minilm_path, tokenizer, tmp_pa
     assert saved["recommended_layer"] == k and [row["layer"] for row in saved["layers"]] == [0, 2, 4, 6]
 
 
+def test_overwrite_output_dir_replaces_the_sweeps_files_and_keeps_the_users(tiny_dir, tmp_path):
+    output_dir = tmp_path / "out"
+    (output_dir / "data").mkdir(parents=True)
+    (output_dir / "data" / "train.tsv").write_text("Cancer\tB-Disease\n")
+    (output_dir / "notes.txt").write_text("mine")
+    (output_dir / "sweep.json").write_text("{}")  # an earlier sweep's files, probe and fine-tuned run
+    (output_dir / "probe-layer-9").mkdir()
+    (output_dir / "probe-layer-9" / "config.json").write_text("{}")
+    (output_dir / "finetune-layer-9" / "checkpoint-2").mkdir(parents=True)
+    files = (str(NCBI / "train.tsv"), str(NCBI / "devel.tsv"))
+    sizes = dict(max_train_samples=64, max_eval_samples=16, epochs=3)
+    run_sweep(*files, output_dir, model=tiny_dir, layers=[1, 2], overwrite_output_dir=True, progress=False, **sizes)
+    names = sorted(p.name for p in output_dir.iterdir())
+    assert names == ["data", "notes.txt", "sweep.json", "sweep.md", "sweep.png"]
+    assert (output_dir / "notes.txt").read_text() == "mine" and (output_dir / "data" / "train.tsv").is_file()
+    assert json.loads((output_dir / "sweep.json").read_text())["layers"]
+
+
+def test_overwrite_output_dir_refuses_the_working_directory(tiny_dir, tmp_path, monkeypatch):
+    import shutil
+
+    from hf_layer_tokclf.files import OutputExistsError
+
+    (tmp_path / "notes.txt").write_text("mine")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(shutil, "rmtree", lambda *args, **kwargs: pytest.fail(f"deleted {args[0]}"))
+    files = (str(NCBI / "train.tsv"), str(NCBI / "devel.tsv"))
+    with pytest.raises(OutputExistsError, match="refusing to overwrite"):
+        run_sweep(*files, ".", model=tiny_dir, max_train_samples=8, max_eval_samples=8, overwrite_output_dir=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
 def ncbi_sweep_argv(model_dir, output_dir, train: int, dev: int) -> list[str]:
     """`sweep` on slices of NCBI's train and devel files."""
     return [
@@ -267,3 +299,18 @@ def test_bad_settings_fail_before_anything_is_written(tiny_dir, tmp_path, capsys
     code, _, err = run(capsys, *base, "--tolerance", "-1")
     assert code == 2 and "tolerance" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_encoder_pass_runs_where_and_how_asked(tiny_dir, train_dev):
+    """--device / --dtype reach the encoder; the features and probes stay float32 on the CPU."""
+    result = sweep(tiny_dir, *train_dev, layers=[1, 4], epochs=2, progress=False, device="cpu", dtype="bfloat16")
+    assert result.settings["device"] == "cpu" and result.settings["dtype"] == "bfloat16"
+    assert result.probe_weight.dtype == torch.float32 and set(result.f1) == {1, 4}
+    assert sweep(tiny_dir, *train_dev, layers=[1], epochs=2, progress=False).settings["dtype"] == "float32"
+
+
+def test_cli_device_and_dtype(tiny_dir, tmp_path, capsys):
+    argv = [*ncbi_sweep_argv(tiny_dir, tmp_path / "out", 20, 10), "--layers", "1", "--epochs", "2", "--no-progress"]
+    assert run(capsys, *argv, "--device", "cpu", "--dtype", "bfloat16")[0] == 0
+    settings = json.loads((tmp_path / "out" / "sweep.json").read_text())["settings"]
+    assert settings["device"] == "cpu" and settings["dtype"] == "bfloat16"

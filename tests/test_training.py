@@ -85,13 +85,38 @@ def test_refuses_a_non_empty_output_dir(tmp_path):
 
 
 def test_overwrite_output_dir_and_no_validation(tmp_path):
-    (tmp_path / "old.txt").write_text("old")
+    """--overwrite-output-dir replaces an earlier run's files, never the user's (transformers' flag deleted nothing)."""
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "model-00001-of-00002.safetensors").write_text("an earlier, sharded run")
+    (tmp_path / "checkpoint-40").mkdir()
     data, args = slice_args(tmp_path, max_steps=2)
     data.validation_file = None
     metrics = train(ModelArguments(hidden_layer=[1]), data, args, RunArguments(overwrite_output_dir=True))
-    assert not (tmp_path / "old.txt").exists()
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    assert not (tmp_path / "model-00001-of-00002.safetensors").exists() and not (tmp_path / "checkpoint-40").exists()
     assert "test_f1" in metrics and "eval_f1" not in metrics
     assert (tmp_path / "metrics.json").is_file()
+
+
+def test_a_failing_model_card_leaves_the_checkpoint_to_resume(tmp_path, monkeypatch):
+    """Checkpoints go only after the card and metrics.json are written: an unfinished run can still --resume."""
+    from hf_layer_tokclf import training
+
+    def broken_card(*args, **kwargs):
+        raise RuntimeError("card failed")
+
+    steps = dict(save_strategy="steps", save_steps=2, eval_strategy="steps", eval_steps=2)
+    data, args = slice_args(tmp_path, max_steps=2, **steps)
+    data.max_train_samples, data.max_eval_samples, data.max_test_samples = 16, 8, 8
+    monkeypatch.setattr(training, "write_model_card", broken_card)
+    with pytest.raises(RuntimeError, match="card failed"):
+        train(ModelArguments(hidden_layer=[1]), data, args)
+    assert not (tmp_path / "metrics.json").exists()
+    assert training.last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+    monkeypatch.undo()
+    train(ModelArguments(hidden_layer=[1]), data, args, RunArguments(resume=True))
+    assert (tmp_path / "metrics.json").is_file() and (tmp_path / "README.md").is_file()
+    assert not list(tmp_path.glob("checkpoint-*"))
 
 
 def test_stock_head_trains_with_the_same_settings(tmp_path):
