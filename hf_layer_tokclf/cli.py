@@ -96,8 +96,8 @@ def _check_do_flags(argv: Sequence[str], data_args) -> None:
         raise ValueError("--do-predict needs test data: give --test-file (or --dataset-name with a test split).")
 
 
-def _add_runtime_options(parser: argparse.ArgumentParser, *, remote_code: bool = True) -> None:
-    """--device, --dtype and --trust-remote-code: where and how a model runs, and whether its own code may."""
+def _add_device_options(parser: argparse.ArgumentParser) -> None:
+    """--device and --dtype: where and in which precision a model runs (`inference.pick_dtype`)."""
     parser.add_argument(
         "--device",
         choices=["auto", "cpu", "cuda"],
@@ -111,14 +111,17 @@ def _add_runtime_options(parser: argparse.ArgumentParser, *, remote_code: bool =
         help="Precision: auto = float32 on the CPU; on a GPU bfloat16 where it is native (Ampere and newer), "
         "else float16 (T4, V100).",
     )
-    if remote_code:
-        parser.add_argument(
-            "--trust-remote-code",
-            action="store_true",
-            help="Allow a model folder or Hub repository to run the Python code it ships (its config.json's "
-            "auto_map), as transformers' trust_remote_code=True. Off by default: models of this package load "
-            "with the installed classes and need no flag. Read the code first.",
-        )
+
+
+def _add_trust_option(parser: argparse.ArgumentParser) -> None:
+    """--trust-remote-code, off by default as in transformers' own tools."""
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="Allow a model folder or Hub repository to run the Python code it ships (its config.json's "
+        "auto_map), as transformers' trust_remote_code=True. Off by default: models of this package load "
+        "with the installed classes and need no flag. Read the code first.",
+    )
 
 
 def _evaluate_parser() -> argparse.ArgumentParser:
@@ -141,7 +144,8 @@ def _evaluate_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=32, help="Windows per forward pass.")
     parser.add_argument("--max-length", type=int, default=None, help="Window length in subwords (default: model max).")
     parser.add_argument("--stride", type=int, default=None, help="Overlap between windows, in subwords.")
-    _add_runtime_options(parser)
+    _add_device_options(parser)
+    _add_trust_option(parser)
     return parser
 
 
@@ -210,7 +214,8 @@ def _predict_parser() -> argparse.ArgumentParser:
         help="Documents (or CoNLL sentences) read at a time and sorted by length into batches; memory stays "
         "flat however long the input (default: 1024 documents, 4096 sentences).",
     )
-    _add_runtime_options(parser)  # an ONNX folder from export-onnx runs on the CPU with onnxruntime
+    _add_device_options(parser)  # an ONNX folder from export-onnx runs on the CPU with onnxruntime
+    _add_trust_option(parser)
     parser.add_argument("--no-progress", action="store_true", help="No progress bar (shown only on a terminal).")
     return parser
 
@@ -384,7 +389,7 @@ def _sweep_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=d["seed"], help="Order of the probe's training words.")
     parser.add_argument("--no-progress", action="store_true", help="No progress bars.")
-    _add_runtime_options(parser, remote_code=False)  # the encoder pass; the probes train on the CPU
+    _add_device_options(parser)  # the encoder pass; the probes train on the CPU
     return parser
 
 
@@ -453,11 +458,7 @@ def _export_onnx_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="Replace an earlier export in OUT_DIR (refused if it holds other files).",
     )
-    parser.add_argument(
-        "--trust-remote-code",
-        action="store_true",
-        help="Allow a model that needs the Python code in its folder (off by default; read the code first).",
-    )
+    _add_trust_option(parser)
     return parser
 
 

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from .data import BOOKKEEPING_KEYS, Sentence, encode, merge_windows
 from .entities import DEFAULT_STRATEGY
-from .files import atomic_writer
+from .files import METRICS, atomic_writer
 from .metrics import entity_scores
 
 
@@ -83,7 +83,7 @@ class RemoteCodeError(ValueError):
 def _unfinished(path: Path, error: Exception) -> ValueError | None:
     """The error for a folder a killed run left with checkpoints and an incomplete final model, or None."""
     checkpoints = sorted(p.name for p in path.glob("checkpoint-*")) if path.is_dir() else []
-    if not checkpoints or (path / "metrics.json").exists():
+    if not checkpoints or (path / METRICS).exists():
         return None
     reason = " ".join(str(error).split())[:200]
     return ValueError(

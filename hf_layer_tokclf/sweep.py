@@ -532,13 +532,13 @@ def sweep(
     config = LayerTokenClassificationConfig.from_pretrained(model_name_or_path)
     depth = config.num_hidden_layers
     layers = resolve_layers(layers, depth)
+    check_max_length(max_length, config.max_position_embeddings, model_name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, trust_remote_code=False)
     target = pick_device(device)
     encoder = BertLayerModel.from_pretrained(
         model_name_or_path, hidden_layer=max(layers), dtype=pick_dtype(target, dtype)
     )
     encoder.to(target).eval().requires_grad_(False)
-    check_max_length(max_length, config.max_position_embeddings, model_name_or_path)
     max_length = max_length or default_max_length(encoder, tokenizer)
 
     train_features = encode(train_sentences, tokenizer, max_length=max_length, stride=stride)
@@ -805,7 +805,8 @@ def run_sweep(
     With ``finetune_top=N`` the `finetune_candidates` are fine-tuned with `training.train` (the
     `TRAINING_DEFAULTS`, ``finetune_epochs`` and ``finetune_learning_rate``) into
     ``output_dir/finetune-layer-K`` and their dev F1 joins the table and plot. ``save_probe`` saves
-    the recommended layer's probe as a model folder ``output_dir/probe-layer-K``. Other keyword arguments go to `sweep`.
+    the recommended layer's probe as a model folder ``output_dir/probe-layer-K``. Other keyword
+    arguments go to `sweep`.
     """
     from .configuration_layer_tokclf import LayerTokenClassificationConfig
     from .training import DataArguments, default_backbone, read_splits

@@ -28,7 +28,7 @@ from .data import (
     merge_windows,
 )
 from .data import normalize_labels as to_iob2_sentences
-from .files import prepare_output_dir, remove_outputs, write_json
+from .files import METRICS, prepare_output_dir, remove_outputs, write_json
 from .hub import push_request, push_to_hub
 from .inference import check_max_length, default_max_length, evaluate_sentences, flat_scores
 from .metrics import entity_scores, format_scores
@@ -394,11 +394,16 @@ def check_options(
         config, _ = PretrainedConfig.get_config_dict(model_args.model)
         check_max_length(data_args.max_length, config.get("max_position_embeddings"), model_args.model)
     checkpoint = training_args.resume_from_checkpoint
-    if checkpoint is not None and not (Path(checkpoint) / "trainer_state.json").is_file():
+    if checkpoint is not None and not is_complete_checkpoint(checkpoint):
         raise ValueError(
             f"--resume-from-checkpoint {checkpoint}: not a complete checkpoint folder (no trainer_state.json); "
             "give a checkpoint-N folder a run wrote, or --resume to take the last complete one in --output-dir."
         )
+
+
+def is_complete_checkpoint(path: str | Path) -> bool:
+    """Whether a checkpoint folder was completely written: the Trainer writes ``trainer_state.json`` last."""
+    return (Path(path) / "trainer_state.json").is_file()
 
 
 def last_complete_checkpoint(output_dir: str | Path) -> str | None:
@@ -415,7 +420,7 @@ def last_complete_checkpoint(output_dir: str | Path) -> str | None:
         if path.is_dir() and step.isdigit():
             steps[int(step)] = path
     for step in sorted(steps, reverse=True):
-        if (steps[step] / "trainer_state.json").is_file():
+        if is_complete_checkpoint(steps[step]):
             return str(steps[step])
         logger.warning("--resume: %s was not completely written (no trainer_state.json); skipping it.", steps[step])
     return None
@@ -462,7 +467,7 @@ def _save(model: Any, tokenizer: Any, output_dir: Path, metrics: dict[str, Any],
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
     write_model_card(output_dir, metrics)
-    write_json(output_dir / "metrics.json", metrics)
+    write_json(output_dir / METRICS, metrics)
     if not run_args.keep_checkpoints:
         for checkpoint in output_dir.glob("checkpoint-*"):
             shutil.rmtree(checkpoint, ignore_errors=True)
