@@ -118,3 +118,8 @@ def contention_lines(cpu: dict[str, float] | None) -> list[str]:
 
 def shared_machine(cpu: dict[str, float] | None) -> bool:
     return cpu is not None and cpu["other_processes_cores"] + cpu["steal_cores"] > CONTENDED_CORES
+
+
+def ratio_cell(value: float | None) -> str:
+    """A ratio to three decimals, or a dash where none exists (its baseline read zero)."""
+    return "—" if value is None else f"{value:.3f}"

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import default_device, log, sync
+from benchmarks.common import default_device, log, ratio_cell, sync
 from benchmarks.models import Family, NotebookRecipe, Spec, build, make_inputs, to_device
 
 MB = 2**20
@@ -137,6 +137,12 @@ def checkpoint_mb(model: torch.nn.Module) -> float:
         return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file()) / MB
 
 
+def _ratio(value: float, baseline: float) -> float | None:
+    """None where the baseline is not above zero: a tiny model's activations can fit in pages the
+    process already had, so its resident-memory growth reads 0 and no ratio exists."""
+    return value / baseline if baseline > 0 else None
+
+
 def run(family: Family, models: dict[Spec, torch.nn.Module], batch: int, threads: int) -> dict[str, Any]:
     """Peak forward memory (children) and checkpoint size (here) of every contender."""
     rows = []
@@ -150,10 +156,10 @@ def run(family: Family, models: dict[Spec, torch.nn.Module], batch: int, threads
         rows.append({"name": spec.name(), "kind": spec.kind, "k": spec.k, "checkpoint_mb": size, **memory})
     by_kind = {row["kind"]: row for row in rows if row["kind"] != "ours"}
     for row in rows:
-        row["checkpoint_vs_stock"] = row["checkpoint_mb"] / by_kind["stock"]["checkpoint_mb"]
+        row["checkpoint_vs_stock"] = _ratio(row["checkpoint_mb"], by_kind["stock"]["checkpoint_mb"])
         if "peak_mb" in row:
-            row["peak_vs_notebook"] = row["peak_mb"] / by_kind["notebook"]["peak_mb"]
-            row["activations_vs_notebook"] = row["activations_mb"] / by_kind["notebook"]["activations_mb"]
+            row["peak_vs_notebook"] = _ratio(row["peak_mb"], by_kind["notebook"]["peak_mb"])
+            row["activations_vs_notebook"] = _ratio(row["activations_mb"], by_kind["notebook"]["activations_mb"])
     return {"family": family.name, "title": family.title, "num_layers": family.num_layers, "batch": batch, "rows": rows}
 
 
@@ -168,12 +174,15 @@ def table_markdown(table: dict[str, Any]) -> str:
     for row in table["rows"]:
         if "peak_mb" in row:
             memory = (
-                f"{row.get('weights_mb', float('nan')):.0f} | {row['peak_mb']:.0f} | {row['peak_vs_notebook']:.3f} | "
-                f"{row['activations_mb']:.0f} | {row['activations_vs_notebook']:.3f}"
+                f"{row.get('weights_mb', float('nan')):.0f} | {row['peak_mb']:.0f} | "
+                f"{ratio_cell(row['peak_vs_notebook'])} | {row['activations_mb']:.0f} | "
+                f"{ratio_cell(row['activations_vs_notebook'])}"
             )
         else:
             memory = "— | — | — | — | —"
-        lines.append(f"| {row['name']} | {memory} | {row['checkpoint_mb']:.1f} | {row['checkpoint_vs_stock']:.3f} |")
+        lines.append(
+            f"| {row['name']} | {memory} | {row['checkpoint_mb']:.1f} | {ratio_cell(row['checkpoint_vs_stock'])} |"
+        )
     return "\n".join(lines)
 
 

@@ -96,6 +96,25 @@ def test_memory_probe_sees_the_notebook_keep_every_hidden_state():
     assert ours["peak_mb"] > ours["activations_mb"] and ours["weights_mb"] < stock["weights_mb"]
 
 
+def test_memory_table_when_the_baseline_pass_allocates_nothing_new(monkeypatch):
+    """A tiny model's pass can fit in pages the process already had: its activations read 0 MiB.
+    Then no ratio exists, and the table says so instead of dividing by zero."""
+    family = tiny()
+    readings = {"stock": 3.0, "notebook": 0.0, "ours": 0.0}
+    monkeypatch.setattr(
+        memory,
+        "measure_in_child",
+        lambda family, spec, batch, threads: {"peak_mb": 30.0, "activations_mb": readings[spec.kind]},
+    )
+    models = {spec: build(family, spec) for spec in [Spec("stock"), Spec("notebook"), Spec("ours", 3)]}
+    table = memory.run(family, models, batch=2, threads=1)
+    ours = table["rows"][2]
+    assert ours["activations_vs_notebook"] is None and ours["peak_vs_notebook"] == 1.0
+    assert "| ours hidden_layer=3 |" in memory.table_markdown(table)
+    texts = [v["text"] for v in suite.verdicts({"memory": [table], "forward": [], "serving": None})]
+    assert any("activations alone —" in text for text in texts)
+
+
 def test_suite_end_to_end_writes_every_section(tmp_path, trained):
     """Every section on the tiny backbone (serving on the session's trained MiniLM): the report has a
     row per contender, ratios consistent with the medians, and a verdict per target."""
