@@ -1,45 +1,60 @@
-"""Puts the performance tables of ``benchmarks/results/benchmarks.json`` into README.md.
+"""Puts the benchmark tables of ``benchmarks/results/`` into README.md.
 
-    python -m benchmarks.readme            # after `python -m benchmarks`
+    python -m benchmarks.readme            # after `python -m benchmarks` or `python -m benchmarks.few_data`
 
-The tables sit between two HTML comments in the README; `tests/test_readme.py` checks that they
-are what `suite.readme_summary` makes of the committed JSON, so no figure is typed by hand.
+Each table sits between two HTML comments in the README; `tests/test_readme.py` checks that they
+are what the benchmark's own summary function makes of the committed JSON, so no figure is typed
+by hand.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from benchmarks import few_data
 from benchmarks.suite import readme_summary
 from hf_layer_tokclf.files import atomic_writer
 
 REPO = Path(__file__).resolve().parent.parent
-RESULTS = REPO / "benchmarks" / "results" / "benchmarks.json"
-BEGIN = "<!-- benchmarks:summary (python -m benchmarks.readme) -->"
-END = "<!-- /benchmarks:summary -->"
+RESULTS_DIR = REPO / "benchmarks" / "results"
+# Block name -> the results it is made of, and how.
+BLOCKS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
+    "summary": ("benchmarks.json", readme_summary),
+    "few-data": ("few_data.json", few_data.readme_table),
+}
 
 
-def summary_block(results: Path = RESULTS) -> str:
-    return f"{BEGIN}\n{readme_summary(json.loads(results.read_text()))}\n{END}"
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- benchmarks:{name} (python -m benchmarks.readme) -->", f"<!-- /benchmarks:{name} -->"
 
 
-def current_block(readme: str) -> str:
-    start, end = readme.index(BEGIN), readme.index(END) + len(END)
-    return readme[start:end]
+def block(name: str, results_dir: Path = RESULTS_DIR) -> str:
+    filename, summarize = BLOCKS[name]
+    begin, end = markers(name)
+    return f"{begin}\n{summarize(json.loads((results_dir / filename).read_text()))}\n{end}"
+
+
+def current_block(readme: str, name: str) -> str:
+    begin, end = markers(name)
+    start, stop = readme.index(begin), readme.index(end) + len(end)
+    return readme[start:stop]
 
 
 def main() -> int:
     path = REPO / "README.md"
-    readme = path.read_text()
-    if BEGIN not in readme or END not in readme:
-        print(f"{path}: no {BEGIN} ... {END} block to fill", file=sys.stderr)
-        return 1
-    updated = readme.replace(current_block(readme), summary_block())
+    readme = updated = path.read_text()
+    for name in BLOCKS:
+        if any(marker not in readme for marker in markers(name)):
+            print(f"{path}: no {' ... '.join(markers(name))} block to fill", file=sys.stderr)
+            return 1
+        updated = updated.replace(current_block(updated, name), block(name))
     with atomic_writer(path) as f:
         f.write(updated)
-    print(f"{path}: performance tables {'updated' if updated != readme else 'already up to date'}")
+    print(f"{path}: benchmark tables {'updated' if updated != readme else 'already up to date'}")
     return 0
 
 

@@ -47,7 +47,7 @@ def default_backbone() -> str:
 
 @dataclass
 class ModelArguments:
-    """Which backbone to start from, and which of its layers to classify from."""
+    """Which backbone to start from, which of its layers to classify from, and how its head learns."""
 
     model: str = field(
         default_factory=default_backbone,
@@ -65,6 +65,15 @@ class ModelArguments:
     )
     classifier_dropout: float | None = field(
         default=None, metadata={"help": "Dropout before the linear head (default: the backbone's hidden dropout)."}
+    )
+    classifier_learning_rate: float | None = field(
+        default=3e-3,
+        metadata={
+            "help": "Learning rate of the head (and of the scalar-mix weights), on the same schedule as "
+            "--learning-rate, which the encoder keeps. A new head needs a larger rate than the pretrained "
+            "encoder to leave 'all O' early on a few hundred sentences. Give the --learning-rate value for one "
+            "rate throughout."
+        },
     )
 
 
@@ -234,16 +243,60 @@ def _dev_metrics(features: list[dict[str, Any]], sentences: list[Sentence], id2l
     return compute_metrics
 
 
+# Parameters of what `train` adds on top of the pretrained encoder: the linear head and the scalar mix.
+HEAD_PARAMETERS = ("classifier.", "scalar_mix.")
+
+
 class NerTrainer(Trainer):
-    """The Trainer, with evaluation batches kept in dataset order.
+    """The Trainer, with evaluation batches kept in dataset order, and the head's own learning rate.
 
     `compute_metrics` merges windows back into sentences by position; length grouping, which
     speeds up training, would otherwise shuffle the evaluation batches too (transformers 4.x and
     5.x group both). Distributed evaluation keeps this order when it gathers.
+
+    Args:
+        classifier_learning_rate: The learning rate of the `HEAD_PARAMETERS`; ``None`` keeps the
+            Trainer's single learning rate for every parameter.
     """
+
+    def __init__(self, *args: Any, classifier_learning_rate: float | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.classifier_learning_rate = classifier_learning_rate
 
     def _get_eval_sampler(self, eval_dataset: Any) -> Any:
         return SequentialSampler(eval_dataset)
+
+    def create_optimizer(self, *args: Any, **kwargs: Any) -> Any:
+        """The Trainer's optimizer (``--optim``, its betas and epsilon, no weight decay on biases and
+        LayerNorms), with the head's parameters in groups of their own at ``classifier_learning_rate``.
+        The scheduler scales every group's rate alike, so the head decays and warms up with the rest."""
+        if self.optimizer is None and self.classifier_learning_rate is not None:
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, self.model)
+            if {"params", "model", "optimizer_dict"} & optimizer_kwargs.keys():
+                raise ValueError(
+                    f"--classifier-learning-rate cannot be combined with --optim "
+                    f"{getattr(self.args.optim, 'value', self.args.optim)}: that optimizer "
+                    "builds its own parameter groups."
+                )
+            self.optimizer = optimizer_cls(self._parameter_groups(), **optimizer_kwargs)
+        return super().create_optimizer(*args, **kwargs)
+
+    def _parameter_groups(self) -> list[dict[str, Any]]:
+        decay = set(self.get_decay_parameter_names(self.model))
+        groups = []
+        for head in (False, True):
+            for decayed in (True, False):
+                params = [
+                    p
+                    for n, p in self.model.named_parameters()
+                    if p.requires_grad and (n in decay) == decayed and n.startswith(HEAD_PARAMETERS) == head
+                ]
+                group = {"params": params, "weight_decay": self.args.weight_decay if decayed else 0.0}
+                if head:
+                    group["lr"] = self.classifier_learning_rate
+                if params:
+                    groups.append(group)
+        return groups
 
 
 def _argmax(logits: Any, labels: Any) -> Any:
@@ -271,7 +324,7 @@ def train(
             the values of secret options (``--hub-token``, ``--token``, ...) hidden.
         model_class: Another token classification class to train with the same settings
             (e.g. transformers' `BertForTokenClassification`, as a baseline); ``hidden_layer`` and
-            ``layer_pooling`` are then not passed to it.
+            ``layer_pooling`` are passed only to `BertForLayerTokenClassification` and its subclasses.
 
     Returns:
         The metrics written to ``metrics.json``: ``eval_*`` and ``test_*`` scores (fractions),
@@ -309,6 +362,7 @@ def train(
         head_kwargs["classifier_dropout"] = model_args.classifier_dropout
     if model_class is None:
         model_class = BertForLayerTokenClassification
+    if issubclass(model_class, BertForLayerTokenClassification):
         head_kwargs.update(hidden_layer=layer, layer_pooling=model_args.layer_pooling)
     # Seed before the head is initialised, as run_ner.py does: runs with the same seed start
     # from the same head (whatever the architecture with that head shape) and see the same batches.
@@ -344,6 +398,7 @@ def train(
         compute_metrics=_dev_metrics(dev_features, splits["validation"], id2label) if has_dev else None,
         preprocess_logits_for_metrics=_argmax,
         callbacks=callbacks,
+        classifier_learning_rate=model_args.classifier_learning_rate,
     )
     checkpoint = training_args.resume_from_checkpoint  # checked by check_options
     if checkpoint is None and run_args.resume and output_dir.is_dir():
@@ -436,6 +491,8 @@ def _settings(model_args, data_args, training_args, model, max_length) -> dict[s
         "num_hidden_layers": config.num_hidden_layers,
         "num_layers_used": getattr(config, "num_layers_used", config.num_hidden_layers),
         "max_length": max_length,
+        "classifier_dropout": getattr(config, "classifier_dropout", None),
+        "classifier_learning_rate": model_args.classifier_learning_rate,
     }
     settings.update({k: v for k, v in asdict(data_args).items() if v is not None})
     for name in (

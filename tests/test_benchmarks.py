@@ -14,7 +14,7 @@ import torch
 import transformers
 from transformers import BertConfig
 
-from benchmarks import ceiling, memory, suite
+from benchmarks import ceiling, few_data, memory, suite
 from benchmarks.models import NUM_LABELS, SEQ_LEN, Family, Spec, build, contenders, make_inputs, tiny
 
 REPO = Path(__file__).resolve().parent.parent
@@ -201,3 +201,46 @@ def test_entry_point_rejects_an_unknown_section():
     )
     assert done.returncode == 2
     assert "unknown section(s) ['speed']" in done.stderr
+
+
+def test_few_data_plans_seed_by_seed_and_reads_the_stock_head_at_the_last_layer():
+    runs = few_data.plan(["500", "full"], ["ours", "stock"], [3, 6], [0, 1], depth=6)
+    assert runs[:3] == [("ours", "500", 3, 0), ("ours", "500", 6, 0), ("stock", "500", 6, 0)]
+    assert len(runs) == 12 and runs[6][3] == 1  # every size of seed 0 before seed 1
+
+
+def test_few_data_summary_and_targets():
+    """Means and sample spreads in points, and one verdict per (size, layer) against each baseline."""
+
+    def run(contender, layer, seed, f1):
+        return {"contender": contender, "size": "500", "layer": layer, "seed": seed, "test_f1": f1,
+                "eval_f1_epoch_1": None, "wall_s": 1.0}  # fmt: skip
+
+    runs = [run("ours", 3, 0, 0.40), run("ours", 3, 1, 0.42), run("notebook", 3, 0, 0.41), run("notebook", 3, 1, 0.42)]
+    runs += [run("stock", 6, 0, 0.50), run("stock", 6, 1, 0.50)]
+    rows = few_data.summarize(runs)
+    ours = next(r for r in rows if r["contender"] == "ours")
+    assert ours["test_f1_mean"] == pytest.approx(41.0) and ours["test_f1_sd"] == pytest.approx(2**0.5)
+    assert ours["eval_f1_epoch_1_mean"] is None
+    found = {v["against"]: v for v in few_data.verdicts(rows)}
+    assert found["notebook"]["ours_minus_baseline"] == pytest.approx(-0.5) and found["notebook"]["pass"]
+    assert not found["stock head (layer 6)"]["pass"]
+
+
+def test_few_data_end_to_end_on_a_tiny_slice(tmp_path):
+    """Every kind of run on 32 sentences of NCBI-disease with the packaged MiniLM, then a resumed call
+    that runs only what is missing."""
+    few_data.main(["--sizes", "32", "--seeds", "0", "--layers", "1", "--contenders", "ours-before", "notebook",
+                   "--output-dir", str(tmp_path)])  # fmt: skip
+    saved = json.loads((tmp_path / "few_data.json").read_text())
+    assert [(r["contender"], r["layer"]) for r in saved["runs"]] == [("ours-before", 1), ("notebook", 1)]
+    for r in saved["runs"]:
+        assert 0.0 <= r["test_f1"] <= 1.0 and r["eval_f1_epoch_1"] is not None
+    few_data.main(["--sizes", "32", "--seeds", "0", "--layers", "1", "--contenders", "ours-before", "ours",
+                   "--output-dir", str(tmp_path), "--resume"])  # fmt: skip
+    saved = json.loads((tmp_path / "few_data.json").read_text())
+    assert [r["contender"] for r in saved["runs"]] == ["ours-before", "notebook", "ours"]
+    assert len(saved["commands"]) == 2
+    report = (tmp_path / "few_data.md").read_text()
+    assert "| notebook recipe (AutoModel + nn.Linear, plain Trainer) | 1 | 1 |" in report
+    assert "ours - notebook" in report

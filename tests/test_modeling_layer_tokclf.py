@@ -228,6 +228,19 @@ def test_deeper_layer_than_the_checkpoint_stores_fails_clearly(tmp_path, full_be
     assert len(shallower.bert.encoder.layer) == 1
 
 
+def test_a_new_head_starts_as_a_bare_linear_does(minilm_path):
+    """PyTorch's nn.Linear init, U(-1/sqrt(in), 1/sqrt(in)) for the bias and kaiming_uniform(a=sqrt(5)) for
+    the weight (std 1/sqrt(3 * in)), not BERT's normal(0, 0.02) with a zero bias: that start is what lets
+    a few hundred sentences teach the head entities in the first epoch (benchmarks/few_data.py)."""
+    torch.manual_seed(0)
+    model = BertForLayerTokenClassification.from_pretrained(minilm_path, hidden_layer=3, num_labels=3)
+    bound = 1 / 384**0.5
+    weight, bias = model.classifier.weight.detach(), model.classifier.bias.detach()
+    assert weight.abs().max() <= bound and bias.abs().max() <= bound
+    assert weight.std().item() == pytest.approx(bound / 3**0.5, rel=0.1)
+    assert bias.abs().min() > 0
+
+
 def test_fine_tuned_stock_checkpoint_keeps_its_head(stock_dir):
     ours = BertForLayerTokenClassification.from_pretrained(stock_dir, hidden_layer=2)
     stock = BertForTokenClassification.from_pretrained(stock_dir)

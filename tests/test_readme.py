@@ -23,10 +23,12 @@ def test_quick_start_runs(capsys):
     assert type(namespace["encoder"]).__name__ == "BertLayerModel"
 
 
-def test_performance_tables_are_the_committed_results():
-    """Every figure in the README's performance section comes from benchmarks/results/benchmarks.json."""
-    from benchmarks.readme import current_block, summary_block
+def test_benchmark_tables_are_the_committed_results():
+    """Every figure in the README's benchmark tables comes from the JSON in benchmarks/results/."""
+    from benchmarks.readme import BLOCKS, block, current_block
 
     readme = (REPO / "README.md").read_text()
-    assert current_block(readme) == summary_block(), "run `python -m benchmarks.readme`"
-    assert "forward ms, batch 32 x 128" in current_block(readme)
+    for name in BLOCKS:
+        assert current_block(readme, name) == block(name), f"run `python -m benchmarks.readme` ({name})"
+    assert "forward ms, batch 32 x 128" in current_block(readme, "summary")
+    assert "ours before" in current_block(readme, "few-data")

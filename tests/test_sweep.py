@@ -17,6 +17,7 @@ from hf_layer_tokclf.sweep import (
     run_sweep,
     sweep,
 )
+from hf_layer_tokclf.training import ModelArguments
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -263,7 +264,9 @@ def test_cli_finetune_top_adds_fine_tuned_scores(tiny_dir, tmp_path, capsys):
     tuned = [row for row in saved["layers"] if "finetune_f1" in row]
     assert [row["layer"] for row in tuned] == [saved["recommended_layer"]]
     assert 0.0 <= tuned[0]["finetune_f1"] <= 1.0
-    assert (output_dir / f"finetune-layer-{tuned[0]['layer']}" / "metrics.json").is_file()
+    finetuned = json.loads((output_dir / f"finetune-layer-{tuned[0]['layer']}" / "metrics.json").read_text())
+    # The fine-tuning is `train` with its defaults: the head's own learning rate included.
+    assert finetuned["settings"]["classifier_learning_rate"] == ModelArguments().classifier_learning_rate
     assert "dev F1 (fine-tuned)" in (output_dir / "sweep.md").read_text()
 
 

@@ -11,7 +11,7 @@ from hf_layer_tokclf.data import load_sentences
 from hf_layer_tokclf.files import OutputExistsError
 from hf_layer_tokclf.inference import evaluate_sentences, flat_scores, load_model
 from hf_layer_tokclf.remote_check import run_remote_check
-from hf_layer_tokclf.training import ModelArguments, RunArguments, train
+from hf_layer_tokclf.training import HEAD_PARAMETERS, ModelArguments, NerTrainer, RunArguments, train
 
 
 def test_output_directory_holds_the_best_model_and_its_scores(trained):
@@ -154,3 +154,81 @@ def test_trains_from_a_saved_dataset_dict(tmp_path):
     assert "eval_f1" in metrics and "test_f1" not in metrics  # the folder has no test split
     config = json.loads((tmp_path / "out" / "config.json").read_text())
     assert config["id2label"] == {"0": "O", "1": "B-Disease", "2": "I-Disease"}
+
+
+def _trainer(tmp_path, model, **kwargs):
+    from transformers import TrainingArguments
+
+    args = TrainingArguments(output_dir=str(tmp_path), learning_rate=5e-5, weight_decay=0.01, report_to="none")
+    return NerTrainer(model=model, args=args, **kwargs)
+
+
+def test_the_head_learns_at_its_own_rate_on_the_trainers_schedule(tmp_path, minilm_path):
+    """Four groups: encoder and head, each with and without weight decay; the scheduler scales both rates."""
+    from hf_layer_tokclf import BertForLayerTokenClassification
+
+    model = BertForLayerTokenClassification.from_pretrained(
+        minilm_path, hidden_layer=[1, 2], layer_pooling="scalar_mix", num_labels=3
+    )
+    trainer = _trainer(tmp_path, model, classifier_learning_rate=3e-3)
+    trainer.create_optimizer_and_scheduler(num_training_steps=10)
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = [([names[id(p)] for p in g["params"]], g["lr"], g["weight_decay"]) for g in trainer.optimizer.param_groups]
+    head = [(lr, decay) for params, lr, decay in groups if all(n.startswith(HEAD_PARAMETERS) for n in params)]
+    body = [(lr, decay) for params, lr, decay in groups if not any(n.startswith(HEAD_PARAMETERS) for n in params)]
+    assert len(head) + len(body) == len(groups) == 4
+    assert sorted(head) == [(3e-3, 0.0), (3e-3, 0.01)] and sorted(body) == [(5e-5, 0.0), (5e-5, 0.01)]
+    head_names = {n for params, _, _ in groups for n in params if n.startswith(HEAD_PARAMETERS)}
+    assert head_names == {"classifier.weight", "classifier.bias", "scalar_mix.weights", "scalar_mix.gamma"}
+    assert sum(len(params) for params, _, _ in groups) == len(list(model.parameters()))
+    for _ in range(5):
+        trainer.optimizer.step()
+        trainer.lr_scheduler.step()
+    rates = sorted({g["lr"] for g in trainer.optimizer.param_groups})
+    assert rates == pytest.approx([2.5e-5, 1.5e-3])  # halfway down the linear decay, both
+
+
+def test_one_learning_rate_leaves_the_trainers_optimizer_alone(tmp_path, minilm_path):
+    from hf_layer_tokclf import BertForLayerTokenClassification
+
+    model = BertForLayerTokenClassification.from_pretrained(minilm_path, hidden_layer=1, num_labels=3)
+    trainer = _trainer(tmp_path, model, classifier_learning_rate=None)
+    trainer.create_optimizer()
+    assert [g["lr"] for g in trainer.optimizer.param_groups] == [5e-5, 5e-5]
+
+
+def test_an_optimizer_that_groups_its_own_parameters_is_refused(tmp_path, minilm_path, monkeypatch):
+    from hf_layer_tokclf import BertForLayerTokenClassification
+
+    model = BertForLayerTokenClassification.from_pretrained(minilm_path, hidden_layer=1, num_labels=3)
+    trainer = _trainer(tmp_path, model, classifier_learning_rate=3e-3)
+    # What GaLore's and LOMO's optimizer factories return: parameters of their own.
+    monkeypatch.setattr(
+        trainer, "get_optimizer_cls_and_kwargs", lambda args, model: (torch.optim.AdamW, {"params": []})
+    )
+    with pytest.raises(ValueError, match="--classifier-learning-rate cannot be combined with --optim adamw"):
+        trainer.create_optimizer()
+
+
+def test_a_few_hundred_sentences_find_entities_in_two_epochs(tmp_path):
+    """The defaults (PyTorch head init, the head's own learning rate) against one learning rate for all, at the
+    encoder's 5e-5: two epochs of 256 sentences on real MiniLM weights and NCBI-disease."""
+    scores = {}
+    for name, head_rate in (("defaults", ModelArguments().classifier_learning_rate), ("one rate", 5e-5)):
+        data, args = slice_args(tmp_path / name, num_train_epochs=2, learning_rate=5e-5)
+        metrics = train(ModelArguments(hidden_layer=[2], classifier_learning_rate=head_rate), data, args)
+        scores[name] = metrics["eval_f1"]
+    assert scores["defaults"] > scores["one rate"] + 0.1, scores
+
+
+def test_classifier_learning_rate_is_a_train_option():
+    from transformers import TrainingArguments
+
+    from hf_layer_tokclf.training import TrainArgumentParser
+
+    parser = TrainArgumentParser()
+    model_args, *_ = parser.parse_args_into_dataclasses(["--output-dir", "x", "--classifier-learning-rate", "1e-2"])
+    assert model_args.classifier_learning_rate == 1e-2
+    model_args, *_, training_args = parser.parse_args_into_dataclasses(["--output-dir", "x"])
+    assert model_args.classifier_learning_rate == 3e-3 and isinstance(training_args, TrainingArguments)
+    assert "--classifier-learning-rate" in parser.format_help()
