@@ -365,7 +365,7 @@ def train(
     if issubclass(model_class, BertForLayerTokenClassification):
         head_kwargs.update(hidden_layer=layer, layer_pooling=model_args.layer_pooling)
     # Seed before the head is initialised, as run_ner.py does: runs with the same seed start
-    # from the same head (whatever the architecture with that head shape) and see the same batches.
+    # from the same head and see the same batches.
     set_seed(training_args.seed)
     model = model_class.from_pretrained(model_args.model, **head_kwargs)
     max_length = data_args.max_length or default_max_length(model, tokenizer)

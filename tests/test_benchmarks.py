@@ -227,9 +227,11 @@ def test_few_data_summary_and_targets():
     assert not found["stock head (layer 6)"]["pass"]
 
 
-def test_few_data_end_to_end_on_a_tiny_slice(tmp_path):
+def test_few_data_end_to_end_on_a_tiny_slice(tmp_path, monkeypatch):
     """Every kind of run on 32 sentences of NCBI-disease with the packaged MiniLM, then a resumed call
     that runs only what is missing."""
+    monkeypatch.setattr(few_data, "SLICE_EVAL", 16)
+    monkeypatch.setattr(few_data, "SLICE_TEST", 16)
     few_data.main(["--sizes", "32", "--seeds", "0", "--layers", "1", "--contenders", "ours-before", "notebook",
                    "--output-dir", str(tmp_path)])  # fmt: skip
     saved = json.loads((tmp_path / "few_data.json").read_text())

