@@ -5,8 +5,6 @@ This file travels next to every saved model and is executed by whoever loads it 
 configuration file, works on transformers 4.x and 5.x, and has no side effects.
 """
 
-import math
-
 import torch
 from torch import nn
 from transformers.modeling_outputs import BaseModelOutput, TokenClassifierOutput
@@ -69,8 +67,8 @@ class LayerPreTrainedModel(BertPreTrainedModel):
             # A new head starts as a bare `nn.Linear` does (PyTorch's init, bias included), not with BERT's
             # normal(0, 0.02) and zero bias: from a few hundred sentences that head learns entities within
             # the first epoch, where BERT's init still predicts only O (benchmarks/few_data.py).
-            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
-            bound = 1 / math.sqrt(module.in_features)
+            init.kaiming_uniform_(module.weight, a=5**0.5)
+            bound = module.in_features**-0.5
             init.uniform_(module.bias, -bound, bound)
             return
         super()._init_weights(module)
