@@ -36,11 +36,11 @@ def main_job_argv() -> list[str]:
 
 
 def run(argv: list[str], model_class=None) -> dict:
-    from hf_layer_tokclf.cli import _train_parser
+    from hf_layer_tokclf.cli import train_parser
     from hf_layer_tokclf.training import train
 
     with tempfile.TemporaryDirectory() as tmp:
-        model_args, data_args, run_args, training_args = _train_parser().parse_args_into_dataclasses(
+        model_args, data_args, run_args, training_args = train_parser().parse_args_into_dataclasses(
             [*argv, "--output-dir", tmp, "--disable-tqdm", "true"]
         )
         start = time.perf_counter()

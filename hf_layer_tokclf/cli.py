@@ -33,7 +33,7 @@ Run `hf-layer-tokclf <command> --help` for a command's options.
 """
 
 
-def _train_parser():
+def train_parser():
     from .training import TRAINING_DEFAULTS, TrainArgumentParser
 
     parser = TrainArgumentParser(
@@ -49,7 +49,7 @@ def _train_parser():
 def train_command(argv: Sequence[str]) -> int:
     from .training import train
 
-    model_args, data_args, run_args, training_args = _train_parser().parse_args_into_dataclasses(list(argv))
+    model_args, data_args, run_args, training_args = train_parser().parse_args_into_dataclasses(list(argv))
     _check_do_flags(argv, data_args)
     command = shlex.join(["hf-layer-tokclf", "train", *argv])
     metrics = train(model_args, data_args, training_args, run_args, command=command)
@@ -124,7 +124,7 @@ def _add_trust_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _evaluate_parser() -> argparse.ArgumentParser:
+def evaluate_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hf-layer-tokclf evaluate",
         description="Score a trained model on labeled data: seqeval entity-level precision, recall and F1, "
@@ -162,7 +162,7 @@ def _default_eval_output(model: str, data: str) -> Path:
 
 
 def evaluate_command(argv: Sequence[str]) -> int:
-    args = _evaluate_parser().parse_args(list(argv))
+    args = evaluate_parser().parse_args(list(argv))
     from .data import load_sentences, normalize_labels
     from .inference import evaluate_sentences, flat_scores, load_model, write_conll
     from .metrics import format_scores
@@ -185,7 +185,7 @@ def evaluate_command(argv: Sequence[str]) -> int:
     return 0
 
 
-def _predict_parser() -> argparse.ArgumentParser:
+def predict_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hf-layer-tokclf predict",
         description="Find entities with a trained model. Raw text (--text, --input, or standard input; one "
@@ -244,7 +244,7 @@ def _lines(path: str | None) -> Iterator[str]:
 
 
 def predict_command(argv: Sequence[str]) -> int:
-    args = _predict_parser().parse_args(list(argv))
+    args = predict_parser().parse_args(list(argv))
     from .data import load_sentences
     from .inference import conll_lines, iter_sentence_predictions, load_model, predict_texts, write_conll, write_jsonl
 
@@ -304,7 +304,7 @@ def push_command(argv: Sequence[str]) -> int:
     return command(argv, prog="hf-layer-tokclf push")
 
 
-def _sweep_parser() -> argparse.ArgumentParser:
+def sweep_parser() -> argparse.ArgumentParser:
     from .sweep import SWEEP_DEFAULTS
 
     d = SWEEP_DEFAULTS
@@ -394,7 +394,7 @@ def _sweep_parser() -> argparse.ArgumentParser:
 
 
 def sweep_command(argv: Sequence[str]) -> int:
-    args = _sweep_parser().parse_args(list(argv))
+    args = sweep_parser().parse_args(list(argv))
     from .sweep import run_sweep
 
     result = run_sweep(
@@ -436,7 +436,7 @@ def sweep_command(argv: Sequence[str]) -> int:
     return 0
 
 
-def _export_onnx_parser() -> argparse.ArgumentParser:
+def export_onnx_parser() -> argparse.ArgumentParser:
     from .export import DEFAULT_OPSET
 
     parser = argparse.ArgumentParser(
@@ -463,7 +463,7 @@ def _export_onnx_parser() -> argparse.ArgumentParser:
 
 
 def export_onnx_command(argv: Sequence[str]) -> int:
-    args = _export_onnx_parser().parse_args(list(argv))
+    args = export_onnx_parser().parse_args(list(argv))
     from .export import export_onnx
 
     path = export_onnx(

@@ -228,10 +228,10 @@ def test_a_missing_model_folder_is_one_line_naming_it(command, where, capsys):
 
 def test_one_aggregation_default_everywhere_the_one_training_matches(tiny_dir, ncbi_texts, tmp_path):
     """predict_texts, the CLI and the Hub verification all group subwords as training labels them: "first"."""
-    from hf_layer_tokclf.cli import _predict_parser
+    from hf_layer_tokclf.cli import predict_parser
     from hf_layer_tokclf.hub import push_to_hub
 
-    assert _predict_parser().get_default("aggregation_strategy") == "first"
+    assert predict_parser().get_default("aggregation_strategy") == "first"
     model, tokenizer = load_model(tiny_dir)
     texts = ncbi_texts[:10]
     default = list(predict_texts(model, tokenizer, texts))
