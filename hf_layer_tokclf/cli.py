@@ -13,7 +13,6 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from .entities import DEFAULT_STRATEGY, STRATEGIES
 from .files import check_output_file, write_json
 from .hub import HubError
 
@@ -186,6 +185,8 @@ def evaluate_command(argv: Sequence[str]) -> int:
 
 
 def predict_parser() -> argparse.ArgumentParser:
+    from .decoding import DEFAULT_STRATEGY, STRATEGIES
+
     parser = argparse.ArgumentParser(
         prog="hf-layer-tokclf predict",
         description="Find entities with a trained model. Raw text (--text, --input, or standard input; one "

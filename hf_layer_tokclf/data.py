@@ -1,6 +1,6 @@
-"""Reading NER data, label schemes, subword alignment and sliding windows.
+"""Reading NER data and its label schemes.
 
-The pipeline from files to model inputs is:
+From files to labeled sentences (`features` turns them into model inputs):
 
 1. `load_sentences` reads CoNLL-style text, JSON Lines, a `datasets.save_to_disk` directory or a
    Hub dataset into `Sentence` objects that remember where they came from, so that every
@@ -8,9 +8,6 @@ The pipeline from files to model inputs is:
 2. `normalize_labels` converts IOB1 / IOBES labels to IOB2, because the token-classification
    pipeline's ``aggregation_strategy`` only understands ``B-`` / ``I-``; `label_list` builds the
    label set from the training data and `check_known_labels` rejects labels seen nowhere else.
-3. `encode` tokenizes words into subwords, aligns word labels to them and splits sentences that do
-   not fit into the model into overlapping windows of whole words; `merge_windows` turns the
-   per-window token predictions back into exactly one prediction per word.
 """
 
 import json
@@ -20,18 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .locations import is_repo_id
+
 __all__ = [
-    "BOOKKEEPING_KEYS",
     "SCHEMES",
     "DataError",
     "MissingSplitError",
     "Sentence",
     "check_known_labels",
     "detect_scheme",
-    "encode",
     "label_list",
     "load_sentences",
-    "merge_windows",
     "normalize_labels",
     "read_conll",
     "read_jsonl",
@@ -40,18 +36,10 @@ __all__ = [
 
 SCHEMES = ("IOB1", "IOB2", "IOBES")
 
-# Keys of an `encode` feature that are not model inputs: drop them before collating.
-BOOKKEEPING_KEYS = ("sentence_index", "word_offset", "word_ids")
-
-# Label id that `torch.nn.CrossEntropyLoss` (and so every HF model) ignores.
-IGNORE_INDEX = -100
-
 DOCSTART = "-DOCSTART-"
 JSON_SUFFIXES = (".jsonl", ".json")
 # Suffixes that mark a path as a local file that is missing, rather than a Hub dataset id.
 _FILE_SUFFIXES = (*JSON_SUFFIXES, ".tsv", ".txt", ".conll", ".conllu", ".iob", ".iob2", ".bio", ".bioes", ".csv")
-# Hub ids are `name` or `owner/name`; anything else that does not exist is a missing local path.
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 # CoNLL columns: only ASCII spaces and tabs separate them, so tokens such as a no-break space or a
 # zero-width space survive (`str.split()` would swallow them).
 _COLUMN_SEP = re.compile(r"[ \t]+")
@@ -331,7 +319,7 @@ def load_sentences(source: str, *, split: str | None = None, labeled: bool = Tru
                 sentences = [Sentence(s.tokens, None, s.source, s.line, s.token_lines) for s in sentences]
             return sentences
         return read_conll(path, labeled=labeled)
-    if path.suffix.lower() in _FILE_SUFFIXES or not _HUB_ID.match(source):
+    if path.suffix.lower() in _FILE_SUFFIXES or not is_repo_id(source):
         raise DataError(f"{source}: no such file or directory")
     dataset, name = _pick_split(_load_hub_dataset(source, split), split, source)
     return _dataset_sentences(dataset, name, labeled)
@@ -448,262 +436,3 @@ def check_known_labels(sentences: Iterable[Sentence], label2id: Mapping[str, int
                 raise DataError(
                     f"{sentence.where(index)}: label {label!r} never appears in the training data (known: {known})"
                 )
-
-
-# --------------------------------------------------------------------------------------------
-# Tokenization, alignment and windows
-# --------------------------------------------------------------------------------------------
-
-
-def _check_tokenizer(tokenizer: Any) -> None:
-    if not getattr(tokenizer, "is_fast", False):
-        raise ValueError(
-            f"{type(tokenizer).__name__} is a slow tokenizer; word alignment needs a fast one "
-            "(AutoTokenizer.from_pretrained(..., use_fast=True))"
-        )
-    if tokenizer.unk_token is None:
-        raise ValueError("the tokenizer has no unk_token to stand in for words it tokenizes to nothing")
-
-
-def _subword_counts(sentences: Sequence[Sentence], tokenizer: Any) -> list[list[int]]:
-    """Number of subwords of every word of every sentence.
-
-    With ``is_split_into_words=True`` fast tokenizers encode every word on its own, so it is
-    enough (and much faster) to tokenize each distinct word once.
-    """
-    vocabulary = sorted({word for sentence in sentences for word in sentence.tokens})
-    if not vocabulary:
-        return [[] for _ in sentences]
-    # verbose=False: no "longer than the model's maximum length" warning for absurd words; they
-    # are truncated in their window.
-    encoding = tokenizer(
-        [[word] for word in vocabulary], is_split_into_words=True, add_special_tokens=False, verbose=False
-    )
-    count = {word: len(ids) for word, ids in zip(vocabulary, encoding["input_ids"], strict=True)}
-    return [[count[word] for word in sentence.tokens] for sentence in sentences]
-
-
-def _windows(counts: Sequence[int], budget: int, stride: int) -> list[tuple[int, int]]:
-    """Splits words with these subword counts into ``[start, end)`` ranges of whole words.
-
-    Each range holds at most ``budget`` subwords, except a single word longer than ``budget``,
-    which gets a range of its own (and is truncated by the tokenizer). The next range starts as
-    many words back as fit in ``stride`` subwords, but always after the previous start, so the
-    windows advance and together cover every word.
-    """
-    windows = []
-    start = 0
-    while True:
-        end, total = start, 0
-        while end < len(counts) and total + counts[end] <= budget:
-            total += counts[end]
-            end += 1
-        end = max(end, start + 1)  # a word longer than the window still gets one
-        windows.append((start, end))
-        if end >= len(counts):
-            return windows
-        next_start, overlap = end, 0
-        while next_start - 1 > start and overlap + counts[next_start - 1] <= stride:
-            overlap += counts[next_start - 1]
-            next_start -= 1
-        start = next_start
-
-
-def _inside_ids(label2id: Mapping[str, int]) -> dict[int, int]:
-    """Maps the id of every ``B-TYPE`` to the id of ``I-TYPE``, for labelling later subwords."""
-    return {
-        index: label2id[f"I-{label[2:]}"]
-        for label, index in label2id.items()
-        if label.startswith("B-") and f"I-{label[2:]}" in label2id
-    }
-
-
-def _align_labels(
-    word_ids: list[int | None], word_labels: list[int], inside: Mapping[int, int], label_all_subwords: bool
-) -> list[int]:
-    """Token label ids: the word's label on its first subword; -100 (or the I- label) on the rest."""
-    labels = []
-    previous = None
-    for word in word_ids:
-        if word is None:
-            labels.append(IGNORE_INDEX)
-        elif word != previous:
-            labels.append(word_labels[word])
-        elif label_all_subwords:
-            labels.append(inside.get(word_labels[word], word_labels[word]))
-        else:
-            labels.append(IGNORE_INDEX)
-        previous = word
-    return labels
-
-
-def _wants_labels(sentences: Sequence[Sentence], label2id: Mapping[str, int] | None) -> bool:
-    if label2id is None:
-        return False
-    unlabeled = [s for s in sentences if s.labels is None]
-    if unlabeled and len(unlabeled) < len(sentences):
-        raise DataError(f"{unlabeled[0].where()}: the sentence has no labels but others have")
-    if unlabeled:
-        return False
-    check_known_labels(sentences, label2id)
-    return True
-
-
-def encode(
-    sentences: Sequence[Sentence],
-    tokenizer: Any,
-    label2id: Mapping[str, int] | None = None,
-    *,
-    max_length: int = 512,
-    stride: int | None = None,
-    label_all_subwords: bool = False,
-) -> list[dict[str, Any]]:
-    """Tokenizes sentences into model features, splitting long ones into windows of whole words.
-
-    A sentence whose subwords do not fit in ``max_length`` (special tokens included) becomes
-    several windows of whole words; consecutive windows share up to ``stride`` subwords' worth of
-    words (default ``max_length // 4``). No word is ever dropped: a single word longer than a
-    window gets a window of its own with its subwords truncated, and a word the tokenizer turns
-    into nothing (e.g. a lone zero-width space) is encoded as the tokenizer's ``unk_token``.
-
-    Args:
-        sentences: The sentences to encode.
-        tokenizer: A fast tokenizer (word alignment needs ``word_ids()``).
-        label2id: Label to id. When given and the sentences are labeled, features get ``labels``.
-        max_length: Maximum number of tokens of a feature, special tokens included.
-        stride: Subwords of overlap between consecutive windows of a sentence.
-        label_all_subwords: Label every subword of a word (a ``B-`` word's later subwords get
-            ``I-``) instead of only the first one (the others get -100, which the loss ignores).
-
-    Returns:
-        One dict per window with ``input_ids``, ``attention_mask`` (and ``token_type_ids`` if the
-        tokenizer makes them), ``labels`` when labeled, and the bookkeeping `merge_windows` needs
-        (see `BOOKKEEPING_KEYS`; remove it before collating):
-
-        - ``sentence_index``: index of the sentence in ``sentences``;
-        - ``word_offset``: index in the sentence of the window's first word;
-        - ``word_ids``: for every token, the index *in the sentence* of the word it belongs to, or
-          `None` for special tokens (like `BatchEncoding.word_ids`, shifted by ``word_offset``).
-          A word's first subword is the first token with its index.
-
-    Raises:
-        DataError: a label that is not in ``label2id``.
-        ValueError: a slow tokenizer, or a ``max_length`` / ``stride`` that leaves no room.
-    """
-    _check_tokenizer(tokenizer)
-    budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
-    if budget < 1:
-        raise ValueError(f"max_length={max_length} leaves no room for words after the special tokens")
-    stride = max_length // 4 if stride is None else stride
-    if not 0 <= stride < budget:
-        raise ValueError(f"stride={stride} must be >= 0 and smaller than max_length minus special tokens ({budget})")
-    with_labels = _wants_labels(sentences, label2id)
-    inside = _inside_ids(label2id) if with_labels and label_all_subwords else {}
-
-    # Pass 1: subword counts per word, to replace empty words and to plan the windows.
-    plans = []  # (sentence index, words to encode, windows)
-    for index, (sentence, counts) in enumerate(zip(sentences, _subword_counts(sentences, tokenizer), strict=True)):
-        if not sentence.tokens:  # nothing to predict; merge_windows returns [] for it
-            continue
-        words = [word if n else tokenizer.unk_token for word, n in zip(sentence.tokens, counts, strict=True)]
-        plans.append((index, words, _windows([n or 1 for n in counts], budget, stride)))
-
-    # Pass 2: encode every window in one batch; truncation only cuts a lone over-long word.
-    spans = [(index, words, start, end) for index, words, windows in plans for start, end in windows]
-    if not spans:
-        return []
-    encoding = tokenizer(
-        [words[start:end] for _, words, start, end in spans],
-        is_split_into_words=True,
-        truncation=True,
-        max_length=max_length,
-    )
-    features = []
-    for row, (index, _, start, end) in enumerate(spans):
-        word_ids = [None if w is None else w + start for w in encoding.word_ids(row)]
-        if {w for w in word_ids if w is not None} != set(range(start, end)):
-            # Guards the promise that no word is lost, e.g. if unk_token did not encode to one token.
-            raise RuntimeError(f"sentence {index}: words {start}..{end - 1} did not all fit in their window")
-        feature = {key: encoding[key][row] for key in encoding}
-        feature.update(sentence_index=index, word_offset=start, word_ids=word_ids)
-        if with_labels:
-            word_labels = [label2id[label] for label in sentences[index].labels]
-            feature["labels"] = _align_labels(word_ids, word_labels, inside, label_all_subwords)
-        features.append(feature)
-    return features
-
-
-def _sentence_lengths(
-    features: Sequence[Mapping[str, Any]], num_sentences_or_lengths: int | Sequence[int]
-) -> list[int]:
-    """Word counts per sentence: given, or (with a number of sentences) the highest word id + 1."""
-    if not isinstance(num_sentences_or_lengths, int):
-        return [int(n) for n in num_sentences_or_lengths]
-    lengths = [0] * num_sentences_or_lengths
-    for feature in features:
-        index = feature["sentence_index"]
-        if 0 <= index < len(lengths):  # merge_windows reports indices out of range
-            words = [w for w in feature["word_ids"] if w is not None]
-            lengths[index] = max(lengths[index], max(words, default=-1) + 1)
-    return lengths
-
-
-def merge_windows(
-    features: Sequence[Mapping[str, Any]],
-    token_predictions: Iterable[Sequence[int]],
-    num_sentences_or_lengths: int | Sequence[int],
-) -> list[list[int]]:
-    """Turns per-token predictions of `encode` features into one prediction per word.
-
-    A word's prediction is the one at its first subword. For a word in several windows, it comes
-    from the window where the word is farthest (in tokens) from a window edge that cuts the
-    sentence, i.e. where it sees the most context; ties go to the earlier window.
-
-    Args:
-        features: The features from `encode` (only ``sentence_index`` and ``word_ids`` are used).
-        token_predictions: For every feature, a label id per token (e.g. ``logits.argmax(-1)``);
-            rows may be longer than the feature (padding), never shorter.
-        num_sentences_or_lengths: The number of sentences given to `encode`, or the number of
-            words of each; lengths also check that every word got a prediction.
-
-    Returns:
-        For every sentence, one label id per word.
-
-    Raises:
-        ValueError: a word without a prediction, or predictions shorter than their feature.
-    """
-    lengths = _sentence_lengths(features, num_sentences_or_lengths)
-    best: list[dict[int, tuple[float, int]]] = [{} for _ in lengths]  # word -> (context, prediction)
-    for number, (feature, predictions) in enumerate(zip(features, token_predictions, strict=True)):
-        index, word_ids = feature["sentence_index"], feature["word_ids"]
-        if not 0 <= index < len(lengths):
-            raise ValueError(f"feature {number} belongs to sentence {index}, but there are {len(lengths)} sentences")
-        if len(predictions) < len(word_ids):
-            raise ValueError(f"feature {number}: {len(predictions)} predictions for {len(word_ids)} tokens")
-        positions = [i for i, w in enumerate(word_ids) if w is not None]
-        if not positions:
-            continue
-        first, last = positions[0], positions[-1]
-        # An edge at the start or end of the sentence costs no context, so it does not count.
-        cut_left = word_ids[first] > 0
-        cut_right = word_ids[last] < lengths[index] - 1
-        previous = None
-        for position, word in enumerate(word_ids):
-            if word is not None and word != previous:
-                context = min(
-                    position - first if cut_left else float("inf"),
-                    last - position if cut_right else float("inf"),
-                )
-                if word not in best[index] or context > best[index][word][0]:
-                    best[index][word] = (context, int(predictions[position]))
-            previous = word
-    merged = []
-    for index, length in enumerate(lengths):
-        missing = [w for w in range(length) if w not in best[index]]
-        if missing:
-            raise ValueError(f"sentence {index}: no feature predicts word {missing[0]} (of {length})")
-        extra = [w for w in best[index] if w >= length]
-        if extra:
-            raise ValueError(f"sentence {index} has {length} words, but a feature predicts word {extra[0]}")
-        merged.append([best[index][w][1] for w in range(length)])
-    return merged

@@ -1,4 +1,4 @@
-"""Export for serving: the truncated encoder + head as ONNX, optionally int8, and a small ONNX runner.
+"""Export for serving: the truncated encoder + head as ONNX, optionally int8 (`serving` runs it).
 
 `export_onnx` writes a serving folder::
 
@@ -13,14 +13,11 @@ which), so that a serving folder has one model and one loading path. Its inputs 
 ``logits`` (float32, batch x sequence x labels); batch and sequence are dynamic. Only the encoder
 layers the model uses are in the graph, so layer 3 of 12 exports about a quarter of BERT.
 
-`OnnxTokenClassifier` runs such a folder with onnxruntime and looks enough like a PyTorch token
-classifier (``config``, ``device``, ``model(**batch).logits``) for `inference.predict_texts`,
-`predict_sentences` and `evaluate_sentences`; `inference.load_model` returns one for a serving folder.
+`serving.OnnxTokenClassifier` runs such a folder with onnxruntime.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from collections.abc import Sequence
@@ -38,6 +35,19 @@ from .files import (
     output_names,
     write_json,
 )
+from .serving import (
+    EXPORT_INFO,
+    INPUT_NAMES,
+    MODEL_FILE,
+    OUTPUT_NAME,
+    MissingDependencyError,
+    OnnxTokenClassifier,
+    inference_session,
+    is_onnx_dir,
+    require_onnx,
+    run_session,
+    to_numpy,
+)
 
 __all__ = [
     "DEFAULT_OPSET",
@@ -51,10 +61,6 @@ __all__ = [
 ]
 
 DEFAULT_OPSET = 17
-INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
-OUTPUT_NAME = "logits"
-MODEL_FILE = "model.onnx"
-EXPORT_INFO = "onnx_export.json"
 QUANTIZATIONS = (None, "int8")
 # What an export writes (an earlier one's tokenizer may have had other files): all that --overwrite replaces.
 _is_export_file = output_names((MODEL_FILE, CONFIG, EXPORT_INFO, *TOKENIZER_FILES))
@@ -64,22 +70,6 @@ _SAMPLE_TEXTS = (
     "Germline mutations in BRCA1 cause hereditary breast and ovarian cancer.",
     "Ataxia-telangiectasia is rare.",
 )
-
-
-class MissingDependencyError(ValueError):
-    """onnx / onnxruntime are not installed (the ``onnx`` extra)."""
-
-
-def _require_onnx() -> tuple[Any, Any]:
-    try:
-        import onnx
-        import onnxruntime
-    except ImportError as error:
-        raise MissingDependencyError(
-            f"ONNX export and serving need onnx and onnxruntime ({error}); "
-            'install them with `pip install "hf-layer-tokclf[onnx]"`.'
-        ) from None
-    return onnx, onnxruntime
 
 
 class _LogitsOnly(torch.nn.Module):
@@ -146,36 +136,10 @@ def _torch_export(module: torch.nn.Module, inputs: dict[str, torch.Tensor], path
             ) from error
 
 
-def _session(onnx, onnxruntime, path: str | Path, threads: int | None = None) -> Any:
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3  # errors only
-    if threads:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def _run_session(session: Any, inputs: dict[str, Any]) -> Any:
-    import numpy as np
-
-    names = [i.name for i in session.get_inputs()]
-    feed = {}
-    for name in names:
-        value = inputs.get(name)
-        if value is None and name == "token_type_ids":
-            value = np.zeros_like(np.asarray(_numpy(inputs["input_ids"])))
-        feed[name] = np.asarray(_numpy(value), dtype=np.int64)
-    return session.run([OUTPUT_NAME], feed)[0]
-
-
-def _numpy(value: Any) -> Any:
-    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
-
-
 def _masked_max_diff(a: Any, b: Any, attention_mask: Any) -> float:
     import numpy as np
 
-    keep = np.asarray(_numpy(attention_mask)).astype(bool)
+    keep = np.asarray(to_numpy(attention_mask)).astype(bool)
     return float(np.abs(np.asarray(a, dtype=np.float32) - np.asarray(b, dtype=np.float32))[keep].max())
 
 
@@ -226,7 +190,7 @@ def export_onnx(
         raise ValueError(f"quantize={quantize!r} is not supported; expected one of {QUANTIZATIONS}.")
     if opset < 14:
         raise ValueError(f"opset={opset} is too old: the exporter needs 14 or higher (17 recommended).")
-    onnx, onnxruntime = _require_onnx()
+    onnx, onnxruntime = require_onnx()
     from transformers import __version__ as transformers_version
 
     from .inference import load_model
@@ -266,15 +230,15 @@ def export_onnx(
 
 def _write_onnx(model: Any, tokenizer: Any, path: Path, opset: int, quantize: str | None) -> tuple[str, float]:
     """Writes the graph to ``path``, fp32 and checked against PyTorch, then int8 if asked; (exporter, max diff)."""
-    onnx, onnxruntime = _require_onnx()
+    onnx, onnxruntime = require_onnx()
     inputs = _sample_inputs(tokenizer, _SAMPLE_TEXTS)
     with torch.inference_mode():
         expected = model(**inputs).logits
     fp32_path = path if quantize is None else path.with_name(f"{path.stem}.fp32.onnx")
     exporter = _torch_export(_LogitsOnly(model).eval(), inputs, fp32_path, opset)
     onnx.checker.check_model(str(fp32_path))
-    session = _session(onnx, onnxruntime, fp32_path)
-    diff = _masked_max_diff(_run_session(session, inputs), expected, inputs["attention_mask"])
+    session = inference_session(onnx, onnxruntime, fp32_path)
+    diff = _masked_max_diff(run_session(session, inputs), expected, inputs["attention_mask"])
     del session
     if not diff <= MAX_EXPORT_DIFF:
         raise RuntimeError(f"the ONNX export's logits differ from PyTorch's by {diff:.2e} (> {MAX_EXPORT_DIFF})")
@@ -294,68 +258,6 @@ def _write_onnx(model: Any, tokenizer: Any, path: Path, opset: int, quantize: st
 def _encoder_layers(model: Any) -> int | None:
     encoder = getattr(getattr(model, "bert", None), "encoder", None)
     return len(encoder.layer) if encoder is not None else None
-
-
-def is_onnx_dir(path: str | Path) -> bool:
-    """Whether ``path`` is a serving folder written by `export_onnx`."""
-    path = Path(path)
-    return (path / MODEL_FILE).is_file() and (path / "config.json").is_file()
-
-
-class OnnxTokenClassifier:
-    """An onnxruntime session over an `export_onnx` folder, usable where a PyTorch model is expected.
-
-    ``runner(**batch).logits`` is a float32 CPU tensor, ``runner.config`` the model's config
-    (``id2label``, ``max_position_embeddings``), ``runner.device`` the CPU; `logits` takes and
-    returns numpy arrays. ``threads`` sets onnxruntime's intra-op threads (default: its own choice).
-    """
-
-    def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
-        onnx, onnxruntime = _require_onnx()
-        from transformers import PretrainedConfig
-
-        path = Path(path)
-        folder, file = (path.parent, path) if path.suffix == ".onnx" else (path, path / MODEL_FILE)
-        if not file.is_file():
-            raise ValueError(f"{folder}: no {file.name} here (write one with `hf-layer-tokclf export-onnx`).")
-        self.path = file
-        self.folder = folder
-        self.session = _session(onnx, onnxruntime, file, threads)
-        self.config = PretrainedConfig.from_json_file(str(folder / "config.json"))
-        info = folder / EXPORT_INFO
-        self.export_info = json.loads(info.read_text(encoding="utf-8")) if info.is_file() else {}
-        self.device = torch.device("cpu")
-
-    @classmethod
-    def load(
-        cls, path: str | Path, *, threads: int | None = None, trust_remote_code: bool = False
-    ) -> tuple[OnnxTokenClassifier, Any]:
-        """The runner and the tokenizer saved beside it (custom tokenizer code only if trusted)."""
-        from transformers import AutoTokenizer
-
-        runner = cls(path, threads=threads)
-        return runner, AutoTokenizer.from_pretrained(str(runner.folder), trust_remote_code=bool(trust_remote_code))
-
-    def logits(self, input_ids: Any, attention_mask: Any = None, token_type_ids: Any = None) -> Any:
-        import numpy as np
-
-        input_ids = np.asarray(_numpy(input_ids))
-        if attention_mask is None:
-            attention_mask = np.ones_like(input_ids)
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
-        return _run_session(self.session, inputs)
-
-    def __call__(self, input_ids: Any = None, attention_mask: Any = None, token_type_ids: Any = None, **_: Any) -> Any:
-        from transformers.modeling_outputs import TokenClassifierOutput
-
-        return TokenClassifierOutput(logits=torch.from_numpy(self.logits(input_ids, attention_mask, token_type_ids)))
-
-    def eval(self) -> OnnxTokenClassifier:
-        return self
-
-    def __repr__(self) -> str:
-        precision = self.export_info.get("precision", "unknown precision")
-        return f"OnnxTokenClassifier({str(self.path)!r}, {precision})"
 
 
 def verify_onnx(onnx_path: str | Path, model_dir: str | Path, texts: Sequence[str]) -> float:

@@ -41,7 +41,9 @@ class OutputExistsError(ValueError):
 
 
 @contextlib.contextmanager
-def atomic_writer(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO[Any]]:
+def atomic_writer(
+    path: str | Path, mode: str = "w", encoding: str | None = "utf-8", newline: str | None = None
+) -> Iterator[IO[Any]]:
     """Opens a temporary file beside ``path`` and renames it into place only if the block succeeds.
 
     Readers see the old file or the complete new one, never half of it; on error the old file stays.
@@ -54,7 +56,8 @@ def atomic_writer(path: str | Path, mode: str = "w", encoding: str | None = "utf
         # replaced file's, or what the umask allows.
         with contextlib.suppress(OSError):
             os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~current_umask())
-        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as f:
+        text = "b" not in mode
+        with os.fdopen(fd, mode, encoding=encoding if text else None, newline=newline if text else None) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())

@@ -40,6 +40,7 @@ from typing import Any
 
 # The model folder's file names, shared with what --overwrite-output-dir may replace.
 from .files import CARD, CODE_FILES, CONFIG, METRICS, SHARD, TOKENIZER_FILES, WEIGHTS, WEIGHTS_INDEX
+from .locations import check_model_folder, check_repo_id
 
 __all__ = [
     "SAMPLE",
@@ -102,19 +103,6 @@ class PushResult:
 
 
 # --- checks that need no model -----------------------------------------------------------------
-
-
-def check_repo_id(repo_id: Any) -> str:
-    """``repo_id`` if it is a Hub model id ``owner/name``, else a ``ValueError`` saying what is wrong."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    if not isinstance(repo_id, str) or repo_id.count("/") != 1 or not all(repo_id.split("/")):
-        raise ValueError(f"The repository id must be OWNER/NAME (e.g. your-name/ncbi-disease-minilm), not {repo_id!r}.")
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as error:
-        raise ValueError(f"Invalid repository id {repo_id!r}: {error}") from None
-    return repo_id
 
 
 def resolve_token(token: str | None = None) -> str:
@@ -188,10 +176,7 @@ def _select(source: Path) -> list[str]:
     """The names of the files to share from ``source``; a ``ValueError`` if one is missing or unsafe."""
     if not source.is_dir():
         raise ValueError(f"{source} is not a folder.")
-    if not (source / CONFIG).is_file():
-        checkpoints = sorted(p.name for p in source.glob("checkpoint-*"))
-        hint = f" It holds checkpoints ({', '.join(checkpoints)}): training did not finish." if checkpoints else ""
-        raise ValueError(f"{source}: no model here (no {CONFIG}).{hint}")
+    check_model_folder(source, CONFIG)
     _check_auto_map(_read_json(source / CONFIG), source / CONFIG)
     weights = _weight_files(source)
     missing = [name for name in CODE_FILES if not (source / name).is_file()]
@@ -251,16 +236,12 @@ def stage(
     return sorted(target / name for name in [*names, CARD])
 
 
-def _entities(raw: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: (float(v) if k == "score" else v) for k, v in entity.items() if k != "index"} for entity in raw]
-
-
 def _source_outputs(source: Path, text: str) -> dict[str, Any]:
     """The source folder through the installed package, in this process: ids, logits, entities, depth."""
     import torch
-    from transformers import AutoTokenizer, pipeline
+    from transformers import AutoTokenizer
 
-    from .entities import DEFAULT_STRATEGY
+    from .inference import predict_texts
     from .modeling_layer_tokclf import BertForLayerTokenClassification
 
     try:
@@ -275,11 +256,10 @@ def _source_outputs(source: Path, text: str) -> dict[str, Any]:
     encoded = tokenizer(text, return_tensors="pt")
     with torch.no_grad():
         logits = model(**encoded).logits[0]
-    ner = pipeline("token-classification", model=model, tokenizer=tokenizer, aggregation_strategy=DEFAULT_STRATEGY)
     return {
         "input_ids": encoded["input_ids"][0].tolist(),
         "logits": logits,
-        "entities": _entities(ner(text)),
+        "entities": next(predict_texts(model, tokenizer, [text])),  # what `predict` finds
         "num_layers_built": len(model.bert.encoder.layer),
     }
 

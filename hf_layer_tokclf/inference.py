@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +12,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .data import BOOKKEEPING_KEYS, Sentence, encode, merge_windows
-from .entities import DEFAULT_STRATEGY
+from .data import Sentence
+from .decoding import DEFAULT_STRATEGY, check_strategy, text_entities, word_labels
+from .features import check_stride, encode, length_sorted_batches, model_inputs, word_rows
 from .files import METRICS, atomic_writer
+from .locations import CHECKPOINT_GLOB, check_model_folder, is_repo_id
 from .metrics import entity_scores
+from .serving import OnnxTokenClassifier, is_onnx_dir
 
 
 def load_model(
@@ -28,7 +31,7 @@ def load_model(
 ) -> tuple[Any, Any]:
     """Loads a token classifier and its tokenizer from a trained output directory or a Hub id.
 
-    A serving folder written by `export.export_onnx` gives an `export.OnnxTokenClassifier` (CPU).
+    A serving folder written by `export.export_onnx` gives a `serving.OnnxTokenClassifier` (CPU).
     ``device``: ``None`` or ``"cpu"`` runs on the CPU; ``"cuda"`` on the GPU with sdpa attention;
     ``"auto"`` on the GPU when there is one. ``dtype``: see `pick_dtype` (``"auto"``: float32 on
     the CPU, bfloat16 or float16 on a GPU).
@@ -39,8 +42,6 @@ def load_model(
     """
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-    from .export import OnnxTokenClassifier, is_onnx_dir
-
     path = Path(model_dir)
     if is_onnx_dir(path):
         return OnnxTokenClassifier.load(path, trust_remote_code=trust_remote_code)
@@ -48,13 +49,10 @@ def load_model(
     kwargs = {"dtype": pick_dtype(target, dtype), **kwargs}
     if target.type == "cuda":
         kwargs.setdefault("attn_implementation", "sdpa")
-    looks_local = path.is_absolute() or str(model_dir).startswith((".", "~")) or str(model_dir).count("/") > 1
-    if not path.exists() and looks_local:  # else transformers would try it as a Hub id, and say so confusingly
+    if not path.exists() and not is_repo_id(str(model_dir)):  # else transformers would try it on the Hub, confusingly
         raise ValueError(f"{model_dir}: no such folder.")
-    if path.exists() and not (path / "config.json").is_file():
-        checkpoints = sorted(p.name for p in path.glob("checkpoint-*"))
-        hint = f" It holds checkpoints ({', '.join(checkpoints)}): training did not finish." if checkpoints else ""
-        raise ValueError(f"{path}: no model here (no config.json).{hint}")
+    if path.exists():
+        check_model_folder(path)
     # An explicit False (not None): transformers would otherwise ask on a terminal, and a yes runs the code.
     remote = {"trust_remote_code": bool(trust_remote_code)}
     try:
@@ -82,7 +80,7 @@ class RemoteCodeError(ValueError):
 
 def _unfinished(path: Path, error: Exception) -> ValueError | None:
     """The error for a folder a killed run left with checkpoints and an incomplete final model, or None."""
-    checkpoints = sorted(p.name for p in path.glob("checkpoint-*")) if path.is_dir() else []
+    checkpoints = sorted(p.name for p in path.glob(CHECKPOINT_GLOB)) if path.is_dir() else []
     if not checkpoints or (path / METRICS).exists():
         return None
     reason = " ".join(str(error).split())[:200]
@@ -145,29 +143,29 @@ def check_max_length(max_length: int | None, limit: int | None, model_name: Any 
         )
 
 
-def _batches(features: Sequence[dict[str, Any]], batch_size: int) -> Iterator[list[int]]:
-    """Feature indices in batches of similar length, so little compute goes to padding."""
-    order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
-    for start in range(0, len(order), batch_size):
-        yield order[start : start + batch_size]
-
-
 @torch.inference_mode()
-def predict_token_ids(
-    model: Any, tokenizer: Any, features: Sequence[dict[str, Any]], batch_size: int = 32, progress: bool = True
-) -> list[list[int]]:
-    """Arg-max label id of every token of every feature, in feature order."""
+def window_logits(
+    model: Any, tokenizer: Any, windows: Sequence[Mapping[str, Any]], batch_size: int = 32, progress: bool = False
+) -> list[np.ndarray]:
+    """Float32 logits ``(tokens, labels)`` of every window, in input order; the model runs on length-sorted batches.
+
+    ``windows`` hold model inputs (``input_ids``, and ``token_type_ids`` where the tokenizer makes
+    them); other keys stay out (`features.model_inputs`). ``tokenizer.pad`` pads each batch.
+    """
     device = model_device(model)
-    out: list[list[int]] = [[] for _ in features]
-    bar = tqdm(total=len(features), desc="Predicting", unit="window", disable=not progress or len(features) < 2)
-    for indices in _batches(features, batch_size):
-        rows = [{k: v for k, v in features[i].items() if k not in BOOKKEEPING_KEYS and k != "labels"} for i in indices]
+    out: list[Any] = [None] * len(windows)
+    # No bar at all unless asked: predict_texts counts documents with a bar of its own.
+    bar = tqdm(total=len(windows), desc="Predicting", unit="window") if progress and len(windows) > 1 else None
+    for indices in length_sorted_batches([len(w["input_ids"]) for w in windows], batch_size):
+        rows = [{**model_inputs(windows[i]), "attention_mask": [1] * len(windows[i]["input_ids"])} for i in indices]
         batch = tokenizer.pad(rows, return_tensors="pt").to(device)
-        predictions = model(**batch).logits.argmax(-1).tolist()
-        for i, row in zip(indices, predictions, strict=True):
-            out[i] = row
-        bar.update(len(indices))
-    bar.close()
+        logits = model(**batch).logits.float().cpu().numpy()
+        for row, i in zip(logits, indices, strict=True):
+            out[i] = row[: len(windows[i]["input_ids"])]
+        if bar is not None:
+            bar.update(len(indices))
+    if bar is not None:
+        bar.close()
     return out
 
 
@@ -185,10 +183,8 @@ def predict_sentences(
     check_max_length(max_length, getattr(model.config, "max_position_embeddings", None))
     max_length = max_length or default_max_length(model, tokenizer)
     features = encode(sentences, tokenizer, max_length=max_length, stride=stride)
-    token_ids = predict_token_ids(model, tokenizer, features, batch_size, progress)
-    lengths = [len(s.tokens) for s in sentences]
-    id2label = model.config.id2label
-    return [[id2label[i] for i in words] for words in merge_windows(features, token_ids, lengths)]
+    logits = window_logits(model, tokenizer, features, batch_size, progress)
+    return word_labels(word_rows(features, logits, [len(s.tokens) for s in sentences]), model.config.id2label)
 
 
 SENTENCE_CHUNK_SIZE = 4096
@@ -293,21 +289,14 @@ def predict_texts(
     ``tokenizer`` must be fast. ``progress`` shows a bar counting documents (of ``total``, if known) when
     standard error is a terminal.
     """
-    from .entities import STRATEGIES
-
-    strategy = str(aggregation_strategy).lower()
-    if strategy not in STRATEGIES:
-        raise ValueError(f"aggregation_strategy={aggregation_strategy!r} is unknown; expected one of {STRATEGIES}.")
+    strategy = check_strategy(aggregation_strategy)
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError("predict_texts needs a fast tokenizer (character offsets and windows).")
     if batch_size < 1 or chunk_size < 1:
         raise ValueError(f"batch_size ({batch_size}) and chunk_size ({chunk_size}) must be at least 1.")
     check_max_length(max_length, getattr(model.config, "max_position_embeddings", None))
     max_length = max_length or default_max_length(model, tokenizer)
-    room = max_length - tokenizer.num_special_tokens_to_add(pair=False)
-    stride = max_length // 4 if stride is None else stride
-    if not 0 <= stride < room:
-        raise ValueError(f"stride={stride} must be >= 0 and smaller than max_length minus special tokens ({room}).")
+    stride = check_stride(stride, max_length, tokenizer)
     documents = iter(texts)
     bar = tqdm(total=total, desc="Predicting", unit="doc", disable=None if progress else True)
     try:
@@ -325,12 +314,10 @@ def predict_texts(
         bar.close()
 
 
-@torch.inference_mode()
 def _chunk_entities(
     model: Any, tokenizer: Any, texts: list[str], strategy: str, batch_size: int, max_length: int, stride: int
 ) -> list[list[dict[str, Any]]]:
-    from .entities import feature_entities, merge_overlapping
-
+    """The entities of each text: its windows (as the pipeline cuts them) through the model, then `text_entities`."""
     encoding = tokenizer(
         texts,
         truncation=True,
@@ -340,58 +327,17 @@ def _chunk_entities(
         return_offsets_mapping=True,
         return_special_tokens_mask=True,
     )
-    owners = encoding["overflow_to_sample_mapping"]
-    probabilities = _window_probabilities(
-        model, tokenizer, encoding["input_ids"], encoding.get("token_type_ids"), batch_size
-    )
-    found: list[list[dict[str, Any]]] = [[] for _ in texts]
-    windows = [0] * len(texts)
+    windows = [{key: encoding[key][i] for key in encoding} for i in range(len(encoding["input_ids"]))]
+    for window, logits in zip(windows, window_logits(model, tokenizer, windows, batch_size), strict=True):
+        window["logits"] = logits
+    per_text: list[list[dict[str, Any]]] = [[] for _ in texts]
+    for window, owner in zip(windows, encoding["overflow_to_sample_mapping"], strict=True):
+        per_text[owner].append(window)
     id2label = model.config.id2label
-    for window, owner in enumerate(owners):
-        found[owner].extend(
-            feature_entities(
-                texts[owner],
-                encoding["input_ids"][window],
-                encoding["offset_mapping"][window],
-                encoding["special_tokens_mask"][window],
-                probabilities[window],
-                tokenizer=tokenizer,
-                id2label=id2label,
-                strategy=strategy,
-            )
-        )
-        windows[owner] += 1
-    return [merge_overlapping(entities) if n > 1 else entities for entities, n in zip(found, windows, strict=True)]
-
-
-def _window_probabilities(
-    model: Any, tokenizer: Any, input_ids: list[list[int]], token_type_ids: list[list[int]] | None, batch_size: int
-) -> list[np.ndarray]:
-    """Softmax over labels of every token of every window; windows run in length-sorted batches."""
-    device = model_device(model)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    out: list[Any] = [None] * len(input_ids)
-    order = sorted(range(len(input_ids)), key=lambda i: len(input_ids[i]))
-    for begin in range(0, len(order), batch_size):
-        rows = order[begin : begin + batch_size]
-        width = len(input_ids[rows[-1]])
-        ids = np.full((len(rows), width), pad, dtype=np.int64)
-        mask = np.zeros((len(rows), width), dtype=np.int64)
-        types = np.zeros((len(rows), width), dtype=np.int64)
-        for j, i in enumerate(rows):
-            n = len(input_ids[i])
-            ids[j, :n] = input_ids[i]
-            mask[j, :n] = 1
-            if token_type_ids is not None:
-                types[j, :n] = token_type_ids[i]
-        batch = {"input_ids": ids, "attention_mask": mask}
-        if token_type_ids is not None:
-            batch["token_type_ids"] = types
-        logits = model(**{k: torch.from_numpy(v).to(device) for k, v in batch.items()}).logits
-        probabilities = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-        for j, i in enumerate(rows):
-            out[i] = probabilities[j, : len(input_ids[i])]
-    return out
+    return [
+        text_entities(text, own, tokenizer=tokenizer, id2label=id2label, strategy=strategy)
+        for text, own in zip(texts, per_text, strict=True)
+    ]
 
 
 def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:

@@ -11,19 +11,19 @@ Hub turns into a ``model-index`` and shows on the model page. It reads the model
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
 import re
 import shlex
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePath
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from .cost import relative_costs
+from .files import atomic_writer
+from .locations import is_repo_id
 from .redaction import redact_argv
 
 __all__ = ["TEMPLATE_PATH", "render_model_card", "write_model_card"]
@@ -57,9 +57,6 @@ EXAMPLES = {
     True: "Germline mutations in BRCA1 cause hereditary breast and ovarian cancer.",
     False: "Hugging Face was founded in New York by Clément Delangue and Julien Chaumond.",
 }
-
-# owner/name, as the Hub spells repository ids (https://huggingface.co/docs/hub/repositories).
-_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 
 
 def render_model_card(
@@ -144,25 +141,14 @@ def render_model_card(
 def write_model_card(model_dir: str | Path, metrics: Mapping[str, Any], **kwargs: Any) -> Path:
     """Renders the card (see `render_model_card`) and writes it as ``model_dir/README.md``.
 
-    The text goes to a temporary file in ``model_dir`` first and replaces ``README.md`` in one
-    ``os.replace``, so a reader (or an upload) never sees half a card. Returns the path.
+    The card is written atomically (`files.atomic_writer`), so a reader (or an upload) never sees
+    half of one. Returns the path.
     """
     model_dir = Path(model_dir)
     text = render_model_card(model_dir, metrics, **kwargs)
     target = model_dir / "README.md"
-    mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
-    fd, tmp = tempfile.mkstemp(prefix=".README.md.", suffix=".tmp", dir=model_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_writer(target, newline="\n") as file:
+        file.write(text)
     return target
 
 
@@ -230,7 +216,7 @@ def _layer_facts(config: Mapping[str, Any]) -> dict[str, Any]:
         "layer_text": layer_text,
         "layers_built": built,
         "num_layers": depth,
-        "compute_pct": round(100 * built / depth) if depth else 100,
+        "compute_pct": round(100 * relative_costs(config, [built], classes)[built]),
         "params_used": _count(used),
         "params_full": _count(full),
         "params_pct": round(100 * used / full),
@@ -259,7 +245,7 @@ def _code_files(model_dir: Path, config: Mapping[str, Any]) -> list[str]:
 
 def _repo_id(value: Any) -> str | None:
     """``value`` if it is a Hub repository id (``owner/name``) rather than a local path, else None."""
-    if isinstance(value, str) and _HUB_ID.match(value) and ".." not in value and not Path(value).exists():
+    if is_repo_id(value, owner=True) and not Path(value).exists():
         return value
     return None
 

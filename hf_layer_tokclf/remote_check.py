@@ -73,7 +73,7 @@ def run_remote_check(
     release (``pip install --target``) checks that release. Raises ``RuntimeError`` with the
     child's output if it fails.
     """
-    from .entities import DEFAULT_STRATEGY
+    from .decoding import DEFAULT_STRATEGY
 
     env = dict(os.environ)
     if python_path:

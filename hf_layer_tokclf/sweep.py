@@ -18,6 +18,7 @@ classifier (dropout is off in eval mode): `SweepResult.probe_model` builds that 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import re
@@ -32,8 +33,10 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .data import BOOKKEEPING_KEYS, DataError, Sentence, check_known_labels, encode, label_list, merge_windows
-from .data import normalize_labels as to_iob2_sentences
+from .cost import relative_costs
+from .data import DataError, Sentence, check_known_labels, label_list, normalize_labels
+from .decoding import word_labels
+from .features import encode, length_sorted_batches, merge_windows, model_inputs
 from .files import OutputExistsError, atomic_writer, output_names, prepare_output_dir, remove_outputs, write_json
 from .metrics import entity_scores
 
@@ -46,7 +49,6 @@ __all__ = [
     "auto_epochs",
     "finetune_candidates",
     "recommend_layer",
-    "relative_costs",
     "resolve_layers",
     "run_sweep",
     "sweep",
@@ -223,21 +225,6 @@ def recommend_layer(f1: Mapping[int, float], tolerance: float = 1.0) -> int:
     return min(layer for layer, score in f1.items() if score >= best - tolerance / 100 - 1e-12)
 
 
-def relative_costs(config: Any, layers: Sequence[int], num_labels: int, mean_tokens: float) -> dict[int, float]:
-    """Compute of running up to each layer (and a linear head), relative to the whole model.
-
-    Multiply-adds per token: an encoder layer costs ``4 H^2`` (Q, K, V, output projections) +
-    ``2 H I`` (feed-forward) + ``2 T H`` (attention scores and mixing, ``T`` = ``mean_tokens``, the
-    average input length); the head ``H * num_labels``; the embeddings (lookups and a layer norm)
-    count as 0. So layer 0 costs ~0 and layer k of L about k/L.
-    """
-    hidden, inner, depth = config.hidden_size, config.intermediate_size, config.num_hidden_layers
-    per_layer = 4 * hidden * hidden + 2 * hidden * inner + 2 * mean_tokens * hidden
-    head = hidden * num_labels
-    full = depth * per_layer + head
-    return {layer: (layer * per_layer + head) / full for layer in layers}
-
-
 def finetune_candidates(result: SweepResult, n: int) -> list[int]:
     """The ``n`` best-value layers to fine-tune: the recommended one, then the others by probe F1.
 
@@ -298,12 +285,6 @@ def _allocate(shape: tuple[int, ...], dtype: torch.dtype, directory: Path | None
     return torch.from_numpy(array)
 
 
-def _batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Feature indices in batches of similar length, so little compute goes to padding."""
-    order = sorted(range(len(lengths)), key=lengths.__getitem__)
-    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
-
-
 @torch.inference_mode()
 def _extract(
     encoder: Any,
@@ -323,8 +304,8 @@ def _extract(
     ``[layers, batch, H]`` block for its batched matmul (about a third faster than word-major).
     """
     bar = tqdm(total=len(features), desc=desc, unit="window", disable=not progress)
-    for indices in _batches([len(f["input_ids"]) for f in features], batch_size):
-        rows = [{k: v for k, v in features[i].items() if k not in BOOKKEEPING_KEYS and k != "labels"} for i in indices]
+    for indices in length_sorted_batches([len(f["input_ids"]) for f in features], batch_size):
+        rows = [model_inputs(features[i]) for i in indices]
         batch = tokenizer.pad(rows, return_tensors="pt").to(encoder.device)
         hidden_states = encoder(**batch, output_hidden_states=True, return_dict=True).hidden_states
         batch_rows, positions, word_rows = [], [], []
@@ -429,13 +410,13 @@ def _train_probes(
 
 
 @torch.no_grad()
-def _predict(store: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-    """Label id per word and layer, ``[num_words, num_layers]``, from a ``[layers, words, H]`` store."""
-    out = []
-    for start in range(0, store.shape[1], chunk):
-        logits = torch.baddbmm(bias.unsqueeze(1), store[:, start : start + chunk].float(), weight)
-        out.append(logits.argmax(-1).T)
-    return torch.cat(out) if out else torch.empty(0, weight.shape[0], dtype=torch.long)
+def _word_logits(store: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    """Every layer's probe logits for every word, ``[layers, words, labels]``, from a ``[layers, words, H]`` store."""
+    out = [
+        torch.baddbmm(bias.unsqueeze(1), store[:, start : start + chunk].float(), weight)
+        for start in range(0, store.shape[1], chunk)
+    ]
+    return torch.cat(out, dim=1) if out else torch.empty(weight.shape[0], 0, weight.shape[2])
 
 
 def _labeled(sentences: Sequence[Sentence], split: str) -> list[Sentence]:
@@ -445,7 +426,7 @@ def _labeled(sentences: Sequence[Sentence], split: str) -> list[Sentence]:
     for sentence in sentences:
         if sentence.labels is None:
             raise DataError(f"{sentence.where()}: the {split} sentence has no labels; the sweep needs labeled data")
-    return to_iob2_sentences(sentences)[0]
+    return normalize_labels(sentences)[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -598,18 +579,16 @@ def sweep(
                 progress=progress,
             )
             t2 = time.perf_counter()
-            predicted = _predict(dev_store, weight, bias)
+            dev_logits = _word_logits(dev_store, weight, bias).numpy()
         del train_store, dev_store  # release the memory maps before their folder goes
 
     gold = [s.labels for s in dev_sentences]
+    ends = list(itertools.accumulate(dev_lengths))
+    id2label = dict(enumerate(labels))
     scores: dict[int, dict[str, Any]] = {}
     for column, layer in enumerate(layers):
-        flat = [labels[i] for i in predicted[:, column].tolist()]
-        words, start = [], 0
-        for length in dev_lengths:
-            words.append(flat[start : start + length])
-            start += length
-        scores[layer] = entity_scores(gold, words)
+        per_sentence = [dev_logits[column, end - length : end] for end, length in zip(ends, dev_lengths, strict=True)]
+        scores[layer] = entity_scores(gold, word_labels(per_sentence, id2label))
     f1 = {layer: scores[layer]["f1"] for layer in layers}
     mean_tokens = sum(len(f["input_ids"]) for f in train_features) / max(len(train_features), 1)
     t3 = time.perf_counter()

@@ -17,17 +17,8 @@ import torch
 from torch.utils.data import SequentialSampler
 from transformers import HfArgumentParser, Trainer
 
-from .data import (
-    BOOKKEEPING_KEYS,
-    MissingSplitError,
-    Sentence,
-    check_known_labels,
-    encode,
-    label_list,
-    load_sentences,
-    merge_windows,
-)
-from .data import normalize_labels as to_iob2_sentences
+from .data import MissingSplitError, Sentence, check_known_labels, label_list, load_sentences, normalize_labels
+from .features import BOOKKEEPING_KEYS, encode, merge_windows
 from .files import METRICS, prepare_output_dir, remove_outputs, write_json
 from .hub import push_request, push_to_hub
 from .inference import check_max_length, default_max_length, evaluate_sentences, flat_scores
@@ -217,7 +208,7 @@ def read_splits(data_args: DataArguments) -> dict[str, list[Sentence]]:
             if split == "train":
                 raise
             continue
-        splits[split] = _limit(to_iob2_sentences(sentences)[0], limit)
+        splits[split] = _limit(normalize_labels(sentences)[0], limit)
     if "train" not in splits:
         raise ValueError("No training data: give --train-file (or --dataset-name).")
     label2id = {label: i for i, label in enumerate(label_list(splits["train"]))}

@@ -12,7 +12,6 @@ from hf_layer_tokclf.inference import evaluate_sentences, load_model
 from hf_layer_tokclf.sweep import (
     finetune_candidates,
     recommend_layer,
-    relative_costs,
     resolve_layers,
     run_sweep,
     sweep,
@@ -116,10 +115,6 @@ def test_layers_costs_and_candidates(tiny_result):
     assert resolve_layers([-1, 0, 3, 3], 6) == [0, 3, 6]
     with pytest.raises(ValueError, match="layer 7 is out of range: the model has 6 layers"):
         resolve_layers([7], 6)
-    from transformers import BertConfig
-
-    costs = relative_costs(BertConfig(), range(13), 3, mean_tokens=128)
-    assert costs[0] < 1e-3 and costs[6] == pytest.approx(0.5, abs=1e-3) and costs[12] == 1.0
     top = finetune_candidates(tiny_result, 3)
     assert top[0] == tiny_result.recommended_layer and len(set(top)) == 3
     rest = [tiny_result.f1[k] for k in top[1:]]

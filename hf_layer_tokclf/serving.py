@@ -1,0 +1,137 @@
+"""Serving an ONNX export: `OnnxTokenClassifier` runs a folder written by `export.export_onnx` with onnxruntime.
+
+It looks enough like a PyTorch token classifier (``config``, ``device``, ``model(**batch).logits``)
+for `inference.predict_texts`, `predict_sentences` and `evaluate_sentences`; `inference.load_model`
+returns one for a serving folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = [
+    "EXPORT_INFO",
+    "INPUT_NAMES",
+    "MODEL_FILE",
+    "OUTPUT_NAME",
+    "MissingDependencyError",
+    "OnnxTokenClassifier",
+    "inference_session",
+    "is_onnx_dir",
+    "require_onnx",
+    "run_session",
+    "to_numpy",
+]
+
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+OUTPUT_NAME = "logits"
+MODEL_FILE = "model.onnx"
+EXPORT_INFO = "onnx_export.json"
+
+
+class MissingDependencyError(ValueError):
+    """onnx / onnxruntime are not installed (the ``onnx`` extra)."""
+
+
+def require_onnx() -> tuple[Any, Any]:
+    try:
+        import onnx
+        import onnxruntime
+    except ImportError as error:
+        raise MissingDependencyError(
+            f"ONNX export and serving need onnx and onnxruntime ({error}); "
+            'install them with `pip install "hf-layer-tokclf[onnx]"`.'
+        ) from None
+    return onnx, onnxruntime
+
+
+def inference_session(onnx, onnxruntime, path: str | Path, threads: int | None = None) -> Any:
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # errors only
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def run_session(session: Any, inputs: dict[str, Any]) -> Any:
+    import numpy as np
+
+    names = [i.name for i in session.get_inputs()]
+    feed = {}
+    for name in names:
+        value = inputs.get(name)
+        if value is None and name == "token_type_ids":
+            value = np.zeros_like(np.asarray(to_numpy(inputs["input_ids"])))
+        feed[name] = np.asarray(to_numpy(value), dtype=np.int64)
+    return session.run([OUTPUT_NAME], feed)[0]
+
+
+def to_numpy(value: Any) -> Any:
+    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
+
+
+def is_onnx_dir(path: str | Path) -> bool:
+    """Whether ``path`` is a serving folder written by `export_onnx`."""
+    path = Path(path)
+    return (path / MODEL_FILE).is_file() and (path / "config.json").is_file()
+
+
+class OnnxTokenClassifier:
+    """An onnxruntime session over an `export_onnx` folder, usable where a PyTorch model is expected.
+
+    ``runner(**batch).logits`` is a float32 CPU tensor, ``runner.config`` the model's config
+    (``id2label``, ``max_position_embeddings``), ``runner.device`` the CPU; `logits` takes and
+    returns numpy arrays. ``threads`` sets onnxruntime's intra-op threads (default: its own choice).
+    """
+
+    def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
+        onnx, onnxruntime = require_onnx()
+        from transformers import PretrainedConfig
+
+        path = Path(path)
+        folder, file = (path.parent, path) if path.suffix == ".onnx" else (path, path / MODEL_FILE)
+        if not file.is_file():
+            raise ValueError(f"{folder}: no {file.name} here (write one with `hf-layer-tokclf export-onnx`).")
+        self.path = file
+        self.folder = folder
+        self.session = inference_session(onnx, onnxruntime, file, threads)
+        self.config = PretrainedConfig.from_json_file(str(folder / "config.json"))
+        info = folder / EXPORT_INFO
+        self.export_info = json.loads(info.read_text(encoding="utf-8")) if info.is_file() else {}
+        self.device = torch.device("cpu")
+
+    @classmethod
+    def load(
+        cls, path: str | Path, *, threads: int | None = None, trust_remote_code: bool = False
+    ) -> tuple[OnnxTokenClassifier, Any]:
+        """The runner and the tokenizer saved beside it (custom tokenizer code only if trusted)."""
+        from transformers import AutoTokenizer
+
+        runner = cls(path, threads=threads)
+        return runner, AutoTokenizer.from_pretrained(str(runner.folder), trust_remote_code=bool(trust_remote_code))
+
+    def logits(self, input_ids: Any, attention_mask: Any = None, token_type_ids: Any = None) -> Any:
+        import numpy as np
+
+        input_ids = np.asarray(to_numpy(input_ids))
+        if attention_mask is None:
+            attention_mask = np.ones_like(input_ids)
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        return run_session(self.session, inputs)
+
+    def __call__(self, input_ids: Any = None, attention_mask: Any = None, token_type_ids: Any = None, **_: Any) -> Any:
+        from transformers.modeling_outputs import TokenClassifierOutput
+
+        return TokenClassifierOutput(logits=torch.from_numpy(self.logits(input_ids, attention_mask, token_type_ids)))
+
+    def eval(self) -> OnnxTokenClassifier:
+        return self
+
+    def __repr__(self) -> str:
+        precision = self.export_info.get("precision", "unknown precision")
+        return f"OnnxTokenClassifier({str(self.path)!r}, {precision})"
