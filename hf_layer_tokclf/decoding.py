@@ -37,10 +37,7 @@ def check_strategy(strategy: Any) -> str:
 
 def word_labels(word_scores: Sequence[Sequence[Any]], id2label: Mapping[int, str]) -> list[list[str]]:
     """One label per word of every sentence: the arg-max of each word's row of scores (logits or probabilities)."""
-    return [
-        [id2label[int(i)] for i in np.asarray(np.stack(rows) if len(rows) else []).reshape(len(rows), -1).argmax(-1)]
-        for rows in word_scores
-    ]
+    return [[id2label[i] for i in np.asarray(rows).argmax(-1).tolist()] if len(rows) else [] for rows in word_scores]
 
 
 class _Postprocessor(TokenClassificationPipeline):

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from .features import MODEL_INPUT_NAMES
 from .files import (
     CONFIG,
     TOKENIZER_FILES,
@@ -37,10 +38,8 @@ from .files import (
 )
 from .serving import (
     EXPORT_INFO,
-    INPUT_NAMES,
     MODEL_FILE,
     OUTPUT_NAME,
-    MissingDependencyError,
     OnnxTokenClassifier,
     inference_session,
     is_onnx_dir,
@@ -49,16 +48,7 @@ from .serving import (
     to_numpy,
 )
 
-__all__ = [
-    "DEFAULT_OPSET",
-    "EXPORT_INFO",
-    "INPUT_NAMES",
-    "MissingDependencyError",
-    "OnnxTokenClassifier",
-    "export_onnx",
-    "is_onnx_dir",
-    "verify_onnx",
-]
+__all__ = ["DEFAULT_OPSET", "export_onnx", "verify_onnx"]
 
 DEFAULT_OPSET = 17
 QUANTIZATIONS = (None, "int8")
@@ -88,14 +78,14 @@ class _LogitsOnly(torch.nn.Module):
 
 def _sample_inputs(tokenizer: Any, texts: Sequence[str]) -> dict[str, torch.Tensor]:
     batch = tokenizer(list(texts), padding=True, truncation=True, return_tensors="pt")
-    inputs = {name: batch[name] for name in INPUT_NAMES if name in batch}
+    inputs = {name: batch[name] for name in MODEL_INPUT_NAMES if name in batch}
     inputs.setdefault("token_type_ids", torch.zeros_like(inputs["input_ids"]))
     return inputs
 
 
 def _torch_export(module: torch.nn.Module, inputs: dict[str, torch.Tensor], path: Path, opset: int) -> str:
     """Exports with the TorchScript exporter (fast, robust with BERT); the dynamo one if that is gone."""
-    args = tuple(inputs[name] for name in INPUT_NAMES)
+    args = tuple(inputs[name] for name in MODEL_INPUT_NAMES)
     axes = {0: "batch", 1: "sequence"}
     with warnings.catch_warnings():
         # Deprecation notices of the TorchScript exporter and tracer warnings about Python-level
@@ -108,9 +98,9 @@ def _torch_export(module: torch.nn.Module, inputs: dict[str, torch.Tensor], path
                 str(path),
                 dynamo=False,
                 opset_version=opset,
-                input_names=list(INPUT_NAMES),
+                input_names=list(MODEL_INPUT_NAMES),
                 output_names=[OUTPUT_NAME],
-                dynamic_axes={name: axes for name in (*INPUT_NAMES, OUTPUT_NAME)},
+                dynamic_axes={name: axes for name in (*MODEL_INPUT_NAMES, OUTPUT_NAME)},
                 do_constant_folding=True,
             )
             return "torchscript"
@@ -124,9 +114,9 @@ def _torch_export(module: torch.nn.Module, inputs: dict[str, torch.Tensor], path
                 str(path),
                 dynamo=True,
                 opset_version=max(opset, 18),
-                input_names=list(INPUT_NAMES),
+                input_names=list(MODEL_INPUT_NAMES),
                 output_names=[OUTPUT_NAME],
-                dynamic_shapes={name: {0: batch, 1: sequence} for name in INPUT_NAMES},
+                dynamic_shapes={name: {0: batch, 1: sequence} for name in MODEL_INPUT_NAMES},
                 external_data=False,
             )
             return "dynamo"
@@ -212,7 +202,7 @@ def export_onnx(
             "precision": "int8 weights per channel (dynamic quantization)" if quantize == "int8" else "float32",
             "opset": opset if exporter == "torchscript" else max(opset, 18),
             "exporter": exporter,
-            "inputs": list(INPUT_NAMES),
+            "inputs": list(MODEL_INPUT_NAMES),
             "outputs": [OUTPUT_NAME],
             "dynamic_axes": {"0": "batch", "1": "sequence"},
             "source": str(model_dir),

@@ -1,7 +1,7 @@
 """The Hub model card (``README.md``) of a trained model: metadata for the Hub, and a readable body.
 
-`render_model_card` fills the Jinja template ``model_card.md`` (kept at the repository root, and
-reached from the installed package through the ``hf_layer_tokclf/model_card.md`` symlink) with
+`render_model_card` fills the Jinja template ``model_card.md`` (package data, beside this module;
+the repository root's ``model_card.md`` is a link to it) with
 ``huggingface_hub.ModelCard.from_template``. The YAML front matter is a ``ModelCardData``: library,
 pipeline tag, base model, datasets, tags, and the test scores as ``EvalResult`` entries, which the
 Hub turns into a ``model-index`` and shows on the model page. It reads the model's ``config.json``

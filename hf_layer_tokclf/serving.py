@@ -15,7 +15,6 @@ import torch
 
 __all__ = [
     "EXPORT_INFO",
-    "INPUT_NAMES",
     "MODEL_FILE",
     "OUTPUT_NAME",
     "MissingDependencyError",
@@ -27,7 +26,6 @@ __all__ = [
     "to_numpy",
 ]
 
-INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 OUTPUT_NAME = "logits"
 MODEL_FILE = "model.onnx"
 EXPORT_INFO = "onnx_export.json"

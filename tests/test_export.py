@@ -15,9 +15,10 @@ onnx = pytest.importorskip("onnx")
 from hf_layer_tokclf import BertForLayerTokenClassification, LayerTokenClassificationConfig  # noqa: E402
 from hf_layer_tokclf.cli import main  # noqa: E402
 from hf_layer_tokclf.data import load_sentences  # noqa: E402
-from hf_layer_tokclf.export import OnnxTokenClassifier, export_onnx, verify_onnx  # noqa: E402
+from hf_layer_tokclf.export import export_onnx, verify_onnx  # noqa: E402
 from hf_layer_tokclf.files import OutputExistsError  # noqa: E402
 from hf_layer_tokclf.inference import evaluate_sentences, load_model, predict_texts  # noqa: E402
+from hf_layer_tokclf.serving import OnnxTokenClassifier  # noqa: E402
 
 SHORT = ["Cancer.", TEXT]
 LONG = [

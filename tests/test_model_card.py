@@ -271,8 +271,8 @@ def test_failed_write_leaves_old_card_and_no_temp_file(model_dir, monkeypatch):
 def test_packaged_template_is_the_root_template():
     packaged = Path(hf_layer_tokclf.__file__).with_name("model_card.md")
     assert packaged == model_card.TEMPLATE_PATH
-    if packaged.is_symlink():  # in the repository; an installed wheel holds a copy
-        assert packaged.resolve() == (REPO / "model_card.md").resolve()
+    assert not packaged.is_symlink()  # the package holds the template itself; the repository root links to it
+    assert (REPO / "model_card.md").resolve() == packaged.resolve()
     assert packaged.read_text(encoding="utf-8") == (REPO / "model_card.md").read_text(encoding="utf-8")
 
 
