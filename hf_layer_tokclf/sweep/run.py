@@ -111,7 +111,8 @@ def _sweep_steps(
     layers: Sequence[int] | None,
     settings: SweepSettings,
 ) -> SweepResult:
-    """The steps of `sweep`, whose settings are checked."""
+    """`sweep`, its settings checked: label the data, load the encoder, window the sentences, extract the
+    features, fit the probes, score them on dev, build the result."""
     started = time.perf_counter()
     train_sentences, dev_sentences, labels = _label_data(train_sentences, dev_sentences)
     encoder = _load_encoder(model_name_or_path, layers, settings)
@@ -195,6 +196,7 @@ def _encode_splits(
 def _extract_features(
     encoder: _Encoder, train: EncodedSplit, dev: EncodedSplit, settings: SweepSettings, folder: Path | None
 ) -> FeatureStores:
+    """The one encoder pass, with the settings' batch size, cache dtype and progress bar."""
     return extract_features(
         encoder.model,
         encoder.tokenizer,
@@ -209,6 +211,7 @@ def _extract_features(
 
 
 def _fit_probes(features: FeatureStores, targets: Any, num_labels: int, settings: SweepSettings) -> Probes:
+    """The probes of every layer, trained on the stored training features as the settings say."""
     return train_probes(
         features.train,
         targets,
