@@ -376,6 +376,25 @@ def sweep_parser() -> argparse.ArgumentParser:
         default=d["tolerance"],
         help="Recommend the shallowest layer within this many F1 points of the best (default: %(default)s).",
     )
+    _add_probe_options(parser, d)
+    _add_cache_options(parser, d)
+    _add_finetune_options(parser, d)
+    parser.add_argument(
+        "--save-probe", action="store_true", help="Save the recommended layer's probe as a model in OUTPUT_DIR."
+    )
+    parser.add_argument(
+        "--overwrite-output-dir",
+        action="store_true",
+        help="Replace an earlier sweep's files in a non-empty --output-dir; other files are kept.",
+    )
+    parser.add_argument("--seed", type=int, default=d["seed"], help="Order of the probe's training words.")
+    parser.add_argument("--no-progress", action="store_true", help="No progress bars.")
+    _add_device_options(parser)  # the encoder pass; the probes train on the CPU
+    return parser
+
+
+def _add_probe_options(parser: argparse.ArgumentParser, d: dict) -> None:
+    """How the probes train, how the encoder pass cuts and batches the data, and how much of it is used."""
     parser.add_argument(
         "--epochs", type=int, default=d["epochs"], help="Probe epochs (default: >= 3 epochs and 600 steps)."
     )
@@ -395,6 +414,10 @@ def sweep_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stride", type=int, default=None, help="Overlap between windows, in subwords.")
     parser.add_argument("--max-train-samples", type=int, default=None, help="Use only the first N training sentences.")
     parser.add_argument("--max-eval-samples", type=int, default=None, help="Use only the first N dev sentences.")
+
+
+def _add_cache_options(parser: argparse.ArgumentParser, d: dict) -> None:
+    """Where the cached features live while the probes train, and in which precision."""
     parser.add_argument(
         "--cache",
         choices=["memory", "disk"],
@@ -410,6 +433,10 @@ def sweep_parser() -> argparse.ArgumentParser:
         default=d["cache_dtype"],
         help="Precision of the cached training features (default: %(default)s).",
     )
+
+
+def _add_finetune_options(parser: argparse.ArgumentParser, d: dict) -> None:
+    """--finetune-top: full fine-tuning runs at the best-value layers, beside the probes."""
     parser.add_argument(
         "--finetune-top",
         type=int,
@@ -426,18 +453,6 @@ def sweep_parser() -> argparse.ArgumentParser:
         default=d["finetune_learning_rate"],
         help="Learning rate of each fine-tuning run (default: %(default)s).",
     )
-    parser.add_argument(
-        "--save-probe", action="store_true", help="Save the recommended layer's probe as a model in OUTPUT_DIR."
-    )
-    parser.add_argument(
-        "--overwrite-output-dir",
-        action="store_true",
-        help="Replace an earlier sweep's files in a non-empty --output-dir; other files are kept.",
-    )
-    parser.add_argument("--seed", type=int, default=d["seed"], help="Order of the probe's training words.")
-    parser.add_argument("--no-progress", action="store_true", help="No progress bars.")
-    _add_device_options(parser)  # the encoder pass; the probes train on the CPU
-    return parser
 
 
 def sweep_command(argv: Sequence[str]) -> int:
