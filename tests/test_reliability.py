@@ -25,13 +25,12 @@ from hf_layer_tokclf.cli import main
 from hf_layer_tokclf.data import (
     DataError,
     Sentence,
-    encode,
     label_list,
-    merge_windows,
     normalize_labels,
     read_conll,
     read_jsonl,
 )
+from hf_layer_tokclf.features import encode, merge_windows
 from hf_layer_tokclf.inference import load_model, predict_texts
 from hf_layer_tokclf.training import last_complete_checkpoint
 
