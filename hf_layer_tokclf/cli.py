@@ -299,10 +299,56 @@ def predict_command(argv: Sequence[str]) -> int:
     return 0
 
 
-def push_command(argv: Sequence[str]) -> int:
-    from .hub import command
+def push_parser(prog: str = "hf-layer-tokclf push") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Share a trained output directory as a Hugging Face Hub model repository. The folder is "
+        "staged (safetensors weights, config.json with auto_map, the two code files, tokenizer files, a README.md "
+        "model card; nothing else), loaded in a fresh Python process through the Auto classes and the pipeline "
+        "with trust_remote_code=True and compared with the source model, and only then uploaded, in one commit.",
+    )
+    parser.add_argument("model_dir", help="A trained output directory (hf-layer-tokclf train --output-dir).")
+    parser.add_argument("--repo-id", required=True, help="The Hub repository, OWNER/NAME; created if missing.")
+    parser.add_argument("--private", action="store_true", help="Create the repository private.")
+    parser.add_argument("--revision", default=None, help="A branch to commit to (created if missing; default main).")
+    parser.add_argument("--commit-message", default=None, help="The commit's title.")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="Stage and verify, print the files, upload nothing, keep the folder."
+    )
+    parser.add_argument("--staging-dir", default=None, help="Stage here (new or empty) instead of a temporary folder.")
+    parser.add_argument(
+        "--overwrite-staging-dir", action="store_true", help="Empty a --staging-dir that a previous run filled."
+    )
+    parser.add_argument(
+        "--token", default=None, help="A Hub token with write access (default: HF_TOKEN, else `hf auth login`'s)."
+    )
+    return parser
 
-    return command(argv, prog="hf-layer-tokclf push")
+
+def push_command(argv: Sequence[str] | None = None, prog: str = "hf-layer-tokclf push") -> int:
+    """The command line of ``hf-layer-tokclf push`` and ``push_to_hub.py``: 0, 2 for user errors, 1 for the Hub's."""
+    from .hub import push_to_hub
+
+    args = push_parser(prog).parse_args(None if argv is None else list(argv))
+    try:
+        push_to_hub(
+            args.model_dir,
+            args.repo_id,
+            private=args.private,
+            revision=args.revision,
+            commit_message=args.commit_message,
+            dry_run=args.dry_run,
+            staging_dir=args.staging_dir,
+            token=args.token,
+            overwrite_staging=args.overwrite_staging_dir,
+        )
+    except ValueError as error:
+        print(f"{prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+    except HubError as error:
+        print(f"{prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def sweep_parser() -> argparse.ArgumentParser:
@@ -330,6 +376,25 @@ def sweep_parser() -> argparse.ArgumentParser:
         default=d["tolerance"],
         help="Recommend the shallowest layer within this many F1 points of the best (default: %(default)s).",
     )
+    _add_probe_options(parser, d)
+    _add_cache_options(parser, d)
+    _add_finetune_options(parser, d)
+    parser.add_argument(
+        "--save-probe", action="store_true", help="Save the recommended layer's probe as a model in OUTPUT_DIR."
+    )
+    parser.add_argument(
+        "--overwrite-output-dir",
+        action="store_true",
+        help="Replace an earlier sweep's files in a non-empty --output-dir; other files are kept.",
+    )
+    parser.add_argument("--seed", type=int, default=d["seed"], help="Order of the probe's training words.")
+    parser.add_argument("--no-progress", action="store_true", help="No progress bars.")
+    _add_device_options(parser)  # the encoder pass; the probes train on the CPU
+    return parser
+
+
+def _add_probe_options(parser: argparse.ArgumentParser, d: dict) -> None:
+    """How the probes train, how the encoder pass cuts and batches the data, and how much of it is used."""
     parser.add_argument(
         "--epochs", type=int, default=d["epochs"], help="Probe epochs (default: >= 3 epochs and 600 steps)."
     )
@@ -349,6 +414,10 @@ def sweep_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stride", type=int, default=None, help="Overlap between windows, in subwords.")
     parser.add_argument("--max-train-samples", type=int, default=None, help="Use only the first N training sentences.")
     parser.add_argument("--max-eval-samples", type=int, default=None, help="Use only the first N dev sentences.")
+
+
+def _add_cache_options(parser: argparse.ArgumentParser, d: dict) -> None:
+    """Where the cached features live while the probes train, and in which precision."""
     parser.add_argument(
         "--cache",
         choices=["memory", "disk"],
@@ -364,6 +433,10 @@ def sweep_parser() -> argparse.ArgumentParser:
         default=d["cache_dtype"],
         help="Precision of the cached training features (default: %(default)s).",
     )
+
+
+def _add_finetune_options(parser: argparse.ArgumentParser, d: dict) -> None:
+    """--finetune-top: full fine-tuning runs at the best-value layers, beside the probes."""
     parser.add_argument(
         "--finetune-top",
         type=int,
@@ -380,18 +453,6 @@ def sweep_parser() -> argparse.ArgumentParser:
         default=d["finetune_learning_rate"],
         help="Learning rate of each fine-tuning run (default: %(default)s).",
     )
-    parser.add_argument(
-        "--save-probe", action="store_true", help="Save the recommended layer's probe as a model in OUTPUT_DIR."
-    )
-    parser.add_argument(
-        "--overwrite-output-dir",
-        action="store_true",
-        help="Replace an earlier sweep's files in a non-empty --output-dir; other files are kept.",
-    )
-    parser.add_argument("--seed", type=int, default=d["seed"], help="Order of the probe's training words.")
-    parser.add_argument("--no-progress", action="store_true", help="No progress bars.")
-    _add_device_options(parser)  # the encoder pass; the probes train on the CPU
-    return parser
 
 
 def sweep_command(argv: Sequence[str]) -> int:

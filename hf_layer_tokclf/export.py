@@ -180,9 +180,7 @@ def export_onnx(
         raise ValueError(f"quantize={quantize!r} is not supported; expected one of {QUANTIZATIONS}.")
     if opset < 14:
         raise ValueError(f"opset={opset} is too old: the exporter needs 14 or higher (17 recommended).")
-    onnx, onnxruntime = require_onnx()
-    from transformers import __version__ as transformers_version
-
+    require_onnx()  # without the onnx extra, fail before loading anything
     from .inference import load_model
 
     out_dir = Path(out_dir)
@@ -195,27 +193,36 @@ def export_onnx(
         exporter, diff = _write_onnx(model, tokenizer, folder / MODEL_FILE, opset, quantize)
         tokenizer.save_pretrained(str(folder))
         model.config.to_json_file(str(folder / CONFIG))
-        graph = onnx.load(str(folder / MODEL_FILE), load_external_data=False).graph
-        info = {
-            "file": MODEL_FILE,
-            "quantize": quantize,
-            "precision": "int8 weights per channel (dynamic quantization)" if quantize == "int8" else "float32",
-            "opset": opset if exporter == "torchscript" else max(opset, 18),
-            "exporter": exporter,
-            "inputs": list(MODEL_INPUT_NAMES),
-            "outputs": [OUTPUT_NAME],
-            "dynamic_axes": {"0": "batch", "1": "sequence"},
-            "source": str(model_dir),
-            "encoder_layers": _encoder_layers(model),
-            "matmul_nodes": sum(node.op_type.startswith(("MatMul", "DynamicQuantizeMatMul")) for node in graph.node),
-            "fp32_max_abs_diff_vs_pytorch": diff,
-            "torch_version": torch.__version__,
-            "transformers_version": transformers_version,
-            "onnx_version": onnx.__version__,
-            "onnxruntime_version": onnxruntime.__version__,
-        }
-        write_json(folder / EXPORT_INFO, info)
+        write_json(folder / EXPORT_INFO, _export_info(model, model_dir, folder, quantize, opset, exporter, diff))
     return out_dir / MODEL_FILE
+
+
+def _export_info(
+    model: Any, model_dir: str | Path, folder: Path, quantize: str | None, opset: int, exporter: str, diff: float
+) -> dict[str, Any]:
+    """``onnx_export.json``: what was exported, how, how far from PyTorch, and with which versions."""
+    onnx, onnxruntime = require_onnx()
+    from transformers import __version__ as transformers_version
+
+    graph = onnx.load(str(folder / MODEL_FILE), load_external_data=False).graph
+    return {
+        "file": MODEL_FILE,
+        "quantize": quantize,
+        "precision": "int8 weights per channel (dynamic quantization)" if quantize == "int8" else "float32",
+        "opset": opset if exporter == "torchscript" else max(opset, 18),
+        "exporter": exporter,
+        "inputs": list(MODEL_INPUT_NAMES),
+        "outputs": [OUTPUT_NAME],
+        "dynamic_axes": {"0": "batch", "1": "sequence"},
+        "source": str(model_dir),
+        "encoder_layers": _encoder_layers(model),
+        "matmul_nodes": sum(node.op_type.startswith(("MatMul", "DynamicQuantizeMatMul")) for node in graph.node),
+        "fp32_max_abs_diff_vs_pytorch": diff,
+        "torch_version": torch.__version__,
+        "transformers_version": transformers_version,
+        "onnx_version": onnx.__version__,
+        "onnxruntime_version": onnxruntime.__version__,
+    }
 
 
 def _write_onnx(model: Any, tokenizer: Any, path: Path, opset: int, quantize: str | None) -> tuple[str, float]:

@@ -204,19 +204,37 @@ def encode(
     budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
     with_labels = _wants_labels(sentences, label2id)
     inside = _inside_ids(label2id) if with_labels and label_all_subwords else {}
+    spans = _plan_windows(sentences, tokenizer, budget, stride)
+    if not spans:
+        return []
+    features = _encode_windows(spans, tokenizer, max_length)
+    if with_labels:
+        for feature in features:
+            word_labels = [label2id[label] for label in sentences[feature["sentence_index"]].labels]
+            feature["labels"] = _align_labels(feature["word_ids"], word_labels, inside, label_all_subwords)
+    return features
 
-    # Pass 1: subword counts per word, to replace empty words and to plan the windows.
-    plans = []  # (sentence index, words to encode, windows)
+
+def _plan_windows(
+    sentences: Sequence[Sentence], tokenizer: Any, budget: int, stride: int
+) -> list[tuple[int, list[str], int, int]]:
+    """``(sentence index, words to encode, first word, end word)`` of every window, from subword counts.
+
+    A word the tokenizer turns into nothing is replaced by ``unk_token``; empty sentences get no window.
+    """
+    spans = []
     for index, (sentence, counts) in enumerate(zip(sentences, _subword_counts(sentences, tokenizer), strict=True)):
         if not sentence.tokens:  # nothing to predict; merge_windows returns [] for it
             continue
         words = [word if n else tokenizer.unk_token for word, n in zip(sentence.tokens, counts, strict=True)]
-        plans.append((index, words, _windows([n or 1 for n in counts], budget, stride)))
+        spans += [(index, words, start, end) for start, end in _windows([n or 1 for n in counts], budget, stride)]
+    return spans
 
-    # Pass 2: encode every window in one batch; truncation only cuts a lone over-long word.
-    spans = [(index, words, start, end) for index, words, windows in plans for start, end in windows]
-    if not spans:
-        return []
+
+def _encode_windows(
+    spans: Sequence[tuple[int, list[str], int, int]], tokenizer: Any, max_length: int
+) -> list[dict[str, Any]]:
+    """Every window in one tokenizer batch, with its bookkeeping; truncation only cuts a lone over-long word."""
     encoding = tokenizer(
         [words[start:end] for _, words, start, end in spans],
         is_split_into_words=True,
@@ -231,9 +249,6 @@ def encode(
             raise RuntimeError(f"sentence {index}: words {start}..{end - 1} did not all fit in their window")
         feature = {key: encoding[key][row] for key in encoding}
         feature.update(sentence_index=index, word_offset=start, word_ids=word_ids)
-        if with_labels:
-            word_labels = [label2id[label] for label in sentences[index].labels]
-            feature["labels"] = _align_labels(word_ids, word_labels, inside, label_all_subwords)
         features.append(feature)
     return features
 

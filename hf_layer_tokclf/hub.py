@@ -313,8 +313,6 @@ def verify(
     `VerificationError` listing what differed; returns the fresh process's report plus
     ``max_abs_diff``.
     """
-    import torch
-
     from .remote_check import run_remote_check
 
     staging, source = Path(staging_dir), Path(source_dir)
@@ -326,6 +324,21 @@ def verify(
         lines = [line for line in str(error).splitlines() if line.strip()]
         raise VerificationError(f"The staged folder does not load through remote code: {lines[-1]}") from error
 
+    problems = _class_problems(report, expected)
+    logit_problems, max_diff = _logit_problems(report, expected)
+    problems += logit_problems + _entity_problems(report, expected, text)
+    bad_warnings = [warning for warning in report.get("warnings", []) if BAD_WARNING.search(warning)]
+    if bad_warnings:
+        problems.append(f"loading warned: {bad_warnings}")
+    if problems:
+        raise VerificationError(
+            f"The staged folder {staging} is not the model in {source}: " + "; ".join(problems) + ".", problems
+        )
+    return {**report, "max_abs_diff": max_diff}
+
+
+def _class_problems(report: dict[str, Any], expected: dict[str, Any]) -> list[str]:
+    """The Auto classes must give this package's classes, building as many layers as the source model."""
     problems = []
     if report.get("config_class") != "LayerTokenClassificationConfig" or report.get("auto_model_class") != (
         "BertLayerModel"
@@ -335,17 +348,27 @@ def verify(
         problems.append(f"AutoModelForTokenClassification gave {report.get('model_class')}")
     if report.get("num_layers_built") != expected["num_layers_built"]:
         problems.append(f"{report.get('num_layers_built')} layers built, not {expected['num_layers_built']}")
-    max_diff = math.inf
+    return problems
+
+
+def _logit_problems(report: dict[str, Any], expected: dict[str, Any]) -> tuple[list[str], float]:
+    """Same token ids, then logits within `ATOL`; returns the problems and the largest difference (inf if none)."""
+    import torch
+
     if report["input_ids"] != expected["input_ids"]:
-        problems.append("the staged tokenizer gives other token ids")
-    else:
-        logits = torch.tensor(report["logits"])
-        if logits.shape != expected["logits"].shape:
-            problems.append(f"the logits have shape {list(logits.shape)}, not {list(expected['logits'].shape)}")
-        else:
-            max_diff = float((logits - expected["logits"]).abs().max())
-            if not max_diff <= ATOL:  # NaN fails too
-                problems.append(f"the logits differ (max |difference| {max_diff:.3g} > {ATOL:g})")
+        return ["the staged tokenizer gives other token ids"], math.inf
+    logits = torch.tensor(report["logits"])
+    if logits.shape != expected["logits"].shape:
+        return [f"the logits have shape {list(logits.shape)}, not {list(expected['logits'].shape)}"], math.inf
+    max_diff = float((logits - expected["logits"]).abs().max())
+    if not max_diff <= ATOL:  # NaN fails too
+        return [f"the logits differ (max |difference| {max_diff:.3g} > {ATOL:g})"], max_diff
+    return [], max_diff
+
+
+def _entity_problems(report: dict[str, Any], expected: dict[str, Any], text: str) -> list[str]:
+    """The pipeline's entities: offsets inside ``text``, and the source's entities (scores within `SCORE_ATOL`)."""
+    problems = []
     entities, want = report["entities"], expected["entities"]
     for entity in entities:
         start, end = entity.get("start"), entity.get("end")
@@ -357,14 +380,7 @@ def verify(
         abs(a["score"] - b["score"]) > SCORE_ATOL for a, b in zip(entities, want, strict=False)
     ):
         problems.append(f"the pipeline found {entities}, the source model {want}")
-    bad_warnings = [warning for warning in report.get("warnings", []) if BAD_WARNING.search(warning)]
-    if bad_warnings:
-        problems.append(f"loading warned: {bad_warnings}")
-    if problems:
-        raise VerificationError(
-            f"The staged folder {staging} is not the model in {source}: " + "; ".join(problems) + ".", problems
-        )
-    return {**report, "max_abs_diff": max_diff}
+    return problems
 
 
 # --- upload ------------------------------------------------------------------------------------
@@ -461,12 +477,7 @@ def push_to_hub(
     """
     from . import __version__
 
-    check_repo_id(repo_id)
-    if revision is not None and not str(revision).strip():
-        raise ValueError("--revision must name a branch.")
-    if not dry_run:
-        token = resolve_token(token)
-        check_online()
+    token = _check_push(repo_id, revision, dry_run, token)
     source = Path(model_dir)
     _select(source)  # a folder we cannot share fails before a staging folder appears
     temporary = staging_dir is None
@@ -481,33 +492,57 @@ def push_to_hub(
             where = f" The staged folder stays at {folder}." if keep else ""
             raise VerificationError(f"{error} Nothing was uploaded.{where}", error.problems) from error
         sizes = [(path.name, path.stat().st_size) for path in files]
-        width = max(len(name) for name, _ in sizes)
-        lines = [f"  {name:<{width}}  {_size(size):>9}  ({size:,} bytes)" for name, size in sizes]
-        total = sum(size for _, size in sizes)
-        echo(f"{len(sizes)} files for {repo_id}, {_size(total)}:\n" + "\n".join(lines))
-        echo(
-            f"Verified with transformers {report.get('transformers_version')}: logits match the source "
-            f"(max |difference| {report['max_abs_diff']:.1g}), the pipeline found {len(report['entities'])} entities."
-        )
+        _echo_verified(sizes, repo_id, report, echo)
         result = PushResult(repo_id, folder, sizes, report, dry_run, revision)
         if dry_run:
             echo(f"Dry run: nothing was uploaded. The staged folder is {folder}")
             return result
         message = commit_message or f"Upload {source.resolve().name} (hf-layer-tokclf {__version__})"
-        echo(f"Uploading to {repo_id}{f' (branch {revision})' if revision else ''} in one commit...")
-        result.repo_url, info = _upload(
-            files, repo_id, private=private, revision=revision, commit_message=message, token=token
-        )
-        result.commit_url, result.commit_oid = getattr(info, "commit_url", None), getattr(info, "oid", None)
-        echo(f"Committed {result.commit_oid}: {result.commit_url}")
-        echo(
-            f"Load it with: AutoModelForTokenClassification.from_pretrained({repo_id!r}, trust_remote_code=True, "
-            f"revision={result.commit_oid!r})"
-        )
+        _commit(result, files, private=private, commit_message=message, token=token, echo=echo)
         return result
     finally:
         if not keep:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _check_push(repo_id: str, revision: str | None, dry_run: bool, token: str | None) -> str | None:
+    """The repository id and branch, and (unless a dry run) the token and the network: all before any work."""
+    check_repo_id(repo_id)
+    if revision is not None and not str(revision).strip():
+        raise ValueError("--revision must name a branch.")
+    if not dry_run:
+        token = resolve_token(token)
+        check_online()
+    return token
+
+
+def _echo_verified(sizes: list[tuple[str, int]], repo_id: str, report: dict[str, Any], echo: Callable) -> None:
+    """The staged files with their sizes, and what the verification found."""
+    width = max(len(name) for name, _ in sizes)
+    lines = [f"  {name:<{width}}  {_size(size):>9}  ({size:,} bytes)" for name, size in sizes]
+    total = sum(size for _, size in sizes)
+    echo(f"{len(sizes)} files for {repo_id}, {_size(total)}:\n" + "\n".join(lines))
+    echo(
+        f"Verified with transformers {report.get('transformers_version')}: logits match the source "
+        f"(max |difference| {report['max_abs_diff']:.1g}), the pipeline found {len(report['entities'])} entities."
+    )
+
+
+def _commit(
+    result: PushResult, files: Sequence[Path], *, private: bool, commit_message: str, token: str, echo: Callable
+) -> None:
+    """Uploads the staged ``files`` in one commit and records the repository and commit in ``result``."""
+    repo_id, revision = result.repo_id, result.revision
+    echo(f"Uploading to {repo_id}{f' (branch {revision})' if revision else ''} in one commit...")
+    result.repo_url, info = _upload(
+        files, repo_id, private=private, revision=revision, commit_message=commit_message, token=token
+    )
+    result.commit_url, result.commit_oid = getattr(info, "commit_url", None), getattr(info, "oid", None)
+    echo(f"Committed {result.commit_oid}: {result.commit_url}")
+    echo(
+        f"Load it with: AutoModelForTokenClassification.from_pretrained({repo_id!r}, trust_remote_code=True, "
+        f"revision={result.commit_oid!r})"
+    )
 
 
 # --- train --push-to-hub -----------------------------------------------------------------------
@@ -535,60 +570,3 @@ def push_request(training_args: Any) -> dict[str, Any] | None:
         "revision": getattr(training_args, "hub_revision", None),
         "token": token,
     }
-
-
-# --- command line ------------------------------------------------------------------------------
-
-
-def build_parser(prog: str = "push_to_hub.py"):
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Share a trained output directory as a Hugging Face Hub model repository. The folder is "
-        "staged (safetensors weights, config.json with auto_map, the two code files, tokenizer files, a README.md "
-        "model card; nothing else), loaded in a fresh Python process through the Auto classes and the pipeline "
-        "with trust_remote_code=True and compared with the source model, and only then uploaded, in one commit.",
-    )
-    parser.add_argument("model_dir", help="A trained output directory (hf-layer-tokclf train --output-dir).")
-    parser.add_argument("--repo-id", required=True, help="The Hub repository, OWNER/NAME; created if missing.")
-    parser.add_argument("--private", action="store_true", help="Create the repository private.")
-    parser.add_argument("--revision", default=None, help="A branch to commit to (created if missing; default main).")
-    parser.add_argument("--commit-message", default=None, help="The commit's title.")
-    parser.add_argument(
-        "--dry-run", action="store_true", help="Stage and verify, print the files, upload nothing, keep the folder."
-    )
-    parser.add_argument("--staging-dir", default=None, help="Stage here (new or empty) instead of a temporary folder.")
-    parser.add_argument(
-        "--overwrite-staging-dir", action="store_true", help="Empty a --staging-dir that a previous run filled."
-    )
-    parser.add_argument(
-        "--token", default=None, help="A Hub token with write access (default: HF_TOKEN, else `hf auth login`'s)."
-    )
-    return parser
-
-
-def command(argv: Sequence[str] | None = None, prog: str = "push_to_hub.py") -> int:
-    """The command line of ``push_to_hub.py`` and ``hf-layer-tokclf push``: 0, 2 for user errors, 1 for the Hub's."""
-    import sys
-
-    args = build_parser(prog).parse_args(None if argv is None else list(argv))
-    try:
-        push_to_hub(
-            args.model_dir,
-            args.repo_id,
-            private=args.private,
-            revision=args.revision,
-            commit_message=args.commit_message,
-            dry_run=args.dry_run,
-            staging_dir=args.staging_dir,
-            token=args.token,
-            overwrite_staging=args.overwrite_staging_dir,
-        )
-    except ValueError as error:
-        print(f"{prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 2
-    except HubError as error:
-        print(f"{prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 1
-    return 0

@@ -82,12 +82,7 @@ def render_model_card(
             recognise by itself (it does recognise the NCBI disease corpus).
     """
     model_dir = Path(model_dir)
-    config_file = model_dir / "config.json"
-    if not config_file.is_file():
-        raise FileNotFoundError(
-            f"{config_file} not found: render_model_card needs a folder written by save_pretrained."
-        )
-    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config = _read_config(model_dir)
     settings = dict(metrics.get("settings") or {})
     title = repo_id or model_dir.resolve().name
 
@@ -101,20 +96,8 @@ def render_model_card(
 
     scores = {split: _split_scores(metrics, split) for split, _ in SPLITS}
     eval_results = _eval_results(scores["test"][0], dataset)
-    card_data = ModelCardData(
-        library_name="transformers",
-        pipeline_tag="token-classification",
-        base_model=base_model,
-        datasets=[dataset["hub_id"]] if dataset["hub_id"] else None,
-        language=settings.get("language") or None,
-        license=settings.get("license") or None,
-        tags=card_tags,
-        metrics=["precision", "recall", "f1"],
-        model_name=title if eval_results else None,
-        eval_results=eval_results,
-    )
     card = ModelCard.from_template(
-        card_data,
+        _card_data(settings, base_model, dataset, card_tags, title, eval_results),
         template_path=str(template_path or TEMPLATE_PATH),
         title=title,
         task="named-entity recognition" if entity_types else "token classification",
@@ -136,6 +119,38 @@ def render_model_card(
     )
     text = str(card)
     return text if text.endswith("\n") else text + "\n"
+
+
+def _read_config(model_dir: Path) -> dict[str, Any]:
+    config_file = model_dir / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(
+            f"{config_file} not found: render_model_card needs a folder written by save_pretrained."
+        )
+    return json.loads(config_file.read_text(encoding="utf-8"))
+
+
+def _card_data(
+    settings: Mapping[str, Any],
+    base_model: str | None,
+    dataset: Mapping[str, Any],
+    tags: list[str],
+    title: str,
+    eval_results: list[EvalResult] | None,
+) -> ModelCardData:
+    """The card's YAML front matter; with test scores, the Hub makes a ``model-index`` of them."""
+    return ModelCardData(
+        library_name="transformers",
+        pipeline_tag="token-classification",
+        base_model=base_model,
+        datasets=[dataset["hub_id"]] if dataset["hub_id"] else None,
+        language=settings.get("language") or None,
+        license=settings.get("license") or None,
+        tags=tags,
+        metrics=["precision", "recall", "f1"],
+        model_name=title if eval_results else None,
+        eval_results=eval_results,
+    )
 
 
 def write_model_card(model_dir: str | Path, metrics: Mapping[str, Any], **kwargs: Any) -> Path:

@@ -321,11 +321,35 @@ def train(
         The metrics written to ``metrics.json``: ``eval_*`` and ``test_*`` scores (fractions),
         the Trainer's ``train_*`` figures, and ``settings``.
     """
-    from transformers import AutoTokenizer, DataCollatorForTokenClassification, EarlyStoppingCallback, set_seed
-
-    from .modeling_layer_tokclf import BertForLayerTokenClassification
-
     run_args = run_args or RunArguments()
+    splits, hub_request = _start_run(model_args, data_args, training_args, run_args)
+    output_dir = Path(training_args.output_dir)
+    labels = label_list(splits["train"])
+    tokenizer, model = _load_tokenizer_and_model(model_args, training_args, labels, model_class)
+    max_length = data_args.max_length or default_max_length(model, tokenizer)
+    trainer = _build_trainer(
+        model, tokenizer, splits, labels, model_args, data_args, training_args, run_args, max_length
+    )
+    metrics = _train_or_resume(trainer, output_dir, training_args, run_args)
+    if trainer.is_world_process_zero():
+        model = trainer.model.eval()
+        metrics.update(_score_splits(model, tokenizer, splits, data_args, training_args, max_length))
+        settings = _settings(model_args, data_args, training_args, model, max_length)
+        metrics["settings"] = {**settings, "command": redact_command(command)}
+        _save(model, tokenizer, output_dir, metrics, run_args)
+        if hub_request:
+            push_to_hub(output_dir, **hub_request)
+    trainer.accelerator.wait_for_everyone()
+    return metrics
+
+
+def _start_run(
+    model_args: ModelArguments, data_args: DataArguments, training_args: Any, run_args: RunArguments
+) -> tuple[dict[str, list[Sentence]], dict[str, Any] | None]:
+    """Checks the options and the data, then prepares the output folder: nothing is written before all pass.
+
+    Returns the data splits and `push_request`'s arguments for ``--push-to-hub`` (or None).
+    """
     if not torch.cuda.is_available():
         training_args.dataloader_pin_memory = False  # pinning needs an accelerator; spare the warning
     if not training_args.output_dir:
@@ -333,7 +357,6 @@ def train(
     hub_request = push_request(training_args)  # --push-to-hub: checked now, pushed (verified) after saving
     # The Trainer pickles its arguments into every checkpoint (training_args.bin); the push keeps its own copy.
     training_args.hub_token = None
-    output_dir = Path(training_args.output_dir)
     splits = read_splits(data_args)  # bad data fails before anything is written
     check_options(model_args, data_args, training_args, run_args, has_dev="validation" in splits)
     resuming = run_args.resume or training_args.resume_from_checkpoint is not None
@@ -341,13 +364,24 @@ def train(
         # Process 0 deletes an earlier run's files (--overwrite-output-dir) or refuses the folder while the others
         # wait; then they check the same, deleting nothing, so under torchrun every process stops, or none does.
         clear = remove_outputs if training_args.process_index == 0 else None
-        prepare_output_dir(output_dir, overwrite=run_args.overwrite_output_dir, resume=resuming, clear=clear)
-    labels = label_list(splits["train"])
-    id2label, label2id = dict(enumerate(labels)), {label: i for i, label in enumerate(labels)}
+        prepare_output_dir(
+            Path(training_args.output_dir), overwrite=run_args.overwrite_output_dir, resume=resuming, clear=clear
+        )
+    return splits, hub_request
+
+
+def _load_tokenizer_and_model(
+    model_args: ModelArguments, training_args: Any, labels: list[str], model_class: Any
+) -> tuple[Any, Any]:
+    """The backbone's tokenizer, and the model with a new head for ``labels`` (seeded first)."""
+    from transformers import AutoTokenizer, set_seed
+
+    from .modeling_layer_tokclf import BertForLayerTokenClassification
 
     # An explicit False: transformers would otherwise ask on a terminal whether to run a folder's own code.
     tokenizer = AutoTokenizer.from_pretrained(model_args.model, trust_remote_code=False)
     layer = model_args.hidden_layer[0] if len(model_args.hidden_layer) == 1 else list(model_args.hidden_layer)
+    id2label, label2id = dict(enumerate(labels)), {label: i for i, label in enumerate(labels)}
     head_kwargs = dict(num_labels=len(labels), id2label=id2label, label2id=label2id)
     if model_args.classifier_dropout is not None:
         head_kwargs["classifier_dropout"] = model_args.classifier_dropout
@@ -359,13 +393,30 @@ def train(
     # from the same head and see the same batches.
     set_seed(training_args.seed)
     model = model_class.from_pretrained(model_args.model, **head_kwargs)
-    max_length = data_args.max_length or default_max_length(model, tokenizer)
+    return tokenizer, model
 
-    def features(split: str, with_labels: bool = True) -> list[dict[str, Any]]:
+
+def _build_trainer(
+    model: Any,
+    tokenizer: Any,
+    splits: dict[str, list[Sentence]],
+    labels: list[str],
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: Any,
+    run_args: RunArguments,
+    max_length: int,
+) -> NerTrainer:
+    """The `NerTrainer` over the encoded train (and dev) windows, scoring dev F1 by word."""
+    from transformers import DataCollatorForTokenClassification, EarlyStoppingCallback
+
+    label2id = {label: i for i, label in enumerate(labels)}
+
+    def features(split: str) -> list[dict[str, Any]]:
         return encode(
             splits[split],
             tokenizer,
-            label2id if with_labels else None,
+            label2id,
             max_length=max_length,
             stride=data_args.stride,
             label_all_subwords=data_args.label_all_subwords,
@@ -379,49 +430,60 @@ def train(
     callbacks = []
     if run_args.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=run_args.early_stopping_patience))
-    trainer = NerTrainer(
+    return NerTrainer(
         model=model,
         args=training_args,
         train_dataset=_model_inputs(features("train")),
         eval_dataset=_model_inputs(dev_features) if has_dev else None,
         data_collator=DataCollatorForTokenClassification(tokenizer),
         processing_class=tokenizer,
-        compute_metrics=_dev_metrics(dev_features, splits["validation"], id2label) if has_dev else None,
+        compute_metrics=_dev_metrics(dev_features, splits["validation"], dict(enumerate(labels))) if has_dev else None,
         preprocess_logits_for_metrics=_argmax,
         callbacks=callbacks,
         classifier_learning_rate=model_args.classifier_learning_rate,
     )
+
+
+def _train_or_resume(trainer: NerTrainer, output_dir: Path, training_args: Any, run_args: RunArguments) -> dict:
+    """Trains, from ``--resume-from-checkpoint`` or (``--resume``) the last complete checkpoint if there is one.
+
+    Returns the Trainer's ``train_*`` figures, and ``best_eval_f1``: its own dev F1 of the kept model.
+    """
     checkpoint = training_args.resume_from_checkpoint  # checked by check_options
     if checkpoint is None and run_args.resume and output_dir.is_dir():
         checkpoint = last_complete_checkpoint(output_dir)
     if run_args.resume and checkpoint is None:
         logger.warning("--resume: no checkpoint in %s, starting from the beginning.", output_dir)
     result = trainer.train(resume_from_checkpoint=checkpoint)
-
     metrics: dict[str, Any] = dict(result.metrics)
     if trainer.state.best_metric is not None:
         metrics["best_eval_f1"] = trainer.state.best_metric  # the Trainer's own dev F1 of the kept model
-    if trainer.is_world_process_zero():
-        model = trainer.model.eval()
-        for split, prefix in (("validation", "eval"), ("test", "test")):
-            if split in splits:
-                scores, _ = evaluate_sentences(
-                    model,
-                    tokenizer,
-                    splits[split],
-                    batch_size=training_args.per_device_eval_batch_size,
-                    max_length=max_length,
-                    stride=data_args.stride,
-                )
-                metrics.update(flat_scores(scores, prefix))
-                print(f"\n{split} ({len(splits[split])} sentences, {data_args.__dict__.get(split + '_file') or ''})")
-                print(format_scores(scores))
-        settings = _settings(model_args, data_args, training_args, model, max_length)
-        metrics["settings"] = {**settings, "command": redact_command(command)}
-        _save(model, tokenizer, output_dir, metrics, run_args)
-        if hub_request:
-            push_to_hub(output_dir, **hub_request)
-    trainer.accelerator.wait_for_everyone()
+    return metrics
+
+
+def _score_splits(
+    model: Any,
+    tokenizer: Any,
+    splits: dict[str, list[Sentence]],
+    data_args: DataArguments,
+    training_args: Any,
+    max_length: int,
+) -> dict[str, Any]:
+    """The trained model's ``eval_*`` and ``test_*`` scores over every gold word of the dev and test data."""
+    metrics: dict[str, Any] = {}
+    for split, prefix in (("validation", "eval"), ("test", "test")):
+        if split in splits:
+            scores, _ = evaluate_sentences(
+                model,
+                tokenizer,
+                splits[split],
+                batch_size=training_args.per_device_eval_batch_size,
+                max_length=max_length,
+                stride=data_args.stride,
+            )
+            metrics.update(flat_scores(scores, prefix))
+            print(f"\n{split} ({len(splits[split])} sentences, {data_args.__dict__.get(split + '_file') or ''})")
+            print(format_scores(scores))
     return metrics
 
 

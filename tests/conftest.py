@@ -109,7 +109,7 @@ def transformers4_path(tmp_path_factory) -> str:
     import subprocess
     import sys
 
-    from hf_layer_tokclf.testing import TRANSFORMERS4_SPEC, transformers4_dir
+    from versions import TRANSFORMERS4_SPEC, transformers4_dir
 
     folder = os.environ.get("HF_LAYER_TOKCLF_TRANSFORMERS4") or str(transformers4_dir())
     if not Path(folder, "transformers").is_dir():

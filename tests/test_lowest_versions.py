@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 import transformers
 from conftest import NCBI, REPO, TEXT
-
-from hf_layer_tokclf.testing import (
+from versions import (
     LOWEST_PYTHON_ENV,
     TORCH_SPEC,
     TRANSFORMERS4_SPEC,

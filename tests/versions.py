@@ -1,4 +1,5 @@
-"""Helpers shared by the tests and the CI script: the transformers 4.x folder and the lowest-versions venv."""
+"""The versions the tests run besides the installed ones, for the tests and the CI script: the transformers 4.x
+folder and the lowest-versions venv."""
 
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ def build_lowest_venv(folder: str | Path) -> Path:
     return exe
 
 
-if __name__ == "__main__":  # .ci/run: python3 hf_layer_tokclf/testing.py FOLDER
+if __name__ == "__main__":  # .ci/run: python3 tests/versions.py FOLDER
     import sys
 
     print(build_lowest_venv(sys.argv[1]))
