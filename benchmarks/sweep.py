@@ -70,19 +70,28 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     return {"train": train, "dev": dev, "timings": timings, "phases": phases, "load_start": load_start}
 
 
+def _rounded(seconds: dict[str, float]) -> dict[str, float]:
+    return {name: round(value, 2) for name, value in seconds.items()}
+
+
 def results(args: argparse.Namespace, m: dict[str, Any], command: str, total: float) -> dict[str, Any]:
     """What sweep.json holds: every timing, the medians and their ratio, the sweep's F1 and the machine."""
     timings, full, single = m["timings"], m["timings"]["all"].output, m["timings"]["one"].output
-    wall = {name: round(t.median, 2) for name, t in timings.items()}
-    cpu = {name: round(statistics.median(t.cpu), 2) for name, t in timings.items()}
-    ratio = wall["all"] / wall["one"]
+    wall = {name: t.median for name, t in timings.items()}
+    cpu = {name: statistics.median(t.cpu) for name, t in timings.items()}
+    ratio, cpu_ratio = wall["all"] / wall["one"], cpu["all"] / cpu["one"]
     pairs = {name: zip(t.samples, t.cpu, strict=True) for name, t in timings.items()}
     times = {name: [{"wall_s": round(w, 2), "cpu_s": round(c, 2)} for w, c in runs] for name, runs in pairs.items()}
     data = {"command": command, "data": {"train_sentences": len(m["train"]), "dev_sentences": len(m["dev"])}}
     data["data"]["quick"] = args.quick
-    data |= {"rounds": args.rounds, "times": times, "phases": m["phases"], "median_wall_s": wall, "median_cpu_s": cpu}
-    data |= {"ratio_wall": round(ratio, 3), "ratio_cpu": round(cpu["all"] / cpu["one"], 3), "target": TARGET}
-    data |= {"verdict": "PASS" if ratio <= TARGET else "FAIL", "sweep": full.to_json(), "one_layer_f1": single.f1[6]}
+    data |= {"rounds": args.rounds, "times": times, "phases": m["phases"], "median_wall_s": _rounded(wall)}
+    data |= {"median_cpu_s": _rounded(cpu), "ratio_wall": round(ratio, 3), "ratio_cpu": round(cpu_ratio, 3)}
+    data |= {
+        "target": TARGET,
+        "verdict": "PASS" if ratio <= TARGET else "FAIL",
+        "sweep": full.to_json(),
+        "one_layer_f1": single.f1[6],
+    }
     data |= {"load_average_start": m["load_start"], "load_average_end": load_average()}
     return data | {"total_wall_s": round(total, 1), "machine": machine_facts()}
 
