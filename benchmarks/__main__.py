@@ -16,8 +16,7 @@ import sys
 from pathlib import Path
 
 from benchmarks import suite
-
-DEFAULT_OUTPUT_DIR = Path(__file__).resolve().parent / "results"
+from benchmarks.common import RESULTS_DIR
 
 
 def parse_sections(text: str) -> tuple[str, ...]:
@@ -31,19 +30,14 @@ def parse_sections(text: str) -> tuple[str, ...]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0].strip("`: "))
     parser.add_argument("--quick", action="store_true", help="fewer rounds, fewer layers, data slices")
-    parser.add_argument(
-        "--only",
-        type=parse_sections,
-        default=suite.SECTIONS,
-        help=f"comma-separated subset of {','.join(suite.SECTIONS)}",
-    )
+    only = f"comma-separated subset of {','.join(suite.SECTIONS)}"
+    parser.add_argument("--only", type=parse_sections, default=suite.SECTIONS, help=only)
     parser.add_argument("--model-dir", default=None, help="trained model for the serving section (default: train one)")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default: 2)")
-    parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT_DIR, help=f"default: {DEFAULT_OUTPUT_DIR}")
+    parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR, help=f"default: {RESULTS_DIR}")
     args = parser.parse_args(argv)
-    argv = sys.argv[1:] if argv is None else argv
+    command = shlex.join(["python", "-m", "benchmarks", *(sys.argv[1:] if argv is None else argv)])
     plan = suite.PLANS["quick" if args.quick else "full"]
-    command = shlex.join(["python", "-m", "benchmarks", *argv])
     result = suite.run(plan, args.only, model_dir=args.model_dir, threads=args.threads, command=command)
     for verdict in result["verdicts"]:
         print(suite.verdict_line(verdict), flush=True)

@@ -11,73 +11,65 @@ only the allocator differs, which is how this section says where that part of th
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
+import contextlib
+import io
 import sys
-from pathlib import Path
 from typing import Any
 
-import torch
-
-from benchmarks.models import Family, Spec
+from benchmarks import forward
+from benchmarks.common import child_main, default_device, run_child
+from benchmarks.models import Family, build, contenders, from_job, to_device, to_job
 
 KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(2**30), "MALLOC_TRIM_THRESHOLD_": str(2**31)}
+LABEL = ", glibc keeping freed memory"
 
 
-def run_in_child(
-    family: Family, specs: list[Spec], batch: int, rounds: int, budget_s: float, warmup: int, threads: int
-) -> dict[str, Any]:
-    job = {
-        "family": family.__dict__,
-        "specs": [spec.__dict__ for spec in specs],
-        "batch": batch,
-        "rounds": rounds,
-        "budget_s": budget_s,
-        "warmup": warmup,
-        "threads": threads,
-    }
-    env = {**os.environ, **KEEP_FREED_MEMORY, "TOKENIZERS_PARALLELISM": "false", "TRANSFORMERS_VERBOSITY": "error"}
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.allocator", json.dumps(job)],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=Path(__file__).resolve().parent.parent,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"allocator child exited with {done.returncode} (its errors are above)")
-    table = json.loads(done.stdout.strip().splitlines()[-1])
+def run(
+    family: Family, ks: list[int], batch: int, rounds: int, budget_s: float, warmup: int, threads: int
+) -> list[dict[str, Any]]:
+    """The forward table of ours at `ks` and k = L (and both baselines) at one batch, in the child."""
+    if default_device().type != "cpu":  # glibc's heap does not hold GPU memory
+        return []
+    ks = [k for k in dict.fromkeys([*ks, family.num_layers]) if k <= family.num_layers]
+    job = to_job(family, contenders(family, ks), batch=batch, rounds=rounds, budget_s=budget_s, warmup=warmup)
+    table = run_child("benchmarks.allocator", {**job, "threads": threads}, KEEP_FREED_MEMORY)
     table["allocator"] = " ".join(f"{k}={v}" for k, v in KEEP_FREED_MEMORY.items())
-    table["title"] += ", glibc keeping freed memory"
-    return table
+    table["title"] += LABEL
+    return [table]
 
 
-def _child(argv: list[str]) -> int:
-    import contextlib
-    import io
-
-    import transformers
-
-    from benchmarks.common import default_device
-    from benchmarks.forward import run
-    from benchmarks.models import build, to_device
-
-    job = json.loads(argv[0])
-    torch.set_num_threads(job["threads"])
-    transformers.logging.set_verbosity_error()
+def measure(job: dict[str, Any]) -> dict[str, Any]:
+    """In the child: build the contenders and run `forward.run` at the one batch (no profile of k = 3)."""
+    family, specs = from_job(job)
     device = default_device()
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    family = Family(**job["family"])
-    specs = [Spec(**spec) for spec in job["specs"]]
     models = {spec: to_device(build(family, spec), device) for spec in specs}
     batches = {job["batch"]: (job["rounds"], job["budget_s"])}
     with contextlib.redirect_stdout(io.StringIO()):  # stdout carries the JSON only
-        (table,) = run(family, models, batches, job["warmup"], device, dtype, profile_ks=())
-    print(json.dumps(table))
-    return 0
+        (table,) = forward.run(family, models, batches, job["warmup"], device, profile_ks=())
+    return table
+
+
+def verdicts(tables: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ceiling target again, with the page faults gone."""
+    return [
+        forward.ceiling_verdict(table, LABEL, table["family"])
+        for table in tables
+        if table["num_layers"] == 12
+        and table["batch"] == forward.TARGET_CEILING_BATCH
+        and forward.row(table, "ours", 12)
+    ]
+
+
+def summary_rows(table: dict[str, Any] | None) -> list[tuple[str, list[dict[str, Any]], str, str]]:
+    """The README summary's lines of this section: (title, rows, format, key)."""
+    if table is None:
+        return []
+    return [
+        (f"forward ms, batch {table['batch']}{LABEL}", table["rows"], "{:.0f}", "median_ms"),
+        ("… of the torch.matmul ceiling", table["rows"], "{:.0%}", "fraction_of_ceiling"),
+        ("… page faults per pass", table["rows"], "{:,.0f}", "page_faults_per_pass"),
+    ]
 
 
 if __name__ == "__main__":
-    sys.exit(_child(sys.argv[1:]))
+    sys.exit(child_main(measure))

@@ -3,23 +3,13 @@
     python -m benchmarks.few_data [--sizes 500 1500 full] [--seeds 0 1 2] [--layers 3 6]
                                   [--contenders ours ours-pytorch-init ours-before notebook stock] [--resume]
 
-Every run starts from the packaged MiniLM (6 x 384) in this process:
-
-* **ours**: `hf-layer-tokclf train` with today's defaults (`training.train`);
-* **ours-pytorch-init**: the same with one learning rate (``--classifier-learning-rate`` equal to
-  ``--learning-rate``): what the head's PyTorch init alone gives;
-* **ours-before**: the defaults before issue 17: BERT's head init (normal(0, 0.02), zero bias) and
-  one learning rate;
-* **notebook**: the notebook recipe: ``AutoModel`` + a bare ``nn.Linear`` on ``hidden_states[k]``
-  (PyTorch's init, no dropout before it) and the plain `Trainer`;
-* **stock**: transformers' `BertForTokenClassification` (all L layers), trained by `training.train`
-  with one learning rate, as transformers would.
-
-A slice of N sentences is the first N of ``train.tsv``, the first 300 of ``devel.tsv`` and the first
-600 of ``test.tsv``, trained 2 epochs at lr 5e-5, batch 32, weight decay 0.01, no warmup. ``full`` is
-the README's main job: every sentence, its 3 epochs and other defaults. Reported per size: mean and
-sample standard deviation over the seeds of the test entity F1, the dev F1 after the first epoch,
-and the wall time; then whether ours >= notebook - 0.5 F1 and >= the stock head at every layer.
+From the packaged MiniLM, in this process: **ours** (`training.train` with today's defaults),
+**ours-pytorch-init** (one learning rate), **ours-before** (BERT's head init and one learning rate,
+the defaults before issue 17), **notebook** (``AutoModel`` + a bare ``nn.Linear`` on
+``hidden_states[k]``, the plain `Trainer`) and **stock** (`BertForTokenClassification`, one learning
+rate). A slice of N: the first N training sentences, the first 300 dev and 600 test sentences, 2
+epochs at lr 5e-5; ``full``: the README's main job. Reported per size: mean and spread over the seeds
+of test F1, dev F1 after epoch 1 and wall time, and the targets (ours >= notebook - 0.5 F1, >= stock).
 Results are written after every run, so that ``--resume`` continues an interrupted benchmark.
 """
 
@@ -38,10 +28,8 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import log, machine_facts, write_results
+from benchmarks.common import NCBI, RESULTS_DIR, log, machine_facts, machine_line, md_header, md_row, write_results
 
-REPO = Path(__file__).resolve().parent.parent
-DATA = REPO / "data" / "ncbi-disease"
 CONTENDERS = ("ours", "ours-pytorch-init", "ours-before", "notebook", "stock")
 DESCRIPTIONS = {
     "ours": "ours (today's defaults)",
@@ -53,21 +41,20 @@ DESCRIPTIONS = {
 SLICE_SETTINGS = {"num_train_epochs": 2, "learning_rate": 5e-5, "weight_decay": 0.01, "warmup_steps": 0}
 SLICE_EVAL, SLICE_TEST = 300, 600
 TARGET_GAP_TO_NOTEBOOK = 0.5  # F1 points
+# The options of `train` that the plain Trainer of a notebook does not have.
+NOT_IN_NOTEBOOK = ("train_sampling_strategy", "group_by_length", "load_best_model_at_end", "save_strategy")
 
 
 def data_arguments(size: str) -> Any:
     from hf_layer_tokclf.training import DataArguments
 
-    files = dict(
-        train_file=str(DATA / "train.tsv"), validation_file=str(DATA / "devel.tsv"), test_file=str(DATA / "test.tsv")
-    )
+    files = {
+        f"{split}_file": str(NCBI / f"{name}.tsv")
+        for split, name in (("train", "train"), ("validation", "devel"), ("test", "test"))
+    }
     if size == "full":
         return DataArguments(**files)
     return DataArguments(**files, max_train_samples=int(size), max_eval_samples=SLICE_EVAL, max_test_samples=SLICE_TEST)
-
-
-# The options of `train` that the plain Trainer of a notebook does not have.
-NOT_IN_NOTEBOOK = ("train_sampling_strategy", "group_by_length", "load_best_model_at_end", "save_strategy")
 
 
 def training_arguments(size: str, seed: int, output_dir: str, notebook: bool = False) -> Any:
@@ -79,9 +66,8 @@ def training_arguments(size: str, seed: int, output_dir: str, notebook: bool = F
     if notebook:  # random batches, nothing saved; the module's forward(**inputs) hides its columns
         settings = {k: v for k, v in settings.items() if k not in NOT_IN_NOTEBOOK}
         settings |= {"save_strategy": "no", "remove_unused_columns": False}
-    return TrainingArguments(
-        output_dir=output_dir, disable_tqdm=True, dataloader_pin_memory=torch.cuda.is_available(), **settings
-    )
+    pin = torch.cuda.is_available()
+    return TrainingArguments(output_dir=output_dir, disable_tqdm=True, dataloader_pin_memory=pin, **settings)
 
 
 def _bert_init_head_class() -> type:
@@ -119,21 +105,13 @@ def run_ours(contender: str, size: str, layer: int, seed: int) -> dict[str, Any]
     from hf_layer_tokclf.training import ModelArguments, RunArguments, train
 
     model_args = ModelArguments(hidden_layer=[layer])
-    model_class = None
     if contender != "ours":  # one learning rate for every parameter
         model_args = replace(model_args, classifier_learning_rate=None)
-    if contender == "ours-before":
-        model_class = _bert_init_head_class()
-    elif contender == "stock":
-        model_class = BertForTokenClassification
+    model_class = {"ours-before": _bert_init_head_class(), "stock": BertForTokenClassification}.get(contender)
+    run_args = RunArguments(overwrite_output_dir=True, keep_checkpoints=True)
     with tempfile.TemporaryDirectory(prefix="few-data-") as tmp:
-        metrics = train(
-            model_args,
-            data_arguments(size),
-            training_arguments(size, seed, tmp),
-            RunArguments(overwrite_output_dir=True, keep_checkpoints=True),
-            model_class=model_class,
-        )
+        args = training_arguments(size, seed, tmp)
+        metrics = train(model_args, data_arguments(size), args, run_args, model_class=model_class)
         first = _first_epoch_dev_f1(Path(tmp))
     return {"test_f1": metrics["test_f1"], "eval_f1": metrics["eval_f1"], "eval_f1_epoch_1": first}
 
@@ -194,13 +172,21 @@ def run_one(contender: str, size: str, layer: int, seed: int) -> dict[str, Any]:
 def plan(sizes: list[str], contenders: list[str], layers: list[int], seeds: list[int], depth: int) -> list[tuple]:
     """(contender, size, layer, seed) of every run, seed by seed (an interrupted benchmark has every size);
     the stock head reads the last layer only."""
-    runs = []
-    for seed in seeds:
-        for size in sizes:
-            for contender in contenders:
-                for layer in [depth] if contender == "stock" else layers:
-                    runs.append((contender, size, layer, seed))
-    return runs
+    return [
+        (contender, size, layer, seed)
+        for seed in seeds
+        for size in sizes
+        for contender in contenders
+        for layer in ([depth] if contender == "stock" else layers)
+    ]
+
+
+def _stats(values: list[float | None]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation in F1 points (None where there is nothing to average)."""
+    values = [100 * v for v in values if v is not None]
+    if not values:
+        return None, None
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
 def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -208,30 +194,12 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for run in runs:
         groups.setdefault((run["size"], run["contender"], run["layer"]), []).append(run)
-
-    def stats(values: list[float | None]) -> tuple[float | None, float | None]:
-        values = [100 * v for v in values if v is not None]
-        if not values:
-            return None, None
-        return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else None)
-
     rows = []
     for (size, contender, layer), group in groups.items():
-        test_mean, test_sd = stats([r["test_f1"] for r in group])
-        first_mean, first_sd = stats([r["eval_f1_epoch_1"] for r in group])
-        rows.append(
-            {
-                "size": size,
-                "contender": contender,
-                "layer": layer,
-                "seeds": [r["seed"] for r in group],
-                "test_f1_mean": test_mean,
-                "test_f1_sd": test_sd,
-                "eval_f1_epoch_1_mean": first_mean,
-                "eval_f1_epoch_1_sd": first_sd,
-                "wall_s_mean": statistics.mean(r["wall_s"] for r in group),
-            }
-        )
+        row = {"size": size, "contender": contender, "layer": layer, "seeds": [r["seed"] for r in group]}
+        for key in ("test_f1", "eval_f1_epoch_1"):
+            row[f"{key}_mean"], row[f"{key}_sd"] = _stats([r[key] for r in group])
+        rows.append(row | {"wall_s_mean": statistics.mean(r["wall_s"] for r in group)})
     return rows
 
 
@@ -242,67 +210,43 @@ def verdicts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for (size, contender, layer), row in by.items():
         if contender != "ours":
             continue
-        notebook = by.get((size, "notebook", layer))
-        if notebook:
-            gap = row["test_f1_mean"] - notebook["test_f1_mean"]
+        baselines = [("notebook", by.get((size, "notebook", layer)), -TARGET_GAP_TO_NOTEBOOK)]
+        baselines += [(f"stock head (layer {key[2]})", r, 0) for key, r in by.items() if key[:2] == (size, "stock")]
+        for against, baseline, least in (b for b in baselines if b[1]):
+            gap = row["test_f1_mean"] - baseline["test_f1_mean"]
             found.append(
-                {
-                    "size": size,
-                    "layer": layer,
-                    "against": "notebook",
-                    "ours_minus_baseline": gap,
-                    "pass": gap >= -TARGET_GAP_TO_NOTEBOOK,
-                }
+                {"size": size, "layer": layer, "against": against, "ours_minus_baseline": gap, "pass": gap >= least}
             )
-        for (other_size, other, stock_layer), stock in by.items():
-            if other_size == size and other == "stock":
-                gap = row["test_f1_mean"] - stock["test_f1_mean"]
-                found.append(
-                    {
-                        "size": size,
-                        "layer": layer,
-                        "against": f"stock head (layer {stock_layer})",
-                        "ours_minus_baseline": gap,
-                        "pass": gap >= 0,
-                    }
-                )
     return found
 
 
 def _points(mean: float | None, sd: float | None) -> str:
-    if mean is None:
-        return "—"
-    return f"{mean:.2f}" + (f" ± {sd:.2f}" if sd is not None else "")
+    return "—" if mean is None else f"{mean:.2f}" + (f" ± {sd:.2f}" if sd is not None else "")
 
 
 def report(result: dict[str, Any]) -> str:
+    flags = " ".join(f"--{key.replace('_', '-')} {value:g}" for key, value in SLICE_SETTINGS.items())
     lines = [
         "# Learning from little data: NCBI-disease slices (packaged MiniLM, 6 x 384)",
         "",
         "Commands: "
         + ", then ".join(f"`{c}`" for c in result["commands"])
         + ". A slice of N: the first N training sentences, the first "
-        f"{SLICE_EVAL} dev and {SLICE_TEST} test sentences; {shlex.join(_flags(SLICE_SETTINGS))}, batch 32. "
+        f"{SLICE_EVAL} dev and {SLICE_TEST} test sentences; {flags}, batch 32. "
         "`full`: the README's main job (all sentences, 3 epochs, its defaults). Test and dev entity F1 "
         "in points: mean ± sample standard deviation over the seeds.",
     ]
     for size in dict.fromkeys(r["size"] for r in result["rows"]):
-        lines += [
-            "",
-            f"## {size} training sentences" if size != "full" else "## full training set",
-            "",
-            "| model | layer | seeds | test F1 | dev F1 after epoch 1 | wall s |",
-            "|---|---:|---:|---:|---:|---:|",
-        ]
-        for row in sorted(
-            (r for r in result["rows"] if r["size"] == size),
-            key=lambda r: (r["layer"], CONTENDERS.index(r["contender"])),
-        ):
-            lines.append(
-                f"| {DESCRIPTIONS[row['contender']]} | {row['layer']} | {len(row['seeds'])} | "
-                f"{_points(row['test_f1_mean'], row['test_f1_sd'])} | "
-                f"{_points(row['eval_f1_epoch_1_mean'], row['eval_f1_epoch_1_sd'])} | {row['wall_s_mean']:.0f} |"
-            )
+        rows = [r for r in result["rows"] if r["size"] == size]
+        rows.sort(key=lambda r: (r["layer"], CONTENDERS.index(r["contender"])))
+        cells = (
+            [DESCRIPTIONS[r["contender"]], r["layer"], len(r["seeds"]), _points(r["test_f1_mean"], r["test_f1_sd"]),
+             _points(r["eval_f1_epoch_1_mean"], r["eval_f1_epoch_1_sd"]), f"{r['wall_s_mean']:.0f}"]
+            for r in rows
+        )  # fmt: skip
+        lines += ["", f"## {size} training sentences" if size != "full" else "## full training set", ""]
+        lines += md_header("model | layer | seeds | test F1 | dev F1 after epoch 1 | wall s")
+        lines += [md_row(c) for c in cells]
     if result["verdicts"]:
         lines += ["", "## Targets (mean test F1)", ""]
         for v in result["verdicts"]:
@@ -311,8 +255,7 @@ def report(result: dict[str, Any]) -> str:
                 f"- {'PASS' if v['pass'] else 'FAIL'}: {v['size']}, layer {v['layer']}: ours - {v['against']} = "
                 f"{v['ours_minus_baseline']:+.2f} (target {target})"
             )
-    lines += ["", "Machine: " + ", ".join(f"{k} {v}" for k, v in result["machine"].items())]
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, "", machine_line(result["machine"])]) + "\n"
 
 
 def _test_cell(row: dict[str, Any] | None) -> str:
@@ -330,29 +273,18 @@ def readme_table(result: dict[str, Any]) -> str:
     stock = {size: row for (size, contender, _), row in by.items() if contender == "stock"}
     stock_layers = "/".join(str(layer) for layer in sorted({row["layer"] for row in stock.values()}))
     stock_name = f"stock head (layer {stock_layers})" if stock_layers else "stock head"
-    lines = [
-        f"| training sentences | layer | notebook recipe | {stock_name} | ours before | ours now "
-        "| dev F1 after epoch 1, before → now |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    ours = sorted(
-        (key for key in by if key[1] == "ours"),
-        key=lambda key: (float("inf") if key[0] == "full" else int(key[0]), key[2]),
-    )
-    for size, _, layer in ours:
-        seeds = len(by[(size, "ours", layer)]["seeds"])
-        before = by.get((size, "ours-before", layer))
+    header = f"training sentences | layer | notebook recipe | {stock_name} | ours before | ours now "
+    lines = md_header(header + "| dev F1 after epoch 1, before → now")
+    ours = [key for key in by if key[1] == "ours"]
+    for size, _, layer in sorted(ours, key=lambda key: (float("inf") if key[0] == "full" else int(key[0]), key[2])):
+        now, before = by[(size, "ours", layer)], by.get((size, "ours-before", layer))
+        seeds = len(now["seeds"])
         lines.append(
             f"| {size} ({seeds} seed{'s' if seeds > 1 else ''}) | {layer} | "
             f"{_test_cell(by.get((size, 'notebook', layer)))} | {_test_cell(stock.get(size))} | "
-            f"{_test_cell(before)} | **{_test_cell(by[(size, 'ours', layer)])}** | "
-            f"{_first_epoch_cell(before)} → {_first_epoch_cell(by[(size, 'ours', layer)])} |"
+            f"{_test_cell(before)} | **{_test_cell(now)}** | {_first_epoch_cell(before)} → {_first_epoch_cell(now)} |"
         )
     return "\n".join(lines)
-
-
-def _flags(settings: dict[str, Any]) -> list[str]:
-    return [part for key, value in settings.items() for part in (f"--{key.replace('_', '-')}", f"{value:g}")]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -361,19 +293,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--layers", type=int, nargs="+", default=[3, 6])
     parser.add_argument("--contenders", nargs="+", choices=CONTENDERS, default=list(CONTENDERS))
-    parser.add_argument("--output-dir", default=str(REPO / "benchmarks" / "results"))
+    parser.add_argument("--output-dir", default=str(RESULTS_DIR))
     parser.add_argument("--resume", action="store_true", help="Keep the runs already in few_data.json.")
     args = parser.parse_args(argv)
-    for size in args.sizes:
-        if size != "full" and not size.isdigit():
-            parser.error(f"--sizes: {size!r} is neither a number of sentences nor 'full'")
-
+    for size in (size for size in args.sizes if size != "full" and not size.isdigit()):
+        parser.error(f"--sizes: {size!r} is neither a number of sentences nor 'full'")
     from transformers import AutoConfig
 
     from hf_layer_tokclf.training import default_backbone
 
-    depth = AutoConfig.from_pretrained(default_backbone()).num_hidden_layers
-    output = Path(args.output_dir)
+    depth, output = AutoConfig.from_pretrained(default_backbone()).num_hidden_layers, Path(args.output_dir)
     done: list[dict[str, Any]] = []
     commands = ["python -m benchmarks.few_data " + shlex.join(sys.argv[1:] if argv is None else argv)]
     if args.resume and (output / "few_data.json").is_file():

@@ -1,181 +1,213 @@
 """Forward latency and throughput of ours at k = 1..L against the stock head and the notebook recipe.
 
-Every contender is in eval mode under ``torch.inference_mode()`` with sdpa attention. Timing:
-warm-up calls, then rounds; in every round each model runs once, in a freshly shuffled order,
-and a model's time is the median over rounds, so a drift of the machine hits all models alike.
-Tiny forwards repeat inside one sample until it lasts >= 20 ms. Beside each row: achieved FLOP/s
-and the fraction of the `ceiling.Ceiling` (``torch.matmul`` on the same shapes) it reaches.
+Every contender is in eval mode under ``torch.inference_mode()`` with sdpa attention, timed in
+interleaved rounds (`common.interleaved`); tiny forwards repeat inside one sample until it lasts
+>= 20 ms. Beside each row, the hardware ceiling: a BERT forward pass is, in FLOPs, almost only
+matrix products (`layer_matmuls`, `head_matmuls`); `Ceiling` times ``torch.matmul`` alone on those
+shapes, and a model that ran in ``t`` seconds reaches (time torch.matmul needs) / t of it.
+`where_time_goes` says, from the profiler, where the rest went.
 """
 
 from __future__ import annotations
 
-import gc
-import math
-import random
-import resource
 import statistics
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from benchmarks.ceiling import Ceiling, where_time_goes
-from benchmarks.common import CpuShare, contention_lines, log, sync
-from benchmarks.models import NUM_LABELS, SEED, SEQ_LEN, Family, Spec, make_inputs
+from benchmarks.common import SEED, Timing, contention_lines, interleaved, md_row, md_table, sync, verdict
+from benchmarks.models import NUM_LABELS, SEQ_LEN, Batches, Family, Models, Spec, dtype_of, make_inputs
 
 MIN_SAMPLE_S = 0.02
-MIN_ROUNDS = 3
+# Targets from the project plan, checked where a backbone has 12 layers.
+TARGET_SHALLOW_K = 3
+TARGET_SHALLOW_VS_NOTEBOOK = 0.28
+TARGET_FULL_VS_STOCK = 1.03
+TARGET_CEILING_BATCH = 32
+TARGET_CEILING_FRACTION = 0.85
 
 
-@dataclass
-class Entry:
-    spec: Spec
-    fn: Callable[[dict[str, torch.Tensor]], Any]
-    samples: list[float] = field(default_factory=list)
-    inner: int = 1
-    page_faults: list[float] = field(default_factory=list)  # minor page faults per pass
-    kernel_share: list[float] = field(default_factory=list)  # system CPU / all CPU of this process
+@dataclass(frozen=True)
+class Matmul:
+    """``count`` products of (batch x) m x k by k x n."""
+
+    name: str
+    batch: int
+    m: int
+    k: int
+    n: int
+    count: int = 1
+    linear: bool = True  # a weight (stored out x in, as nn.Linear does) rather than an activation
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.batch * self.m * self.k * self.n * self.count
 
 
-def time_entries(
-    entries: list[Entry],
-    inputs: dict[str, torch.Tensor],
-    warmup: int,
-    rounds: int,
-    budget_s: float,
-    label: str,
-    device: torch.device,
-) -> dict[str, float] | None:
-    """Warm-up, then up to `rounds` rounds (each runs every model once, in a new random order).
+def layer_matmuls(config: Any, batch: int, seq_len: int) -> list[Matmul]:
+    """The matrix products of one BERT encoder layer."""
+    hidden, inner, heads = config.hidden_size, config.intermediate_size, config.num_attention_heads
+    tokens, head_dim = batch * seq_len, hidden // heads
+    return [
+        Matmul("query, key, value, attention output", 1, tokens, hidden, hidden, count=4),
+        Matmul("attention scores (Q K^T)", batch * heads, seq_len, head_dim, seq_len, linear=False),
+        Matmul("attention context (P V)", batch * heads, seq_len, seq_len, head_dim, linear=False),
+        Matmul("feed-forward up", 1, tokens, hidden, inner),
+        Matmul("feed-forward down", 1, tokens, inner, hidden),
+    ]
 
-    Stops after the round that exceeds `budget_s` seconds, once MIN_ROUNDS rounds are done.
-    Returns the CPU share of other processes while timing.
-    """
 
-    def call(entry: Entry) -> None:
-        entry.fn(inputs)
-        sync(device)
+def head_matmuls(config: Any, batch: int, seq_len: int, num_labels: int, pooler: bool) -> list[Matmul]:
+    products = [Matmul("classifier", 1, batch * seq_len, config.hidden_size, num_labels)]
+    return products + ([Matmul("pooler", 1, batch, config.hidden_size, config.hidden_size)] if pooler else [])
 
+
+def time_matmul(product: Matmul, device: torch.device, dtype: torch.dtype) -> float:
+    """Median seconds of one ``torch.matmul`` of this shape (count 1)."""
+    generator = torch.Generator().manual_seed(SEED)
+    lead = (product.batch,) if product.batch > 1 else ()
+    a = torch.randn(*lead, product.m, product.k, generator=generator).to(device, dtype)
+    shape = (product.n, product.k) if product.linear else (*lead, product.k, product.n)
+    b = torch.randn(*shape, generator=generator).to(device, dtype)
+    b = b.t() if product.linear else b
     with torch.inference_mode():
-        for _ in range(warmup):
-            for entry in entries:
-                call(entry)
-        for entry in entries:
-            start = time.perf_counter()
-            call(entry)
-            entry.inner = max(1, math.ceil(MIN_SAMPLE_S / (time.perf_counter() - start)))
-            entry.samples, entry.page_faults, entry.kernel_share = [], [], []
-        rng = random.Random(SEED)
-        order = list(entries)
-        began = time.perf_counter()
-        share = CpuShare()
-        for number in range(1, rounds + 1):
-            rng.shuffle(order)
-            gc.collect()
-            gc.disable()  # a collection inside one sample would charge it to one model
-            try:
-                for entry in order:
-                    before = resource.getrusage(resource.RUSAGE_SELF)
-                    start = time.perf_counter()
-                    for _ in range(entry.inner):
-                        call(entry)
-                    entry.samples.append((time.perf_counter() - start) / entry.inner)
-                    after = resource.getrusage(resource.RUSAGE_SELF)
-                    entry.page_faults.append((after.ru_minflt - before.ru_minflt) / entry.inner)
-                    system, user = after.ru_stime - before.ru_stime, after.ru_utime - before.ru_utime
-                    entry.kernel_share.append(system / max(system + user, 1e-9))
-            finally:
-                gc.enable()
-            elapsed = time.perf_counter() - began
-            over_budget = elapsed > budget_s and number >= MIN_ROUNDS
-            if number == 1 or number % 5 == 0 or number == rounds or over_budget:
-                log(f"  [{label}] round {number}/{rounds}, {elapsed:.0f} s")
-            if over_budget and number < rounds:
-                log(f"  [{label}] time budget of {budget_s:.0f} s spent: stopping after {number} rounds")
-                break
-    return share.stop()
+        timings, _ = interleaved({0: lambda: torch.matmul(a, b)}, 7, warmup=1, min_sample_s=0.05, device=device)
+    return timings[0].median
 
 
-def summarise(entries: list[Entry], family: Family, batch: int, ceiling: Ceiling) -> list[dict[str, Any]]:
-    medians = {entry.spec.kind: statistics.median(entry.samples) for entry in entries if entry.spec.kind != "ours"}
-    rows = []
-    for entry in entries:
-        median = statistics.median(entry.samples)
-        p25, _, p75 = statistics.quantiles(entry.samples, n=4) if len(entry.samples) > 1 else (median,) * 3
-        layers = entry.spec.layers_run(family)
-        flops, matmul_s = ceiling.of(layers, pooler=entry.spec.kind == "notebook")
-        rows.append(
+class Ceiling:
+    """Matmul times for one backbone at one batch shape; `of` gives a contender's FLOPs and ceiling."""
+
+    def __init__(
+        self, config: Any, batch: int, seq_len: int, num_labels: int, device: torch.device, dtype: torch.dtype
+    ) -> None:
+        self.layer = layer_matmuls(config, batch, seq_len)
+        self.head = head_matmuls(config, batch, seq_len, num_labels, pooler=False)
+        self.pooler = head_matmuls(config, batch, seq_len, num_labels, pooler=True)[1:]
+        self.seconds = {p: time_matmul(p, device, dtype) * p.count for p in [*self.layer, *self.head, *self.pooler]}
+
+    def of(self, layers: int, pooler: bool) -> tuple[int, float]:
+        """(FLOPs, seconds torch.matmul needs) for `layers` encoder layers, the classifier and maybe the pooler."""
+        products = [*self.layer] * layers + self.head + (self.pooler if pooler else [])
+        return sum(p.flops for p in products), sum(self.seconds[p] for p in products)
+
+    def table(self) -> list[dict[str, Any]]:
+        return [
             {
-                "name": entry.spec.name(),
-                "kind": entry.spec.kind,
-                "k": entry.spec.k,
-                "layers_run": layers,
-                "median_ms": median * 1e3,
-                "min_ms": min(entry.samples) * 1e3,
-                "iqr_pct": (p75 - p25) / median * 100,
-                "tokens_per_s": batch * SEQ_LEN / median,
-                "ratio_vs_stock": median / medians["stock"],
-                "ratio_vs_notebook": median / medians["notebook"],
-                "ideal_ratio": entry.spec.k / family.num_layers if entry.spec.k is not None else None,
-                "gflop": flops / 1e9,
-                "gflop_per_s": flops / median / 1e9,
-                "ceiling_gflop_per_s": flops / matmul_s / 1e9,
-                "fraction_of_ceiling": matmul_s / median,
-                "page_faults_per_pass": statistics.median(entry.page_faults),
-                "kernel_cpu_share": statistics.median(entry.kernel_share),
-                "repeats_per_sample": entry.inner,
-                "samples_ms": [s * 1e3 for s in entry.samples],
+                "name": p.name,
+                "shape": (f"{p.batch} x " if p.batch > 1 else "") + f"{p.m} x {p.k} @ {p.k} x {p.n}",
+                "count": p.count,
+                "ms": 1e3 * self.seconds[p],
+                "gflop_per_s": p.flops / self.seconds[p] / 1e9,
             }
-        )
+            for p in [*self.layer, *self.head]
+        ]
+
+
+CATEGORIES = (
+    ("matrix products", ("addmm", "aten::mm", "bmm", "aten::matmul", "aten::linear", "baddbmm")),
+    ("attention kernel (sdpa)", ("scaled_dot_product", "flash_attention", "efficient_attention")),
+    ("layer norm", ("layer_norm",)),
+    ("GELU", ("gelu",)),
+    ("embeddings lookup", ("embedding", "index_select")),
+    ("residual adds and other elementwise", ("aten::add", "aten::mul", "aten::div", "dropout", "aten::copy_")),
+)
+
+
+def where_time_goes(
+    model: torch.nn.Module, inputs: dict[str, torch.Tensor], device: torch.device, passes: int = 3
+) -> dict[str, float]:
+    """Share of the operator time of `passes` forward passes by category, from the PyTorch profiler (self time)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with torch.inference_mode():
+        model(**inputs)
+        sync(device)
+        with profile(activities=activities) as prof:
+            for _ in range(passes):
+                model(**inputs)
+            sync(device)
+    totals: dict[str, float] = {}
+    for event in prof.key_averages():
+        if device.type == "cuda":
+            spent = getattr(event, "self_device_time_total", None) or getattr(event, "self_cuda_time_total", 0)
+        else:
+            spent = event.self_cpu_time_total
+        category = next((c for c, keys in CATEGORIES if any(k in event.key for k in keys)), "other (views, masks, ...)")
+        totals[category] = totals.get(category, 0.0) + spent
+    whole = sum(totals.values()) or 1.0
+    return {category: 100 * spent / whole for category, spent in sorted(totals.items(), key=lambda kv: -kv[1])}
+
+
+def breakdown_lines(breakdown: dict[str, dict[str, float]]) -> list[str]:
+    """The profiler shares of a few contenders as a Markdown table, one row per category."""
+    categories = dict.fromkeys(c for shares in breakdown.values() for c in shares)
+    lines = [md_row(["operators", *breakdown]), "|---|" + "---:|" * len(breakdown)]
+    return lines + [md_row([c, *(f"{s.get(c, 0.0):.1f}" for s in breakdown.values())]) for c in categories]
+
+
+def rows_of(family: Family, batch: int, timings: dict[Spec, Timing], ceiling: Ceiling) -> list[dict[str, Any]]:
+    medians = {spec.kind: timing.median for spec, timing in timings.items() if spec.kind != "ours"}
+    rows = []
+    for spec, timing in timings.items():
+        median, layers, spread = timing.median, spec.layers_run(family), timing.spread("ms")
+        flops, matmul_s = ceiling.of(layers, pooler=spec.kind == "notebook")
+        row = {**spec.describe(), "layers_run": layers, **{k: spread[k] for k in ("median_ms", "min_ms", "iqr_pct")}}
+        row |= {"tokens_per_s": batch * SEQ_LEN / median, "ratio_vs_stock": median / medians["stock"]}
+        row |= {"ratio_vs_notebook": median / medians["notebook"], "ideal_ratio": ideal_ratio(spec, family)}
+        row |= {"gflop": flops / 1e9, "gflop_per_s": flops / median / 1e9}
+        row |= {"ceiling_gflop_per_s": flops / matmul_s / 1e9, "fraction_of_ceiling": matmul_s / median}
+        row |= {"page_faults_per_pass": statistics.median(timing.faults), "repeats_per_sample": timing.inner}
+        row |= {"kernel_cpu_share": statistics.median(timing.kernel)}
+        rows.append(row | {"samples_ms": spread["samples_ms"]})
     return rows
+
+
+def ideal_ratio(spec: Spec, family: Family) -> float | None:
+    """What ours at k would cost if time followed the encoder layers alone: k / L."""
+    return spec.k / family.num_layers if spec.k is not None else None
 
 
 def run(
     family: Family,
-    models: dict[Spec, torch.nn.Module],
-    batches: dict[int, tuple[int, float]],
+    models: Models,
+    batches: Batches,
     warmup: int,
     device: torch.device,
-    dtype: torch.dtype,
     profile_ks: tuple[int, ...] = (3,),
 ) -> list[dict[str, Any]]:
-    """One table per batch size; `batches` maps batch size to (rounds, time budget in s).
-
-    At the largest batch, the profiler also says where the time of the stock head and of ours at
-    k = L (and `profile_ks`) goes.
-    """
-    entries = [Entry(spec, lambda x, m=model: m(**x)) for spec, model in models.items()]
+    """One table per batch size; `batches` maps batch size to (rounds, time budget in s). At the largest
+    batch the profiler also says where the time of the stock head and of ours at k = L (and `profile_ks`) goes."""
     tables = []
     for batch, (rounds, budget_s) in batches.items():
-        inputs = {key: value.to(device) for key, value in make_inputs(batch, family.vocab_size).items()}
-        cpu = time_entries(entries, inputs, warmup, rounds, budget_s, f"{family.name} batch {batch}", device)
-        ceiling = Ceiling(family.bert_config(), batch, SEQ_LEN, NUM_LABELS, device, dtype)
-        table = {
-            "family": family.name,
-            "title": family.title,
-            "num_layers": family.num_layers,
-            "hidden_size": family.hidden_size,
-            "batch": batch,
-            "seq_len": SEQ_LEN,
-            "warmup_rounds": warmup,
-            "rounds": len(entries[0].samples),
-            "rounds_planned": rounds,
-            "budget_s": budget_s,
-            "cpu_during_timing": cpu,
-            "ceiling": ceiling.table(),
-            "rows": summarise(entries, family, batch, ceiling),
-            "time_breakdown": {},
-        }
+        inputs = make_inputs(batch, family.vocab_size, device=device)
+        # each call waits for the GPU, so that a sample of repeated calls is a latency, not a throughput
+        fns = {spec: (lambda m=model, x=inputs: (m(**x), sync(device))) for spec, model in models.items()}
+        timing = {"warmup": warmup, "budget_s": budget_s, "min_sample_s": MIN_SAMPLE_S, "device": device}
+        with torch.inference_mode():
+            timings, cpu = interleaved(fns, rounds, label=f"{family.name} batch {batch}", **timing)
+        ceiling = Ceiling(family.bert_config(), batch, SEQ_LEN, NUM_LABELS, device, dtype_of(device))
+        table = {**family.describe(), "hidden_size": family.hidden_size, "batch": batch, "seq_len": SEQ_LEN}
+        table |= {"warmup_rounds": warmup, "rounds": len(timings[Spec("stock")].samples), "rounds_planned": rounds}
+        table |= {"budget_s": budget_s, "cpu_during_timing": cpu, "ceiling": ceiling.table()}
+        table |= {"rows": rows_of(family, batch, timings, ceiling), "time_breakdown": {}}
         if batch == max(batches):
             wanted = [Spec("stock"), Spec("ours", family.num_layers), *(Spec("ours", k) for k in profile_ks)]
-            for spec in dict.fromkeys(wanted):
-                if spec in models:
-                    table["time_breakdown"][spec.name()] = where_time_goes(models[spec], inputs, device)
+            for spec in (spec for spec in dict.fromkeys(wanted) if spec in models):
+                table["time_breakdown"][spec.name()] = where_time_goes(models[spec], inputs, device)
         tables.append(table)
-        print(table_markdown(table), end="\n\n", flush=True)
     return tables
+
+
+COLUMNS = (
+    "model | layers run | median ms | IQR % | tokens/s | vs stock head | vs notebook | ideal k/L | GFLOP/s "
+    "| of matmul ceiling | page faults / pass | kernel CPU",
+    "| {name} | {layers_run} | {median_ms:.1f} | {iqr_pct:.1f} | {tokens_per_s:,.0f} | {ratio_vs_stock:.3f} "
+    "| {ratio_vs_notebook:.3f} | {ideal_ratio:.3f} | {gflop_per_s:.0f} | {fraction_of_ceiling:.0%} "
+    "| {page_faults_per_pass:,.0f} | {kernel_cpu_share:.0%} |",
+)
 
 
 def table_markdown(table: dict[str, Any]) -> str:
@@ -190,34 +222,55 @@ def table_markdown(table: dict[str, Any]) -> str:
         "afresh (minor faults); kernel CPU: system time's share of this process's CPU time.",
         "",
         *contention_lines(table.get("cpu_during_timing")),
-        "| model | layers run | median ms | IQR % | tokens/s | vs stock head | vs notebook | ideal k/L "
-        "| GFLOP/s | of matmul ceiling | page faults / pass | kernel CPU |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *md_table(*COLUMNS, table["rows"]),
+        "",
+        "`torch.matmul` on the shapes of one encoder layer and of the classifier:",
+        "",
+        *md_table(
+            "product | shape | per layer | ms | GFLOP/s",
+            "| {name} | {shape} | {count} | {ms:.2f} | {gflop_per_s:.0f} |",
+            table["ceiling"],
+            left=2,
+        ),
     ]
-    for row in table["rows"]:
-        ideal = f"{row['ideal_ratio']:.3f}" if row["ideal_ratio"] is not None else "—"
-        lines.append(
-            f"| {row['name']} | {row['layers_run']} | {row['median_ms']:.1f} | {row['iqr_pct']:.1f} | "
-            f"{row['tokens_per_s']:,.0f} | {row['ratio_vs_stock']:.3f} | {row['ratio_vs_notebook']:.3f} | {ideal} | "
-            f"{row['gflop_per_s']:.0f} | {100 * row['fraction_of_ceiling']:.0f}% | "
-            f"{row['page_faults_per_pass']:,.0f} | {100 * row['kernel_cpu_share']:.0f}% |"
-        )
-    lines += ["", "`torch.matmul` on the shapes of one encoder layer and of the classifier:", ""]
-    lines += ["| product | shape | per layer | ms | GFLOP/s |", "|---|---|---:|---:|---:|"]
-    for product in table["ceiling"]:
-        lines.append(
-            f"| {product['name']} | {product['shape']} | {product['count']} | {product['ms']:.2f} | "
-            f"{product['gflop_per_s']:.0f} |"
-        )
-    breakdown = table["time_breakdown"]
-    if breakdown:
-        categories = list(dict.fromkeys(c for shares in breakdown.values() for c in shares))
+    if table["time_breakdown"]:
         lines += ["", "Where the time goes (PyTorch profiler, self time of three forward passes, % of it):", ""]
-        lines += ["| operators | " + " | ".join(breakdown) + " |", "|---|" + "---:|" * len(breakdown)]
-        for category in categories:
-            lines.append(
-                f"| {category} | "
-                + " | ".join(f"{shares.get(category, 0.0):.1f}" for shares in breakdown.values())
-                + " |"
-            )
+        lines += breakdown_lines(table["time_breakdown"])
     return "\n".join(lines)
+
+
+def row(table: dict[str, Any], kind: str, k: int | None = None) -> dict[str, Any] | None:
+    return next((r for r in table["rows"] if r["kind"] == kind and (kind != "ours" or r["k"] == k)), None)
+
+
+def ceiling_verdict(table: dict[str, Any], label: str, where: str) -> dict[str, Any]:
+    """Ours at k = 12 as a fraction of the torch.matmul ceiling, against the target (the stock head beside it)."""
+    value, stock = row(table, "ours", 12)["fraction_of_ceiling"], row(table, "stock")["fraction_of_ceiling"]
+    return verdict(
+        value >= TARGET_CEILING_FRACTION,
+        f"forward at batch {TARGET_CEILING_BATCH}, k = 12{label}: {100 * value:.1f}% of the torch.matmul ceiling "
+        f"(target >= {100 * TARGET_CEILING_FRACTION:.0f}%; stock head {100 * stock:.1f}%) [{where}]",
+        table["cpu_during_timing"],
+        value=value,
+    )
+
+
+def verdicts(tables: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Time at k = 3 against the notebook recipe, at k = 12 against the stock head and the ceiling."""
+    found = []
+    for table in (t for t in tables if t["num_layers"] == 12):
+        cpu, where = table["cpu_during_timing"], f"{table['family']}, batch {table['batch']}"
+        shallow, full = row(table, "ours", TARGET_SHALLOW_K), row(table, "ours", 12)
+        if shallow:
+            value = shallow["ratio_vs_notebook"]
+            text = f"forward time, k = 3 of 12 / notebook recipe = {value:.3f} (target <= {TARGET_SHALLOW_VS_NOTEBOOK}"
+            found.append(
+                verdict(value <= TARGET_SHALLOW_VS_NOTEBOOK, f"{text}; ideal 0.25) [{where}]", cpu, value=value)
+            )
+        if full:
+            value = full["ratio_vs_stock"]
+            text = f"forward time, k = 12 of 12 / stock head = {value:.3f} (target <= {TARGET_FULL_VS_STOCK}) [{where}]"
+            found.append(verdict(value <= TARGET_FULL_VS_STOCK, text, cpu, value=value))
+            if table["batch"] == TARGET_CEILING_BATCH:
+                found.append(ceiling_verdict(table, "", where))
+    return found

@@ -20,9 +20,6 @@ Checkpoint size: the files ``save_pretrained`` writes (the notebook recipe: its 
 from __future__ import annotations
 
 import gc
-import json
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -30,21 +27,23 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import default_device, log, ratio_cell, sync
-from benchmarks.models import Family, NotebookRecipe, Spec, build, make_inputs, to_device
+from benchmarks.common import child_main, default_device, log, md_table, ratio, ratio_cell, run_child, sync, verdict
+from benchmarks.models import Family, NotebookRecipe, Spec, build, from_job, make_inputs, to_device, to_job
 
 MB = 2**20
+# glibc returns every freed block over 64 KiB to the kernel at once, so that resident memory follows
+# the live tensors instead of what the heap kept from the warm-up pass
+RELEASE_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(64 * 1024)}
+TARGET_CHECKPOINT_VS_FULL = 0.45  # ours at k = 3 of 12
+TARGET_PEAK_VS_NOTEBOOK = 0.5
 
 
 def _status_kb(key: str) -> int | None:
     try:
         with open("/proc/self/status", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
+            return next((int(line.split()[1]) for line in handle if line.startswith(key + ":")), None)
     except OSError:
-        pass
-    return None
+        return None
 
 
 def _reset_peak() -> bool:
@@ -56,33 +55,29 @@ def _reset_peak() -> bool:
         return False
 
 
-def measure_here(family: Family, spec: Spec, batch: int) -> dict[str, Any]:
-    """Run in the child: build, one warm-up pass, reset the high-water mark, one forward pass, read
-    the mark. The warm-up pays the one-time costs (kernel libraries' buffers, lazy imports) that
-    would otherwise be charged to the model's activations."""
-    device = default_device()
-    inputs = {key: value.to(device) for key, value in make_inputs(batch, family.vocab_size).items()}
-    gc.collect()
-    if device.type == "cuda":
-        model = to_device(build(family, spec), device)
-        with torch.inference_mode():
-            model(**inputs)
-        sync(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        loaded = torch.cuda.memory_allocated(device)
-        with torch.inference_mode():
-            model(**inputs)
-        sync(device)
-        peak = torch.cuda.max_memory_allocated(device)
-        return {
-            "method": "torch.cuda.max_memory_allocated",
-            "peak_mb": peak / MB,
-            "activations_mb": (peak - loaded) / MB,
-        }
-    bare = _status_kb("VmRSS")
-    model = build(family, spec)
+def _cuda_peak(model: torch.nn.Module, inputs: dict[str, torch.Tensor], device: torch.device) -> dict[str, Any]:
+    sync(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    loaded = torch.cuda.memory_allocated(device)
     with torch.inference_mode():
         model(**inputs)
+    sync(device)
+    peak = torch.cuda.max_memory_allocated(device)
+    return {"method": "torch.cuda.max_memory_allocated", "peak_mb": peak / MB, "activations_mb": (peak - loaded) / MB}
+
+
+def measure(job: dict[str, Any]) -> dict[str, Any]:
+    """In the child: build, one warm-up pass (it pays the one-time costs: kernel libraries' buffers, lazy
+    imports), reset the high-water mark, one forward pass, read the mark."""
+    (family, (spec,)), device = from_job(job), default_device()
+    inputs = make_inputs(job["batch"], family.vocab_size, device=device)
+    gc.collect()
+    bare = _status_kb("VmRSS")
+    model = to_device(build(family, spec), device)
+    with torch.inference_mode():
+        model(**inputs)
+    if device.type == "cuda":
+        return _cuda_peak(model, inputs, device)
     gc.collect()
     loaded = _status_kb("VmRSS")
     if bare is None or loaded is None or not _reset_peak():
@@ -101,24 +96,8 @@ def measure_here(family: Family, spec: Spec, batch: int) -> dict[str, Any]:
 
 
 def measure_in_child(family: Family, spec: Spec, batch: int, threads: int) -> dict[str, Any]:
-    """Runs `measure_here` in a fresh interpreter and returns what it printed."""
-    job = {"family": family.__dict__, "spec": spec.__dict__, "batch": batch, "threads": threads}
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "TRANSFORMERS_VERBOSITY": "error"}
-    # glibc then returns every freed block over 64 KiB to the kernel at once, so that resident
-    # memory follows the live tensors instead of what the heap kept from the warm-up pass.
-    env["MALLOC_MMAP_THRESHOLD_"] = str(64 * 1024)
-    root = Path(__file__).resolve().parent.parent
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.memory", json.dumps(job)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=root,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"memory child for {spec.name()} failed:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    """`measure` in a fresh interpreter."""
+    return run_child("benchmarks.memory", to_job(family, [spec], batch=batch, threads=threads), RELEASE_FREED_MEMORY)
 
 
 def checkpoint_mb(model: torch.nn.Module) -> float:
@@ -129,70 +108,63 @@ def checkpoint_mb(model: torch.nn.Module) -> float:
             from safetensors.torch import save_file
 
             model.backbone.save_pretrained(folder)
-            save_file(
-                {k: v.contiguous() for k, v in model.classifier.state_dict().items()}, folder / "head.safetensors"
-            )
+            head = {k: v.contiguous() for k, v in model.classifier.state_dict().items()}
+            save_file(head, folder / "head.safetensors")
         else:
             model.save_pretrained(folder)
         return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file()) / MB
-
-
-def _ratio(value: float, baseline: float) -> float | None:
-    """None where the baseline is not above zero: a tiny model's activations can fit in pages the
-    process already had, so its resident-memory growth reads 0 and no ratio exists."""
-    return value / baseline if baseline > 0 else None
 
 
 def run(family: Family, models: dict[Spec, torch.nn.Module], batch: int, threads: int) -> dict[str, Any]:
     """Peak forward memory (children) and checkpoint size (here) of every contender."""
     rows = []
     for spec, model in models.items():
-        memory = measure_in_child(family, spec, batch, threads)
-        size = checkpoint_mb(model)
-        log(
-            f"  [{family.name} memory] {spec.name()}: peak {memory.get('peak_mb', float('nan')):.0f} MiB, "
-            f"checkpoint {size:.0f} MiB"
-        )
-        rows.append({"name": spec.name(), "kind": spec.kind, "k": spec.k, "checkpoint_mb": size, **memory})
-    by_kind = {row["kind"]: row for row in rows if row["kind"] != "ours"}
+        memory, size = measure_in_child(family, spec, batch, threads), checkpoint_mb(model)
+        peak = memory.get("peak_mb", float("nan"))
+        log(f"  [{family.name} memory] {spec.name()}: peak {peak:.0f} MiB, checkpoint {size:.0f} MiB")
+        rows.append({**spec.describe(), "checkpoint_mb": size, **memory})
+    stock, notebook = (next(r for r in rows if r["kind"] == kind) for kind in ("stock", "notebook"))
     for row in rows:
-        row["checkpoint_vs_stock"] = _ratio(row["checkpoint_mb"], by_kind["stock"]["checkpoint_mb"])
+        row["checkpoint_vs_stock"] = ratio(row["checkpoint_mb"], stock["checkpoint_mb"])
         if "peak_mb" in row:
-            row["peak_vs_notebook"] = _ratio(row["peak_mb"], by_kind["notebook"]["peak_mb"])
-            row["activations_vs_notebook"] = _ratio(row["activations_mb"], by_kind["notebook"]["activations_mb"])
-    return {"family": family.name, "title": family.title, "num_layers": family.num_layers, "batch": batch, "rows": rows}
+            row["peak_vs_notebook"] = ratio(row["peak_mb"], notebook["peak_mb"])
+            row["activations_vs_notebook"] = ratio(row["activations_mb"], notebook["activations_mb"])
+    return {**family.describe(), "batch": batch, "rows": rows}
 
 
 def table_markdown(table: dict[str, Any]) -> str:
-    lines = [
-        f"#### {table['title']}: peak memory of one forward pass (batch {table['batch']} x 128) and checkpoint size",
-        "",
-        "| model | weights MiB | peak MiB (weights + activations) | vs notebook | activations MiB | vs notebook "
-        "| checkpoint MiB | vs stock head |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for row in table["rows"]:
-        if "peak_mb" in row:
-            memory = (
-                f"{row.get('weights_mb', float('nan')):.0f} | {row['peak_mb']:.0f} | "
-                f"{ratio_cell(row['peak_vs_notebook'])} | {row['activations_mb']:.0f} | "
-                f"{ratio_cell(row['activations_vs_notebook'])}"
+    title = f"#### {table['title']}: peak memory of one forward pass (batch {table['batch']} x 128) and checkpoint size"
+    return "\n".join([title, "", *md_table(*COLUMNS, table["rows"])])
+
+
+COLUMNS = (
+    "model | weights MiB | peak MiB (weights + activations) | vs notebook | activations MiB | vs notebook "
+    "| checkpoint MiB | vs stock head",
+    "| {name} | {weights_mb:.0f} | {peak_mb:.0f} | {peak_vs_notebook:.3f} | {activations_mb:.0f} "
+    "| {activations_vs_notebook:.3f} | {checkpoint_mb:.1f} | {checkpoint_vs_stock:.3f} |",
+)
+
+
+def verdicts(tables: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Checkpoint and peak memory of ours at k = 3 of 12."""
+    found = []
+    for table in tables:
+        shallow = next((r for r in table["rows"] if r["kind"] == "ours" and r["k"] == 3), None)
+        if table["num_layers"] != 12 or shallow is None:
+            continue
+        value = shallow["checkpoint_vs_stock"]
+        text = f"checkpoint, k = 3 of 12 / full model = {value:.3f} (target <= {TARGET_CHECKPOINT_VS_FULL})"
+        found.append(verdict(value <= TARGET_CHECKPOINT_VS_FULL, f"{text} [{table['family']}]", value=value))
+        if shallow.get("peak_vs_notebook") is not None:
+            value = shallow["peak_vs_notebook"]
+            text = (
+                f"peak forward memory, k = 3 of 12 / notebook recipe = {value:.3f} (target <= "
+                f"{TARGET_PEAK_VS_NOTEBOOK}; activations alone {ratio_cell(shallow['activations_vs_notebook'])}) "
+                f"[{table['family']}, batch {table['batch']}]"
             )
-        else:
-            memory = "— | — | — | — | —"
-        lines.append(
-            f"| {row['name']} | {memory} | {row['checkpoint_mb']:.1f} | {ratio_cell(row['checkpoint_vs_stock'])} |"
-        )
-    return "\n".join(lines)
-
-
-def _child(argv: list[str]) -> int:
-    job = json.loads(argv[0])
-    torch.set_num_threads(job["threads"])
-    result = measure_here(Family(**job["family"]), Spec(**job["spec"]), job["batch"])
-    print(json.dumps(result))
-    return 0
+            found.append(verdict(value <= TARGET_PEAK_VS_NOTEBOOK, text, value=value))
+    return found
 
 
 if __name__ == "__main__":
-    sys.exit(_child(sys.argv[1:]))
+    sys.exit(child_main(measure))

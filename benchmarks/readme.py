@@ -1,10 +1,8 @@
-"""Puts the benchmark tables of ``benchmarks/results/`` into README.md.
+"""Puts the benchmark tables of ``benchmarks/results/`` into README.md, between HTML comments:
 
     python -m benchmarks.readme            # after `python -m benchmarks` or `python -m benchmarks.few_data`
 
-Each table sits between two HTML comments in the README; `tests/test_readme.py` checks that they
-are what the benchmark's own summary function makes of the committed JSON, so no figure is typed
-by hand.
+`tests/test_readme.py` checks the README holds what the summary functions make of the committed JSON.
 """
 
 from __future__ import annotations
@@ -16,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import few_data
+from benchmarks.common import REPO, RESULTS_DIR
 from benchmarks.suite import readme_summary
 from hf_layer_tokclf.files import atomic_writer
 
-REPO = Path(__file__).resolve().parent.parent
-RESULTS_DIR = REPO / "benchmarks" / "results"
 # Block name -> the results it is made of, and how.
 BLOCKS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "summary": ("benchmarks.json", readme_summary),

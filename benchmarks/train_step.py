@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import random
-import statistics
-import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from benchmarks.common import CpuShare, contention_lines, log, sync
-from benchmarks.models import NUM_LABELS, SEED, SEQ_LEN, Family, Spec, build, make_inputs
+from benchmarks.common import SEED, contention_lines, interleaved, md_table, sync
+from benchmarks.models import NUM_LABELS, SEQ_LEN, Family, Spec, build, make_inputs
 
 
-def step_fn(model: torch.nn.Module, batch: dict[str, torch.Tensor], device: torch.device):
+def step_fn(model: torch.nn.Module, batch: dict[str, torch.Tensor], device: torch.device) -> Callable[[], None]:
     model.to(device).train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
@@ -44,73 +42,45 @@ def run(
 ) -> dict[str, Any]:
     ks = [k for k in ks if 1 <= k <= family.num_layers]
     specs = [Spec("stock"), *(Spec("notebook", k) for k in ks), *(Spec("ours", k) for k in ks)]
-    batch = {key: value.to(device) for key, value in make_inputs(batch_size, family.vocab_size).items()}
-    generator = torch.Generator().manual_seed(SEED)
-    labels = torch.randint(0, NUM_LABELS, (batch_size, SEQ_LEN), generator=generator)
+    batch = make_inputs(batch_size, family.vocab_size, device=device)
+    labels = torch.randint(0, NUM_LABELS, (batch_size, SEQ_LEN), generator=torch.Generator().manual_seed(SEED))
     labels[:, 0] = labels[:, -1] = -100  # [CLS] and [SEP], as the data collator does
     batch["labels"] = labels.to(device)
     steps = {spec: step_fn(build(family, spec), batch, device) for spec in specs}
-    for _ in range(warmup):  # the first steps allocate AdamW's state
-        for step in steps.values():
-            step()
-    samples: dict[Spec, list[float]] = {spec: [] for spec in specs}
-    rng = random.Random(SEED)
-    order = list(specs)
-    share = CpuShare()
-    for number in range(1, rounds + 1):
-        rng.shuffle(order)
-        gc.collect()
-        for spec in order:
-            start = time.perf_counter()
-            steps[spec]()
-            samples[spec].append(time.perf_counter() - start)
-        log(f"  [{family.name} training step] round {number}/{rounds}")
-    cpu = share.stop()
+    # the warm-up steps allocate AdamW's state
+    timings, cpu = interleaved(steps, rounds, warmup=warmup, label=f"{family.name} training step", device=device)
     del steps
     gc.collect()
-    medians = {spec: statistics.median(values) for spec, values in samples.items()}
-    stock = medians[Spec("stock")]
     rows = []
-    for spec in specs:
-        notebook = medians.get(Spec("notebook", spec.k)) if spec.kind != "stock" else None
+    for spec, timing in timings.items():
+        notebook = timings.get(Spec("notebook", spec.k)) if spec.kind != "stock" else None
         rows.append(
             {
-                "name": spec.name(),
-                "kind": spec.kind,
-                "k": spec.k,
-                "median_ms": 1e3 * medians[spec],
-                "tokens_per_s": batch_size * SEQ_LEN / medians[spec],
-                "ratio_vs_stock": medians[spec] / stock,
-                "ratio_vs_notebook_same_k": medians[spec] / notebook if notebook else None,
-                "samples_ms": [1e3 * s for s in samples[spec]],
+                **spec.describe(),
+                "median_ms": 1e3 * timing.median,
+                "tokens_per_s": batch_size * SEQ_LEN / timing.median,
+                "ratio_vs_stock": timing.median / timings[Spec("stock")].median,
+                "ratio_vs_notebook_same_k": timing.median / notebook.median if notebook else None,
+                "samples_ms": timing.spread("ms")["samples_ms"],
             }
         )
-    return {
-        "family": family.name,
-        "title": family.title,
-        "num_layers": family.num_layers,
-        "batch": batch_size,
-        "rounds": rounds,
-        "warmup_steps": warmup,
-        "cpu_during_timing": cpu,
-        "rows": rows,
-    }
+    job = {"batch": batch_size, "rounds": rounds, "warmup_steps": warmup, "cpu_during_timing": cpu}
+    return {**family.describe(), **job, "rows": rows}
 
 
 def table_markdown(table: dict[str, Any]) -> str:
-    lines = [
-        f"#### {table['title']}: training step (forward + backward + AdamW), batch {table['batch']} x {SEQ_LEN}",
-        "",
-        f"Median of {table['rounds']} interleaved rounds after {table['warmup_steps']} warm-up steps.",
-        "",
-        *contention_lines(table.get("cpu_during_timing")),
-        "| model | median ms | tokens/s | vs stock head | vs notebook recipe at the same k |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for row in table["rows"]:
-        same_k = f"{row['ratio_vs_notebook_same_k']:.3f}" if row["ratio_vs_notebook_same_k"] else "—"
-        lines.append(
-            f"| {row['name']} | {row['median_ms']:.0f} | {row['tokens_per_s']:,.0f} | {row['ratio_vs_stock']:.3f} | "
-            f"{same_k} |"
-        )
-    return "\n".join(lines)
+    return "\n".join(
+        [
+            f"#### {table['title']}: training step (forward + backward + AdamW), batch {table['batch']} x {SEQ_LEN}",
+            "",
+            f"Median of {table['rounds']} interleaved rounds after {table['warmup_steps']} warm-up steps.",
+            "",
+            *contention_lines(table.get("cpu_during_timing")),
+            *md_table(
+                "model | median ms | tokens/s | vs stock head | vs notebook recipe at the same k",
+                "| {name} | {median_ms:.0f} | {tokens_per_s:,.0f} | {ratio_vs_stock:.3f} "
+                "| {ratio_vs_notebook_same_k:.3f} |",
+                table["rows"],
+            ),
+        ]
+    )

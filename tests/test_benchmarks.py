@@ -14,7 +14,8 @@ import torch
 import transformers
 from transformers import BertConfig
 
-from benchmarks import ceiling, few_data, memory, suite
+from benchmarks import few_data, forward, memory, suite
+from benchmarks.common import MIN_ROUNDS, interleaved, md_table
 from benchmarks.models import NUM_LABELS, SEQ_LEN, Family, Spec, build, contenders, make_inputs, tiny
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,8 +44,8 @@ def test_flop_count_matches_torch_flop_counter(spec):
     # flash kernel it does not count)
     with torch.inference_mode(), sdpa_kernel(SDPBackend.MATH), counter:
         model(**inputs)
-    products = ceiling.layer_matmuls(family.bert_config(), batch, SEQ_LEN) * spec.layers_run(family)
-    products += ceiling.head_matmuls(family.bert_config(), batch, SEQ_LEN, NUM_LABELS, pooler=spec.kind == "notebook")
+    products = forward.layer_matmuls(family.bert_config(), batch, SEQ_LEN) * spec.layers_run(family)
+    products += forward.head_matmuls(family.bert_config(), batch, SEQ_LEN, NUM_LABELS, pooler=spec.kind == "notebook")
     assert sum(p.flops for p in products) == counter.get_total_flops()
 
 
@@ -53,23 +54,43 @@ def test_bert_base_layer_flops_formula():
     config = BertConfig()
     batch, tokens, hidden, inner = 32, 32 * SEQ_LEN, 768, 3072
     expected = 2 * tokens * (4 * hidden**2 + 2 * hidden * inner) + 4 * batch * SEQ_LEN**2 * hidden
-    assert sum(p.flops for p in ceiling.layer_matmuls(config, batch, SEQ_LEN)) == expected
+    assert sum(p.flops for p in forward.layer_matmuls(config, batch, SEQ_LEN)) == expected
 
 
 def test_ceiling_scales_with_layers_and_breakdown_sums_to_100():
     family = tiny()
-    ceil = ceiling.Ceiling(family.bert_config(), 2, SEQ_LEN, NUM_LABELS, torch.device("cpu"), torch.float32)
+    ceil = forward.Ceiling(family.bert_config(), 2, SEQ_LEN, NUM_LABELS, torch.device("cpu"), torch.float32)
     flops_3, seconds_3 = ceil.of(3, pooler=False)
     flops_12, seconds_12 = ceil.of(12, pooler=False)
     head_flops, head_s = ceil.of(0, pooler=False)
     assert flops_12 - head_flops == pytest.approx(4 * (flops_3 - head_flops))
     assert seconds_12 - head_s == pytest.approx(4 * (seconds_3 - head_s))
     assert ceil.of(12, pooler=True)[0] > flops_12
-    shares = ceiling.where_time_goes(
+    shares = forward.where_time_goes(
         build(family, Spec("ours", 12)), make_inputs(2, family.vocab_size), torch.device("cpu")
     )
     assert sum(shares.values()) == pytest.approx(100.0)
     assert shares["matrix products"] > 0 and shares["layer norm"] > 0
+
+
+def test_interleaved_rounds_alternate_and_stop_on_the_budget():
+    """Every contender once per round; a spent budget stops the rounds, but not before MIN_ROUNDS."""
+    calls = []
+    timings, _ = interleaved({name: (lambda n=name: calls.append(n)) for name in "ab"}, 10, budget_s=0, alternate=True)
+    assert calls == ["a", "b", "b", "a", "a", "b"][: 2 * MIN_ROUNDS]
+    assert [len(t.samples) for t in timings.values()] == [MIN_ROUNDS] * 2 and timings["a"].output is None
+    shuffled, _ = interleaved({name: (lambda n=name: n) for name in "abc"}, 4)
+    assert all(t.output == name and t.median >= 0 for name, t in shuffled.items())
+
+
+def test_md_table_dashes_missing_values_and_scales_points():
+    rows = [{"name": "a", "f1": 0.5, "ratio": None}, {"name": "b", "f1": 0.25}]
+    assert md_table("model | F1 | ratio", "| {name} | {f1:.2fp} | {ratio:.3f} |", rows) == [
+        "| model | F1 | ratio |",
+        "|---|---:|---:|",
+        "| a | 50.00 | — |",
+        "| b | 25.00 | — |",
+    ]
 
 
 def test_checkpoint_size_follows_the_layers_kept():
@@ -186,6 +207,7 @@ def test_suite_end_to_end_writes_every_section(tmp_path, trained):
     for heading in (
         "## Verdicts",
         "## 1. Forward",
+        "### The same, with glibc keeping freed memory",
         "## 2. Peak forward memory",
         "## 3. Training step",
         "## 4. Pipeline throughput",
