@@ -122,7 +122,8 @@ def run_notebook(size: str, layer: int, seed: int) -> dict[str, Any]:
     from transformers import AutoModel, AutoTokenizer, DataCollatorForTokenClassification, Trainer, set_seed
 
     from benchmarks.models import NotebookRecipe
-    from hf_layer_tokclf.data import BOOKKEEPING_KEYS, encode, label_list, merge_windows
+    from hf_layer_tokclf.data import label_list
+    from hf_layer_tokclf.features import BOOKKEEPING_KEYS, encode, merge_windows
     from hf_layer_tokclf.metrics import entity_scores
     from hf_layer_tokclf.training import default_backbone, read_splits
 

@@ -176,7 +176,7 @@ def test_suite_end_to_end_writes_every_section(tmp_path, trained):
         stock = rows[names[0]]
         assert stock["ratio_vs_stock"] == 1.0
         assert rows[names[2]]["ratio_vs_stock"] == pytest.approx(rows[names[2]]["median_ms"] / stock["median_ms"])
-        assert rows[names[2]]["ideal_ratio"] == 0.25 and rows[names[2]]["layers_run"] == 3
+        assert rows[names[2]]["ideal_ratio"] == pytest.approx(0.25, abs=0.005) and rows[names[2]]["layers_run"] == 3
         assert all(row["fraction_of_ceiling"] > 0 for row in table["rows"])
     assert data["forward"][0]["time_breakdown"] and not data["forward"][1]["time_breakdown"]
     (kept,) = data["forward_allocator"]  # the batch-32 table again, in a child with another allocator
