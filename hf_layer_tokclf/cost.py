@@ -2,9 +2,10 @@
 
 The FLOPs come from `torch.utils.flop_counter` on the family's own modules: a model of the
 family with one encoder layer (random weights, nothing downloaded) runs on a sequence of
-``mean_tokens`` tokens, and the counter reports what its layer did. Only matrix products count, so the embeddings
-(lookups and a layer norm) cost 0: layer 0 costs about 0 and layer k of L about k/L, a bit more
-for the head. The sweep, the model card and the benchmarks all take their figures from here.
+``mean_tokens`` tokens, and the counter reports what its layer did. Only matrix products count,
+so the embeddings (lookups and a layer norm) cost 0: layer 0 costs about 0 and layer k of L
+about k/L, a bit more for the head. The sweep, the model card and the benchmarks all take their
+figures from here.
 """
 
 from __future__ import annotations

@@ -150,15 +150,14 @@ def window_logits(
     """Float32 logits ``(tokens, labels)`` of every window, in input order; the model runs on length-sorted batches.
 
     ``windows`` hold model inputs (``input_ids``, and ``token_type_ids`` where the tokenizer makes
-    them); other keys stay out (`features.model_inputs`). ``tokenizer.pad`` pads each batch.
+    them); other keys stay out (`features.model_inputs`). ``tokenizer.pad`` pads each batch and masks the padding.
     """
     device = model_device(model)
     out: list[Any] = [None] * len(windows)
     # No bar at all unless asked: predict_texts counts documents with a bar of its own.
     bar = tqdm(total=len(windows), desc="Predicting", unit="window") if progress and len(windows) > 1 else None
     for indices in length_sorted_batches([len(w["input_ids"]) for w in windows], batch_size):
-        rows = [{**model_inputs(windows[i]), "attention_mask": [1] * len(windows[i]["input_ids"])} for i in indices]
-        batch = tokenizer.pad(rows, return_tensors="pt").to(device)
+        batch = tokenizer.pad([model_inputs(windows[i]) for i in indices], return_tensors="pt").to(device)
         logits = model(**batch).logits.float().cpu().numpy()
         for row, i in zip(logits, indices, strict=True):
             out[i] = row[: len(windows[i]["input_ids"])]

