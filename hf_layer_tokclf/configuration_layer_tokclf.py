@@ -1,18 +1,36 @@
-"""Configuration of a BERT token classifier that reads a chosen hidden layer.
+"""Configurations of token classifiers that read a chosen hidden layer of an encoder, one per family.
 
-This file travels next to every saved model and is executed by whoever loads it with
-``trust_remote_code=True``: it imports only ``transformers`` and has no side effects.
+Each is the family's own configuration (every field describes the *backbone*, so ``num_hidden_layers``
+stays its depth ``L``) plus the fields of [`LayerConfig`]. This file travels next to every saved model
+and is executed by whoever loads it with ``trust_remote_code=True``: it imports only ``transformers``
+and has no side effects.
 """
 
-from transformers import BertConfig
+from transformers import BertConfig, DebertaV2Config, ElectraConfig, ModernBertConfig, RobertaConfig, XLMRobertaConfig
+
+try:
+    from transformers import EuroBertConfig
+except ImportError:  # transformers 4.x has no EuroBERT
+    EuroBertConfig = None
 
 LAYER_POOLINGS = ("mean", "concat", "scalar_mix")
 
+# config.json fields that would make transformers resolve something else by name (a model, a backbone,
+# remote code): a layer classifier is built from its own fields only, so they are dropped on load.
+FOREIGN_FIELDS = (
+    "_name_or_path",
+    "trust_remote_code",
+    "backbone",
+    "backbone_config",
+    "backbone_kwargs",
+    "use_timm_backbone",
+    "use_pretrained_backbone",
+)
 
-class LayerTokenClassificationConfig(BertConfig):
+
+class LayerConfig:
     r"""
-    Configuration for [`BertForLayerTokenClassification`]: every field of [`BertConfig`] (which
-    describe the *backbone*, so ``num_hidden_layers`` stays the backbone's depth ``L``), plus:
+    What a layer classifier's configuration adds to its family's configuration (mixed in first):
 
     Args:
         hidden_layer (`int` or `list[int]`, *optional*, defaults to -1):
@@ -26,28 +44,28 @@ class LayerTokenClassificationConfig(BertConfig):
             inputs), ``"scalar_mix"`` learns softmax-normalised weights and a scale (ELMo).
             Ignored when ``hidden_layer`` is a single int.
         classifier_dropout (`float`, *optional*):
-            Dropout before the linear head; ``None`` falls back to ``hidden_dropout_prob``, as in
-            [`BertForTokenClassification`].
+            Dropout before the linear head; ``None`` falls back to ``hidden_dropout_prob`` (0 for families
+            without one), as in the family's ``*ForTokenClassification``.
 
-    A plain BERT ``config.json`` (``model_type: "bert"``) loads into this class without a warning:
-    that is how a backbone such as PubMedBERT becomes a layer classifier.
-
-    Example:
-
-    ```python
-    >>> from hf_layer_tokclf import LayerTokenClassificationConfig
-    >>> config = LayerTokenClassificationConfig(hidden_layer=-4, num_labels=3)
-    >>> config.hidden_layer, config.num_layers_used
-    (9, 9)
-    ```
+    A plain ``config.json`` of the family (``model_type`` = ``backbone_type``, e.g. ``"bert"``) loads into
+    it without a warning: that is how a backbone such as PubMedBERT becomes a layer classifier.
     """
 
-    model_type = "bert-layer-tokclf"
+    backbone_type = None  # the model_type of the family's plain checkpoints
+
+    def __init_subclass__(cls, **kwargs):
+        # transformers 5.x turns every config class without an `__init__` of its own into a dataclass
+        # with a generated one; give each family's class this one first.
+        if "__init__" not in cls.__dict__:
+            cls.__init__ = LayerConfig.__init__
+        super().__init_subclass__(**kwargs)
 
     def __init__(self, hidden_layer=-1, layer_pooling="mean", **kwargs):
         # Before BertConfig sees them: transformers 4.x and 5.x settle a disagreement differently, in silence.
         check_label_maps(kwargs.get("num_labels"), kwargs.get("id2label"), kwargs.get("label2id"))
         super().__init__(**kwargs)
+        if not hasattr(self, "classifier_dropout"):  # DeBERTa-v2 and EuroBERT configs have none
+            self.classifier_dropout = None
         self.layer_pooling = layer_pooling
         self.hidden_layer = hidden_layer
         self.hidden_layer = self.validate_layers()
@@ -107,9 +125,17 @@ class LayerTokenClassificationConfig(BertConfig):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
         config_dict, kwargs = cls.get_config_dict(pretrained_model_name_or_path, **kwargs)
-        if config_dict.get("model_type") == "bert":
-            # A plain BERT backbone is the expected starting point, not a mismatch to warn about.
-            config_dict = {k: v for k, v in config_dict.items() if k != "model_type"}
+        model_type = config_dict.get("model_type")
+        if model_type == cls.backbone_type:
+            # A plain backbone of the family is the expected starting point, not a mismatch to warn about;
+            # the code its auto_map names (if any) is someone else's.
+            config_dict = {k: v for k, v in config_dict.items() if k not in ("model_type", "auto_map")}
+        elif model_type not in (None, cls.model_type):
+            raise ValueError(
+                f"{pretrained_model_name_or_path} holds a {model_type!r} model; {cls.__name__} takes "
+                f"{cls.backbone_type!r} checkpoints (and its own saves). AutoModelForLayerTokenClassification "
+                "picks the class of a checkpoint's family."
+            )
         return cls.from_dict(config_dict, **kwargs)
 
     @classmethod
@@ -126,6 +152,7 @@ class LayerTokenClassificationConfig(BertConfig):
             config_dict = {k: v for k, v in config_dict.items() if k not in ("num_labels", "id2label", "label2id")}
             if kwargs.get("id2label") is not None and kwargs.get("label2id") is None:
                 kwargs["label2id"] = {name: int(i) for i, name in kwargs["id2label"].items()}
+        config_dict = {k: v for k, v in config_dict.items() if k not in FOREIGN_FIELDS}
         result = super().from_dict(config_dict, **kwargs)
         config = result[0] if isinstance(result, tuple) else result
         # from_dict sets keyword overrides (hidden_layer=...) after __init__: check them too.
@@ -133,13 +160,85 @@ class LayerTokenClassificationConfig(BertConfig):
         config._check_dropout()
         return result
 
-    @staticmethod
-    def layers_in_checkpoint(config_dict):
+    @property
+    def head_dropout(self):
+        """The dropout probability before the head: ``classifier_dropout``, else ``hidden_dropout_prob``, else 0."""
+        dropout = self.classifier_dropout
+        return getattr(self, "hidden_dropout_prob", 0.0) if dropout is None else dropout
+
+    @classmethod
+    def layers_in_checkpoint(cls, config_dict):
         """How many encoder layers a checkpoint with this ``config.json`` dict stores."""
-        if config_dict.get("model_type") != LayerTokenClassificationConfig.model_type:
-            return config_dict.get("num_hidden_layers", 12)
-        stored = {k: v for k, v in config_dict.items() if k in ("hidden_layer", "num_hidden_layers")}
-        return LayerTokenClassificationConfig(**stored).num_layers_used
+        if config_dict.get("model_type") != cls.model_type:
+            return config_dict.get("num_hidden_layers", cls().num_hidden_layers)
+        return max(layer % (config_dict["num_hidden_layers"] + 1) for layer in _as_list(config_dict["hidden_layer"]))
+
+
+class LayerTokenClassificationConfig(LayerConfig, BertConfig):
+    r"""
+    Configuration for [`BertForLayerTokenClassification`]: every field of [`BertConfig`], plus those of
+    [`LayerConfig`] (``hidden_layer``, ``layer_pooling``, ``classifier_dropout``).
+
+    Example:
+
+    ```python
+    >>> from hf_layer_tokclf import LayerTokenClassificationConfig
+    >>> config = LayerTokenClassificationConfig(hidden_layer=-4, num_labels=3)
+    >>> config.hidden_layer, config.num_layers_used
+    (9, 9)
+    ```
+    """
+
+    model_type = "bert-layer-tokclf"
+    backbone_type = "bert"
+
+
+class RobertaLayerTokenClassificationConfig(LayerConfig, RobertaConfig):
+    """[`RobertaConfig`] with the fields of [`LayerConfig`]."""
+
+    model_type = "roberta-layer-tokclf"
+    backbone_type = "roberta"
+
+
+class XLMRobertaLayerTokenClassificationConfig(LayerConfig, XLMRobertaConfig):
+    """[`XLMRobertaConfig`] with the fields of [`LayerConfig`]."""
+
+    model_type = "xlm-roberta-layer-tokclf"
+    backbone_type = "xlm-roberta"
+
+
+class ElectraLayerTokenClassificationConfig(LayerConfig, ElectraConfig):
+    """[`ElectraConfig`] (a discriminator's) with the fields of [`LayerConfig`]."""
+
+    model_type = "electra-layer-tokclf"
+    backbone_type = "electra"
+
+
+class DebertaV2LayerTokenClassificationConfig(LayerConfig, DebertaV2Config):
+    """[`DebertaV2Config`] (DeBERTa-v2 and v3) with the fields of [`LayerConfig`]."""
+
+    model_type = "deberta-v2-layer-tokclf"
+    backbone_type = "deberta-v2"
+
+
+class ModernBertLayerTokenClassificationConfig(LayerConfig, ModernBertConfig):
+    """[`ModernBertConfig`] with the fields of [`LayerConfig`]."""
+
+    model_type = "modernbert-layer-tokclf"
+    backbone_type = "modernbert"
+
+
+if EuroBertConfig is not None:
+
+    class EuroBertLayerTokenClassificationConfig(LayerConfig, EuroBertConfig):
+        """[`EuroBertConfig`] with the fields of [`LayerConfig`] (transformers 5.x)."""
+
+        model_type = "eurobert-layer-tokclf"
+        backbone_type = "eurobert"
+
+
+def _as_list(value):
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def check_label_maps(num_labels, id2label, label2id):
@@ -176,4 +275,12 @@ def _int_map(mapping, name, keys):
         raise ValueError(f"{name} must map {'ids to names' if keys else 'names to ids'}, got {mapping!r}.") from None
 
 
-__all__ = ["LayerTokenClassificationConfig"]
+__all__ = [
+    "DebertaV2LayerTokenClassificationConfig",
+    "ElectraLayerTokenClassificationConfig",
+    "LayerConfig",
+    "LayerTokenClassificationConfig",
+    "ModernBertLayerTokenClassificationConfig",
+    "RobertaLayerTokenClassificationConfig",
+    "XLMRobertaLayerTokenClassificationConfig",
+] + (["EuroBertLayerTokenClassificationConfig"] if EuroBertConfig is not None else [])

@@ -9,7 +9,8 @@
 
 ``model.onnx`` is always the file to serve, whatever its precision (``onnx_export.json`` says
 which), so that a serving folder has one model and one loading path. Its inputs are
-``input_ids``, ``attention_mask`` and ``token_type_ids`` (int64, batch x sequence); its output is
+``input_ids``, ``attention_mask`` and, for families with token types, ``token_type_ids`` (int64,
+batch x sequence; DeBERTa-v3 and ModernBERT have none); its output is
 ``logits`` (float32, batch x sequence x labels); batch and sequence are dynamic. Only the encoder
 layers the model uses are in the graph, so layer 3 of 12 exports about a quarter of BERT.
 
@@ -47,6 +48,7 @@ from .serving import (
     run_session,
     to_numpy,
 )
+from .tokenization import save_tokenizer
 
 __all__ = ["DEFAULT_OPSET", "export_onnx", "verify_onnx"]
 
@@ -63,29 +65,35 @@ _SAMPLE_TEXTS = (
 
 
 class _LogitsOnly(torch.nn.Module):
-    """The token classifier with positional inputs and one output, as the exporters want it."""
+    """The token classifier with positional inputs (``names``, in order) and one output, as the exporters want it."""
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: torch.nn.Module, names: Sequence[str]) -> None:
         super().__init__()
         self.model = model
+        self.names = list(names)
 
-    def forward(self, input_ids, attention_mask, token_type_ids):
-        output = self.model(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, return_dict=False
-        )
-        return output[0]
+    def forward(self, *inputs):
+        return self.model(**dict(zip(self.names, inputs, strict=True)), return_dict=False)[0]
 
 
-def _sample_inputs(tokenizer: Any, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+def graph_input_names(config: Any) -> list[str]:
+    """The graph's inputs: ``token_type_ids`` only for families that have token types (not DeBERTa-v3, ModernBERT)."""
+    with_types = bool(getattr(config, "type_vocab_size", 0))
+    return [name for name in MODEL_INPUT_NAMES if with_types or name != "token_type_ids"]
+
+
+def _sample_inputs(tokenizer: Any, texts: Sequence[str], names: Sequence[str]) -> dict[str, torch.Tensor]:
     batch = tokenizer(list(texts), padding=True, truncation=True, return_tensors="pt")
-    inputs = {name: batch[name] for name in MODEL_INPUT_NAMES if name in batch}
-    inputs.setdefault("token_type_ids", torch.zeros_like(inputs["input_ids"]))
+    inputs = {name: batch[name] for name in names if name in batch}
+    if "token_type_ids" in names:
+        inputs.setdefault("token_type_ids", torch.zeros_like(inputs["input_ids"]))
     return inputs
 
 
-def _torch_export(module: torch.nn.Module, inputs: dict[str, torch.Tensor], path: Path, opset: int) -> str:
+def _torch_export(module: _LogitsOnly, inputs: dict[str, torch.Tensor], path: Path, opset: int) -> str:
     """Exports with the TorchScript exporter (fast, robust with BERT); the dynamo one if that is gone."""
-    args = tuple(inputs[name] for name in MODEL_INPUT_NAMES)
+    names = module.names
+    args = tuple(inputs[name] for name in names)
     axes = {0: "batch", 1: "sequence"}
     with warnings.catch_warnings():
         # Deprecation notices of the TorchScript exporter and tracer warnings about Python-level
@@ -98,9 +106,9 @@ def _torch_export(module: torch.nn.Module, inputs: dict[str, torch.Tensor], path
                 str(path),
                 dynamo=False,
                 opset_version=opset,
-                input_names=list(MODEL_INPUT_NAMES),
+                input_names=names,
                 output_names=[OUTPUT_NAME],
-                dynamic_axes={name: axes for name in (*MODEL_INPUT_NAMES, OUTPUT_NAME)},
+                dynamic_axes={name: axes for name in (*names, OUTPUT_NAME)},
                 do_constant_folding=True,
             )
             return "torchscript"
@@ -114,9 +122,9 @@ def _torch_export(module: torch.nn.Module, inputs: dict[str, torch.Tensor], path
                 str(path),
                 dynamo=True,
                 opset_version=max(opset, 18),
-                input_names=list(MODEL_INPUT_NAMES),
+                input_names=names,
                 output_names=[OUTPUT_NAME],
-                dynamic_shapes={name: {0: batch, 1: sequence} for name in MODEL_INPUT_NAMES},
+                dynamic_shapes=tuple({0: batch, 1: sequence} for _ in names),
                 external_data=False,
             )
             return "dynamo"
@@ -150,7 +158,7 @@ def export_onnx(
     overwrite: bool = False,
     trust_remote_code: bool = False,
 ) -> Path:
-    """Exports a trained token classifier (ours or any BERT-style one) to ``out_dir/model.onnx``.
+    """Exports a trained token classifier (ours of any family, or a family's own) to ``out_dir/model.onnx``.
 
     The model is loaded with eager attention and traced on a padded batch; the graph has dynamic
     batch and sequence axes. The fp32 graph is checked against PyTorch before anything is moved
@@ -191,7 +199,7 @@ def export_onnx(
     model = model.float().eval()
     with atomic_folder(out_dir, written=_is_export_file) as folder:
         exporter, diff = _write_onnx(model, tokenizer, folder / MODEL_FILE, opset, quantize)
-        tokenizer.save_pretrained(str(folder))
+        save_tokenizer(tokenizer, folder)
         model.config.to_json_file(str(folder / CONFIG))
         write_json(folder / EXPORT_INFO, _export_info(model, model_dir, folder, quantize, opset, exporter, diff))
     return out_dir / MODEL_FILE
@@ -211,7 +219,7 @@ def _export_info(
         "precision": "int8 weights per channel (dynamic quantization)" if quantize == "int8" else "float32",
         "opset": opset if exporter == "torchscript" else max(opset, 18),
         "exporter": exporter,
-        "inputs": list(MODEL_INPUT_NAMES),
+        "inputs": [i.name for i in graph.input],
         "outputs": [OUTPUT_NAME],
         "dynamic_axes": {"0": "batch", "1": "sequence"},
         "source": str(model_dir),
@@ -228,11 +236,12 @@ def _export_info(
 def _write_onnx(model: Any, tokenizer: Any, path: Path, opset: int, quantize: str | None) -> tuple[str, float]:
     """Writes the graph to ``path``, fp32 and checked against PyTorch, then int8 if asked; (exporter, max diff)."""
     onnx, onnxruntime = require_onnx()
-    inputs = _sample_inputs(tokenizer, _SAMPLE_TEXTS)
+    names = graph_input_names(model.config)
+    inputs = _sample_inputs(tokenizer, _SAMPLE_TEXTS, names)
     with torch.inference_mode():
         expected = model(**inputs).logits
     fp32_path = path if quantize is None else path.with_name(f"{path.stem}.fp32.onnx")
-    exporter = _torch_export(_LogitsOnly(model).eval(), inputs, fp32_path, opset)
+    exporter = _torch_export(_LogitsOnly(model, names).eval(), inputs, fp32_path, opset)
     onnx.checker.check_model(str(fp32_path))
     session = inference_session(onnx, onnxruntime, fp32_path)
     diff = _masked_max_diff(run_session(session, inputs), expected, inputs["attention_mask"])
@@ -253,8 +262,8 @@ def _write_onnx(model: Any, tokenizer: Any, path: Path, opset: int, quantize: st
 
 
 def _encoder_layers(model: Any) -> int | None:
-    encoder = getattr(getattr(model, "bert", None), "encoder", None)
-    return len(encoder.layer) if encoder is not None else None
+    """The layers in the graph: ours build only those used; other classifiers, None."""
+    return len(model.encoder_layers) if hasattr(model, "encoder_layers") else None
 
 
 def verify_onnx(onnx_path: str | Path, model_dir: str | Path, texts: Sequence[str]) -> float:
@@ -267,7 +276,7 @@ def verify_onnx(onnx_path: str | Path, model_dir: str | Path, texts: Sequence[st
     model, tokenizer = load_model(model_dir)
     model = model.float().eval()
     runner = OnnxTokenClassifier(onnx_path)
-    inputs = _sample_inputs(tokenizer, texts)
+    inputs = _sample_inputs(tokenizer, texts, [i.name for i in runner.session.get_inputs()])
     with torch.inference_mode():
         expected = model(**inputs).logits
     return _masked_max_diff(runner.logits(**inputs), expected, inputs["attention_mask"])

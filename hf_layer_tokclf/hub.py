@@ -59,12 +59,22 @@ __all__ = [
 SAMPLE = "Germline mutations in BRCA1 cause hereditary breast and ovarian cancer."
 PACKAGE_DIR = Path(__file__).resolve().parent
 
-# What save_pretrained writes for this package's classes; another module here would be code we did not check.
-AUTO_MAP = {
-    "AutoConfig": "configuration_layer_tokclf.LayerTokenClassificationConfig",
-    "AutoModelForTokenClassification": "modeling_layer_tokclf.BertForLayerTokenClassification",
-    "AutoModel": "modeling_layer_tokclf.BertLayerModel",
-}
+
+def expected_auto_map(model_type: str | None, where: Any = None) -> dict[str, str]:
+    """What save_pretrained writes for the classes of a family (by ``model_type``).
+
+    Another module there would be code we did not check.
+    """
+    from .auto import family_of
+
+    family = family_of(model_type, where)
+    return {
+        "AutoConfig": f"configuration_layer_tokclf.{family.config_class.__name__}",
+        "AutoModelForTokenClassification": f"modeling_layer_tokclf.{family.classifier_class.__name__}",
+        "AutoModel": f"modeling_layer_tokclf.{family.encoder_class.__name__}",
+    }
+
+
 ATOL = 1e-5
 SCORE_ATOL = 1e-4
 # Warnings from loading that mean the staged model is not the trained one.
@@ -142,13 +152,14 @@ def _check_auto_map(config: dict[str, Any], where: Path) -> None:
     if not isinstance(auto_map, dict) or not auto_map:
         raise ValueError(
             f"{where} has no auto_map: it is not a model saved by hf_layer_tokclf "
-            "(`BertForLayerTokenClassification.save_pretrained` writes one), so nobody could load it with "
+            "(`save_pretrained` of its layer classifier writes one), so nobody could load it with "
             "trust_remote_code=True."
         )
-    wrong = {key: value for key, value in auto_map.items() if AUTO_MAP.get(key) != value}
+    expected = expected_auto_map(config.get("model_type"), where)
+    wrong = {key: value for key, value in auto_map.items() if expected.get(key) != value}
     if wrong or not {"AutoConfig", "AutoModelForTokenClassification"} <= auto_map.keys():
         raise ValueError(
-            f"{where}: auto_map must point at this package's two code files ({json.dumps(AUTO_MAP)}); "
+            f"{where}: auto_map must point at this package's two code files ({json.dumps(expected)}); "
             f"it has {json.dumps(auto_map)}."
         )
 
@@ -239,14 +250,14 @@ def stage(
 def _source_outputs(source: Path, text: str) -> dict[str, Any]:
     """The source folder through the installed package, in this process: ids, logits, entities, depth."""
     import torch
-    from transformers import AutoTokenizer
 
+    from .auto import AutoModelForLayerTokenClassification
     from .inference import predict_texts
-    from .modeling_layer_tokclf import BertForLayerTokenClassification
+    from .tokenization import load_tokenizer
 
     try:
-        model, info = BertForLayerTokenClassification.from_pretrained(str(source), output_loading_info=True)
-        tokenizer = AutoTokenizer.from_pretrained(str(source), trust_remote_code=False)
+        model, info = AutoModelForLayerTokenClassification.from_pretrained(str(source), output_loading_info=True)
+        tokenizer = load_tokenizer(source)
     except Exception as error:  # a truncated or garbled file fails in safetensors, json, tokenizers...
         raise VerificationError(f"The model in {source} does not load: {type(error).__name__}: {error}") from error
     bad = {key: sorted(info[key]) for key in ("missing_keys", "unexpected_keys", "mismatched_keys") if info.get(key)}
@@ -260,7 +271,8 @@ def _source_outputs(source: Path, text: str) -> dict[str, Any]:
         "input_ids": encoded["input_ids"][0].tolist(),
         "logits": logits,
         "entities": next(predict_texts(model, tokenizer, [text])),  # what `predict` finds
-        "num_layers_built": len(model.bert.encoder.layer),
+        "num_layers_built": len(model.encoder_layers),
+        "auto_map": expected_auto_map(model.config.model_type),
     }
 
 
@@ -282,7 +294,7 @@ def _check_folder(staging: Path) -> None:
             raise VerificationError(
                 f"{name} in {staging} is not the installed hf_layer_tokclf's {name}: the file was edited, or the "
                 "model was saved by another version. Re-save it with this version "
-                "(BertForLayerTokenClassification.from_pretrained(DIR).save_pretrained(DIR) rewrites the code "
+                "(AutoModelForLayerTokenClassification.from_pretrained(DIR).save_pretrained(DIR) rewrites the code "
                 "files), or share it with the version that made it."
             )
     try:
@@ -340,11 +352,10 @@ def verify(
 def _class_problems(report: dict[str, Any], expected: dict[str, Any]) -> list[str]:
     """The Auto classes must give this package's classes, building as many layers as the source model."""
     problems = []
-    if report.get("config_class") != "LayerTokenClassificationConfig" or report.get("auto_model_class") != (
-        "BertLayerModel"
-    ):
+    classes = {key: value.split(".")[-1] for key, value in expected["auto_map"].items()}
+    if report.get("config_class") != classes["AutoConfig"] or report.get("auto_model_class") != classes["AutoModel"]:
         problems.append(f"the Auto classes gave {report.get('config_class')} / {report.get('auto_model_class')}")
-    if report.get("model_class") != "BertForLayerTokenClassification":
+    if report.get("model_class") != classes["AutoModelForTokenClassification"]:
         problems.append(f"AutoModelForTokenClassification gave {report.get('model_class')}")
     if report.get("num_layers_built") != expected["num_layers_built"]:
         problems.append(f"{report.get('num_layers_built')} layers built, not {expected['num_layers_built']}")

@@ -40,7 +40,9 @@ def load_model(
     (``auto_map`` to a class transformers does not have) runs only with ``trust_remote_code=True``,
     as in transformers: without it a `ValueError` says so, and nothing from the folder is executed.
     """
-    from transformers import AutoModelForTokenClassification, AutoTokenizer
+    from transformers import AutoModelForTokenClassification
+
+    from .tokenization import load_tokenizer
 
     path = Path(model_dir)
     if is_onnx_dir(path):
@@ -57,7 +59,7 @@ def load_model(
     remote = {"trust_remote_code": bool(trust_remote_code)}
     try:
         model = AutoModelForTokenClassification.from_pretrained(str(model_dir), **remote, **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(str(model_dir), **remote)
+        tokenizer = load_tokenizer(model_dir, **remote)
     except Exception as error:
         if isinstance(error, ValueError) and not trust_remote_code and "trust_remote_code" in str(error):
             raise RemoteCodeError(model_dir) from None

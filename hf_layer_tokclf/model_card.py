@@ -21,7 +21,8 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .cost import relative_costs
+from .auto import family_of
+from .cost import parameter_counts, relative_costs
 from .files import atomic_writer
 from .locations import is_repo_id
 from .redaction import redact_argv
@@ -47,7 +48,7 @@ NCBI_BIBTEX = """@article{dogan2014ncbi,
   doi     = {10.1016/j.jbi.2013.12.006}
 }"""
 
-BASE_TAGS = ("token-classification", "ner", "bert", "layer-selection")
+BASE_TAGS = ("token-classification", "ner", "layer-selection")  # plus the family's model_type, e.g. "bert"
 PACKAGE_TAG = "hf-layer-tokclf"
 DEFAULT_CODE_FILES = ("configuration_layer_tokclf.py", "modeling_layer_tokclf.py")
 SPLITS = (("eval", "Dev"), ("test", "Test"))
@@ -92,7 +93,8 @@ def render_model_card(
     dataset = _dataset(settings)
     extra_tags = [str(tag) for tag in tags]
     biomedical = dataset["biomedical"] or "biomedical" in extra_tags or bool(settings.get("biomedical"))
-    card_tags = [*BASE_TAGS, *(["biomedical"] if biomedical else []), PACKAGE_TAG, *extra_tags]
+    family_tag = family_of(config.get("model_type", "bert")).backbone_type
+    card_tags = [*BASE_TAGS, family_tag, *(["biomedical"] if biomedical else []), PACKAGE_TAG, *extra_tags]
 
     scores = {split: _split_scores(metrics, split) for split, _ in SPLITS}
     eval_results = _eval_results(scores["test"][0], dataset)
@@ -197,12 +199,13 @@ def _layer_facts(config: Mapping[str, Any]) -> dict[str, Any]:
     def state(i: int) -> str:
         return f"`hidden_states[{i}]`"
 
+    family = family_of(config.get("model_type", "bert"))
     if built == 0:
-        encoder_text = "BERT's embeddings only, no encoder layer"
+        encoder_text = f"{family.name}'s embeddings only, no encoder layer"
     elif built == depth:
-        encoder_text = f"a full {depth}-layer BERT encoder"
+        encoder_text = f"a full {depth}-layer {family.name} encoder"
     else:
-        encoder_text = f"a BERT encoder cut after layer {built} of {depth}"
+        encoder_text = f"a {family.name} encoder cut after layer {built} of {depth}"
     if pooled:
         how = {"mean": "the mean", "concat": "the concatenation", "scalar_mix": "a learned scalar mix"}
         layer_text = f"{how.get(pooling, pooling)} of " + ", ".join(state(i) for i in layers)
@@ -213,20 +216,14 @@ def _layer_facts(config: Mapping[str, Any]) -> dict[str, Any]:
     else:
         layer_text = f"the output of layer {built} ({state(built)})"
 
-    hidden = int(config.get("hidden_size", 768))
-    inner = int(config.get("intermediate_size", 4 * hidden))
-    positions = int(config.get("max_position_embeddings", 512))
-    embeddings = (int(config.get("vocab_size", 30522)) + positions + int(config.get("type_vocab_size", 2))) * hidden
-    embeddings += 2 * hidden  # LayerNorm
-    layer = 4 * (hidden * hidden + hidden) + (hidden * inner + inner) + (inner * hidden + hidden) + 4 * hidden
     classes = len(config.get("id2label") or {}) or 2
-    head_in = hidden * (len(layers) if pooled and pooling == "concat" else 1)
-    mix = len(layers) + 1 if pooled and pooling == "scalar_mix" else 0
-    used = embeddings + built * layer + head_in * classes + classes + mix
-    full = embeddings + depth * layer + hidden * classes + classes  # BertForTokenClassification
+    used, full = parameter_counts(config)  # full: the family's *ForTokenClassification
     return {
         "hidden_layer": layers if many else layers[0],
         "pooling_text": f'combined by `layer_pooling="{pooling}"`' if pooled else "",
+        "family": family.name,
+        "architecture": family.classifier_class.__name__,
+        "stock_class": family.stock_class_name,
         "encoder_text": encoder_text,
         "layer_text": layer_text,
         "layers_built": built,
@@ -284,7 +281,7 @@ def _base_model_text(base_model: str | None, settings: Mapping[str, Any], config
     if base_model:
         return f"[`{base_model}`](https://huggingface.co/{base_model})"
     local = settings.get("model") or config.get("_name_or_path")
-    return f"a local checkpoint (`{PurePath(local).name}`)" if local else "a BERT checkpoint"
+    return f"a local checkpoint (`{PurePath(local).name}`)" if local else "a checkpoint"
 
 
 def _dataset(settings: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,7 @@
-"""A BERT token classifier that reads a chosen hidden layer and builds only the layers it uses.
+"""Token classifiers that read a chosen hidden layer of an encoder and build only the layers they use.
+
+Shared machinery ([`LayerPreTrainedModel`], [`LayerTokenClassifier`], [`LayerEncoder`]) and, per encoder
+family, a few lines naming the family's classes and where its checkpoints keep their layers.
 
 This file travels next to every saved model and is executed by whoever loads it with
 ``trust_remote_code=True``: it imports only ``torch``, ``transformers`` and its sibling
@@ -9,9 +12,28 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import BaseModelOutput, TokenClassifierOutput
 from transformers.models.bert.modeling_bert import BertModel, BertPreTrainedModel
+from transformers.models.deberta_v2.modeling_deberta_v2 import DebertaV2Model, DebertaV2PreTrainedModel
+from transformers.models.electra.modeling_electra import ElectraModel, ElectraPreTrainedModel
+from transformers.models.modernbert.modeling_modernbert import ModernBertModel, ModernBertPreTrainedModel
+from transformers.models.roberta.modeling_roberta import RobertaModel, RobertaPreTrainedModel
+from transformers.models.xlm_roberta.modeling_xlm_roberta import XLMRobertaModel, XLMRobertaPreTrainedModel
 from transformers.utils import logging
 
-from .configuration_layer_tokclf import LayerTokenClassificationConfig
+from .configuration_layer_tokclf import (
+    DebertaV2LayerTokenClassificationConfig,
+    ElectraLayerTokenClassificationConfig,
+    LayerTokenClassificationConfig,
+    ModernBertLayerTokenClassificationConfig,
+    RobertaLayerTokenClassificationConfig,
+    XLMRobertaLayerTokenClassificationConfig,
+)
+
+try:  # transformers 5.x
+    from transformers.models.eurobert.modeling_eurobert import EuroBertModel, EuroBertPreTrainedModel
+
+    from .configuration_layer_tokclf import EuroBertLayerTokenClassificationConfig
+except ImportError:  # transformers 4.x has no EuroBERT
+    EuroBertModel = None
 
 try:  # transformers 5.x: these skip tensors already loaded from a checkpoint
     from transformers import initialization as init
@@ -37,30 +59,53 @@ class ScalarMix(nn.Module):
         return self.gamma.to(states[0].dtype) * sum(w * h for w, h in zip(weights, states, strict=True))
 
 
-class LayerPreTrainedModel(BertPreTrainedModel):
-    """Builds the truncated encoder and turns its hidden states into one feature vector per token."""
+class LayerPreTrainedModel:
+    """Builds the truncated encoder and turns its hidden states into one feature vector per token.
 
-    config_class = LayerTokenClassificationConfig
+    Mixed in before a family's ``*PreTrainedModel``; a family says, in class attributes, what differs.
+    """
+
+    backbone_class = None  # the family's base model, e.g. `BertModel`; stored under `base_model_prefix`
+    backbone_has_pooler = False  # its constructor takes add_pooling_layer (False here: no pooler)
+    layers_name = "encoder.layer"  # the backbone's list of layers
+    final_norm_name = None  # a norm the backbone applies after its last layer only (ModernBERT, EuroBERT)
+    min_layers_built = 0  # 1 for encoders that cannot run without a layer (DeBERTa-v2); layer 0 is then read
+    # from hidden_states[0]
+    # Regexes for checkpoint keys this model never has a place for: poolers and pretraining heads.
+    unused_weights = ()
 
     def _build_encoder(self, config):
-        layers = config.layers
-        # Regexes for checkpoint keys this model has no place for: deeper layers, the pooler
-        # and pretraining heads. Skipping them is the point, so they stay out of the load report.
-        deeper = "|".join(str(i) for i in range(config.num_layers_used, config.num_hidden_layers))
-        self._keys_to_ignore_on_load_unexpected = [r"(^|\.)pooler\.", r"^cls\."]
+        built, depth = max(config.num_layers_used, self.min_layers_built), config.num_hidden_layers
+        deeper = "|".join(str(i) for i in range(built, depth))
+        # Skipping these checkpoint keys is the point, so they stay out of the load report.
+        ignored = list(self.unused_weights)
         if deeper:
-            self._keys_to_ignore_on_load_unexpected.append(rf"(^|\.)encoder\.layer\.({deeper})\.")
-        # BertModel builds `num_hidden_layers` layers; keep the backbone's depth in the shared
-        # config (negative indices and costs refer to it) and build only the used ones.
-        full_depth = config.num_hidden_layers
-        config.num_hidden_layers = config.num_layers_used
+            layers = self.layers_name.replace(".", r"\.")
+            ignored.append(rf"(^|\.){layers}\.({deeper})\.")
+        if deeper and self.final_norm_name:
+            ignored.append(rf"(^|\.){self.final_norm_name}\.")
+        self._keys_to_ignore_on_load_unexpected = ignored
+        # The backbone builds `num_hidden_layers` layers; keep its depth in the shared config (negative
+        # indices and costs refer to it) and build only the used ones. Per-layer lists (ModernBERT's
+        # `layer_types`) keep their length: layer i is built from entry i.
+        config.num_hidden_layers = built
         try:
-            self.bert = BertModel(config, add_pooling_layer=False)
+            pooler = {"add_pooling_layer": False} if self.backbone_has_pooler else {}
+            backbone = self.backbone_class(config, **pooler)
         finally:
-            config.num_hidden_layers = full_depth
-        self.layers = layers
-        use_mix = len(layers) > 1 and config.layer_pooling == "scalar_mix"
-        self.scalar_mix = ScalarMix(len(layers)) if use_mix else None
+            config.num_hidden_layers = depth
+        if deeper and self.final_norm_name:
+            # Layer k < L is the raw output of layer k, as in the full model's hidden_states[k].
+            setattr(backbone, self.final_norm_name, nn.Identity())
+        setattr(self, self.base_model_prefix, backbone)
+        self.layers = config.layers
+        use_mix = len(self.layers) > 1 and config.layer_pooling == "scalar_mix"
+        self.scalar_mix = ScalarMix(len(self.layers)) if use_mix else None
+
+    @property
+    def encoder_layers(self):
+        """The encoder layers this model built (``config.num_layers_used`` of them)."""
+        return self.base_model.get_submodule(self.layers_name)
 
     def _init_weights(self, module):
         if module is getattr(self, "classifier", None):
@@ -78,21 +123,25 @@ class LayerPreTrainedModel(BertPreTrainedModel):
 
     def _encode(self, output_attentions, output_hidden_states, **inputs):
         """Runs the truncated encoder; ``last_hidden_state`` holds the features the head reads."""
-        need_all = len(self.layers) > 1
-        # Only pass flags that were given: 4.x and 5.x fill in the config defaults differently.
-        flags = {"output_attentions": output_attentions, "output_hidden_states": output_hidden_states or need_all}
-        flags = {k: v for k, v in flags.items() if v is not None}
-        outputs = self.bert(**inputs, **flags, return_dict=True)
-        if not need_all:  # the encoder ends at the selected layer
-            features = outputs.last_hidden_state
+        built = len(self.encoder_layers)
+        need_states = self.layers != [built]  # else the encoder ends at the selected layer
+        # Only pass what was given: 4.x and 5.x fill in the config defaults differently, and some
+        # families take no token_type_ids (ModernBERT, EuroBERT) or ignore them (DeBERTa-v3).
+        flags = {"output_attentions": output_attentions, "output_hidden_states": output_hidden_states or need_states}
+        inputs = {k: v for k, v in {**inputs, **flags}.items() if v is not None}
+        if not getattr(self.config, "type_vocab_size", 0):
+            inputs.pop("token_type_ids", None)
+        outputs = self.base_model(**inputs, return_dict=True)
+        # The deepest layer built is `last_hidden_state` (the full model's, with its final norm, at k = L).
+        states = [outputs.last_hidden_state if i == built else outputs.hidden_states[i] for i in self.layers]
+        if len(states) == 1:
+            features = states[0]
+        elif self.scalar_mix is not None:
+            features = self.scalar_mix(states)
+        elif self.config.layer_pooling == "concat":
+            features = torch.cat(states, dim=-1)
         else:
-            states = [outputs.hidden_states[i] for i in self.layers]
-            if self.scalar_mix is not None:
-                features = self.scalar_mix(states)
-            elif self.config.layer_pooling == "concat":
-                features = torch.cat(states, dim=-1)
-            else:
-                features = torch.stack(states).mean(dim=0)
+            features = torch.stack(states).mean(dim=0)
         return BaseModelOutput(
             last_hidden_state=features,
             hidden_states=outputs.hidden_states if output_hidden_states else None,
@@ -107,8 +156,8 @@ class LayerPreTrainedModel(BertPreTrainedModel):
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
         """`PreTrainedModel.from_pretrained`, plus a check that the checkpoint stores every layer used.
 
-        A plain BERT checkpoint stores all its layers; one saved by this class stores only the
-        layers its ``hidden_layer`` used, so asking it for a deeper layer is an error rather
+        A plain checkpoint of the family stores all its layers; one saved by this class stores only
+        the layers its ``hidden_layer`` used, so asking it for a deeper layer is an error rather
         than a silently random layer.
         """
         hub_kwargs = {key: kwargs[key] for key in _HUB_KWARGS if key in kwargs}
@@ -123,25 +172,22 @@ class LayerPreTrainedModel(BertPreTrainedModel):
         )
         cls._check_depth(model.config, stored, pretrained_model_name_or_path)
         # A config.json that claims more layers than the weights hold (edited, or from another save).
-        missing = {
-            key.split("encoder.layer.")[1].split(".")[0] for key in info["missing_keys"] if "encoder.layer." in key
-        }
+        missing = {_layer_index(key, cls.layers_name) for key in info["missing_keys"]} - {None}
         if missing:
-            names = ", ".join(f"encoder.layer.{i}" for i in sorted(missing, key=int))
+            names = ", ".join(f"{cls.layers_name}.{i}" for i in sorted(missing))
             raise ValueError(
                 f"hidden_layer={model.config.hidden_layer} needs {model.config.num_layers_used} encoder layers, but "
                 f"the weights at {pretrained_model_name_or_path} lack {names}: they would be random. Its config.json "
                 "does not match its weights; choose a shallower hidden_layer, or start again from the full backbone."
             )
-        result = (model, info) if want_info else model
-        used = model.config.num_layers_used
+        used = len(model.encoder_layers)
         if used < stored:
             logger.warning(
                 f"{cls.__name__} reads hidden_layer={model.config.hidden_layer}: it builds {used} of the "
                 f"{stored} encoder layers in {pretrained_model_name_or_path} and skips the weights of the "
-                f"other {stored - used} and of the pooler."
+                f"other {stored - used} and of any pooler or pretraining head."
             )
-        return result
+        return (model, info) if want_info else model
 
     @staticmethod
     def _check_depth(config, stored, source):
@@ -153,26 +199,31 @@ class LayerPreTrainedModel(BertPreTrainedModel):
             )
 
 
-class BertForLayerTokenClassification(LayerPreTrainedModel):
-    r"""
-    BERT with a token classification head (dropout + linear) on a chosen hidden layer, or on a
-    pooled set of layers. Only the encoder layers up to the deepest selected one are built,
-    run and saved, so ``hidden_layer=k`` of ``L`` costs about ``k / L`` of the full model.
+def _layer_index(key, layers_name):
+    """N in a checkpoint key such as ``bert.encoder.layer.N.output.dense.weight``; `None` in other keys."""
+    head, found, rest = key.partition(f"{layers_name}.")
+    index = rest.split(".", 1)[0]
+    return int(index) if found and (not head or head.endswith(".")) and index.isdigit() else None
 
-    With ``hidden_layer=-1`` it computes exactly what [`BertForTokenClassification`] computes.
+
+class LayerTokenClassifier:
+    r"""
+    A token classification head (dropout + linear) on a chosen hidden layer, or on a pooled set of
+    layers, of a family's encoder. Only the encoder layers up to the deepest selected one are built,
+    run and saved, so ``hidden_layer=k`` of ``L`` costs about ``k / L`` of the full model. Mixed in
+    before a family's [`LayerPreTrainedModel`] subclass.
     """
 
     # The loss is a mean over the batch's labeled tokens, not a sum over `num_items_in_batch`: the
     # Trainer then divides it by the gradient accumulation steps, and passes no `num_items_in_batch`
-    # to forward (4.x's BertModel.forward would reject it).
+    # to forward (4.x's encoders would reject it).
     accepts_loss_kwargs = False
 
     def __init__(self, config):
         super().__init__(config)
         self.num_labels = config.num_labels
         self._build_encoder(config)
-        dropout = config.classifier_dropout
-        self.dropout = nn.Dropout(config.hidden_dropout_prob if dropout is None else dropout)
+        self.dropout = nn.Dropout(config.head_dropout)
         self.classifier = nn.Linear(config.classifier_input_size, config.num_labels)
         self.post_init()
 
@@ -224,18 +275,20 @@ class BertForLayerTokenClassification(LayerPreTrainedModel):
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         if self._auto_class is not None:
-            # AutoModel gives the encoder part, as it does for BERT; saving keeps this auto_map entry.
+            # AutoModel gives the encoder part (`<Family>LayerModel`), as it does for the family's own
+            # classifiers; saving keeps this auto_map entry.
             module = type(self).__module__.rsplit(".", 1)[-1]
+            encoder = type(self).__name__.replace("ForLayerTokenClassification", "LayerModel")
             auto_map = dict(getattr(self.config, "auto_map", None) or {})
-            self.config.auto_map = {**auto_map, "AutoModel": f"{module}.BertLayerModel"}
+            self.config.auto_map = {**auto_map, "AutoModel": f"{module}.{encoder}"}
         return super().save_pretrained(save_directory, *args, **kwargs)
 
 
-class BertLayerModel(LayerPreTrainedModel):
+class LayerEncoder:
     r"""
-    The encoder part of [`BertForLayerTokenClassification`], what ``AutoModel`` returns: the
-    truncated BERT and the layer pooling, without the classification head. ``last_hidden_state``
-    holds the features the head would read (the chosen layer, or the pooled layers).
+    The encoder part of a layer classifier, what ``AutoModel`` returns: the truncated encoder and the
+    layer pooling, without the classification head. ``last_hidden_state`` holds the features the head
+    would read (the chosen layer, or the pooled layers).
     """
 
     def __init__(self, config):
@@ -269,4 +322,131 @@ class BertLayerModel(LayerPreTrainedModel):
         return self._return(encoded, return_dict)
 
 
-__all__ = ["BertForLayerTokenClassification", "BertLayerModel", "LayerPreTrainedModel"]
+# The families: for each, what its checkpoints look like, a classifier and an encoder. With
+# hidden_layer=-1 a classifier computes what the family's `*ForTokenClassification` computes where that
+# is dropout + linear on the last hidden state (BERT, RoBERTa, XLM-R, ELECTRA, DeBERTa-v2, EuroBERT).
+
+
+class BertLayerPreTrainedModel(LayerPreTrainedModel, BertPreTrainedModel):
+    config_class = LayerTokenClassificationConfig
+    backbone_class = BertModel
+    backbone_has_pooler = True
+    unused_weights = (r"(^|\.)pooler\.", r"^cls\.")
+
+
+class BertForLayerTokenClassification(LayerTokenClassifier, BertLayerPreTrainedModel):
+    """BERT (PubMedBERT, BioBERT, MiniLM, ...) with a token classification head on a chosen hidden layer."""
+
+
+class BertLayerModel(LayerEncoder, BertLayerPreTrainedModel):
+    """The encoder part of [`BertForLayerTokenClassification`]."""
+
+
+class RobertaLayerPreTrainedModel(LayerPreTrainedModel, RobertaPreTrainedModel):
+    config_class = RobertaLayerTokenClassificationConfig
+    backbone_class = RobertaModel
+    backbone_has_pooler = True
+    unused_weights = (r"(^|\.)pooler\.", r"^lm_head\.")
+
+
+class RobertaForLayerTokenClassification(LayerTokenClassifier, RobertaLayerPreTrainedModel):
+    """RoBERTa (BiomedRoBERTa, RoBERTa-base-PM-M3-Voc, ...) with a token classification head on a chosen layer."""
+
+
+class RobertaLayerModel(LayerEncoder, RobertaLayerPreTrainedModel):
+    """The encoder part of [`RobertaForLayerTokenClassification`]."""
+
+
+class XLMRobertaLayerPreTrainedModel(LayerPreTrainedModel, XLMRobertaPreTrainedModel):
+    config_class = XLMRobertaLayerTokenClassificationConfig
+    backbone_class = XLMRobertaModel
+    backbone_has_pooler = True
+    unused_weights = (r"(^|\.)pooler\.", r"^lm_head\.")
+
+
+class XLMRobertaForLayerTokenClassification(LayerTokenClassifier, XLMRobertaLayerPreTrainedModel):
+    """XLM-RoBERTa with a token classification head on a chosen hidden layer."""
+
+
+class XLMRobertaLayerModel(LayerEncoder, XLMRobertaLayerPreTrainedModel):
+    """The encoder part of [`XLMRobertaForLayerTokenClassification`]."""
+
+
+class ElectraLayerPreTrainedModel(LayerPreTrainedModel, ElectraPreTrainedModel):
+    config_class = ElectraLayerTokenClassificationConfig
+    backbone_class = ElectraModel
+    unused_weights = (r"^discriminator_predictions\.", r"^generator_(predictions|lm_head)\.")
+
+
+class ElectraForLayerTokenClassification(LayerTokenClassifier, ElectraLayerPreTrainedModel):
+    """An ELECTRA discriminator (BioM-ELECTRA, ...) with a token classification head on a chosen hidden layer."""
+
+
+class ElectraLayerModel(LayerEncoder, ElectraLayerPreTrainedModel):
+    """The encoder part of [`ElectraForLayerTokenClassification`]."""
+
+
+class DebertaV2LayerPreTrainedModel(LayerPreTrainedModel, DebertaV2PreTrainedModel):
+    config_class = DebertaV2LayerTokenClassificationConfig
+    backbone_class = DebertaV2Model
+    min_layers_built = 1
+    unused_weights = (r"(^|\.)pooler\.", r"^(lm_predictions|mask_predictions|cls)\.")
+
+
+class DebertaV2ForLayerTokenClassification(LayerTokenClassifier, DebertaV2LayerPreTrainedModel):
+    """DeBERTa-v2 or -v3 with a token classification head on a chosen hidden layer."""
+
+
+class DebertaV2LayerModel(LayerEncoder, DebertaV2LayerPreTrainedModel):
+    """The encoder part of [`DebertaV2ForLayerTokenClassification`]."""
+
+
+class ModernBertLayerPreTrainedModel(LayerPreTrainedModel, ModernBertPreTrainedModel):
+    config_class = ModernBertLayerTokenClassificationConfig
+    backbone_class = ModernBertModel
+    layers_name = "layers"
+    final_norm_name = "final_norm"
+    unused_weights = (r"^head\.", r"^decoder\.")
+
+
+class ModernBertForLayerTokenClassification(LayerTokenClassifier, ModernBertLayerPreTrainedModel):
+    """ModernBERT with dropout + linear on a chosen hidden layer (the stock class adds a dense head first)."""
+
+
+class ModernBertLayerModel(LayerEncoder, ModernBertLayerPreTrainedModel):
+    """The encoder part of [`ModernBertForLayerTokenClassification`]."""
+
+
+if EuroBertModel is not None:
+
+    class EuroBertLayerPreTrainedModel(LayerPreTrainedModel, EuroBertPreTrainedModel):
+        config_class = EuroBertLayerTokenClassificationConfig
+        backbone_class = EuroBertModel
+        layers_name = "layers"
+        final_norm_name = "norm"
+        unused_weights = (r"^lm_head\.",)
+
+    class EuroBertForLayerTokenClassification(LayerTokenClassifier, EuroBertLayerPreTrainedModel):
+        """EuroBERT (transformers 5.x) with a token classification head on a chosen hidden layer."""
+
+    class EuroBertLayerModel(LayerEncoder, EuroBertLayerPreTrainedModel):
+        """The encoder part of [`EuroBertForLayerTokenClassification`]."""
+
+
+__all__ = [
+    "BertForLayerTokenClassification",
+    "BertLayerModel",
+    "DebertaV2ForLayerTokenClassification",
+    "DebertaV2LayerModel",
+    "ElectraForLayerTokenClassification",
+    "ElectraLayerModel",
+    "LayerEncoder",
+    "LayerPreTrainedModel",
+    "LayerTokenClassifier",
+    "ModernBertForLayerTokenClassification",
+    "ModernBertLayerModel",
+    "RobertaForLayerTokenClassification",
+    "RobertaLayerModel",
+    "XLMRobertaForLayerTokenClassification",
+    "XLMRobertaLayerModel",
+] + (["EuroBertForLayerTokenClassification", "EuroBertLayerModel"] if EuroBertModel is not None else [])

@@ -56,7 +56,8 @@ def _load_like_a_stranger(model_dir: str, text: str, aggregation_strategy: str) 
         "model_class": type(model).__name__,
         "auto_model_class": type(base).__name__,
         "auto_model_shape": list(features.shape),
-        "num_layers_built": len(model.bert.encoder.layer),
+        # 0.1.0's code (BERT only) has no `encoder_layers`.
+        "num_layers_built": len(model.encoder_layers if hasattr(model, "encoder_layers") else model.bert.encoder.layer),
         "input_ids": encoded["input_ids"][0].tolist(),
         "logits": logits.tolist(),
         "entities": entities,

@@ -108,10 +108,10 @@ class OnnxTokenClassifier:
         cls, path: str | Path, *, threads: int | None = None, trust_remote_code: bool = False
     ) -> tuple[OnnxTokenClassifier, Any]:
         """The runner and the tokenizer saved beside it (custom tokenizer code only if trusted)."""
-        from transformers import AutoTokenizer
+        from .tokenization import load_tokenizer
 
         runner = cls(path, threads=threads)
-        return runner, AutoTokenizer.from_pretrained(str(runner.folder), trust_remote_code=bool(trust_remote_code))
+        return runner, load_tokenizer(runner.folder, trust_remote_code=trust_remote_code)
 
     def logits(self, input_ids: Any, attention_mask: Any = None, token_type_ids: Any = None) -> Any:
         import numpy as np

@@ -25,6 +25,7 @@ from .inference import check_max_length, default_max_length, evaluate_sentences,
 from .metrics import entity_scores, format_scores
 from .model_card import write_model_card
 from .redaction import redact_command
+from .tokenization import load_tokenizer, save_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -304,7 +305,7 @@ def train(
     model_class: Any = None,
     command: str | None = None,
 ) -> dict[str, Any]:
-    """Fine-tunes a `BertForLayerTokenClassification` and saves the best model, its scores and card.
+    """Fine-tunes the layer classifier of the backbone's family and saves the best model, its scores and card.
 
     Args:
         model_args, data_args, run_args: as the dataclasses above.
@@ -315,13 +316,18 @@ def train(
             the values of secret options (``--hub-token``, ``--token``, ...) hidden.
         model_class: Another token classification class to train with the same settings
             (e.g. transformers' `BertForTokenClassification`, as a baseline); ``hidden_layer`` and
-            ``layer_pooling`` are passed only to `BertForLayerTokenClassification` and its subclasses.
+            ``layer_pooling`` are passed only to layer classifiers. Default: the family's layer
+            classifier (`AutoModelForLayerTokenClassification`), from the backbone's ``model_type``.
 
     Returns:
         The metrics written to ``metrics.json``: ``eval_*`` and ``test_*`` scores (fractions),
         the Trainer's ``train_*`` figures, and ``settings``.
     """
+    from .auto import AutoModelForLayerTokenClassification
+
     run_args = run_args or RunArguments()
+    # An unsupported backbone fails here, before anything is written.
+    model_class = model_class or AutoModelForLayerTokenClassification.family_class(model_args.model)
     splits, hub_request = _start_run(model_args, data_args, training_args, run_args)
     output_dir = Path(training_args.output_dir)
     labels = label_list(splits["train"])
@@ -374,20 +380,17 @@ def _load_tokenizer_and_model(
     model_args: ModelArguments, training_args: Any, labels: list[str], model_class: Any
 ) -> tuple[Any, Any]:
     """The backbone's tokenizer, and the model with a new head for ``labels`` (seeded first)."""
-    from transformers import AutoTokenizer, set_seed
+    from transformers import set_seed
 
-    from .modeling_layer_tokclf import BertForLayerTokenClassification
+    from .modeling_layer_tokclf import LayerTokenClassifier
 
-    # An explicit False: transformers would otherwise ask on a terminal whether to run a folder's own code.
-    tokenizer = AutoTokenizer.from_pretrained(model_args.model, trust_remote_code=False)
+    tokenizer = load_tokenizer(model_args.model)
     layer = model_args.hidden_layer[0] if len(model_args.hidden_layer) == 1 else list(model_args.hidden_layer)
     id2label, label2id = dict(enumerate(labels)), {label: i for i, label in enumerate(labels)}
     head_kwargs = dict(num_labels=len(labels), id2label=id2label, label2id=label2id)
     if model_args.classifier_dropout is not None:
         head_kwargs["classifier_dropout"] = model_args.classifier_dropout
-    if model_class is None:
-        model_class = BertForLayerTokenClassification
-    if issubclass(model_class, BertForLayerTokenClassification):
+    if issubclass(model_class, LayerTokenClassifier):
         head_kwargs.update(hidden_layer=layer, layer_pooling=model_args.layer_pooling)
     # Seed before the head is initialised, as run_ner.py does: runs with the same seed start
     # from the same head and see the same batches.
@@ -575,7 +578,7 @@ def _save(model: Any, tokenizer: Any, output_dir: Path, metrics: dict[str, Any],
     leaves a run that ``--resume`` can finish.
     """
     model.save_pretrained(output_dir)
-    tokenizer.save_pretrained(output_dir)
+    save_tokenizer(tokenizer, output_dir)
     write_model_card(output_dir, metrics)
     write_json(output_dir / METRICS, metrics)
     if not run_args.keep_checkpoints:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -158,3 +160,55 @@ def trained(tmp_path_factory):
     data, args = slice_args(output_dir)
     metrics = train(ModelArguments(hidden_layer=[2]), data, args, command="hf-layer-tokclf train ...")
     return output_dir, metrics
+
+
+class NetworkUsed(AssertionError):
+    pass
+
+
+@pytest.fixture
+def no_other_source(monkeypatch):
+    """Records every repository or folder transformers resolves a file in; fails on any network access."""
+    import huggingface_hub
+    import transformers.utils.hub
+
+    sources: list[str] = []
+
+    def refuse_network(*args, **kwargs):
+        raise NetworkUsed(f"network access: {args[:2]}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse_network)
+    monkeypatch.setattr(socket, "create_connection", refuse_network)
+
+    def spy(original, downloads):
+        def wrapper(*args, **kwargs):
+            source = kwargs.get("path_or_repo_id", kwargs.get("repo_id", args[0] if args else None))
+            sources.append(str(source))
+            if downloads:
+                raise NetworkUsed(f"{original.__name__}({source!r})")
+            return original(*args, **kwargs)
+
+        return wrapper
+
+    originals = {
+        "hf_hub_download": (huggingface_hub.hf_hub_download, True),
+        "snapshot_download": (huggingface_hub.snapshot_download, True),
+        "cached_file": (transformers.utils.hub.cached_file, False),
+        "cached_files": (transformers.utils.hub.cached_files, False),
+    }
+    for module in list(sys.modules.values()):
+        if not getattr(module, "__name__", "").startswith(("transformers", "huggingface_hub")):
+            continue
+        for name, (original, downloads) in originals.items():
+            if getattr(module, name, None) is original:
+                monkeypatch.setattr(module, name, spy(original, downloads))
+    return sources
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """A small random checkpoint of every encoder family, saved as the Hub stores it (tests/families.py)."""
+    from families import FAMILIES, make_checkpoint
+
+    root = tmp_path_factory.mktemp("families")
+    return {family: make_checkpoint(family, root / family) for family in FAMILIES}

@@ -39,8 +39,8 @@ class SweepResult:
     train_command: str | None = None
 
     def probe_model(self, layer: int) -> Any:
-        """The probe of ``layer`` as a `BertForLayerTokenClassification` (eval mode), ready to save or score."""
-        from ..modeling_layer_tokclf import BertForLayerTokenClassification
+        """The probe of ``layer`` as the family's layer classifier (eval mode), ready to save or score."""
+        from ..auto import AutoModelForLayerTokenClassification
 
         if layer not in self.layers:
             raise ValueError(f"layer {layer} was not swept (swept: {self.layers})")
@@ -49,7 +49,7 @@ class SweepResult:
         level = transformers_logger.level
         transformers_logger.setLevel(logging.ERROR)  # the "classifier is newly initialized" notice: we fill it
         try:
-            model = BertForLayerTokenClassification.from_pretrained(
+            model = AutoModelForLayerTokenClassification.from_pretrained(
                 self.model_name_or_path,
                 hidden_layer=layer,
                 num_labels=len(self.labels),

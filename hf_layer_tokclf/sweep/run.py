@@ -160,18 +160,16 @@ def _labeled(sentences: Sequence[Sentence], split: str) -> list[Sentence]:
 
 def _load_encoder(model_name_or_path: str, layers: Sequence[int] | None, settings: SweepSettings) -> _Encoder:
     """The encoder up to the deepest swept layer, frozen, in eval mode, on its device and in its dtype."""
-    from transformers import AutoTokenizer
-
-    from ..configuration_layer_tokclf import LayerTokenClassificationConfig
+    from ..auto import AutoLayerConfig, AutoLayerModel
     from ..inference import check_max_length, pick_device, pick_dtype
-    from ..modeling_layer_tokclf import BertLayerModel
+    from ..tokenization import load_tokenizer
 
-    config = LayerTokenClassificationConfig.from_pretrained(model_name_or_path)
+    config = AutoLayerConfig.from_pretrained(model_name_or_path)
     layers = resolve_layers(layers, config.num_hidden_layers)
     check_max_length(settings.max_length, config.max_position_embeddings, model_name_or_path)
-    tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, trust_remote_code=False)
+    tokenizer = load_tokenizer(model_name_or_path)
     target = pick_device(settings.device)
-    model = BertLayerModel.from_pretrained(
+    model = AutoLayerModel.from_pretrained(
         model_name_or_path, hidden_layer=max(layers), dtype=pick_dtype(target, settings.dtype)
     )
     model.to(target).eval().requires_grad_(False)
@@ -305,14 +303,14 @@ def run_sweep(
     the recommended layer's probe as a model folder ``output_dir/probe-layer-K``. Other keyword
     arguments go to `sweep`.
     """
-    from ..configuration_layer_tokclf import LayerTokenClassificationConfig
+    from ..auto import AutoLayerConfig
     from ..training import default_backbone, read_splits
 
     model = model or default_backbone()
     _check_run(validation_file, finetune_top, max_train_samples, max_eval_samples, sweep_kwargs)
     data_args = _data_arguments(train_file, validation_file, max_train_samples, max_eval_samples, sweep_kwargs)
     splits = read_splits(data_args)  # bad data fails before anything is written
-    layers = resolve_layers(layers, LayerTokenClassificationConfig.from_pretrained(model).num_hidden_layers)
+    layers = resolve_layers(layers, AutoLayerConfig.from_pretrained(model).num_hidden_layers)
     output_dir = prepare_output_dir(output_dir, overwrite=overwrite_output_dir, clear=_clear_sweep)
 
     result = sweep(model, splits["train"], splits["validation"], layers=layers, progress=progress, **sweep_kwargs)
@@ -374,11 +372,11 @@ def _data_arguments(
 
 def _save_probe(result: SweepResult, model: str, output_dir: Path) -> None:
     """The recommended layer's probe as a model folder, with the tokenizer: ``output_dir/probe-layer-K``."""
-    from transformers import AutoTokenizer
+    from ..tokenization import load_tokenizer, save_tokenizer
 
     probe_dir = output_dir / f"probe-layer-{result.recommended_layer}"
     result.probe_model(result.recommended_layer).save_pretrained(probe_dir)
-    AutoTokenizer.from_pretrained(model, trust_remote_code=False).save_pretrained(probe_dir)
+    save_tokenizer(load_tokenizer(model), probe_dir)
     result.settings["probe_dir"] = str(probe_dir)
 
 

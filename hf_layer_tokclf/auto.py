@@ -1,0 +1,151 @@
+"""The layer classifier of any supported encoder family, picked from a checkpoint's ``config.json``.
+
+``AutoModelForLayerTokenClassification.from_pretrained("roberta-base", hidden_layer=4, num_labels=3)``
+reads only ``model_type`` from the checkpoint's config and hands over to the family's class; the
+families are an allow-list of transformers' own model types, so nothing a config names is imported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from transformers import PretrainedConfig
+
+from .modeling_layer_tokclf import (
+    BertForLayerTokenClassification,
+    BertLayerModel,
+    DebertaV2ForLayerTokenClassification,
+    DebertaV2LayerModel,
+    ElectraForLayerTokenClassification,
+    ElectraLayerModel,
+    ModernBertForLayerTokenClassification,
+    ModernBertLayerModel,
+    RobertaForLayerTokenClassification,
+    RobertaLayerModel,
+    XLMRobertaForLayerTokenClassification,
+    XLMRobertaLayerModel,
+)
+
+try:  # transformers 5.x
+    from .modeling_layer_tokclf import EuroBertForLayerTokenClassification, EuroBertLayerModel
+except ImportError:  # transformers 4.x has no EuroBERT
+    EuroBertForLayerTokenClassification = None
+
+
+@dataclass(frozen=True)
+class Family:
+    """One supported encoder family: its name, its plain checkpoints' model_type and our three classes."""
+
+    name: str
+    classifier_class: type
+    encoder_class: type
+
+    @property
+    def config_class(self) -> type:
+        return self.classifier_class.config_class
+
+    @property
+    def backbone_type(self) -> str:
+        return self.config_class.backbone_type
+
+    @property
+    def model_type(self) -> str:
+        return self.config_class.model_type
+
+    @property
+    def stock_class_name(self) -> str:
+        """The family's own transformers classifier, e.g. ``"RobertaForTokenClassification"``."""
+        return self.classifier_class.__name__.replace("ForLayerTokenClassification", "ForTokenClassification")
+
+
+_FAMILIES = [
+    Family("BERT", BertForLayerTokenClassification, BertLayerModel),
+    Family("RoBERTa", RobertaForLayerTokenClassification, RobertaLayerModel),
+    Family("XLM-RoBERTa", XLMRobertaForLayerTokenClassification, XLMRobertaLayerModel),
+    Family("ELECTRA", ElectraForLayerTokenClassification, ElectraLayerModel),
+    Family("DeBERTa-v2/v3", DebertaV2ForLayerTokenClassification, DebertaV2LayerModel),
+    Family("ModernBERT", ModernBertForLayerTokenClassification, ModernBertLayerModel),
+]
+if EuroBertForLayerTokenClassification is not None:
+    _FAMILIES.append(Family("EuroBERT", EuroBertForLayerTokenClassification, EuroBertLayerModel))
+
+# Keyed by the plain checkpoints' model_type ("bert", "roberta", ...).
+FAMILIES: dict[str, Family] = {family.backbone_type: family for family in _FAMILIES}
+
+
+def family_of(model_type: str | None, source: Any = None) -> Family:
+    """The family of a plain checkpoint's or a layer classifier's ``model_type``.
+
+    Raises `ValueError` naming ``source`` and the supported model types for any other value.
+    """
+    for family in FAMILIES.values():
+        if model_type in (family.backbone_type, family.model_type):
+            return family
+    where = f"{source}: " if source is not None else ""
+    raise ValueError(
+        f"{where}model_type {model_type!r} is not an encoder family hf_layer_tokclf supports; it takes "
+        f"checkpoints of model_type {', '.join(repr(t) for t in FAMILIES)} and the layer classifiers saved from them."
+    )
+
+
+def checkpoint_family(pretrained_model_name_or_path: Any, **kwargs: Any) -> Family:
+    """The family of a checkpoint folder or Hub id, from its ``config.json``'s ``model_type`` alone.
+
+    ``kwargs`` may hold `from_pretrained`'s location arguments (``revision``, ``token``, ...).
+    """
+    config_dict, _ = PretrainedConfig.get_config_dict(pretrained_model_name_or_path, **dict(kwargs))
+    return family_of(config_dict.get("model_type"), pretrained_model_name_or_path)
+
+
+class _AutoLayerClass:
+    """Dispatches `from_pretrained` / `from_config` to the class of the checkpoint's family."""
+
+    _family_attribute = ""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise OSError(f"{type(self).__name__} is built with from_pretrained(...) or from_config(config).")
+
+    @classmethod
+    def family_class(cls, pretrained_model_name_or_path: Any, **kwargs: Any) -> type:
+        """The class ``from_pretrained`` would hand ``pretrained_model_name_or_path`` to."""
+        config = kwargs.get("config")
+        if isinstance(config, PretrainedConfig):
+            return getattr(family_of(config.model_type, "config"), cls._family_attribute)
+        return getattr(checkpoint_family(pretrained_model_name_or_path, **kwargs), cls._family_attribute)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: Any, *model_args: Any, **kwargs: Any) -> Any:
+        """The family class's ``from_pretrained`` (``hidden_layer=``, ``num_labels=``, ... go to its config)."""
+        model_class = cls.family_class(pretrained_model_name_or_path, **kwargs)
+        return model_class.from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+
+    @classmethod
+    def from_config(cls, config: PretrainedConfig) -> Any:
+        """A randomly initialised model for a layer classifier's config (or a plain family config)."""
+        family = family_of(config.model_type, "config")
+        if not isinstance(config, family.config_class):
+            config = family.config_class.from_dict({k: v for k, v in config.to_dict().items() if k != "model_type"})
+        return getattr(family, cls._family_attribute)(config)
+
+
+class AutoModelForLayerTokenClassification(_AutoLayerClass):
+    """The ``*ForLayerTokenClassification`` of a checkpoint's family (BERT, RoBERTa, DeBERTa-v2, ...)."""
+
+    _family_attribute = "classifier_class"
+
+
+class AutoLayerModel(_AutoLayerClass):
+    """The ``*LayerModel`` (encoder part, no head) of a checkpoint's family."""
+
+    _family_attribute = "encoder_class"
+
+
+class AutoLayerConfig(_AutoLayerClass):
+    """The ``*LayerTokenClassificationConfig`` of a checkpoint's family."""
+
+    _family_attribute = "config_class"
+
+    @classmethod
+    def from_config(cls, config: PretrainedConfig) -> Any:
+        raise TypeError("AutoLayerConfig is built with from_pretrained(...).")
