@@ -18,7 +18,7 @@ from .hub import HubError
 
 USAGE = """hf-layer-tokclf <command> [options]
 
-Token classification from a chosen hidden layer of a BERT encoder.
+Token classification from a chosen hidden layer of an encoder (BERT, RoBERTa, DeBERTa, ModernBERT, ...).
 
 commands:
   train      fine-tune a model on CoNLL / JSON lines / datasets data (the Trainer's options apply)
@@ -37,7 +37,8 @@ def train_parser():
 
     parser = TrainArgumentParser(
         prog="hf-layer-tokclf train",
-        description="Fine-tune BertForLayerTokenClassification with the Hugging Face Trainer. Every "
+        description="Fine-tune the layer classifier of the backbone's family (BertForLayerTokenClassification, "
+        "RobertaForLayerTokenClassification, ...) with the Hugging Face Trainer. Every "
         "TrainingArguments option is accepted, spelled --like-this or --like_this. Defaults that differ "
         "from the Trainer's: " + ", ".join(f"{k}={v}" for k, v in TRAINING_DEFAULTS.items()) + ".",
     )
@@ -363,7 +364,9 @@ def sweep_parser() -> argparse.ArgumentParser:
         "relative compute cost per layer) to --output-dir, recommends the shallowest layer within "
         "--tolerance F1 of the best, and prints the `train` command that uses it.",
     )
-    parser.add_argument("--model", default=None, help="BERT checkpoint folder or Hub id (default: packaged MiniLM).")
+    parser.add_argument(
+        "--model", default=None, help="Checkpoint folder or Hub id of a supported family (default: packaged MiniLM)."
+    )
     parser.add_argument("--train-file", required=True, help="Training data: CoNLL, JSON lines or save_to_disk.")
     parser.add_argument("--validation-file", required=True, help="Dev data the probes are scored on.")
     parser.add_argument("--output-dir", required=True, help="Where sweep.md, sweep.json and sweep.png go.")
@@ -504,12 +507,13 @@ def export_onnx_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hf-layer-tokclf export-onnx",
         description="Export a trained model for serving: OUT_DIR/model.onnx (the encoder layers the model uses "
-        "plus its head; inputs input_ids, attention_mask, token_type_ids; output logits; dynamic batch and "
+        "plus its head; inputs input_ids, attention_mask and, where the family has them, token_type_ids; output "
+        "logits; dynamic batch and "
         "sequence axes), checked against PyTorch, with config.json, the tokenizer files and onnx_export.json "
         "beside it. With --quantize int8, model.onnx is the int8 model (onnxruntime dynamic quantization), "
         "for CPU serving. `predict` and `evaluate` accept OUT_DIR in place of a model directory.",
     )
-    parser.add_argument("model_dir", help="A trained output directory (or any BERT token classification model).")
+    parser.add_argument("model_dir", help="A trained output directory (or any token classification model).")
     parser.add_argument("out_dir", help="The serving folder to write (refused if not empty, unless --overwrite).")
     parser.add_argument(
         "--quantize", choices=["int8"], default=None, help="Quantize the weights to int8 (default: float32)."

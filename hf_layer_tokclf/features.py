@@ -64,14 +64,18 @@ def model_inputs(feature: Mapping[str, Any]) -> dict[str, Any]:
     return {key: feature[key] for key in MODEL_INPUT_NAMES if key in feature}
 
 
-def _check_tokenizer(tokenizer: Any) -> None:
+def _check_tokenizer(tokenizer: Any) -> str:
+    """Refuses a slow tokenizer; returns the word that stands in for words it tokenizes to nothing."""
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(
             f"{type(tokenizer).__name__} is a slow tokenizer; word alignment needs a fast one "
             "(AutoTokenizer.from_pretrained(..., use_fast=True))"
         )
-    if tokenizer.unk_token is None:
-        raise ValueError("the tokenizer has no unk_token to stand in for words it tokenizes to nothing")
+    # Byte-level tokenizers (EuroBERT's) have no unk_token: any word that gives a subword will do.
+    for word in (tokenizer.unk_token, "?", "."):
+        if word and tokenizer([[word]], is_split_into_words=True, add_special_tokens=False)["input_ids"][0]:
+            return word
+    raise ValueError("the tokenizer has no unk_token, nor any word, to stand in for words it tokenizes to nothing")
 
 
 def _subword_counts(sentences: Sequence[Sentence], tokenizer: Any) -> list[list[int]]:
@@ -173,7 +177,8 @@ def encode(
     several windows of whole words; consecutive windows share up to ``stride`` subwords' worth of
     words (default ``max_length // 4``). No word is ever dropped: a single word longer than a
     window gets a window of its own with its subwords truncated, and a word the tokenizer turns
-    into nothing (e.g. a lone zero-width space) is encoded as the tokenizer's ``unk_token``.
+    into nothing (e.g. a lone zero-width space) is encoded as the tokenizer's ``unk_token`` (or, for
+    tokenizers without one, a word that gives a subword).
 
     Args:
         sentences: The sentences to encode.
@@ -199,12 +204,12 @@ def encode(
         DataError: a label that is not in ``label2id``.
         ValueError: a slow tokenizer, or a ``max_length`` / ``stride`` that leaves no room.
     """
-    _check_tokenizer(tokenizer)
+    stand_in = _check_tokenizer(tokenizer)
     stride = check_stride(stride, max_length, tokenizer)
     budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
     with_labels = _wants_labels(sentences, label2id)
     inside = _inside_ids(label2id) if with_labels and label_all_subwords else {}
-    spans = _plan_windows(sentences, tokenizer, budget, stride)
+    spans = _plan_windows(sentences, tokenizer, budget, stride, stand_in)
     if not spans:
         return []
     features = _encode_windows(spans, tokenizer, max_length)
@@ -216,17 +221,17 @@ def encode(
 
 
 def _plan_windows(
-    sentences: Sequence[Sentence], tokenizer: Any, budget: int, stride: int
+    sentences: Sequence[Sentence], tokenizer: Any, budget: int, stride: int, stand_in: str
 ) -> list[tuple[int, list[str], int, int]]:
     """``(sentence index, words to encode, first word, end word)`` of every window, from subword counts.
 
-    A word the tokenizer turns into nothing is replaced by ``unk_token``; empty sentences get no window.
+    A word the tokenizer turns into nothing is replaced by ``stand_in``; empty sentences get no window.
     """
     spans = []
     for index, (sentence, counts) in enumerate(zip(sentences, _subword_counts(sentences, tokenizer), strict=True)):
         if not sentence.tokens:  # nothing to predict; merge_windows returns [] for it
             continue
-        words = [word if n else tokenizer.unk_token for word, n in zip(sentence.tokens, counts, strict=True)]
+        words = [word if n else stand_in for word, n in zip(sentence.tokens, counts, strict=True)]
         spans += [(index, words, start, end) for start, end in _windows([n or 1 for n in counts], budget, stride)]
     return spans
 

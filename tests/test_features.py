@@ -154,6 +154,21 @@ def test_words_the_tokenizer_drops_still_get_a_prediction(tokenizer):
     assert merge_windows([feature], [feature["labels"]], 1) == gold_ids([sentence])
 
 
+def test_a_tokenizer_without_unk_token_still_encodes_every_word(checkpoints):
+    """Byte-level tokenizers such as EuroBERT's have no unk_token, and need none: every byte has a token."""
+    from hf_layer_tokclf.tokenization import load_tokenizer
+
+    if "eurobert" not in checkpoints:
+        pytest.skip("this transformers has no EuroBERT")
+    tokenizer = load_tokenizer(checkpoints["eurobert"])
+    assert tokenizer.unk_token is None
+    words = ["Fever", "\u200b", "and", "\x00", "\u00ad", "rash"]
+    sentence = Sentence(words, ["B-Disease", "O", "O", "O", "O", "B-Disease"], "s", 1)
+    (feature,) = encode([sentence], tokenizer, LABEL2ID)
+    assert {w for w in feature["word_ids"] if w is not None} == set(range(len(words)))
+    assert merge_windows([feature], [feature["labels"]], 1) == gold_ids([sentence])
+
+
 def test_empty_sentence_and_merge_errors(tokenizer, devel):
     sentences = [Sentence([], [], "s", 1), devel[0]]
     features = encode(sentences, tokenizer, LABEL2ID)

@@ -10,8 +10,8 @@ the sum of the layers' cross-entropies, so each probe gets exactly the gradient 
 alone. Every probe is scored with seqeval entity-level F1 on the dev words; the recommendation is
 the shallowest layer within ``tolerance`` F1 points of the best.
 
-A probe is exactly ``BertForLayerTokenClassification(hidden_layer=k)`` with the probe as its
-classifier (dropout is off in eval mode): `SweepResult.probe_model` builds that model, which
+A probe is exactly the family's layer classifier (``BertForLayerTokenClassification(hidden_layer=k)``,
+``RobertaForLayerTokenClassification(...)``, ...) with the probe as its classifier (dropout is off in eval mode): `SweepResult.probe_model` builds that model, which
 `inference.evaluate_sentences` scores like any other.
 
 The modules, each importing only those before it: `result` (`SweepResult` and the layer rules),

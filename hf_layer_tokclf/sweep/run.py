@@ -50,7 +50,7 @@ def sweep(
     """Trains a linear probe on every layer of a frozen encoder from one pass over the data; scores each on dev.
 
     Args:
-        model_name_or_path: A BERT checkpoint (folder or Hub id), e.g. `training.default_backbone()`.
+        model_name_or_path: A checkpoint of a supported family (folder or Hub id), e.g. `training.default_backbone()`.
         train_sentences, dev_sentences: Labeled sentences (any IOB scheme; converted to IOB2). Dev
             labels must all appear in the training data.
         layers: ``hidden_states`` indices to probe (0 = embeddings, L = last, negative from the
