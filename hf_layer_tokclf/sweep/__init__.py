@@ -11,8 +11,9 @@ alone. Every probe is scored with seqeval entity-level F1 on the dev words; the 
 the shallowest layer within ``tolerance`` F1 points of the best.
 
 A probe is exactly the family's layer classifier (``BertForLayerTokenClassification(hidden_layer=k)``,
-``RobertaForLayerTokenClassification(...)``, ...) with the probe as its classifier (dropout is off in eval mode): `SweepResult.probe_model` builds that model, which
-`inference.evaluate_sentences` scores like any other.
+``RobertaForLayerTokenClassification(...)``, ...) with the probe as its classifier (dropout is off in
+eval mode): `SweepResult.probe_model` builds that model, which `inference.evaluate_sentences` scores like
+any other.
 
 The modules, each importing only those before it: `result` (`SweepResult` and the layer rules),
 `extract` (the encoder pass and the feature stores), `probes` (training, applying and scoring the
