@@ -43,8 +43,10 @@ class ModelArguments:
 
     model: str = field(
         default_factory=default_backbone,
-        metadata={"help": "Backbone: a checkpoint folder or Hub id of BERT, RoBERTa, XLM-R, ELECTRA, DeBERTa-v2/v3, "
-            "ModernBERT or EuroBERT. Default: the packaged all-MiniLM-L6-v2."},
+        metadata={
+            "help": "Backbone: a checkpoint folder or Hub id of BERT, RoBERTa, XLM-R, ELECTRA, DeBERTa-v2/v3, "
+            "ModernBERT or EuroBERT. Default: the packaged all-MiniLM-L6-v2."
+        },
     )
     hidden_layer: list[int] = field(
         default_factory=lambda: [-1],
