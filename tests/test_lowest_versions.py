@@ -250,3 +250,33 @@ def test_the_new_head_and_its_learning_rate(env):
     proc = subprocess.run([env["python"], "-c", HEAD_CHECK], env=child_env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert proc.stdout.strip().splitlines()[-1] == "[5e-05, 0.003]"
+
+
+FAMILIES_CHECK = """
+import json, sys, tempfile
+from pathlib import Path
+from hf_layer_tokclf.cli import main
+
+ncbi, text = Path(sys.argv[1]), sys.argv[2]
+for checkpoint in sys.argv[3:]:
+    out = Path(tempfile.mkdtemp()) / "model"
+    argv = ["train", "--model", checkpoint, "--output-dir", str(out), "--train-file", str(ncbi / "train.tsv")]
+    argv += ["--validation-file", str(ncbi / "devel.tsv"), "--max-train-samples", "16", "--max-eval-samples", "8"]
+    assert main([*argv, "--max-steps", "2", "--hidden-layer", "2", "--per-device-train-batch-size", "8"]) == 0
+    assert main(["predict", str(out), "--text", text, "--output", str(out / "p.jsonl"), "--no-progress"]) == 0
+    record = json.loads((out / "p.jsonl").read_text().splitlines()[0])
+    config = json.loads((out / "config.json").read_text())
+    print(json.dumps({"model_type": config["model_type"], "text": record["text"], "n": len(record["entities"])}))
+"""
+
+
+def test_every_family_trains_and_predicts_on_the_lowest_versions(checkpoints, tmp_path):
+    """`train` from a Hub-style checkpoint of each family 4.57 has, then `predict`, in the 4.57 environment."""
+    families = [family for family in checkpoints if family != "eurobert"]  # EuroBERT arrived in 5.x
+    child_env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    argv = [_lowest_python(), "-c", FAMILIES_CHECK, str(NCBI), TEXT, *(str(checkpoints[f]) for f in families)]
+    proc = subprocess.run(argv, env=child_env, capture_output=True, text=True, cwd=tmp_path, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    reports = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{"model_type"')]
+    assert [r["model_type"] for r in reports] == [f"{family}-layer-tokclf" for family in families]
+    assert all(r["text"] == TEXT for r in reports)
