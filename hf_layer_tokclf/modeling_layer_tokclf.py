@@ -69,8 +69,7 @@ class LayerPreTrainedModel:
     backbone_has_pooler = False  # its constructor takes add_pooling_layer (False here: no pooler)
     layers_name = "encoder.layer"  # the backbone's list of layers
     final_norm_name = None  # a norm the backbone applies after its last layer only (ModernBERT, EuroBERT)
-    min_layers_built = 0  # 1 for encoders that cannot run without a layer (DeBERTa-v2); layer 0 is then read
-    # from hidden_states[0]
+    min_layers_built = 0  # 1 where the encoder cannot run without a layer (DeBERTa-v2): layer 0 is hidden_states[0]
     # Regexes for checkpoint keys this model never has a place for: poolers and pretraining heads.
     unused_weights = ()
 
@@ -104,7 +103,7 @@ class LayerPreTrainedModel:
 
     @property
     def encoder_layers(self):
-        """The encoder layers this model built (``config.num_layers_used`` of them)."""
+        """The encoder layers this model built: ``config.num_layers_used`` (at least ``min_layers_built``)."""
         return self.base_model.get_submodule(self.layers_name)
 
     def _init_weights(self, module):

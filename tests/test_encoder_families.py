@@ -146,7 +146,10 @@ def saved(family, checkpoints, tmp_path):
     return folder, model
 
 
-def test_a_saved_model_runs_through_remote_code_on_5x_and_4x(family, saved, transformers4_path):
+def test_a_saved_model_runs_through_remote_code_on_4x(family, saved, transformers4_path):
+    """On 4.57, for strangers (test_encoder_families_cli's `verify` does the same on 5.x, for trained models)."""
+    if family == "eurobert":
+        pytest.skip("transformers 4.x has no EuroBERT")
     folder, model = saved
     config = json.loads((folder / "config.json").read_text())
     names = {cls.__name__ for cls in (SUPPORTED[family].config_class, model.__class__)}
@@ -154,17 +157,16 @@ def test_a_saved_model_runs_through_remote_code_on_5x_and_4x(family, saved, tran
     tokenizer = load_tokenizer(folder)
     with torch.no_grad():
         expected = model(**tokenizer(TEXT, return_tensors="pt")).logits[0]
-    versions = [None] if family == "eurobert" else [None, transformers4_path]  # 4.x has no EuroBERT
-    for python_path in versions:
-        report = run_remote_check(folder, TEXT, python_path=python_path)
-        assert report["model_class"] == type(model).__name__, report["transformers_version"]
-        assert report["config_class"] == SUPPORTED[family].config_class.__name__
-        assert report["auto_model_class"] == SUPPORTED[family].encoder_class.__name__
-        assert report["num_layers_built"] == 2
-        torch.testing.assert_close(torch.tensor(report["logits"]), expected, atol=1e-5, rtol=0)
-        assert report["entities"], "the pipeline found no entity with a head that tags plenty"
-        for entity in report["entities"]:
-            assert 0 <= entity["start"] < entity["end"] <= len(TEXT)
+    report = run_remote_check(folder, TEXT, python_path=transformers4_path)
+    assert report["transformers_version"].startswith("4.")
+    assert report["model_class"] == type(model).__name__
+    assert report["config_class"] == SUPPORTED[family].config_class.__name__
+    assert report["auto_model_class"] == SUPPORTED[family].encoder_class.__name__
+    assert report["num_layers_built"] == 2
+    torch.testing.assert_close(torch.tensor(report["logits"]), expected, atol=1e-5, rtol=0)
+    assert report["entities"], "the pipeline found no entity with a head that tags plenty"
+    for entity in report["entities"]:
+        assert 0 <= entity["start"] < entity["end"] <= len(TEXT)
 
 
 FOREIGN = {
