@@ -61,7 +61,7 @@ class LayerConfig:
         super().__init_subclass__(**kwargs)
 
     def __init__(self, hidden_layer=-1, layer_pooling="mean", **kwargs):
-        # Before BertConfig sees them: transformers 4.x and 5.x settle a disagreement differently, in silence.
+        # Before the family config sees them: transformers 4.x and 5.x settle a disagreement differently, in silence.
         check_label_maps(kwargs.get("num_labels"), kwargs.get("id2label"), kwargs.get("label2id"))
         super().__init__(**kwargs)
         if not hasattr(self, "classifier_dropout"):  # DeBERTa-v2 and EuroBERT configs have none
