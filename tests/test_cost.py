@@ -29,3 +29,29 @@ def test_our_config_and_a_config_json_cost_the_same_as_the_bert_they_wrap(tmp_pa
     bert = BertConfig(num_hidden_layers=6, hidden_size=384, intermediate_size=1536)
     expected = relative_costs(bert, [0, 3, 6], 2)
     assert relative_costs(ours, [0, 3, 6], 2) == expected == relative_costs(from_file, [0, 3, 6], 2)
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "electra", "deberta-v2", "modernbert"])
+def test_parameter_counts_are_the_built_models(family, checkpoints):
+    from transformers import AutoModelForTokenClassification
+
+    from hf_layer_tokclf import AutoModelForLayerTokenClassification
+    from hf_layer_tokclf.cost import parameter_counts
+
+    ours = AutoModelForLayerTokenClassification.from_pretrained(checkpoints[family], hidden_layer=2, num_labels=3)
+    stock = AutoModelForTokenClassification.from_pretrained(checkpoints[family], num_labels=3)
+    used, full = parameter_counts(ours.config.to_dict())
+    assert used == sum(p.numel() for p in ours.parameters()) < full == sum(p.numel() for p in stock.parameters())
+
+
+def test_the_one_layer_model_of_a_family_with_per_layer_fields(checkpoints):
+    """ModernBERT's config lists an attention type per layer (5.x): a one-layer model gets the first entry."""
+    from hf_layer_tokclf.cost import backbone_config
+
+    config = json.loads((checkpoints["modernbert"] / "config.json").read_text())
+    one = backbone_config(config, num_hidden_layers=1)
+    assert type(one).__name__ == "ModernBertConfig" and one.num_hidden_layers == 1
+    if "layer_types" in config:
+        assert one.layer_types == config["layer_types"][:1]
+    costs = relative_costs(config, [0, 2, 4], 3)
+    assert costs[0] < 0.01 and costs[2] == pytest.approx(0.5, abs=0.01) and costs[4] == 1.0
