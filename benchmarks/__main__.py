@@ -1,10 +1,11 @@
 """``python -m benchmarks``: the whole speed, memory and serving benchmark in one process.
 
-    python -m benchmarks                      # full run: ~30 minutes on 2 CPU cores
-    python -m benchmarks --quick              # short run: a few minutes
+    python -m benchmarks                      # full run: ~45 minutes on 2 CPU cores
+    python -m benchmarks --quick              # short run: ~15 minutes (its forward section ~6 to 12)
     python -m benchmarks --only forward,memory --model-dir runs/ncbi-disease-minilm
 
-Writes ``benchmarks.md`` and ``benchmarks.json`` (atomically) to ``--output-dir``; see
+Writes ``benchmarks.md`` and ``benchmarks.json`` (atomically) to ``--output-dir``; a run of some
+sections (``--only``) keeps the other sections of the results it replaces, and says so. See
 `benchmarks.suite` for what each section measures. Timings are printed, never asserted.
 """
 
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     result = suite.run(plan, args.only, model_dir=args.model_dir, threads=args.threads, command=command)
     for verdict in result["verdicts"]:
         print(suite.verdict_line(verdict), flush=True)
-    suite.write(result, args.output_dir)
+    suite.write(suite.keep_earlier(result, suite.earlier_result(args.output_dir)), args.output_dir)
     return 0
 
 

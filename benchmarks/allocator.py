@@ -51,13 +51,8 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
 
 def verdicts(tables: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The ceiling target again, with the page faults gone."""
-    return [
-        forward.ceiling_verdict(table, LABEL, table["family"])
-        for table in tables
-        if table["num_layers"] == 12
-        and table["batch"] == forward.TARGET_CEILING_BATCH
-        and forward.row(table, "ours", 12)
-    ]
+    kept = [table for table in tables if forward.has_ceiling_target(table)]
+    return [forward.ceiling_verdict(table, LABEL, table["family"]) for table in kept]
 
 
 def summary_rows(table: dict[str, Any] | None) -> list[tuple[str, list[dict[str, Any]], str, str]]:

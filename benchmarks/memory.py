@@ -70,7 +70,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     """In the child: build, one warm-up pass (it pays the one-time costs: kernel libraries' buffers, lazy
     imports), reset the high-water mark, one forward pass, read the mark."""
     (family, (spec,)), device = from_job(job), default_device()
-    inputs = make_inputs(job["batch"], family.vocab_size, device=device)
+    inputs = make_inputs(job["batch"], family, device=device)
     gc.collect()
     bare = _status_kb("VmRSS")
     model = to_device(build(family, spec), device)
@@ -121,8 +121,8 @@ def run(family: Family, models: dict[Spec, torch.nn.Module], batch: int, threads
     for spec, model in models.items():
         memory, size = measure_in_child(family, spec, batch, threads), checkpoint_mb(model)
         peak = memory.get("peak_mb", float("nan"))
-        log(f"  [{family.name} memory] {spec.name()}: peak {peak:.0f} MiB, checkpoint {size:.0f} MiB")
-        rows.append({**spec.describe(), "checkpoint_mb": size, **memory})
+        log(f"  [{family.name} memory] {spec.name(family)}: peak {peak:.0f} MiB, checkpoint {size:.0f} MiB")
+        rows.append({**spec.describe(family), "checkpoint_mb": size, **memory})
     stock, notebook = (next(r for r in rows if r["kind"] == kind) for kind in ("stock", "notebook"))
     for row in rows:
         row["checkpoint_vs_stock"] = ratio(row["checkpoint_mb"], stock["checkpoint_mb"])

@@ -177,7 +177,8 @@ def section_pipeline(
     timings, cpu = interleaved(fns, rounds, label=f"{family.name} pipeline")
     stock = timings[Spec("stock")].median
     rows = [
-        {**spec.describe(), "device": device_label, "median_s": t.median, "sentences_per_s": len(texts) / t.median}
+        spec.describe(family)
+        | {"device": device_label, "median_s": t.median, "sentences_per_s": len(texts) / t.median}
         | {"speedup_vs_stock": stock / t.median, "samples_s": t.samples}
         for spec, t in timings.items()
     ]

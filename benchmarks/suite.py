@@ -1,12 +1,14 @@
-"""The one benchmark run: every section on BERT-base shape (random weights) and the packaged MiniLM, in
-one process, with verdicts on the targets (printed PASS or FAIL, never asserted). A section is a module:
-``forward``, ``allocator``, ``memory``, ``training`` (`train_step`), ``pipeline`` and ``serving``.
+"""The one benchmark run: every section on BERT-base shape (random weights) and the packaged MiniLM, and
+the forward section on RoBERTa-base and DeBERTa-v3-base shapes too, in one process, with verdicts on the
+targets (printed PASS or FAIL, never asserted). A section is a module: ``forward``, ``allocator``,
+``memory``, ``training`` (`train_step`), ``pipeline`` and ``serving``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +22,7 @@ import transformers
 from benchmarks import allocator, forward, memory, serving, train_step
 from benchmarks.common import default_device, load_average, log, machine_facts, md_row, ncbi_sentences, write_results
 from benchmarks.models import ATTN, FAMILIES, Family, Spec, build, contenders, dtype_of, to_device
+from hf_layer_tokclf import auto as layer_auto
 
 SECTIONS = ("forward", "allocator", "memory", "training", "pipeline", "serving")
 
@@ -30,6 +33,7 @@ class Plan:
 
     name: str
     families: tuple[str, ...] = ("bert-base", "minilm")
+    forward_families: tuple[str, ...] = ()  # backbones of other families, measured in the forward section only
     # family -> {batch: (rounds, time budget in s)}, and warm-up rounds
     forward_batches: dict[str, dict[int, tuple[int, float]]] = field(default_factory=dict)
     forward_warmup: int = 2
@@ -48,17 +52,33 @@ class Plan:
     def batches(self, family: Family) -> dict[int, tuple[int, float]]:
         return self.forward_batches.get(family.name, {32: (3, 60), 1: (3, 60)})
 
+    def families_of(self, section: str) -> tuple[str, ...]:
+        return self.families + (self.forward_families if section == "forward" else ())
 
+
+OTHER_FAMILIES = ("roberta-base", "deberta-v3-base")  # issue #13
 PLANS = {
     "full": Plan(
         "full",
-        forward_batches={"bert-base": {32: (8, 300), 1: (30, 60)}, "minilm": {32: (15, 90), 1: (40, 30)}},
+        forward_families=OTHER_FAMILIES,
+        forward_batches={
+            "bert-base": {32: (8, 300), 1: (30, 60)},
+            "minilm": {32: (15, 90), 1: (40, 30)},
+            "roberta-base": {32: (6, 180), 1: (20, 30)},
+            "deberta-v3-base": {32: (6, 300), 1: (20, 40)},  # about twice BERT's time per pass
+        },
         forward_warmup=1,
         serving={"steps": 300, "batch": 32, "train": None, "dev": 200, "test": None, "rounds": 5},
     ),
     "quick": Plan(
         "quick",
-        forward_batches={"bert-base": {32: (3, 40), 1: (5, 10)}, "minilm": {32: (3, 10), 1: (5, 5)}},
+        forward_families=OTHER_FAMILIES,
+        forward_batches={
+            "bert-base": {32: (3, 40), 1: (5, 10)},
+            "minilm": {32: (3, 10), 1: (5, 5)},
+            "roberta-base": {32: (4, 80)},
+            "deberta-v3-base": {32: (6, 240)},  # its page faults make samples spread by ~10%: more rounds
+        },
         forward_warmup=1,
         forward_ks=[3, 6, 12],
         train_ks=[3],
@@ -151,15 +171,16 @@ def quiet_transformers(threads: int) -> Iterator[None]:
 
 
 def run_stage(ctx: Context, stage: tuple[str, ...], result: dict[str, Any]) -> None:
-    """Every section of `stage` on every backbone of the plan, printing each table as it is measured."""
-    for name in ctx.plan.families if stage else ():
-        family = FAMILIES[name]()
+    """Every section of `stage` on each of its backbones, printing each table as it is measured."""
+    names = dict.fromkeys(name for section in stage for name in ctx.plan.families_of(section))
+    for name in names:
+        family, sections = FAMILIES[name](), [s for s in stage if name in ctx.plan.families_of(s)]
         models = {}
-        if NEEDS_MODELS & set(stage):
+        if NEEDS_MODELS & set(sections):
             specs = contenders(family, ctx.plan.forward_ks)
             log(f"building {len(specs)} {family.name} models ...")
             models = {spec: to_device(build(family, spec), ctx.device) for spec in specs}
-        for section in stage:
+        for section in sections:
             key, runner, render = PER_FAMILY[section]
             for table in runner(ctx, family, models):
                 print(render(table), end="\n\n", flush=True)
@@ -204,13 +225,14 @@ def run(
 
 
 def verdicts(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """PASS or FAIL per target, on every 12-layer backbone measured."""
-    return [
-        *forward.verdicts(result.get("forward", [])),
-        *allocator.verdicts(result.get("forward_allocator", [])),
-        *memory.verdicts(result.get("memory", [])),
-        *serving.verdicts(result.get("serving")),
-    ]
+    """PASS or FAIL per target, on every 12-layer backbone measured, each with the section it judges."""
+    found = {
+        "forward": forward.verdicts(result.get("forward", [])),
+        "allocator": allocator.verdicts(result.get("forward_allocator", [])),
+        "memory": memory.verdicts(result.get("memory", [])),
+        "serving": serving.verdicts(result.get("serving")),
+    }
+    return [{**verdict, "section": section} for section, judged in found.items() for verdict in judged]
 
 
 def verdict_line(verdict: dict[str, Any]) -> str:
@@ -235,6 +257,35 @@ REPORT = {
 }
 
 
+def measured_families(result: dict[str, Any]) -> list[layer_auto.Family]:
+    """The package's families of the forward tables (BERT where none says: they predate other families)."""
+    types = dict.fromkeys(table.get("model_type", "bert") for table in result.get("forward", [])) or ["bert"]
+    return [layer_auto.FAMILIES[model_type] for model_type in types]
+
+
+def contenders_line(result: dict[str, Any]) -> str:
+    """What the three contenders are, with the classes of each family measured."""
+    families = measured_families(result)
+    stock = " / ".join(f"`{family.stock_class_name}`" for family in families)
+    ours = " / ".join(f"`{family.classifier_class.__name__}(hidden_layer=k)`" for family in families)
+    return (
+        f"- stock head = {stock} (all L layers); notebook recipe = `AutoModel` with "
+        "`output_hidden_states=True` + `nn.Linear` on `hidden_states[k]` (all L layers whatever k is); "
+        f"ours = {ours} (layers 1..k only)"
+    )
+
+
+def other_attention(result: dict[str, Any]) -> str:
+    """The backbones whose contenders use another attention than sdpa (DeBERTa has only eager)."""
+    others = {
+        t["family"]: t["attn_implementation"]
+        for t in result.get("forward", [])
+        if t.get("attn_implementation", ATTN) != ATTN
+    }
+    listed = "; ".join(f'{family}: `"{attn}"`, its only one' for family, attn in others.items())
+    return f" ({listed})" if listed else ""
+
+
 def report_markdown(result: dict[str, Any]) -> str:
     machine = result["machine"]
     lines = [
@@ -242,19 +293,18 @@ def report_markdown(result: dict[str, Any]) -> str:
         "",
         f"- command: `{result['command']}`; plan {result['plan']}; sections {', '.join(result['sections'])}; "
         f"started {result['started']}; total wall time {result['wall_time_s']:.0f} s",
-        f'- device measured: **{result["device"]}** ({result["dtype"]}, `attn_implementation="{ATTN}"`, eval '
-        "mode and `torch.inference_mode()` for every forward pass)",
+        f'- device measured: **{result["device"]}** ({result["dtype"]}, `attn_implementation="{ATTN}"`'
+        f"{other_attention(result)}, eval mode and `torch.inference_mode()` for every forward pass)",
         f"- CPU: {machine['cpu_model']} ({machine['os_cpu_count']} logical CPUs); torch {machine['torch_version']} "
         f"with {machine['torch_num_threads']} threads; transformers {machine['transformers_version']}; python "
         f"{machine['python_version']}; {machine['platform']}",
         f"- load average (1, 5, 15 min) at start {machine['load_average']}, at end {result['load_average_at_end']}",
-        "- stock head = `BertForTokenClassification` (all L layers); notebook recipe = `AutoModel` with "
-        "`output_hidden_states=True` + `nn.Linear` on `hidden_states[k]` (all L layers whatever k is); "
-        "ours = `BertForLayerTokenClassification(hidden_layer=k)` (layers 1..k only)",
+        contenders_line(result),
+        *kept_lines(result),
         "",
         "## Verdicts",
         "",
-        *(f"- {verdict_line(v)}" for v in result["verdicts"]),
+        *(f"- {verdict_line(v)}{earlier_mark(result, v.get('section'))}" for v in result["verdicts"]),
         "",
     ]
     for key, (heading, intro, render) in REPORT.items():
@@ -270,6 +320,55 @@ def write(result: dict[str, Any], output_dir: Path, name: str = "benchmarks") ->
     write_results(output_dir, name, report_markdown(result), result)
 
 
+# section -> the key of its result, in the order of SECTIONS
+RESULT_KEYS = {section: PER_FAMILY[section][0] if section in PER_FAMILY else section for section in SECTIONS}
+
+
+def earlier_result(output_dir: Path, name: str = "benchmarks") -> dict[str, Any] | None:
+    path = output_dir / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def keep_earlier(result: dict[str, Any], earlier: dict[str, Any] | None) -> dict[str, Any]:
+    """`result`, plus the sections it did not run as `earlier` (the results it will replace) holds them,
+    verdicts recomputed: ``--only forward`` then renews the forward tables without erasing the memory,
+    training and serving figures of the last full run. ``kept_from`` says which run measured each kept section."""
+    kept_from = {}
+    for section, key in RESULT_KEYS.items():
+        if earlier and section not in result["sections"] and earlier.get(key):
+            kept_from[section] = earlier.get("kept_from", {}).get(section) or run_facts(earlier)
+    if not kept_from:
+        return result
+    merged = result | {RESULT_KEYS[section]: earlier[RESULT_KEYS[section]] for section in kept_from}
+    return merged | {"kept_from": kept_from, "verdicts": verdicts(merged)}
+
+
+def run_facts(result: dict[str, Any]) -> dict[str, Any]:
+    """What says which run measured a section."""
+    return {key: result.get(key) for key in ("command", "plan", "started", "device")}
+
+
+EARLIER = " ‡"  # marks the figures and verdicts of sections kept from an earlier run
+
+
+def earlier_mark(result: dict[str, Any], section: str | None) -> str:
+    return EARLIER if section in result.get("kept_from", {}) else ""
+
+
+def kept_lines(result: dict[str, Any]) -> list[str]:
+    """The word on sections kept from earlier runs, one line per run: their times do not compare with this
+    run's (the same machine can run at another speed another day)."""
+    runs: dict[str, list[str]] = {}
+    for section, facts in result.get("kept_from", {}).items():
+        text = f"`{facts['command']}` (plan {facts['plan']}, {facts['device']}, started {facts['started']})"
+        runs.setdefault(text, []).append(section)
+    return [
+        f"-{EARLIER} sections {', '.join(sections)}: kept from an earlier run, {run}; its times do not compare "
+        "with this run's"
+        for run, sections in runs.items()
+    ]
+
+
 def _summary_line(columns: list[tuple[str, int | None]], title: str, rows: list[dict], fmt: str, key: str) -> str:
     def cell(kind: str, k: int | None) -> str:
         match = next((r for r in rows if r["kind"] == kind and (kind != "ours" or r["k"] == k)), None)
@@ -278,36 +377,78 @@ def _summary_line(columns: list[tuple[str, int | None]], title: str, rows: list[
     return md_row([title, *(cell(kind, k) for kind, k in columns)])
 
 
-def family_summary(result: dict[str, Any], family: str) -> list[str]:
-    """One backbone's figures side by side: time, ceiling, memory, disk, training, pipeline."""
-    mine = {key: [t for t in result.get(key, []) if t["family"] == family] for key, _, _ in PER_FAMILY.values()}
-    by_batch = {t["batch"]: t for t in mine["forward"]}
-    big, small = by_batch[max(by_batch)], by_batch[min(by_batch)]
-    mem, training, pipeline = mine["memory"][0], mine["training"][0], mine["pipeline"][0]
-    trained_ks = {r["k"] for r in training["rows"] if r["kind"] == "ours"}
-    ks = [k for k in dict.fromkeys((3, 6, big["num_layers"])) if k in trained_ks]
-    columns = [("notebook", None), ("stock", None), *(("ours", k) for k in ks)]
-    # the notebook recipe's step depends on k: its own line, under ours at the same k
-    notebook_train = {r["k"]: r for r in training["rows"] if r["kind"] == "notebook"}
-    trained_rows = [r for r in training["rows"] if r["kind"] != "notebook"]
-    summary = [
+SummaryLine = tuple[str, list[dict[str, Any]], str, str]  # title, rows, format, key
+
+
+def forward_lines(big: dict[str, Any], small: dict[str, Any], allocated: list[SummaryLine]) -> list[SummaryLine]:
+    """Time at the largest batch (and as the allocator section found it), then at the smallest, if another."""
+    lines = [
         (f"forward ms, batch {big['batch']} x {big['seq_len']}", big["rows"], "{:.0f}", "median_ms"),
         ("… vs notebook recipe", big["rows"], "{:.3f}", "ratio_vs_notebook"),
         ("… vs stock head", big["rows"], "{:.3f}", "ratio_vs_stock"),
         ("… of the torch.matmul ceiling", big["rows"], "{:.0%}", "fraction_of_ceiling"),
         ("… page faults per pass", big["rows"], "{:,.0f}", "page_faults_per_pass"),
         ("… kernel share of CPU time", big["rows"], "{:.0%}", "kernel_cpu_share"),
-        *allocator.summary_rows(next(iter(mine["forward_allocator"]), None)),
-        (f"forward ms, batch {small['batch']} x {small['seq_len']}", small["rows"], "{:.1f}", "median_ms"),
-        ("… vs notebook recipe", small["rows"], "{:.3f}", "ratio_vs_notebook"),
+        *allocated,
+    ]
+    if small is not big:
+        lines.append((f"forward ms, batch {small['batch']} x {small['seq_len']}", small["rows"], "{:.1f}", "median_ms"))
+        lines.append(("… vs notebook recipe", small["rows"], "{:.3f}", "ratio_vs_notebook"))
+    return lines
+
+
+def memory_lines(mem: dict[str, Any] | None) -> list[SummaryLine]:
+    if mem is None:
+        return []
+    return [
         (f"peak forward memory MiB, batch {mem['batch']}", mem["rows"], "{:.0f}", "peak_mb"),
         ("… vs notebook recipe", mem["rows"], "{:.3f}", "peak_vs_notebook"),
         ("checkpoint MiB", mem["rows"], "{:.0f}", "checkpoint_mb"),
         ("… vs stock head", mem["rows"], "{:.3f}", "checkpoint_vs_stock"),
-        (f"training step ms, batch {training['batch']}", trained_rows, "{:.0f}", "median_ms"),
     ]
-    notebook_cells = [f"{notebook_train[k]['median_ms']:.0f}" if k in notebook_train else "—" for k in ks]
-    pipeline_title = f"pipeline sentences/s, NCBI devel ({pipeline['sentences']}), batch 32"
+
+
+def training_lines(
+    training: dict[str, Any] | None, columns: list[tuple[str, int | None]], ks: list[int], mark: str
+) -> list[str]:
+    """Step time of the stock head and ours, and on its own line the notebook recipe's (it depends on k)."""
+    if training is None:
+        return []
+    notebook = {r["k"]: r for r in training["rows"] if r["kind"] == "notebook"}
+    trained_rows = [r for r in training["rows"] if r["kind"] != "notebook"]
+    notebook_cells = [f"{notebook[k]['median_ms']:.0f}" if k in notebook else "—" for k in ks]
+    title = f"training step ms, batch {training['batch']}{mark}"
+    return [
+        _summary_line(columns, title, trained_rows, "{:.0f}", "median_ms"),
+        md_row([f"training step ms, notebook recipe at the same k{mark}", "—", "—", *notebook_cells]),
+    ]
+
+
+def pipeline_lines(pipeline: dict[str, Any] | None, columns: list[tuple[str, int | None]], mark: str) -> list[str]:
+    if pipeline is None:
+        return []
+    title = f"pipeline sentences/s, NCBI devel ({pipeline['sentences']}), batch 32{mark}"
+    return [_summary_line(columns, title, pipeline["rows"], "{:.1f}", "sentences_per_s")]
+
+
+def marked(lines: list[SummaryLine], mark: str) -> list[SummaryLine]:
+    return [(title + mark, *rest) for title, *rest in lines]
+
+
+def family_summary(result: dict[str, Any], family: str) -> list[str]:
+    """One backbone's figures side by side: time, ceiling, memory, disk, training, pipeline (those measured:
+    the backbones of other families have the forward section only)."""
+    mine = {
+        key: next((t for t in result.get(key, []) if t["family"] == family), None) for key, _, _ in PER_FAMILY.values()
+    }
+    by_batch = {t["batch"]: t for t in result["forward"] if t["family"] == family}
+    big, small = by_batch[max(by_batch)], by_batch[min(by_batch)]
+    ks_measured = {r["k"] for r in (mine["training"] or big)["rows"] if r["kind"] == "ours"}
+    ks = [k for k in dict.fromkeys((3, 6, big["num_layers"])) if k in ks_measured]
+    columns = [("notebook", None), ("stock", None), *(("ours", k) for k in ks)]
+    mark = {section: earlier_mark(result, section) for section in SECTIONS}
+    allocated = marked(allocator.summary_rows(mine["forward_allocator"]), mark["allocator"])
+    summary = [*forward_lines(big, small, allocated), *marked(memory_lines(mine["memory"]), mark["memory"])]
     lines = [
         f"{big['title']}, {big['num_layers']} x {big['hidden_size']}, {result['device']}, "
         f"{result['machine']['torch_num_threads']} threads; medians:",
@@ -315,8 +456,8 @@ def family_summary(result: dict[str, Any], family: str) -> list[str]:
         "| | notebook recipe | stock head | " + " | ".join(f"ours, k = {k}" for k in ks) + " |",
         "|---|" + "---:|" * len(columns),
         *(_summary_line(columns, *line) for line in summary),
-        md_row(["training step ms, notebook recipe at the same k", "—", "—", *notebook_cells]),
-        _summary_line(columns, pipeline_title, pipeline["rows"], "{:.1f}", "sentences_per_s"),
+        *training_lines(mine["training"], columns, ks, mark["training"]),
+        *pipeline_lines(mine["pipeline"], columns, mark["pipeline"]),
     ]
     if big["time_breakdown"]:
         lines += ["", f"Where the time of a batch-{big['batch']} forward pass goes (PyTorch profiler, % of self time):"]
@@ -326,14 +467,14 @@ def family_summary(result: dict[str, Any], family: str) -> list[str]:
 
 def readme_summary(result: dict[str, Any]) -> str:
     """The README's performance tables, made from a result (a test checks the README holds this text)."""
-    lines: list[str] = []
+    lines = [*kept_lines(result), ""] if result.get("kept_from") else []
     for family in dict.fromkeys(table["family"] for table in result["forward"]):
         lines += [*family_summary(result, family), ""]
     if result.get("serving"):
         served = result["serving"]
         predict, onnx = served["predict"], served["onnx"]
         lines += [
-            f"Serving, {served['sentences']} NCBI test sentences, {served['model']}:",
+            f"Serving, {served['sentences']} NCBI test sentences, {served['model']}{earlier_mark(result, 'serving')}:",
             "",
             "| | sentences/s | 32 x 128 batch ms | test F1 | file MiB |",
             "|---|---:|---:|---:|---:|",
@@ -347,6 +488,9 @@ def readme_summary(result: dict[str, Any]) -> str:
                 f"| {row['name']} (word-level, `predict_sentences`) | {row['sentences_per_s']:.0f} | "
                 f"{row['fixed_batch_ms']:.0f} | {100 * row['test_f1']:.2f} | {size} |"
             )
-    lines += ["", "Targets (from the same run):", ""]
-    lines += [f"- {'PASS' if v['pass'] else 'FAIL'}: {v['text']}" for v in result["verdicts"]]
+    lines += ["", f"Targets (from the same {'runs' if result.get('kept_from') else 'run'}):", ""]
+    lines += [
+        f"- {'PASS' if v['pass'] else 'FAIL'}: {v['text']}{earlier_mark(result, v.get('section'))}"
+        for v in result["verdicts"]
+    ]
     return "\n".join(lines)

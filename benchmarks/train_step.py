@@ -42,7 +42,7 @@ def run(
 ) -> dict[str, Any]:
     ks = [k for k in ks if 1 <= k <= family.num_layers]
     specs = [Spec("stock"), *(Spec("notebook", k) for k in ks), *(Spec("ours", k) for k in ks)]
-    batch = make_inputs(batch_size, family.vocab_size, device=device)
+    batch = make_inputs(batch_size, family, device=device)
     labels = torch.randint(0, NUM_LABELS, (batch_size, SEQ_LEN), generator=torch.Generator().manual_seed(SEED))
     labels[:, 0] = labels[:, -1] = -100  # [CLS] and [SEP], as the data collator does
     batch["labels"] = labels.to(device)
@@ -56,7 +56,7 @@ def run(
         notebook = timings.get(Spec("notebook", spec.k)) if spec.kind != "stock" else None
         rows.append(
             {
-                **spec.describe(),
+                **spec.describe(family),
                 "median_ms": 1e3 * timing.median,
                 "tokens_per_s": batch_size * SEQ_LEN / timing.median,
                 "ratio_vs_stock": timing.median / timings[Spec("stock")].median,

@@ -1,6 +1,7 @@
 """The benchmark's own arithmetic and plumbing, on a tiny 12-layer BERT: FLOP counts, the memory probe,
-checkpoint sizes, and one end-to-end run of every section that writes the report. Timings are never
-asserted here; only that what the report says follows from what was measured."""
+checkpoint sizes, and one end-to-end run of every section that writes the report; the forward section
+on tiny RoBERTa and DeBERTa-v3. Timings are never asserted here; only that what the report says follows
+from what was measured."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from transformers import BertConfig
 
 from benchmarks import few_data, forward, memory, suite
 from benchmarks.common import MIN_ROUNDS, interleaved, md_table
-from benchmarks.models import NUM_LABELS, SEQ_LEN, Family, Spec, build, contenders, make_inputs, tiny
+from benchmarks.models import FAMILIES, NUM_LABELS, SEQ_LEN, Family, Spec, build, contenders, make_inputs, tiny
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -29,23 +30,27 @@ def small_vocab_family() -> Family:
     return Family("small-vocab", "small-vocabulary BERT", config.to_dict())
 
 
+@pytest.mark.parametrize("name", ["tiny", "tiny-roberta"])
 @pytest.mark.parametrize("spec", [Spec("stock"), Spec("notebook"), Spec("ours", 1), Spec("ours", 5)])
-def test_flop_count_matches_torch_flop_counter(spec):
-    """The FLOPs the ceiling is computed for are the ones the model really runs (torch's own count)."""
+def test_flop_count_matches_torch_flop_counter(spec, name):
+    """The FLOPs the ceiling is computed for are the ones the model really runs (torch's own count), for
+    BERT and for RoBERTa, whose layers the ceiling takes to be BERT's."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
-    family = tiny()
+    family = FAMILIES[name]()
+    assert family.model_type in forward.BERT_SHAPED
     model = build(family, spec)
     batch = 3
-    inputs = make_inputs(batch, family.vocab_size)
+    inputs = make_inputs(batch, family)
     counter = FlopCounterMode(display=False)
     # the math backend spells attention out as matrix products, which the counter sees (the CPU
     # flash kernel it does not count)
     with torch.inference_mode(), sdpa_kernel(SDPBackend.MATH), counter:
         model(**inputs)
-    products = forward.layer_matmuls(family.bert_config(), batch, SEQ_LEN) * spec.layers_run(family)
-    products += forward.head_matmuls(family.bert_config(), batch, SEQ_LEN, NUM_LABELS, pooler=spec.kind == "notebook")
+    config = family.plain_config()
+    products = forward.layer_matmuls(config, batch, SEQ_LEN) * spec.layers_run(family)
+    products += forward.head_matmuls(config, batch, SEQ_LEN, NUM_LABELS, pooler=spec.kind == "notebook")
     assert sum(p.flops for p in products) == counter.get_total_flops()
 
 
@@ -59,16 +64,14 @@ def test_bert_base_layer_flops_formula():
 
 def test_ceiling_scales_with_layers_and_breakdown_sums_to_100():
     family = tiny()
-    ceil = forward.Ceiling(family.bert_config(), 2, SEQ_LEN, NUM_LABELS, torch.device("cpu"), torch.float32)
+    ceil = forward.Ceiling(family.plain_config(), 2, SEQ_LEN, NUM_LABELS, torch.device("cpu"), torch.float32)
     flops_3, seconds_3 = ceil.of(3, pooler=False)
     flops_12, seconds_12 = ceil.of(12, pooler=False)
     head_flops, head_s = ceil.of(0, pooler=False)
     assert flops_12 - head_flops == pytest.approx(4 * (flops_3 - head_flops))
     assert seconds_12 - head_s == pytest.approx(4 * (seconds_3 - head_s))
     assert ceil.of(12, pooler=True)[0] > flops_12
-    shares = forward.where_time_goes(
-        build(family, Spec("ours", 12)), make_inputs(2, family.vocab_size), torch.device("cpu")
-    )
+    shares = forward.where_time_goes(build(family, Spec("ours", 12)), make_inputs(2, family), torch.device("cpu"))
     assert sum(shares.values()) == pytest.approx(100.0)
     assert shares["matrix products"] > 0 and shares["layer norm"] > 0
 
@@ -215,6 +218,104 @@ def test_suite_end_to_end_writes_every_section(tmp_path, trained):
     ):
         assert heading in report
     assert report.count("VERDICT ") == len(texts)
+
+
+@pytest.mark.parametrize("name", ["bert-base", "roberta-base", "deberta-v3-base", "tiny-roberta", "tiny-deberta-v3"])
+def test_inputs_fit_the_family(name):
+    """Ids inside the vocabulary (none RoBERTa's padding id, so that its positions fit), the family's first
+    and last token, token types only where the family has several."""
+    family = FAMILIES[name]()
+    inputs = make_inputs(2, family)
+    ids, config = inputs["input_ids"], family.plain_config()
+    assert int(ids.min()) >= 0 and int(ids.max()) < config.vocab_size
+    assert ids[:, 0].tolist() == [family.first_id] * 2 and ids[:, -1].tolist() == [family.last_id] * 2
+    assert ("token_type_ids" in inputs) == (family.model_type == "bert")
+    if family.model_type == "roberta":
+        assert not (ids == config.pad_token_id).any() and config.pad_token_id + SEQ_LEN < config.max_position_embeddings
+
+
+def test_deberta_v3_base_is_the_checkpoints_shape():
+    """What the forward tables call DeBERTa-v3-base: microsoft/deberta-v3-base's config.json, eager attention."""
+    config = FAMILIES["deberta-v3-base"]().plain_config()
+    assert (config.hidden_size, config.num_hidden_layers, config.intermediate_size, config.vocab_size) == (
+        768, 12, 3072, 128100
+    )  # fmt: skip
+    assert config.relative_attention and config.position_buckets == 256 and config.pos_att_type == ["p2c", "c2p"]
+    assert config.type_vocab_size == 0 and not config.position_biased_input and config.share_att_key
+    assert FAMILIES["deberta-v3-base"]().attn == "eager"
+
+
+@pytest.fixture(scope="module")
+def forward_only() -> dict:
+    """The forward section alone on tiny RoBERTa and DeBERTa-v3 (seconds: their 12 layers are what matters;
+    the matmul timings and the profiler, tested on BERT above, are stubbed)."""
+    names = ("tiny-roberta", "tiny-deberta-v3")
+    plan = suite.Plan(
+        "test",
+        families=(),
+        forward_families=names,
+        forward_batches={name: {2: (2, 5)} for name in names},
+        forward_warmup=1,
+        forward_ks=[3, 12],
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(forward, "time_matmul", lambda product, device, dtype: 1e-4)
+        patch.setattr(forward, "where_time_goes", lambda model, inputs, device: {"matrix products": 100.0})
+        return suite.run(plan, ("forward",), threads=1, command="test --only forward")
+
+
+def test_forward_section_on_roberta_and_deberta(forward_only, tmp_path):
+    """Their own stock heads, the verdicts of issue #13 (targets 0.30 and 1.03), a ceiling for RoBERTa only
+    (its products are BERT's) and a README summary of the forward section alone."""
+    result = forward_only
+    roberta, deberta = result["forward"]
+    stocks = {"tiny-roberta": "RobertaForTokenClassification", "tiny-deberta-v3": "DebertaV2ForTokenClassification"}
+    for table in (roberta, deberta):
+        names = [f"stock head ({stocks[table['family']]})", "notebook recipe (any k)", "ours hidden_layer=3"]
+        assert [row["name"] for row in table["rows"]] == [*names, "ours hidden_layer=12"]
+        assert forward.row(table, "ours", 3)["ideal_ratio"] == pytest.approx(0.25, abs=0.01)
+    assert roberta["ceiling"] and all(row["fraction_of_ceiling"] > 0 for row in roberta["rows"])
+    assert deberta["ceiling"] is None and all(row["fraction_of_ceiling"] is None for row in deberta["rows"])
+    assert (roberta["attn_implementation"], deberta["attn_implementation"]) == ("sdpa", "eager")
+
+    texts = [v["text"] for v in result["verdicts"]]
+    for name in stocks:
+        assert sum(t.startswith("forward time, k = 3 of 12 / notebook recipe") and f"[{name}, batch 2]" in t
+                   and "(target <= 0.30; ideal 0.25)" in t for t in texts) == 1  # fmt: skip
+        assert sum(t.startswith("forward time, k = 12 of 12 / stock head") and f"[{name}, batch 2]" in t
+                   and "(target <= 1.03)" in t for t in texts) == 1  # fmt: skip
+    assert len(texts) == 4 and not any("matmul ceiling" in t for t in texts)
+
+    suite.write(result, tmp_path)
+    report = (tmp_path / "benchmarks.md").read_text()
+    assert report.count(forward.NO_CEILING) == 1 and "`torch.matmul` on the shapes" in report
+    assert "`RobertaForTokenClassification` / `DebertaV2ForTokenClassification`" in report
+    assert '(tiny-deberta-v3: `"eager"`, its only one)' in report
+    summary = suite.readme_summary(result)
+    assert "tiny random RoBERTa (12 x 32), 12 x 32" in summary and "tiny random DeBERTa-v3 (12 x 32)" in summary
+    assert "forward ms, batch 2 x 128" in summary and "peak forward memory" not in summary
+
+
+def test_a_run_of_some_sections_keeps_the_others(forward_only):
+    """``--only forward`` renews the forward tables and keeps the committed memory, training and serving
+    figures (and which run measured them), with every verdict recomputed."""
+    committed = json.loads((REPO / "benchmarks" / "results" / "benchmarks.json").read_text())
+    merged = suite.keep_earlier(forward_only, committed)
+    assert [t["family"] for t in merged["forward"]] == ["tiny-roberta", "tiny-deberta-v3"]
+    assert merged["memory"] == committed["memory"] and merged["serving"] == committed["serving"]
+    assert set(merged["kept_from"]) == {"allocator", "memory", "training", "pipeline", "serving"}
+    texts = [v["text"] for v in merged["verdicts"]]
+    assert any(t.startswith("checkpoint, k = 3 of 12") for t in texts) and any("tiny-roberta" in t for t in texts)
+    assert "kept from an earlier run, `python -m benchmarks`" in suite.report_markdown(merged)
+    kept = "- ‡ sections allocator, memory, training, pipeline, serving: kept from an earlier run"
+    summary = suite.readme_summary(merged)
+    assert summary.startswith(kept) and "- PASS: checkpoint, k = 3 of 12 / full model" in summary
+    marked = [line for line in summary.splitlines() if line.endswith(suite.EARLIER)]
+    assert marked and all("tiny-" not in line for line in marked)  # this run's verdicts are not marked
+    again = suite.keep_earlier(forward_only, merged)
+    assert again["kept_from"]["memory"] == merged["kept_from"]["memory"]  # the run that measured it
+    full = {**merged, "sections": list(suite.SECTIONS)}
+    assert suite.keep_earlier(full, committed) is full
 
 
 def test_entry_point_rejects_an_unknown_section():
