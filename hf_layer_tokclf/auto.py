@@ -99,7 +99,7 @@ def checkpoint_family(pretrained_model_name_or_path: Any, **kwargs: Any) -> Fami
 
 
 class _AutoLayerClass:
-    """Dispatches `from_pretrained` / `from_config` to the class of the checkpoint's family."""
+    """Dispatches `from_pretrained` to the class of the checkpoint's family."""
 
     _family_attribute = ""
 
@@ -120,6 +120,10 @@ class _AutoLayerClass:
         model_class = cls.family_class(pretrained_model_name_or_path, **kwargs)
         return model_class.from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
 
+
+class _AutoLayerModelClass(_AutoLayerClass):
+    """Models, unlike configs, can also be built from a config."""
+
     @classmethod
     def from_config(cls, config: PretrainedConfig) -> Any:
         """A randomly initialised model for a layer classifier's config (or a plain family config)."""
@@ -129,13 +133,13 @@ class _AutoLayerClass:
         return getattr(family, cls._family_attribute)(config)
 
 
-class AutoModelForLayerTokenClassification(_AutoLayerClass):
+class AutoModelForLayerTokenClassification(_AutoLayerModelClass):
     """The ``*ForLayerTokenClassification`` of a checkpoint's family (BERT, RoBERTa, DeBERTa-v2, ...)."""
 
     _family_attribute = "classifier_class"
 
 
-class AutoLayerModel(_AutoLayerClass):
+class AutoLayerModel(_AutoLayerModelClass):
     """The ``*LayerModel`` (encoder part, no head) of a checkpoint's family."""
 
     _family_attribute = "encoder_class"
@@ -145,7 +149,3 @@ class AutoLayerConfig(_AutoLayerClass):
     """The ``*LayerTokenClassificationConfig`` of a checkpoint's family."""
 
     _family_attribute = "config_class"
-
-    @classmethod
-    def from_config(cls, config: PretrainedConfig) -> Any:
-        raise TypeError("AutoLayerConfig is built with from_pretrained(...).")

@@ -132,6 +132,15 @@ def transformers4_path(tmp_path_factory) -> str:
     return folder
 
 
+def conll_slice(path: Path, n: int, labeled: bool = True) -> Path:
+    """The first ``n`` NCBI test sentences as a CoNLL file (tokens only unless ``labeled``)."""
+    sentences = (NCBI / "test.tsv").read_text().strip().split("\n\n")[:n]
+    if not labeled:
+        sentences = ["\n".join(line.split("\t")[0] for line in s.splitlines()) for s in sentences]
+    path.write_text("\n\n".join(sentences) + "\n")
+    return path
+
+
 def slice_args(output_dir, **overrides):
     """Data and Trainer arguments for short runs on a slice of NCBI-disease."""
     from transformers import TrainingArguments

@@ -4,7 +4,7 @@ evaluate, sweep, export-onnx --quantize int8 (and predict with it) and stage + v
 import json
 
 import pytest
-from conftest import NCBI, TEXT
+from conftest import NCBI, TEXT, conll_slice
 from families import FAMILIES
 
 from hf_layer_tokclf.auto import FAMILIES as SUPPORTED
@@ -13,14 +13,6 @@ from hf_layer_tokclf.hub import stage, verify
 
 pytestmark = pytest.mark.parametrize("family", FAMILIES)
 LABELS = {"O", "B-Disease", "I-Disease"}
-
-
-def conll_slice(path, n, labeled=True):
-    sentences = (NCBI / "test.tsv").read_text().strip().split("\n\n")[:n]
-    if not labeled:
-        sentences = ["\n".join(line.split("\t")[0] for line in s.splitlines()) for s in sentences]
-    path.write_text("\n\n".join(sentences) + "\n")
-    return path
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import transformers
-from conftest import NCBI, REPO, TEXT
+from conftest import NCBI, REPO, TEXT, conll_slice
 from versions import (
     LOWEST_PYTHON_ENV,
     TORCH_SPEC,
@@ -60,14 +60,6 @@ def cli(env: dict, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
     assert proc.returncode == 0, f"{' '.join(args[:1])} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     return proc
-
-
-def conll_slice(path: Path, n: int, labeled: bool = True) -> Path:
-    sentences = (NCBI / "test.tsv").read_text().strip().split("\n\n")[:n]
-    if not labeled:
-        sentences = ["\n".join(line.split("\t")[0] for line in s.splitlines()) for s in sentences]
-    path.write_text("\n\n".join(sentences) + "\n")
-    return path
 
 
 @pytest.fixture(scope="module")
