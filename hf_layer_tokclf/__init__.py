@@ -9,7 +9,7 @@ from .modeling_layer_tokclf import BertForLayerTokenClassification, BertLayerMod
 __version__ = "0.1.0"
 
 # Registration makes the Auto classes resolve our model types in this process; the auto-class
-# markers make save_pretrained write `auto_map` and copy the two code files beside the weights,
+# markers make save_pretrained write `auto_map` and copy the three code files beside the weights,
 # so that people without this package load the model with trust_remote_code=True.
 for _family in FAMILIES.values():
     AutoConfig.register(_family.model_type, _family.config_class, exist_ok=True)

@@ -113,6 +113,27 @@ def _add_device_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_decoding_option(parser: argparse.ArgumentParser) -> None:
+    """--decoding: how word scores become labels (`decoding.word_labels`)."""
+    from .decoding import DECODINGS, DEFAULT_DECODING
+
+    parser.add_argument(
+        "--decoding",
+        choices=DECODINGS,
+        default=DEFAULT_DECODING,
+        help="viterbi = the best label sequence the labels' scheme allows (IOB2, IOBES: no 'O I-X'), with the "
+        "model's CRF where it has one; argmax = each word's best label alone, as the stock pipeline. "
+        f"Default: {DEFAULT_DECODING}.",
+    )
+
+
+def _probability(value: str) -> float:
+    number = float(value)
+    if not 0 <= number <= 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a probability in [0, 1]")
+    return number
+
+
 def _add_trust_option(parser: argparse.ArgumentParser) -> None:
     """--trust-remote-code, off by default as in transformers' own tools."""
     parser.add_argument(
@@ -144,6 +165,7 @@ def evaluate_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=32, help="Windows per forward pass.")
     parser.add_argument("--max-length", type=int, default=None, help="Window length in subwords (default: model max).")
     parser.add_argument("--stride", type=int, default=None, help="Overlap between windows, in subwords.")
+    _add_decoding_option(parser)
     _add_device_options(parser)
     _add_trust_option(parser)
     return parser
@@ -175,10 +197,17 @@ def evaluate_command(argv: Sequence[str]) -> int:
         args.model_dir, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code
     )
     scores, predictions = evaluate_sentences(
-        model, tokenizer, sentences, batch_size=args.batch_size, max_length=args.max_length, stride=args.stride
+        model,
+        tokenizer,
+        sentences,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        stride=args.stride,
+        decoding=args.decoding,
     )
     print(format_scores(scores))
-    write_json(output, {**flat_scores(scores, "eval"), "data": str(args.data), "model": str(args.model_dir)})
+    record = {**flat_scores(scores, "eval"), "decoding": args.decoding, "data": str(args.data)}
+    write_json(output, {**record, "model": str(args.model_dir)})
     print(f"scores written to {output}")
     if args.predictions:
         write_conll(args.predictions, sentences, predictions)
@@ -207,6 +236,15 @@ def predict_parser() -> argparse.ArgumentParser:
         default=DEFAULT_STRATEGY,
         help="How subword predictions become entities (the pipeline's option; 'first' uses each word's first "
         "subword, as training does).",
+    )
+    _add_decoding_option(parser)
+    parser.add_argument(
+        "--min-score",
+        type=_probability,
+        default=None,
+        help="Drop entities whose probability under the decoder is below this (0 to 1): with viterbi the product "
+        "of its words' probabilities, or its CRF marginal; with argmax the pipeline's score. CoNLL output labels "
+        "a dropped entity's words O.",
     )
     parser.add_argument("--batch-size", type=int, default=32, help="Texts or windows per forward pass.")
     parser.add_argument(
@@ -267,7 +305,15 @@ def predict_command(argv: Sequence[str]) -> int:
         sentences = load_sentences(args.input, labeled=False)
         # Predictions stream out chunk by chunk, as they are written.
         predictions = iter_sentence_predictions(
-            model, tokenizer, sentences, batch_size=args.batch_size, progress=progress, total=len(sentences), **chunking
+            model,
+            tokenizer,
+            sentences,
+            batch_size=args.batch_size,
+            progress=progress,
+            total=len(sentences),
+            decoding=args.decoding,
+            min_score=args.min_score,
+            **chunking,
         )
         if args.output:
             write_conll(args.output, sentences, predictions)
@@ -287,6 +333,8 @@ def predict_command(argv: Sequence[str]) -> int:
         batch_size=args.batch_size,
         progress=progress,
         total=total,
+        decoding=args.decoding,
+        min_score=args.min_score,
         **chunking,
     )
     records = ({"text": text, "entities": found} for text, found in zip(texts, entities, strict=True))
@@ -304,7 +352,7 @@ def push_parser(prog: str = "hf-layer-tokclf push") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Share a trained output directory as a Hugging Face Hub model repository. The folder is "
-        "staged (safetensors weights, config.json with auto_map, the two code files, tokenizer files, a README.md "
+        "staged (safetensors weights, config.json with auto_map, the three code files, tokenizer files, a README.md "
         "model card; nothing else), loaded in a fresh Python process through the Auto classes and the pipeline "
         "with trust_remote_code=True and compared with the source model, and only then uploaded, in one commit.",
     )
@@ -392,6 +440,7 @@ def sweep_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=d["seed"], help="Order of the probe's training words.")
     parser.add_argument("--no-progress", action="store_true", help="No progress bars.")
+    _add_decoding_option(parser)  # of the probes' dev predictions
     _add_device_options(parser)  # the encoder pass; the probes train on the CPU
     return parser
 
@@ -489,6 +538,7 @@ def sweep_command(argv: Sequence[str]) -> int:
         seed=args.seed,
         device=args.device,
         dtype=args.dtype,
+        decoding=args.decoding,
     )
     print(result.table())
     k = result.recommended_layer

@@ -46,6 +46,9 @@ class LayerConfig:
         classifier_dropout (`float`, *optional*):
             Dropout before the linear head; ``None`` falls back to ``hidden_dropout_prob`` (0 for families
             without one), as in the family's ``*ForTokenClassification``.
+        use_crf (`bool`, *optional*, defaults to `False`):
+            A linear-chain CRF over the head's scores: label transitions learned with the head, the loss
+            over word positions, the label scheme's forbidden transitions (``O I-X``) never taken.
 
     A plain ``config.json`` of the family (``model_type`` = ``backbone_type``, e.g. ``"bert"``) loads into
     it without a warning: that is how a backbone such as PubMedBERT becomes a layer classifier.
@@ -60,13 +63,16 @@ class LayerConfig:
             cls.__init__ = LayerConfig.__init__
         super().__init_subclass__(**kwargs)
 
-    def __init__(self, hidden_layer=-1, layer_pooling="mean", **kwargs):
+    def __init__(self, hidden_layer=-1, layer_pooling="mean", use_crf=False, **kwargs):
         # Before the family config sees them: transformers 4.x and 5.x settle a disagreement differently, in silence.
         check_label_maps(kwargs.get("num_labels"), kwargs.get("id2label"), kwargs.get("label2id"))
         super().__init__(**kwargs)
         if not hasattr(self, "classifier_dropout"):  # DeBERTa-v2 and EuroBERT configs have none
             self.classifier_dropout = None
         self.layer_pooling = layer_pooling
+        if not isinstance(use_crf, bool):
+            raise ValueError(f"use_crf has {use_crf!r} ({type(use_crf).__name__}); expected true or false.")
+        self.use_crf = use_crf
         self.hidden_layer = hidden_layer
         self.hidden_layer = self.validate_layers()
         self._check_dropout()
@@ -129,7 +135,9 @@ class LayerConfig:
         if model_type == cls.backbone_type:
             # A plain backbone of the family is the expected starting point, not a mismatch to warn about;
             # the code its auto_map names (if any) is someone else's.
-            config_dict = {k: v for k, v in config_dict.items() if k not in ("model_type", "auto_map")}
+            # So is the pipeline code its custom_pipelines names: ours is named when the model is saved.
+            dropped = ("model_type", "auto_map", "custom_pipelines")
+            config_dict = {k: v for k, v in config_dict.items() if k not in dropped}
         elif model_type not in (None, cls.model_type):
             raise ValueError(
                 f"{pretrained_model_name_or_path} holds a {model_type!r} model; {cls.__name__} takes "

@@ -38,6 +38,7 @@ from .files import (
     write_json,
 )
 from .serving import (
+    CRF_OUTPUTS,
     EXPORT_INFO,
     MODEL_FILE,
     OUTPUT_NAME,
@@ -65,15 +66,22 @@ _SAMPLE_TEXTS = (
 
 
 class _LogitsOnly(torch.nn.Module):
-    """The token classifier with positional inputs (``names``, in order) and one output, as the exporters want it."""
+    """The token classifier with positional inputs (``names``, in order), as the exporters want it.
+
+    Its outputs (`output_names`): the logits, and for a CRF model its emission scores' companions, the
+    start, transition and end scores (`CRF_OUTPUTS`), decoded after the graph (`serving.OnnxTokenClassifier.crf`).
+    """
 
     def __init__(self, model: torch.nn.Module, names: Sequence[str]) -> None:
         super().__init__()
         self.model = model
         self.names = list(names)
+        self.crf = getattr(model, "crf", None)
+        self.output_names = [OUTPUT_NAME, *(CRF_OUTPUTS if self.crf is not None else ())]
 
     def forward(self, *inputs):
-        return self.model(**dict(zip(self.names, inputs, strict=True)), return_dict=False)[0]
+        logits = self.model(**dict(zip(self.names, inputs, strict=True)), return_dict=False)[0]
+        return logits if self.crf is None else (logits, *self.crf.scores())
 
 
 def graph_input_names(config: Any) -> list[str]:
@@ -107,7 +115,7 @@ def _torch_export(module: _LogitsOnly, inputs: dict[str, torch.Tensor], path: Pa
                 dynamo=False,
                 opset_version=opset,
                 input_names=names,
-                output_names=[OUTPUT_NAME],
+                output_names=module.output_names,
                 dynamic_axes={name: axes for name in (*names, OUTPUT_NAME)},
                 do_constant_folding=True,
             )
@@ -123,7 +131,7 @@ def _torch_export(module: _LogitsOnly, inputs: dict[str, torch.Tensor], path: Pa
                 dynamo=True,
                 opset_version=max(opset, 18),
                 input_names=names,
-                output_names=[OUTPUT_NAME],
+                output_names=module.output_names,
                 dynamic_shapes=tuple({0: batch, 1: sequence} for _ in names),
                 external_data=False,
             )
@@ -220,7 +228,7 @@ def _export_info(
         "opset": opset if exporter == "torchscript" else max(opset, 18),
         "exporter": exporter,
         "inputs": [i.name for i in graph.input],
-        "outputs": [OUTPUT_NAME],
+        "outputs": [o.name for o in graph.output],
         "dynamic_axes": {"0": "batch", "1": "sequence"},
         "source": str(model_dir),
         "encoder_layers": _encoder_layers(model),

@@ -19,7 +19,7 @@ WEIGHTS = "model.safetensors"
 WEIGHTS_INDEX = "model.safetensors.index.json"
 SHARD = re.compile(r"^model-\d{5}-of-\d{5}\.safetensors$")
 CONFIG = "config.json"
-CODE_FILES = ("configuration_layer_tokclf.py", "modeling_layer_tokclf.py")
+CODE_FILES = ("configuration_layer_tokclf.py", "modeling_layer_tokclf.py", "pipeline_layer_tokclf.py")
 TOKENIZER_FILES = (
     "tokenizer.json",
     "tokenizer_config.json",

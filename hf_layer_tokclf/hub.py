@@ -4,9 +4,9 @@
 --push-to-hub`` run:
 
 1. `stage` copies what a Hub model repository needs, and nothing else, into a folder of its own:
-   the safetensors weights, ``config.json`` (with ``auto_map``), the two code files, the tokenizer
-   files, and a ``README.md`` model card rendered for the repository id. Optimizer states,
-   checkpoints, logs, ``metrics.json``, tokens and dotfiles stay behind: the list is an allow-list.
+   the safetensors weights, ``config.json`` (with ``auto_map`` and ``custom_pipelines``), the three
+   code files, the tokenizer files, and a ``README.md`` model card rendered for the repository id.
+   Optimizer states, checkpoints, logs, ``metrics.json``, tokens and dotfiles stay behind: the list is an allow-list.
 2. `verify` loads the staged folder in a fresh Python process where this package cannot be
    imported (`remote_check.run_remote_check`: Auto classes and the pipeline, with remote code) and
    compares it with the source folder loaded here by the installed package: same token ids, logits
@@ -159,7 +159,7 @@ def _check_auto_map(config: dict[str, Any], where: Path) -> None:
     wrong = {key: value for key, value in auto_map.items() if expected.get(key) != value}
     if wrong or not {"AutoConfig", "AutoModelForTokenClassification"} <= auto_map.keys():
         raise ValueError(
-            f"{where}: auto_map must point at this package's two code files ({json.dumps(expected)}); "
+            f"{where}: auto_map must point at this package's code files ({json.dumps(expected)}); "
             f"it has {json.dumps(auto_map)}."
         )
 
@@ -228,7 +228,7 @@ def stage(
     """Copies the files to share from ``model_dir`` into ``staging_dir`` and renders the card there.
 
     Copied: the safetensors weights (one file, or shards and their index), ``config.json`` (it must
-    have this package's ``auto_map``), the two code files, and the tokenizer files present among
+    have this package's ``auto_map``), the three code files, and the tokenizer files present among
     ``tokenizer.json``, ``tokenizer_config.json``, ``special_tokens_map.json``, ``vocab.txt``,
     ``added_tokens.json``. ``README.md`` is rendered anew from ``metrics.json`` (if any) for
     ``repo_id``. A folder with pickle weights only, or without code or tokenizer, is refused.

@@ -13,7 +13,15 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import Sentence
-from .decoding import DEFAULT_STRATEGY, check_strategy, text_entities, word_labels
+from .decoding import (
+    DEFAULT_DECODING,
+    DEFAULT_STRATEGY,
+    check_decoding,
+    check_strategy,
+    label_decoder,
+    text_entities,
+    word_labels,
+)
 from .features import check_stride, encode, length_sorted_batches, model_inputs, word_rows
 from .files import METRICS, atomic_writer
 from .locations import CHECKPOINT_GLOB, check_model_folder, is_repo_id
@@ -179,13 +187,22 @@ def predict_sentences(
     max_length: int | None = None,
     stride: int | None = None,
     progress: bool = True,
+    decoding: str = DEFAULT_DECODING,
+    min_score: float | None = None,
 ) -> list[list[str]]:
-    """One predicted label per word of every sentence; long sentences go through overlapping windows."""
+    """One predicted label per word of every sentence; long sentences go through overlapping windows.
+
+    ``decoding`` and ``min_score``: see `decoding.word_labels` (the model's CRF is used where it has one).
+    """
+    check_decoding(decoding)
     check_max_length(max_length, getattr(model.config, "max_position_embeddings", None))
     max_length = max_length or default_max_length(model, tokenizer)
     features = encode(sentences, tokenizer, max_length=max_length, stride=stride)
     logits = window_logits(model, tokenizer, features, batch_size, progress)
-    return word_labels(word_rows(features, logits, [len(s.tokens) for s in sentences]), model.config.id2label)
+    rows = word_rows(features, logits, [len(s.tokens) for s in sentences])
+    return word_labels(
+        rows, model.config.id2label, decoding=decoding, decoder=label_decoder(model), min_score=min_score
+    )
 
 
 SENTENCE_CHUNK_SIZE = 4096
@@ -204,7 +221,7 @@ def iter_sentence_predictions(
     """`predict_sentences` over ``chunk_size`` sentences at a time: labels stream out in input order.
 
     ``sentences`` is read lazily; ``progress`` shows a bar counting sentences (of ``total``, if known);
-    ``kwargs`` go to `predict_sentences` (``batch_size``, ``max_length``, ``stride``).
+    ``kwargs`` go to `predict_sentences` (``batch_size``, ``max_length``, ``stride``, ``decoding``, ``min_score``).
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}.")
@@ -274,6 +291,8 @@ def predict_texts(
     chunk_size: int = TEXT_CHUNK_SIZE,
     progress: bool = False,
     total: int | None = None,
+    decoding: str = DEFAULT_DECODING,
+    min_score: float | None = None,
 ) -> Iterator[list[dict[str, Any]]]:
     """Entities of each raw text, in input order, as ``pipeline("token-classification")`` finds them.
 
@@ -285,12 +304,20 @@ def predict_texts(
     dropped. The entities are those the pipeline gives with the same ``aggregation_strategy``
     and ``stride`` (see `entities`): ``{"entity_group", "score", "word", "start", "end"}``
     (``"entity"`` instead of ``"entity_group"`` for ``"none"``), offsets into the text.
+    ``decoding="viterbi"`` (default) gives valid label sequences and entity probabilities as scores
+    (`pipeline_layer_tokclf.LayerTokenClassificationPipeline`); ``"argmax"`` the stock pipeline's
+    entities. Entities scoring below ``min_score`` are left out.
 
     ``model`` is a PyTorch token classifier (on any device) or an `export.OnnxTokenClassifier`;
     ``tokenizer`` must be fast. ``progress`` shows a bar counting documents (of ``total``, if known) when
     standard error is a terminal.
     """
-    strategy = check_strategy(aggregation_strategy)
+    options = {
+        "strategy": check_strategy(aggregation_strategy),
+        "decoding": check_decoding(decoding),
+        "crf": getattr(model, "crf", None),
+        "min_score": min_score,
+    }
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError("predict_texts needs a fast tokenizer (character offsets and windows).")
     if batch_size < 1 or chunk_size < 1:
@@ -308,7 +335,7 @@ def predict_texts(
             for number, text in enumerate(chunk):
                 if not isinstance(text, str):
                     raise ValueError(f"document {bar.n + number + 1} is a {type(text).__name__}, not a string.")
-            results = _chunk_entities(model, tokenizer, chunk, strategy, batch_size, max_length, stride)
+            results = _chunk_entities(model, tokenizer, chunk, batch_size, max_length, stride, options)
             bar.update(len(chunk))
             yield from results
     finally:
@@ -316,7 +343,13 @@ def predict_texts(
 
 
 def _chunk_entities(
-    model: Any, tokenizer: Any, texts: list[str], strategy: str, batch_size: int, max_length: int, stride: int
+    model: Any,
+    tokenizer: Any,
+    texts: list[str],
+    batch_size: int,
+    max_length: int,
+    stride: int,
+    options: dict[str, Any],
 ) -> list[list[dict[str, Any]]]:
     """The entities of each text: its windows (as the pipeline cuts them) through the model, then `text_entities`."""
     encoding = tokenizer(
@@ -336,7 +369,7 @@ def _chunk_entities(
         per_text[owner].append(window)
     id2label = model.config.id2label
     return [
-        text_entities(text, own, tokenizer=tokenizer, id2label=id2label, strategy=strategy)
+        text_entities(text, own, tokenizer=tokenizer, id2label=id2label, **options)
         for text, own in zip(texts, per_text, strict=True)
     ]
 

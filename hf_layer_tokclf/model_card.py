@@ -23,7 +23,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .auto import family_of
 from .cost import parameter_counts, relative_costs
-from .files import atomic_writer
+from .files import CODE_FILES, atomic_writer
 from .locations import is_repo_id
 from .redaction import redact_argv
 
@@ -50,7 +50,6 @@ NCBI_BIBTEX = """@article{dogan2014ncbi,
 
 BASE_TAGS = ("token-classification", "ner", "layer-selection")  # plus the family's model_type, e.g. "bert"
 PACKAGE_TAG = "hf-layer-tokclf"
-DEFAULT_CODE_FILES = ("configuration_layer_tokclf.py", "modeling_layer_tokclf.py")
 SPLITS = (("eval", "Dev"), ("test", "Test"))
 OVERALL_STATS = (("precision", "Precision"), ("recall", "Recall"), ("f1", "F1"), ("accuracy", "Token accuracy"))
 TYPE_STATS = (("precision", "P"), ("recall", "R"), ("f1", "F1"))
@@ -243,13 +242,13 @@ def _count(n: int) -> str:
 
 
 def _code_files(model_dir: Path, config: Mapping[str, Any]) -> list[str]:
-    """The Python files that `trust_remote_code=True` runs: the modules `auto_map` names."""
-    refs = []
+    """The Python files that `trust_remote_code=True` runs: the modules `auto_map` and `custom_pipelines` name."""
+    refs = [task.get("impl") for task in (config.get("custom_pipelines") or {}).values() if isinstance(task, dict)]
     for value in (config.get("auto_map") or {}).values():
         refs += value if isinstance(value, list) else [value]  # AutoTokenizer maps to [slow, fast]
     modules = {str(ref).rpartition("--")[2].split(".")[0] for ref in refs if ref}
     files = sorted(f"{module}.py" for module in modules if module)
-    return files or [name for name in DEFAULT_CODE_FILES if (model_dir / name).exists()] or list(DEFAULT_CODE_FILES)
+    return files or [name for name in CODE_FILES if (model_dir / name).exists()] or list(CODE_FILES)
 
 
 # --- base model and dataset ------------------------------------------------------------------------

@@ -5,7 +5,7 @@ family, a few lines naming the family's classes and where its checkpoints keep t
 
 This file travels next to every saved model and is executed by whoever loads it with
 ``trust_remote_code=True``: it imports only ``torch``, ``transformers`` and its sibling
-configuration file, works on transformers 4.x and 5.x, and has no side effects.
+configuration and pipeline files, works on transformers 4.x and 5.x, and has no side effects.
 """
 
 import torch
@@ -27,6 +27,7 @@ from .configuration_layer_tokclf import (
     RobertaLayerTokenClassificationConfig,
     XLMRobertaLayerTokenClassificationConfig,
 )
+from .pipeline_layer_tokclf import LayerTokenClassificationPipeline, LinearChainCRF
 
 try:  # transformers 5.x
     from transformers.models.eurobert.modeling_eurobert import EuroBertModel, EuroBertPreTrainedModel
@@ -119,6 +120,9 @@ class LayerPreTrainedModel:
         if isinstance(module, ScalarMix):
             init.zeros_(module.weights)
             init.ones_(module.gamma)
+        if isinstance(module, LinearChainCRF):
+            for transitions in (module.start_transitions, module.transitions, module.end_transitions):
+                init.zeros_(transitions)
 
     def _encode(self, output_attentions, output_hidden_states, **inputs):
         """Runs the truncated encoder; ``last_hidden_state`` holds the features the head reads."""
@@ -224,6 +228,7 @@ class LayerTokenClassifier:
         self._build_encoder(config)
         self.dropout = nn.Dropout(config.head_dropout)
         self.classifier = nn.Linear(config.classifier_input_size, config.num_labels)
+        self.crf = LinearChainCRF(config.id2label) if getattr(config, "use_crf", False) else None
         self.post_init()
 
     def forward(
@@ -242,7 +247,9 @@ class LayerTokenClassifier:
         r"""
         labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
             Label ids in `[0, num_labels - 1]` for each token; `-100` marks tokens the loss ignores
-            (special tokens, padding, non-first subwords).
+            (special tokens, padding, non-first subwords). With a CRF (``use_crf``) the loss is its
+            negative log-likelihood per labeled word, and ``logits`` are its emission scores: decode
+            them with ``self.crf.decode``.
         """
         encoded = self._encode(
             output_attentions,
@@ -263,9 +270,13 @@ class LayerTokenClassifier:
                     f"labels have shape {tuple(labels.shape)}, but the inputs give "
                     f"{tuple(logits.shape[:2])} (batch, sequence): one label id (or -100) per token."
                 )
-            loss = nn.functional.cross_entropy(
-                logits.view(-1, self.num_labels), labels.reshape(-1).to(logits.device), ignore_index=-100
-            )
+            labels = labels.to(logits.device)
+            if self.crf is not None:
+                loss = self.crf.word_loss(logits, labels)
+            else:
+                loss = nn.functional.cross_entropy(
+                    logits.view(-1, self.num_labels), labels.reshape(-1), ignore_index=-100
+                )
 
         output = TokenClassifierOutput(
             loss=loss, logits=logits, hidden_states=encoded.hidden_states, attentions=encoded.attentions
@@ -280,6 +291,17 @@ class LayerTokenClassifier:
             encoder = type(self).__name__.replace("ForLayerTokenClassification", "LayerModel")
             auto_map = dict(getattr(self.config, "auto_map", None) or {})
             self.config.auto_map = {**auto_map, "AutoModel": f"{module}.{encoder}"}
+            # pipeline("token-classification", model=path, trust_remote_code=True) then decodes valid
+            # sequences; the pipeline file is saved with this one, which imports it.
+            pipeline = LayerTokenClassificationPipeline
+            self.config.custom_pipelines = {
+                "token-classification": {
+                    "impl": f"{pipeline.__module__.rsplit('.', 1)[-1]}.{pipeline.__name__}",
+                    "pt": ["AutoModelForTokenClassification"],
+                    "tf": [],
+                    "type": "text",
+                }
+            }
         return super().save_pretrained(save_directory, *args, **kwargs)
 
 

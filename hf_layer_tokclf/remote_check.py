@@ -54,6 +54,7 @@ def _load_like_a_stranger(model_dir: str, text: str, aggregation_strategy: str) 
         "transformers_version": transformers.__version__,
         "config_class": type(config).__name__,
         "model_class": type(model).__name__,
+        "pipeline_class": type(ner).__name__,
         "auto_model_class": type(base).__name__,
         "auto_model_shape": list(features.shape),
         # 0.1.0's code (BERT only) has no `encoder_layers`.

@@ -11,9 +11,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 __all__ = [
+    "CRF_OUTPUTS",
     "EXPORT_INFO",
     "MODEL_FILE",
     "OUTPUT_NAME",
@@ -27,6 +29,8 @@ __all__ = [
 ]
 
 OUTPUT_NAME = "logits"
+# A CRF model's graph also outputs its scores (`LinearChainCRF.scores`), decoded after the graph.
+CRF_OUTPUTS = ("start_transitions", "transitions", "end_transitions")
 MODEL_FILE = "model.onnx"
 EXPORT_INFO = "onnx_export.json"
 
@@ -85,6 +89,7 @@ class OnnxTokenClassifier:
     ``runner(**batch).logits`` is a float32 CPU tensor, ``runner.config`` the model's config
     (``id2label``, ``max_position_embeddings``), ``runner.device`` the CPU; `logits` takes and
     returns numpy arrays. ``threads`` sets onnxruntime's intra-op threads (default: its own choice).
+    ``runner.crf`` is the exported CRF (a `LinearChainCRF` holding the graph's `CRF_OUTPUTS`), or `None`.
     """
 
     def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
@@ -102,6 +107,22 @@ class OnnxTokenClassifier:
         info = folder / EXPORT_INFO
         self.export_info = json.loads(info.read_text(encoding="utf-8")) if info.is_file() else {}
         self.device = torch.device("cpu")
+        self.crf = self._crf()
+
+    def _crf(self) -> Any:
+        """The graph's CRF scores (the same for every input: read once, from a one-token run), or `None`."""
+        from .pipeline_layer_tokclf import LinearChainCRF
+
+        outputs = [o.name for o in self.session.get_outputs()]
+        if not set(CRF_OUTPUTS) <= set(outputs):
+            return None
+        names = {i.name for i in self.session.get_inputs()}
+        feed = {name: np.zeros((1, 1), dtype=np.int64) for name in names}
+        crf = LinearChainCRF(self.config.id2label)
+        with torch.no_grad():
+            for name, value in zip(CRF_OUTPUTS, self.session.run(list(CRF_OUTPUTS), feed), strict=True):
+                getattr(crf, name).copy_(torch.from_numpy(value))
+        return crf.requires_grad_(False)
 
     @classmethod
     def load(

@@ -18,6 +18,7 @@ from torch.utils.data import SequentialSampler
 from transformers import HfArgumentParser, Trainer
 
 from .data import MissingSplitError, Sentence, check_known_labels, label_list, load_sentences, normalize_labels
+from .decoding import DEFAULT_DECODING, label_decoder, token_predictions
 from .features import BOOKKEEPING_KEYS, encode, merge_windows
 from .files import METRICS, prepare_output_dir, remove_outputs, write_json
 from .hub import push_request, push_to_hub
@@ -60,6 +61,13 @@ class ModelArguments:
     )
     classifier_dropout: float | None = field(
         default=None, metadata={"help": "Dropout before the linear head (default: the backbone's hidden dropout)."}
+    )
+    crf: bool = field(
+        default=False,
+        metadata={
+            "help": "A CRF over the head (use_crf=True): label transitions learned with it, the loss over words, "
+            "the scheme's forbidden transitions never predicted."
+        },
     )
     classifier_learning_rate: float | None = field(
         default=3e-3,
@@ -109,7 +117,15 @@ class DataArguments:
 
 @dataclass
 class RunArguments:
-    """What happens to the output directory, and when training stops."""
+    """What happens to the output directory, how dev and test are decoded, and when training stops."""
+
+    decoding: Literal["viterbi", "argmax"] = field(
+        default=DEFAULT_DECODING,
+        metadata={
+            "help": "How word scores become labels when dev and test are scored: viterbi = the best valid "
+            "label sequence (with the CRF where there is one), argmax = each word alone."
+        },
+    )
 
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Replace an earlier run's files in --output-dir (other files are kept)."}
@@ -239,7 +255,7 @@ def _dev_metrics(features: list[dict[str, Any]], sentences: list[Sentence], id2l
 
 
 # Parameters of what `train` adds on top of the pretrained encoder: the linear head and the scalar mix.
-HEAD_PARAMETERS = ("classifier.", "scalar_mix.")
+HEAD_PARAMETERS = ("classifier.", "scalar_mix.", "crf.")
 
 
 class NerTrainer(Trainer):
@@ -294,9 +310,12 @@ class NerTrainer(Trainer):
         return groups
 
 
-def _argmax(logits: Any, labels: Any) -> Any:
-    # Keeps evaluation memory at one id per token instead of a logit vector.
-    return logits.argmax(dim=-1)
+def _metrics_predictions(model: Any, decoding: str) -> Any:
+    """``preprocess_logits_for_metrics``: one label id per token (memory: an id, not a logit vector), decoded."""
+    if decoding == "argmax":
+        return lambda logits, labels: logits.argmax(dim=-1)
+    decoder = label_decoder(model)  # the model's own CRF, as it learns
+    return lambda logits, labels: token_predictions(logits, labels, decoder)
 
 
 def train(
@@ -342,8 +361,9 @@ def train(
     metrics = _train_or_resume(trainer, output_dir, training_args, run_args)
     if trainer.is_world_process_zero():
         model = trainer.model.eval()
-        metrics.update(_score_splits(model, tokenizer, splits, data_args, training_args, max_length))
+        metrics.update(_score_splits(model, tokenizer, splits, data_args, training_args, max_length, run_args))
         settings = _settings(model_args, data_args, training_args, model, max_length)
+        settings.update(decoding=run_args.decoding, use_crf=bool(getattr(model.config, "use_crf", False)))
         metrics["settings"] = {**settings, "command": redact_command(command)}
         _save(model, tokenizer, output_dir, metrics, run_args)
         if hub_request:
@@ -394,7 +414,9 @@ def _load_tokenizer_and_model(
     if model_args.classifier_dropout is not None:
         head_kwargs["classifier_dropout"] = model_args.classifier_dropout
     if issubclass(model_class, LayerTokenClassifier):
-        head_kwargs.update(hidden_layer=layer, layer_pooling=model_args.layer_pooling)
+        head_kwargs.update(hidden_layer=layer, layer_pooling=model_args.layer_pooling, use_crf=model_args.crf)
+    elif model_args.crf:
+        raise ValueError(f"--crf needs a layer classifier; {model_class.__name__} has no CRF head.")
     # Seed before the head is initialised, as run_ner.py does: runs with the same seed start
     # from the same head and see the same batches.
     set_seed(training_args.seed)
@@ -444,7 +466,7 @@ def _build_trainer(
         data_collator=DataCollatorForTokenClassification(tokenizer),
         processing_class=tokenizer,
         compute_metrics=_dev_metrics(dev_features, splits["validation"], dict(enumerate(labels))) if has_dev else None,
-        preprocess_logits_for_metrics=_argmax,
+        preprocess_logits_for_metrics=_metrics_predictions(model, run_args.decoding),
         callbacks=callbacks,
         classifier_learning_rate=model_args.classifier_learning_rate,
     )
@@ -474,6 +496,7 @@ def _score_splits(
     data_args: DataArguments,
     training_args: Any,
     max_length: int,
+    run_args: RunArguments,
 ) -> dict[str, Any]:
     """The trained model's ``eval_*`` and ``test_*`` scores over every gold word of the dev and test data."""
     metrics: dict[str, Any] = {}
@@ -486,6 +509,7 @@ def _score_splits(
                 batch_size=training_args.per_device_eval_batch_size,
                 max_length=max_length,
                 stride=data_args.stride,
+                decoding=run_args.decoding,
             )
             metrics.update(flat_scores(scores, prefix))
             print(f"\n{split} ({len(splits[split])} sentences, {data_args.__dict__.get(split + '_file') or ''})")

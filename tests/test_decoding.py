@@ -24,13 +24,14 @@ def test_check_strategy_names_the_known_ones():
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
-def test_text_entities_of_one_window_are_the_pipelines(tiny_dir, strategy):
+def test_text_entities_of_one_window_with_argmax_are_the_stock_pipelines(tiny_dir, strategy):
     model, tokenizer = load_model(tiny_dir)
     text = "Germline mutations in BRCA1 cause hereditary breast and ovarian cancer."
     window = tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True)
     with torch.no_grad():
         window["logits"] = model(**tokenizer(text, return_tensors="pt")).logits[0].numpy()
-    ours = text_entities(text, [window], tokenizer=tokenizer, id2label=model.config.id2label, strategy=strategy)
+    id2label = model.config.id2label
+    ours = text_entities(text, [window], tokenizer=tokenizer, id2label=id2label, strategy=strategy, decoding="argmax")
     stock = pipeline("token-classification", model=model, tokenizer=tokenizer, aggregation_strategy=strategy)(text)
     assert ours == [{k: (float(v) if k == "score" else v) for k, v in e.items() if k != "index"} for e in stock]
     assert all(type(e["score"]) is float for e in ours)

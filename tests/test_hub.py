@@ -33,6 +33,7 @@ SHARED = {
     "config.json",
     "configuration_layer_tokclf.py",
     "modeling_layer_tokclf.py",
+    "pipeline_layer_tokclf.py",
     "model.safetensors",
     "tokenizer.json",
     "tokenizer_config.json",

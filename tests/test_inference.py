@@ -38,8 +38,11 @@ def tiny_dir(tmp_path_factory, tokenizer):
     return save_tiny_model(tmp_path_factory.mktemp("tiny") / "model", tokenizer, head_scale=30)
 
 
-def pipeline_entities(model, tokenizer, texts, strategy, stride):
+def pipeline_entities(model, tokenizer, texts, strategy, stride, decoding):
+    """The stock pipeline's entities (argmax), or those of the pipeline a saved model ships (viterbi)."""
     from transformers import pipeline
+
+    from hf_layer_tokclf.pipeline_layer_tokclf import LayerTokenClassificationPipeline
 
     ner = pipeline(
         "token-classification",
@@ -47,6 +50,7 @@ def pipeline_entities(model, tokenizer, texts, strategy, stride):
         tokenizer=tokenizer,
         aggregation_strategy=strategy,
         **({"stride": stride} if stride is not None else {}),
+        **({"pipeline_class": LayerTokenClassificationPipeline} if decoding == "viterbi" else {}),
     )
     results = ner([text if text.strip() else " " for text in texts], batch_size=8)
     plain = [[{k: v.item() if hasattr(v, "item") else v for k, v in e.items()} for e in r] for r in results]
@@ -62,14 +66,16 @@ def assert_same_entities(expected, found):
         assert [e["score"] for e in got] == pytest.approx([e["score"] for e in want], abs=1e-4), f"text {number}"
 
 
+@pytest.mark.parametrize("decoding", ["viterbi", "argmax"])
 @pytest.mark.parametrize("strategy", ["first", "simple", "average", "max"])
-def test_predict_texts_equals_the_pipeline_on_a_trained_model(trained_model, ncbi_texts, strategy):
+def test_predict_texts_equals_the_pipeline_on_a_trained_model(trained_model, ncbi_texts, strategy, decoding):
     model, tokenizer = trained_model
     max_length = default_max_length(model, tokenizer)
     tokenizer.model_max_length = max_length  # the pipeline's windows: model_max_length long
     stride = max_length // 4  # predict_texts' default
-    expected = pipeline_entities(model, tokenizer, ncbi_texts, strategy, stride)
-    found = list(predict_texts(model, tokenizer, ncbi_texts, aggregation_strategy=strategy, batch_size=8))
+    expected = pipeline_entities(model, tokenizer, ncbi_texts, strategy, stride, decoding)
+    options = {"aggregation_strategy": strategy, "decoding": decoding}
+    found = list(predict_texts(model, tokenizer, ncbi_texts, batch_size=8, **options))
     assert_same_entities(expected, found)
     assert sum(map(len, found)) >= 10, "the trained model finds diseases"
     long_text = ncbi_texts[40]
@@ -77,18 +83,22 @@ def test_predict_texts_equals_the_pipeline_on_a_trained_model(trained_model, ncb
     assert max(e["end"] for e in found[40]) > len(long_text) * 0.8, "the end of a long text is covered"
 
 
-def test_none_strategy_equals_the_pipeline_on_short_texts(tiny_dir, ncbi_texts):
+@pytest.mark.parametrize("decoding", ["viterbi", "argmax"])
+def test_none_strategy_equals_the_pipeline_on_short_texts(tiny_dir, ncbi_texts, decoding):
     model, tokenizer = load_model(tiny_dir)
     short = [t for t in ncbi_texts if len(tokenizer(t)["input_ids"]) <= 128]
-    expected = pipeline_entities(model, tokenizer, short, "none", None)
-    assert_same_entities(expected, list(predict_texts(model, tokenizer, short, aggregation_strategy="none")))
+    expected = pipeline_entities(model, tokenizer, short, "none", None, decoding)
+    found = predict_texts(model, tokenizer, short, aggregation_strategy="none", decoding=decoding)
+    assert_same_entities(expected, list(found))
 
 
-def test_windows_of_a_small_max_length_match_the_pipeline_with_the_same_stride(tiny_dir, ncbi_texts):
+@pytest.mark.parametrize("decoding", ["viterbi", "argmax"])
+def test_windows_of_a_small_max_length_match_the_pipeline_with_the_same_stride(tiny_dir, ncbi_texts, decoding):
     model, tokenizer = load_model(tiny_dir)
     tokenizer.model_max_length = 24
-    expected = pipeline_entities(model, tokenizer, ncbi_texts[:12], "first", 6)
-    found = predict_texts(model, tokenizer, ncbi_texts[:12], aggregation_strategy="first", max_length=24, stride=6)
+    expected = pipeline_entities(model, tokenizer, ncbi_texts[:12], "first", 6, decoding)
+    options = {"aggregation_strategy": "first", "decoding": decoding}
+    found = predict_texts(model, tokenizer, ncbi_texts[:12], max_length=24, stride=6, **options)
     assert_same_entities(expected, list(found))
 
 

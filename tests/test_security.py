@@ -1,6 +1,6 @@
 """Security: what runs and what is read when someone loads a model of ours.
 
-- The two code files that travel with every model import only torch, transformers and each
+- The three code files that travel with every model import only torch, transformers and each
   other, open no files, reach no network and have no side effects (read from their syntax tree).
 - Weights are read from ``model.safetensors``; pickled weights beside them are never read.
 - Nothing a ``config.json`` names (another model, a backbone, code elsewhere) is loaded: the
@@ -20,11 +20,11 @@ from conftest import LABELS, TEXT
 
 import hf_layer_tokclf
 from hf_layer_tokclf import BertForLayerTokenClassification
+from hf_layer_tokclf.files import CODE_FILES
 from hf_layer_tokclf.inference import load_model
 from hf_layer_tokclf.remote_check import run_remote_check
 
 PACKAGE = Path(hf_layer_tokclf.__file__).parent
-CODE_FILES = ("configuration_layer_tokclf.py", "modeling_layer_tokclf.py")
 SIBLINGS = {name.removesuffix(".py") for name in CODE_FILES}
 
 # Names that would open files, run processes or code, reach the network or unpickle.

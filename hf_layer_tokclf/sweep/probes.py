@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import Sentence
-from ..decoding import word_labels
+from ..decoding import DEFAULT_DECODING, word_labels
 from ..metrics import entity_scores
 
 # With epochs=None, probes train for at least this many steps (and 3 epochs); about where the
@@ -147,7 +147,11 @@ def word_logits(store: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, c
 
 
 def score_probes(
-    logits: np.ndarray, sentences: Sequence[Sentence], labels: Sequence[str], layers: Sequence[int]
+    logits: np.ndarray,
+    sentences: Sequence[Sentence],
+    labels: Sequence[str],
+    layers: Sequence[int],
+    decoding: str = DEFAULT_DECODING,
 ) -> dict[int, dict[str, Any]]:
     """Every layer's seqeval scores on ``sentences`` from its ``[words, labels]`` slice of ``logits``, decoded
     by `decoding.word_labels` as the exported models decode."""
@@ -158,5 +162,5 @@ def score_probes(
     scores: dict[int, dict[str, Any]] = {}
     for column, layer in enumerate(layers):
         per_sentence = [logits[column, end - length : end] for end, length in zip(ends, lengths, strict=True)]
-        scores[layer] = entity_scores(gold, word_labels(per_sentence, id2label))
+        scores[layer] = entity_scores(gold, word_labels(per_sentence, id2label, decoding=decoding))
     return scores

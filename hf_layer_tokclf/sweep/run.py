@@ -13,6 +13,7 @@ from typing import Any
 
 from ..cost import relative_costs
 from ..data import DataError, Sentence, check_known_labels, label_list, normalize_labels
+from ..decoding import DEFAULT_DECODING
 from ..files import output_names, prepare_output_dir, remove_outputs
 from .extract import EncodedSplit, FeatureStores, cache_folder, encode_split, extract_features
 from .finetune import finetune_layers, train_command
@@ -46,6 +47,7 @@ def sweep(
     progress: bool = True,
     device: str | None = None,
     dtype: str = "auto",
+    decoding: str = DEFAULT_DECODING,
 ) -> SweepResult:
     """Trains a linear probe on every layer of a frozen encoder from one pass over the data; scores each on dev.
 
@@ -70,6 +72,8 @@ def sweep(
         device, dtype: Where and in which precision the encoder pass runs (`inference.pick_device`,
             `inference.pick_dtype`: ``"auto"`` takes the GPU when there is one, in bfloat16 or
             float16); the features are kept, and the probes trained, in float32 on the CPU.
+        decoding: How a probe's word scores become labels on dev (`decoding.word_labels`): as ``predict``
+            and ``evaluate`` decode the saved probe, so its dev F1 is theirs.
 
     Raises:
         DataError: unlabeled sentences, or a dev label the training data lacks.
@@ -90,6 +94,7 @@ def sweep(
         progress=progress,
         device=device,
         dtype=dtype,
+        decoding=decoding,
     )
     return _sweep_steps(str(model_name_or_path), train_sentences, dev_sentences, layers, settings)
 
@@ -126,7 +131,7 @@ def _sweep_steps(
             t2 = time.perf_counter()
             dev_logits = word_logits(features.dev, probes.weight, probes.bias).numpy()
         del features  # release the memory maps before their folder goes
-    scores = score_probes(dev_logits, dev_sentences, labels, encoder.layers)
+    scores = score_probes(dev_logits, dev_sentences, labels, encoder.layers, settings.decoding)
     t3 = time.perf_counter()
     timings = {
         "extract_s": round(t1 - t0, 2),

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..decoding import DEFAULT_DECODING, check_decoding
 from .extract import CACHE_DTYPES, CACHES
 
 # Probe training defaults, shared by `sweep`, `run_sweep` and the CLI.
@@ -53,6 +54,7 @@ _RECORDED = (
     "cache",
     "cache_dtype",
     "seed",
+    "decoding",
 )
 
 
@@ -74,8 +76,10 @@ class SweepSettings:
     progress: bool
     device: str | None
     dtype: str
+    decoding: str = DEFAULT_DECODING
 
     def __post_init__(self) -> None:
+        check_decoding(self.decoding)
         check_settings(
             self.cache,
             self.cache_dir,
