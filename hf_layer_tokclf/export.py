@@ -249,7 +249,9 @@ def _write_onnx(model: Any, tokenizer: Any, path: Path, opset: int, quantize: st
     with torch.inference_mode():
         expected = model(**inputs).logits
     fp32_path = path if quantize is None else path.with_name(f"{path.stem}.fp32.onnx")
-    exporter = _torch_export(_LogitsOnly(model, names).eval(), inputs, fp32_path, opset)
+    module = _LogitsOnly(model, names).eval()
+    exporter = _torch_export(module, inputs, fp32_path, opset)
+    _name_outputs(onnx, fp32_path, module.output_names)
     onnx.checker.check_model(str(fp32_path))
     session = inference_session(onnx, onnxruntime, fp32_path)
     diff = _masked_max_diff(run_session(session, inputs), expected, inputs["attention_mask"])
@@ -267,6 +269,19 @@ def _write_onnx(model: Any, tokenizer: Any, path: Path, opset: int, quantize: st
             logging.disable(previous)
         fp32_path.unlink()  # an intermediate, not part of the serving folder
     return exporter, diff
+
+
+def _name_outputs(onnx: Any, path: Path, names: Sequence[str]) -> None:
+    """Gives the graph's outputs their names: the exporter names a constant output (a CRF's scores) by number."""
+    model = onnx.load(str(path))
+    graph = model.graph
+    if [output.name for output in graph.output] == list(names):
+        return
+    for output, name in zip(graph.output, names, strict=True):
+        if output.name != name:
+            graph.node.append(onnx.helper.make_node("Identity", [output.name], [name]))
+            output.name = name
+    onnx.save(model, str(path))
 
 
 def _encoder_layers(model: Any) -> int | None:
