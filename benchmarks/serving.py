@@ -65,12 +65,21 @@ def compare_entities(ours: list[list[dict]], theirs: list[list[dict]]) -> dict[s
 
 
 def token_pipeline(model: Any, tokenizer: Any) -> Any:
+    """The pipeline a saved model ships (what ``pipeline(task, model=PATH, trust_remote_code=True)`` gives):
+    it decodes as ``predict_texts`` does by default."""
     from transformers import pipeline
 
+    from hf_layer_tokclf import LayerTokenClassificationPipeline
     from hf_layer_tokclf.inference import model_device
 
     options = {"aggregation_strategy": STRATEGY, "device": model_device(model)}
-    return pipeline("token-classification", model=model, tokenizer=tokenizer, **options)
+    return pipeline(
+        "token-classification",
+        model=model,
+        tokenizer=tokenizer,
+        pipeline_class=LayerTokenClassificationPipeline,
+        **options,
+    )
 
 
 def section_predict(model: Any, tokenizer: Any, texts: list[str], rounds: int, device_label: str) -> dict[str, Any]:

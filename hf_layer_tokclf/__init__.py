@@ -5,6 +5,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForTokenClassification
 from .auto import FAMILIES, AutoLayerConfig, AutoLayerModel, AutoModelForLayerTokenClassification
 from .configuration_layer_tokclf import LayerTokenClassificationConfig
 from .modeling_layer_tokclf import BertForLayerTokenClassification, BertLayerModel
+from .pipeline_layer_tokclf import LayerTokenClassificationPipeline
 
 __version__ = "0.1.0"
 
@@ -26,5 +27,6 @@ __all__ = [
     "BertForLayerTokenClassification",
     "BertLayerModel",
     "LayerTokenClassificationConfig",
+    "LayerTokenClassificationPipeline",
     "__version__",
 ]

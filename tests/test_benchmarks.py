@@ -369,3 +369,17 @@ def test_few_data_end_to_end_on_a_tiny_slice(tmp_path, monkeypatch):
     report = (tmp_path / "few_data.md").read_text()
     assert "| notebook recipe (AutoModel + nn.Linear, plain Trainer) | 1 | 1 |" in report
     assert "ours - notebook" in report
+
+
+def test_decoding_benchmark_counts_forbidden_entities_and_times_against_the_forward_pass(trained):
+    from benchmarks import decoding
+    from benchmarks.common import ncbi_sentences
+
+    assert decoding.entity_starts(["O", "I-D", "I-D", "B-D", "I-D", "O", "B-C", "I-D"]) == (4, 2)
+    sentences = ncbi_sentences("test.tsv")[:40]
+    argmax, viterbi = (decoding.score(trained[0], sentences, d) for d in ("argmax", "viterbi"))
+    assert viterbi["invalid_entities"] == viterbi["invalid_sentences"] == 0
+    assert argmax["entities"] >= argmax["invalid_entities"] and 0 <= viterbi["f1"] <= 1
+    timing = decoding.decode_timing(trained[0], sentences, rounds=1)
+    assert timing["forward_s"] > 0
+    assert timing["viterbi_fraction"] == pytest.approx(timing["viterbi_s"] / timing["forward_s"], abs=1e-3)
