@@ -113,6 +113,7 @@ def render_model_card(
         settings=[(key, _cell(value)) for key, value in settings.items() if key != "command"],
         command=_command(settings.get("command")),
         code_files=_code_files(model_dir, config),
+        use_crf=bool(config.get("use_crf")),
         example=EXAMPLES[biomedical],
         citation=dataset["citation"],
         citation_intro=dataset["citation_intro"],

@@ -140,7 +140,8 @@ def test_body_has_labels_layers_scores_usage_and_citation(model_dir):
     )
     assert "pipeline(" in usage and usage.count("trust_remote_code=True") == 3
     compile(usage, "usage", "exec")  # valid Python
-    assert "`configuration_layer_tokclf.py` and `modeling_layer_tokclf.py`" in text
+    assert "`configuration_layer_tokclf.py`, `modeling_layer_tokclf.py` and `pipeline_layer_tokclf.py`" in text
+    assert "constrained Viterbi" in text and "The pipeline this model ships decodes so." in text
     assert "Do you wish to run the custom code?" in text
     # Training: the command and the settings table, without this machine's paths.
     assert "hf-layer-tokclf train --train-file data/ncbi-disease/train.tsv --hidden-layer 2" in text
@@ -322,3 +323,10 @@ def test_command_and_embeddings_only(tmp_path):
     text = render_model_card(folder, make_metrics(command=argv))
     assert "hf-layer-tokclf train --train-file ~/'my data/t.tsv'\n" in text
     assert "**0 of 4** encoder layers" in text and "the embeddings (`hidden_states[0]`)" in text
+
+
+def test_the_card_says_how_the_model_decodes(tmp_path):
+    crf = render_model_card(save_tiny_model(tmp_path / "crf", use_crf=True), make_metrics())
+    assert "a linear-chain CRF over the head's scores" in crf and "constrained Viterbi" not in crf
+    softmax = render_model_card(save_tiny_model(tmp_path / "softmax"), make_metrics())
+    assert "constrained Viterbi" in softmax and "CRF" not in softmax
