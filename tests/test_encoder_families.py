@@ -20,6 +20,8 @@ from transformers import AutoModel, AutoModelForTokenClassification
 from hf_layer_tokclf import AutoLayerModel, AutoModelForLayerTokenClassification
 from hf_layer_tokclf.auto import FAMILIES as SUPPORTED
 from hf_layer_tokclf.auto import family_of
+from hf_layer_tokclf.decoding import DEFAULT_STRATEGY
+from hf_layer_tokclf.inference import predict_texts
 from hf_layer_tokclf.remote_check import run_remote_check
 from hf_layer_tokclf.tokenization import load_tokenizer, needs_prefix_space, save_tokenizer
 
@@ -165,8 +167,12 @@ def test_a_saved_model_runs_through_remote_code_on_4x(family, saved, transformer
     assert report["num_layers_built"] == 2
     torch.testing.assert_close(torch.tensor(report["logits"]), expected, atol=1e-5, rtol=0)
     assert report["entities"], "the pipeline found no entity with a head that tags plenty"
-    for entity in report["entities"]:
-        assert 0 <= entity["start"] < entity["end"] <= len(TEXT)
+    # The pipeline the model ships: predict's entities (valid sequences, probabilities as scores).
+    assert report["pipeline_class"] == "LayerTokenClassificationPipeline"
+    (expected_entities,) = predict_texts(model, tokenizer, [TEXT], aggregation_strategy=DEFAULT_STRATEGY)
+    assert [{k: v for k, v in e.items() if k != "score"} for e in report["entities"]] == [
+        {k: v for k, v in e.items() if k != "score"} for e in expected_entities
+    ]
 
 
 FOREIGN = {

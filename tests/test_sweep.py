@@ -83,6 +83,16 @@ def test_exported_probe_scores_what_the_sweep_scored(tiny_dir, tiny_result, trai
             assert scores[key] == pytest.approx(expected[key], abs=1e-9), (layer, key)
 
 
+def test_the_sweep_scores_its_probes_as_evaluate_decodes_them(tiny_dir, tiny_result, train_dev, tokenizer):
+    _, dev = train_dev
+    argmax = sweep(tiny_dir, *train_dev, layers=[2], epochs=EPOCHS, progress=False, decoding="argmax")
+    assert argmax.settings["decoding"] == "argmax" and tiny_result.settings["decoding"] == "viterbi"
+    scores, _ = evaluate_sentences(argmax.probe_model(2), tokenizer, dev, decoding="argmax", progress=False)
+    assert scores["f1"] == pytest.approx(argmax.f1[2], abs=1e-9)
+    with pytest.raises(ValueError, match="decoding='best' is unknown"):
+        sweep(tiny_dir, *train_dev, layers=[2], progress=False, decoding="best")
+
+
 def test_probes_train_independently(tiny_dir, tiny_result, train_dev):
     alone = sweep(tiny_dir, *train_dev, layers=[-3], epochs=EPOCHS, progress=False)  # -3 of 4 layers = 2
     assert alone.layers == [2]

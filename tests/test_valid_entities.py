@@ -8,7 +8,7 @@ import json
 
 import pytest
 import torch
-from conftest import LABEL2ID, NCBI, TEXT, conll_slice, save_tiny_model, slice_args
+from conftest import LABEL2ID, NCBI, TEXT, conll_slice, save_tiny_model, slice_args, tiny_bert_kwargs
 
 from hf_layer_tokclf.cli import main
 from hf_layer_tokclf.data import load_sentences
@@ -151,22 +151,24 @@ def assert_same(found, expected):
 
 
 @pytest.mark.parametrize("transformers_release", ["installed", "4.x"])
-def test_the_pipeline_a_model_ships_decodes_as_predict_in_a_fresh_process(
-    crf_trained, trained, documents, transformers_release, request
+def test_the_pipeline_a_crf_model_ships_decodes_as_predict_in_a_fresh_process(
+    crf_trained, documents, transformers_release, request
 ):
+    # The CRF model: its pipeline decodes with the learned transitions. A softmax model's shipped pipeline is
+    # checked the same way by the Hub verification (test_hub) and, per family, on 4.x (test_encoder_families).
     python_path = request.getfixturevalue("transformers4_path") if transformers_release == "4.x" else None
-    for model_dir in (trained[0], crf_trained[0]):
-        model, tokenizer = load_model(model_dir)
-        found = list(predict_texts(model, tokenizer, documents, aggregation_strategy=DEFAULT_STRATEGY))
-        most = max(range(len(documents)), key=lambda i: len(found[i]))
-        assert found[most], "a document has entities"
-        report = run_remote_check(model_dir, documents[most], python_path=python_path)
-        assert report["pipeline_class"] == "LayerTokenClassificationPipeline"
-        assert report["transformers_version"].startswith("4.") == (transformers_release == "4.x")
-        assert_same(report["entities"], found[most])
-        with torch.no_grad():
-            logits = model(**tokenizer(documents[most], return_tensors="pt")).logits[0]
-        assert torch.allclose(torch.tensor(report["logits"]), logits, atol=1e-5)
+    model_dir = crf_trained[0]
+    model, tokenizer = load_model(model_dir)
+    found = list(predict_texts(model, tokenizer, documents, aggregation_strategy=DEFAULT_STRATEGY))
+    most = max(range(len(documents)), key=lambda i: len(found[i]))
+    assert found[most], "a document has entities"
+    report = run_remote_check(model_dir, documents[most], python_path=python_path)
+    assert report["pipeline_class"] == "LayerTokenClassificationPipeline"
+    assert report["transformers_version"].startswith("4.") == (transformers_release == "4.x")
+    assert_same(report["entities"], found[most])
+    with torch.no_grad():
+        logits = model(**tokenizer(documents[most], return_tensors="pt")).logits[0]
+    assert torch.allclose(torch.tensor(report["logits"]), logits, atol=1e-5)
 
 
 def test_the_shipped_pipeline_is_not_the_stock_one_where_argmax_breaks_the_scheme(tokenizer, tmp_path):
@@ -234,9 +236,9 @@ def test_predict_conll_min_score_labels_dropped_entities_o(trained, tmp_path):
 
 
 def test_evaluate_records_its_decoding(trained, tmp_path):
+    data = str(conll_slice(tmp_path / "test.tsv", 60))
     for decoding in ("argmax", "viterbi"):
         out = tmp_path / f"{decoding}.json"
-        data = str(NCBI / "devel.tsv")
         main(["evaluate", str(trained[0]), "--data", data, "--output", str(out), "--decoding", decoding])
         assert json.loads(out.read_text())["decoding"] == decoding
 
@@ -251,3 +253,26 @@ def test_train_takes_crf_and_decoding_options():
     assert model_args.crf is True and run_args.decoding == "argmax"
     model_args, _, run_args, _ = train_parser().parse_args_into_dataclasses(["--train-file", "x", "--output-dir", "y"])
     assert model_args.crf is False and run_args.decoding == "viterbi"
+
+
+def test_a_stock_classifier_with_iobes_labels_decodes_valid_sequences(tokenizer, tmp_path, test_sentences):
+    from transformers import BertConfig, BertForTokenClassification
+
+    labels = ["O", "B-Disease", "I-Disease", "E-Disease", "S-Disease"]
+    id2label = dict(enumerate(labels))
+    torch.manual_seed(0)
+    config = BertConfig(
+        **tiny_bert_kwargs(num_labels=5, id2label=id2label, label2id={v: k for k, v in id2label.items()})
+    )
+    stock = BertForTokenClassification(config)
+    with torch.no_grad():
+        stock.classifier.weight.mul_(30)  # confident and random: its argmax breaks IOBES
+    stock.save_pretrained(tmp_path / "stock")
+    tokenizer.save_pretrained(tmp_path / "stock")
+    model, tokenizer = load_model(tmp_path / "stock")
+    sentences = test_sentences[:50]
+    argmax = predict_sentences(model, tokenizer, sentences, decoding="argmax", progress=False)
+    viterbi = predict_sentences(model, tokenizer, sentences, progress=False)
+    assert any(invalid(labels, id2label) for labels in argmax)
+    assert not any(invalid(labels, id2label) for labels in viterbi)
+    assert {label[:2] for labels in viterbi for label in labels} > {"O"}, "entities survive decoding"
