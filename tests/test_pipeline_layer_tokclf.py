@@ -118,6 +118,16 @@ def test_split_label_and_label_groups():
     assert label_groups(labels) == [(0, 2), (2, 4), (4, 5), (5, 6), (6, 7), (7, 9), (9, 10)]
 
 
+def random_crf(seed):
+    """A CRF over `IOB2` with random learned scores (and the torch seed set for what follows)."""
+    torch.manual_seed(seed)
+    crf = LinearChainCRF(IOB2)
+    with torch.no_grad():
+        for p in crf.parameters():
+            p.copy_(torch.randn(p.shape))
+    return crf
+
+
 def brute_force(crf, emissions):
     """Every path's score, over all label sequences (including forbidden ones, at FORBIDDEN)."""
     start, transitions, end = (s.detach() for s in crf.scores())
@@ -132,11 +142,7 @@ def brute_force(crf, emissions):
 
 @pytest.mark.parametrize("length", [1, 2, 4])
 def test_the_crf_likelihood_decoding_and_marginals_match_brute_force(length):
-    torch.manual_seed(length)
-    crf = LinearChainCRF(IOB2)
-    with torch.no_grad():
-        for p in crf.parameters():
-            p.copy_(torch.randn(p.shape))
+    crf = random_crf(seed=length)
     emissions = torch.randn(length, 3).log_softmax(-1)
     scores = brute_force(crf, emissions)
     log_z = math.log(sum(math.exp(s) for s in scores.values()))
@@ -162,10 +168,7 @@ def test_without_learned_transitions_an_entity_scores_the_product_of_its_words_p
 
 
 def test_decoding_a_padded_batch_decodes_each_row_alone():
-    torch.manual_seed(0)
-    crf = LinearChainCRF(IOB2)
-    with torch.no_grad():
-        crf.transitions.copy_(torch.randn(3, 3))
+    crf = random_crf(seed=0)
     emissions = torch.randn(3, 7, 3)
     lengths = [7, 3, 1]
     mask = torch.arange(7)[None] < torch.tensor(lengths)[:, None]
@@ -181,10 +184,7 @@ def test_decoding_a_padded_batch_decodes_each_row_alone():
 
 
 def test_the_word_loss_skips_the_ignored_positions_rather_than_feeding_them_in():
-    torch.manual_seed(0)
-    crf = LinearChainCRF(IOB2)
-    with torch.no_grad():
-        crf.transitions.copy_(torch.randn(3, 3))
+    crf = random_crf(seed=0)
     logits = torch.randn(2, 6, 3)
     labels = torch.tensor([[-100, 1, -100, 2, 0, -100], [-100, 0, -100, -100, -100, -100]])
     words = [logits[0, [1, 3, 4]], logits[1, [1]]]
