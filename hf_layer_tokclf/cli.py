@@ -242,9 +242,9 @@ def predict_parser() -> argparse.ArgumentParser:
         "--min-score",
         type=_probability,
         default=None,
-        help="Drop entities whose probability under the decoder is below this (0 to 1): with viterbi the product "
-        "of its words' probabilities, or its CRF marginal; with argmax the pipeline's score. CoNLL output labels "
-        "a dropped entity's words O.",
+        help="Drop entities whose probability is below this (0 to 1): the product of its words' probabilities, "
+        "or with a CRF its marginal (with --decoding argmax on text, the stock pipeline's mean score). CoNLL "
+        "output labels a dropped entity's words O.",
     )
     parser.add_argument("--batch-size", type=int, default=32, help="Texts or windows per forward pass.")
     parser.add_argument(

@@ -83,7 +83,7 @@ def word_labels(
     decoder: LinearChainCRF | None = None,
     min_score: float | None = None,
 ) -> list[list[str]]:
-    """One label per word of every sentence, from each word's row of scores (logits or probabilities).
+    """One label per word of every sentence, from each word's row of scores (logits, or log-probabilities).
 
     ``decoding="viterbi"``: the best sequence the labels' scheme allows, under ``decoder`` (default:
     the scheme's constraints alone; pass `label_decoder` of a CRF model); ``"argmax"``: each row's

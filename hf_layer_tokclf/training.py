@@ -346,10 +346,13 @@ def train(
         the Trainer's ``train_*`` figures, and ``settings``.
     """
     from .auto import AutoModelForLayerTokenClassification
+    from .modeling_layer_tokclf import LayerTokenClassifier
 
     run_args = run_args or RunArguments()
     # An unsupported backbone fails here, before anything is written.
     model_class = model_class or AutoModelForLayerTokenClassification.family_class(model_args.model)
+    if model_args.crf and not issubclass(model_class, LayerTokenClassifier):
+        raise ValueError(f"--crf needs a layer classifier; {model_class.__name__} has no CRF head.")
     splits, hub_request = _start_run(model_args, data_args, training_args, run_args)
     output_dir = Path(training_args.output_dir)
     labels = label_list(splits["train"])
@@ -415,8 +418,6 @@ def _load_tokenizer_and_model(
         head_kwargs["classifier_dropout"] = model_args.classifier_dropout
     if issubclass(model_class, LayerTokenClassifier):
         head_kwargs.update(hidden_layer=layer, layer_pooling=model_args.layer_pooling, use_crf=model_args.crf)
-    elif model_args.crf:
-        raise ValueError(f"--crf needs a layer classifier; {model_class.__name__} has no CRF head.")
     # Seed before the head is initialised, as run_ner.py does: runs with the same seed start
     # from the same head and see the same batches.
     set_seed(training_args.seed)

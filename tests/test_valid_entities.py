@@ -276,3 +276,14 @@ def test_a_stock_classifier_with_iobes_labels_decodes_valid_sequences(tokenizer,
     assert any(invalid(labels, id2label) for labels in argmax)
     assert not any(invalid(labels, id2label) for labels in viterbi)
     assert {label[:2] for labels in viterbi for label in labels} > {"O"}, "entities survive decoding"
+
+
+def test_crf_with_a_class_that_has_none_fails_before_anything_is_written(tmp_path):
+    from transformers import BertForTokenClassification
+
+    from hf_layer_tokclf.training import ModelArguments, train
+
+    data, args = slice_args(tmp_path / "out")
+    with pytest.raises(ValueError, match="--crf needs a layer classifier; BertForTokenClassification"):
+        train(ModelArguments(crf=True), data, args, model_class=BertForTokenClassification)
+    assert not (tmp_path / "out").exists()
