@@ -40,6 +40,7 @@ def test_hidden_layer_follows_python_indexing_over_hidden_states(hidden_layer, s
         ({"hidden_layer": [1, 1]}, "names a layer twice"),
         ({"hidden_layer": [12, -1]}, "names a layer twice"),
         ({"hidden_layer": [1, 2], "layer_pooling": "max"}, "layer_pooling='max' is unknown"),
+        ({"use_crf": "yes"}, "use_crf has 'yes' (str); expected true or false"),
     ],
 )
 def test_bad_values_raise_value_error_naming_the_allowed_range(kwargs, message):
@@ -88,6 +89,25 @@ def test_plain_bert_config_converts_without_a_model_type_warning(tmp_path, minil
     assert "model of type" not in caplog.text
     assert isinstance(config, LayerTokenClassificationConfig)
     assert config.num_hidden_layers == 6 and config.hidden_size == 384 and config.hidden_layer == 3
+
+
+def test_a_backbones_custom_pipeline_is_dropped_and_ours_is_named_on_save(tmp_path, minilm_path):
+    import json
+    import shutil
+
+    from hf_layer_tokclf import BertForLayerTokenClassification
+
+    backbone = tmp_path / "backbone"
+    shutil.copytree(minilm_path, backbone)
+    config = json.loads((backbone / "config.json").read_text())
+    theirs = {"token-classification": {"impl": "evil.Pipeline", "pt": ["AutoModelForTokenClassification"]}}
+    (backbone / "config.json").write_text(json.dumps({**config, "custom_pipelines": theirs}))
+    assert not hasattr(LayerTokenClassificationConfig.from_pretrained(backbone), "custom_pipelines")
+    model = BertForLayerTokenClassification.from_pretrained(backbone, hidden_layer=1, num_labels=3)
+    model.save_pretrained(tmp_path / "ours")
+    saved = json.loads((tmp_path / "ours" / "config.json").read_text())["custom_pipelines"]
+    assert saved["token-classification"]["impl"] == "pipeline_layer_tokclf.LayerTokenClassificationPipeline"
+    assert LayerTokenClassificationConfig.from_pretrained(tmp_path / "ours").custom_pipelines == saved
 
 
 def test_registered_with_auto_config_and_import_is_idempotent():
