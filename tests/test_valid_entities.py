@@ -135,6 +135,11 @@ def test_a_crf_model_decodes_the_same_in_pytorch_and_onnx(crf_trained, tmp_path,
     ]
     assert [e["score"] for d in found for e in d] == pytest.approx([e["score"] for d in want for e in d], abs=1e-4)
     assert sum(map(len, want)) > 0
+    # int8 quantizes the matrix products; the CRF's scores stay as they were.
+    export_onnx(crf_trained[0], tmp_path / "int8", quantize="int8")
+    int8, _ = load_model(tmp_path / "int8")
+    for ours, exported in zip(model.crf.scores(), int8.crf.scores(), strict=True):
+        assert torch.allclose(ours, exported, atol=1e-6)
 
 
 def entities_of(model_dir, text):
