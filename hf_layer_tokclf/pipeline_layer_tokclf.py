@@ -111,11 +111,14 @@ class LinearChainCRF(nn.Module):
         self.transitions = nn.Parameter(torch.zeros(num_labels, num_labels), requires_grad=learned)
         self.end_transitions = nn.Parameter(torch.zeros(num_labels), requires_grad=learned)
 
-    def scores(self):
-        """``(start, transitions, end)``: the learned scores, ``FORBIDDEN`` where the scheme forbids."""
+    def scores(self, device=None):
+        """``(start, transitions, end)`` in float32 on ``device`` (default: the parameters'): the learned
+        scores, ``FORBIDDEN`` where the scheme forbids."""
         params = (self.start_transitions, self.transitions, self.end_transitions)
         return tuple(
-            torch.where(torch.tensor(ok, device=p.device), p.float(), torch.full_like(p, FORBIDDEN, dtype=torch.float))
+            torch.where(
+                torch.tensor(ok, device=p.device), p.float(), torch.full_like(p, FORBIDDEN, dtype=torch.float)
+            ).to(device or p.device)
             for ok, p in zip(self.allowed, params, strict=True)
         )
 
@@ -133,7 +136,7 @@ class LinearChainCRF(nn.Module):
     def neg_log_likelihood(self, emissions, tags, mask):
         """``-log p(tags | emissions)`` per sequence (sequences need at least one position)."""
         emissions = emissions.float()
-        start, transitions, end = self.scores()
+        start, transitions, end = self.scores(emissions.device)
         emitted = emissions.gather(2, tags[..., None]).squeeze(2)
         steps = (transitions[tags[:, :-1], tags[:, 1:]] + emitted[:, 1:]) * mask[:, 1:]
         last = tags.gather(1, (mask.sum(1) - 1).clamp_min(0)[:, None]).squeeze(1)
@@ -158,8 +161,8 @@ class LinearChainCRF(nn.Module):
     @torch.no_grad()
     def decode(self, emissions, mask):
         """The best-scoring valid label path of each sequence (Viterbi): a list of label id lists."""
-        emissions = emissions.float()
-        start, transitions, end = self.scores()
+        emissions = emissions.float()  # a GPU model's CRF decodes the CPU scores of a pipeline too
+        start, transitions, end = self.scores(emissions.device)
         batch, positions, num_labels = emissions.shape
         best = start + emissions[:, 0]
         stay = torch.arange(num_labels, device=emissions.device).expand(batch, num_labels)
@@ -190,7 +193,7 @@ class LinearChainCRF(nn.Module):
         picked = log_probs[positions, tags]
         if not self.learned:
             return [float(picked[s:e].sum().exp()) for s, e in groups]
-        start, transitions, end = self.scores()
+        start, transitions, end = self.scores(log_probs.device)
         mask = torch.ones(1, len(path), dtype=torch.bool, device=log_probs.device)
         alphas = self._alphas(log_probs[None], mask, start, transitions)[0]
         betas = self._alphas(log_probs.flip(0)[None], mask, end, transitions.T)[0].flip(0)
