@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import shlex
 import sys
 import tempfile
@@ -106,8 +107,6 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="Timing rounds (the best one counts).")
     parser.add_argument("--output-dir", default=str(RESULTS_DIR))
     args = parser.parse_args()
-    import os
-
     os.chdir(REPO)  # the main-job options name data/ relative to the repository
     base = main_job_argv() + (["--max-train-samples", "500", "--num-train-epochs", "1"] if args.quick else [])
     test = ncbi_sentences("test.tsv")

@@ -28,6 +28,8 @@ from .pipeline_layer_tokclf import (
     DECODINGS,
     LayerTokenClassificationPipeline,
     LinearChainCRF,
+    check_decoding,
+    label_decoder,
     label_groups,
     pack_positions,
 )
@@ -59,20 +61,6 @@ def check_strategy(strategy: Any) -> str:
     if value not in STRATEGIES:
         raise ValueError(f"aggregation_strategy={strategy!r} is unknown; expected one of {STRATEGIES}.")
     return value
-
-
-def check_decoding(decoding: Any) -> str:
-    """``decoding`` in lower case, or a ``ValueError`` naming the known ones."""
-    value = str(decoding).lower()
-    if value not in DECODINGS:
-        raise ValueError(f"decoding={decoding!r} is unknown; expected one of {DECODINGS}.")
-    return value
-
-
-def label_decoder(model: Any) -> LinearChainCRF:
-    """The model's CRF (``model.crf``: ours with ``use_crf``, or its ONNX export's), else its labels' constraints."""
-    crf = getattr(model, "crf", None)
-    return crf if crf is not None else LinearChainCRF(model.config.id2label, learned=False)
 
 
 def word_labels(

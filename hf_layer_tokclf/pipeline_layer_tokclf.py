@@ -26,6 +26,14 @@ FORBIDDEN = -10000.0
 _PREFIXES = {"B": "B", "I": "I", "E": "E", "S": "S", "L": "E", "U": "S"}  # BILOU's L / U are IOBES's E / S
 
 
+def check_decoding(decoding):
+    """``decoding`` in lower case, or a ``ValueError`` naming the known ones."""
+    value = str(decoding).lower()
+    if value not in DECODINGS:
+        raise ValueError(f"decoding={decoding!r} is unknown; expected one of {DECODINGS}.")
+    return value
+
+
 def split_label(label):
     """``("B", "Disease")`` for ``"B-Disease"`` (also I, E, S, and BILOU's L, U as E, S); ``(None, label)`` else."""
     prefix, dash, kind = str(label).partition("-")
@@ -206,6 +214,13 @@ class LinearChainCRF(nn.Module):
         return out
 
 
+def label_decoder(model):
+    """The model's CRF (``model.crf``: a layer classifier's with ``use_crf``, or its ONNX export's), else the
+    constraints of its labels alone."""
+    crf = getattr(model, "crf", None)
+    return crf if crf is not None else LinearChainCRF(model.config.id2label, learned=False)
+
+
 class LayerTokenClassificationPipeline(TokenClassificationPipeline):
     """``pipeline("token-classification")`` whose labels form valid sequences; see the module docstring.
 
@@ -217,9 +232,7 @@ class LayerTokenClassificationPipeline(TokenClassificationPipeline):
     def _sanitize_parameters(self, decoding=None, **kwargs):
         preprocess, forward, postprocess = super()._sanitize_parameters(**kwargs)
         if decoding is not None:
-            if decoding not in DECODINGS:
-                raise ValueError(f"decoding={decoding!r} is unknown; expected one of {DECODINGS}.")
-            postprocess["decoding"] = decoding
+            postprocess["decoding"] = check_decoding(decoding)
         return preprocess, forward, postprocess
 
     def postprocess(self, all_outputs, aggregation_strategy=AggregationStrategy.NONE, ignore_labels=None, **kwargs):
@@ -227,13 +240,10 @@ class LayerTokenClassificationPipeline(TokenClassificationPipeline):
         self.decoding = kwargs.pop("decoding", DECODINGS[0])
         return super().postprocess(all_outputs, aggregation_strategy=aggregation_strategy, ignore_labels=ignore_labels)
 
-    def decoder(self):
-        """The model's CRF, or the label scheme's constraints alone."""
-        crf = getattr(self.model, "crf", None)
-        return crf if crf is not None else LinearChainCRF(self.model.config.id2label, learned=False)
-
     def aggregate_word(self, entities, aggregation_strategy):
         word = super().aggregate_word(entities, aggregation_strategy)
+        if getattr(self, "decoding", DECODINGS[0]) == "argmax":
+            return word
         # The word's row of label probabilities, as the strategy picks it, for the decoder.
         rows = torch.stack([torch.as_tensor(entity["scores"]) for entity in entities])
         if aggregation_strategy == AggregationStrategy.AVERAGE:
@@ -250,7 +260,7 @@ class LayerTokenClassificationPipeline(TokenClassificationPipeline):
         by_token = aggregation_strategy in (AggregationStrategy.NONE, AggregationStrategy.SIMPLE)
         units = pre_entities if by_token else self.aggregate_words(pre_entities, aggregation_strategy)
         log_probs = torch.stack([torch.as_tensor(unit["scores"]) for unit in units]).float().clamp_min(1e-30).log()
-        decoder = self.decoder()
+        decoder = label_decoder(self.model)
         path = decoder.decode(log_probs[None], torch.ones(1, len(units), dtype=torch.bool))[0]
         id2label = self.model.config.id2label
         entities = [
