@@ -5,15 +5,16 @@ From files to labeled sentences (`features` turns them into model inputs):
 1. `load_sentences` reads CoNLL-style text, JSON Lines, a `datasets.save_to_disk` directory or a
    Hub dataset into `Sentence` objects that remember where they came from, so that every
    `DataError` can point at a file and line.
-2. `normalize_labels` converts IOB1 / IOBES labels to IOB2, because the token-classification
-   pipeline's ``aggregation_strategy`` only understands ``B-`` / ``I-``; `label_list` builds the
+2. `normalize_labels` converts labels of any scheme (`SCHEMES`: IOB1, IOE1/2, IOBES, BILOU, IO) to
+   IOB2, because the token-classification pipeline's ``aggregation_strategy`` only understands
+   ``B-`` / ``I-``; `from_iob2` writes predictions back in the data's scheme; `label_list` builds the
    label set from the training data and `check_known_labels` rejects labels seen nowhere else.
 """
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +22,24 @@ from .locations import is_repo_id
 
 __all__ = [
     "SCHEMES",
+    "Columns",
     "DataError",
     "MissingSplitError",
     "Sentence",
     "check_known_labels",
     "detect_scheme",
+    "from_iob2",
     "label_list",
+    "label_names_from",
     "load_sentences",
     "normalize_labels",
     "read_conll",
+    "read_json_records",
     "read_jsonl",
     "to_iob2",
 ]
 
-SCHEMES = ("IOB1", "IOB2", "IOBES")
+SCHEMES = ("IOB1", "IOB2", "IOE1", "IOE2", "IOBES", "BILOU", "IO")
 
 DOCSTART = "-DOCSTART-"
 JSON_SUFFIXES = (".jsonl", ".json")
@@ -43,7 +48,7 @@ _FILE_SUFFIXES = (*JSON_SUFFIXES, ".tsv", ".txt", ".conll", ".conllu", ".iob", "
 # CoNLL columns: only ASCII spaces and tabs separate them, so tokens such as a no-break space or a
 # zero-width space survive (`str.split()` would swallow them).
 _COLUMN_SEP = re.compile(r"[ \t]+")
-_LABEL = re.compile(r"^([BIES])-(.+)$")
+_LABEL = re.compile(r"^([BIESLU])-(.+)$")
 
 
 class DataError(ValueError):
@@ -111,112 +116,207 @@ def _lines(text: str) -> list[str]:
     return [line.removesuffix("\r") for line in text.split("\n")]
 
 
-def read_conll(path: str | Path, *, labeled: bool = True) -> list[Sentence]:
+CONLLU_SUFFIXES = (".conllu",)
+
+
+def _conllu_label(misc: str) -> str:
+    """The label in a CoNLL-U line's last column: a bare label, or the ``NER=`` / ``Entity=`` entry of a
+    ``key=value|...`` MISC field; ``_`` (no annotation) is ``O``."""
+    if misc == "_":
+        return "O"
+    if "=" not in misc:
+        return misc
+    fields = dict(item.partition("=")[::2] for item in misc.split("|"))
+    return fields.get("NER") or fields.get("Entity") or "O"
+
+
+def _conll_row(line: str, conllu: bool) -> list[str] | None:
+    """A token line's columns (token first, label last), or `None` for a line to skip.
+
+    CoNLL-U (``.conllu``): fields are separated by tabs only (a FORM may hold spaces); ``#`` comment
+    lines, multiword-token ranges (``1-2``) and empty nodes (``1.1``) are skipped; the token is FORM.
+    """
+    if not conllu:
+        return _COLUMN_SEP.split(line.strip(" \t"))
+    if line.startswith("#"):
+        return None
+    columns = line.split("\t")
+    if len(columns) < 2 or not columns[0].isdigit():  # "1-2" ranges, "1.1" empty nodes
+        return None
+    return [columns[1], _conllu_label(columns[-1])] if len(columns) > 2 else [columns[1]]
+
+
+def read_conll(path: str | Path, *, labeled: bool | None = True) -> list[Sentence]:
     """Reads a CoNLL-style file: one token per line, the label in the last column.
 
     Columns are separated by tabs or runs of spaces, so both CoNLL-2003 (``token POS chunk label``)
     and ``token<TAB>label`` files work. A blank line ends a sentence; ``-DOCSTART-`` lines are
-    skipped; a UTF-8 byte-order mark and CRLF line ends are fine. With ``labeled=False`` the first
-    column is the token and the labels are `None`.
+    skipped; a UTF-8 byte-order mark and CRLF line ends are fine. ``.conllu`` files are read as
+    CoNLL-U (see `_conll_row`): the token is the FORM column, the label the last (MISC) column.
+
+    Args:
+        labeled: `True`: every token line must have a label column; `False`: the first column is
+            the token and the labels are `None`; `None`: labeled if every token line has two columns
+            or more (a gold column is then kept beside predictions).
 
     Raises:
         DataError: the file is missing, not UTF-8, holds no sentences, or a labeled line has a
             single column.
     """
+    conllu = Path(path).suffix.lower() in CONLLU_SUFFIXES
+    rows: list[tuple[int, list[str]]] = []  # (line number, columns); an empty list ends a sentence
+    for number, line in enumerate(_lines(_read_text(path)), start=1):
+        columns = [] if not line.strip(" \t") else _conll_row(line, conllu)
+        if columns is not None and columns[:1] != [DOCSTART]:
+            rows.append((number, columns))
+        elif columns is not None:
+            rows.append((number, []))
+    if labeled is None:
+        labeled = all(len(columns) >= 2 for _, columns in rows if columns)
     sentences = []
     tokens: list[str] = []
     labels: list[str] = []
     start = 0
-
-    def end_sentence() -> None:
-        if tokens:
-            sentences.append(Sentence(list(tokens), list(labels) if labeled else None, str(path), start, True))
-        tokens.clear()
-        labels.clear()
-
-    for number, line in enumerate(_lines(_read_text(path)), start=1):
-        stripped = line.strip(" \t")
-        if not stripped:
-            end_sentence()
-            continue
-        columns = _COLUMN_SEP.split(stripped)
-        if columns[0] == DOCSTART:
-            end_sentence()
+    for number, columns in [*rows, (0, [])]:
+        if not columns:
+            if tokens:
+                sentences.append(Sentence(tokens, labels if labeled else None, str(path), start, not conllu))
+            tokens, labels = [], []
             continue
         if labeled and len(columns) < 2:
             raise DataError(
                 f"{path}, line {number}: expected a token and a label separated by a tab or spaces, "
-                f"got {stripped!r} (for unlabeled text use labeled=False)"
+                f"got {' '.join(columns)!r} (for unlabeled text use labeled=False)"
             )
         if not tokens:
             start = number
         tokens.append(columns[0])
         labels.append(columns[-1])
-    end_sentence()
     if not sentences:
         raise DataError(f"{path}: no sentences found (the file is empty or holds only blank lines)")
     return sentences
 
 
-def _record_labels(tags: Any, label_names: Sequence[str] | None, where: str) -> list[str]:
-    """Turns a JSON ``ner_tags`` list (label strings or integer ids) into label strings."""
+@dataclass(frozen=True)
+class Columns:
+    """Which fields of a JSON lines record or dataset row hold the words and the labels (run_ner.py's
+    ``--text_column_name`` / ``--label_column_name``), and the names of integer labels.
+
+    Args:
+        tokens: The field with the list of words.
+        labels: The field with one label per word: strings, or integer ids into ``label_names``
+            (what `datasets.Dataset.to_json` writes for a `ClassLabel` feature).
+        label_names: The label of each id (``--label-names``); a dataset's `ClassLabel` names are
+            used where it has them.
+    """
+
+    tokens: str = "tokens"
+    labels: str = "ner_tags"
+    label_names: tuple[str, ...] | None = None
+
+
+def _record_labels(tags: Any, columns: Columns, where: str) -> list[str]:
+    """Turns a record's label list (label strings or integer ids) into label strings."""
+    field = columns.labels
     if not isinstance(tags, list):
-        raise DataError(f"{where}: 'ner_tags' must be a list, got {tags!r}")
+        raise DataError(f"{where}: {field!r} must be a list, got {tags!r}")
+    names = columns.label_names
     labels = []
     for tag in tags:
         if isinstance(tag, str):
             labels.append(tag)
         elif isinstance(tag, int) and not isinstance(tag, bool):
-            if label_names is None:
+            if names is None:
                 raise DataError(
-                    f"{where}: 'ner_tags' holds integer id {tag} but no label names are known; "
-                    "write label strings, or call read_jsonl(..., label_names=[...])"
+                    f"{where}: {field!r} holds integer id {tag} but no label names are known; give them with "
+                    "--label-names (a list such as O B-Disease I-Disease, or a datasets folder with a ClassLabel "
+                    "feature), or write label strings (label_names= in Python)"
                 )
-            if not 0 <= tag < len(label_names):
-                raise DataError(f"{where}: label id {tag} is out of range for {len(label_names)} label_names")
-            labels.append(label_names[tag])
+            if not 0 <= tag < len(names):
+                raise DataError(f"{where}: label id {tag} is out of range for {len(names)} label_names")
+            labels.append(names[tag])
         else:
-            raise DataError(f"{where}: 'ner_tags' must hold strings or integer ids, got {tag!r}")
+            raise DataError(f"{where}: {field!r} must hold strings or integer ids, got {tag!r}")
     return labels
 
 
-def read_jsonl(path: str | Path, *, label_names: list[str] | None = None) -> list[Sentence]:
+def _json_object(line: str, where: str) -> dict[str, Any]:
+    """One JSON Lines line as an object; DataError naming ``where`` otherwise."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise DataError(f"{where}: invalid JSON ({error.msg} at column {error.colno}): {line[:80]!r}") from None
+    except RecursionError:
+        raise DataError(f"{where}: JSON nested too deeply to read: {line[:80]!r}") from None
+    if not isinstance(record, dict):
+        raise DataError(f"{where}: expected one JSON object per line, got {line[:80]!r}")
+    return record
+
+
+def read_json_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yields (line number, object) for each non-blank line of a JSON Lines file, lazily (a corpus of
+    any size reads in flat memory).
+
+    Raises:
+        DataError: naming the file and line, for invalid JSON, a line that is not an object, or bytes
+            that are not UTF-8.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    with open(path, "rb") as stream:
+        for number, raw in enumerate(stream, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError:
+                raise DataError(f"{path}, line {number}: not valid UTF-8; convert the file to UTF-8") from None
+            if line.strip():
+                yield number, _json_object(line, f"{path}, line {number}")
+
+
+def read_jsonl(
+    path: str | Path, *, label_names: Sequence[str] | None = None, columns: Columns | None = None
+) -> list[Sentence]:
     """Reads JSON Lines: one object per line with ``tokens`` and, optionally, ``ner_tags``.
 
     ``ner_tags`` holds label strings, or integer ids that ``label_names`` maps to strings. Records
-    without ``ner_tags`` get ``labels=None``. Blank lines are skipped.
+    without ``ner_tags`` get ``labels=None``. Blank lines are skipped. ``columns`` names other
+    fields (and the label names).
 
     Raises:
         DataError: naming the file and line, for invalid JSON, a missing or malformed ``tokens``,
             ``ner_tags`` of another length, or an id out of range.
     """
+    columns = columns or Columns()
+    if label_names is not None:
+        columns = replace(columns, label_names=tuple(label_names))
     sentences = []
     for number, line in enumerate(_lines(_read_text(path)), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}, line {number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DataError(f"{where}: invalid JSON ({error.msg} at column {error.colno}): {line[:80]!r}") from None
-        except RecursionError:
-            raise DataError(f"{where}: JSON nested too deeply to read: {line[:80]!r}") from None
-        if not isinstance(record, dict):
-            raise DataError(f"{where}: expected one JSON object per line, got {line[:80]!r}")
-        if "tokens" not in record:
-            raise DataError(f"{where}: the record has no 'tokens' (keys: {', '.join(record) or 'none'})")
-        tokens = record["tokens"]
-        if not isinstance(tokens, list) or not all(isinstance(token, str) for token in tokens):
-            raise DataError(f"{where}: 'tokens' must be a list of strings, got {tokens!r}")
-        labels = None
-        if record.get("ner_tags") is not None:
-            labels = _record_labels(record["ner_tags"], label_names, where)
-            if len(labels) != len(tokens):
-                raise DataError(f"{where}: {len(tokens)} tokens but {len(labels)} ner_tags")
-        sentences.append(Sentence(tokens, labels, str(path), number))
+        if line.strip():
+            record = _json_object(line, f"{path}, line {number}")
+            sentences.append(_record_sentence(record, columns, str(path), number))
     if not sentences:
         raise DataError(f"{path}: no sentences found (the file is empty or holds only blank lines)")
     return sentences
+
+
+def _record_sentence(record: Mapping[str, Any], columns: Columns, source: str, line: int) -> Sentence:
+    """One JSON record or dataset row as a sentence; labels `None` where it has no label field."""
+    where = f"{source}, line {line}"
+    if columns.tokens not in record:
+        raise DataError(
+            f"{where}: the record has no {columns.tokens!r} (keys: {', '.join(record) or 'none'}); "
+            "name the words' field with --text-column-name"
+        )
+    tokens = record[columns.tokens]
+    if not isinstance(tokens, list) or not all(isinstance(token, str) for token in tokens):
+        raise DataError(f"{where}: {columns.tokens!r} must be a list of strings, got {tokens!r}")
+    labels = None
+    if record.get(columns.labels) is not None:
+        labels = _record_labels(list(record[columns.labels]), columns, where)
+        if len(labels) != len(tokens):
+            raise DataError(f"{where}: {len(tokens)} tokens but {len(labels)} {columns.labels}")
+    return Sentence(list(tokens), labels, source, line)
 
 
 # --------------------------------------------------------------------------------------------
@@ -241,7 +341,7 @@ def _pick_split(dataset: Any, split: str | None, source: str) -> tuple[Any, str]
 
 
 def _class_label_names(feature: Any) -> list[str] | None:
-    """The names of a ``ner_tags`` feature that is a sequence of `ClassLabel`, else `None`."""
+    """The names of a label feature that is a sequence of `ClassLabel`, else `None`."""
     import datasets
 
     # `Sequence(ClassLabel)` (datasets < 4), `List` / `LargeList` (datasets >= 4) or a plain list.
@@ -249,33 +349,69 @@ def _class_label_names(feature: Any) -> list[str] | None:
     return list(inner.names) if isinstance(inner, datasets.ClassLabel) else None
 
 
-def _dataset_sentences(dataset: Any, source: str, labeled: bool) -> list[Sentence]:
-    """Converts the rows of a `datasets.Dataset` with ``tokens`` / ``ner_tags`` to sentences."""
-    columns = ", ".join(dataset.column_names)
-    if "tokens" not in dataset.column_names:
-        raise DataError(f"{source}: no 'tokens' column (columns: {columns})")
-    if labeled and "ner_tags" not in dataset.column_names:
-        raise DataError(f"{source}: no 'ner_tags' column (columns: {columns}); for unlabeled data use labeled=False")
-    names = _class_label_names(dataset.features["ner_tags"]) if labeled else None
-    all_tokens = list(dataset["tokens"])
-    all_tags = list(dataset["ner_tags"]) if labeled else [None] * len(all_tokens)
+def _dataset_sentences(dataset: Any, source: str, labeled: bool | None, columns: Columns) -> list[Sentence]:
+    """Converts the rows of a `datasets.Dataset` with word and label columns to sentences."""
+    names = ", ".join(dataset.column_names)
+    if columns.tokens not in dataset.column_names:
+        raise DataError(f"{source}: no {columns.tokens!r} column (columns: {names}); name it with --text-column-name")
+    if labeled is None:
+        labeled = columns.labels in dataset.column_names
+    if labeled and columns.labels not in dataset.column_names:
+        raise DataError(
+            f"{source}: no {columns.labels!r} column (columns: {names}); name it with --label-column-name, "
+            "or for unlabeled data use labeled=False"
+        )
+    if labeled:
+        class_names = _class_label_names(dataset.features[columns.labels])
+        if class_names is not None:
+            columns = replace(columns, label_names=tuple(class_names))
     sentences = []
-    for row, (tokens, tags) in enumerate(zip(all_tokens, all_tags, strict=True)):
-        where = f"{source}, line {row + 1}"
-        if labeled and tags is None:
-            raise DataError(f"{where}: the row has no 'ner_tags'; for unlabeled data use labeled=False")
-        labels = _record_labels(list(tags), names, where) if labeled else None
-        if labels is not None and len(labels) != len(tokens):
-            raise DataError(f"{where}: {len(tokens)} tokens but {len(labels)} ner_tags")
-        sentences.append(Sentence(list(tokens), labels, source, row + 1))
+    for row, record in enumerate(
+        dataset.select_columns([c for c in (columns.tokens, columns.labels) if c in dataset.column_names])
+    ):
+        if labeled and record.get(columns.labels) is None:
+            raise DataError(
+                f"{source}, line {row + 1}: the row has no {columns.labels!r}; for unlabeled data use labeled=False"
+            )
+        sentence = _record_sentence(
+            record if labeled else {columns.tokens: record[columns.tokens]}, columns, source, row + 1
+        )
+        sentences.append(sentence)
     return sentences
 
 
-def _load_hub_dataset(source: str, split: str | None) -> Any:
+def label_names_from(values: Sequence[str], label_column: str = "ner_tags") -> tuple[str, ...]:
+    """``--label-names``: the names of integer label ids, given as a list (``O B-X I-X``, or comma-separated),
+    or as a folder written by `datasets`' ``save_to_disk`` whose label column is a sequence of `ClassLabel`.
+
+    Raises:
+        DataError: a folder without such a column, or a name that is not a label.
+    """
+    if len(values) == 1 and Path(values[0]).is_dir():
+        import datasets
+
+        folder = values[0]
+        loaded = datasets.load_from_disk(folder)
+        dataset = next(iter(loaded.values())) if isinstance(loaded, datasets.DatasetDict) else loaded
+        feature = dataset.features.get(label_column)
+        names = _class_label_names(feature) if feature is not None else None
+        if names is None:
+            raise DataError(f"--label-names {folder}: its {label_column!r} column is not a sequence of ClassLabel")
+        return tuple(names)
+    names = tuple(name for value in values for name in value.split(",") if name)
+    for name in names:
+        try:
+            _parse(name)
+        except DataError as error:
+            raise DataError(f"--label-names: {error}") from None
+    return names
+
+
+def _load_hub_dataset(source: str, split: str | None, config_name: str | None) -> Any:
     import datasets  # imported lazily: it is slow to import and only needed here
 
     try:
-        return datasets.load_dataset(source, split=split)
+        return datasets.load_dataset(source, config_name, split=split)
     except Exception as error:  # the Hub raises many types; the user needs the message
         raise DataError(
             f"{source}: no such file or directory, and loading it as a Hugging Face Hub dataset failed "
@@ -283,23 +419,33 @@ def _load_hub_dataset(source: str, split: str | None) -> Any:
         ) from error
 
 
-def load_sentences(source: str, *, split: str | None = None, labeled: bool = True) -> list[Sentence]:
+def load_sentences(
+    source: str,
+    *,
+    split: str | None = None,
+    labeled: bool | None = True,
+    columns: Columns | None = None,
+    config_name: str | None = None,
+) -> list[Sentence]:
     """Reads sentences from a file, a ``save_to_disk`` directory or a Hub dataset.
 
     - a directory written by `datasets.Dataset.save_to_disk` or `datasets.DatasetDict.save_to_disk`
       (``split`` picks the split of a DatasetDict): rows with ``tokens`` and ``ner_tags``, which
       are label strings or `ClassLabel` ids;
     - a ``.jsonl`` / ``.json`` file: `read_jsonl`;
-    - any other file: `read_conll`;
+    - any other file: `read_conll` (``.conllu`` as CoNLL-U);
     - a path that does not exist but looks like a Hub dataset id (``name`` or ``owner/name``):
-      `datasets.load_dataset(source, split=split)`.
+      `datasets.load_dataset(source, config_name, split=split)`.
 
-    ``split`` is ignored for files and for a directory holding a single Dataset. With
-    ``labeled=False`` every sentence has ``labels=None``.
+    ``split`` is ignored for files and for a directory holding a single Dataset. ``columns`` names
+    the word and label fields (default ``tokens`` / ``ner_tags``) and integer labels' names. With
+    ``labeled=False`` every sentence has ``labels=None``; with ``labeled=None`` labels are read
+    where the data has them.
 
     Raises:
         DataError: the source cannot be found or read, or is missing labels when ``labeled``.
     """
+    columns = columns or Columns()
     path = Path(source)
     if path.is_dir():
         if not any((path / name).exists() for name in ("dataset_dict.json", "state.json")):
@@ -307,22 +453,27 @@ def load_sentences(source: str, *, split: str | None = None, labeled: bool = Tru
         import datasets
 
         dataset, name = _pick_split(datasets.load_from_disk(str(path)), split, source)
-        return _dataset_sentences(dataset, name, labeled)
+        return _dataset_sentences(dataset, name, labeled, columns)
     if path.exists():
         if path.suffix.lower() in JSON_SUFFIXES:
-            sentences = read_jsonl(path)
-            if labeled:
-                for sentence in sentences:
-                    if sentence.labels is None:
-                        raise DataError(f"{sentence.where()}: the record has no 'ner_tags'; use labeled=False")
-            else:
-                sentences = [Sentence(s.tokens, None, s.source, s.line, s.token_lines) for s in sentences]
-            return sentences
+            return _labeled_as_asked(read_jsonl(path, columns=columns), labeled, columns)
         return read_conll(path, labeled=labeled)
     if path.suffix.lower() in _FILE_SUFFIXES or not is_repo_id(source):
         raise DataError(f"{source}: no such file or directory")
-    dataset, name = _pick_split(_load_hub_dataset(source, split), split, source)
-    return _dataset_sentences(dataset, name, labeled)
+    dataset, name = _pick_split(_load_hub_dataset(source, split, config_name), split, source)
+    return _dataset_sentences(dataset, name, labeled, columns)
+
+
+def _labeled_as_asked(sentences: list[Sentence], labeled: bool | None, columns: Columns) -> list[Sentence]:
+    """JSON lines sentences with labels where ``labeled`` asks: all (True), none (False), or as read (None)."""
+    if labeled is None:
+        return sentences
+    if not labeled:
+        return [Sentence(s.tokens, None, s.source, s.line, s.token_lines) for s in sentences]
+    for sentence in sentences:
+        if sentence.labels is None:
+            raise DataError(f"{sentence.where()}: the record has no {columns.labels!r}; use labeled=False")
+    return sentences
 
 
 # --------------------------------------------------------------------------------------------
@@ -336,7 +487,10 @@ def _parse(label: str) -> tuple[str, str | None]:
         return "O", None
     match = _LABEL.match(label)
     if match is None:
-        raise DataError(f"label {label!r} is neither 'O' nor of the form B-TYPE, I-TYPE, E-TYPE or S-TYPE")
+        raise DataError(
+            f"label {label!r} is neither 'O' nor of the form PREFIX-TYPE with a prefix B, I, E, S, L or U "
+            "(IOB1, IOB2, IOE1, IOE2, IOBES, BILOU or IO tags)"
+        )
     return match.group(1), match.group(2)
 
 
@@ -351,33 +505,51 @@ def _check_labels(sentences: Iterable[Sentence]) -> None:
 
 
 def detect_scheme(label_sequences: Iterable[Sequence[str]]) -> str:
-    """Returns the tagging scheme of some label sequences: ``"IOB1"``, ``"IOB2"`` or ``"IOBES"``.
+    """Returns the tagging scheme of some label sequences, by `seqeval.scheme`'s names (and ``"IO"``).
 
-    ``S-`` or ``E-`` prefixes mean IOBES; an ``I-`` that starts an entity (first, after ``O`` or
-    after another type) means IOB1; everything else, including ``O``-only data, is IOB2.
+    - ``L-`` / ``U-`` prefixes: ``"BILOU"``; ``S-``, or ``E-`` beside ``B-``: ``"IOBES"``;
+    - ``E-`` without ``B-``: ``"IOE2"`` if every entity ends in ``E-``, else ``"IOE1"`` (``E-`` only
+      where an entity of the same type follows);
+    - ``B-`` / ``I-``: ``"IOB1"`` if an ``I-`` starts an entity (first, after ``O`` or another type),
+      else ``"IOB2"``; ``I-`` alone: ``"IO"``. ``O``-only data is ``"IOB2"``.
     """
-    starts_with_inside = False
+    prefixes: set[str] = set()
+    starts_with_inside = ends_with_inside = False
     for labels in label_sequences:
-        previous = ("O", None)
-        for label in labels:
-            prefix, kind = _parse(label)
-            if prefix in ("E", "S"):
-                return "IOBES"
+        parsed = [_parse(label) for label in labels]
+        for index, (prefix, kind) in enumerate(parsed):
+            prefixes.add(prefix)
+            previous = parsed[index - 1] if index else ("O", None)
+            following = parsed[index + 1] if index + 1 < len(parsed) else ("O", None)
             if prefix == "I" and previous[1] != kind:
                 starts_with_inside = True
-            previous = (prefix, kind)
-    return "IOB1" if starts_with_inside else "IOB2"
+            if prefix == "I" and (following[1] != kind or following[0] not in ("I", "E")):
+                ends_with_inside = True
+    if prefixes & {"L", "U"}:
+        return "BILOU"
+    if "S" in prefixes or {"B", "E"} <= prefixes:
+        return "IOBES"
+    if "E" in prefixes:
+        return "IOE1" if ends_with_inside else "IOE2"
+    if "B" in prefixes:
+        return "IOB1" if starts_with_inside else "IOB2"
+    return "IO" if "I" in prefixes else "IOB2"
+
+
+def _check_scheme(scheme: str) -> None:
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown scheme {scheme!r}; expected one of {', '.join(SCHEMES)}")
 
 
 def to_iob2(labels: Sequence[str], scheme: str) -> list[str]:
-    """Converts one sentence's labels from ``scheme`` (IOB1, IOB2 or IOBES) to IOB2.
+    """Converts one sentence's labels from ``scheme`` (any of `SCHEMES`) to IOB2.
 
-    An entity starts at ``B-`` / ``S-``, or at an ``I-`` / ``E-`` that does not continue a ``B-`` /
-    ``I-`` of the same type; it becomes ``B-``, its other tokens ``I-``. This one rule converts
-    IOB1 and IOBES, and repairs IOB2 whose entities start with ``I-``.
+    An entity starts at ``B-`` / ``S-`` / ``U-``, or at an ``I-`` / ``E-`` / ``L-`` that does not
+    continue a ``B-`` / ``I-`` of the same type (an ``E-`` / ``L-`` ends its entity); it becomes
+    ``B-``, its other tokens ``I-``. This one rule reads every scheme, and repairs IOB2 whose
+    entities start with ``I-``.
     """
-    if scheme not in SCHEMES:
-        raise ValueError(f"unknown scheme {scheme!r}; expected one of {', '.join(SCHEMES)}")
+    _check_scheme(scheme)
     converted = []
     previous: tuple[str, str | None] = ("O", None)
     for label in labels:
@@ -385,10 +557,47 @@ def to_iob2(labels: Sequence[str], scheme: str) -> list[str]:
         if prefix == "O":
             converted.append("O")
         else:
-            continues = prefix in ("I", "E") and previous[0] in ("B", "I") and previous[1] == kind
+            continues = prefix in ("I", "E", "L") and previous[0] in ("B", "I") and previous[1] == kind
             converted.append(f"{'I' if continues else 'B'}-{kind}")
         previous = (prefix, kind)
     return converted
+
+
+def from_iob2(labels: Sequence[str], scheme: str) -> list[str]:
+    """Writes one sentence's IOB2 labels in ``scheme``: the inverse of `to_iob2` (IO merges adjacent
+    entities of one type, which it cannot tell apart). Entities that start with ``I-`` count as
+    starting there, as in `to_iob2`."""
+    _check_scheme(scheme)
+    iob2 = to_iob2(labels, "IOB2")
+    converted = []
+    for index, label in enumerate(iob2):
+        if label == "O":
+            converted.append("O")
+            continue
+        prefix, kind = label.split("-", 1)
+        before = iob2[index - 1] if index else "O"
+        after = iob2[index + 1] if index + 1 < len(iob2) else "O"
+        first, last = prefix == "B", after != f"I-{kind}"
+        adjacent_before = first and before != "O" and before[2:] == kind  # the same type ends just before
+        adjacent_after = last and after == f"B-{kind}"  # the same type starts just after
+        converted.append(f"{_prefix(scheme, first, last, adjacent_before, adjacent_after)}-{kind}")
+    return converted
+
+
+def _prefix(scheme: str, first: bool, last: bool, adjacent_before: bool, adjacent_after: bool) -> str:
+    """The prefix of an entity's token in ``scheme``, from where the token sits in its entity."""
+    if scheme == "IOB2":
+        return "B" if first else "I"
+    if scheme == "IOB1":
+        return "B" if adjacent_before else "I"
+    if scheme == "IOE2":
+        return "E" if last else "I"
+    if scheme == "IOE1":
+        return "E" if adjacent_after else "I"
+    if scheme in ("IOBES", "BILOU"):
+        single, begin, end = ("S", "B", "E") if scheme == "IOBES" else ("U", "B", "L")
+        return single if first and last else begin if first else end if last else "I"
+    return "I"  # IO
 
 
 def normalize_labels(sentences: Sequence[Sentence]) -> tuple[list[Sentence], str]:

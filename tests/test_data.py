@@ -5,13 +5,19 @@ from pathlib import Path
 import datasets
 import pytest
 from conftest import LABEL2ID, LABELS, NCBI
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hf_layer_tokclf.data import (
+    SCHEMES,
+    Columns,
     DataError,
     Sentence,
     check_known_labels,
     detect_scheme,
+    from_iob2,
     label_list,
+    label_names_from,
     load_sentences,
     normalize_labels,
     read_conll,
@@ -212,8 +218,8 @@ def test_save_to_disk_errors(tmp_path):
 def test_hub_ids_use_load_dataset(monkeypatch):
     calls = []
 
-    def fake_load_dataset(name, split=None):
-        calls.append((name, split))
+    def fake_load_dataset(name, config_name=None, split=None):
+        calls.append((name, config_name, split))
         if name == "owner/missing":
             raise FileNotFoundError("Dataset 'owner/missing' doesn't exist on the Hub")
         return make_dataset([[1, 2], [0]])
@@ -223,10 +229,10 @@ def test_hub_ids_use_load_dataset(monkeypatch):
         load_sentences("owner/missing", split="train")
     assert "owner/missing" in str(error.value)
     assert "FileNotFoundError: Dataset 'owner/missing' doesn't exist on the Hub" in str(error.value)
-    sentences = load_sentences("ncbi_disease", split="validation")
+    sentences = load_sentences("ncbi_disease", split="validation", config_name="ncbi_disease")
     assert sentences[0].labels == ["B-Disease", "I-Disease"]
     assert sentences[0].source == "ncbi_disease"
-    assert calls == [("owner/missing", "train"), ("ncbi_disease", "validation")]
+    assert calls == [("owner/missing", None, "train"), ("ncbi_disease", "ncbi_disease", "validation")]
     # Paths that cannot be Hub ids are missing files, and the Hub is not asked.
     for path in ("data/missing.tsv", "missing.jsonl", "/abs/path/train", "a/b/c"):
         with pytest.raises(DataError, match="no such file or directory"):
@@ -266,23 +272,60 @@ def iob2_to_iob1(labels):
 def test_detect_scheme():
     assert detect_scheme([["O", "O"], []]) == "IOB2"
     assert detect_scheme([["B-X", "I-X", "O", "B-Y"]]) == "IOB2"
-    assert detect_scheme([["O", "I-X", "I-X"]]) == "IOB1"
-    assert detect_scheme([["I-X"]]) == "IOB1"
+    assert detect_scheme([["O", "I-X", "I-X", "B-X"]]) == "IOB1"
     assert detect_scheme([["B-X", "I-X", "I-Y"]]) == "IOB1"  # I- after another type starts an entity
+    assert detect_scheme([["O", "I-X", "I-X"], ["I-Y"]]) == "IO"  # no B- anywhere
     assert detect_scheme([["O", "S-X"]]) == "IOBES"
     assert detect_scheme([["B-X", "E-X"]]) == "IOBES"
+    assert detect_scheme([["I-X", "E-X", "O", "E-Y"]]) == "IOE2"  # every entity ends in E-
+    assert detect_scheme([["I-X", "E-X", "I-X", "O", "I-Y"]]) == "IOE1"  # E- only before the same type
+    assert detect_scheme([["B-X", "L-X", "U-Y"]]) == "BILOU"
 
 
 def test_to_iob2_examples():
     assert to_iob2(["I-X", "I-X", "B-X", "O", "I-Y", "I-X"], "IOB1") == ["B-X", "I-X", "B-X", "O", "B-Y", "B-X"]
     assert to_iob2(["S-X", "B-X", "I-X", "E-X", "O", "S-Y"], "IOBES") == ["B-X", "B-X", "I-X", "I-X", "O", "B-Y"]
     assert to_iob2(["B-X", "I-X"], "IOB2") == ["B-X", "I-X"]
-    with pytest.raises(ValueError, match="unknown scheme 'BIO'"):
-        to_iob2(["O"], "BIO")
+    assert to_iob2(["U-X", "B-X", "I-X", "L-X", "O", "U-Y"], "BILOU") == ["B-X", "B-X", "I-X", "I-X", "O", "B-Y"]
+    assert to_iob2(["I-X", "E-X", "E-X", "O", "I-Y"], "IOE1") == ["B-X", "I-X", "B-X", "O", "B-Y"]
+    assert to_iob2(["I-X", "I-X", "O", "I-Y"], "IO") == ["B-X", "I-X", "O", "B-Y"]
+    for function in (to_iob2, from_iob2):
+        with pytest.raises(ValueError, match="unknown scheme 'BIO'"):
+            function(["O"], "BIO")
+
+
+def test_from_iob2_examples():
+    labels = ["B-X", "I-X", "B-X", "O", "B-Y", "B-X"]
+    assert from_iob2(labels, "IOB1") == ["I-X", "I-X", "B-X", "O", "I-Y", "I-X"]
+    assert from_iob2(labels, "IOE1") == ["I-X", "E-X", "I-X", "O", "I-Y", "I-X"]
+    assert from_iob2(labels, "IOE2") == ["I-X", "E-X", "E-X", "O", "E-Y", "E-X"]
+    assert from_iob2(labels, "IOBES") == ["B-X", "E-X", "S-X", "O", "S-Y", "S-X"]
+    assert from_iob2(labels, "BILOU") == ["B-X", "L-X", "U-X", "O", "U-Y", "U-X"]
+    assert from_iob2(labels, "IO") == ["I-X", "I-X", "I-X", "O", "I-Y", "I-X"]  # IO cannot split X X
+
+
+IOB2_ROWS = st.lists(st.sampled_from(["O", "B-A", "I-A", "B-B", "I-B"]), max_size=10).map(
+    lambda row: to_iob2(row, "IOB2")
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=st.lists(IOB2_ROWS, min_size=1, max_size=4), scheme=st.sampled_from(SCHEMES))
+def test_every_scheme_round_trips_and_is_detected(rows, scheme):
+    written = [from_iob2(row, scheme) for row in rows]
+    if scheme != "IO":  # IO merges adjacent entities of one type
+        assert [to_iob2(row, scheme) for row in written] == rows
+    detected = detect_scheme(written)
+    # Data too plain to tell (no entities, or none that shows the scheme's marks) reads as a simpler
+    # scheme that converts it the same.
+    assert [to_iob2(row, detected) for row in written] == [to_iob2(row, scheme) for row in written]
+    if any(from_iob2(row, scheme) != from_iob2(row, detected) for row in rows):
+        pytest.fail(f"{scheme} data detected as {detected}: {written}")
 
 
 @pytest.mark.parametrize(("convert", "scheme"), [(iob2_to_iobes, "IOBES"), (iob2_to_iob1, "IOB1")])
 def test_scheme_round_trips_on_ncbi(devel, convert, scheme):
+    assert all(from_iob2(s.labels, scheme) == convert(s.labels) for s in devel)
     converted = [Sentence(s.tokens, convert(s.labels), s.source, s.line, s.token_lines) for s in devel]
     assert (
         sum(c.labels != s.labels for c, s in zip(converted, devel, strict=True)) > 100
@@ -329,3 +372,77 @@ def test_check_known_labels(tmp_path):
     with pytest.raises(DataError, match=r"x\.jsonl, line 2: label 'S-X' never appears"):
         check_known_labels(jsonl, LABEL2ID)
     check_known_labels(read_conll(NCBI / "test.tsv"), LABEL2ID)
+
+
+# --------------------------------------------------------------------------------------------
+# CoNLL-U, label columns found by content, JSON lines with other fields and integer labels
+# --------------------------------------------------------------------------------------------
+
+CONLLU = """# sent_id = 1
+# text = BRCA1 mutations cause cancer.
+1\tBRCA1\tBRCA1\tPROPN\t_\t_\t2\tcompound\t_\tNER=B-Gene
+2-3\tmutations cause\t_\t_\t_\t_\t_\t_\t_\t_
+2\tmutations\tmutation\tNOUN\t_\t_\t3\tnsubj\t_\t_
+3\tcause\tcause\tVERB\t_\t_\t0\troot\t_\t_
+3.1\tdo\tdo\tVERB\t_\t_\t_\t_\t0:root\t_
+4\tbreast cancer\tcancer\tNOUN\t_\t_\t3\tobj\t_\tSpaceAfter=No|NER=B-Disease
+5\t.\t.\tPUNCT\t_\t_\t3\tpunct\t_\t_
+
+# sent_id = 2
+1\tOK\tok\tINTJ\t_\t_\t0\troot\t_\tB-Misc
+"""
+
+
+def test_conllu_skips_comments_ranges_and_empty_nodes(tmp_path):
+    path = write(tmp_path, "ud.conllu", CONLLU)
+    sentences = read_conll(path)
+    assert [s.tokens for s in sentences] == [["BRCA1", "mutations", "cause", "breast cancer", "."], ["OK"]]
+    assert [s.labels for s in sentences] == [["B-Gene", "O", "O", "B-Disease", "O"], ["B-Misc"]]
+    assert sentences[0].where(3) == f"{path}, line 3"  # skipped lines: reported at the sentence's first token
+    assert [s.tokens for s in read_conll(path, labeled=False)] == [s.tokens for s in sentences]
+
+
+def test_a_label_column_is_found_by_content(tmp_path):
+    labeled = write(tmp_path, "gold.tsv", "BRCA1\tO\ncancer\tB-Disease\n\nok\tO\n")
+    assert [s.labels for s in read_conll(labeled, labeled=None)] == [["O", "B-Disease"], ["O"]]
+    tokens = write(tmp_path, "tokens.txt", "BRCA1\ncancer\n\nok\n")
+    assert [s.labels for s in read_conll(tokens, labeled=None)] == [None, None]
+    assert [s.tokens for s in load_sentences(str(tokens), labeled=None)] == [["BRCA1", "cancer"], ["ok"]]
+
+
+def test_jsonl_columns_and_label_names(tmp_path):
+    path = write(tmp_path, "to_json.jsonl", '{"id": "7", "words": ["a", "b"], "tags": [1, 2]}\n')
+    with pytest.raises(DataError, match=r"line 1: the record has no 'tokens' .*--text-column-name"):
+        load_sentences(str(path))
+    columns = Columns(tokens="words", labels="tags")
+    with pytest.raises(DataError, match=r"line 1: 'tags' holds integer id 1 .*--label-names"):
+        load_sentences(str(path), columns=columns)
+    named = Columns(tokens="words", labels="tags", label_names=tuple(LABELS))
+    assert load_sentences(str(path), columns=named)[0].labels == ["B-Disease", "I-Disease"]
+    assert load_sentences(str(path), columns=named, labeled=False)[0].labels is None
+
+
+def test_label_names_from_a_list_or_a_datasets_folder(tmp_path):
+    assert label_names_from(["O", "B-Disease", "I-Disease"]) == tuple(LABELS)
+    assert label_names_from(["O,B-Disease,I-Disease"]) == tuple(LABELS)
+    with pytest.raises(DataError, match="--label-names: label 'Disease' is neither"):
+        label_names_from(["O", "Disease"])
+    features = datasets.Features(
+        {
+            "words": datasets.Sequence(datasets.Value("string")),
+            "tags": datasets.Sequence(datasets.ClassLabel(names=LABELS)),
+        }
+    )
+    dataset = datasets.Dataset.from_dict({"words": [["a", "b"]], "tags": [[1, 2]]}, features=features)
+    datasets.DatasetDict({"train": dataset}).save_to_disk(str(tmp_path / "ds"))
+    assert label_names_from([str(tmp_path / "ds")], "tags") == tuple(LABELS)
+    with pytest.raises(DataError, match="its 'ner_tags' column is not a sequence of ClassLabel"):
+        label_names_from([str(tmp_path / "ds")])
+    # The folder's own rows, through other column names: ClassLabel ids become names.
+    sentences = load_sentences(str(tmp_path / "ds"), split="train", columns=Columns(tokens="words", labels="tags"))
+    assert sentences[0].tokens == ["a", "b"] and sentences[0].labels == ["B-Disease", "I-Disease"]
+    # Dataset.to_json writes the ids: read back with the folder's names.
+    dataset.to_json(str(tmp_path / "rows.jsonl"))
+    names = label_names_from([str(tmp_path / "ds")], "tags")
+    rows = load_sentences(str(tmp_path / "rows.jsonl"), columns=Columns("words", "tags", names))
+    assert rows[0].labels == ["B-Disease", "I-Disease"]

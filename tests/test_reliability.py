@@ -154,7 +154,7 @@ def test_conll_edge_cases_read_correctly(tmp_path, content, expected):
 
 
 @pytest.mark.parametrize(
-    "label", ["b-Disease", "B_Disease", "B-", "Disease", "BI-Disease", "O-Disease", "0", "B -Disease", "U-Disease"]
+    "label", ["b-Disease", "B_Disease", "B-", "Disease", "BI-Disease", "O-Disease", "0", "B -Disease", "X-Disease"]
 )
 def test_labels_not_in_iob_form_are_named_with_file_and_line(tmp_path, label):
     path = tmp_path / "bad.tsv"
