@@ -169,6 +169,23 @@ def test_saved_pipeline_loads_offline_without_the_original_folder(
     assert no_other_source and all(s.startswith(str(saved)) for s in no_other_source)
 
 
+def test_an_onnx_folder_serves_and_travels_with_the_pipeline(tmp_path, model_dir, texts):
+    pytest.importorskip("onnxruntime")  # the onnx extra (in dev)
+    from hf_layer_tokclf.export import export_onnx
+    from hf_layer_tokclf.serving import OnnxTokenClassifier
+
+    export_onnx(model_dir, tmp_path / "onnx")
+    nlp = spacy.blank("en")
+    nlp.add_pipe(FACTORY, config={"model": str(tmp_path / "onnx")})
+    found = [d._.layer_tokclf_entities for d in nlp.pipe(texts)]
+    assert_same_entities(found, list(predict_texts(*load_model(tmp_path / "onnx"), texts)))
+    nlp.to_disk(tmp_path / "pipeline")
+    shutil.rmtree(tmp_path / "onnx")
+    loaded = spacy.load(tmp_path / "pipeline")
+    assert isinstance(loaded.get_pipe(FACTORY).model, OnnxTokenClassifier)
+    assert_same_entities([d._.layer_tokclf_entities for d in loaded.pipe(texts)], found)
+
+
 def test_pyproject_declares_the_factory_and_the_extra():
     pyproject = (REPO / "pyproject.toml").read_text()
     section = re.search(r"^\[project\.entry-points\.spacy_factories\]\n(.*?)(?:\n\[|\Z)", pyproject, re.S | re.M)
