@@ -128,7 +128,7 @@ def run_notebook(size: str, layer: int, seed: int) -> dict[str, Any]:
     from hf_layer_tokclf.training import default_backbone, read_splits
 
     path = default_backbone()
-    splits = read_splits(data_arguments(size))
+    splits, _ = read_splits(data_arguments(size))
     labels = label_list(splits["train"])
     label2id = {label: i for i, label in enumerate(labels)}
     tokenizer = AutoTokenizer.from_pretrained(path)

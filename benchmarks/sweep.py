@@ -53,7 +53,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     limits = {"max_train_samples": 1000, "max_eval_samples": 300} if args.quick else {}
     files = {"train_file": str(NCBI / "train.tsv"), "validation_file": str(NCBI / "devel.tsv")}
-    splits = read_splits(DataArguments(**files, **limits))
+    splits, _ = read_splits(DataArguments(**files, **limits))
     train, dev, model = splits["train"], splits["validation"], default_backbone()
     load_start = load_average()
     print("warm-up sweep (50 sentences) ...", flush=True)

@@ -12,6 +12,7 @@ import shlex
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from .files import check_output_file, write_json
 from .hub import HubError
@@ -154,6 +155,7 @@ def evaluate_parser() -> argparse.ArgumentParser:
     parser.add_argument("model_dir", help="A trained output directory (or any token classification model).")
     parser.add_argument("--data", required=True, help="Labeled data: CoNLL, JSON lines, or a save_to_disk folder.")
     parser.add_argument("--split", default=None, help="The split to use when --data is a DatasetDict.")
+    _add_column_options(parser)
     parser.add_argument(
         "--output",
         default=None,
@@ -171,6 +173,26 @@ def evaluate_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_column_options(parser: argparse.ArgumentParser) -> None:
+    """run_ner.py's --text-column-name / --label-column-name, and --label-names for integer labels."""
+    parser.add_argument("--text-column-name", default="tokens", help="The JSON lines / dataset field with the words.")
+    parser.add_argument("--label-column-name", default="ner_tags", help="The field with each word's label.")
+    parser.add_argument(
+        "--label-names",
+        nargs="+",
+        default=None,
+        help="Names of integer label ids, in id order (O B-Disease I-Disease, or comma-separated), or a datasets "
+        "folder whose label column is a ClassLabel.",
+    )
+
+
+def _columns(args: argparse.Namespace) -> Any:
+    from .data import Columns, label_names_from
+
+    names = label_names_from(args.label_names, args.label_column_name) if args.label_names else None
+    return Columns(args.text_column_name, args.label_column_name, names)
+
+
 def _default_eval_output(model: str, data: str) -> Path:
     """Beside a local model; for a Hub id, in the working directory under a flat name (owner/name: owner--name).
 
@@ -186,13 +208,14 @@ def _default_eval_output(model: str, data: str) -> Path:
 def evaluate_command(argv: Sequence[str]) -> int:
     args = evaluate_parser().parse_args(list(argv))
     from .data import load_sentences, normalize_labels
-    from .inference import evaluate_sentences, flat_scores, load_model, write_conll
+    from .inference import evaluate_sentences, flat_scores, label_scheme, load_model, write_conll
     from .metrics import format_scores
 
     output = check_output_file(args.output or _default_eval_output(args.model_dir, args.data), args.overwrite)
     if args.predictions:
         check_output_file(args.predictions, args.overwrite)
-    sentences, _ = normalize_labels(load_sentences(args.data, split=args.split))
+    sentences, scheme = normalize_labels(load_sentences(args.data, split=args.split, columns=_columns(args)))
+    print(f"label scheme of {args.data}: {scheme}")
     model, tokenizer = load_model(
         args.model_dir, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code
     )
@@ -209,25 +232,45 @@ def evaluate_command(argv: Sequence[str]) -> int:
     record = {**flat_scores(scores, "eval"), "decoding": args.decoding, "data": str(args.data)}
     write_json(output, {**record, "model": str(args.model_dir)})
     print(f"scores written to {output}")
-    if args.predictions:
-        write_conll(args.predictions, sentences, predictions)
+    if args.predictions:  # in the scheme the model was trained in, both columns
+        write_conll(args.predictions, sentences, predictions, scheme=label_scheme(model))
     return 0
 
 
 def predict_parser() -> argparse.ArgumentParser:
     from .decoding import DEFAULT_STRATEGY, STRATEGIES
+    from .documents import INPUT_FORMATS
 
     parser = argparse.ArgumentParser(
         prog="hf-layer-tokclf predict",
         description="Find entities with a trained model. Raw text (--text, --input, or standard input; one "
         "document per line) gives JSON lines: {'text', 'entities': [{entity_group, score, word, start, end}]}, "
-        "with character offsets. Pre-tokenized CoNLL (--input-format conll) gives CoNLL with a predicted "
-        "label column.",
+        "with character offsets; JSON lines of documents ({'id': ..., 'text': ...}) keep their other fields "
+        "beside the entities. Pre-tokenized CoNLL gives CoNLL with a predicted label column (after the gold one, "
+        "if the file has one), in the label scheme the model was trained in.",
     )
     parser.add_argument("model_dir", help="A trained output directory (or any token classification model).")
     parser.add_argument("--text", action="append", help="A document to tag; repeat for several.")
-    parser.add_argument("--input", default=None, help="A file: one document per line, or CoNLL.")
-    parser.add_argument("--input-format", choices=["text", "conll"], default="text", help="How --input is read.")
+    parser.add_argument("--input", default=None, help="A file: text (one document per line), JSON lines or CoNLL.")
+    parser.add_argument(
+        "--input-format",
+        choices=INPUT_FORMATS,
+        default="auto",
+        help="How --input is read. auto: CoNLL for .conll/.conllu/.tsv/.iob/.bio files and for files whose lines "
+        "are tokens (one per line, with or without label columns), JSON lines for .jsonl/.json, else text.",
+    )
+    parser.add_argument(
+        "--text-column-name",
+        default=None,
+        help="The JSON lines field with the text (default: 'text'), or with a word list (default: 'tokens').",
+    )
+    parser.add_argument(
+        "--format",
+        choices=["jsonl", "html"],
+        default="jsonl",
+        help="Output of text and JSON lines documents: JSON lines, or an HTML page with the entities highlighted "
+        "(displaCy; needs the spacy extra).",
+    )
     parser.add_argument("--output", default=None, help="Where to write (default: standard output).")
     parser.add_argument("--overwrite", action="store_true", help="Replace --output if it exists.")
     parser.add_argument(
@@ -283,69 +326,133 @@ def _lines(path: str | None) -> Iterator[str]:
             stream.close()
 
 
-def predict_command(argv: Sequence[str]) -> int:
-    args = predict_parser().parse_args(list(argv))
-    from .data import load_sentences
-    from .inference import conll_lines, iter_sentence_predictions, load_model, predict_texts, write_conll, write_jsonl
+def _predict_input(args: argparse.Namespace) -> tuple[str, str | None, bool]:
+    """(format, JSON field with the text, whether pre-tokenized) of predict's input, checked before the model loads."""
+    from .documents import detect_input_format, text_column
 
     if args.text and args.input:
         raise ValueError("Give --text or --input, not both.")
+    input_format = detect_input_format(args.input, args.input_format)
+    if input_format != "text" and not args.input:
+        raise ValueError(f"--input-format {input_format} needs --input FILE.")
+    column, tokenized = text_column(args.input, args.text_column_name) if input_format == "jsonl" else (None, False)
+    if args.format == "html" and (input_format == "conll" or tokenized):
+        raise ValueError("--format html shows entities in texts; this input is pre-tokenized (CoNLL or word lists).")
+    if args.format == "html":
+        from .rendering import entities_html  # noqa: F401 - without spaCy, fail before the model loads
+
+    return input_format, column, tokenized
+
+
+def predict_command(argv: Sequence[str]) -> int:
+    args = predict_parser().parse_args(list(argv))
+    from .inference import label_scheme, load_model
+
     if args.output:
         check_output_file(args.output, args.overwrite)
     if args.chunk_size is not None and args.chunk_size < 1:
         raise ValueError(f"--chunk-size must be at least 1, got {args.chunk_size}.")
-    chunking = {"chunk_size": args.chunk_size} if args.chunk_size else {}
-    progress = not args.no_progress
+    input_format, column, tokenized = _predict_input(args)
+    options = dict(
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+        decoding=args.decoding,
+        min_score=args.min_score,
+        **({"chunk_size": args.chunk_size} if args.chunk_size else {}),
+    )
     model, tokenizer = load_model(
         args.model_dir, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code
     )
-    if args.input_format == "conll":
-        if not args.input:
-            raise ValueError("--input-format conll needs --input FILE.")
-        sentences = load_sentences(args.input, labeled=False)
-        # Predictions stream out chunk by chunk, as they are written.
-        predictions = iter_sentence_predictions(
-            model,
-            tokenizer,
-            sentences,
-            batch_size=args.batch_size,
-            progress=progress,
-            total=len(sentences),
-            decoding=args.decoding,
-            min_score=args.min_score,
-            **chunking,
-        )
-        if args.output:
-            write_conll(args.output, sentences, predictions)
-        else:
-            sys.stdout.writelines(conll_lines(sentences, predictions))
-        return 0
+    scheme = label_scheme(model)
+    if input_format == "conll":
+        _predict_conll(args, model, tokenizer, scheme, options)
+    elif tokenized:
+        _predict_word_lists(args, model, tokenizer, column, scheme, options)
+    else:
+        _predict_documents(args, model, tokenizer, column, options)
+    return 0
+
+
+def _predict_conll(args: argparse.Namespace, model: Any, tokenizer: Any, scheme: str, options: dict) -> None:
+    """CoNLL in, CoNLL out: token, the gold label where the file has a label column, the predicted label."""
+    from .data import load_sentences, normalize_labels
+    from .inference import conll_lines, iter_sentence_predictions, write_conll
+
+    sentences = load_sentences(args.input, labeled=None)
+    if all(sentence.labels is not None for sentence in sentences):
+        sentences, _ = normalize_labels(sentences)  # gold written back in the model's scheme, beside predictions
+    # Predictions stream out chunk by chunk, as they are written.
+    predictions = iter_sentence_predictions(model, tokenizer, sentences, total=len(sentences), **options)
+    if args.output:
+        write_conll(args.output, sentences, predictions, scheme=scheme)
+    else:
+        sys.stdout.writelines(conll_lines(sentences, predictions, scheme=scheme))
+
+
+def _predict_word_lists(
+    args: argparse.Namespace, model: Any, tokenizer: Any, column: str, scheme: str, options: dict
+) -> None:
+    """JSON lines of word lists (``Dataset.to_json``): each record back, with ``predictions`` (one label per word)."""
+    from .data import Columns, from_iob2, load_sentences, read_json_records
+    from .inference import iter_sentence_predictions
+
+    sentences = load_sentences(args.input, labeled=False, columns=Columns(tokens=column))
+    predictions = iter_sentence_predictions(model, tokenizer, sentences, total=len(sentences), **options)
+    records = (
+        {**record, "predictions": from_iob2(labels, scheme)}
+        for (_, record), labels in zip(read_json_records(args.input), predictions, strict=True)
+    )
+    _write_records(args, records)
+
+
+def _predict_documents(args: argparse.Namespace, model: Any, tokenizer: Any, column: str | None, options: dict) -> None:
+    """Text (one document per line) or JSON lines of documents: each with its ``entities``, other fields kept."""
     import itertools
 
-    # Documents are read lazily and results written as they come: `tee` keeps only the chunk in flight.
-    texts, to_model = itertools.tee(iter(args.text) if args.text else _lines(args.input))
+    from .documents import read_documents
+    from .inference import predict_texts
+
+    if column is None:
+        texts = iter(args.text) if args.text else _lines(args.input)
+        documents = ({"text": text} for text in texts)
+        column = "text"
+    else:
+        documents = read_documents(args.input, column)
     total = len(args.text) if args.text else _count_lines(args.input) if args.input else None
+    # Documents are read lazily and results written as they come: `tee` keeps only the chunk in flight.
+    documents, to_model = itertools.tee(documents)
     entities = predict_texts(
         model,
         tokenizer,
-        to_model,
+        (document[column] for document in to_model),
         aggregation_strategy=args.aggregation_strategy,
-        batch_size=args.batch_size,
-        progress=progress,
         total=total,
-        decoding=args.decoding,
-        min_score=args.min_score,
-        **chunking,
+        **options,
     )
-    records = ({"text": text, "entities": found} for text, found in zip(texts, entities, strict=True))
-    if args.output:
+    records = ({**document, "entities": found} for document, found in zip(documents, entities, strict=True))
+    if args.format == "html" and column != "text":  # the page shows the field the entities were found in
+        records = ({**record, "text": record[column]} for record in records)
+    _write_records(args, records)
+
+
+def _write_records(args: argparse.Namespace, records: Iterator[dict[str, Any]]) -> None:
+    """predict's records as JSON lines (or an HTML page), to --output or standard output."""
+    if args.format == "html":
+        from .rendering import entities_html, write_html
+
+        if args.output:
+            write_html(args.output, records)
+        else:
+            sys.stdout.write(entities_html(records))
+    elif args.output:
+        from .inference import write_jsonl
+
         write_jsonl(args.output, records)
     else:
         import json
 
         for record in records:
             print(json.dumps(record, ensure_ascii=False), flush=True)
-    return 0
 
 
 def push_parser(prog: str = "hf-layer-tokclf push") -> argparse.ArgumentParser:

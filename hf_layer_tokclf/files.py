@@ -29,9 +29,20 @@ TOKENIZER_FILES = (
 )
 CARD = "README.md"
 METRICS = "metrics.json"
+TEST_PREDICTIONS = "test_predictions.conll"  # train's test predictions, as run_ner.py's predictions.txt
 CHECKPOINT = re.compile(r"^checkpoint-\d+$")
 # Everything `training.train` (with the Trainer) may write in its output folder, besides shards and checkpoints.
-RUN_FILES = (WEIGHTS, WEIGHTS_INDEX, CONFIG, *CODE_FILES, *TOKENIZER_FILES, CARD, METRICS, "training_args.bin")
+RUN_FILES = (
+    WEIGHTS,
+    WEIGHTS_INDEX,
+    CONFIG,
+    *CODE_FILES,
+    *TOKENIZER_FILES,
+    CARD,
+    METRICS,
+    TEST_PREDICTIONS,
+    "training_args.bin",
+)
 # What `atomic_writer` leaves of NAME if the process is killed while writing: ".NAME.<random>.tmp".
 _LEFTOVER = re.compile(r"^\.(?P<name>.+)\.[^.]+\.tmp$")
 

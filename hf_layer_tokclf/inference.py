@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .data import Sentence
+from .data import Sentence, from_iob2
 from .decoding import (
     DEFAULT_DECODING,
     DEFAULT_STRATEGY,
@@ -261,19 +261,36 @@ def flat_scores(scores: dict[str, Any], prefix: str) -> dict[str, float]:
     return flat
 
 
-def conll_lines(sentences: Sequence[Sentence], predictions: Sequence[Sequence[str]]) -> Iterator[str]:
-    """CoNLL lines: the token, the gold label when there is one, and the predicted label, tab-separated."""
+def conll_lines(
+    sentences: Sequence[Sentence], predictions: Iterable[Sequence[str]], *, scheme: str | None = None
+) -> Iterator[str]:
+    """CoNLL lines: the token, the gold label when there is one, and the predicted label, tab-separated.
+
+    ``scheme`` (`data.SCHEMES`) writes both label columns in that scheme rather than IOB2: the scheme
+    the model's training data was written in (`label_scheme`).
+    """
     for sentence, labels in zip(sentences, predictions, strict=True):
-        gold = sentence.labels or [None] * len(sentence.tokens)
-        for token, gold_label, label in zip(sentence.tokens, gold, labels, strict=True):
+        gold = sentence.labels
+        if scheme is not None:
+            labels = from_iob2(labels, scheme)
+            gold = from_iob2(gold, scheme) if gold is not None else None
+        for token, gold_label, label in zip(sentence.tokens, gold or [None] * len(labels), labels, strict=True):
             yield "\t".join(x for x in (token, gold_label, label) if x is not None) + "\n"
         yield "\n"
 
 
-def write_conll(path: str | Path, sentences: Sequence[Sentence], predictions: Sequence[Sequence[str]]) -> None:
+def write_conll(
+    path: str | Path, sentences: Sequence[Sentence], predictions: Iterable[Sequence[str]], *, scheme: str | None = None
+) -> None:
     """Writes `conll_lines` to ``path``, atomically."""
     with atomic_writer(path) as f:
-        f.writelines(conll_lines(sentences, predictions))
+        f.writelines(conll_lines(sentences, predictions, scheme=scheme))
+
+
+def label_scheme(model: Any) -> str:
+    """The scheme a model's training labels were written in (``config.label_scheme``, saved by `train`);
+    IOB2 for models that do not say."""
+    return getattr(model.config, "label_scheme", None) or "IOB2"
 
 
 TEXT_CHUNK_SIZE = 1024

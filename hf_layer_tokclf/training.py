@@ -17,12 +17,21 @@ import torch
 from torch.utils.data import SequentialSampler
 from transformers import HfArgumentParser, Trainer
 
-from .data import MissingSplitError, Sentence, check_known_labels, label_list, load_sentences, normalize_labels
+from .data import (
+    Columns,
+    MissingSplitError,
+    Sentence,
+    check_known_labels,
+    label_list,
+    label_names_from,
+    load_sentences,
+    normalize_labels,
+)
 from .decoding import DEFAULT_DECODING, label_decoder, token_predictions
 from .features import BOOKKEEPING_KEYS, encode, merge_windows
-from .files import METRICS, prepare_output_dir, remove_outputs, write_json
+from .files import METRICS, TEST_PREDICTIONS, prepare_output_dir, remove_outputs, write_json
 from .hub import push_request, push_to_hub
-from .inference import check_max_length, default_max_length, evaluate_sentences, flat_scores
+from .inference import check_max_length, default_max_length, evaluate_sentences, flat_scores, write_conll
 from .metrics import entity_scores, format_scores
 from .model_card import write_model_card
 from .redaction import redact_command
@@ -46,7 +55,9 @@ class ModelArguments:
         default_factory=default_backbone,
         metadata={
             "help": "Backbone: a checkpoint folder or Hub id of BERT, RoBERTa, XLM-R, ELECTRA, DeBERTa-v2/v3, "
-            "ModernBERT or EuroBERT. Default: the packaged all-MiniLM-L6-v2."
+            "ModernBERT or EuroBERT, or a trained NER model of one to continue from. Default: the packaged "
+            "all-MiniLM-L6-v2.",
+            "aliases": ["--model_name_or_path", "--model-name-or-path"],
         },
     )
     hidden_layer: list[int] = field(
@@ -67,6 +78,13 @@ class ModelArguments:
         metadata={
             "help": "A CRF over the head (use_crf=True): label transitions learned with it, the loss over words, "
             "the scheme's forbidden transitions never predicted."
+        },
+    )
+    ignore_mismatched_sizes: bool = field(
+        default=False,
+        metadata={
+            "help": "Continue from a trained NER model whose labels differ from the data's: its encoder is kept "
+            "and a new head is trained (as run_ner.py's option)."
         },
     )
     classifier_learning_rate: float | None = field(
@@ -97,18 +115,41 @@ class DataArguments:
             "columns; its train/validation/test splits are used where no file is given."
         },
     )
+    dataset_config_name: str | None = field(
+        default=None, metadata={"help": "The configuration of a Hub --dataset-name (datasets.load_dataset's name)."}
+    )
+    text_column_name: str = field(
+        default="tokens", metadata={"help": "The JSON lines / dataset field with each sentence's words."}
+    )
+    label_column_name: str = field(
+        default="ner_tags",
+        metadata={"help": "The field with each word's label: strings, or integer ids named by --label-names."},
+    )
+    label_names: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Names of integer label ids in JSON lines (what Dataset.to_json writes): the labels in id "
+            "order (O B-Disease I-Disease, or comma-separated), or a datasets folder whose label column is a "
+            "ClassLabel. A dataset's own ClassLabel names need no option."
+        },
+    )
     max_length: int | None = field(
         default=None,
         metadata={
             "help": "Longest input in subword tokens; longer sentences are split into overlapping windows, "
-            "never truncated (default: the model's maximum)."
+            "never truncated (default: the model's maximum).",
+            "aliases": ["--max_seq_length", "--max-seq-length"],
         },
     )
     stride: int | None = field(
         default=None, metadata={"help": "Overlap between windows of a long sentence, in subwords (default: max/4)."}
     )
     label_all_subwords: bool = field(
-        default=False, metadata={"help": "Train on every subword of a word, not only the first."}
+        default=False,
+        metadata={
+            "help": "Train on every subword of a word, not only the first (a B- word's later subwords get I-).",
+            "aliases": ["--label_all_tokens", "--label-all-tokens"],
+        },
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training sentences."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N dev sentences."})
@@ -183,11 +224,21 @@ class _RunArgumentsBesideTrainer4(RunArguments):
     overwrite_output_dir: bool = field(default=False, init=False)
 
 
+@dataclass
+class _DataArgumentsBesideTrainer(DataArguments):
+    """DataArguments as the parser sees them: TrainingArguments has a ``label_names`` of its own (the input
+    keys that hold labels, which for token classification are always ``labels``), so the one
+    ``--label-names`` option is read there and `TrainArgumentParser` moves its value here."""
+
+    label_names: list[str] | None = field(default=None, init=False)
+
+
 class TrainArgumentParser(HfArgumentParser):
     """`HfArgumentParser` over (ModelArguments, DataArguments, RunArguments, TrainingArguments).
 
     ``--overwrite-output-dir`` means the same on transformers 4.x and 5.x: it sets
-    ``RunArguments.overwrite_output_dir``, the only one `train` reads.
+    ``RunArguments.overwrite_output_dir``, the only one `train` reads. ``--label-names`` sets
+    ``DataArguments.label_names`` (the names of integer label ids).
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -197,12 +248,17 @@ class TrainArgumentParser(HfArgumentParser):
 
         self._trainer_has_overwrite = "overwrite_output_dir" in {f.name for f in dataclasses.fields(TrainingArguments)}
         run_class = _RunArgumentsBesideTrainer4 if self._trainer_has_overwrite else RunArguments
-        super().__init__((ModelArguments, DataArguments, run_class, TrainingArguments), **kwargs)
+        super().__init__((ModelArguments, _DataArgumentsBesideTrainer, run_class, TrainingArguments), **kwargs)
+        label_names = next(field for field in dataclasses.fields(DataArguments) if field.name == "label_names")
+        for action in self._actions:
+            if "--label_names" in action.option_strings:
+                action.help = label_names.metadata["help"]
 
     def parse_args_into_dataclasses(self, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
         outputs = super().parse_args_into_dataclasses(*args, **kwargs)
         if self._trainer_has_overwrite:  # transformers 4.x
             outputs[2].overwrite_output_dir = outputs[3].overwrite_output_dir
+        outputs[1].label_names, outputs[3].label_names = outputs[3].label_names, None
         return outputs
 
 
@@ -210,32 +266,48 @@ def _limit(sentences: list[Sentence], limit: int | None) -> list[Sentence]:
     return sentences if limit is None else sentences[:limit]
 
 
-def read_splits(data_args: DataArguments) -> dict[str, list[Sentence]]:
-    """Reads train/validation/test, converts labels to IOB2 and checks dev/test against the train labels."""
+def data_columns(data_args: DataArguments) -> Columns:
+    """The fields the data's words and labels are in, and the names of integer labels."""
+    names = label_names_from(data_args.label_names, data_args.label_column_name) if data_args.label_names else None
+    return Columns(data_args.text_column_name, data_args.label_column_name, names)
+
+
+def read_splits(data_args: DataArguments) -> tuple[dict[str, list[Sentence]], str]:
+    """Reads train/validation/test, converts labels to IOB2 and checks dev/test against the train labels.
+
+    Returns the splits and the scheme the training labels were written in (`data.detect_scheme`),
+    which predictions are written back in.
+    """
     sources = {
         "train": (data_args.train_file, data_args.max_train_samples),
         "validation": (data_args.validation_file, data_args.max_eval_samples),
         "test": (data_args.test_file, data_args.max_test_samples),
     }
+    columns = data_columns(data_args)
     splits: dict[str, list[Sentence]] = {}
     for split, (path, limit) in sources.items():
         if path is None and data_args.dataset_name is None:
             continue
         source, split_name = (path, None) if path is not None else (data_args.dataset_name, split)
         try:
-            sentences = load_sentences(source, split=split_name)
+            sentences = load_sentences(
+                source, split=split_name, columns=columns, config_name=data_args.dataset_config_name
+            )
         except MissingSplitError:  # a dataset without a dev or test split
             if split == "train":
                 raise
             continue
-        splits[split] = _limit(normalize_labels(sentences)[0], limit)
+        normalized, scheme = normalize_labels(sentences)
+        splits[split] = _limit(normalized, limit)
+        if split == "train":
+            train_scheme = scheme
     if "train" not in splits:
         raise ValueError("No training data: give --train-file (or --dataset-name).")
     label2id = {label: i for i, label in enumerate(label_list(splits["train"]))}
     for split in ("validation", "test"):
         if split in splits:
             check_known_labels(splits[split], label2id)
-    return splits
+    return splits, train_scheme
 
 
 def _model_inputs(features: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -353,10 +425,10 @@ def train(
     model_class = model_class or AutoModelForLayerTokenClassification.family_class(model_args.model)
     if model_args.crf and not issubclass(model_class, LayerTokenClassifier):
         raise ValueError(f"--crf needs a layer classifier; {model_class.__name__} has no CRF head.")
-    splits, hub_request = _start_run(model_args, data_args, training_args, run_args)
+    splits, scheme, labels, hub_request = _start_run(model_args, data_args, training_args, run_args)
     output_dir = Path(training_args.output_dir)
-    labels = label_list(splits["train"])
     tokenizer, model = _load_tokenizer_and_model(model_args, training_args, labels, model_class)
+    model.config.label_scheme = scheme  # saved in config.json: predictions are written back in it
     max_length = data_args.max_length or default_max_length(model, tokenizer)
     trainer = _build_trainer(
         model, tokenizer, splits, labels, model_args, data_args, training_args, run_args, max_length
@@ -364,10 +436,17 @@ def train(
     metrics = _train_or_resume(trainer, output_dir, training_args, run_args)
     if trainer.is_world_process_zero():
         model = trainer.model.eval()
-        metrics.update(_score_splits(model, tokenizer, splits, data_args, training_args, max_length, run_args))
+        scores, test_predictions = _score_splits(
+            model, tokenizer, splits, data_args, training_args, max_length, run_args
+        )
+        metrics.update(scores)
         settings = _settings(model_args, data_args, training_args, model, max_length)
-        settings.update(decoding=run_args.decoding, use_crf=bool(getattr(model.config, "use_crf", False)))
+        settings.update(
+            decoding=run_args.decoding, use_crf=bool(getattr(model.config, "use_crf", False)), label_scheme=scheme
+        )
         metrics["settings"] = {**settings, "command": redact_command(command)}
+        if test_predictions is not None:  # as run_ner.py's predictions.txt: tokens, gold and predicted labels
+            write_conll(output_dir / TEST_PREDICTIONS, splits["test"], test_predictions, scheme=scheme)
         _save(model, tokenizer, output_dir, metrics, run_args)
         if hub_request:
             push_to_hub(output_dir, **hub_request)
@@ -377,10 +456,11 @@ def train(
 
 def _start_run(
     model_args: ModelArguments, data_args: DataArguments, training_args: Any, run_args: RunArguments
-) -> tuple[dict[str, list[Sentence]], dict[str, Any] | None]:
+) -> tuple[dict[str, list[Sentence]], str, list[str], dict[str, Any] | None]:
     """Checks the options and the data, then prepares the output folder: nothing is written before all pass.
 
-    Returns the data splits and `push_request`'s arguments for ``--push-to-hub`` (or None).
+    Returns the data splits, the training data's label scheme, the model's labels (`head_labels`) and
+    `push_request`'s arguments for ``--push-to-hub`` (or None).
     """
     if not torch.cuda.is_available():
         training_args.dataloader_pin_memory = False  # pinning needs an accelerator; spare the warning
@@ -389,7 +469,9 @@ def _start_run(
     hub_request = push_request(training_args)  # --push-to-hub: checked now, pushed (verified) after saving
     # The Trainer pickles its arguments into every checkpoint (training_args.bin); the push keeps its own copy.
     training_args.hub_token = None
-    splits = read_splits(data_args)  # bad data fails before anything is written
+    splits, scheme = read_splits(data_args)  # bad data fails before anything is written
+    print(f"label scheme: {scheme} (trained as IOB2; CoNLL predictions are written in {scheme})")
+    labels = head_labels(model_args.model, label_list(splits["train"]), model_args.ignore_mismatched_sizes)
     check_options(model_args, data_args, training_args, run_args, has_dev="validation" in splits)
     resuming = run_args.resume or training_args.resume_from_checkpoint is not None
     with training_args.main_process_first(local=False, desc="preparing the output directory"):
@@ -399,7 +481,38 @@ def _start_run(
         prepare_output_dir(
             Path(training_args.output_dir), overwrite=run_args.overwrite_output_dir, resume=resuming, clear=clear
         )
-    return splits, hub_request
+    return splits, scheme, labels, hub_request
+
+
+def _trained_labels(model: str) -> list[str] | None:
+    """The labels of a trained token classifier's head, in id order; `None` for a backbone (no head)."""
+    from transformers import PretrainedConfig
+
+    config, _ = PretrainedConfig.get_config_dict(model)
+    if not any(name.endswith("TokenClassification") for name in config.get("architectures") or ()):
+        return None
+    id2label = config.get("id2label") or {}
+    return [id2label[key] for key in sorted(id2label, key=int)]
+
+
+def head_labels(model: str, labels: list[str], ignore_mismatched_sizes: bool = False) -> list[str]:
+    """The labels of the model to train, in id order.
+
+    Continuing from a trained NER model: its own order where the data has the same labels (its head is
+    kept); the data's labels and a new head with ``ignore_mismatched_sizes``; else a ValueError, before
+    anything is written, naming both label sets.
+    """
+    trained = _trained_labels(model)
+    if trained is None or trained == labels:
+        return labels
+    if sorted(trained) == sorted(labels):
+        return trained
+    if not ignore_mismatched_sizes:
+        raise ValueError(
+            f"{model} was trained with the labels {', '.join(trained)}; the data has {', '.join(labels)}. Give "
+            "--ignore-mismatched-sizes to keep its encoder and train a new head."
+        )
+    return labels
 
 
 def _load_tokenizer_and_model(
@@ -421,8 +534,28 @@ def _load_tokenizer_and_model(
     # Seed before the head is initialised, as run_ner.py does: runs with the same seed start
     # from the same head and see the same batches.
     set_seed(training_args.seed)
-    model = model_class.from_pretrained(model_args.model, **head_kwargs)
+    model = model_class.from_pretrained(
+        model_args.model, ignore_mismatched_sizes=model_args.ignore_mismatched_sizes, **head_kwargs
+    )
+    trained = _trained_labels(model_args.model)
+    if trained is not None and sorted(trained) != sorted(labels):
+        _new_head(model)  # other labels of the same number load without a size mismatch: replace them too
     return tokenizer, model
+
+
+def _new_head(model: Any) -> None:
+    """Replaces the head (the linear classifier, and the CRF where there is one) by a newly initialised one.
+
+    New modules, because transformers 5.x's initialisers skip the tensors that `from_pretrained` loaded.
+    """
+    from .pipeline_layer_tokclf import LinearChainCRF
+
+    linear = model.classifier
+    model.classifier = torch.nn.Linear(linear.in_features, len(model.config.id2label), device=linear.weight.device)
+    model._init_weights(model.classifier)
+    if getattr(model, "crf", None) is not None:
+        model.crf = LinearChainCRF(model.config.id2label).to(linear.weight.device)
+        model._init_weights(model.crf)
 
 
 def _build_trainer(
@@ -498,12 +631,14 @@ def _score_splits(
     training_args: Any,
     max_length: int,
     run_args: RunArguments,
-) -> dict[str, Any]:
-    """The trained model's ``eval_*`` and ``test_*`` scores over every gold word of the dev and test data."""
+) -> tuple[dict[str, Any], list[list[str]] | None]:
+    """The trained model's ``eval_*`` and ``test_*`` scores over every gold word of the dev and test data,
+    and its test predictions (`None` without test data)."""
     metrics: dict[str, Any] = {}
+    test_predictions = None
     for split, prefix in (("validation", "eval"), ("test", "test")):
         if split in splits:
-            scores, _ = evaluate_sentences(
+            scores, predictions = evaluate_sentences(
                 model,
                 tokenizer,
                 splits[split],
@@ -513,9 +648,10 @@ def _score_splits(
                 decoding=run_args.decoding,
             )
             metrics.update(flat_scores(scores, prefix))
+            test_predictions = predictions if split == "test" else test_predictions
             print(f"\n{split} ({len(splits[split])} sentences, {data_args.__dict__.get(split + '_file') or ''})")
             print(format_scores(scores))
-    return metrics
+    return metrics, test_predictions
 
 
 def check_options(

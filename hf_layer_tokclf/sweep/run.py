@@ -314,7 +314,7 @@ def run_sweep(
     model = model or default_backbone()
     _check_run(validation_file, finetune_top, max_train_samples, max_eval_samples, sweep_kwargs)
     data_args = _data_arguments(train_file, validation_file, max_train_samples, max_eval_samples, sweep_kwargs)
-    splits = read_splits(data_args)  # bad data fails before anything is written
+    splits, _ = read_splits(data_args)  # bad data fails before anything is written
     layers = resolve_layers(layers, AutoLayerConfig.from_pretrained(model).num_hidden_layers)
     output_dir = prepare_output_dir(output_dir, overwrite=overwrite_output_dir, clear=_clear_sweep)
 

@@ -1,0 +1,131 @@
+"""What `predict` reads: which format an input file is in, and its documents, read lazily.
+
+Raw text has one document per line; JSON lines hold one object per document, whose other fields
+(a PMID ``id``, a title, ...) are written back beside the entities; CoNLL files hold pre-tokenized
+sentences (`data.read_conll`). A file's format is told by its extension and, where that says
+nothing (``.txt``, no extension), by its first lines, so that a token-per-line file is never
+tagged as one document per token.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from .data import DOCSTART, JSON_SUFFIXES, DataError, read_json_records
+
+__all__ = [
+    "CONLL_SUFFIXES",
+    "INPUT_FORMATS",
+    "detect_input_format",
+    "looks_like_conll",
+    "read_documents",
+    "text_column",
+]
+
+INPUT_FORMATS = ("auto", "text", "jsonl", "conll")
+CONLL_SUFFIXES = (".conll", ".conllu", ".tsv", ".iob", ".iob2", ".bio", ".bioes")
+DEFAULT_TEXT_COLUMN = "text"
+_SAMPLE_LINES = 200
+_LABEL = re.compile(r"^(O|[BIESLU]-\S+)$")
+
+
+def _first_lines(path: str | Path, count: int = _SAMPLE_LINES) -> list[str]:
+    """Up to ``count`` lines from the start of a file (undecodable bytes replaced: this only sniffs)."""
+    lines = []
+    with open(path, encoding="utf-8-sig", errors="replace") as stream:
+        for line in stream:
+            lines.append(line.rstrip("\r\n"))
+            if len(lines) >= count:
+                break
+    return lines
+
+
+def looks_like_conll(lines: Sequence[str]) -> bool:
+    """Whether lines read as CoNLL (one token per line) rather than as one text document per line.
+
+    CoNLL: a ``-DOCSTART-`` line; or every non-blank line in tab-separated columns without spaces
+    (``token<TAB>label``, ``.txt`` exports of CoNLL-2003); or every line ``token label`` with a label
+    (``O``, ``B-X``, ...) last; or single tokens in blank-line separated sentences of several lines.
+    """
+    filled = [line for line in lines if line.strip(" \t")]
+    if not filled:
+        return False
+    if any(line.split()[0] == DOCSTART for line in filled):
+        return True
+    if all("\t" in line and " " not in line.strip(" \t") for line in filled):
+        return True
+    columns = [line.split() for line in filled]
+    if all(len(row) >= 2 and _LABEL.match(row[-1]) for row in columns):
+        return True
+    blank = len(lines) - len(filled)
+    return all(len(row) == 1 for row in columns) and blank > 0 and len(filled) >= 2 * blank
+
+
+def detect_input_format(path: str | Path | None, declared: str = "auto") -> str:
+    """``"text"``, ``"jsonl"`` or ``"conll"``: ``declared`` if not ``"auto"``, else from the file's
+    extension (`CONLL_SUFFIXES`, ``.jsonl`` / ``.json``) or, for any other name, its first lines.
+
+    Raises:
+        DataError: ``declared`` is ``"text"`` but the file reads as CoNLL (it would become one
+            document per token), naming ``--input-format``.
+    """
+    if declared not in INPUT_FORMATS:
+        raise ValueError(f"unknown input format {declared!r}; expected one of {', '.join(INPUT_FORMATS)}")
+    if path is None:  # standard input or --text: documents
+        return "text" if declared == "auto" else declared
+    suffix = Path(path).suffix.lower()
+    if not Path(path).is_file():
+        raise DataError(f"{path}: no such file" if not Path(path).exists() else f"{path}: not a file")
+    if declared == "text":
+        if suffix in CONLL_SUFFIXES or looks_like_conll(_first_lines(path)):
+            raise DataError(
+                f"{path}: looks like CoNLL (one token per line), which text mode would tag as one document per "
+                "line; give --input-format conll (or leave --input-format auto)"
+            )
+        return "text"
+    if declared != "auto":
+        return declared
+    if suffix in CONLL_SUFFIXES:
+        return "conll"
+    if suffix in JSON_SUFFIXES:
+        return "jsonl"
+    return "conll" if looks_like_conll(_first_lines(path)) else "text"
+
+
+def text_column(path: str | Path, name: str | None = None) -> tuple[str, bool]:
+    """The field of a JSON lines file's records that holds the text, and whether it is pre-tokenized.
+
+    ``name`` (``--text-column-name``) or ``text`` for documents, else ``tokens`` for word lists; read
+    from the first record.
+
+    Raises:
+        DataError: the first record has no such field, or its value is neither a string nor a list.
+    """
+    for number, record in read_json_records(path):
+        candidates = [name] if name else [DEFAULT_TEXT_COLUMN, "tokens"]
+        for column in candidates:
+            if column in record and isinstance(record[column], (str, list)):
+                return column, isinstance(record[column], list)
+        raise DataError(
+            f"{path}, line {number}: no {' or '.join(repr(c) for c in candidates)} field with a text or a word list "
+            f"(keys: {', '.join(record) or 'none'}); name it with --text-column-name"
+        )
+    raise DataError(f"{path}: no records found (the file is empty or holds only blank lines)")
+
+
+def read_documents(path: str | Path, column: str = DEFAULT_TEXT_COLUMN) -> Iterator[dict[str, Any]]:
+    """The records of a JSON lines file of documents, lazily; each has a string ``column``.
+
+    Raises:
+        DataError: naming the file and line, for invalid JSON or a record without the text.
+    """
+    for number, record in read_json_records(path):
+        if not isinstance(record.get(column), str):
+            raise DataError(
+                f"{path}, line {number}: the record's {column!r} is not a text "
+                f"(keys: {', '.join(record) or 'none'}); name the field with --text-column-name"
+            )
+        yield record
