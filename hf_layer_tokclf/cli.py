@@ -28,6 +28,7 @@ commands:
   push       share a trained model on the Hugging Face Hub, verified first (as push_to_hub.py)
   sweep      which layer? one linear probe per layer from one pass over the data; F1 vs cost
   export-onnx  the model as ONNX for serving (dynamic batch and sequence), optionally int8-quantized
+  export-transformers  a one-layer model as its family's stock *ForTokenClassification (no custom code)
 
 Run `hf-layer-tokclf <command> --help` for a command's options.
 """
@@ -478,6 +479,14 @@ def push_parser(prog: str = "hf-layer-tokclf push") -> argparse.ArgumentParser:
     parser.add_argument(
         "--token", default=None, help="A Hub token with write access (default: HF_TOKEN, else `hf auth login`'s)."
     )
+    parser.add_argument(
+        "--no-custom-code",
+        action="store_true",
+        help="Share the stock form instead (as export-transformers writes it): the family's own "
+        "*ForTokenClassification with the layers used, no code files, no auto_map; verified without "
+        "trust_remote_code. The stock pipeline decodes each token on its own (argmax). Refused for models that "
+        "pool several layers or have a CRF.",
+    )
     return parser
 
 
@@ -497,6 +506,7 @@ def push_command(argv: Sequence[str] | None = None, prog: str = "hf-layer-tokclf
             staging_dir=args.staging_dir,
             token=args.token,
             overwrite_staging=args.overwrite_staging_dir,
+            custom_code=not args.no_custom_code,
         )
     except ValueError as error:
         print(f"{prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
@@ -702,6 +712,45 @@ def export_onnx_command(argv: Sequence[str]) -> int:
     return 0
 
 
+def export_transformers_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hf-layer-tokclf export-transformers",
+        description="Write a model that reads one hidden layer (no layer pooling, no CRF) as its family's stock "
+        "transformers class, e.g. BertForTokenClassification with num_hidden_layers=k: OUT_DIR then loads with "
+        "plain AutoModelForTokenClassification.from_pretrained(OUT_DIR) and pipeline('token-classification', "
+        "model=OUT_DIR), without trust_remote_code or this package, on transformers 4.57 and 5.x. Checked at "
+        "export: the same logits as the source model. The stock pipeline decodes each token on its own (argmax).",
+    )
+    parser.add_argument("model_dir", help="A trained output directory (one --hidden-layer, no --crf).")
+    parser.add_argument("out_dir", help="The folder to write (refused if not empty, unless --overwrite).")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="Replace an earlier export in OUT_DIR (refused if it holds other files).",
+    )
+    _add_trust_option(parser)
+    return parser
+
+
+def export_transformers_command(argv: Sequence[str]) -> int:
+    import json
+
+    args = export_transformers_parser().parse_args(list(argv))
+    from .stock_export import EXPORT_INFO, export_transformers
+
+    out_dir = export_transformers(
+        args.model_dir, args.out_dir, overwrite=args.overwrite, trust_remote_code=args.trust_remote_code
+    )
+    info = json.loads((out_dir / EXPORT_INFO).read_text(encoding="utf-8"))
+    files = ", ".join(sorted(path.name for path in out_dir.iterdir()))
+    print(
+        f"wrote {out_dir}: {info['class']} with {info['num_hidden_layers']} layers (hidden_layer="
+        f"{info['hidden_layer']} of {info['backbone_num_hidden_layers']}), logits within "
+        f"{info['max_abs_diff_vs_source']:.1g} of the source ({files})"
+    )
+    return 0
+
+
 COMMANDS = {
     "train": train_command,
     "evaluate": evaluate_command,
@@ -709,6 +758,7 @@ COMMANDS = {
     "push": push_command,
     "sweep": sweep_command,
     "export-onnx": export_onnx_command,
+    "export-transformers": export_transformers_command,
 }
 
 

@@ -31,9 +31,8 @@ from .features import MODEL_INPUT_NAMES
 from .files import (
     CONFIG,
     TOKENIZER_FILES,
-    OutputExistsError,
     atomic_folder,
-    check_replaceable,
+    check_export_dir,
     output_names,
     write_json,
 )
@@ -149,14 +148,6 @@ def _masked_max_diff(a: Any, b: Any, attention_mask: Any) -> float:
     return float(np.abs(np.asarray(a, dtype=np.float32) - np.asarray(b, dtype=np.float32))[keep].max())
 
 
-def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise OutputExistsError(
-            f"Output directory {out_dir} is not empty; pass --overwrite to replace the earlier export in it."
-        )
-    check_replaceable(out_dir, _is_export_file)  # before the export's minutes, and again at the swap
-
-
 def export_onnx(
     model_dir: str | Path,
     out_dir: str | Path,
@@ -202,7 +193,7 @@ def export_onnx(
     out_dir = Path(out_dir)
     if is_onnx_dir(model_dir):
         raise ValueError(f"{model_dir} is already an ONNX export; export from the trained model's directory.")
-    _check_out_dir(out_dir, overwrite)
+    check_export_dir(out_dir, overwrite=overwrite, written=_is_export_file)  # before the export's minutes
     model, tokenizer = load_model(model_dir, attn_implementation="eager", trust_remote_code=trust_remote_code)
     model = model.float().eval()
     with atomic_folder(out_dir, written=_is_export_file) as folder:

@@ -200,6 +200,20 @@ def check_replaceable(path: str | Path, written: Callable[[str], bool]) -> None:
         )
 
 
+def check_export_dir(path: str | Path, *, overwrite: bool, written: Callable[[str], bool]) -> None:
+    """Refuses a non-empty export folder unless ``overwrite``, and one `atomic_folder` could not replace.
+
+    Checked before an export's work (and by `atomic_folder` again at the swap): ``written`` names what an
+    export writes, so an overwrite never deletes anything else.
+    """
+    path = Path(path)
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise OutputExistsError(
+            f"Output directory {path} is not empty; pass --overwrite to replace the earlier export in it."
+        )
+    check_replaceable(path, written)
+
+
 @contextlib.contextmanager
 def atomic_folder(path: str | Path, *, written: Callable[[str], bool]) -> Iterator[Path]:
     """Builds a folder in a temporary sibling of ``path`` and swaps it into place only if the block succeeds.

@@ -21,6 +21,12 @@
    and splits a batch whose commit failed, so a failure could leave part of the files committed.
    ``create_commit`` makes one commit or none.
 
+``custom_code=False`` (``push --no-custom-code``) shares the *stock form* instead
+(`stock_export.save_stock_form`): the family's own ``*ForTokenClassification`` with the layers the
+model uses, no code files, no ``auto_map``; it is verified in a fresh process without
+``trust_remote_code`` (`plain_check.run_plain_check`) against the source model decoded as the stock
+pipeline decodes (argmax per token).
+
 Nothing is uploaded unless every check passed; errors the user can fix are ``ValueError``
 (`VerificationError` for a folder that does not match), network and Hub failures are `HubError`.
 """
@@ -140,6 +146,17 @@ def _is_allowed(name: str) -> bool:
     return name in (WEIGHTS, WEIGHTS_INDEX, CONFIG, *CODE_FILES, *TOKENIZER_FILES, CARD) or bool(SHARD.match(name))
 
 
+def _is_stock_allowed(name: str) -> bool:
+    """The stock form's files: no code, and the tokenizer files transformers 4.x also writes."""
+    from .stock_export import STOCK_TOKENIZER_FILES
+
+    return (_is_allowed(name) and name not in CODE_FILES) or name in STOCK_TOKENIZER_FILES
+
+
+def _is_staged(name: str) -> bool:
+    return _is_allowed(name) or _is_stock_allowed(name)
+
+
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -210,7 +227,7 @@ def _prepare_staging(staging_dir: Path, source: Path, overwrite: bool) -> Path:
     entries = sorted(target.iterdir()) if target.is_dir() else []
     if entries and not overwrite:
         raise ValueError(f"The staging folder {staging_dir} is not empty; give an empty or new folder.")
-    foreign = [p.name for p in entries if not (p.is_file() and _is_allowed(p.name))]
+    foreign = [p.name for p in entries if not (p.is_file() and _is_staged(p.name))]
     if foreign:  # overwrite only what a previous staging put there
         raise ValueError(f"The staging folder {staging_dir} holds {', '.join(foreign)}: not a staging folder.")
     for entry in entries:
@@ -223,7 +240,12 @@ def _prepare_staging(staging_dir: Path, source: Path, overwrite: bool) -> Path:
 
 
 def stage(
-    model_dir: str | Path, staging_dir: str | Path, repo_id: str | None = None, *, overwrite: bool = False
+    model_dir: str | Path,
+    staging_dir: str | Path,
+    repo_id: str | None = None,
+    *,
+    overwrite: bool = False,
+    custom_code: bool = True,
 ) -> list[Path]:
     """Copies the files to share from ``model_dir`` into ``staging_dir`` and renders the card there.
 
@@ -233,25 +255,38 @@ def stage(
     ``added_tokens.json``. ``README.md`` is rendered anew from ``metrics.json`` (if any) for
     ``repo_id``. A folder with pickle weights only, or without code or tokenizer, is refused.
     ``staging_dir`` must be new or empty; ``overwrite`` empties a folder a previous staging filled.
+    ``custom_code=False`` stages the stock form instead (`stock_export.save_stock_form`: weights,
+    ``config.json`` without ``auto_map``, tokenizer; no code files), with the card saying so.
     Returns the staged paths, sorted.
     """
     from .model_card import write_model_card
+    from .stock_export import save_stock_form
 
     source = Path(model_dir)
     names = _select(source)
     target = _prepare_staging(Path(staging_dir), source, overwrite)
-    for name in names:
-        shutil.copyfile(source / name, target / name)
+    if custom_code:
+        for name in names:
+            shutil.copyfile(source / name, target / name)
+    else:
+        save_stock_form(source, target)
+        names = [path.name for path in target.iterdir()]
     metrics = _read_json(source / METRICS) if (source / METRICS).is_file() else {}
-    write_model_card(target, metrics, repo_id=repo_id)
-    return sorted(target / name for name in [*names, CARD])
+    # Rendered from the source's config: the stock config no longer says which layer of how many it is.
+    write_model_card(source, metrics, out_dir=target, repo_id=repo_id, custom_code=custom_code)
+    return sorted(target / name for name in {*names, CARD})
 
 
-def _source_outputs(source: Path, text: str) -> dict[str, Any]:
-    """The source folder through the installed package, in this process: ids, logits, entities, depth."""
+def _source_outputs(source: Path, text: str, decoding: str | None = None) -> dict[str, Any]:
+    """The source folder through the installed package, in this process: ids, logits, entities, depth.
+
+    ``decoding``: how the entities are decoded (default: as the pipeline the model ships; ``"argmax"``
+    as the stock pipeline).
+    """
     import torch
 
-    from .auto import AutoModelForLayerTokenClassification
+    from .auto import AutoModelForLayerTokenClassification, family_of
+    from .decoding import DEFAULT_DECODING
     from .inference import predict_texts
     from .tokenization import load_tokenizer
 
@@ -270,25 +305,41 @@ def _source_outputs(source: Path, text: str) -> dict[str, Any]:
     return {
         "input_ids": encoded["input_ids"][0].tolist(),
         "logits": logits,
-        "entities": next(predict_texts(model, tokenizer, [text])),  # what `predict` finds
+        # What `predict` finds (with --decoding argmax, what the stock pipeline finds).
+        "entities": next(predict_texts(model, tokenizer, [text], decoding=decoding or DEFAULT_DECODING)),
         "num_layers_built": len(model.encoder_layers),
         "auto_map": expected_auto_map(model.config.model_type),
+        "stock_class": family_of(model.config.model_type).stock_class_name,
     }
 
 
-def _check_folder(staging: Path) -> None:
-    """Cheap checks first: the file set, the code files, config and card metadata."""
+def _check_folder(staging: Path, custom_code: bool = True) -> None:
+    """Cheap checks first: the file set, the code files (or none), config and card metadata."""
     from huggingface_hub import ModelCard
 
     if not staging.is_dir():
         raise VerificationError(f"{staging} is not a folder.")
     names = sorted(p.name for p in staging.iterdir())
-    extra = [name for name in names if not _is_allowed(name) or not (staging / name).is_file()]
-    missing = [name for name in (CONFIG, *CODE_FILES, CARD) if name not in names]
+    allowed = _is_allowed if custom_code else _is_stock_allowed
+    extra = [name for name in names if not allowed(name) or not (staging / name).is_file()]
+    missing = [name for name in (CONFIG, *(CODE_FILES if custom_code else ()), CARD) if name not in names]
     if not ({WEIGHTS, WEIGHTS_INDEX} & set(names)):
         missing.append(WEIGHTS)
     if extra or missing:
         raise VerificationError(f"{staging}: unexpected files {extra}, missing files {missing}.")
+    if custom_code:
+        _check_code(staging)
+    else:
+        code = [key for key in ("auto_map", "custom_pipelines") if key in _read_json(staging / CONFIG)]
+        if code:
+            raise VerificationError(f"{staging / CONFIG} has {', '.join(code)}: the stock form runs no custom code.")
+    data = ModelCard((staging / CARD).read_text(encoding="utf-8")).data
+    if data.library_name != "transformers" or data.pipeline_tag != "token-classification":
+        raise VerificationError(f"{staging / CARD}: the card metadata lacks library_name / pipeline_tag.")
+
+
+def _check_code(staging: Path) -> None:
+    """The staged code files are the installed package's, byte for byte, and ``auto_map`` names them."""
     for name in CODE_FILES:
         if (staging / name).read_bytes() != (PACKAGE_DIR / name).read_bytes():
             raise VerificationError(
@@ -301,9 +352,6 @@ def _check_folder(staging: Path) -> None:
         _check_auto_map(_read_json(staging / CONFIG), staging / CONFIG)
     except ValueError as error:
         raise VerificationError(str(error)) from None
-    data = ModelCard((staging / CARD).read_text(encoding="utf-8")).data
-    if data.library_name != "transformers" or data.pipeline_tag != "token-classification":
-        raise VerificationError(f"{staging / CARD}: the card metadata lacks library_name / pipeline_tag.")
 
 
 def verify(
@@ -312,6 +360,7 @@ def verify(
     text: str = SAMPLE,
     *,
     python_path: str | None = None,
+    custom_code: bool = True,
 ) -> dict[str, Any]:
     """Checks that the staged folder, loaded by a stranger, is the model in ``source_dir``.
 
@@ -324,19 +373,18 @@ def verify(
     within 1e-4) with character offsets, and no loading warning about weights. Raises
     `VerificationError` listing what differed; returns the fresh process's report plus
     ``max_abs_diff``.
+
+    ``custom_code=False`` checks a staged stock form (`stage(..., custom_code=False)`): no code files
+    and no ``auto_map``; loaded in a fresh ``python -I`` without ``trust_remote_code``
+    (`plain_check.run_plain_check`; ``python_path`` does not apply), it must give the family's stock
+    class with as many layers as the source builds, and the source's entities decoded as the stock
+    pipeline decodes them (argmax per token).
     """
-    from .remote_check import run_remote_check
-
     staging, source = Path(staging_dir), Path(source_dir)
-    _check_folder(staging)
-    expected = _source_outputs(source, text)
-    try:
-        report = run_remote_check(staging, text, python_path=python_path)
-    except RuntimeError as error:
-        lines = [line for line in str(error).splitlines() if line.strip()]
-        raise VerificationError(f"The staged folder does not load through remote code: {lines[-1]}") from error
-
-    problems = _class_problems(report, expected)
+    _check_folder(staging, custom_code)
+    expected = _source_outputs(source, text, decoding=None if custom_code else "argmax")
+    report = _fresh_report(staging, text, python_path, custom_code)
+    problems = _class_problems(report, expected) if custom_code else _stock_class_problems(report, expected)
     logit_problems, max_diff = _logit_problems(report, expected)
     problems += logit_problems + _entity_problems(report, expected, text)
     bad_warnings = [warning for warning in report.get("warnings", []) if BAD_WARNING.search(warning)]
@@ -347,6 +395,34 @@ def verify(
             f"The staged folder {staging} is not the model in {source}: " + "; ".join(problems) + ".", problems
         )
     return {**report, "max_abs_diff": max_diff}
+
+
+def _fresh_report(staging: Path, text: str, python_path: str | None, custom_code: bool) -> dict[str, Any]:
+    """The staged folder loaded in a fresh process: through remote code, or (stock form) plainly."""
+    from .plain_check import run_plain_check
+    from .remote_check import run_remote_check
+
+    try:
+        if custom_code:
+            return run_remote_check(staging, text, python_path=python_path)
+        return run_plain_check(staging, text)
+    except RuntimeError as error:
+        lines = [line for line in str(error).splitlines() if line.strip()]
+        how = "through remote code" if custom_code else "with plain transformers (no trust_remote_code)"
+        raise VerificationError(f"The staged folder does not load {how}: {lines[-1]}") from error
+
+
+def _stock_class_problems(report: dict[str, Any], expected: dict[str, Any]) -> list[str]:
+    """The plain Auto class must give transformers' own class, as deep as the source, with nothing of ours."""
+    problems = []
+    found = f"{report.get('model_module')}.{report.get('model_class')}"
+    if report.get("model_class") != expected["stock_class"] or not found.startswith("transformers."):
+        problems.append(f"AutoModelForTokenClassification gave {found}, not transformers' {expected['stock_class']}")
+    if report.get("num_hidden_layers") != expected["num_layers_built"]:
+        problems.append(f"{report.get('num_hidden_layers')} layers, not {expected['num_layers_built']}")
+    if report.get("imported_ours"):
+        problems.append(f"loading it imported {report['imported_ours']}")
+    return problems
 
 
 def _class_problems(report: dict[str, Any], expected: dict[str, Any]) -> list[str]:
@@ -472,6 +548,7 @@ def push_to_hub(
     overwrite_staging: bool = False,
     text: str = SAMPLE,
     echo: Callable[[str], Any] = print,
+    custom_code: bool = True,
 ) -> PushResult:
     """Shares the model in ``model_dir`` as the Hub model repository ``repo_id``, verified first.
 
@@ -482,6 +559,8 @@ def push_to_hub(
     keeps the folder. Otherwise creates the repository (``exist_ok``; ``private`` applies to a new
     one), the branch ``revision`` if given, and makes one commit with exactly the staged files; a
     temporary staging folder is then removed. Nothing is uploaded if any step before fails.
+    ``custom_code=False`` shares the stock form (see `stage` and `verify`); a model without one
+    (layer pooling, a CRF, ModernBERT, ...) is refused before anything is staged.
 
     Raises ``ValueError`` for what the user can fix (repository id, token, folder content,
     `VerificationError`) and `HubError` when the Hub cannot be reached or refuses.
@@ -491,14 +570,17 @@ def push_to_hub(
     token = _check_push(repo_id, revision, dry_run, token)
     source = Path(model_dir)
     _select(source)  # a folder we cannot share fails before a staging folder appears
+    if not custom_code:
+        _check_stock_form(source)
     temporary = staging_dir is None
     folder = Path(tempfile.mkdtemp(prefix="hf-layer-tokclf-push-")) if temporary else Path(staging_dir)
     keep = dry_run or not temporary
     try:
-        files = stage(source, folder, repo_id=repo_id, overwrite=overwrite_staging)
-        echo(f"Verifying {folder} in a fresh Python process (remote code, no hf_layer_tokclf)...")
+        files = stage(source, folder, repo_id=repo_id, overwrite=overwrite_staging, custom_code=custom_code)
+        how = "remote code" if custom_code else "the stock form, no trust_remote_code"
+        echo(f"Verifying {folder} in a fresh Python process ({how}, no hf_layer_tokclf)...")
         try:
-            report = verify(folder, source, text)
+            report = verify(folder, source, text, custom_code=custom_code)
         except VerificationError as error:
             where = f" The staged folder stays at {folder}." if keep else ""
             raise VerificationError(f"{error} Nothing was uploaded.{where}", error.problems) from error
@@ -508,12 +590,21 @@ def push_to_hub(
         if dry_run:
             echo(f"Dry run: nothing was uploaded. The staged folder is {folder}")
             return result
-        message = commit_message or f"Upload {source.resolve().name} (hf-layer-tokclf {__version__})"
-        _commit(result, files, private=private, commit_message=message, token=token, echo=echo)
+        form = "" if custom_code else ", stock form without custom code"
+        message = commit_message or f"Upload {source.resolve().name} (hf-layer-tokclf {__version__}{form})"
+        _commit(result, files, private=private, commit_message=message, token=token, echo=echo, custom_code=custom_code)
         return result
     finally:
         if not keep:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _check_stock_form(source: Path) -> None:
+    """A `stock_export.NotExportableError` (a ValueError) now, for a model without an exact stock form."""
+    from .auto import AutoLayerConfig
+    from .stock_export import check_exportable
+
+    check_exportable(AutoLayerConfig.from_pretrained(str(source)), source)
 
 
 def _check_push(repo_id: str, revision: str | None, dry_run: bool, token: str | None) -> str | None:
@@ -540,7 +631,14 @@ def _echo_verified(sizes: list[tuple[str, int]], repo_id: str, report: dict[str,
 
 
 def _commit(
-    result: PushResult, files: Sequence[Path], *, private: bool, commit_message: str, token: str, echo: Callable
+    result: PushResult,
+    files: Sequence[Path],
+    *,
+    private: bool,
+    commit_message: str,
+    token: str,
+    echo: Callable,
+    custom_code: bool = True,
 ) -> None:
     """Uploads the staged ``files`` in one commit and records the repository and commit in ``result``."""
     repo_id, revision = result.repo_id, result.revision
@@ -550,8 +648,9 @@ def _commit(
     )
     result.commit_url, result.commit_oid = getattr(info, "commit_url", None), getattr(info, "oid", None)
     echo(f"Committed {result.commit_oid}: {result.commit_url}")
+    trust = "trust_remote_code=True, " if custom_code else ""
     echo(
-        f"Load it with: AutoModelForTokenClassification.from_pretrained({repo_id!r}, trust_remote_code=True, "
+        f"Load it with: AutoModelForTokenClassification.from_pretrained({repo_id!r}, {trust}"
         f"revision={result.commit_oid!r})"
     )
 

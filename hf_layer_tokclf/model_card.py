@@ -66,6 +66,7 @@ def render_model_card(
     repo_id: str | None = None,
     template_path: str | Path | None = None,
     tags: Iterable[str] = (),
+    custom_code: bool = True,
 ) -> str:
     """Returns the model card of the model saved in ``model_dir``, as the text of a ``README.md``.
 
@@ -80,6 +81,10 @@ def render_model_card(
         template_path: A Jinja template; defaults to the packaged ``model_card.md``.
         tags: Extra Hub tags, e.g. ``["biomedical"]`` for biomedical data the card does not
             recognise by itself (it does recognise the NCBI disease corpus).
+        custom_code: The card of the model as saved (our class, its code files, ``trust_remote_code``,
+            our pipeline's valid decoding); ``False``: of its stock form (`stock_export`: the family's
+            ``*ForTokenClassification``, no code, the stock pipeline's per-token argmax). ``model_dir`` is
+            the layer classifier's folder either way: its config says which layer of how many.
     """
     model_dir = Path(model_dir)
     config = _read_config(model_dir)
@@ -112,7 +117,8 @@ def render_model_card(
         per_type=_per_type_table(scores, entity_types),
         settings=[(key, _cell(value)) for key, value in settings.items() if key != "command"],
         command=_command(settings.get("command")),
-        code_files=_code_files(model_dir, config),
+        code_files=_code_files(model_dir, config) if custom_code else [],
+        custom_code=custom_code,
         use_crf=bool(config.get("use_crf")),
         example=EXAMPLES[biomedical],
         citation=dataset["citation"],
@@ -155,15 +161,17 @@ def _card_data(
     )
 
 
-def write_model_card(model_dir: str | Path, metrics: Mapping[str, Any], **kwargs: Any) -> Path:
-    """Renders the card (see `render_model_card`) and writes it as ``model_dir/README.md``.
+def write_model_card(
+    model_dir: str | Path, metrics: Mapping[str, Any], *, out_dir: str | Path | None = None, **kwargs: Any
+) -> Path:
+    """Renders the card (see `render_model_card`) and writes it as ``README.md`` in ``out_dir`` (default ``model_dir``).
 
     The card is written atomically (`files.atomic_writer`), so a reader (or an upload) never sees
     half of one. Returns the path.
     """
     model_dir = Path(model_dir)
     text = render_model_card(model_dir, metrics, **kwargs)
-    target = model_dir / "README.md"
+    target = Path(out_dir if out_dir is not None else model_dir) / "README.md"
     with atomic_writer(target, newline="\n") as file:
         file.write(text)
     return target

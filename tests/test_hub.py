@@ -409,7 +409,8 @@ def test_push_script_is_a_thin_command_line(tmp_path, capsys):
         main(["push", "--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for option in ("--repo-id", "--private", "--revision", "--commit-message", "--dry-run", "--staging-dir", "--token"):
+    options = ("--repo-id", "--private", "--revision", "--commit-message", "--dry-run", "--staging-dir", "--token")
+    for option in (*options, "--no-custom-code"):
         assert option in text
     script = str(REPO / "push_to_hub.py")
     proc = subprocess.run(
@@ -440,3 +441,58 @@ def test_train_push_to_hub_checks_its_options_before_training(tmp_path, capsys, 
     assert main([*argv, *options]) == 2
     assert message in capsys.readouterr().err
     assert not output_dir.exists()
+
+
+# --- push --no-custom-code: the stock form -----------------------------------------------------
+
+STOCK_SHARED = {"README.md", "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"}
+
+
+def test_no_custom_code_dry_run_stages_and_verifies_the_stock_form(tiny, tmp_path, fake_hub, monkeypatch, capsys):
+    monkeypatch.delenv("HF_TOKEN")
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    staging = tmp_path / "staging"
+    argv = ["push", str(tiny[0]), "--repo-id", REPO_ID, "--dry-run", "--no-custom-code", "--staging-dir", str(staging)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "the stock form, no trust_remote_code" in out and "logits match" in out and "nothing was uploaded" in out
+    assert {p.name for p in staging.iterdir()} == STOCK_SHARED
+    config = json.loads((staging / "config.json").read_text())
+    assert "auto_map" not in config and "custom_pipelines" not in config and "hidden_layer" not in config
+    assert config["architectures"] == ["BertForTokenClassification"] and config["num_hidden_layers"] == 2
+    card = (staging / "README.md").read_text()
+    assert (
+        "**stock form**" in card and "trust_remote_code=True" not in card and "decodes" not in card.split("## Usage")[1]
+    )
+    assert "labels each token on its own (argmax)" in card and "modeling_layer_tokclf.py" not in card
+    assert fake_hub.requests == []
+
+
+def test_no_custom_code_verification_catches_what_differs(tiny, tmp_path):
+    staging = tmp_path / "staging"
+    stage(tiny[0], staging, custom_code=False)
+    shutil.copyfile(hub.PACKAGE_DIR / "modeling_layer_tokclf.py", staging / "modeling_layer_tokclf.py")
+    with pytest.raises(VerificationError, match=r"unexpected files \['modeling_layer_tokclf.py'\]"):
+        verify(staging, tiny[0], custom_code=False)
+    (staging / "modeling_layer_tokclf.py").unlink()
+    weights = staging / "model.safetensors"
+    start, end = tensor_bytes(weights, "classifier.bias")
+    raw = bytearray(weights.read_bytes())
+    raw[start:end] = struct.pack("<3f", 9.0, -9.0, 0.0)
+    weights.write_bytes(bytes(raw))
+    with pytest.raises(VerificationError, match="logits differ"):
+        verify(staging, tiny[0], custom_code=False)
+
+
+def test_no_custom_code_refuses_a_model_without_a_stock_form_before_staging(tmp_path, tokenizer, fake_hub, capsys):
+    from hf_layer_tokclf import BertForLayerTokenClassification, LayerTokenClassificationConfig
+
+    config = LayerTokenClassificationConfig(**tiny_bert_kwargs(hidden_layer=[1, 2], layer_pooling="concat"))
+    BertForLayerTokenClassification(config).save_pretrained(tmp_path / "pooled")
+    tokenizer.save_pretrained(tmp_path / "pooled")
+    staging = tmp_path / "staging"
+    argv = ["push", str(tmp_path / "pooled"), "--repo-id", REPO_ID, "--no-custom-code", "--staging-dir", str(staging)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith("hf-layer-tokclf push: error: ") and "reads one layer" in err
+    assert not staging.exists() and fake_hub.requests == []

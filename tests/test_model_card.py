@@ -330,3 +330,21 @@ def test_the_card_says_how_the_model_decodes(tmp_path):
     assert "a linear-chain CRF over the head's scores" in crf and "constrained Viterbi" not in crf
     softmax = render_model_card(save_tiny_model(tmp_path / "softmax"), make_metrics())
     assert "constrained Viterbi" in softmax and "CRF" not in softmax
+
+
+def test_the_stock_form_card_says_which_form_and_how_it_decodes(model_dir, tmp_path):
+    stock = render_model_card(model_dir, make_metrics(), repo_id="me/stock", custom_code=False)
+    _, front, body = stock.split("---\n", 2)
+    assert yaml.safe_load(front)["library_name"] == "transformers"
+    assert "**stock form**: transformers' own `BertForTokenClassification` with the 2" in body
+    assert "`BertForTokenClassification` with `num_hidden_layers=2`: a BERT encoder cut after layer 2 of 4" in body
+    assert "labels each token on its own (argmax)" in body and "`O I-X`) are possible" in body
+    assert "trust_remote_code=True" not in body and "## Remote code" not in body
+    assert not [name for name in hf_layer_tokclf.files.CODE_FILES if name in body]  # no code-files line
+    assert 'pipeline("token-classification", model=repo_id, aggregation_strategy="first")' in body
+    with_code = render_model_card(model_dir, make_metrics(), repo_id="me/stock")
+    assert "## Remote code" in with_code and "`modeling_layer_tokclf.py`" in with_code
+    assert "stock form" not in with_code and "constrained Viterbi" in with_code
+    written = write_model_card(model_dir, make_metrics(), out_dir=tmp_path / "staged", custom_code=False)
+    assert written == tmp_path / "staged" / "README.md" and "**stock form**" in written.read_text()
+    assert not (model_dir / "README.md").exists()
