@@ -1,0 +1,77 @@
+"""Tests of hf_layer_tokclf.documents: which format a file is in, and JSON lines documents read lazily."""
+
+import json
+
+import pytest
+from conftest import NCBI, conll_slice
+
+from hf_layer_tokclf.data import DataError
+from hf_layer_tokclf.documents import detect_input_format, looks_like_conll, read_documents, text_column
+
+TEXTS = ["Germline mutations in BRCA1 cause hereditary breast and ovarian cancer.", "No disease here."]
+
+
+def test_conll_is_told_from_text_by_its_lines():
+    assert looks_like_conll((NCBI / "test.tsv").read_text().splitlines()[:200])  # token<TAB>label
+    assert looks_like_conll(["-DOCSTART- -X- O O", "", "EU NNP B-NP B-ORG", "rejects VBZ B-VP O"])
+    assert looks_like_conll(["EU B-ORG", "rejects O", "", "German B-MISC"])  # space-separated, labels last
+    assert looks_like_conll(["BRCA1", "mutations", "", "cause", "cancer", ""])  # tokens in sentences
+    assert not looks_like_conll(TEXTS)
+    assert not looks_like_conll(["BRCA1", "TP53", "APC"])  # one word per document, no sentences
+    assert not looks_like_conll(["Tumour\tsize was 3 cm"])  # a tab inside prose
+    assert not looks_like_conll(["", ""])
+
+
+def test_formats_by_extension_then_content(tmp_path):
+    files = {
+        "a.conll": "x\tO\n",
+        "a.txt": "BRCA1\tO\ncancer\tB-Disease\n",
+        "b.txt": "\n".join(TEXTS) + "\n",
+        "tokens": "BRCA1\ncancer\n\nok\nfine\n",
+        "a.jsonl": json.dumps({"text": TEXTS[0]}) + "\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    found = {name: detect_input_format(tmp_path / name) for name in files}
+    assert found == {"a.conll": "conll", "a.txt": "conll", "b.txt": "text", "tokens": "conll", "a.jsonl": "jsonl"}
+    assert detect_input_format(None) == "text"  # standard input
+    assert detect_input_format(tmp_path / "b.txt", "conll") == "conll"  # as declared
+    for name in ("a.conll", "a.txt", "tokens"):
+        with pytest.raises(DataError, match=rf"{name}: looks like CoNLL .* --input-format conll"):
+            detect_input_format(tmp_path / name, "text")
+    with pytest.raises(DataError, match=r"missing\.txt: no such file"):
+        detect_input_format(tmp_path / "missing.txt")
+    with pytest.raises(ValueError, match="unknown input format 'xml'"):
+        detect_input_format(tmp_path / "b.txt", "xml")
+
+
+def test_ncbi_conll_slices_are_conll_with_or_without_labels(tmp_path):
+    for labeled in (True, False):
+        path = conll_slice(tmp_path / f"slice{labeled}.txt", 20, labeled=labeled)
+        assert detect_input_format(path) == "conll"
+
+
+def test_text_column_and_documents(tmp_path):
+    path = tmp_path / "docs.jsonl"
+    path.write_text(
+        "".join(json.dumps({"id": i, "abstract": t}) + "\n" for i, t in enumerate(TEXTS))
+        + "\n"
+        + json.dumps({"id": 9})
+        + "\n"
+    )
+    with pytest.raises(DataError, match=r"docs\.jsonl, line 1: no 'text' or 'tokens' field .*--text-column-name"):
+        text_column(path)
+    assert text_column(path, "abstract") == ("abstract", False)
+    documents = read_documents(path, "abstract")
+    assert [next(documents), next(documents)] == [{"id": 0, "abstract": TEXTS[0]}, {"id": 1, "abstract": TEXTS[1]}]
+    with pytest.raises(DataError, match=r"docs\.jsonl, line 4: the record's 'abstract' is not a text"):
+        next(documents)  # read lazily: the bad record fails when it is reached
+    words = tmp_path / "words.jsonl"
+    words.write_text(json.dumps({"tokens": ["a", "b"]}) + "\n")
+    assert text_column(words) == ("tokens", True)
+    (tmp_path / "empty.jsonl").write_text("\n")
+    with pytest.raises(DataError, match=r"empty\.jsonl: no records found"):
+        text_column(tmp_path / "empty.jsonl")
+    (tmp_path / "bad.jsonl").write_text('{"text": "a"}\n{"text": \n')
+    with pytest.raises(DataError, match=r"bad\.jsonl, line 2: invalid JSON"):
+        list(read_documents(tmp_path / "bad.jsonl"))
