@@ -680,19 +680,24 @@ def export_onnx_parser() -> argparse.ArgumentParser:
         "beside it. With --quantize int8, model.onnx is the int8 model (onnxruntime dynamic quantization), "
         "for CPU serving. `predict` and `evaluate` accept OUT_DIR in place of a model directory.",
     )
-    parser.add_argument("model_dir", help="A trained output directory (or any token classification model).")
-    parser.add_argument("out_dir", help="The serving folder to write (refused if not empty, unless --overwrite).")
+    _add_export_options(parser, "A trained output directory (or any token classification model).")
     parser.add_argument(
         "--quantize", choices=["int8"], default=None, help="Quantize the weights to int8 (default: float32)."
     )
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset version (default: %(default)s).")
+    return parser
+
+
+def _add_export_options(parser: argparse.ArgumentParser, model_help: str) -> None:
+    """MODEL_DIR OUT_DIR, --overwrite and --trust-remote-code: what every export takes."""
+    parser.add_argument("model_dir", help=model_help)
+    parser.add_argument("out_dir", help="The folder to write (refused if not empty, unless --overwrite).")
     parser.add_argument(
         "--overwrite",
         action="store_true",
         help="Replace an earlier export in OUT_DIR (refused if it holds other files).",
     )
     _add_trust_option(parser)
-    return parser
 
 
 def export_onnx_command(argv: Sequence[str]) -> int:
@@ -721,14 +726,7 @@ def export_transformers_parser() -> argparse.ArgumentParser:
         "model=OUT_DIR), without trust_remote_code or this package, on transformers 4.57 and 5.x. Checked at "
         "export: the same logits as the source model. The stock pipeline decodes each token on its own (argmax).",
     )
-    parser.add_argument("model_dir", help="A trained output directory (one --hidden-layer, no --crf).")
-    parser.add_argument("out_dir", help="The folder to write (refused if not empty, unless --overwrite).")
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="Replace an earlier export in OUT_DIR (refused if it holds other files).",
-    )
-    _add_trust_option(parser)
+    _add_export_options(parser, "A trained output directory (one --hidden-layer, no --crf).")
     return parser
 
 

@@ -313,7 +313,7 @@ def _record_sentence(record: Mapping[str, Any], columns: Columns, source: str, l
         raise DataError(f"{where}: {columns.tokens!r} must be a list of strings, got {tokens!r}")
     labels = None
     if record.get(columns.labels) is not None:
-        labels = _record_labels(list(record[columns.labels]), columns, where)
+        labels = _record_labels(record[columns.labels], columns, where)
         if len(labels) != len(tokens):
             raise DataError(f"{where}: {len(tokens)} tokens but {len(labels)} {columns.labels}")
     return Sentence(list(tokens), labels, source, line)

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -75,24 +73,18 @@ def run_plain_check(
     ``RuntimeError`` with the child's output if it fails.
     """
     from .decoding import DEFAULT_STRATEGY
+    from .remote_check import run_report_script
 
     env = {**os.environ, "TRANSFORMERS_VERBOSITY": "warning"}
     env.setdefault("HF_HUB_OFFLINE", "1")
     strategy = aggregation_strategy or DEFAULT_STRATEGY
     script = str(Path(__file__).resolve())
-    with tempfile.TemporaryDirectory() as cwd:
-        proc = subprocess.run(
-            [python or sys.executable, "-I", script, str(Path(model_dir).resolve()), text, strategy],
-            capture_output=True,
-            text=True,
-            cwd=cwd,
-            env=env,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-        )
-    if proc.returncode != 0:
-        raise RuntimeError(f"Loading {model_dir} with plain transformers failed:\n{proc.stderr[-4000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_report_script(
+        [python or sys.executable, "-I", script, str(Path(model_dir).resolve()), text, strategy],
+        env,
+        timeout,
+        f"Loading {model_dir} with plain transformers failed",
+    )
 
 
 if __name__ == "__main__":

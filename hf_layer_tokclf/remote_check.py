@@ -83,18 +83,23 @@ def run_remote_check(
     env.setdefault("HF_HUB_OFFLINE", "1")
     env["TRANSFORMERS_VERBOSITY"] = "warning"
 
+    return run_report_script(
+        [sys.executable, str(Path(__file__).resolve()), str(Path(model_dir).resolve()), text, DEFAULT_STRATEGY],
+        env,
+        timeout,
+        f"Loading {model_dir} through remote code failed",
+    )
+
+
+def run_report_script(command: list[str], env: dict[str, str], timeout: float, failure: str) -> dict[str, Any]:
+    """Runs a check script (this one, or `plain_check`) in an empty working directory and returns the JSON
+    object it prints last. Raises ``RuntimeError`` starting with ``failure``, with the child's output, if it fails."""
     with tempfile.TemporaryDirectory() as cwd:
         proc = subprocess.run(
-            [sys.executable, str(Path(__file__).resolve()), str(Path(model_dir).resolve()), text, DEFAULT_STRATEGY],
-            capture_output=True,
-            text=True,
-            cwd=cwd,
-            env=env,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
+            command, capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout, stdin=subprocess.DEVNULL
         )
     if proc.returncode != 0:
-        raise RuntimeError(f"Loading {model_dir} through remote code failed:\n{proc.stderr[-4000:]}")
+        raise RuntimeError(f"{failure}:\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
