@@ -158,6 +158,21 @@ def test_train_with_run_ner_spellings_on_iobes_ids_writes_iobes(iobes_data, mini
     argv = ["evaluate", str(out), "--data", str(data), "--output", str(tmp_path / "e.json"), "--max-length", "64"]
     assert main([*argv, "--predictions", str(evaluated)]) == 0
     assert conll_out(evaluated) == rows
+    # evaluate reads the same test sentences from the integer JSON lines, named as train read them.
+    scores = tmp_path / "jsonl.json"
+    argv = ["evaluate", str(out), "--data", str(iobes_data / "test.jsonl"), "--output", str(scores)]
+    argv += [
+        "--text-column-name",
+        "words",
+        "--label-column-name",
+        "tags",
+        "--label-names",
+        *IOBES,
+        "--max-length",
+        "64",
+    ]
+    assert main(argv) == 0
+    assert json.loads(scores.read_text())["eval_f1"] == json.loads((tmp_path / "e.json").read_text())["eval_f1"]
 
 
 def test_run_ner_spellings_parse_to_ours():
