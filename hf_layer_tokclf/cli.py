@@ -376,12 +376,15 @@ def predict_command(argv: Sequence[str]) -> int:
 
 def _predict_conll(args: argparse.Namespace, model: Any, tokenizer: Any, scheme: str, options: dict) -> None:
     """CoNLL in, CoNLL out: token, the gold label where the file has a label column, the predicted label."""
-    from .data import load_sentences, normalize_labels
+    from .data import DataError, Sentence, load_sentences, normalize_labels
     from .inference import conll_lines, iter_sentence_predictions, write_conll
 
     sentences = load_sentences(args.input, labeled=None)
-    if all(sentence.labels is not None for sentence in sentences):
-        sentences, _ = normalize_labels(sentences)  # gold written back in the model's scheme, beside predictions
+    if sentences[0].labels is not None:  # every sentence has a last column, or none does
+        try:
+            sentences, _ = normalize_labels(sentences)  # gold written back in the model's scheme, beside predictions
+        except DataError:  # the last column is not labels (POS tags, say): there is no gold to keep
+            sentences = [Sentence(s.tokens, None, s.source, s.line, s.token_lines) for s in sentences]
     # Predictions stream out chunk by chunk, as they are written.
     predictions = iter_sentence_predictions(model, tokenizer, sentences, total=len(sentences), **options)
     if args.output:

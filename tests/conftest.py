@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from versions import LOWEST_PYTHON_ENV, build_lowest_venv, lowest_venv_dir
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the tests may reach the Hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -116,9 +118,6 @@ def transformers4_path(tmp_path_factory) -> str:
     CI builds it once (`.ci/run` sets HF_LAYER_TOKCLF_TRANSFORMERS4); elsewhere the tests build it
     from PyPI into ~/.cache on first use. Without PyPI it is skipped, except in CI where it fails.
     """
-    import subprocess
-    import sys
-
     from versions import TRANSFORMERS4_SPEC, transformers4_dir
 
     folder = os.environ.get("HF_LAYER_TOKCLF_TRANSFORMERS4") or str(transformers4_dir())
@@ -221,3 +220,18 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("families")
     return {family: make_checkpoint(family, root / family) for family in FAMILIES}
+
+
+def lowest_python() -> str:
+    """The lowest-versions (transformers 4.57) interpreter: CI names it; else built once into ~/.cache."""
+    named = os.environ.get(LOWEST_PYTHON_ENV)
+    if named:  # CI built it: it must be there
+        if not Path(named).is_file():
+            pytest.fail(f"{LOWEST_PYTHON_ENV}={named} does not exist")
+        return named
+    try:
+        return str(build_lowest_venv(lowest_venv_dir()))
+    except subprocess.CalledProcessError as error:
+        if os.environ.get("CI"):
+            pytest.fail(f"could not build the lowest-versions environment: {error}")
+        pytest.skip(f"could not build the lowest-versions environment (no PyPI?): {error}")

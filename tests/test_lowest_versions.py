@@ -18,30 +18,13 @@ from pathlib import Path
 
 import pytest
 import transformers
-from conftest import NCBI, REPO, TEXT, conll_slice
+from conftest import NCBI, REPO, TEXT, conll_slice, lowest_python
 from versions import (
-    LOWEST_PYTHON_ENV,
     TORCH_SPEC,
     TRANSFORMERS4_SPEC,
-    build_lowest_venv,
-    lowest_venv_dir,
 )
 
 LOWEST_TRANSFORMERS = TRANSFORMERS4_SPEC.split("==")[1]
-
-
-def _lowest_python() -> str:
-    named = os.environ.get(LOWEST_PYTHON_ENV)
-    if named:  # CI built it: it must be there
-        if not Path(named).is_file():
-            pytest.fail(f"{LOWEST_PYTHON_ENV}={named} does not exist")
-        return named
-    try:
-        return str(build_lowest_venv(lowest_venv_dir()))
-    except subprocess.CalledProcessError as error:
-        if os.environ.get("CI"):
-            pytest.fail(f"could not build the lowest-versions environment: {error}")
-        pytest.skip(f"could not build the lowest-versions environment (no PyPI?): {error}")
 
 
 @pytest.fixture(scope="module", params=["current", "lowest"])
@@ -49,7 +32,7 @@ def env(request) -> dict:
     """The interpreter to run the CLI in, and the transformers version it must report."""
     if request.param == "current":
         return {"python": sys.executable, "transformers": transformers.__version__}
-    return {"python": _lowest_python(), "transformers": LOWEST_TRANSFORMERS}
+    return {"python": lowest_python(), "transformers": LOWEST_TRANSFORMERS}
 
 
 def cli(env: dict, *args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -266,7 +249,7 @@ def test_every_family_trains_and_predicts_on_the_lowest_versions(checkpoints, tm
     """`train` from a Hub-style checkpoint of each family 4.57 has, then `predict`, in the 4.57 environment."""
     families = [family for family in checkpoints if family != "eurobert"]  # EuroBERT arrived in 5.x
     child_env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    argv = [_lowest_python(), "-c", FAMILIES_CHECK, str(NCBI), TEXT, *(str(checkpoints[f]) for f in families)]
+    argv = [lowest_python(), "-c", FAMILIES_CHECK, str(NCBI), TEXT, *(str(checkpoints[f]) for f in families)]
     proc = subprocess.run(argv, env=child_env, capture_output=True, text=True, cwd=tmp_path, timeout=900)
     assert proc.returncode == 0, proc.stderr[-6000:]
     reports = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{"model_type"')]

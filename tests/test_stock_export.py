@@ -10,17 +10,14 @@ with its reason; the output folder is handled as export-onnx handles it.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 
 import pytest
 import torch
-from conftest import ID2LABEL, LABEL2ID, LABELS, TEXT, save_tiny_model, tiny_bert_kwargs
+from conftest import ID2LABEL, LABEL2ID, LABELS, TEXT, lowest_python, save_tiny_model, tiny_bert_kwargs
 from families import FAMILIES
 from safetensors import safe_open
 from transformers import AutoModelForTokenClassification, BertConfig, BertForTokenClassification
-from versions import LOWEST_PYTHON_ENV, build_lowest_venv, lowest_venv_dir
 
 from hf_layer_tokclf import BertForLayerTokenClassification, LayerTokenClassificationConfig, stock_export
 from hf_layer_tokclf.auto import FAMILIES as SUPPORTED
@@ -35,19 +32,6 @@ from hf_layer_tokclf.tokenization import load_tokenizer, save_tokenizer
 
 HEAD = dict(num_labels=len(LABELS), id2label=ID2LABEL, label2id=LABEL2ID)
 OURS_ONLY = ("auto_map", "custom_pipelines", "hidden_layer", "layer_pooling", "use_crf")
-
-
-def lowest_python() -> str:
-    """The transformers 4.57 environment's interpreter (CI names it; else built once into ~/.cache)."""
-    named = os.environ.get(LOWEST_PYTHON_ENV)
-    if named:
-        return named
-    try:
-        return str(build_lowest_venv(lowest_venv_dir()))
-    except subprocess.CalledProcessError as error:
-        if os.environ.get("CI"):
-            pytest.fail(f"could not build the lowest-versions environment: {error}")
-        pytest.skip(f"could not build the lowest-versions environment (no PyPI?): {error}")
 
 
 def layer_indices(weights) -> set[int]:

@@ -50,6 +50,17 @@ def test_predict_finds_conll_by_extension_and_content(trained, expected, tmp_pat
     assert len(error.splitlines()) == 1 and "tokens.txt" in error and "--input-format conll" in error
 
 
+def test_predict_conll_whose_last_column_is_not_labels_has_no_gold_column(trained, expected, tmp_path):
+    sentences, predicted = expected
+    path = tmp_path / "pos.tsv"  # token and part of speech: predicted as unlabeled CoNLL
+    path.write_text("\n\n".join("\n".join(f"{token}\tNN" for token in s.tokens) for s in sentences) + "\n")
+    out = tmp_path / "out.tsv"
+    assert main(["predict", str(trained[0]), "--input", str(path), "--output", str(out), "--no-progress"]) == 0
+    rows = conll_out(out)
+    assert {len(row) for row in rows} == {2}
+    assert [row[1] for row in rows] == [label for row in predicted for label in row]
+
+
 def test_predict_reads_conllu(trained, expected, tmp_path):
     sentences, predicted = expected
     lines = []
