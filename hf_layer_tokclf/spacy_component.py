@@ -87,7 +87,8 @@ class LayerTokenClassifier(Pipe):
     """Sets ``doc.ents`` and ``doc.spans[spans_key]`` from a token classifier of this package (see the module).
 
     ``model`` is a trained output folder, an ``export-onnx`` folder or a Hub id, loaded (with
-    `inference.load_model`) on first use. The other arguments are `inference.predict_texts`'s
+    `inference.load_model`) on first use into the ``model`` and ``tokenizer`` attributes (`None` until
+    then, or until `from_disk` loads a saved copy). The other arguments are `inference.predict_texts`'s
     and `load_model`'s, with their defaults. ``stats`` counts docs, entities, misaligned entities
     and aligned ones left out of ``doc.ents`` because they overlap an entity already there.
     """
@@ -128,23 +129,18 @@ class LayerTokenClassifier(Pipe):
         self.load_options: dict[str, Any] = {"device": device, "dtype": dtype, "trust_remote_code": trust_remote_code}
         self.spans_key = spans_key
         self.stats = {"docs": 0, "entities": 0, "misaligned": 0, "overlapping": 0}
-        self._loaded: tuple[Any, Any] | None = None
+        # Plain attributes, not properties that load: spaCy probes `model` on every component while it builds a
+        # pipeline (runtime-checked protocols), before `from_disk` has put the saved copy in place.
+        self.model: Any = None  # the token classifier (PyTorch or `serving.OnnxTokenClassifier`) once loaded
+        self.tokenizer: Any = None
 
     # -- the model ---------------------------------------------------------------------------------
 
-    @property
-    def model(self) -> Any:
-        """The token classifier (PyTorch or `serving.OnnxTokenClassifier`), loaded on first use."""
-        return self._model_and_tokenizer()[0]
-
-    @property
-    def tokenizer(self) -> Any:
-        return self._model_and_tokenizer()[1]
-
     def _model_and_tokenizer(self) -> tuple[Any, Any]:
-        if self._loaded is None:
-            self._loaded = self._load(self.model_path)
-        return self._loaded
+        """The model and tokenizer, loading the configured ``model`` on first use."""
+        if self.model is None:
+            self.model, self.tokenizer = self._load(self.model_path)
+        return self.model, self.tokenizer
 
     def _load(self, path: str | Path) -> tuple[Any, Any]:
         from .inference import load_model
@@ -297,7 +293,7 @@ class LayerTokenClassifier(Pipe):
                 self.model_path,
             )
             return
-        self._loaded = self._load(folder)
+        self.model, self.tokenizer = self._load(folder)
         self.model_path = str(folder)
 
 

@@ -320,3 +320,17 @@ def test_displacy_shows_the_components_entities(docs):
     assert Marks(displacy.render(shown, style="ent", jupyter=False)).marks == [
         (e.text, e.label_) for d in shown for e in d.ents
     ]
+
+
+def test_spacy_probing_a_component_loads_nothing(tmp_path):
+    """spaCy checks every component against protocols with a `model` member while it builds a pipeline (in an
+    order that depends on the hash seed), before `from_disk`: that must not load the configured folder."""
+    from spacy import ty
+
+    nlp = spacy.blank("en")
+    component = nlp.add_pipe(FACTORY, config={"model": str(tmp_path / "gone")})
+    assert not isinstance(component, ty.ListenedToComponent)
+    assert not isinstance(component, ty.TrainableComponent)
+    assert component.model is None  # loaded on first use, and only then does a missing folder fail
+    with pytest.raises(ValueError, match="cannot load the model"):
+        nlp("BRCA1 mutations cause breast cancer.")
