@@ -246,6 +246,14 @@ def _bioc_offset(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
+def _infons(part: dict[str, Any]) -> dict[str, str]:
+    """A BioC passage's or sentence's infons, values as text (as BioC defines them); none where they are not a map."""
+    infons = part.get("infons")
+    if not isinstance(infons, dict):
+        return {}
+    return {str(key): "" if value is None else str(value) for key, value in infons.items()}
+
+
 def _bioc_passages(raw: list[Any]) -> list[Passage]:
     """A BioC document's passages; ValueError says what is wrong with one.
 
@@ -257,7 +265,7 @@ def _bioc_passages(raw: list[Any]) -> list[Passage]:
     for number, passage in enumerate(raw, start=1):
         if not isinstance(passage, dict):
             raise ValueError(f"passage {number} is not an object")
-        infons = passage.get("infons") or {}
+        infons = _infons(passage)
         parts = [passage] if passage.get("text") else passage.get("sentences") or []
         for part in parts:
             if not isinstance(part, dict) or not part.get("text"):
@@ -269,7 +277,7 @@ def _bioc_passages(raw: list[Any]) -> list[Passage]:
                 raise ValueError(f"passage {number}: offset {part.get('offset')!r} is not a non-negative integer")
             if passages and offset < passages[-1].offset + len(passages[-1].text):
                 raise ValueError(f"passage {number}: offset {offset} goes back into the passage before it")
-            passages.append(Passage(part["text"], offset, {**infons, **(part.get("infons") or {})}))
+            passages.append(Passage(part["text"], offset, {**infons, **_infons(part)}))
     return passages
 
 
@@ -353,12 +361,13 @@ def _read_pubtator(path: Path) -> Iterator[Document | RecordError]:
                 line = raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r\n")
             except UnicodeDecodeError:
                 line = None
-            starts_document = line is not None and (match := _PUBTATOR_TEXT.fullmatch(line)) and match[2] == "t"
-            if lines and (starts_document or (line is not None and not line.strip())):
+            blank = line is not None and not line.strip()
+            match = _PUBTATOR_TEXT.fullmatch(line) if line is not None else None
+            if lines and (blank or (match is not None and match[2] == "t")):
                 record += 1
                 yield _pubtator_document(lines, path, record)
                 lines = []
-            if line is None or line.strip():
+            if not blank:
                 lines.append((number, line))
     if lines:
         yield _pubtator_document(lines, path, record + 1)
