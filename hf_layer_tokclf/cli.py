@@ -239,6 +239,8 @@ def evaluate_command(argv: Sequence[str]) -> int:
 
 
 def predict_parser() -> argparse.ArgumentParser:
+    from .annotate import CORPUS_CHUNK_SIZE, ON_ERROR
+    from .corpus import OUTPUT_FORMATS
     from .decoding import DEFAULT_STRATEGY, STRATEGIES
     from .documents import INPUT_FORMATS
 
@@ -252,13 +254,18 @@ def predict_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("model_dir", help="A trained output directory (or any token classification model).")
     parser.add_argument("--text", action="append", help="A document to tag; repeat for several.")
-    parser.add_argument("--input", default=None, help="A file: text (one document per line), JSON lines or CoNLL.")
+    parser.add_argument(
+        "--input",
+        default=None,
+        help="A file: text (one document per line), JSON lines, PubMed XML (.xml, .xml.gz), BioC, PubTator or CoNLL.",
+    )
     parser.add_argument(
         "--input-format",
         choices=INPUT_FORMATS,
         default="auto",
-        help="How --input is read. auto: CoNLL for .conll/.conllu/.tsv/.iob/.bio files and for files whose lines "
-        "are tokens (one per line, with or without label columns), JSON lines for .jsonl/.json, else text.",
+        help="How --input is read. auto: PubMed XML, BioC (XML, JSON) and PubTator by their first lines; CoNLL "
+        "for .conll/.conllu/.tsv/.iob/.bio files and for files whose lines are tokens (one per line, with or "
+        "without label columns); JSON lines for .jsonl/.json; else text.",
     )
     parser.add_argument(
         "--text-column-name",
@@ -267,10 +274,10 @@ def predict_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--format",
-        choices=["jsonl", "html"],
+        choices=[*OUTPUT_FORMATS, "html"],
         default="jsonl",
-        help="Output of text and JSON lines documents: JSON lines, or an HTML page with the entities highlighted "
-        "(displaCy; needs the spacy extra).",
+        help="Output of documents: JSON lines, PubTator, BioC XML or JSON (offsets as each defines them), or an "
+        "HTML page with the entities highlighted (displaCy; needs the spacy extra).",
     )
     parser.add_argument("--output", default=None, help="Where to write (default: standard output).")
     parser.add_argument("--overwrite", action="store_true", help="Replace --output if it exists.")
@@ -296,7 +303,29 @@ def predict_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="Documents (or CoNLL sentences) read at a time and sorted by length into batches; memory stays "
-        "flat however long the input (default: 1024 documents, 4096 sentences).",
+        f"flat however long the input. A chunk is what a killed run does again, and what --shard deals out "
+        f"(default: {CORPUS_CHUNK_SIZE} documents, 4096 sentences).",
+    )
+    parser.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="Annotate only shard I of N (0 <= I < N) of the documents: chunk c is shard c %% N's, the same "
+        "slice on every run. Under torchrun each process takes its own (leave --shard out).",
+    )
+    parser.add_argument(
+        "--on-error",
+        choices=ON_ERROR,
+        default="skip",
+        help="A document that cannot be read (bad JSON, an article without a PMID, ...): skip = warn, naming "
+        "its file and record, count it and go on; stop = fail on it. Default: skip.",
+    )
+    parser.add_argument(
+        "--num-threads",
+        type=int,
+        default=None,
+        help="CPU threads per process (default: torch's choice; under torchrun, the cores shared out among "
+        "the processes).",
     )
     _add_device_options(parser)  # an ONNX folder from export-onnx runs on the CPU with onnxruntime
     _add_trust_option(parser)
@@ -347,31 +376,48 @@ def _predict_input(args: argparse.Namespace) -> tuple[str, str | None, bool]:
 
 def predict_command(argv: Sequence[str]) -> int:
     args = predict_parser().parse_args(list(argv))
+    import torch
+
+    from .annotate import Shard
     from .inference import label_scheme, load_model
+    from .parallel import World, pick_world_device, worker_threads, world_from_env
 
     if args.output:
         check_output_file(args.output, args.overwrite)
     if args.chunk_size is not None and args.chunk_size < 1:
         raise ValueError(f"--chunk-size must be at least 1, got {args.chunk_size}.")
     input_format, column, tokenized = _predict_input(args)
+    world = world_from_env()
+    shard = Shard.parse(args.shard) if args.shard else Shard()
+    if (args.shard or world) and (input_format == "conll" or tokenized):
+        raise ValueError("--shard and torchrun split documents; this input is pre-tokenized (CoNLL or word lists).")
+    if world is not None:
+        if args.shard or not args.output:
+            raise ValueError("Under torchrun each process takes its shard and rank 0 merges them: give --output, "
+                             "and no --shard.")  # fmt: skip
+        args.device = pick_world_device(world, args.device)
+    if world is not None or args.num_threads is not None:
+        torch.set_num_threads(worker_threads(world or World(), args.num_threads))
     options = dict(
         batch_size=args.batch_size,
         progress=not args.no_progress,
         decoding=args.decoding,
         min_score=args.min_score,
-        **({"chunk_size": args.chunk_size} if args.chunk_size else {}),
     )
     model, tokenizer = load_model(
         args.model_dir, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code
     )
-    scheme = label_scheme(model)
     if input_format == "conll":
-        _predict_conll(args, model, tokenizer, scheme, options)
+        _predict_conll(args, model, tokenizer, label_scheme(model), _chunked(options, args.chunk_size))
     elif tokenized:
-        _predict_word_lists(args, model, tokenizer, column, scheme, options)
+        _predict_word_lists(args, model, tokenizer, column, label_scheme(model), _chunked(options, args.chunk_size))
     else:
-        _predict_documents(args, model, tokenizer, column, options)
+        _predict_documents(args, model, tokenizer, input_format, column, options, shard, world)
     return 0
+
+
+def _chunked(options: dict[str, Any], chunk_size: int | None) -> dict[str, Any]:
+    return {**options, "chunk_size": chunk_size} if chunk_size else options
 
 
 def _predict_conll(args: argparse.Namespace, model: Any, tokenizer: Any, scheme: str, options: dict) -> None:
@@ -406,49 +452,7 @@ def _predict_word_lists(
         {**record, "predictions": from_iob2(labels, scheme)}
         for (_, record), labels in zip(read_json_records(args.input), predictions, strict=True)
     )
-    _write_records(args, records)
-
-
-def _predict_documents(args: argparse.Namespace, model: Any, tokenizer: Any, column: str | None, options: dict) -> None:
-    """Text (one document per line) or JSON lines of documents: each with its ``entities``, other fields kept."""
-    import itertools
-
-    from .documents import read_documents
-    from .inference import predict_texts
-
-    if column is None:
-        texts = iter(args.text) if args.text else _lines(args.input)
-        documents = ({"text": text} for text in texts)
-        column = "text"
-    else:
-        documents = read_documents(args.input, column)
-    total = len(args.text) if args.text else _count_lines(args.input) if args.input else None
-    # Documents are read lazily and results written as they come: `tee` keeps only the chunk in flight.
-    documents, to_model = itertools.tee(documents)
-    entities = predict_texts(
-        model,
-        tokenizer,
-        (document[column] for document in to_model),
-        aggregation_strategy=args.aggregation_strategy,
-        total=total,
-        **options,
-    )
-    records = ({**document, "entities": found} for document, found in zip(documents, entities, strict=True))
-    if args.format == "html" and column != "text":  # the page shows the field the entities were found in
-        records = ({**record, "text": record[column]} for record in records)
-    _write_records(args, records)
-
-
-def _write_records(args: argparse.Namespace, records: Iterator[dict[str, Any]]) -> None:
-    """predict's records as JSON lines (or an HTML page), to --output or standard output."""
-    if args.format == "html":
-        from .rendering import entities_html, write_html
-
-        if args.output:
-            write_html(args.output, records)
-        else:
-            sys.stdout.write(entities_html(records))
-    elif args.output:
+    if args.output:
         from .inference import write_jsonl
 
         write_jsonl(args.output, records)
@@ -457,6 +461,123 @@ def _write_records(args: argparse.Namespace, records: Iterator[dict[str, Any]]) 
 
         for record in records:
             print(json.dumps(record, ensure_ascii=False), flush=True)
+
+
+def _documents(args: argparse.Namespace, input_format: str, column: str | None) -> Iterator[Any]:
+    """predict's documents (`corpus.Document`, or `corpus.RecordError` for a record that cannot be read), lazily."""
+    from .corpus import Document, Passage, read_corpus
+
+    if input_format != "text":
+        return read_corpus(args.input, input_format, **({"column": column} if column else {}))
+    source = args.input or ("--text" if args.text else "<stdin>")
+    texts = iter(args.text) if args.text else _lines(args.input)
+    return (
+        Document(str(number), [Passage(text)], source, number, {"text": text})
+        for number, text in enumerate(texts, start=1)
+    )
+
+
+def _predict_documents(
+    args: argparse.Namespace,
+    model: Any,
+    tokenizer: Any,
+    input_format: str,
+    column: str | None,
+    options: dict[str, Any],
+    shard: Any,
+    world: Any,
+) -> None:
+    """Documents in, entities out (`annotate.annotate_corpus`): resumable to --output, merged under torchrun."""
+    from .annotate import CORPUS_CHUNK_SIZE, annotate_corpus
+    from .corpus import count_records, get_writer
+
+    if args.format == "html":
+        _predict_html(args, model, tokenizer, input_format, column, options, shard)
+        return
+    if args.text:
+        total = len(args.text)
+    elif args.input:
+        total = _count_lines(args.input) if input_format == "text" else count_records(args.input, input_format)
+    else:
+        total = None
+    kwargs = dict(
+        model=model,
+        tokenizer=tokenizer,
+        records=_documents(args, input_format, column),
+        writer=get_writer(args.format),
+        run=_corpus_run(args, input_format),
+        chunk_size=args.chunk_size or CORPUS_CHUNK_SIZE,
+        on_error=args.on_error,
+        total=total,
+        aggregation_strategy=args.aggregation_strategy,
+        **options,
+    )
+    if world is not None:
+        from .parallel import annotate_with_world
+
+        summary = annotate_with_world(world, args.output, overwrite=args.overwrite, **kwargs)
+    else:
+        summary = annotate_corpus(output=args.output, shard=shard, overwrite=args.overwrite, **kwargs)
+    if summary is not None and args.output:
+        print(f"{summary['documents']} documents annotated, {summary['errors']} skipped; summary in "
+              f"{args.output}.summary.json", file=sys.stderr)  # fmt: skip
+
+
+def _corpus_run(args: argparse.Namespace, input_format: str) -> dict[str, Any]:
+    """What a resumed run must share with the one it continues: the same input, model and options."""
+    source = Path(args.input) if args.input else None
+    stat = source.stat() if source else None
+    return {
+        "input": str(source.resolve()) if source else None,
+        "input_bytes": stat.st_size if stat else None,
+        "input_mtime_ns": stat.st_mtime_ns if stat else None,
+        "input_format": input_format,
+        "text_column_name": args.text_column_name,
+        "output_format": args.format,
+        "model": str(Path(args.model_dir).resolve()) if Path(args.model_dir).exists() else args.model_dir,
+        "aggregation_strategy": args.aggregation_strategy,
+        "decoding": args.decoding,
+        "min_score": args.min_score,
+        "batch_size": args.batch_size,
+        "device": args.device,
+        "dtype": args.dtype,
+    }
+
+
+def _title(document: Any, input_format: str) -> str | None:
+    """A document's id where its input has one (a JSON lines record may not; text lines have none)."""
+    if input_format == "text":
+        return None
+    return document.fields.get("id") if input_format == "jsonl" else document.id
+
+
+def _predict_html(
+    args: argparse.Namespace,
+    model: Any,
+    tokenizer: Any,
+    input_format: str,
+    column: str | None,
+    options: dict[str, Any],
+    shard: Any,
+) -> None:
+    """An HTML page of the documents with their entities highlighted (displaCy)."""
+    from .annotate import CORPUS_CHUNK_SIZE, annotated_chunks
+    from .corpus import document_text
+    from .rendering import entities_html, write_html
+
+    chunks = annotated_chunks(
+        model, tokenizer, _documents(args, input_format, column), chunk_size=args.chunk_size or CORPUS_CHUNK_SIZE,
+        shard=shard, on_error=args.on_error, aggregation_strategy=args.aggregation_strategy, **options,
+    )  # fmt: skip
+    records = (
+        {"id": _title(document, input_format), "text": document_text(document), "entities": entities}
+        for chunk in chunks
+        for document, entities in zip(chunk.documents, chunk.entities, strict=True)
+    )
+    if args.output:
+        write_html(args.output, records)
+    else:
+        sys.stdout.write(entities_html(records))
 
 
 def push_parser(prog: str = "hf-layer-tokclf push") -> argparse.ArgumentParser:

@@ -98,9 +98,13 @@ class Document:
 class RecordError(DataError):
     """A record of a corpus file that cannot be read; it names the file and the record."""
 
-    def __init__(self, source: str | Path, record: int, message: str) -> None:
+    def __init__(self, source: str | Path, record: int, message: str, unit: str = "record") -> None:
         self.source, self.record, self.reason = str(source), record, message
-        super().__init__(f"{source}, record {record}: {message}")
+        super().__init__(f"{source}, {unit} {record}: {message}")
+        self.unit = unit
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled whole (to another process), not as its message alone
+        return type(self), (self.source, self.record, self.reason, self.unit)
 
 
 def document_text(document: Document) -> str:
@@ -135,11 +139,11 @@ def _read_jsonl(path: Path, column: str = "text") -> Iterator[Document | RecordE
                     continue
                 record = json.loads(line)
             except (UnicodeDecodeError, json.JSONDecodeError) as error:
-                yield RecordError(path, number, f"not a JSON object ({error})")
+                yield RecordError(path, number, f"not a JSON object ({error})", unit="line")
                 continue
             if not isinstance(record, dict) or not isinstance(record.get(column), str):
                 keys = ", ".join(record) if isinstance(record, dict) else type(record).__name__
-                yield RecordError(path, number, f"no {column!r} text (keys: {keys or 'none'})")
+                yield RecordError(path, number, f"no {column!r} text (keys: {keys or 'none'})", unit="line")
                 continue
             yield Document(str(record.get("id", number)), [Passage(record[column])], str(path), number, record)
 

@@ -1,0 +1,252 @@
+"""Annotating a corpus (annotate.py, parallel.py, predict on documents): chunks and shards, a run killed by
+SIGKILL and started again, torchrun's processes merged in input order, the progress line and the summary.
+
+The model is the trained MiniLM (real weights) on NCBI-disease test text rebuilt as documents.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import NCBI, REPO
+
+from hf_layer_tokclf.annotate import (
+    CorpusProgress,
+    Shard,
+    annotate_corpus,
+    annotate_documents,
+    merge_shards,
+    summary_path,
+)
+from hf_layer_tokclf.cli import main
+from hf_layer_tokclf.corpus import Document, Passage, RecordError, get_writer, read_corpus
+from hf_layer_tokclf.inference import load_model, predict_texts
+from hf_layer_tokclf.parallel import World, shard_output, worker_threads, world_from_env
+
+
+def ncbi_documents(count: int, sentences_per_document: int = 3) -> list[dict]:
+    """NCBI test sentences, detokenized by spaces and joined a few at a time into documents with PMIDs."""
+    sentences = [
+        " ".join(line.split("\t")[0] for line in block.splitlines())
+        for block in (NCBI / "test.tsv").read_text().strip().split("\n\n")
+    ]
+    return [
+        {
+            "id": f"PMID{100 + i}",
+            "text": " ".join(sentences[i * sentences_per_document : (i + 1) * sentences_per_document]),
+        }
+        for i in range(count)
+    ]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """16 documents and, as record 7, a line that is not JSON."""
+    path = tmp_path_factory.mktemp("corpus") / "abstracts.jsonl"
+    lines = [json.dumps(document) for document in ncbi_documents(16)]
+    lines.insert(6, "{not json")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def model(trained):
+    return load_model(trained[0])
+
+
+def test_shards_are_deterministic_round_robin_chunks():
+    assert Shard.parse("1/3") == Shard(1, 3)
+    assert str(Shard(1, 3)) == "1/3"
+    for bad in ("3/3", "-1/2", "1", "a/b", "1/0"):
+        with pytest.raises(ValueError, match="expected I/N"):
+            Shard.parse(bad)
+    # 10 records in chunks of 3: chunks 0..3 hold 3, 3, 3, 1; shard 1/2 has chunks 1 and 3.
+    assert [Shard(i, 2).records(10, 3) for i in range(2)] == [6, 4]
+    assert sum(Shard(i, 3).records(1000, 7) for i in range(3)) == 1000
+
+
+def test_passage_entities_move_to_document_offsets(model):
+    title, abstract = "Ataxia telangiectasia in a child .", "Colorectal cancer and breast cancer are common ."
+    document = Document("1", [Passage(title, 0), Passage(abstract, len(title) + 1)])
+    text = f"{title} {abstract}"
+    alone = [next(iter(predict_texts(*model, [part]))) for part in (title, abstract)]
+    found = annotate_documents(*model, [document])[0]
+    assert len(found) == sum(map(len, alone)) > 0
+    for entity in found:
+        assert text[entity["start"] : entity["end"]].lower() == entity["word"].replace(" ##", "").lower()
+
+
+def run_corpus(model, path, output, output_format="jsonl", **kwargs):
+    records = read_corpus(path, "jsonl")
+    return annotate_corpus(*model, records, get_writer(output_format), output, progress=False, **kwargs)
+
+
+def test_a_run_counts_and_names_bad_records_and_writes_a_summary(model, corpus, tmp_path, capsys):
+    whole = tmp_path / "whole.jsonl"
+    summary = run_corpus(model, corpus, whole, chunk_size=3)
+    assert (summary["records"], summary["documents"], summary["errors"]) == (17, 16, 1)
+    assert summary["error_samples"] == [f"{corpus}, line 7: not a JSON object (Expecting property name enclosed "
+                                        "in double quotes: line 1 column 2 (char 1))"]  # fmt: skip
+    assert "warning: skipped" in capsys.readouterr().err
+    assert json.loads(summary_path(whole).read_text())["entities"] == summary["entities"] > 10
+    written = [json.loads(line) for line in whole.read_text().splitlines()]
+    assert written == [
+        {**document, "entities": written[i]["entities"]} for i, document in enumerate(ncbi_documents(16))
+    ]
+
+
+def test_shards_merged_give_the_single_run_byte_for_byte(model, corpus, tmp_path):
+    # BioC JSON: documents need a separator between them, also where the shards' chunks meet.
+    whole = tmp_path / "whole.json"
+    run_corpus(model, corpus, whole, "bioc-json", chunk_size=3)
+    parts = [tmp_path / f"part{i}.json" for i in range(3)]
+    for i, part in enumerate(parts):
+        run_corpus(model, corpus, part, "bioc-json", chunk_size=3, shard=Shard(i, 3))
+    # 17 records in chunks of 3 (the 3rd holds the bad one): shard 0 has chunks 0, 3; 1: 1, 4; 2: 2, 5.
+    assert [len(json.loads(p.read_text())["documents"]) for p in parts] == [6, 6, 4]
+    merged = merge_shards(parts, tmp_path / "merged.json")
+    assert (tmp_path / "merged.json").read_bytes() == whole.read_bytes()
+    assert [d.id for d in read_corpus(whole, "bioc-json")] == [d["id"] for d in ncbi_documents(16)]
+    assert (merged["records"], merged["documents"], merged["errors"]) == (17, 16, 1)
+    with pytest.raises(ValueError, match="not the complete output of shard 0/2"):
+        merge_shards(parts[1:], tmp_path / "other.json")
+
+
+def test_errors_stop_the_run_with_on_error_stop(model, corpus, tmp_path, capsys):
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(RecordError, match=r"abstracts.jsonl, line 7: not a JSON object"):
+        run_corpus(model, corpus, out, chunk_size=4, on_error="stop")
+    assert not out.exists()
+    argv = ["predict", str(model[0].name_or_path), "--input", str(corpus), "--output", str(tmp_path / "o.jsonl")]
+    assert main([*argv, "--on-error", "stop", "--no-progress", "--overwrite"]) == 2
+    assert "abstracts.jsonl, line 7" in capsys.readouterr().err
+
+
+def test_a_partial_run_of_other_settings_is_not_continued(model, corpus, tmp_path):
+    out = tmp_path / "out.jsonl"
+    Path(f"{out}.partial").write_text("")
+    Path(f"{out}.partial.index").write_text("")
+    Path(f"{out}.progress.json").write_text(json.dumps({"run": {"chunk_size": 5}, "writes": 0, "bytes": 0}))
+    with pytest.raises(ValueError, match=r"unfinished output of another run .*chunk_size"):
+        run_corpus(model, corpus, out, chunk_size=3)
+    run_corpus(model, corpus, out, chunk_size=3, overwrite=True)
+    assert len(out.read_text().splitlines()) == 16
+    assert not Path(f"{out}.partial").exists() and not Path(f"{out}.progress.json").exists()
+
+
+# A predict process that sleeps after each chunk it writes, so that the test can kill it mid-run for sure.
+SLOW_PREDICT = """
+import sys, time
+import hf_layer_tokclf.annotate as annotate
+from hf_layer_tokclf.cli import main
+write = annotate.ResumableOutput.write
+def slow_write(self, *args, **counts):
+    write(self, *args, **counts)
+    time.sleep(0.5)
+annotate.ResumableOutput.write = slow_write
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_killed_run_continues_after_its_last_complete_chunk(trained, corpus, tmp_path):
+    argv = ["predict", str(trained[0]), "--input", str(corpus), "--chunk-size", "2", "--no-progress"]
+    assert main([*argv, "--output", str(tmp_path / "uninterrupted.jsonl")]) == 0
+    out = tmp_path / "out.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-c", SLOW_PREDICT, *argv, "--output", str(out)]
+    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    progress = Path(f"{out}.progress.json")
+    deadline = time.monotonic() + 120
+    while not (progress.exists() and json.loads(progress.read_text())["writes"] >= 3):
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not out.exists()
+    with open(f"{out}.partial", "ab") as partial:  # as if killed halfway through writing the next chunk
+        partial.write(b'{"id": "PMID104", "te')
+    done = json.loads(progress.read_text())["counts"]["records"]
+    assert 0 < done < 17
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes() == (tmp_path / "uninterrupted.jsonl").read_bytes()
+    summary = json.loads(summary_path(out).read_text())
+    assert summary["resumed"] and (summary["records"], summary["errors"]) == (17, 1)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("out")) == [
+        "out.jsonl",
+        "out.jsonl.summary.json",
+    ]
+
+
+def test_torchrun_processes_take_a_shard_each_and_merge_in_input_order(trained, corpus, tmp_path):
+    single = tmp_path / "single.jsonl"
+    argv = ["predict", str(trained[0]), "--input", str(corpus), "--chunk-size", "3", "--no-progress"]
+    assert main([*argv, "--output", str(single)]) == 0
+    merged = tmp_path / "merged.jsonl"
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [*torchrun, "-m", "hf_layer_tokclf", *argv, "--output", str(merged)],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    ours, theirs = ([json.loads(line) for line in path.read_text().splitlines()] for path in (merged, single))
+    assert [r["id"] for r in ours] == [r["id"] for r in theirs]
+    spans = [[(e["start"], e["end"], e["entity_group"]) for e in r["entities"]] for r in ours]
+    assert spans == [[(e["start"], e["end"], e["entity_group"]) for e in r["entities"]] for r in theirs]
+    for a, b in zip(ours, theirs, strict=True):  # one thread a process here, two there: the same up to rounding
+        assert [e["score"] for e in a["entities"]] == pytest.approx([e["score"] for e in b["entities"]], abs=1e-4)
+    summary = json.loads(summary_path(merged).read_text())
+    assert (summary["records"], summary["documents"], summary["errors"]) == (17, 16, 1)
+    assert summary["shard"] == "merged from 2 shards"
+    assert not any(shard_output(merged, Shard(i, 2)).exists() for i in range(2))
+
+
+def test_world_and_threads_come_from_torchrun():
+    assert world_from_env({}) is None
+    world = world_from_env({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"})
+    assert world == World(3, 4, 1, 2) and world.shard == Shard(3, 4)
+    assert worker_threads(world, cores=16) == 8
+    assert worker_threads(World(0, 4, 0, 4), cores=2) == 1
+    assert worker_threads(world, 3) == 3
+    with pytest.raises(ValueError, match="--num-threads"):
+        worker_threads(world, 0)
+
+
+def test_the_progress_line_tells_documents_rate_time_left_and_errors():
+    stream = io.StringIO()
+    progress = CorpusProgress(100, done=10, errors=1, interval=0, stream=stream)
+    time.sleep(0.01)
+    progress.update(20, errors=2)
+    progress.close()
+    line = stream.getvalue().splitlines()[-1]
+    assert line.startswith("Annotating: 30/100 documents, ")
+    assert " documents/s, " in line and " left, 3 errors" in line
+    assert CorpusProgress(None, enabled=False, stream=stream).line().startswith("Annotating: 0 documents, 0.0")
+
+
+def test_predict_without_output_streams_and_refuses_shards_of_conll(trained, tmp_path, capsys):
+    argv = [
+        "predict",
+        str(trained[0]),
+        "--text",
+        "Ataxia telangiectasia .",
+        "--text",
+        "Breast cancer .",
+        "--no-progress",
+    ]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [json.loads(line)["text"] for line in lines] == ["Ataxia telangiectasia .", "Breast cancer ."]
+    conll = tmp_path / "x.conll"
+    conll.write_text("Breast\nCancer\n")
+    assert main(["predict", str(trained[0]), "--input", str(conll), "--shard", "0/2"]) == 2
+    assert "pre-tokenized" in capsys.readouterr().err
