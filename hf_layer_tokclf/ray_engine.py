@@ -215,6 +215,19 @@ def annotate_dataset(
     )
 
 
+class _StopAtRecord(Exception):
+    """A `corpus.RecordError` on its way from a Ray worker to the driver, which raises it again.
+
+    RecordError itself does not survive pickling (its ``args`` are the message, its ``__init__`` takes three
+    arguments), and Ray would hand the driver a traceback as text instead. The parts are attributes, which
+    pickling keeps as they are (Ray appends its own words to ``args[0]``).
+    """
+
+    def __init__(self, source: str, record: int, reason: str) -> None:
+        super().__init__(source, record, reason)
+        self.source, self.record, self.reason = source, record, reason
+
+
 def _parse_files(batch: pa.Table, corpus_format: str, read_options: dict[str, Any], on_error: str) -> pa.Table:
     """The documents of each file of ``batch`` (``path`` and ``bytes`` columns), as rows of `DOCUMENT_SCHEMA`."""
     rows = []
@@ -228,7 +241,7 @@ def _parse_files(batch: pa.Table, corpus_format: str, read_options: dict[str, An
             for item in read_corpus(local, corpus_format, **read_options):
                 if isinstance(item, RecordError):
                     if on_error == "stop":
-                        raise RecordError(path, item.record, item.reason)
+                        raise _StopAtRecord(path, item.record, item.reason)
                     rows.append({"source": path, "record": item.record, "passages": [], "error": item.reason})
                     continue
                 item.source = path
@@ -256,6 +269,10 @@ def read_corpus_dataset(
         raise ValueError(f"on_error={on_error!r}; expected one of {', '.join(ON_ERROR)}")
     paths = [input_path] if isinstance(input_path, (str, Path)) else list(input_path)
     files = ray.data.read_binary_files([str(p) for p in paths], include_paths=True)
+    # A worker's exception reaches the driver as itself, not as Ray Data's UserCodeException (whose cause stays
+    # in the worker): on_error="stop"'s record, a model that fails to load, are reported as they are. (The
+    # context is this dataset's and those made from it, not Ray's global one.)
+    files.context.raise_original_map_exception = True
     options = {"column": text_column} if input_format == "jsonl" else {}
     return files.map_batches(
         _parse_files,
@@ -431,7 +448,7 @@ def predict_with_ray(
     try:
         annotated.write_datasink(sink)
     except Exception as error:
-        found = _find(error, RecordError)  # --on-error stop: the record's own error, not Ray's wrapping of it
+        found = _find(error, _StopAtRecord)  # --on-error stop: the record's own error, not Ray's wrapping of it
         if found is not None:
             raise RecordError(found.source, found.record, found.reason) from None
         raise

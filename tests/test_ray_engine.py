@@ -15,7 +15,7 @@ from hf_layer_tokclf.annotate import annotate_documents  # noqa: E402
 from hf_layer_tokclf.corpus import Document, Passage, get_writer, read_corpus  # noqa: E402
 from hf_layer_tokclf.files import OutputExistsError  # noqa: E402
 from hf_layer_tokclf.inference import load_model  # noqa: E402
-from hf_layer_tokclf.ray_engine import annotate_dataset, predict_with_ray  # noqa: E402
+from hf_layer_tokclf.ray_engine import annotate_dataset, predict_with_ray, read_corpus_dataset  # noqa: E402
 
 OPTIONS = {"aggregation_strategy": "first", "decoding": "viterbi"}
 
@@ -139,3 +139,20 @@ def test_annotate_dataset_moves_passage_entities_to_document_offsets(local_ray, 
     assert got == _close([{**row, "entities": e} for row, e in zip(rows, expected, strict=True)])
     title = len(documents[0].passages[0].text)
     assert any(e["start"] > title for found in expected for e in found)  # abstract entities, moved past the title
+
+
+def test_unreadable_records_are_rows_naming_them_or_stop_the_run(local_ray, corpus):
+    rows = read_corpus_dataset(str(corpus / "part1.jsonl"), "jsonl").take_all()
+    assert [(row["record"], row["error"] is not None) for row in rows] == [
+        (1, False),
+        (2, False),
+        (3, True),
+        (4, False),
+        (5, False),
+    ]
+    assert rows[0]["passages"] == [{"text": rows[0]["passages"][0]["text"], "offset": 0, "infons": "{}"}]
+    assert json.loads(rows[0]["fields"]) == {"id": "d4", "year": 2000}  # all but the text, as read_corpus keeps them
+
+    with pytest.raises(Exception, match="not a JSON object") as stopped:
+        read_corpus_dataset(str(corpus / "part1.jsonl"), "jsonl", on_error="stop").take_all()
+    assert (stopped.value.source, stopped.value.record) == (str(corpus / "part1.jsonl"), 3)  # for RecordError
