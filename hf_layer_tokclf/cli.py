@@ -329,7 +329,13 @@ def predict_parser() -> argparse.ArgumentParser:
     )
     _add_device_options(parser)  # an ONNX folder from export-onnx runs on the CPU with onnxruntime
     _add_trust_option(parser)
-    parser.add_argument("--no-progress", action="store_true", help="No progress bar (shown only on a terminal).")
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="No progress: a bar on a terminal, else (a batch job's log) a line every 30 s of documents done, "
+        "documents/s, time left and errors.",
+    )
+    _add_engine_options(parser)
     return parser
 
 
@@ -354,6 +360,33 @@ def _lines(path: str | None) -> Iterator[str]:
     finally:
         if path is not None:
             stream.close()
+
+
+def _add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """predict's ``--engine`` and ``--ray-*`` options (read by `ray_engine.predict_command_ray`)."""
+    group = parser.add_argument_group("Ray (pip install 'hf-layer-tokclf[ray]')")
+    group.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="local = this process; ray = Ray Data, on this machine or a cluster (--ray-address): Ray reads "
+        "--input (a corpus file, a folder of them, or a glob), and writes --output as a FOLDER of files, one per "
+        "write task (JSON lines: *.jsonl; together, the records single-process predict writes).",
+    )
+    group.add_argument(
+        "--ray-address",
+        default=None,
+        help="The Ray cluster to run on: auto (the one `ray start` started on this node), HEAD_IP:6379, or "
+        "ray://HEAD_IP:10001. Default: start Ray on this machine.",
+    )
+    group.add_argument(
+        "--ray-concurrency", type=int, default=1, help="Model actors: each loads the model once (default: 1)."
+    )
+    group.add_argument(
+        "--ray-num-gpus", type=float, default=0, help="GPUs per actor (0.5 puts two on a GPU; default: 0, the CPU)."
+    )
+    group.add_argument("--ray-num-cpus", type=float, default=None, help="CPUs per actor (Ray's default: 1).")
+    group.add_argument("--ray-batch-size", type=int, default=32, help="Documents per call of an actor (default: 32).")
 
 
 def _predict_input(args: argparse.Namespace) -> tuple[str, str | None, bool]:
@@ -382,6 +415,10 @@ def predict_command(argv: Sequence[str]) -> int:
     from .inference import label_scheme, load_model
     from .parallel import World, pick_world_device, worker_threads, world_from_env
 
+    if args.engine == "ray":
+        from .ray_engine import predict_command_ray
+
+        return predict_command_ray(args)
     if args.output:
         check_output_file(args.output, args.overwrite)
     if args.chunk_size is not None and args.chunk_size < 1:

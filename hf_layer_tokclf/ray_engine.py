@@ -40,13 +40,12 @@ import ray
 import ray.data
 from ray.data.datasource import BlockBasedFileDatasink
 
-from .annotate import annotate_documents
+from .annotate import ON_ERROR, annotate_documents
 from .corpus import CORPUS_FORMATS, Document, Passage, RecordError, get_writer, read_corpus
 from .files import OutputExistsError, check_overwritable
 
 __all__ = [
     "RayPrediction",
-    "add_ray_options",
     "annotate_dataset",
     "connect",
     "entities_type",
@@ -57,9 +56,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-ON_ERROR = ("skip", "stop")
 # The file name Ray gives an output file of the format; a name a format has no entry for is used as the extension.
-OUTPUT_EXTENSIONS = {"jsonl": "jsonl", "bioc": "xml", "pubmed": "xml", "pubtator": "pubtator"}
+OUTPUT_EXTENSIONS = {"jsonl": "jsonl", "bioc": "xml", "bioc-json": "json", "pubtator": "pubtator"}
 
 # The parsed documents, as rows. Arrow needs one schema for every block, so what varies in shape (a JSON
 # record's other fields, BioC's infons) travels as JSON text; ``error`` is set, and nothing else, on a
@@ -307,15 +305,15 @@ class _CorpusDatasink(BlockBasedFileDatasink):
 
     def write_block_to_file(self, block: Any, file: Any) -> None:
         writer = get_writer(self.output_format)
-        file.write(writer.header().encode("utf-8"))
+        documents = []
         for row in block.to_arrow().to_pylist():
             if row.get("error"):
                 self.skipped.append((row["source"], row["record"], row["error"]))
                 continue
-            document = _row_document(row, self.text_column)
-            file.write(writer.document(document, row["entities"]).encode("utf-8"))
-            self.written += 1
-        file.write(writer.footer().encode("utf-8"))
+            documents.append(writer.document(_row_document(row, self.text_column), row["entities"]))
+        self.written += len(documents)
+        # BioC JSON's documents need "," between them (`separator`).
+        file.write((writer.header() + writer.separator.join(documents) + writer.footer()).encode("utf-8"))
 
     def on_write_complete(self, write_result: Any) -> None:
         super().on_write_complete(write_result)
@@ -457,33 +455,6 @@ def predict_with_ray(
     return RayPrediction(output_path, sink.written, sink.skipped)
 
 
-def add_ray_options(parser: argparse.ArgumentParser) -> None:
-    """predict's ``--engine`` and ``--ray-*`` options (read by `predict_command_ray`), as one argument group."""
-    group = parser.add_argument_group("Ray (pip install 'hf-layer-tokclf[ray]')")
-    group.add_argument(
-        "--engine",
-        choices=["local", "ray"],
-        default="local",
-        help="local = this process; ray = Ray Data, on this machine or a cluster (--ray-address): Ray reads "
-        "--input (a corpus file, a folder of them, or a glob), and writes --output as a FOLDER of files, one per "
-        "write task (JSON lines: *.jsonl; together, the records single-process predict writes).",
-    )
-    group.add_argument(
-        "--ray-address",
-        default=None,
-        help="The Ray cluster to run on: auto (the one `ray start` started on this node), HEAD_IP:6379, or "
-        "ray://HEAD_IP:10001. Default: start Ray on this machine.",
-    )
-    group.add_argument(
-        "--ray-concurrency", type=int, default=1, help="Model actors: each loads the model once (default: 1)."
-    )
-    group.add_argument(
-        "--ray-num-gpus", type=float, default=0, help="GPUs per actor (0.5 puts two on a GPU; default: 0, the CPU)."
-    )
-    group.add_argument("--ray-num-cpus", type=float, default=None, help="CPUs per actor (Ray's default: 1).")
-    group.add_argument("--ray-batch-size", type=int, default=32, help="Documents per call of an actor (default: 32).")
-
-
 def _ray_input_format(path: str, declared: str) -> str:
     """The corpus format of ``--input``: as declared, or, for ``auto``, JSON lines by its (or its files') suffix."""
     if declared != "auto":
@@ -510,10 +481,10 @@ def predict_command_ray(args: argparse.Namespace) -> int:
 
     Reads ``model_dir``, ``input``, ``input_format``, ``output``, ``overwrite``, ``batch_size``,
     ``aggregation_strategy``, ``decoding``, ``min_score``, ``device``, ``dtype``, ``trust_remote_code``,
-    ``on_error``, ``text_column_name`` and those of `add_ray_options` (``ray_address``,
+    ``on_error``, ``text_column_name``, ``format`` and the ``--ray-*`` options (``ray_address``,
     ``ray_concurrency``, ``ray_num_gpus``, ``ray_num_cpus``, ``ray_batch_size``); where present,
-    ``output_format``, ``max_length``, ``stride``, and ``text`` / ``format`` (refused: Ray reads files and
-    writes a corpus format).
+    ``max_length``, ``stride``, and ``text`` / ``format html`` (refused: Ray reads files and writes a corpus
+    format).
     """
     if getattr(args, "text", None):
         raise ValueError("--engine ray reads --input files; --text is for the local engine.")
@@ -527,7 +498,7 @@ def predict_command_ray(args: argparse.Namespace) -> int:
         _ray_input_format(args.input, args.input_format),
         args.output,
         model_dir=args.model_dir,
-        output_format=getattr(args, "output_format", None) or "jsonl",
+        output_format=args.format,
         address=args.ray_address,
         concurrency=args.ray_concurrency,
         num_gpus=args.ray_num_gpus,

@@ -12,6 +12,7 @@ ray = pytest.importorskip("ray")
 from conftest import LABEL2ID, LABELS, NCBI, REPO  # noqa: E402
 
 from hf_layer_tokclf.annotate import annotate_documents  # noqa: E402
+from hf_layer_tokclf.cli import main  # noqa: E402
 from hf_layer_tokclf.corpus import Document, Passage, get_writer, read_corpus  # noqa: E402
 from hf_layer_tokclf.files import OutputExistsError  # noqa: E402
 from hf_layer_tokclf.inference import load_model  # noqa: E402
@@ -98,16 +99,17 @@ def _close(records: list[dict]) -> list[dict]:
     ]
 
 
-def test_predict_with_ray_writes_the_single_process_entities(local_ray, model_dir, loaded, corpus, tmp_path, caplog):
+def test_predict_engine_ray_writes_the_single_process_entities(
+    local_ray, model_dir, loaded, corpus, tmp_path, caplog, capsys
+):
     output = tmp_path / "entities"
     output.mkdir()
     (output / "notes.txt").write_text("mine")
     old = output / f"{'a' * 32}_{'b' * 32}_000000.jsonl"  # a file an earlier Ray run wrote
     old.write_text("{}\n")
 
-    result = predict_with_ray(
-        str(corpus), "jsonl", str(output), model_dir=model_dir, batch_size=3, overwrite=True, **OPTIONS
-    )
+    argv = ["predict", str(model_dir), "--input", str(corpus), "--output", str(output), "--engine", "ray"]
+    assert main([*argv, "--ray-batch-size", "3", "--overwrite", "--decoding", OPTIONS["decoding"]]) == 0
 
     assert not old.exists() and (output / "notes.txt").read_text() == "mine"  # an overwrite deletes only Ray's files
     files = sorted(output.glob("*.jsonl"))
@@ -118,8 +120,7 @@ def test_predict_with_ray_writes_the_single_process_entities(local_ray, model_di
     assert by_id == _close(expected)  # same entities, offsets into the document
     assert {len(r["entities"]) > 0 for r in written} == {True, False}  # documents without entities survive
     assert all(isinstance(e["score"], float) for r in written for e in r["entities"])
-    assert result.written == 8
-    assert [item[:2] for item in result.skipped] == [(str(corpus / "part1.jsonl"), 3)]
+    assert "8 documents with their entities in" in capsys.readouterr().err
     assert "part1.jsonl, record 3: not a JSON object" in caplog.text
 
     with pytest.raises(OutputExistsError, match="--overwrite"):
@@ -151,7 +152,7 @@ def test_unreadable_records_are_rows_naming_them_or_stop_the_run(local_ray, corp
         (5, False),
     ]
     assert rows[0]["passages"] == [{"text": rows[0]["passages"][0]["text"], "offset": 0, "infons": "{}"}]
-    assert json.loads(rows[0]["fields"]) == {"id": "d4", "year": 2000}  # all but the text, as read_corpus keeps them
+    assert json.loads(rows[0]["fields"]) == {"id": "d4", "year": 2000, "text": rows[0]["passages"][0]["text"]}
 
     with pytest.raises(Exception, match="not a JSON object") as stopped:
         read_corpus_dataset(str(corpus / "part1.jsonl"), "jsonl", on_error="stop").take_all()
