@@ -1,8 +1,9 @@
-"""What `predict` reads: which format an input file is in, and its documents, read lazily.
+"""What `predict` reads: which format an input file is in.
 
 Raw text has one document per line; JSON lines hold one object per document, whose other fields
-(a PMID ``id``, a title, ...) are written back beside the entities; CoNLL files hold pre-tokenized
-sentences (`data.read_conll`). A file's format is told by its extension and, where that says
+(a PMID ``id``, a title, ...) are written back beside the entities; PubMed XML, BioC and PubTator
+hold documents of passages (all read by `corpus`); CoNLL files hold pre-tokenized sentences
+(`data.read_conll`). A file's format is told by its first bytes and extension and, where those say
 nothing (``.txt``, no extension), by its first lines, so that a token-per-line file is never
 tagged as one document per token.
 """
@@ -10,10 +11,10 @@ tagged as one document per token.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+from .corpus import CORPUS_FORMATS, detect_corpus_format
 from .data import DOCSTART, JSON_SUFFIXES, DataError, read_json_records
 
 __all__ = [
@@ -21,11 +22,10 @@ __all__ = [
     "INPUT_FORMATS",
     "detect_input_format",
     "looks_like_conll",
-    "read_documents",
     "text_column",
 ]
 
-INPUT_FORMATS = ("auto", "text", "jsonl", "conll")
+INPUT_FORMATS = ("auto", "text", "conll", *CORPUS_FORMATS)
 CONLL_SUFFIXES = (".conll", ".conllu", ".tsv", ".iob", ".iob2", ".bio", ".bioes")
 DEFAULT_TEXT_COLUMN = "text"
 _SAMPLE_LINES = 200
@@ -65,8 +65,9 @@ def looks_like_conll(lines: Sequence[str]) -> bool:
 
 
 def detect_input_format(path: str | Path | None, declared: str = "auto") -> str:
-    """``"text"``, ``"jsonl"`` or ``"conll"``: ``declared`` if not ``"auto"``, else from the file's
-    extension (`CONLL_SUFFIXES`, ``.jsonl`` / ``.json``) or, for any other name, its first lines.
+    """``"text"``, ``"conll"`` or a corpus format (`corpus.CORPUS_FORMATS`: ``"jsonl"``, ``"pubmed"``, ...):
+    ``declared`` if not ``"auto"``, else a corpus format its first bytes show (`corpus.detect_corpus_format`),
+    else from the file's extension (`CONLL_SUFFIXES`, ``.jsonl`` / ``.json``) or its first lines.
 
     Raises:
         DataError: ``declared`` is ``"text"`` but the file reads as CoNLL (it would become one
@@ -90,6 +91,9 @@ def detect_input_format(path: str | Path | None, declared: str = "auto") -> str:
         return declared
     if suffix in CONLL_SUFFIXES:
         return "conll"
+    found = detect_corpus_format(path)
+    if found is not None:
+        return found
     if suffix in JSON_SUFFIXES:
         return "jsonl"
     return "conll" if looks_like_conll(_first_lines(path)) else "text"
@@ -114,18 +118,3 @@ def text_column(path: str | Path, name: str | None = None) -> tuple[str, bool]:
             f"(keys: {', '.join(record) or 'none'}); name it with --text-column-name"
         )
     raise DataError(f"{path}: no records found (the file is empty or holds only blank lines)")
-
-
-def read_documents(path: str | Path, column: str = DEFAULT_TEXT_COLUMN) -> Iterator[dict[str, Any]]:
-    """The records of a JSON lines file of documents, lazily; each has a string ``column``.
-
-    Raises:
-        DataError: naming the file and line, for invalid JSON or a record without the text.
-    """
-    for number, record in read_json_records(path):
-        if not isinstance(record.get(column), str):
-            raise DataError(
-                f"{path}, line {number}: the record's {column!r} is not a text "
-                f"(keys: {', '.join(record) or 'none'}); name the field with --text-column-name"
-            )
-        yield record

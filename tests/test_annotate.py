@@ -250,3 +250,47 @@ def test_predict_without_output_streams_and_refuses_shards_of_conll(trained, tmp
     conll.write_text("Breast\nCancer\n")
     assert main(["predict", str(trained[0]), "--input", str(conll), "--shard", "0/2"]) == 2
     assert "pre-tokenized" in capsys.readouterr().err
+
+
+def test_predict_reads_pubmed_xml_and_writes_pubtator_and_bioc_with_document_offsets(trained, model, tmp_path):
+    import gzip
+    import xml.etree.ElementTree as ET
+
+    from test_corpus import PUBMED_DOCTYPE, pubmed_article
+
+    # Title: a document's first sentence; abstract: the rest. The third article has no PMID.
+    sentences = [d["text"] for d in ncbi_documents(12, sentences_per_document=1)]
+    articles = [pubmed_article(str(9000 + i), sentences[2 * i], f"<AbstractText>{sentences[2 * i + 1]}</AbstractText>")
+                for i in range(6)]  # fmt: skip
+    articles[2] = pubmed_article(None, "A title.")
+    xml = f"{PUBMED_DOCTYPE}<PubmedArticleSet>\n{''.join(articles)}</PubmedArticleSet>\n"
+    path = tmp_path / "pubmed26n0001.xml.gz"
+    path.write_bytes(gzip.compress(xml.encode()))
+    documents = [d for d in read_corpus(path, "pubmed") if isinstance(d, Document)]
+    expected = annotate_documents(*model, documents)
+    assert sum(map(len, expected)) > 3
+    argv = ["predict", str(trained[0]), "--input", str(path), "--no-progress", "--chunk-size", "2"]
+
+    assert main([*argv, "--format", "pubtator", "--output", str(tmp_path / "out.pubtator")]) == 0
+    lines = (tmp_path / "out.pubtator").read_text().splitlines()
+    assert [d.id for d in read_corpus(tmp_path / "out.pubtator", "pubtator")] == [d.id for d in documents]
+    spans = [line.split("\t") for line in lines if "\t" in line]
+    texts = {d.id: f"{d.passages[0].text} {d.passages[1].text}" for d in documents}
+    assert [(pmid, int(start), int(end)) for pmid, start, end, *_ in spans] == [
+        (d.id, e["start"], e["end"]) for d, found in zip(documents, expected, strict=True) for e in found
+    ]
+    assert all(texts[pmid][int(start) : int(end)] == mention for pmid, start, end, mention, _ in spans)
+    summary = json.loads(summary_path(tmp_path / "out.pubtator").read_text())
+    assert (summary["records"], summary["documents"], summary["errors"], summary["passages"]) == (6, 5, 1, 10)
+    assert summary["input_format"] == "pubmed" and "record 3" in summary["error_samples"][0]
+
+    assert main([*argv, "--format", "bioc", "--output", str(tmp_path / "out.xml")]) == 0
+    root = ET.parse(tmp_path / "out.xml").getroot()
+    locations = [
+        (document.findtext("id"), int(location.get("offset")), int(location.get("length")))
+        for document in root.iter("document")
+        for location in document.iter("location")
+    ]
+    assert locations == [
+        (d.id, e["start"], e["end"] - e["start"]) for d, found in zip(documents, expected, strict=True) for e in found
+    ]

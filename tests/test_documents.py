@@ -5,8 +5,9 @@ import json
 import pytest
 from conftest import NCBI, conll_slice
 
+from hf_layer_tokclf.corpus import Document, RecordError, read_corpus
 from hf_layer_tokclf.data import DataError
-from hf_layer_tokclf.documents import detect_input_format, looks_like_conll, read_documents, text_column
+from hf_layer_tokclf.documents import detect_input_format, looks_like_conll, text_column
 
 TEXTS = ["Germline mutations in BRCA1 cause hereditary breast and ovarian cancer.", "No disease here."]
 
@@ -62,10 +63,12 @@ def test_text_column_and_documents(tmp_path):
     with pytest.raises(DataError, match=r"docs\.jsonl, line 1: no 'text' or 'tokens' field .*--text-column-name"):
         text_column(path)
     assert text_column(path, "abstract") == ("abstract", False)
-    documents = read_documents(path, "abstract")
-    assert [next(documents), next(documents)] == [{"id": 0, "abstract": TEXTS[0]}, {"id": 1, "abstract": TEXTS[1]}]
-    with pytest.raises(DataError, match=r"docs\.jsonl, line 4: the record's 'abstract' is not a text"):
-        next(documents)  # read lazily: the bad record fails when it is reached
+    documents = read_corpus(path, "jsonl", column="abstract")
+    first, second = next(documents), next(documents)  # read lazily
+    assert [first.fields, second.fields] == [{"id": 0, "abstract": TEXTS[0]}, {"id": 1, "abstract": TEXTS[1]}]
+    assert isinstance(first, Document) and first.passages[0].text == TEXTS[0]
+    bad = next(documents)  # a record without the text is an error in its place, and reading goes on
+    assert isinstance(bad, RecordError) and str(bad).endswith("docs.jsonl, line 4: no 'abstract' text (keys: id)")
     words = tmp_path / "words.jsonl"
     words.write_text(json.dumps({"tokens": ["a", "b"]}) + "\n")
     assert text_column(words) == ("tokens", True)
@@ -73,5 +76,4 @@ def test_text_column_and_documents(tmp_path):
     with pytest.raises(DataError, match=r"empty\.jsonl: no records found"):
         text_column(tmp_path / "empty.jsonl")
     (tmp_path / "bad.jsonl").write_text('{"text": "a"}\n{"text": \n')
-    with pytest.raises(DataError, match=r"bad\.jsonl, line 2: invalid JSON"):
-        list(read_documents(tmp_path / "bad.jsonl"))
+    assert "bad.jsonl, line 2: not a JSON object" in str(list(read_corpus(tmp_path / "bad.jsonl", "jsonl"))[1])
