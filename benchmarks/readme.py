@@ -1,6 +1,6 @@
 """Puts the benchmark tables of ``benchmarks/results/`` into README.md, between HTML comments:
 
-    python -m benchmarks.readme            # after `python -m benchmarks` or `python -m benchmarks.few_data`
+    python -m benchmarks.readme   # after `python -m benchmarks`, `benchmarks.few_data` or `benchmarks.corpus`
 
 `tests/test_readme.py` checks the README holds what the summary functions make of the committed JSON.
 """
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import few_data
+from benchmarks import corpus, few_data
 from benchmarks.common import REPO, RESULTS_DIR
 from benchmarks.suite import readme_summary
 from hf_layer_tokclf.files import atomic_writer
@@ -22,6 +22,7 @@ from hf_layer_tokclf.files import atomic_writer
 BLOCKS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "summary": ("benchmarks.json", readme_summary),
     "few-data": ("few_data.json", few_data.readme_table),
+    "corpus": ("corpus.json", corpus.readme_table),
 }
 
 

@@ -14,6 +14,9 @@ from versions import LOWEST_PYTHON_ENV, build_lowest_venv, lowest_venv_dir
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the tests may reach the Hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# pytest-xdist's workers (pyproject's addopts) share the cores rather than each taking them all.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
 
 REPO = Path(__file__).resolve().parent.parent
 NCBI = REPO / "data" / "ncbi-disease"

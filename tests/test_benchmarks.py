@@ -383,3 +383,20 @@ def test_decoding_benchmark_counts_forbidden_entities_and_times_against_the_forw
     timing = decoding.decode_timing(trained[0], sentences, rounds=1)
     assert timing["forward_s"] > 0
     assert timing["viterbi_fraction"] == pytest.approx(timing["viterbi_s"] / timing["forward_s"], abs=1e-3)
+
+
+def test_corpus_abstracts_are_pubmed_shaped_and_the_table_follows_from_the_rates():
+    from benchmarks import corpus as corpus_benchmark
+
+    abstracts = corpus_benchmark.ncbi_abstracts()
+    assert len(abstracts) == 105 and len({d.id for d in abstracts}) == 105
+    for document in abstracts[:-1]:
+        title, abstract = document.passages
+        assert abstract.offset == len(title.text) + 1 and abstract.infons == {"type": "abstract"}
+    rows = [{"name": "a", "per_s": 4.0, "documents": 8}, {"name": "b", "per_s": 8.0, "documents": 8}]
+    corpus_benchmark.derive(rows, cores=2)
+    assert [(r["ratio"], r["per_core"]) for r in rows] == [(1.0, 2.0), (2.0, 4.0)]
+    assert rows[0]["pubmed_days"] == pytest.approx(36e6 / 4 / 86_400)
+    engines = [{**r, "agreement": "7/8", "same_spans": "8/8"} for r in rows]
+    table = corpus_benchmark.readme_table({"engines": engines, "processes": rows})
+    assert "| b | 8.00 | 2.00x | 4.00 | 52 days | 8/8 | 7/8 |" in table
