@@ -172,7 +172,8 @@ class ResumableOutput:
     from there. The length of every write goes to ``OUTPUT.partial.index`` (one number a line, kept
     as long as the progress file says), so that shards can be merged chunk by chunk. `finish`
     renames the partial file to ``OUTPUT``; ``run`` (what produced the output: input, model,
-    options) must match for a run to continue another's work.
+    options) must match for a run to continue another's work. ``overwrite`` lets the output replace
+    a file of that name, and a partial output of another run be started again.
     """
 
     def __init__(self, path: str | Path, run: dict[str, Any], *, overwrite: bool = False) -> None:
@@ -198,9 +199,12 @@ class ResumableOutput:
         return stream
 
     def _resumed(self, run: dict[str, Any], overwrite: bool) -> dict[str, Any] | None:
-        if overwrite or not (self.partial.exists() and self.progress.exists() and self.index.exists()):
+        """The progress of the same run, killed: continued even with ``overwrite`` (it repeats the command)."""
+        if not (self.partial.exists() and self.progress.exists() and self.index.exists()):
             return None
         state = json.loads(self.progress.read_text(encoding="utf-8"))
+        if state.get("run") != run and overwrite:
+            return None
         if state.get("run") != run:
             before = state.get("run") or {}
             changed = sorted(key for key in {*run, *before} if run.get(key) != before.get(key))
@@ -339,6 +343,13 @@ def _report(errors: list[RecordError], counts: dict[str, int], samples: list[str
             print(f"warning: skipped {error}{more}", file=sys.stderr, flush=True)
 
 
+def _count(chunk: Chunk, counts: dict[str, int]) -> None:
+    counts["records"] += chunk.records
+    counts["documents"] += len(chunk.documents)
+    counts["passages"] += sum(len(document.passages) for document in chunk.documents)
+    counts["entities"] += sum(map(len, chunk.entities))
+
+
 def describe_run(
     run: dict[str, Any] | None, shard: Shard, chunk_size: int | None = None, on_error: str | None = None
 ) -> dict[str, Any]:
@@ -395,20 +406,16 @@ def annotate_corpus(
             skip_chunks=max(0, out.state["writes"] - 1), **options,
         )  # fmt: skip
         separator = getattr(writer, "separator", "")  # BioC JSON's "," between documents
-        for chunk in chunks:
+        for chunk in chunks if not out.state.get("complete") else ():  # killed after the footer: only the rename
             data = separator.join(itertools.starmap(writer.document, zip(chunk.documents, chunk.entities, strict=True)))
             lead = separator if data and counts["documents"] else ""
             _report(chunk.errors, counts, samples)
-            counts["records"] += chunk.records
-            counts["documents"] += len(chunk.documents)
-            counts["passages"] += sum(len(document.passages) for document in chunk.documents)
-            counts["entities"] += sum(map(len, chunk.entities))
+            _count(chunk, counts)
             elapsed = seconds + time.monotonic() - started
-            out.write(
-                (lead + data).encode("utf-8"), len(lead.encode()), counts=counts, error_samples=samples, seconds=elapsed
-            )
+            out.write((lead + data).encode(), len(lead.encode()), counts=counts, error_samples=samples, seconds=elapsed)
             bar.update(chunk.records, len(chunk.errors))
-        out.write(writer.footer().encode("utf-8"))
+        if not out.state.get("complete"):
+            out.write(writer.footer().encode("utf-8"), complete=True)
         lengths = out.lengths()
     except BaseException:
         out.close()

@@ -95,7 +95,7 @@ def annotate_with_world(world: World, output: str | Path, *, overwrite: bool = F
     try:
         part = shard_output(output, world.shard)
         run = describe_run(kwargs.get("run"), world.shard, kwargs.get("chunk_size"), kwargs.get("on_error"))
-        if overwrite or not _done_before(part, run):
+        if not _done_before(part, run):  # the same run finished it before it was killed: its shard stands
             annotate_corpus(output=part, shard=world.shard, overwrite=overwrite, **kwargs)
         dist.barrier()
         if world.rank != 0:

@@ -296,3 +296,21 @@ def test_predict_reads_pubmed_xml_and_writes_pubtator_and_bioc_with_document_off
     assert locations == [
         (d.id, e["start"], e["end"] - e["start"]) for d, found in zip(documents, expected, strict=True) for e in found
     ]
+
+
+def test_a_run_killed_between_its_footer_and_the_rename_writes_the_footer_once(model, corpus, tmp_path, monkeypatch):
+    from hf_layer_tokclf.annotate import ResumableOutput
+
+    clean, out = tmp_path / "clean.xml", tmp_path / "out.xml"
+    run_corpus(model, corpus, clean, "bioc", chunk_size=8)
+
+    def killed(self):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ResumableOutput, "finish", killed)
+        with pytest.raises(KeyboardInterrupt):
+            run_corpus(model, corpus, out, "bioc", chunk_size=8)
+    assert not out.exists() and json.loads(Path(f"{out}.progress.json").read_text())["complete"]
+    summary = run_corpus(model, corpus, out, "bioc", chunk_size=8)
+    assert out.read_bytes() == clean.read_bytes() and summary["resumed"]

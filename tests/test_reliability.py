@@ -355,20 +355,31 @@ def _leftovers(folder: Path) -> list[str]:
 
 
 def test_predict_failing_midway_keeps_the_old_output(tiny_dir, tmp_path, capsys, monkeypatch):
-    import hf_layer_tokclf.inference as inference
+    import hf_layer_tokclf.annotate as annotate
 
     output = tmp_path / "entities.jsonl"
     output.write_text("old\n")
+    real = annotate.predict_texts
 
-    def fails_after_one(*args, **kwargs):
-        yield []
-        raise ValueError("the model broke on document 2")
+    def fails_on_the_second_chunk(model, tokenizer, texts, **kwargs):
+        if texts == ["b"]:
+            raise ValueError("the model broke on document 2")
+        return real(model, tokenizer, texts, **kwargs)
 
-    monkeypatch.setattr(inference, "predict_texts", fails_after_one)
-    code, _, err = run(capsys, "predict", tiny_dir, "--text", "a", "--text", "b", "--output", output, "--overwrite")
+    monkeypatch.setattr(annotate, "predict_texts", fails_on_the_second_chunk)
+    argv = ["predict", tiny_dir, "--text", "a", "--text", "b", "--output", output, "--overwrite", "--chunk-size", "1"]
+    code, _, err = run(capsys, *argv)
     assert code == 2 and "document 2" in err
     assert output.read_text() == "old\n"
     assert not _leftovers(tmp_path)
+    # What the run did is kept to resume from: the first document's chunk, counted.
+    partial = [p.name for p in tmp_path.iterdir() if p.name != output.name]
+    assert sorted(partial) == ["entities.jsonl.partial", "entities.jsonl.partial.index", "entities.jsonl.progress.json"]
+    assert json.loads(Path(f"{output}.progress.json").read_text())["counts"]["documents"] == 1
+    monkeypatch.setattr(annotate, "predict_texts", real)
+    assert run(capsys, *argv)[0] == 0  # the same command again: it goes on after the first chunk
+    assert [json.loads(line)["text"] for line in output.read_text().splitlines()] == ["a", "b"]
+    assert json.loads(Path(f"{output}.summary.json").read_text())["resumed"]
 
 
 def test_evaluate_failing_while_writing_keeps_the_old_scores(tiny_dir, tmp_path, capsys, monkeypatch):
