@@ -525,11 +525,20 @@ def _predict_documents(
     world: Any,
 ) -> None:
     """Documents in, entities out (`annotate.annotate_corpus`): resumable to --output, merged under torchrun."""
-    from .annotate import CORPUS_CHUNK_SIZE, annotate_corpus
+    from .annotate import CORPUS_CHUNK_SIZE, annotate_corpus, annotated_chunks
     from .corpus import count_records, get_writer
 
+    common = dict(
+        model=model,
+        tokenizer=tokenizer,
+        records=_documents(args, input_format, column),
+        chunk_size=args.chunk_size or CORPUS_CHUNK_SIZE,
+        on_error=args.on_error,
+        aggregation_strategy=args.aggregation_strategy,
+        **options,
+    )
     if args.format == "html":
-        _predict_html(args, model, tokenizer, input_format, column, options, shard)
+        _write_html(args, input_format, annotated_chunks(shard=shard, **common))
         return
     if args.text:
         total = len(args.text)
@@ -537,18 +546,7 @@ def _predict_documents(
         total = _count_lines(args.input) if input_format == "text" else count_records(args.input, input_format)
     else:
         total = None
-    kwargs = dict(
-        model=model,
-        tokenizer=tokenizer,
-        records=_documents(args, input_format, column),
-        writer=get_writer(args.format),
-        run=_corpus_run(args, input_format),
-        chunk_size=args.chunk_size or CORPUS_CHUNK_SIZE,
-        on_error=args.on_error,
-        total=total,
-        aggregation_strategy=args.aggregation_strategy,
-        **options,
-    )
+    kwargs = dict(common, writer=get_writer(args.format), run=_corpus_run(args, input_format), total=total)
     if world is not None:
         from .parallel import annotate_with_world
 
@@ -588,24 +586,11 @@ def _title(document: Any, input_format: str) -> str | None:
     return document.fields.get("id") if input_format == "jsonl" else document.id
 
 
-def _predict_html(
-    args: argparse.Namespace,
-    model: Any,
-    tokenizer: Any,
-    input_format: str,
-    column: str | None,
-    options: dict[str, Any],
-    shard: Any,
-) -> None:
-    """An HTML page of the documents with their entities highlighted (displaCy)."""
-    from .annotate import CORPUS_CHUNK_SIZE, annotated_chunks
+def _write_html(args: argparse.Namespace, input_format: str, chunks: Iterator[Any]) -> None:
+    """An HTML page of the annotated documents with their entities highlighted (displaCy)."""
     from .corpus import document_text
     from .rendering import entities_html, write_html
 
-    chunks = annotated_chunks(
-        model, tokenizer, _documents(args, input_format, column), chunk_size=args.chunk_size or CORPUS_CHUNK_SIZE,
-        shard=shard, on_error=args.on_error, aggregation_strategy=args.aggregation_strategy, **options,
-    )  # fmt: skip
     records = (
         {"id": _title(document, input_format), "text": document_text(document), "entities": entities}
         for chunk in chunks

@@ -213,19 +213,6 @@ def annotate_dataset(
     )
 
 
-class _StopAtRecord(Exception):
-    """A `corpus.RecordError` on its way from a Ray worker to the driver, which raises it again.
-
-    RecordError itself does not survive pickling (its ``args`` are the message, its ``__init__`` takes three
-    arguments), and Ray would hand the driver a traceback as text instead. The parts are attributes, which
-    pickling keeps as they are (Ray appends its own words to ``args[0]``).
-    """
-
-    def __init__(self, source: str, record: int, reason: str) -> None:
-        super().__init__(source, record, reason)
-        self.source, self.record, self.reason = source, record, reason
-
-
 def _parse_files(batch: pa.Table, corpus_format: str, read_options: dict[str, Any], on_error: str) -> pa.Table:
     """The documents of each file of ``batch`` (``path`` and ``bytes`` columns), as rows of `DOCUMENT_SCHEMA`."""
     rows = []
@@ -239,7 +226,7 @@ def _parse_files(batch: pa.Table, corpus_format: str, read_options: dict[str, An
             for item in read_corpus(local, corpus_format, **read_options):
                 if isinstance(item, RecordError):
                     if on_error == "stop":
-                        raise _StopAtRecord(path, item.record, item.reason)
+                        raise RecordError(path, item.record, item.reason, item.unit)
                     rows.append({"source": path, "record": item.record, "passages": [], "error": item.reason})
                     continue
                 item.source = path
@@ -446,9 +433,9 @@ def predict_with_ray(
     try:
         annotated.write_datasink(sink)
     except Exception as error:
-        found = _find(error, _StopAtRecord)  # --on-error stop: the record's own error, not Ray's wrapping of it
+        found = _find(error, RecordError)  # --on-error stop: the record's own error, without Ray's words added
         if found is not None:
-            raise RecordError(found.source, found.record, found.reason) from None
+            raise RecordError(found.source, found.record, found.reason, found.unit) from None
         raise
     for source, record, reason in sink.skipped:
         logger.warning("skipped %s, record %d: %s", source, record, reason)
@@ -482,17 +469,15 @@ def predict_command_ray(args: argparse.Namespace) -> int:
     Reads ``model_dir``, ``input``, ``input_format``, ``output``, ``overwrite``, ``batch_size``,
     ``aggregation_strategy``, ``decoding``, ``min_score``, ``device``, ``dtype``, ``trust_remote_code``,
     ``on_error``, ``text_column_name``, ``format`` and the ``--ray-*`` options (``ray_address``,
-    ``ray_concurrency``, ``ray_num_gpus``, ``ray_num_cpus``, ``ray_batch_size``); where present,
-    ``max_length``, ``stride``, and ``text`` / ``format html`` (refused: Ray reads files and writes a corpus
-    format).
+    ``ray_concurrency``, ``ray_num_gpus``, ``ray_num_cpus``, ``ray_batch_size``); ``text`` and
+    ``format html`` are refused (Ray reads files and writes a corpus format).
     """
-    if getattr(args, "text", None):
+    if args.text:
         raise ValueError("--engine ray reads --input files; --text is for the local engine.")
-    if getattr(args, "format", "jsonl") == "html":
+    if args.format == "html":
         raise ValueError("--engine ray writes corpus formats, not --format html.")
     if not args.input or not args.output:
         raise ValueError("--engine ray needs --input (files Ray reads) and --output (the folder Ray writes).")
-    options = {key: getattr(args, key) for key in ("max_length", "stride") if getattr(args, key, None) is not None}
     result = predict_with_ray(
         args.input,
         _ray_input_format(args.input, args.input_format),
@@ -502,10 +487,10 @@ def predict_command_ray(args: argparse.Namespace) -> int:
         address=args.ray_address,
         concurrency=args.ray_concurrency,
         num_gpus=args.ray_num_gpus,
-        num_cpus=getattr(args, "ray_num_cpus", None),
-        batch_size=getattr(args, "ray_batch_size", 32),
+        num_cpus=args.ray_num_cpus,
+        batch_size=args.ray_batch_size,
         text_column=args.text_column_name or "text",
-        on_error=getattr(args, "on_error", None) or "skip",
+        on_error=args.on_error,
         overwrite=args.overwrite,
         device=_ray_device(args.device, args.ray_num_gpus),
         dtype=args.dtype,
@@ -514,7 +499,6 @@ def predict_command_ray(args: argparse.Namespace) -> int:
         aggregation_strategy=args.aggregation_strategy,
         decoding=args.decoding,
         min_score=args.min_score,
-        **options,
     )
     skipped = f"; {len(result.skipped)} records skipped (named above)" if result.skipped else ""
     print(f"{result.written} documents with their entities in {result.output}/{skipped}", file=sys.stderr)
