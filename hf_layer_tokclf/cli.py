@@ -376,8 +376,9 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--ray-address",
         default=None,
-        help="The Ray cluster to run on: auto (the one `ray start` started on this node), HEAD_IP:6379, or "
-        "ray://HEAD_IP:10001. Default: start Ray on this machine.",
+        help="The Ray cluster to run on: auto (the one `ray start` started on this node), HEAD_IP:6379, "
+        "ray://HEAD_IP:10001, or local (a new instance on this machine). Default: as ray.init() does, RAY_ADDRESS, "
+        "else the cluster `ray start` started on this machine, else a new local instance.",
     )
     group.add_argument(
         "--ray-concurrency", type=int, default=1, help="Model actors: each loads the model once (default: 1)."

@@ -338,8 +338,9 @@ def _prepare_output(output: str, overwrite: bool, extension: str) -> None:
 
 
 def connect(address: str | None = None, **init_options: Any) -> None:
-    """Connects to Ray (``address``: ``"auto"``, ``HEAD_IP:6379``, ``ray://...``), or starts a local instance
-    when ``address`` is None; nothing when Ray is initialized already (a test, a notebook that called ray.init)."""
+    """Connects to Ray (``address``: ``"auto"``, ``HEAD_IP:6379``, ``ray://...``, ``"local"`` for a new instance);
+    with None, as ``ray.init()`` does: RAY_ADDRESS, else the cluster `ray start` began on this machine, else a
+    new local instance. Nothing when Ray is initialized already (a test, a notebook that called ray.init)."""
     if not ray.is_initialized():
         ray.init(address=address, **init_options)
 

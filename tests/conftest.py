@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,17 @@ LABELS = ["O", "B-Disease", "I-Disease"]
 ID2LABEL = dict(enumerate(LABELS))
 LABEL2ID = {label: i for i, label in enumerate(LABELS)}
 TEXT = "Germline mutations in BRCA1 cause hereditary breast and ovarian cancer."
+
+
+@pytest.fixture(scope="session", autouse=True)
+def temporary_files_in_pytest_tmp(tmp_path_factory):
+    """tempfile's folder, for the package, the libraries and child processes alike, inside pytest's own: a run
+    leaves nothing behind in /tmp, and pytest removes it (pyproject's tmp_path_retention_policy)."""
+    folder = tmp_path_factory.mktemp("tempfile")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TMPDIR", str(folder))
+        patch.setattr(tempfile, "tempdir", str(folder))
+        yield folder
 
 
 @pytest.fixture(scope="session")
@@ -118,20 +130,23 @@ def logs():
 def transformers4_path(tmp_path_factory) -> str:
     """A folder holding the last transformers 4.x, to put first on PYTHONPATH of a child process.
 
-    CI builds it once (`.ci/run` sets HF_LAYER_TOKCLF_TRANSFORMERS4); elsewhere the tests build it
-    from PyPI into ~/.cache on first use. Without PyPI it is skipped, except in CI where it fails.
+    Built from PyPI into ~/.cache on first use, once however many pytest-xdist workers ask for it at
+    the same time. Without PyPI it is skipped, except in CI where it fails.
     """
-    from versions import TRANSFORMERS4_SPEC, transformers4_dir
+    from versions import TRANSFORMERS4_SPEC, build_transformers4, transformers4_dir
 
-    folder = os.environ.get("HF_LAYER_TOKCLF_TRANSFORMERS4") or str(transformers4_dir())
-    if not Path(folder, "transformers").is_dir():
-        cmd = [sys.executable, "-m", "pip", "install", "-q", "--target", folder, TRANSFORMERS4_SPEC]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            if os.environ.get("CI"):
-                pytest.fail(f"could not install {TRANSFORMERS4_SPEC}: {proc.stderr[-2000:]}")
-            pytest.skip(f"could not install {TRANSFORMERS4_SPEC} (no PyPI?)")
-    return folder
+    return built_or_skipped(lambda: build_transformers4(transformers4_dir()), TRANSFORMERS4_SPEC)
+
+
+def built_or_skipped(build, what: str) -> str:
+    """``build()``'s path; where the build fails (no PyPI?) the test is skipped, except in CI where it fails."""
+    try:
+        return str(build())
+    except subprocess.CalledProcessError as error:
+        detail = (error.stderr or "")[-2000:] or str(error)
+        if os.environ.get("CI"):
+            pytest.fail(f"could not build {what}: {detail}")
+        pytest.skip(f"could not build {what} (no PyPI?): {detail}")
 
 
 def conll_slice(path: Path, n: int, labeled: bool = True) -> Path:
@@ -232,9 +247,4 @@ def lowest_python() -> str:
         if not Path(named).is_file():
             pytest.fail(f"{LOWEST_PYTHON_ENV}={named} does not exist")
         return named
-    try:
-        return str(build_lowest_venv(lowest_venv_dir()))
-    except subprocess.CalledProcessError as error:
-        if os.environ.get("CI"):
-            pytest.fail(f"could not build the lowest-versions environment: {error}")
-        pytest.skip(f"could not build the lowest-versions environment (no PyPI?): {error}")
+    return built_or_skipped(lambda: build_lowest_venv(lowest_venv_dir()), "the lowest-versions environment")

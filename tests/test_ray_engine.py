@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -23,15 +25,27 @@ OPTIONS = {"aggregation_strategy": "first", "decoding": "viterbi"}
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """Ray on this machine, 2 CPUs, no dashboard; its workers import the package under test (this checkout)."""
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        runtime_env={"env_vars": {"PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}},
-    )
-    yield
-    ray.shutdown()
+    """A new Ray instance on this machine, 2 CPUs, no dashboard; its workers import the package under test.
+
+    ``address="local"``: never a cluster that `ray start` left on the machine (``ray.init()`` would join
+    it, or fail on its stale address). Its folder is short (Ray's socket paths must fit in 107 bytes) and
+    removed afterwards.
+    """
+    folder = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_TMPDIR", folder)
+        ray.init(
+            address="local",
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env={
+                "env_vars": {"PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+            },
+        )
+        yield
+        ray.shutdown()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

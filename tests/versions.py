@@ -16,6 +16,20 @@ def transformers4_dir() -> Path:
     return cache / "hf-layer-tokclf" / TRANSFORMERS4_SPEC.replace("==", "-")
 
 
+def build_transformers4(folder: str | Path) -> Path:
+    """`pip install --target FOLDER` of TRANSFORMERS4_SPEC, once (see `build_once`); returns the folder."""
+    import subprocess
+    import sys
+
+    def install(target: Path) -> None:
+        cmd = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--target", str(target)]
+        subprocess.run([*cmd, TRANSFORMERS4_SPEC], check=True, capture_output=True, text=True)
+
+    folder = Path(folder).absolute()
+    build_once(folder, f"{TRANSFORMERS4_SPEC}\n", install)
+    return folder
+
+
 # The lowest versions the package declares, as CI installs them: torch first (a bare torch requirement
 # pulls a CUDA build), then the package with its ONNX extra and the last transformers 4.x; pip picks the
 # rest (huggingface-hub < 1, tokenizers 0.22, datasets) to match. tests/test_lowest_versions.py runs
@@ -23,6 +37,27 @@ def transformers4_dir() -> Path:
 TORCH_SPEC = "torch==2.13.0"
 LOWEST_PYTHON_ENV = "HF_LAYER_TOKCLF_LOWEST_PYTHON"
 _COMPLETE = ".hf-layer-tokclf-complete"
+
+
+def build_once(folder: Path, stamp: str, build) -> None:
+    """Runs ``build(folder)`` unless ``folder`` holds a finished build of the same ``stamp``.
+
+    One process at a time, under a lock file beside the folder: pytest-xdist's workers share the cache,
+    and a worker must neither build over another's build nor take a half-built folder for a finished one
+    (the stamp is written last).
+    """
+    import fcntl
+    import shutil
+
+    marker = folder / _COMPLETE
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{folder.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.is_file() and marker.read_text() == stamp:
+            return
+        shutil.rmtree(folder, ignore_errors=True)
+        build(folder)
+        marker.write_text(stamp)
 
 
 def lowest_venv_dir() -> Path:
@@ -41,29 +76,26 @@ def build_lowest_venv(folder: str | Path) -> Path:
     Standard library only, so that `.ci/run` can run this file as a script before anything is installed.
     """
     import hashlib
-    import shutil
     import subprocess
     import sys
 
     folder = Path(folder).absolute()
-    exe = venv_python(folder)
     repo = Path(__file__).resolve().parent.parent
     # Rebuilt when the specs or the package's dependencies change, or when a build was interrupted.
     stamp = f"{TORCH_SPEC} {TRANSFORMERS4_SPEC} {hashlib.sha256((repo / 'pyproject.toml').read_bytes()).hexdigest()}\n"
-    marker = folder / _COMPLETE
-    if exe.is_file() and marker.is_file() and marker.read_text() == stamp:
-        return exe
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    exe = venv_python(folder)
     quiet = ["-q", "--disable-pip-version-check"]
-    for cmd in (
-        [sys.executable, "-m", "venv", str(folder)],
-        [str(exe), "-m", "pip", "install", *quiet, TORCH_SPEC],
-        [str(exe), "-m", "pip", "install", *quiet, "-e", f"{repo}[onnx]", TRANSFORMERS4_SPEC],
-    ):
-        # Run from outside the repository (nothing there shadows venv or pip); pip's output goes to stderr.
-        subprocess.run(cmd, check=True, cwd=folder.parent, stdout=2)
-    marker.write_text(stamp)
+
+    def build(target: Path) -> None:
+        for cmd in (
+            [sys.executable, "-m", "venv", str(target)],
+            [str(exe), "-m", "pip", "install", *quiet, TORCH_SPEC],
+            [str(exe), "-m", "pip", "install", *quiet, "-e", f"{repo}[onnx]", TRANSFORMERS4_SPEC],
+        ):
+            # Run from outside the repository (nothing there shadows venv or pip); pip's output goes to stderr.
+            subprocess.run(cmd, check=True, cwd=target.parent, stdout=2)
+
+    build_once(folder, stamp, build)
     return exe
 
 
