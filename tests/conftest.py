@@ -130,11 +130,17 @@ def logs():
 def transformers4_path(tmp_path_factory) -> str:
     """A folder holding the last transformers 4.x, to put first on PYTHONPATH of a child process.
 
-    Built from PyPI into ~/.cache on first use, once however many pytest-xdist workers ask for it at
-    the same time. Without PyPI it is skipped, except in CI where it fails.
+    HF_LAYER_TOKCLF_TRANSFORMERS4 names one, used as it is. Otherwise it is built from PyPI into ~/.cache on
+    first use, once however many pytest-xdist workers ask for it at the same time. Without PyPI it is
+    skipped, except in CI where it fails.
     """
     from versions import TRANSFORMERS4_SPEC, build_transformers4, transformers4_dir
 
+    named = os.environ.get("HF_LAYER_TOKCLF_TRANSFORMERS4")
+    if named:  # somebody's own folder: never built over
+        if not Path(named, "transformers").is_dir():
+            pytest.fail(f"HF_LAYER_TOKCLF_TRANSFORMERS4={named} holds no transformers package")
+        return named
     return built_or_skipped(lambda: build_transformers4(transformers4_dir()), TRANSFORMERS4_SPEC)
 
 
