@@ -398,6 +398,7 @@ def annotate_corpus(
         desc="Annotating" if shard.count == 1 else f"Annotating shard {shard}",
         enabled=progress,
     )
+    separator = getattr(writer, "separator", "")  # BioC JSON's "," between documents
     try:
         if out.state["writes"] == 0:
             out.write(writer.header().encode("utf-8"))
@@ -405,7 +406,6 @@ def annotate_corpus(
             model, tokenizer, records, chunk_size=chunk_size, shard=shard, on_error=on_error,
             skip_chunks=max(0, out.state["writes"] - 1), **options,
         )  # fmt: skip
-        separator = getattr(writer, "separator", "")  # BioC JSON's "," between documents
         for chunk in chunks if not out.state.get("complete") else ():  # killed after the footer: only the rename
             data = separator.join(itertools.starmap(writer.document, zip(chunk.documents, chunk.entities, strict=True)))
             lead = separator if data and counts["documents"] else ""
@@ -423,8 +423,9 @@ def annotate_corpus(
     finally:
         bar.close()
     out.finish()
+    lengths = lengths if shard.count > 1 else None  # where a shard's chunks lie, for `merge_shards`
     summary = _summary(run, output, counts, samples, seconds + time.monotonic() - started, out.resumed, lengths)
-    summary["separator"] = getattr(writer, "separator", "")
+    summary["separator"] = separator
     if output:
         write_json(summary_path(output), summary)
     return summary
@@ -437,7 +438,7 @@ def _summary(
     samples: list[str],
     seconds: float,
     resumed: bool,
-    lengths: list[list[int]],
+    lengths: list[list[int]] | None,
 ) -> dict[str, Any]:
     """What a corpus run did, for its JSON sidecar; a shard's also says where its chunks lie (for `merge_shards`)."""
     from . import __version__
@@ -452,7 +453,7 @@ def _summary(
         "error_samples": samples,
         "hf_layer_tokclf": __version__,
     }
-    if Shard.parse(run["shard"]).count > 1:
+    if lengths is not None:
         summary["write_bytes"] = lengths  # [length, separator bytes] of the header, each chunk, the footer
     return summary
 

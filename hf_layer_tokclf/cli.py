@@ -526,7 +526,7 @@ def _predict_documents(
     world: Any,
 ) -> None:
     """Documents in, entities out (`annotate.annotate_corpus`): resumable to --output, merged under torchrun."""
-    from .annotate import CORPUS_CHUNK_SIZE, annotate_corpus, annotated_chunks
+    from .annotate import CORPUS_CHUNK_SIZE, annotate_corpus, annotated_chunks, summary_path
     from .corpus import count_records, get_writer
 
     common = dict(
@@ -556,7 +556,7 @@ def _predict_documents(
         summary = annotate_corpus(output=args.output, shard=shard, overwrite=args.overwrite, **kwargs)
     if summary is not None and args.output:
         print(f"{summary['documents']} documents annotated, {summary['errors']} skipped; summary in "
-              f"{args.output}.summary.json", file=sys.stderr)  # fmt: skip
+              f"{summary_path(args.output)}", file=sys.stderr)  # fmt: skip
 
 
 def _corpus_run(args: argparse.Namespace, input_format: str) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import IO, Any
 from xml.parsers import expat
 
-from .data import DataError
+from .data import DataError, existing_file
 
 __all__ = [
     "CORPUS_FORMATS",
@@ -191,6 +191,14 @@ def _element_text(element: ET.Element | None) -> str:
     return "" if element is None else "".join(element.itertext()).strip()
 
 
+def _title_and_abstract(title: str, abstract: str | None) -> list[Passage]:
+    """An article's passages as PubTator counts them: the title at 0, the abstract after it and one space."""
+    passages = [Passage(title, 0, {"type": "title"})]
+    if abstract:
+        passages.append(Passage(abstract, len(title) + 1, {"type": "abstract"}))
+    return passages
+
+
 def _pubmed_document(article: ET.Element, path: Path, record: int) -> Document | RecordError:
     """A ``PubmedArticle`` as a document of its title and abstract, offsets as PubTator counts them."""
     pmid = _element_text(article.find("MedlineCitation/PMID"))
@@ -202,10 +210,7 @@ def _pubmed_document(article: ET.Element, path: Path, record: int) -> Document |
     # Structured abstracts: the sections' texts without their labels, as PubTator exports them.
     sections = (_element_text(s) for s in article.iterfind("MedlineCitation/Article/Abstract/AbstractText"))
     abstract = " ".join(section for section in sections if section)
-    passages = [Passage(title, 0, {"type": "title"})]
-    if abstract:
-        passages.append(Passage(abstract, len(title) + 1, {"type": "abstract"}))
-    return Document(pmid, passages, str(path), record)
+    return Document(pmid, _title_and_abstract(title, abstract), str(path), record)
 
 
 def _read_pubmed(path: Path) -> Iterator[Document | RecordError]:
@@ -350,10 +355,7 @@ def _pubtator_document(lines: list[tuple[int, str | None]], path: Path, record: 
             abstract = text
         elif kind == "t":
             title = text
-    passages = [Passage(title, 0, {"type": "title"})]
-    if abstract:
-        passages.append(Passage(abstract, len(title) + 1, {"type": "abstract"}))
-    return Document(pmid, passages, str(path), record)
+    return Document(pmid, _title_and_abstract(title, abstract), str(path), record)
 
 
 def _read_pubtator(path: Path) -> Iterator[Document | RecordError]:
@@ -398,9 +400,7 @@ def read_corpus(path: str | Path, corpus_format: str, **options: Any) -> Iterato
         DataError: the file is missing, or (while iterating) cannot be read at all or on: not the format it
             is said to be, XML that is not well-formed (named by line), a truncated ``.gz``.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    path = existing_file(path)
     if corpus_format not in _READERS:
         raise ValueError(f"unknown corpus format {corpus_format!r}; expected one of {', '.join(CORPUS_FORMATS)}")
     return _READERS[corpus_format](path, **options)
@@ -465,9 +465,7 @@ def detect_corpus_format(path: str | Path) -> str | None:
     Raises:
         DataError: the file is missing.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    path = existing_file(path)
     suffix = Path(path.name.lower().removesuffix(".gz")).suffix
     head = _head(path)
     if head.startswith("<"):

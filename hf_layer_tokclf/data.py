@@ -28,6 +28,7 @@ __all__ = [
     "Sentence",
     "check_known_labels",
     "detect_scheme",
+    "existing_file",
     "from_iob2",
     "label_list",
     "label_names_from",
@@ -90,13 +91,17 @@ class Sentence:
 # --------------------------------------------------------------------------------------------
 
 
+def existing_file(path: str | Path) -> Path:
+    """``path`` as a Path; DataError where there is no such file, or it is not a file (a folder)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    return path
+
+
 def _read_text(path: str | Path) -> str:
     """Returns the file's text decoded as UTF-8 (without a BOM); DataError if missing or not UTF-8."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such file")
-    if not path.is_file():
-        raise DataError(f"{path}: not a file")
+    path = existing_file(path)
     data = path.read_bytes()
     try:
         # utf-8-sig drops the byte-order mark that Windows editors like to write.
@@ -261,9 +266,7 @@ def read_json_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
         DataError: naming the file and line, for invalid JSON, a line that is not an object, or bytes
             that are not UTF-8.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    path = existing_file(path)
     with open(path, "rb") as stream:
         for number, raw in enumerate(stream, start=1):
             try:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .corpus import CORPUS_FORMATS, detect_corpus_format
-from .data import DOCSTART, JSON_SUFFIXES, DataError, read_json_records
+from .data import DOCSTART, JSON_SUFFIXES, DataError, existing_file, read_json_records
 
 __all__ = [
     "CONLL_SUFFIXES",
@@ -78,8 +78,7 @@ def detect_input_format(path: str | Path | None, declared: str = "auto") -> str:
     if path is None:  # standard input or --text: documents
         return "text" if declared == "auto" else declared
     suffix = Path(path).suffix.lower()
-    if not Path(path).is_file():
-        raise DataError(f"{path}: no such file" if not Path(path).exists() else f"{path}: not a file")
+    existing_file(path)
     if declared == "text":
         if suffix in CONLL_SUFFIXES or looks_like_conll(_first_lines(path)):
             raise DataError(

@@ -396,7 +396,7 @@ def predict_with_ray(
             lines), each complete in ``output_format``; concatenated, the JSON lines files are what
             single-process ``predict`` writes, in another order. It must be missing or empty, unless
             ``overwrite``, which deletes the files a Ray run wrote there (and nothing else).
-        address: The Ray cluster (``"auto"``, ``HEAD_IP:6379``); None starts Ray on this machine.
+        address: The Ray cluster (``"auto"``, ``HEAD_IP:6379``, ``"local"``); None as `connect` says.
             Ray already initialized (``ray.init`` called) is used as it is.
         on_error: ``"skip"``: a record that cannot be read is left out, and a warning names its file
             and record; ``"stop"``: it stops the run with a `corpus.RecordError` (files written
