@@ -49,16 +49,14 @@ OPTIONS = {"aggregation_strategy": "first", "batch_size": 32}
 
 def ncbi_abstracts() -> list[Any]:
     """NCBI test sentences, nine at a time, as documents: the first a title passage, the rest an abstract."""
-    from hf_layer_tokclf.corpus import Document, Passage
+    from hf_layer_tokclf.corpus import Document, title_and_abstract
     from hf_layer_tokclf.data import read_conll
 
     words = [" ".join(s.tokens) for s in read_conll(REPO / "data" / "ncbi-disease" / "test.tsv")]
     documents = []
     for number, start in enumerate(range(0, len(words) - 1, SENTENCES_PER_ABSTRACT)):
         title, *rest = words[start : start + SENTENCES_PER_ABSTRACT]
-        abstract = " ".join(rest)
-        passages = [Passage(title, 0, {"type": "title"}), Passage(abstract, len(title) + 1, {"type": "abstract"})]
-        documents.append(Document(str(10_000_000 + number), passages if abstract else passages[:1]))
+        documents.append(Document(str(10_000_000 + number), title_and_abstract(title, " ".join(rest))))
     return documents
 
 
@@ -120,6 +118,7 @@ def processes(folder: Path, workdir: Path, documents: list[Any], copies: int) ->
     """``predict`` on the abstracts as PubTator: one process, then torchrun's two; each one's summary."""
     from dataclasses import replace
 
+    from hf_layer_tokclf.annotate import summary_path
     from hf_layer_tokclf.corpus import get_writer
 
     writer, corpus = get_writer("pubtator"), workdir / "abstracts.pubtator"
@@ -146,7 +145,7 @@ def processes(folder: Path, workdir: Path, documents: list[Any], copies: int) ->
         output = workdir / f"run{number}.jsonl"
         log(f"  {name} on {len(many)} abstracts ...")
         subprocess.run([*command, "--output", str(output)], check=True, env=env, cwd=REPO, capture_output=True)
-        summary = json.loads(Path(f"{output}.summary.json").read_text(encoding="utf-8"))
+        summary = json.loads(summary_path(output).read_text(encoding="utf-8"))
         rate = summary["documents"] / summary["seconds"]
         rows.append({"name": name, "documents": summary["documents"], "seconds": summary["seconds"], "per_s": rate})
     return rows

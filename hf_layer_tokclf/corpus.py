@@ -51,6 +51,7 @@ __all__ = [
     "document_text",
     "get_writer",
     "read_corpus",
+    "title_and_abstract",
 ]
 
 CORPUS_FORMATS = ("jsonl", "pubmed", "bioc", "bioc-json", "pubtator")
@@ -191,7 +192,7 @@ def _element_text(element: ET.Element | None) -> str:
     return "" if element is None else "".join(element.itertext()).strip()
 
 
-def _title_and_abstract(title: str, abstract: str | None) -> list[Passage]:
+def title_and_abstract(title: str, abstract: str | None) -> list[Passage]:
     """An article's passages as PubTator counts them: the title at 0, the abstract after it and one space."""
     passages = [Passage(title, 0, {"type": "title"})]
     if abstract:
@@ -210,7 +211,7 @@ def _pubmed_document(article: ET.Element, path: Path, record: int) -> Document |
     # Structured abstracts: the sections' texts without their labels, as PubTator exports them.
     sections = (_element_text(s) for s in article.iterfind("MedlineCitation/Article/Abstract/AbstractText"))
     abstract = " ".join(section for section in sections if section)
-    return Document(pmid, _title_and_abstract(title, abstract), str(path), record)
+    return Document(pmid, title_and_abstract(title, abstract), str(path), record)
 
 
 def _read_pubmed(path: Path) -> Iterator[Document | RecordError]:
@@ -355,7 +356,7 @@ def _pubtator_document(lines: list[tuple[int, str | None]], path: Path, record: 
             abstract = text
         elif kind == "t":
             title = text
-    return Document(pmid, _title_and_abstract(title, abstract), str(path), record)
+    return Document(pmid, title_and_abstract(title, abstract), str(path), record)
 
 
 def _read_pubtator(path: Path) -> Iterator[Document | RecordError]:
