@@ -29,7 +29,9 @@ def parse_sections(text: str) -> tuple[str, ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0].strip("`: "))
+    parser = argparse.ArgumentParser(
+        allow_abbrev=False, prog="python -m benchmarks", description=__doc__.split("\n\n")[0].strip("`: ")
+    )
     parser.add_argument("--quick", action="store_true", help="fewer rounds, fewer layers, data slices")
     only = f"comma-separated subset of {','.join(suite.SECTIONS)}"
     parser.add_argument("--only", type=parse_sections, default=suite.SECTIONS, help=only)

@@ -206,7 +206,9 @@ def report(data: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.corpus", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        allow_abbrev=False, prog="python -m benchmarks.corpus", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the engines (default: 3)")
     parser.add_argument("--copies", type=int, default=3, help="the abstracts this many times for predict's runs")
     parser.add_argument("--output-dir", default=str(RESULTS_DIR))

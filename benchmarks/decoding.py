@@ -102,7 +102,7 @@ def decode_timing(model_dir: Path, sentences: list[Any], rounds: int) -> dict[st
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="500 training sentences, 1 epoch: a smoke run.")
     parser.add_argument("--rounds", type=int, default=5, help="Timing rounds (the best one counts).")
     parser.add_argument("--output-dir", default=str(RESULTS_DIR))

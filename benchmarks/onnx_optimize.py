@@ -215,7 +215,7 @@ def report(results: list[dict[str, Any]], command: str, rounds: int, threads: in
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0].strip("`"))
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0].strip("`"))
     parser.add_argument("--families", default="minilm", help="comma-separated: minilm, bert-base (default: minilm)")
     parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds (default: 7)")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default: 1)")

@@ -38,7 +38,7 @@ LAYERS = {"all": list(range(7)), "one": [6]}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1000 training and 300 dev sentences.")
     parser.add_argument("--rounds", type=int, default=1, help="Timed rounds, alternating the order (default: 1).")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice).")

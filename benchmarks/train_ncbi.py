@@ -47,7 +47,7 @@ def run(argv: list[str], model_class: type | None = None) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="500 training sentences, 1 epoch: a smoke run.")
     parser.add_argument("--layers", type=int, nargs="+", default=[2, 4, 6])
     parser.add_argument("--output-dir", default=str(RESULTS_DIR))

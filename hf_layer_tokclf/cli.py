@@ -16,6 +16,10 @@ from typing import Any
 
 from .files import check_output_file, write_json
 from .hub import HubError
+from .redaction import remember_secrets_in
+
+# Every parser here is built with allow_abbrev=False: argparse would otherwise take --hub-tok for --hub-token,
+# a spelling that redaction by option name cannot know, and a typo for another option.
 
 USAGE = """hf-layer-tokclf <command> [options]
 
@@ -38,6 +42,7 @@ def train_parser():
     from .training import TRAINING_DEFAULTS, TrainArgumentParser
 
     parser = TrainArgumentParser(
+        allow_abbrev=False,
         prog="hf-layer-tokclf train",
         description="Fine-tune the layer classifier of the backbone's family (BertForLayerTokenClassification, "
         "RobertaForLayerTokenClassification, ...) with the Hugging Face Trainer. Every "
@@ -141,14 +146,17 @@ def _add_trust_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--trust-remote-code",
         action="store_true",
-        help="Allow a model folder or Hub repository to run the Python code it ships (its config.json's "
-        "auto_map), as transformers' trust_remote_code=True. Off by default: models of this package load "
-        "with the installed classes and need no flag. Read the code first.",
+        default=None,  # not given: HF_LAYER_TOKCLF_TRUST_REMOTE_CODE decides (code_consent.may_run_code)
+        help="Allow a model folder or Hub repository to run the Python code it ships (an auto_map to classes "
+        "nobody installed), as transformers' trust_remote_code=True; HF_LAYER_TOKCLF_TRUST_REMOTE_CODE=1 does the "
+        "same for every command. Off by default. Models of this package and of transformers' own types load with "
+        "the installed classes and never run their folder's code. Read the code first.",
     )
 
 
 def evaluate_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="hf-layer-tokclf evaluate",
         description="Score a trained model on labeled data: seqeval entity-level precision, recall and F1, "
         "overall and per entity type, over every gold token (long sentences go through windows).",
@@ -245,6 +253,7 @@ def predict_parser() -> argparse.ArgumentParser:
     from .documents import INPUT_FORMATS
 
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="hf-layer-tokclf predict",
         description="Find entities with a trained model. Raw text (--text, --input, or standard input; one "
         "document per line) gives JSON lines: {'text', 'entities': [{entity_group, score, word, start, end}]}, "
@@ -605,6 +614,7 @@ def _write_html(args: argparse.Namespace, input_format: str, chunks: Iterator[An
 
 def push_parser(prog: str = "hf-layer-tokclf push") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog=prog,
         description="Share a trained output directory as a Hugging Face Hub model repository. The folder is "
         "staged (safetensors weights, config.json with auto_map, the three code files, tokenizer files, a README.md "
@@ -669,6 +679,7 @@ def sweep_parser() -> argparse.ArgumentParser:
 
     d = SWEEP_DEFAULTS
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="hf-layer-tokclf sweep",
         description="Which layer? Runs the frozen encoder once over the data with all hidden states, trains "
         "one linear probe per layer on the cached first-subword vectors (all at once), and scores each with "
@@ -819,6 +830,7 @@ def export_onnx_parser() -> argparse.ArgumentParser:
     from .export import DEFAULT_OPSET
 
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="hf-layer-tokclf export-onnx",
         description="Export a trained model for serving: OUT_DIR/model.onnx (the encoder layers the model uses "
         "plus its head; inputs input_ids, attention_mask and, where the family has them, token_type_ids; output "
@@ -866,6 +878,7 @@ def export_onnx_command(argv: Sequence[str]) -> int:
 
 def export_transformers_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="hf-layer-tokclf export-transformers",
         description="Write a model that reads one hidden layer (no layer pooling, no CRF) as its family's stock "
         "transformers class, e.g. BertForTokenClassification with num_hidden_layers=k: OUT_DIR then loads with "
@@ -912,6 +925,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if argv else 2
+    remember_secrets_in(argv)  # their values are masked in every file written from here on (redaction)
     command = COMMANDS.get(argv[0])
     if command is None:
         print(f"hf-layer-tokclf: unknown command {argv[0]!r}\n\n{USAGE}", file=sys.stderr)

@@ -155,7 +155,7 @@ def export_onnx(
     quantize: str | None = None,
     opset: int = DEFAULT_OPSET,
     overwrite: bool = False,
-    trust_remote_code: bool = False,
+    trust_remote_code: bool | None = None,
 ) -> Path:
     """Exports a trained token classifier (ours of any family, or a family's own) to ``out_dir/model.onnx``.
 

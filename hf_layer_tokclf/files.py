@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from .redaction import scrub_file, scrub_tree
+
 # The files of a model folder (`save_pretrained` of the model and tokenizer, and the card): hub.py picks
 # its allow-list from them, and they are most of what a training run writes (`RUN_FILES`).
 WEIGHTS = "model.safetensors"
@@ -58,6 +60,7 @@ def atomic_writer(
     """Opens a temporary file beside ``path`` and renames it into place only if the block succeeds.
 
     Readers see the old file or the complete new one, never half of it; on error the old file stays.
+    Every secret the process knows is masked in it first (`redaction.scrub_file`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,6 +74,7 @@ def atomic_writer(
         with os.fdopen(fd, mode, encoding=encoding if text else None, newline=newline if text else None) as f:
             yield f
             f.flush()
+            scrub_file(tmp)  # a secret that reached the content is masked before anyone can read it
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -129,6 +133,16 @@ def remove_outputs(folder: str | Path, written: Callable[[str], bool] = is_run_o
             shutil.rmtree(entry)
         else:
             entry.unlink()
+
+
+def scrub_outputs(folder: str | Path, written: Callable[[str], bool] = is_run_output) -> int:
+    """Masks every known secret (`redaction.scrub_file`) in the entries of ``folder`` that ``written`` names,
+    for files that libraries wrote there (``save_pretrained``, the Trainer's checkpoints); returns the count."""
+    count = 0
+    for entry in sorted(Path(folder).iterdir()):
+        if written(entry.name) and not entry.is_symlink():
+            count += scrub_tree(entry) if entry.is_dir() else scrub_file(entry)
+    return count
 
 
 def check_overwritable(path: str | Path) -> None:
@@ -222,7 +236,8 @@ def atomic_folder(path: str | Path, *, written: Callable[[str], bool]) -> Iterat
     then the old one deleted, so a crash leaves the old folder or the new one, never a mix, and none of
     the old one's files outlives the swap. On error the temporary folder goes and the old one stays. An
     existing ``path`` must pass `check_replaceable` with ``written`` (again just before the swap: files
-    may appear while the block runs). A symlink at ``path`` is followed: its target is replaced.
+    may appear while the block runs). A symlink at ``path`` is followed: its target is replaced. Every
+    secret the process knows is masked in the new folder's files first (`redaction.scrub_tree`).
     """
     target = Path(os.path.realpath(path))
     check_replaceable(target, written)
@@ -231,6 +246,7 @@ def atomic_folder(path: str | Path, *, written: Callable[[str], bool]) -> Iterat
     try:
         os.chmod(building, 0o777 & ~current_umask())  # mkdtemp made it private (0700); a plain mkdir would not
         yield building
+        scrub_tree(building)
         aside = _swap_in(building, target, written)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)

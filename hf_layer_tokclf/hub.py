@@ -47,6 +47,7 @@ from typing import Any
 # The model folder's file names, shared with what --overwrite-output-dir may replace.
 from .files import CARD, CODE_FILES, CONFIG, METRICS, SHARD, TOKENIZER_FILES, WEIGHTS, WEIGHTS_INDEX
 from .locations import check_model_folder, check_repo_id
+from .redaction import remember_secret, scrub_tree
 
 __all__ = [
     "SAMPLE",
@@ -274,6 +275,7 @@ def stage(
     metrics = _read_json(source / METRICS) if (source / METRICS).is_file() else {}
     # Rendered from the source's config: the stock config no longer says which layer of how many it is.
     write_model_card(source, metrics, out_dir=target, repo_id=repo_id, custom_code=custom_code)
+    scrub_tree(target)  # nothing uploaded holds a secret the process knows (our copies; the source is untouched)
     return sorted(target / name for name in {*names, CARD})
 
 
@@ -567,6 +569,7 @@ def push_to_hub(
     """
     from . import __version__
 
+    remember_secret(token)
     token = _check_push(repo_id, revision, dry_run, token)
     source = Path(model_dir)
     _select(source)  # a folder we cannot share fails before a staging folder appears

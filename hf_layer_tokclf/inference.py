@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .code_consent import may_run_code
 from .data import Sentence, from_iob2
 from .decoding import (
     DEFAULT_DECODING,
@@ -34,7 +35,7 @@ def load_model(
     *,
     device: str | None = None,
     dtype: str = "auto",
-    trust_remote_code: bool = False,
+    trust_remote_code: bool | None = None,
     **kwargs: Any,
 ) -> tuple[Any, Any]:
     """Loads a token classifier and its tokenizer from a trained output directory or a Hub id.
@@ -44,9 +45,11 @@ def load_model(
     ``"auto"`` on the GPU when there is one. ``dtype``: see `pick_dtype` (``"auto"``: float32 on
     the CPU, bfloat16 or float16 on a GPU).
 
-    Models of this package load with its installed classes; code shipped in the model folder
-    (``auto_map`` to a class transformers does not have) runs only with ``trust_remote_code=True``,
-    as in transformers: without it a `ValueError` says so, and nothing from the folder is executed.
+    Models of this package (and transformers' own) load with the installed classes, and their folder's
+    code never runs; code shipped for a class nobody installed runs only with the caller's consent,
+    as `code_consent.may_run_code` decides (``trust_remote_code=True``, or ``None`` and the
+    ``HF_LAYER_TOKCLF_TRUST_REMOTE_CODE`` environment variable): without it a `RemoteCodeError` says
+    so, and nothing from the folder is executed.
     """
     from transformers import AutoModelForTokenClassification
 
@@ -63,13 +66,13 @@ def load_model(
         raise ValueError(f"{model_dir}: no such folder.")
     if path.exists():
         check_model_folder(path)
-    # An explicit False (not None): transformers would otherwise ask on a terminal, and a yes runs the code.
-    remote = {"trust_remote_code": bool(trust_remote_code)}
+    # An explicit bool (never None): transformers would otherwise ask on a terminal, and a yes runs the code.
+    trusted = may_run_code(model_dir, trust_remote_code)
     try:
-        model = AutoModelForTokenClassification.from_pretrained(str(model_dir), **remote, **kwargs)
-        tokenizer = load_tokenizer(model_dir, **remote)
+        model = AutoModelForTokenClassification.from_pretrained(str(model_dir), trust_remote_code=trusted, **kwargs)
+        tokenizer = load_tokenizer(model_dir, trust_remote_code=trust_remote_code)
     except Exception as error:
-        if isinstance(error, ValueError) and not trust_remote_code and "trust_remote_code" in str(error):
+        if isinstance(error, ValueError) and not trusted and "trust_remote_code" in str(error):
             raise RemoteCodeError(model_dir) from None
         unfinished = _unfinished(path, error)
         if unfinished is not None:
@@ -83,8 +86,10 @@ class RemoteCodeError(ValueError):
 
     def __init__(self, model_dir: str | Path) -> None:
         super().__init__(
-            f"{model_dir} needs the Python code it ships (an auto_map in its config.json) to load; nothing was run. "
-            "Read that code, then pass --trust-remote-code (trust_remote_code=True) to run it."
+            f"{model_dir} needs the Python code it ships (an auto_map in its config.json or tokenizer_config.json) "
+            "to load; nothing was run. Read that code, then pass --trust-remote-code (trust_remote_code=True, or "
+            "set HF_LAYER_TOKCLF_TRUST_REMOTE_CODE=1) to run it. A model type with installed classes never runs "
+            "its folder's code."
         )
 
 

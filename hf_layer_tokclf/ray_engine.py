@@ -134,7 +134,7 @@ class _Annotator:
         text_column: str,
         device: str | None,
         dtype: str,
-        trust_remote_code: bool,
+        trust_remote_code: bool | None,
         options: dict[str, Any],
     ) -> None:
         from .inference import load_model
@@ -171,7 +171,7 @@ def annotate_dataset(
     batch_size: int = 32,
     device: str | None = None,
     dtype: str = "auto",
-    trust_remote_code: bool = False,
+    trust_remote_code: bool | None = None,
     **predict_options: Any,
 ) -> ray.data.Dataset:
     """The rows of ``dataset`` with an ``entities`` column: each document's entities, offsets into its text.
@@ -383,7 +383,7 @@ def predict_with_ray(
     overwrite: bool = False,
     device: str | None = None,
     dtype: str = "auto",
-    trust_remote_code: bool = False,
+    trust_remote_code: bool | None = None,
     **predict_options: Any,
 ) -> RayPrediction:
     """``predict --engine ray``: the entities of a corpus, read, annotated and written by Ray.

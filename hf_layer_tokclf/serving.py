@@ -126,7 +126,7 @@ class OnnxTokenClassifier:
 
     @classmethod
     def load(
-        cls, path: str | Path, *, threads: int | None = None, trust_remote_code: bool = False
+        cls, path: str | Path, *, threads: int | None = None, trust_remote_code: bool | None = None
     ) -> tuple[OnnxTokenClassifier, Any]:
         """The runner and the tokenizer saved beside it (custom tokenizer code only if trusted)."""
         from .tokenization import load_tokenizer

@@ -71,7 +71,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "device": None,  # the CPU, as inference.load_model
     "dtype": "auto",
     "min_score": None,
-    "trust_remote_code": False,
+    "trust_remote_code": None,  # None: HF_LAYER_TOKCLF_TRUST_REMOTE_CODE decides (code_consent.may_run_code)
     "spans_key": FACTORY,
 }
 
@@ -107,7 +107,7 @@ class LayerTokenClassifier(Pipe):
         device: str | None = None,
         dtype: str = "auto",
         min_score: float | None = None,
-        trust_remote_code: bool = False,
+        trust_remote_code: bool | None = None,
         spans_key: str = FACTORY,
     ) -> None:
         # Checked here, not at the first doc: a typo in the config fails at add_pipe / spacy.load.
@@ -262,10 +262,35 @@ class LayerTokenClassifier(Pipe):
         to_disk(path, writers, exclude)
 
     def from_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> "LayerTokenClassifier":
-        """Loads the model saved in ``path/model`` now (not lazily: the folder may be deleted after loading)."""
+        """Loads the model saved in ``path/model`` now (not lazily: the folder may be deleted after loading).
+
+        A pipeline folder cannot consent to running code for its own model: where the folder's
+        ``config.cfg`` sets ``trust_remote_code``, the value is not taken from it (`code_consent` then
+        asks the environment); a ``spacy.load(path, config={...})`` override of a file that does not set
+        it is the caller's, and counts.
+        """
+        if self._folder_asks_for_code(Path(path).parent / "config.cfg"):
+            self.load_options["trust_remote_code"] = None
         readers: dict[str, Callable[[Path], None]] = {MODEL_FOLDER: self._load_saved}
         from_disk(path, readers, exclude)
         return self
+
+    def _folder_asks_for_code(self, config_file: Path) -> bool:
+        """Whether a pipeline's own ``config.cfg`` sets this component's ``trust_remote_code`` (logged if so)."""
+        from thinc.api import Config
+
+        if not self.load_options["trust_remote_code"] or not config_file.is_file():
+            return False
+        section = Config().from_disk(config_file, interpolate=False).get("components", {}).get(self.name, {})
+        if not section.get("trust_remote_code"):
+            return False  # the value came from the caller (an override of spacy.load), not the folder
+        logger.warning(
+            "%s: %s sets trust_remote_code; a pipeline folder cannot allow its own code to run, so that value is "
+            "ignored. Set HF_LAYER_TOKCLF_TRUST_REMOTE_CODE=1 to allow it.",
+            self.name,
+            config_file,
+        )
+        return True
 
     def _save_model(self, folder: Path) -> None:
         from .serving import OnnxTokenClassifier
@@ -315,7 +340,7 @@ def make_layer_tokclf(
     device: str | None,
     dtype: str,
     min_score: float | None,
-    trust_remote_code: bool,
+    trust_remote_code: bool | None,
     spans_key: str,
 ) -> LayerTokenClassifier:
     """The ``"layer_tokclf"`` factory: ``nlp.add_pipe("layer_tokclf", config={"model": PATH})``."""

@@ -206,7 +206,9 @@ def check_stock_folder(folder: str | Path, model: Any, tokenizer: Any, texts: tu
     if bad:
         raise ExportMismatchError(f"{folder}: the weights do not fit {name}: {bad}")
     batch = dict(tokenizer(list(texts), padding=True, return_tensors="pt"))
-    reloaded = AutoTokenizer.from_pretrained(str(folder))(list(texts), padding=True, return_tensors="pt")
+    reloaded = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)(
+        list(texts), padding=True, return_tensors="pt"
+    )
     if not torch.equal(reloaded["input_ids"], batch["input_ids"]):
         raise ExportMismatchError(f"the tokenizer saved in {folder} gives other token ids than the source's.")
     diff = float((_masked_logits(loaded.eval(), batch) - _masked_logits(model, batch)).abs().max())
@@ -217,7 +219,9 @@ def check_stock_folder(folder: str | Path, model: Any, tokenizer: Any, texts: tu
     return diff
 
 
-def save_stock_form(model_dir: str | Path, folder: str | Path, *, trust_remote_code: bool = False) -> dict[str, Any]:
+def save_stock_form(
+    model_dir: str | Path, folder: str | Path, *, trust_remote_code: bool | None = None
+) -> dict[str, Any]:
     """Writes the stock form of the model in ``model_dir`` into ``folder`` (weights, config, tokenizer), checked.
 
     ``folder`` is written in place (`export_transformers` and `hub.stage` choose it); returns what
@@ -256,7 +260,7 @@ def save_stock_form(model_dir: str | Path, folder: str | Path, *, trust_remote_c
 
 
 def export_transformers(
-    model_dir: str | Path, out_dir: str | Path, *, overwrite: bool = False, trust_remote_code: bool = False
+    model_dir: str | Path, out_dir: str | Path, *, overwrite: bool = False, trust_remote_code: bool | None = None
 ) -> Path:
     """Exports a one-layer layer classifier as its family's stock ``*ForTokenClassification``, to ``out_dir``.
 

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .code_consent import may_run_code
 from .files import write_json
 
 TOKENIZER_CONFIG = "tokenizer_config.json"
@@ -23,14 +24,16 @@ TOKENIZER_CONFIG = "tokenizer_config.json"
 _CLASS_NAMES_FOR_4X = {"TokenizersBackend": "PreTrainedTokenizerFast"}
 
 
-def load_tokenizer(name_or_path: str | Path, *, trust_remote_code: bool = False, **kwargs: Any) -> Any:
+def load_tokenizer(name_or_path: str | Path, *, trust_remote_code: bool | None = None, **kwargs: Any) -> Any:
     """``AutoTokenizer.from_pretrained``, with ``add_prefix_space=True`` where the tokenizer is byte-level.
 
-    ``trust_remote_code`` is passed as an explicit bool: transformers would otherwise ask on a terminal.
+    Whether code shipped with the tokenizer may run is `code_consent.may_run_code`'s decision (the
+    caller's ``trust_remote_code``, else the environment), passed to transformers as an explicit bool:
+    it would otherwise ask on a terminal.
     """
     from transformers import AutoTokenizer
 
-    kwargs = {"trust_remote_code": bool(trust_remote_code), **kwargs}
+    kwargs = {**kwargs, "trust_remote_code": may_run_code(name_or_path, trust_remote_code)}
     tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), **kwargs)
     if needs_prefix_space(tokenizer):
         tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), add_prefix_space=True, **kwargs)

@@ -29,12 +29,12 @@ from .data import (
 )
 from .decoding import DEFAULT_DECODING, label_decoder, token_predictions
 from .features import BOOKKEEPING_KEYS, encode, merge_windows
-from .files import METRICS, TEST_PREDICTIONS, prepare_output_dir, remove_outputs, write_json
+from .files import METRICS, TEST_PREDICTIONS, prepare_output_dir, remove_outputs, scrub_outputs, write_json
 from .hub import push_request, push_to_hub
 from .inference import check_max_length, default_max_length, evaluate_sentences, flat_scores, write_conll
 from .metrics import entity_scores, format_scores
 from .model_card import write_model_card
-from .redaction import redact_command
+from .redaction import redact_command, remember_secret
 from .tokenization import load_tokenizer, save_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -467,7 +467,9 @@ def _start_run(
     if not training_args.output_dir:
         raise ValueError("--output-dir is required.")
     hub_request = push_request(training_args)  # --push-to-hub: checked now, pushed (verified) after saving
-    # The Trainer pickles its arguments into every checkpoint (training_args.bin); the push keeps its own copy.
+    # The Trainer pickles its arguments into every checkpoint (training_args.bin); the push keeps its own copy,
+    # and the value is masked in whatever else the run writes (redaction).
+    remember_secret(training_args.hub_token)
     training_args.hub_token = None
     splits, scheme = read_splits(data_args)  # bad data fails before anything is written
     print(f"label scheme: {scheme} (trained as IOB2; CoNLL predictions are written in {scheme})")
@@ -743,6 +745,7 @@ def _save(model: Any, tokenizer: Any, output_dir: Path, metrics: dict[str, Any],
     """
     model.save_pretrained(output_dir)
     save_tokenizer(tokenizer, output_dir)
+    scrub_outputs(output_dir)  # what transformers and the Trainer wrote there, checkpoints included
     write_model_card(output_dir, metrics)
     write_json(output_dir / METRICS, metrics)
     if not run_args.keep_checkpoints:

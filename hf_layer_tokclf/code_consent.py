@@ -1,0 +1,54 @@
+"""The one decision whether loading a model may run Python code that came with it.
+
+Every loader of the package (`inference.load_model`, `tokenization.load_tokenizer`, the ONNX runner,
+and through them the CLI, the spaCy component, Ray's actors, export, the sweep and the Hub check)
+asks `may_run_code` and passes its answer to transformers as ``trust_remote_code``. So:
+
+- A model whose ``model_type`` has installed classes (this package's, or transformers' own) never
+  runs code from its folder, whatever anyone asks: the installed classes load it. A folder of ours
+  whose ``modeling_layer_tokclf.py`` was edited changes nothing.
+- Other code runs only with the consent of the person loading: ``trust_remote_code=True`` (the
+  CLI's ``--trust-remote-code``), or the environment variable ``HF_LAYER_TOKCLF_TRUST_REMOTE_CODE=1``
+  when no explicit answer is given. Nothing in the folder itself (a spaCy ``config.cfg``, a config
+  field) can consent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+__all__ = ["TRUST_ENV", "consent_from_environment", "installed_model_type", "may_run_code"]
+
+TRUST_ENV = "HF_LAYER_TOKCLF_TRUST_REMOTE_CODE"
+_YES = {"1", "true", "yes", "on"}
+
+
+def consent_from_environment() -> bool:
+    """Whether the person running this process set ``HF_LAYER_TOKCLF_TRUST_REMOTE_CODE`` to 1 / true / yes."""
+    return os.environ.get(TRUST_ENV, "").strip().lower() in _YES
+
+
+def installed_model_type(source: str | Path) -> bool:
+    """Whether ``source`` is a local folder whose ``config.json`` names a model type with installed classes."""
+    # Holds transformers' own types and those this package registers on import (hf_layer_tokclf/__init__.py).
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    config = Path(source) / "config.json"
+    try:
+        model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(model_type, str) and model_type in CONFIG_MAPPING
+
+
+def may_run_code(source: str | Path, trust_remote_code: bool | None = None) -> bool:
+    """The ``trust_remote_code`` to give transformers for loading ``source`` (a folder or Hub id).
+
+    ``trust_remote_code``: the caller's own answer; ``None`` (not given) reads `TRUST_ENV`. Returns
+    False for a folder of a model type whose classes are installed (`installed_model_type`): its own
+    code is never needed, so never run.
+    """
+    consent = consent_from_environment() if trust_remote_code is None else bool(trust_remote_code)
+    return consent and not installed_model_type(source)
