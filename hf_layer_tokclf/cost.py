@@ -38,7 +38,11 @@ def layer_flops(config: Any, mean_tokens: float = DEFAULT_MEAN_TOKENS) -> float:
     ids = {key: 0 for key, value in values.items() if key.endswith("_token_id") and value is not None}
     positions = max(values.get("max_position_embeddings") or 0, tokens + 2)
     one_layer = backbone_config(config, num_hidden_layers=1, vocab_size=8, max_position_embeddings=positions, **ids)
-    model = AutoModel.from_config(one_layer, attn_implementation="eager").eval()
+    # No parameter requires grad: the counter's module tracker hooks the backward of every input that does, and
+    # a view taken under no_grad of a parameter (DeBERTa-v2's raw relative position embeddings, norm_rel_ebd
+    # "none") still requires grad but has no gradient function, which its hook refuses ("Expected gradient
+    # function to be set"). no_grad alone does not prevent that; inference_mode fails the same way.
+    model = AutoModel.from_config(one_layer, attn_implementation="eager").eval().requires_grad_(False)
     inputs = {"input_ids": torch.zeros(1, tokens, dtype=torch.long), "attention_mask": torch.ones(1, tokens)}
     # The first entry of the first ModuleList is the encoder's first layer, whatever the family calls it.
     name = next(name for name, module in model.named_modules() if isinstance(module, torch.nn.ModuleList))

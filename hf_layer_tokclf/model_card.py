@@ -25,6 +25,7 @@ from .auto import family_of
 from .cost import parameter_counts, relative_costs
 from .files import CODE_FILES, atomic_writer
 from .locations import is_repo_id
+from .niceties import optional_step
 from .redaction import redact_argv
 
 __all__ = ["TEMPLATE_PATH", "render_model_card", "write_model_card"]
@@ -224,8 +225,6 @@ def _layer_facts(config: Mapping[str, Any]) -> dict[str, Any]:
     else:
         layer_text = f"the output of layer {built} ({state(built)})"
 
-    classes = len(config.get("id2label") or {}) or 2
-    used, full = parameter_counts(config)  # full: the family's *ForTokenClassification
     return {
         "hidden_layer": layers if many else layers[0],
         "pooling_text": f'combined by `layer_pooling="{pooling}"`' if pooled else "",
@@ -236,11 +235,21 @@ def _layer_facts(config: Mapping[str, Any]) -> dict[str, Any]:
         "layer_text": layer_text,
         "layers_built": built,
         "num_layers": depth,
-        "compute_pct": round(100 * relative_costs(config, [built], classes)[built]),
-        "params_used": _count(used),
-        "params_full": _count(full),
-        "params_pct": round(100 * used / full),
+        **_cost_figures(config, built),
     }
+
+
+def _cost_figures(config: Mapping[str, Any], built: int) -> dict[str, Any]:
+    """The compute and parameter figures of a model built to layer ``built``; each is left out (`None`, with a
+    warning) where it cannot be had: they are estimates, and the card is written without them."""
+    figures: dict[str, Any] = {"compute_pct": None, "params_used": None, "params_full": None, "params_pct": None}
+    with optional_step("the model card's compute estimate"):
+        classes = len(config.get("id2label") or {}) or 2
+        figures["compute_pct"] = round(100 * relative_costs(config, [built], classes)[built])
+    with optional_step("the model card's parameter counts"):
+        used, full = parameter_counts(config)  # full: the family's *ForTokenClassification
+        figures.update(params_used=_count(used), params_full=_count(full), params_pct=round(100 * used / full))
+    return figures
 
 
 def _count(n: int) -> str:

@@ -29,11 +29,12 @@ from .data import (
 )
 from .decoding import DEFAULT_DECODING, label_decoder, token_predictions
 from .features import BOOKKEEPING_KEYS, encode, merge_windows
-from .files import METRICS, TEST_PREDICTIONS, prepare_output_dir, remove_outputs, scrub_outputs, write_json
+from .files import CARD, METRICS, TEST_PREDICTIONS, prepare_output_dir, remove_outputs, scrub_outputs, write_json
 from .hub import push_request, push_to_hub
 from .inference import check_max_length, default_max_length, evaluate_sentences, flat_scores, write_conll
 from .metrics import entity_scores, format_scores
 from .model_card import write_model_card
+from .niceties import optional_step
 from .redaction import redact_command, remember_secret
 from .tokenization import load_tokenizer, save_tokenizer
 
@@ -436,7 +437,8 @@ def train(
     metrics = _train_or_resume(trainer, output_dir, training_args, run_args)
     if trainer.is_world_process_zero():
         model = trainer.model.eval()
-        scores, test_predictions = _score_splits(
+        _save_model(model, tokenizer, output_dir)  # first: whatever fails later, the trained model is kept
+        scores, test_predictions, report = _score_splits(
             model, tokenizer, splits, data_args, training_args, max_length, run_args
         )
         metrics.update(scores)
@@ -447,7 +449,7 @@ def train(
         metrics["settings"] = {**settings, "command": redact_command(command)}
         if test_predictions is not None:  # as run_ner.py's predictions.txt: tokens, gold and predicted labels
             write_conll(output_dir / TEST_PREDICTIONS, splits["test"], test_predictions, scheme=scheme)
-        _save(model, tokenizer, output_dir, metrics, run_args)
+        _save_results(output_dir, metrics, report, run_args)
         if hub_request:
             push_to_hub(output_dir, **hub_request)
     trainer.accelerator.wait_for_everyone()
@@ -633,11 +635,12 @@ def _score_splits(
     training_args: Any,
     max_length: int,
     run_args: RunArguments,
-) -> tuple[dict[str, Any], list[list[str]] | None]:
+) -> tuple[dict[str, Any], list[list[str]] | None, list[tuple[str, dict[str, Any]]]]:
     """The trained model's ``eval_*`` and ``test_*`` scores over every gold word of the dev and test data,
-    and its test predictions (`None` without test data)."""
+    its test predictions (`None` without test data), and each split's heading and scores to print."""
     metrics: dict[str, Any] = {}
     test_predictions = None
+    report = []
     for split, prefix in (("validation", "eval"), ("test", "test")):
         if split in splits:
             scores, predictions = evaluate_sentences(
@@ -651,9 +654,10 @@ def _score_splits(
             )
             metrics.update(flat_scores(scores, prefix))
             test_predictions = predictions if split == "test" else test_predictions
-            print(f"\n{split} ({len(splits[split])} sentences, {data_args.__dict__.get(split + '_file') or ''})")
-            print(format_scores(scores))
-    return metrics, test_predictions
+            report.append(
+                (f"{split} ({len(splits[split])} sentences, {data_args.__dict__.get(split + '_file') or ''})", scores)
+            )
+    return metrics, test_predictions, report
 
 
 def check_options(
@@ -737,17 +741,29 @@ def _settings(model_args, data_args, training_args, model, max_length) -> dict[s
     return settings
 
 
-def _save(model: Any, tokenizer: Any, output_dir: Path, metrics: dict[str, Any], run_args: RunArguments) -> None:
-    """Writes the final folder; metrics.json goes last, so its presence means the run finished.
-
-    The checkpoints are deleted only after that: a save that fails on the way (the card, a full disk)
-    leaves a run that ``--resume`` can finish.
-    """
+def _save_model(model: Any, tokenizer: Any, output_dir: Path) -> None:
+    """Saves the trained model and its tokenizer in ``output_dir``, before anything else can fail."""
     model.save_pretrained(output_dir)
     save_tokenizer(tokenizer, output_dir)
-    scrub_outputs(output_dir)  # what transformers and the Trainer wrote there, checkpoints included
-    write_model_card(output_dir, metrics)
+    scrub_outputs(output_dir)  # secrets masked in what transformers and the Trainer wrote, checkpoints included
+
+
+def _save_results(
+    output_dir: Path, metrics: dict[str, Any], report: list[tuple[str, dict[str, Any]]], run_args: RunArguments
+) -> None:
+    """Writes metrics.json next to the saved model, then what a finished run can do without.
+
+    metrics.json's presence means the run finished: the card and the printed score tables come after it, each
+    skipped with a warning if it fails (`optional_step`), never losing the run. The checkpoints are deleted
+    last: a save that fails before metrics.json (a full disk) leaves a run that ``--resume`` can finish.
+    """
     write_json(output_dir / METRICS, metrics)
+    with optional_step(f"the model card ({output_dir / CARD})"):
+        write_model_card(output_dir, metrics)
+    with optional_step("printing the scores"):
+        for heading, scores in report:
+            print(f"\n{heading}")
+            print(format_scores(scores))
     if not run_args.keep_checkpoints:
         for checkpoint in output_dir.glob("checkpoint-*"):
             shutil.rmtree(checkpoint, ignore_errors=True)

@@ -355,12 +355,19 @@ TOKEN_IDS: dict[str, dict[str, str]] = {
 
 
 def make_checkpoint(
-    family: str, path: Path | str, *, num_hidden_layers: int = 4, hidden_size: int = 32, seed: int = 0
+    family: str,
+    path: Path | str,
+    *,
+    num_hidden_layers: int = 4,
+    hidden_size: int = 32,
+    seed: int = 0,
+    config: dict | None = None,
 ) -> Path:
     """Writes a random ``family`` pretraining model (safetensors) and its tokenizer into ``path``; returns it.
 
-    ``path`` is created; an existing non-empty folder is refused, so that no other files end up beside these.
-    The same arguments give the same files.
+    ``config`` holds config fields to set over the family's `CONFIGS` (a variant, e.g. DeBERTa-v2 with
+    ``share_att_key=False``). ``path`` is created; an existing non-empty folder is refused, so that no other
+    files end up beside these. The same arguments give the same files.
     """
     if family not in FAMILIES:
         raise ValueError(f"family {family!r} is not one of {FAMILIES} (transformers {transformers.__version__})")
@@ -383,11 +390,12 @@ def make_checkpoint(
         "intermediate_size": 64,
         "max_position_embeddings": MAX_LENGTH,
         **CONFIGS[family],
+        **(config or {}),
         **{field: tokenizer.convert_tokens_to_ids(token) for field, token in TOKEN_IDS[family].items()},
     }
-    config = transformers.AutoConfig.for_model(family, **kwargs)
+    backbone = transformers.AutoConfig.for_model(family, **kwargs)
     torch.manual_seed(seed)
-    getattr(transformers, PRETRAINING_CLASS[family])(config).save_pretrained(path)
+    getattr(transformers, PRETRAINING_CLASS[family])(backbone).save_pretrained(path)
     return path
 
 

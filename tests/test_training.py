@@ -1,6 +1,7 @@
 """Training through the functions the CLI calls, on real MiniLM weights and a slice of NCBI-disease."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -98,25 +99,95 @@ def test_overwrite_output_dir_and_no_validation(tmp_path):
     assert (tmp_path / "metrics.json").is_file()
 
 
-def test_a_failing_model_card_leaves_the_checkpoint_to_resume(tmp_path, monkeypatch):
-    """Checkpoints go only after the card and metrics.json are written: an unfinished run can still --resume."""
+def _quick_run(output_dir):
+    """Two steps on 16 sentences with a checkpoint at step 2: a finished run in a few seconds."""
+    steps = dict(save_strategy="steps", save_steps=2, eval_strategy="steps", eval_steps=2)
+    data, args = slice_args(output_dir, max_steps=2, **steps)
+    data.max_train_samples, data.max_eval_samples, data.max_test_samples = 16, 8, 8
+    return data, args
+
+
+def test_a_run_that_fails_before_its_metrics_leaves_the_checkpoint_to_resume(tmp_path, monkeypatch):
+    """The model is saved as soon as it is trained, and the checkpoints go only after metrics.json is written:
+    an unfinished run (here a full disk) can still --resume."""
     from hf_layer_tokclf import training
 
-    def broken_card(*args, **kwargs):
-        raise RuntimeError("card failed")
+    def full_disk(path, data):
+        raise OSError(28, "No space left on device", str(path))
 
-    steps = dict(save_strategy="steps", save_steps=2, eval_strategy="steps", eval_steps=2)
-    data, args = slice_args(tmp_path, max_steps=2, **steps)
-    data.max_train_samples, data.max_eval_samples, data.max_test_samples = 16, 8, 8
-    monkeypatch.setattr(training, "write_model_card", broken_card)
-    with pytest.raises(RuntimeError, match="card failed"):
+    data, args = _quick_run(tmp_path)
+    monkeypatch.setattr(training, "write_json", full_disk)
+    with pytest.raises(OSError, match="No space left"):
         train(ModelArguments(hidden_layer=[1]), data, args)
-    assert not (tmp_path / "metrics.json").exists()
+    assert not (tmp_path / "metrics.json").exists() and (tmp_path / "model.safetensors").is_file()
     assert training.last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
     monkeypatch.undo()
     train(ModelArguments(hidden_layer=[1]), data, args, RunArguments(resume=True))
     assert (tmp_path / "metrics.json").is_file() and (tmp_path / "README.md").is_file()
     assert not list(tmp_path.glob("checkpoint-*"))
+
+
+def test_deberta_v2_with_its_own_position_projections_trains_to_a_card_with_its_cost(tmp_path, logs):
+    """As reported: DeBERTa-v2 with share_att_key=False (and raw relative position embeddings) trained all its
+    steps, then crashed in torch's FLOP counter writing the card. The card now has its compute figure."""
+    from families import make_checkpoint
+
+    variant = {"share_att_key": False, "norm_rel_ebd": "none"}
+    checkpoint = make_checkpoint("deberta-v2", tmp_path / "checkpoint", config=variant)
+    data, args = _quick_run(tmp_path / "model")
+    train(ModelArguments(model=str(checkpoint), hidden_layer=[2]), data, args)
+    card = (tmp_path / "model" / "README.md").read_text()
+    assert "**2 of 4** encoder layers" in card and re.search(r"about \d+% of the full encoder's forward cost", card)
+    assert "Skipped" not in logs.getvalue()
+
+
+class _FailingFlopCounter:
+    """torch's FLOP counter as it failed on DeBERTa-v2 with raw relative position embeddings."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __enter__(self):
+        raise AssertionError("Expected gradient function to be set")
+
+    def __exit__(self, *args):
+        return False
+
+
+def _broken(*args, **kwargs):
+    raise RuntimeError("broken on purpose")
+
+
+@pytest.mark.parametrize(
+    ("target", "replacement", "skipped"),
+    [
+        ("hf_layer_tokclf.cost.FlopCounterMode", _FailingFlopCounter, "the model card's compute estimate"),
+        ("hf_layer_tokclf.model_card.parameter_counts", _broken, "the model card's parameter counts"),
+        ("hf_layer_tokclf.model_card.render_model_card", _broken, "the model card"),
+        ("hf_layer_tokclf.training.format_scores", _broken, "printing the scores"),
+    ],
+    ids=["flop-counter", "parameter-counts", "card", "score-tables"],
+)
+def test_a_failing_nicety_leaves_the_finished_run_in_place(target, replacement, skipped, tmp_path, monkeypatch, logs):
+    """The card, its cost figures and the printed tables may fail: train warns, naming what it skipped and why,
+    and the trained model, its tokenizer and metrics.json are there as after any finished run."""
+    monkeypatch.setattr(target, replacement)
+    data, args = _quick_run(tmp_path)
+    metrics = train(ModelArguments(hidden_layer=[1]), data, args)
+    assert json.loads((tmp_path / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
+    assert "test_f1" in metrics and not list(tmp_path.glob("checkpoint-*"))  # finished: checkpoints go as usual
+    model, tokenizer = load_model(tmp_path)
+    assert model.config.hidden_layer == 1 and model(**tokenizer(TEXT, return_tensors="pt")).logits.shape[-1] == 3
+    warning = logs.getvalue()
+    assert f"Skipped {skipped}" in warning and ("broken on purpose" in warning or "gradient function" in warning)
+    card = tmp_path / "README.md"
+    if skipped == "the model card":
+        assert not card.exists()
+    else:  # the rest of the card is written
+        text = card.read_text()
+        assert "**Layers built:** **1 of 6**" in text and "test" in text.lower()
+        assert ("forward cost" in text) == ("compute" not in skipped)
+        assert ("parameters against" in text) == ("parameter" not in skipped)
 
 
 def test_stock_head_trains_with_the_same_settings(tmp_path):
