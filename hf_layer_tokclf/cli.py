@@ -821,7 +821,8 @@ def sweep_command(argv: Sequence[str]) -> int:
         f"\nrecommended: layer {k} (dev F1 {100 * result.f1[k]:.2f}, relative cost {result.relative_cost[k]:.2f}); "
         f"best: layer {result.best_layer} (dev F1 {100 * result.f1[result.best_layer]:.2f})"
     )
-    print(f"written to {args.output_dir}: sweep.md, sweep.json, sweep.png")
+    written = [name for name in ("sweep.md", "sweep.json", "sweep.png") if Path(args.output_dir, name).is_file()]
+    print(f"written to {args.output_dir}: {', '.join(written)}")  # no plot claimed when it was skipped
     print(f"\nfine-tune at layer {k}:\n  {result.train_command}")
     return 0
 

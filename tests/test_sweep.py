@@ -322,3 +322,25 @@ def test_cli_device_and_dtype(tiny_dir, tmp_path, capsys):
     assert run(capsys, *argv, "--device", "cpu", "--dtype", "bfloat16")[0] == 0
     settings = json.loads((tmp_path / "out" / "sweep.json").read_text())["settings"]
     assert settings["device"] == "cpu" and settings["dtype"] == "bfloat16"
+
+
+def test_a_failing_plot_or_cost_count_leaves_the_sweep_and_claims_no_plot(
+    tiny_dir, tmp_path, capsys, monkeypatch, logs
+):
+    """The plot and the FLOP count are niceties (`niceties.optional_step`): the sweep's F1s are written all the same."""
+    import hf_layer_tokclf.sweep.report as report
+    import hf_layer_tokclf.sweep.run as sweep_run
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("broken on purpose")
+
+    monkeypatch.setattr(report, "_plot", broken)
+    monkeypatch.setattr(sweep_run, "relative_costs", broken)
+    output_dir = tmp_path / "out"
+    code, out, err = run(capsys, *ncbi_sweep_argv(tiny_dir, output_dir, train=32, dev=16), "--no-progress")
+    assert code == 0, err
+    assert sorted(p.name for p in output_dir.iterdir()) == ["sweep.json", "sweep.md"]
+    assert "sweep.png" not in out
+    rows = json.loads((output_dir / "sweep.json").read_text())["layers"]
+    assert [row["relative_cost"] for row in rows] == [row["layer"] / 4 for row in rows]  # k/L instead
+    assert "Skipped the plot" in logs.getvalue() and "Skipped counting each layer's FLOPs" in logs.getvalue()

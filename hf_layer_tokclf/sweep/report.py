@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import math
 from pathlib import Path
 from typing import Any
 
 from ..files import OutputExistsError, atomic_writer, write_json
+from ..niceties import optional_step
 from .result import SweepResult
-
-logger = logging.getLogger(__name__)
 
 # Output file names, in the output directory.
 TABLE_FILE, JSON_FILE, PLOT_FILE = "sweep.md", "sweep.json", "sweep.png"
@@ -19,8 +17,8 @@ TABLE_FILE, JSON_FILE, PLOT_FILE = "sweep.md", "sweep.json", "sweep.png"
 def write_sweep(result: SweepResult, output_dir: str | Path, *, overwrite: bool = False) -> dict[str, Path]:
     """Writes ``sweep.md`` (the table), ``sweep.json`` and ``sweep.png`` (the plot) in ``output_dir``, each atomically.
 
-    Existing files of those names are refused unless ``overwrite``. Without matplotlib the plot is
-    skipped with a warning. Returns the paths written.
+    Existing files of those names are refused unless ``overwrite``. Without matplotlib, or when plotting
+    fails, the plot is skipped with a warning (`niceties.optional_step`). Returns the paths written.
     """
     output_dir = Path(output_dir)
     paths = {"table": output_dir / TABLE_FILE, "json": output_dir / JSON_FILE, "plot": output_dir / PLOT_FILE}
@@ -31,10 +29,11 @@ def write_sweep(result: SweepResult, output_dir: str | Path, *, overwrite: bool 
     output_dir.mkdir(parents=True, exist_ok=True)
     _write_table(result, paths["table"])
     write_json(paths["json"], result.to_json())
-    try:
+    plotted = False
+    with optional_step(f'the plot {paths["plot"]} (pip install "hf-layer-tokclf[plot]" for matplotlib)'):
         _plot(result, paths["plot"])
-    except ImportError:
-        logger.warning("matplotlib is not installed: no %s (pip install matplotlib)", paths["plot"])
+        plotted = True
+    if not plotted:  # the table and the JSON hold every figure; the plot is a view of them
         del paths["plot"]
     return paths
 

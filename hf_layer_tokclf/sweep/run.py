@@ -15,6 +15,7 @@ from ..cost import relative_costs
 from ..data import DataError, Sentence, check_known_labels, label_list, normalize_labels
 from ..decoding import DEFAULT_DECODING
 from ..files import output_names, prepare_output_dir, remove_outputs
+from ..niceties import optional_step
 from .extract import EncodedSplit, FeatureStores, cache_folder, encode_split, extract_features
 from .finetune import finetune_layers, train_command
 from .probes import Probes, auto_epochs, one_thread, score_probes, train_probes, word_logits, word_targets
@@ -262,6 +263,10 @@ def _build_result(
     """The `SweepResult`: F1 per layer, costs (at the training windows' mean length) and the recommendation."""
     layers = encoder.layers
     f1 = {layer: scores[layer]["f1"] for layer in layers}
+    # A layer's share of the layers, where the FLOP count fails: the cost column is a nicety, the F1s are the sweep.
+    cost = {layer: layer / encoder.config.num_hidden_layers for layer in layers}
+    with optional_step("counting each layer's FLOPs (the cost column shows k/L instead)"):
+        cost = relative_costs(encoder.config, layers, len(labels), train.mean_window_tokens)
     return SweepResult(
         model_name_or_path=model_name_or_path,
         layers=layers,
@@ -269,7 +274,7 @@ def _build_result(
         labels=labels,
         f1=f1,
         scores=scores,
-        relative_cost=relative_costs(encoder.config, layers, len(labels), train.mean_window_tokens),
+        relative_cost=cost,
         tolerance=settings.tolerance,
         recommended_layer=recommend_layer(f1, settings.tolerance),
         best_layer=best_layer(f1),
