@@ -19,7 +19,15 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["TRUST_ENV", "consent_from_environment", "installed_model_type", "may_run_code"]
+__all__ = [
+    "TRUST_ENV",
+    "RemoteCodeError",
+    "caller_consent",
+    "check_consent",
+    "consent_from_environment",
+    "installed_model_type",
+    "may_run_code",
+]
 
 TRUST_ENV = "HF_LAYER_TOKCLF_TRUST_REMOTE_CODE"
 _YES = {"1", "true", "yes", "on"}
@@ -43,6 +51,15 @@ def installed_model_type(source: str | Path) -> bool:
     return isinstance(model_type, str) and model_type in CONFIG_MAPPING
 
 
+def caller_consent(trust_remote_code: bool | None) -> bool:
+    """The caller's answer: ``trust_remote_code`` as given, or, not given (``None``), the environment's.
+
+    Resolved once where the person is (the driver of a Ray run), and passed on as a bool: a worker on
+    another machine must not answer from its own environment.
+    """
+    return consent_from_environment() if trust_remote_code is None else bool(trust_remote_code)
+
+
 def may_run_code(source: str | Path, trust_remote_code: bool | None = None) -> bool:
     """The ``trust_remote_code`` to give transformers for loading ``source`` (a folder or Hub id).
 
@@ -50,5 +67,27 @@ def may_run_code(source: str | Path, trust_remote_code: bool | None = None) -> b
     False for a folder of a model type whose classes are installed (`installed_model_type`): its own
     code is never needed, so never run.
     """
-    consent = consent_from_environment() if trust_remote_code is None else bool(trust_remote_code)
-    return consent and not installed_model_type(source)
+    return caller_consent(trust_remote_code) and not installed_model_type(source)
+
+
+class RemoteCodeError(ValueError):
+    """Loading a model would run Python code from its folder, and the person loading did not allow it."""
+
+    def __init__(self, source: str | Path) -> None:
+        super().__init__(
+            f"{source} needs the Python code it ships (an auto_map in its config.json or tokenizer_config.json) "
+            "to load; nothing was run. Read that code, then pass --trust-remote-code (trust_remote_code=True, or "
+            f"set {TRUST_ENV}=1) to run it. A model type with installed classes never runs its folder's code."
+        )
+
+
+def check_consent(source: str | Path, trust_remote_code: bool | None = None) -> None:
+    """Raises `RemoteCodeError` before any work when the local folder ``source`` loads only through its own code
+    (an ``auto_map`` and a model type nobody installed) and the caller did not consent."""
+    config = Path(source) / "config.json"
+    try:
+        needs_code = "auto_map" in json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        return  # no readable local config: transformers' own refusal (caught by the loaders) applies
+    if needs_code and not installed_model_type(source) and not caller_consent(trust_remote_code):
+        raise RemoteCodeError(source)

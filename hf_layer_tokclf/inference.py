@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .code_consent import may_run_code
+from .code_consent import RemoteCodeError, check_consent, may_run_code
 from .data import Sentence, from_iob2
 from .decoding import (
     DEFAULT_DECODING,
@@ -66,6 +66,7 @@ def load_model(
         raise ValueError(f"{model_dir}: no such folder.")
     if path.exists():
         check_model_folder(path)
+        check_consent(path, trust_remote_code)
     # An explicit bool (never None): transformers would otherwise ask on a terminal, and a yes runs the code.
     trusted = may_run_code(model_dir, trust_remote_code)
     try:
@@ -79,18 +80,6 @@ def load_model(
             raise unfinished from error
         raise
     return model.to(target).eval(), tokenizer
-
-
-class RemoteCodeError(ValueError):
-    """Loading a model would run Python code from its folder, and the user did not allow it."""
-
-    def __init__(self, model_dir: str | Path) -> None:
-        super().__init__(
-            f"{model_dir} needs the Python code it ships (an auto_map in its config.json or tokenizer_config.json) "
-            "to load; nothing was run. Read that code, then pass --trust-remote-code (trust_remote_code=True, or "
-            "set HF_LAYER_TOKCLF_TRUST_REMOTE_CODE=1) to run it. A model type with installed classes never runs "
-            "its folder's code."
-        )
 
 
 def _unfinished(path: Path, error: Exception) -> ValueError | None:

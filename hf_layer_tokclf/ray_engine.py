@@ -41,6 +41,7 @@ import ray.data
 from ray.data.datasource import BlockBasedFileDatasink
 
 from .annotate import ON_ERROR, annotate_documents
+from .code_consent import caller_consent
 from .corpus import CORPUS_FORMATS, Document, Passage, RecordError, get_writer, read_corpus
 from .files import OutputExistsError, check_overwritable
 
@@ -204,7 +205,15 @@ def annotate_dataset(
     resources = {"num_cpus": num_cpus} if num_cpus is not None else {}
     return dataset.map_batches(
         _Annotator,
-        fn_constructor_args=(str(model_dir), text_column, device, dtype, trust_remote_code, predict_options),
+        # The driver's answer, as a bool: an actor on another node must not answer from its own environment.
+        fn_constructor_args=(
+            str(model_dir),
+            text_column,
+            device,
+            dtype,
+            caller_consent(trust_remote_code),
+            predict_options,
+        ),
         batch_size=batch_size,
         batch_format="pyarrow",
         compute=compute,
@@ -407,12 +416,14 @@ def predict_with_ray(
     Returns:
         A `RayPrediction`: the output folder, the documents written, the records skipped.
     """
+    from .code_consent import check_consent
     from .locations import check_model_folder, is_repo_id
 
     extension = OUTPUT_EXTENSIONS.get(output_format, output_format)
     get_writer(output_format)  # an unknown format fails here, before Ray starts
     if Path(model_dir).exists():
         check_model_folder(Path(model_dir))
+        check_consent(model_dir, trust_remote_code)  # before Ray starts, not in each actor
     elif not is_repo_id(str(model_dir)):
         raise ValueError(f"{model_dir}: no such folder.")
     _prepare_output(output_path, overwrite, extension)

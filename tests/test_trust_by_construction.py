@@ -21,8 +21,8 @@ from conftest import NCBI, TEXT, conll_slice
 from tampered import edited_code_folder, foreign_code_folder
 
 from hf_layer_tokclf import cli
-from hf_layer_tokclf.code_consent import TRUST_ENV, may_run_code
-from hf_layer_tokclf.inference import RemoteCodeError, load_model
+from hf_layer_tokclf.code_consent import TRUST_ENV, RemoteCodeError, may_run_code
+from hf_layer_tokclf.inference import load_model
 from hf_layer_tokclf.redaction import REDACTED, remember_secret, scrub_file, secret_values
 
 SECRET = "hf_FAKEsecretVALUEnever0123456789"
@@ -149,6 +149,29 @@ def test_consent_from_the_flag_or_the_environment_runs_it(foreign, tmp_path):
     proc = fresh_process(tmp_path, "predict", str(folder), "--text", TEXT, "--no-progress", env={TRUST_ENV: "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert marker.exists()
+
+
+def test_ray_refuses_before_it_starts_and_its_actors_get_the_drivers_answer(foreign, tmp_path, monkeypatch):
+    pytest.importorskip("ray")
+    import hf_layer_tokclf.ray_engine as ray_engine
+
+    folder, marker = foreign
+    (tmp_path / "docs.txt").write_text(TEXT + "\n")
+    monkeypatch.setattr(ray_engine, "connect", lambda address: pytest.fail("Ray started"))
+    with pytest.raises(RemoteCodeError):
+        ray_engine.predict_with_ray(str(tmp_path / "docs.txt"), "text", str(tmp_path / "out"), model_dir=folder)
+    assert not marker.exists()
+    # With consent from the environment, each actor is told True: it never reads its own node's environment.
+    monkeypatch.setenv(TRUST_ENV, "1")
+    seen = {}
+
+    class Dataset:
+        def map_batches(self, fn, **kwargs):
+            seen.update(constructor=kwargs["fn_constructor_args"])
+            return self
+
+    ray_engine.annotate_dataset(Dataset(), folder)
+    assert seen["constructor"][4] is True
 
 
 # --- spaCy: the folder's config.cfg cannot consent ---------------------------------------------------------

@@ -15,7 +15,8 @@ import pytest
 import torch
 from conftest import NCBI, TEXT, tiny_bert_kwargs
 
-from hf_layer_tokclf.inference import RemoteCodeError, load_model
+from hf_layer_tokclf.code_consent import RemoteCodeError
+from hf_layer_tokclf.inference import load_model
 
 CONFIG_CODE = """
 from pathlib import Path
