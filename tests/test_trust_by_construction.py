@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import NCBI, TEXT, conll_slice
+from conftest import TEXT, conll_slice
 from tampered import edited_code_folder, foreign_code_folder
 
 from hf_layer_tokclf import cli
@@ -196,8 +197,8 @@ def tampered_pipeline(tmp_path, tiny_dir, foreign):
     nlp.to_disk(pipeline)
     shutil.rmtree(pipeline / "layer_tokclf" / "model")
     shutil.copytree(folder, pipeline / "layer_tokclf" / "model")
-    config = (pipeline / "config.cfg").read_text()
-    assert "trust_remote_code = null" in config
+    config = re.sub(r"trust_remote_code = \S+", "trust_remote_code = null", (pipeline / "config.cfg").read_text())
+    (pipeline / "config.cfg").write_text(config)
     return pipeline, config, marker
 
 
@@ -257,7 +258,8 @@ def test_no_parser_accepts_an_abbreviation(command):
 )
 def test_an_abbreviated_secret_option_is_refused_and_nothing_is_written(argv, tmp_path, capsys):
     output = tmp_path / "run"
-    extra = ["--output-dir", str(output), "--train-file", str(NCBI / "train.tsv")] if argv[0] == "train" else []
+    data = conll_slice(tmp_path / "slice.tsv", 8)  # small: were the option taken, the run would be short
+    extra = ["--output-dir", str(output), "--train-file", str(data), "--max-steps", "1"] if argv[0] == "train" else []
     try:
         code = cli.main([*argv, *extra])
     except SystemExit as error:  # argparse's own exit for an unknown option
