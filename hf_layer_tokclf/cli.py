@@ -352,16 +352,6 @@ def _count_lines(path: str) -> int | None:
         return None
 
 
-def _lines(path: str | None) -> Iterator[str]:
-    stream = sys.stdin if path is None else open(path, encoding="utf-8")  # noqa: SIM115 - closed below
-    try:
-        for line in stream:
-            yield line.rstrip("\r\n")
-    finally:
-        if path is not None:
-            stream.close()
-
-
 def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     """predict's ``--engine`` and ``--ray-*`` options (read by `ray_engine.predict_command_ray`)."""
     group = parser.add_argument_group("Ray (pip install 'hf-layer-tokclf[ray]')")
@@ -503,15 +493,15 @@ def _predict_word_lists(
 
 def _documents(args: argparse.Namespace, input_format: str, column: str | None) -> Iterator[Any]:
     """predict's documents (`corpus.Document`, or `corpus.RecordError` for a record that cannot be read), lazily."""
-    from .corpus import Document, Passage, read_corpus
+    from .corpus import Document, Passage, read_corpus, read_text_lines
 
     if input_format != "text":
         return read_corpus(args.input, input_format, **({"column": column} if column else {}))
-    source = args.input or ("--text" if args.text else "<stdin>")
-    texts = iter(args.text) if args.text else _lines(args.input)
+    if not args.text:
+        return read_text_lines(args.input)  # a file, or standard input
     return (
-        Document(str(number), [Passage(text)], source, number, {"text": text})
-        for number, text in enumerate(texts, start=1)
+        Document(str(number), [Passage(text)], "--text", number, {"text": text})
+        for number, text in enumerate(args.text, start=1)
     )
 
 

@@ -189,3 +189,39 @@ def test_evaluate_a_hub_id_writes_its_scores_in_the_working_directory(tiny_dir, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["eval_owner--name_test.json", "test.tsv"]
     assert json.loads((tmp_path / "eval_owner--name_test.json").read_text())["model"] == "owner/name"
     assert "eval_owner--name_test.json" in out
+
+
+# --------------------------------------------------------------------------------------------
+# Bad input gets a clear error, and the run goes on where it can
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_text_line_that_is_not_utf8_is_named_and_skipped(tiny_dir, tmp_path, capsys):
+    source = write(tmp_path / "abstracts.txt", b"First.\n" + "Caf\xe9 au lait.\n".encode("latin-1") + b"Third.\n")
+    argv = ["predict", str(tiny_dir), "--input", str(source), "--input-format", "text", "--no-progress"]
+    code, _, err = run(capsys, *argv, "--on-error", "stop")
+    assert code == 2
+    assert last_line(err) == (
+        f"hf-layer-tokclf predict: error: {source}, line 2: not valid UTF-8 (byte 0xe9 at byte 4 of the line)"
+    )
+    output = tmp_path / "entities.jsonl"
+    code, _, err = run(capsys, *argv, "--output", str(output))  # --on-error skip, the default
+    assert code == 0, err
+    assert [json.loads(line)["text"] for line in output.read_text().splitlines()] == ["First.", "Third."]
+    summary = json.loads((tmp_path / "entities.jsonl.summary.json").read_text())
+    assert (summary["records"], summary["documents"], summary["errors"]) == (3, 2, 1)
+    assert summary["error_samples"] == [f"{source}, line 2: not valid UTF-8 (byte 0xe9 at byte 4 of the line)"]
+
+
+def test_a_binary_input_is_refused_before_the_model_loads(tmp_path, capsys):
+    image = write(tmp_path / "figure.png", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
+    for input_format in ("auto", "text", "pubmed"):
+        code, _, err = run(capsys, "predict", "no-such-model", "--input", str(image), "--input-format", input_format)
+        assert code == 2 and err.count("\n") == 1, err
+        assert f"{image}: a binary file, not text" in err and "no-such-model" not in err
+
+
+def last_line(err: str) -> str:
+    """The CLI's one line about what went wrong (after progress bars, if any), with no traceback before it."""
+    assert "Traceback" not in err, err
+    return err.strip().splitlines()[-1]

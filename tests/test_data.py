@@ -120,6 +120,15 @@ def test_conll_errors(tmp_path):
     assert "'lonely'" in str(error.value)
 
 
+def test_a_binary_training_file_is_refused_naming_it(tmp_path):
+    image = write(tmp_path, "train.png", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
+    for read in (read_conll, read_jsonl, load_sentences):
+        with pytest.raises(
+            DataError, match=r"train\.png: a binary file, not text \(\d+ of its first \d+ characters are NUL"
+        ):
+            read(str(image))
+
+
 # --------------------------------------------------------------------------------------------
 # JSON Lines and load_sentences
 # --------------------------------------------------------------------------------------------
