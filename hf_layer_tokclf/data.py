@@ -462,7 +462,9 @@ def _load_hub_dataset(source: str, split: str | None, config_name: str | None) -
     import datasets  # imported lazily: it is slow to import and only needed here
 
     try:
-        return datasets.load_dataset(source, config_name, split=split)
+        # A Hub dataset's loading script is code from the Hub: datasets 2.x runs it unless told not to (3.x
+        # asks; 4.0 removed scripts and drops the option), so it is refused on every version declared.
+        return datasets.load_dataset(source, config_name, split=split, trust_remote_code=False)
     except Exception as error:  # the Hub raises many types; the user needs the message
         raise DataError(
             f"{source}: no such file or directory, and loading it as a Hugging Face Hub dataset failed "
@@ -477,16 +479,19 @@ def load_sentences(
     labeled: bool | None = True,
     columns: Columns | None = None,
     config_name: str | None = None,
+    hub: bool = False,
 ) -> list[Sentence]:
-    """Reads sentences from a file, a ``save_to_disk`` directory or a Hub dataset.
+    """Reads sentences from a file, a ``save_to_disk`` directory or (with ``hub``) a Hub dataset.
 
     - a directory written by `datasets.Dataset.save_to_disk` or `datasets.DatasetDict.save_to_disk`
       (``split`` picks the split of a DatasetDict): rows with ``tokens`` and ``ner_tags``, which
       are label strings or `ClassLabel` ids;
     - a ``.jsonl`` / ``.json`` file: `read_jsonl`;
     - any other file: `read_conll` (``.conllu`` as CoNLL-U);
-    - a path that does not exist but looks like a Hub dataset id (``name`` or ``owner/name``):
-      `datasets.load_dataset(source, config_name, split=split)`.
+    - with ``hub`` (``--dataset-name``), a path that does not exist but looks like a Hub dataset id
+      (``name`` or ``owner/name``): `datasets.load_dataset(source, config_name, split=split)`, its
+      loading script (if any) never run. Without, such a path is a missing file: a file option
+      (``--train-file owner/name``) never downloads a dataset.
 
     ``split`` is ignored for files and for a directory holding a single Dataset. ``columns`` names
     the word and label fields (default ``tokens`` / ``ner_tags``) and integer labels' names. With
@@ -509,7 +514,7 @@ def load_sentences(
         if path.suffix.lower() in JSON_SUFFIXES:
             return _labeled_as_asked(read_jsonl(path, columns=columns), labeled, columns)
         return read_conll(path, labeled=labeled)
-    if path.suffix.lower() in _FILE_SUFFIXES or not is_repo_id(source):
+    if not hub or path.suffix.lower() in _FILE_SUFFIXES or not is_repo_id(source):
         raise DataError(f"{source}: no such file or directory")
     dataset, name = _pick_split(_load_hub_dataset(source, split, config_name), split, source)
     return _dataset_sentences(dataset, name, labeled, columns)
