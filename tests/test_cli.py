@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import NCBI, TEXT
@@ -219,6 +220,27 @@ def test_a_binary_input_is_refused_before_the_model_loads(tmp_path, capsys):
         code, _, err = run(capsys, "predict", "no-such-model", "--input", str(image), "--input-format", input_format)
         assert code == 2 and err.count("\n") == 1, err
         assert f"{image}: a binary file, not text" in err and "no-such-model" not in err
+
+
+def test_a_record_the_writer_cannot_write_is_a_record_error(tiny_dir, tmp_path, capsys):
+    # PubTator's PMID cannot hold a "|": that record is skipped and counted, the others written whole.
+    source = tmp_path / "records.jsonl"
+    source.write_text("".join(json.dumps({"id": i, "text": TEXT}) + "\n" for i in ("1", "12|3", "4")))
+    output = tmp_path / "out.pubtator"
+    argv = ["predict", str(tiny_dir), "--input", str(source), "--format", "pubtator", "--no-progress"]
+    code, _, err = run(capsys, *argv, "--output", str(output), "--chunk-size", "1")
+    assert code == 0, err
+    problem = f"{source}, record 2: id '12|3' cannot be a PubTator PMID (|, tab, newline)"
+    assert f"warning: skipped {problem}" in err
+    assert [line.split("|")[0] for line in output.read_text().splitlines() if "|t|" in line] == ["1", "4"]
+    summary = json.loads((tmp_path / "out.pubtator.summary.json").read_text())
+    assert (summary["records"], summary["documents"], summary["errors"]) == (3, 2, 1)
+    assert summary["error_samples"] == [problem]
+    # --on-error stop: a clear error naming the record; what was written before it stays whole.
+    stopped = tmp_path / "stopped.pubtator"
+    code, _, err = run(capsys, *argv, "--output", str(stopped), "--chunk-size", "1", "--on-error", "stop")
+    assert code == 2 and last_line(err) == f"hf-layer-tokclf predict: error: {problem}"
+    assert Path(f"{stopped}.partial").read_text() == output.read_text().split("\n\n")[0] + "\n\n"
 
 
 def last_line(err: str) -> str:
