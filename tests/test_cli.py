@@ -1,6 +1,7 @@
 """The command line: train / evaluate / predict through `main`, and every bad input it must name."""
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -243,7 +244,70 @@ def test_a_record_the_writer_cannot_write_is_a_record_error(tiny_dir, tmp_path, 
     assert Path(f"{stopped}.partial").read_text() == output.read_text().split("\n\n")[0] + "\n\n"
 
 
+def test_ctrl_c_in_predict_says_what_was_kept_and_the_command_that_resumes(tiny_dir, tmp_path, capsys, monkeypatch):
+    import hf_layer_tokclf.annotate as annotate
+
+    real = annotate.predict_texts
+
+    def interrupted_on_the_second_chunk(model, tokenizer, texts, **kwargs):
+        if texts == ["b"]:
+            raise KeyboardInterrupt
+        return real(model, tokenizer, texts, **kwargs)
+
+    monkeypatch.setattr(annotate, "predict_texts", interrupted_on_the_second_chunk)
+    output = tmp_path / "out.jsonl"
+    argv = ["predict", str(tiny_dir), "--text", "a", "--text", "b", "--output", str(output), "--chunk-size", "1"]
+    code, _, err = interrupted(capsys, *argv)
+    assert code == 130
+    assert last_line(err).startswith(f"hf-layer-tokclf predict: interrupted; the partial output {output}.partial")
+    assert last_line(err).endswith(f"the same command resumes it: {shlex.join(['hf-layer-tokclf', *argv])}")
+    monkeypatch.setattr(annotate, "predict_texts", real)
+    assert run(capsys, *argv)[0] == 0  # the command it printed goes on after the first chunk
+    assert [json.loads(line)["text"] for line in output.read_text().splitlines()] == ["a", "b"]
+
+
+def test_ctrl_c_in_train_says_resume_continues_from_the_last_checkpoint(tmp_path, capsys, monkeypatch):
+    import hf_layer_tokclf.training as training
+
+    def train_until_interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "train", train_until_interrupted)
+    data = write(tmp_path / "train.tsv", "Cancer\tB-Disease\n")
+    argv = ["train", "--train-file", data, "--output-dir", str(tmp_path / "out")]
+    code, _, err = interrupted(capsys, *argv)
+    assert code == 130
+    again = shlex.join(["hf-layer-tokclf", *argv, "--resume"])
+    assert last_line(err).endswith(f"no checkpoint was saved in {tmp_path / 'out'} yet; this starts again: {again}")
+    checkpoint = tmp_path / "out" / "checkpoint-4"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "trainer_state.json").write_text("{}")
+    code, _, err = interrupted(capsys, *argv)
+    assert code == 130
+    assert f"checkpoint {tmp_path / 'out' / 'checkpoint-4'} is kept" in last_line(err)
+    assert last_line(err).endswith(f"--resume continues from it: {shlex.join(['hf-layer-tokclf', *argv, '--resume'])}")
+
+
+def test_ctrl_c_in_a_command_that_keeps_nothing_says_so(tmp_path, capsys, monkeypatch):
+    import hf_layer_tokclf.cli as cli
+
+    def evaluate_until_interrupted(argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli.COMMANDS, "evaluate", evaluate_until_interrupted)
+    code, _, err = interrupted(capsys, "evaluate", "model", "--data", "d.tsv")
+    assert (code, err) == (130, "hf-layer-tokclf evaluate: interrupted; nothing was kept to resume from\n")
+
+
 def last_line(err: str) -> str:
     """The CLI's one line about what went wrong (after progress bars, if any), with no traceback before it."""
     assert "Traceback" not in err, err
     return err.strip().splitlines()[-1]
+
+
+def interrupted(capsys, *argv):
+    """`run`, where a KeyboardInterrupt that escapes `main` (a traceback for the user) fails the test."""
+    try:
+        return run(capsys, *argv)
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C escaped main as a KeyboardInterrupt (a traceback)")
