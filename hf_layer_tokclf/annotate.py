@@ -343,6 +343,30 @@ def _report(errors: list[RecordError], counts: dict[str, int], samples: list[str
             print(f"warning: skipped {error}{more}", file=sys.stderr, flush=True)
 
 
+def _rendered(writer: Any, chunk: Chunk, on_error: str) -> list[bytes]:
+    """Each document of the chunk as ``writer`` writes it, in bytes, before any of it is written.
+
+    A document the writer cannot write (a PubTator PMID with a ``|``, a lone surrogate the encoder
+    refuses) is a record error like one that cannot be read: raised with ``stop``, else moved from
+    the chunk's documents to its errors, so that the output holds whole records only.
+    """
+    rendered, documents, entities = [], [], []
+    for document, found in zip(chunk.documents, chunk.entities, strict=True):
+        try:
+            rendered.append(writer.document(document, found).encode("utf-8"))
+        except ValueError as error:  # RecordError, UnicodeEncodeError, an entity outside its text
+            if not isinstance(error, RecordError):
+                error = RecordError(document.source, document.record, f"cannot be written: {error}")
+            if on_error == "stop":
+                raise error from None
+            chunk.errors.append(error)
+            continue
+        documents.append(document)
+        entities.append(found)
+    chunk.documents, chunk.entities = documents, entities
+    return rendered
+
+
 def _count(chunk: Chunk, counts: dict[str, int]) -> None:
     counts["records"] += chunk.records
     counts["documents"] += len(chunk.documents)
@@ -407,12 +431,12 @@ def annotate_corpus(
             skip_chunks=max(0, out.state["writes"] - 1), **options,
         )  # fmt: skip
         for chunk in chunks if not out.state.get("complete") else ():  # killed after the footer: only the rename
-            data = separator.join(itertools.starmap(writer.document, zip(chunk.documents, chunk.entities, strict=True)))
-            lead = separator if data and counts["documents"] else ""
+            data = separator.encode().join(_rendered(writer, chunk, on_error))
+            lead = separator.encode() if data and counts["documents"] else b""
             _report(chunk.errors, counts, samples)
             _count(chunk, counts)
             elapsed = seconds + time.monotonic() - started
-            out.write((lead + data).encode(), len(lead.encode()), counts=counts, error_samples=samples, seconds=elapsed)
+            out.write(lead + data, len(lead), counts=counts, error_samples=samples, seconds=elapsed)
             bar.update(chunk.records, len(chunk.errors))
         if not out.state.get("complete"):
             out.write(writer.footer().encode("utf-8"), complete=True)

@@ -1,16 +1,18 @@
 """The ``hf-layer-tokclf`` command: a thin layer over the package's functions.
 
 Each subcommand parses its options and calls one function that the tests call directly.
-Errors the user can fix (bad data, an output that exists) print one line and exit with 2.
+Errors the user can fix (bad data, an output that exists) print one line and exit with 2; Ctrl-C prints
+one line, what was kept and the command that goes on from it, and exits with 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import re
 import shlex
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,7 @@ def train_command(argv: Sequence[str]) -> int:
 
     model_args, data_args, run_args, training_args = train_parser().parse_args_into_dataclasses(list(argv))
     _check_do_flags(argv, data_args)
+    _KEPT_ON_INTERRUPT.append(lambda line: _checkpoint_kept(training_args.output_dir, line, run_args.resume))
     command = shlex.join(["hf-layer-tokclf", "train", *argv])
     metrics = train(model_args, data_args, training_args, run_args, command=command)
     if "test_f1" in metrics:
@@ -361,16 +364,6 @@ def _count_lines(path: str) -> int | None:
         return None
 
 
-def _lines(path: str | None) -> Iterator[str]:
-    stream = sys.stdin if path is None else open(path, encoding="utf-8")  # noqa: SIM115 - closed below
-    try:
-        for line in stream:
-            yield line.rstrip("\r\n")
-    finally:
-        if path is not None:
-            stream.close()
-
-
 def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     """predict's ``--engine`` and ``--ray-*`` options (read by `ray_engine.predict_command_ray`)."""
     group = parser.add_argument_group("Ray (pip install 'hf-layer-tokclf[ray]')")
@@ -431,6 +424,7 @@ def predict_command(argv: Sequence[str]) -> int:
         return predict_command_ray(args)
     if args.output:
         check_output_file(args.output, args.overwrite)
+        _KEPT_ON_INTERRUPT.append(lambda line: _partial_kept(args.output, line))
     if args.chunk_size is not None and args.chunk_size < 1:
         raise ValueError(f"--chunk-size must be at least 1, got {args.chunk_size}.")
     input_format, column, tokenized = _predict_input(args)
@@ -512,15 +506,15 @@ def _predict_word_lists(
 
 def _documents(args: argparse.Namespace, input_format: str, column: str | None) -> Iterator[Any]:
     """predict's documents (`corpus.Document`, or `corpus.RecordError` for a record that cannot be read), lazily."""
-    from .corpus import Document, Passage, read_corpus
+    from .corpus import Document, Passage, read_corpus, read_text_lines
 
     if input_format != "text":
         return read_corpus(args.input, input_format, **({"column": column} if column else {}))
-    source = args.input or ("--text" if args.text else "<stdin>")
-    texts = iter(args.text) if args.text else _lines(args.input)
+    if not args.text:
+        return read_text_lines(args.input)  # a file, or standard input
     return (
-        Document(str(number), [Passage(text)], source, number, {"text": text})
-        for number, text in enumerate(texts, start=1)
+        Document(str(number), [Passage(text)], "--text", number, {"text": text})
+        for number, text in enumerate(args.text, start=1)
     )
 
 
@@ -910,6 +904,31 @@ def export_transformers_command(argv: Sequence[str]) -> int:
     return 0
 
 
+# What a command leaves behind to go on from, should Ctrl-C stop it: a command that keeps something adds
+# a note (given the command line, it says what is kept and how to go on); `main` prints it in one line.
+_KEPT_ON_INTERRUPT: list[Callable[[str], str | None]] = []
+
+
+def _partial_kept(output: str, line: str) -> str | None:
+    """predict's note: the partial output (torchrun's shards' too), if one was started, and the command that resumes."""
+    output_path = Path(output)
+    partials = sorted(output_path.parent.glob(f"{glob.escape(output_path.name)}*.partial"))
+    if not partials:
+        return None
+    return f"the partial output {', '.join(map(str, partials))} is kept, and the same command resumes it: {line}"
+
+
+def _checkpoint_kept(output_dir: str, line: str, resume: bool) -> str:
+    """train's note: the last complete checkpoint, if one was saved, and the command that goes on from it."""
+    from .training import last_complete_checkpoint
+
+    again = line if resume else f"{line} --resume"
+    checkpoint = last_complete_checkpoint(output_dir) if output_dir else None
+    if checkpoint is None:
+        return f"no checkpoint was saved in {output_dir} yet; this starts again: {again}"
+    return f"checkpoint {checkpoint} is kept, and --resume continues from it: {again}"
+
+
 COMMANDS = {
     "train": train_command,
     "evaluate": evaluate_command,
@@ -931,8 +950,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command is None:
         print(f"hf-layer-tokclf: unknown command {argv[0]!r}\n\n{USAGE}", file=sys.stderr)
         return 2
+    _KEPT_ON_INTERRUPT.clear()
     try:
         return command(argv[1:])
+    except KeyboardInterrupt:  # Ctrl-C: what was kept and how to go on, in one line, not a traceback
+        line = shlex.join(["hf-layer-tokclf", *argv])
+        notes = [note for note in (kept(line) for kept in _KEPT_ON_INTERRUPT) if note]
+        said = "; ".join(notes) or "nothing was kept to resume from"
+        print(f"hf-layer-tokclf {argv[0]}: interrupted; {said}", file=sys.stderr)
+        return 130
     except ValueError as error:  # DataError, OutputExistsError and bad option values: the user can fix them
         print(f"hf-layer-tokclf {argv[0]}: error: {error}", file=sys.stderr)
         return 2

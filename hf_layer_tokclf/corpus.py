@@ -23,9 +23,10 @@ resumed and merged: the output is ``header() + separator.join(documents) + foote
 from __future__ import annotations
 
 import bisect
-import gzip
+import contextlib
 import json
 import re
+import sys
 import xml.etree.ElementTree as ET
 import zlib
 from collections.abc import Iterator
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import IO, Any
 from xml.parsers import expat
 
-from .data import DataError, existing_file
+from .data import DataError, existing_file, not_utf8, open_binary
 
 __all__ = [
     "CORPUS_FORMATS",
@@ -51,6 +52,7 @@ __all__ = [
     "document_text",
     "get_writer",
     "read_corpus",
+    "read_text_lines",
     "title_and_abstract",
 ]
 
@@ -120,26 +122,58 @@ def document_text(document: Document) -> str:
     return text
 
 
-def _open_binary(path: Path) -> IO[bytes]:
-    """The file's bytes, decompressed where it is gzip (told by its magic bytes, whatever its suffix)."""
-    with open(path, "rb") as stream:
-        magic = stream.read(2)
-    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
+def _lines(stream: IO[bytes], source: str | Path) -> Iterator[tuple[int, str | RecordError]]:
+    """Each line of a stream (numbered from 1) as text, without its line break or a UTF-8 byte order mark.
+
+    A line that is not UTF-8 is a `RecordError` naming the line and the byte, in place of the line,
+    so that one line of Latin-1 in a large file costs that line, not the run.
+    """
+    for number, raw in enumerate(stream, start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            yield number, RecordError(source, number, not_utf8(error), unit="line")
+            continue
+        yield number, line.removeprefix("\ufeff" if number == 1 else "").rstrip("\r\n")
 
 
-# --- JSON lines ---------------------------------------------------------------------------------
+# --- Text and JSON lines ------------------------------------------------------------------------
+
+
+def read_text_lines(path: str | Path | None = None) -> Iterator[Document | RecordError]:
+    """Raw text, one document a line (blank lines too), lazily; standard input where ``path`` is None.
+
+    Each document's id is its line number, its one passage the line, its ``fields`` ``{"text": line}``
+    (what the ``jsonl`` writer writes back); a line that is not UTF-8 is a `RecordError`.
+
+    Raises:
+        DataError: the file is missing or not text.
+    """
+    return _read_text_lines(existing_file(path) if path is not None else None)
+
+
+def _read_text_lines(path: Path | None) -> Iterator[Document | RecordError]:
+    source = path if path is not None else "<stdin>"
+    with open_binary(path) if path is not None else contextlib.nullcontext(sys.stdin.buffer) as stream:
+        for number, line in _lines(stream, source):
+            if isinstance(line, RecordError):
+                yield line
+            else:
+                yield Document(str(number), [Passage(line)], str(source), number, {"text": line})
 
 
 def _read_jsonl(path: Path, column: str = "text") -> Iterator[Document | RecordError]:
     """JSON lines of ``{"id": ..., "text": ...}``; the whole record is kept; a bad line is a `RecordError`."""
-    with _open_binary(path) as stream:
-        for number, raw in enumerate(stream, start=1):
+    with open_binary(path) as stream:
+        for number, line in _lines(stream, path):
+            if isinstance(line, RecordError):
+                yield line
+                continue
+            if not line.strip():
+                continue
             try:
-                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-                if not line.strip():
-                    continue
                 record = json.loads(line)
-            except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            except json.JSONDecodeError as error:
                 yield RecordError(path, number, f"not a JSON object ({error})", unit="line")
                 continue
             if not isinstance(record, dict) or not isinstance(record.get(column), str):
@@ -161,7 +195,7 @@ def _xml_children(path: Path, root_tag: str, record_tag: str, format_name: str) 
     """
     records, depth, root = 0, 0, None
     try:
-        with _open_binary(path) as stream:
+        with open_binary(path) as stream:
             for event, element in ET.iterparse(stream, events=("start", "end")):
                 if event == "start":
                     depth += 1
@@ -308,11 +342,15 @@ def _read_bioc_json(path: Path) -> Iterator[Document | RecordError]:
     The file is parsed whole (the standard library has no streaming JSON parser); documents are made one by one.
     """
     try:
-        with _open_binary(path) as stream:
-            data = json.load(stream)
+        with open_binary(path) as stream:
+            raw = stream.read()
+        data = json.loads(raw)
     except json.JSONDecodeError as error:
         raise DataError(f"{path}, line {error.lineno}, column {error.colno}: not JSON ({error.msg})") from None
-    except (UnicodeDecodeError, *_READ_ERRORS) as error:
+    except UnicodeDecodeError as error:
+        line, start = raw.count(b"\n", 0, error.start) + 1, raw.rfind(b"\n", 0, error.start) + 1
+        raise DataError(f"{path}, line {line}: {not_utf8(error, start)}") from None
+    except _READ_ERRORS as error:
         raise DataError(f"{path}: cannot be read ({error})") from None
     collections = data if isinstance(data, list) else [data]
     if not all(isinstance(c, dict) and isinstance(c.get("documents"), list) for c in collections):
@@ -332,17 +370,19 @@ def _read_bioc_json(path: Path) -> Iterator[Document | RecordError]:
 _PUBTATOR_TEXT = re.compile(r"([^|\t]+)\|([ta])\|(.*)", re.DOTALL)
 
 
-def _pubtator_document(lines: list[tuple[int, str | None]], path: Path, record: int) -> Document | RecordError:
-    """One PubTator document from its lines (number, text; None where not UTF-8); annotation lines are ignored."""
+def _pubtator_document(lines: list[tuple[int, str | RecordError]], path: Path, record: int) -> Document | RecordError:
+    """One PubTator document from its numbered lines (a line not UTF-8 as its error); annotation lines are ignored."""
     pmid = title = abstract = None
     for number, line in lines:
-        match = _PUBTATOR_TEXT.fullmatch(line) if line is not None else None
+        if isinstance(line, RecordError):
+            return RecordError(path, record, f"line {number}: {line.reason}")
+        match = _PUBTATOR_TEXT.fullmatch(line)
         if match:
             line_id, kind, text = match.groups()
-        elif line is not None and "\t" in line:
+        elif "\t" in line:
             line_id, kind, text = line.split("\t", 1)[0], "annotation", None
         else:
-            what = "not UTF-8" if line is None else f"neither PMID|t|, PMID|a| nor an annotation line: {line[:60]!r}"
+            what = f"neither PMID|t|, PMID|a| nor an annotation line: {line[:60]!r}"
             return RecordError(path, record, f"line {number}: {what}")
         if pmid is None:
             pmid = line_id
@@ -362,14 +402,11 @@ def _pubtator_document(lines: list[tuple[int, str | None]], path: Path, record: 
 def _read_pubtator(path: Path) -> Iterator[Document | RecordError]:
     """PubTator text: documents separated by blank lines (a ``|t|`` line also starts a new one)."""
     record, lines = 0, []
-    with _open_binary(path) as stream:
-        for number, raw in enumerate(stream, start=1):
-            try:
-                line = raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r\n")
-            except UnicodeDecodeError:
-                line = None
-            blank = line is not None and not line.strip()
-            match = _PUBTATOR_TEXT.fullmatch(line) if line is not None else None
+    with open_binary(path) as stream:
+        for number, line in _lines(stream, path):
+            text = isinstance(line, str)  # else a line not UTF-8: its document's error
+            blank = text and not line.strip()
+            match = _PUBTATOR_TEXT.fullmatch(line) if text else None
             if lines and (blank or (match is not None and match[2] == "t")):
                 record += 1
                 yield _pubtator_document(lines, path, record)
@@ -410,7 +447,7 @@ def read_corpus(path: str | Path, corpus_format: str, **options: Any) -> Iterato
 def _count_bytes(path: Path, needle: bytes) -> int:
     """How often ``needle`` occurs in the file's (decompressed) bytes, read in blocks."""
     count, tail = 0, b""
-    with _open_binary(path) as stream:
+    with open_binary(path) as stream:
         while block := stream.read(1 << 20):
             buffer = tail + block
             count += buffer.count(needle)
@@ -428,14 +465,14 @@ def count_records(path: str | Path, corpus_format: str) -> int | None:
     path = Path(path)
     try:
         if corpus_format == "jsonl":
-            with _open_binary(path) as stream:
+            with open_binary(path) as stream:
                 return sum(1 for line in stream if line.strip())
         if corpus_format == "pubmed":
             return _count_bytes(path, b"<PubmedArticle>")
         if corpus_format == "bioc":
             return _count_bytes(path, b"<document>")
         if corpus_format == "pubtator":
-            with _open_binary(path) as stream:
+            with open_binary(path) as stream:
                 return sum(1 for line in stream if line.split(b"\t", 1)[0].split(b"|", 2)[1:2] == [b"t"])
     except _READ_ERRORS:
         return None  # the reader says what is wrong with the file
@@ -449,7 +486,7 @@ _PUBTATOR_FIRST_LINE = re.compile(r"\d+\|t\|")
 def _head(path: Path) -> str:
     """The first bytes of the (decompressed) file as text, without a byte order mark or leading space."""
     try:
-        with _open_binary(path) as stream:
+        with open_binary(path) as stream:
             head = stream.read1(_SNIFF_BYTES)  # one block: a truncated .gz can still be sniffed
     except _READ_ERRORS:
         head = b""

@@ -11,12 +11,14 @@ From files to labeled sentences (`features` turns them into model inputs):
    label set from the training data and `check_known_labels` rejects labels seen nowhere else.
 """
 
+import gzip
 import json
 import re
+import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from .locations import is_repo_id
 
@@ -34,6 +36,8 @@ __all__ = [
     "label_names_from",
     "load_sentences",
     "normalize_labels",
+    "not_utf8",
+    "open_binary",
     "read_conll",
     "read_json_records",
     "read_jsonl",
@@ -92,11 +96,55 @@ class Sentence:
 
 
 def existing_file(path: str | Path) -> Path:
-    """``path`` as a Path; DataError where there is no such file, or it is not a file (a folder)."""
+    """``path`` as a Path; DataError where there is no such file, it is not a file (a folder), or it is not text.
+
+    Every reader of text (CoNLL, JSON lines, the corpus formats) opens its file through this, so that
+    an image or an archive given by mistake is refused before anything is done, naming the file.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    reason = _binary(path)
+    if reason is not None:
+        raise DataError(f"{path}: a binary file, not text ({reason})")
     return path
+
+
+def open_binary(path: str | Path) -> IO[bytes]:
+    """The file's bytes, decompressed where it is gzip (told by its magic bytes, whatever its suffix)."""
+    with open(path, "rb") as stream:
+        magic = stream.read(2)
+    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
+
+
+_SNIFF_BYTES = 8192
+# NUL, the control characters no text holds (tab, line breaks and form feeds aside), and the replacement of
+# bytes that are not UTF-8. Over a quarter of a file's start, they make it binary (an image, an archive,
+# UTF-16); a few are a text's own (a CoNLL token may be a control character) and its reader deals with them.
+_NOT_TEXT = re.compile("[\x00-\x08\x0e-\x1f\x7f\ufffd]")
+
+
+def _binary(path: Path) -> str | None:
+    """Why the file's first bytes (decompressed) are not text, or None where they may be."""
+    try:
+        with open_binary(path) as stream:
+            head = stream.read(_SNIFF_BYTES)
+    except (OSError, EOFError, zlib.error):
+        return None  # a broken .gz: its reader says what is wrong with it
+    text = head.decode("utf-8", errors="replace")
+    odd = len(_NOT_TEXT.findall(text))
+    if odd > max(8, len(text) // 4):
+        return f"{odd} of its first {len(text)} characters are NUL, control characters or not UTF-8"
+    return None
+
+
+def not_utf8(error: UnicodeDecodeError, line_start: int = 0) -> str:
+    """What a line's UnicodeDecodeError says to the user: which byte is not UTF-8, and where in its line.
+
+    ``line_start``: where the line starts in what was decoded (0 where a line was decoded on its own).
+    """
+    bad = error.object[error.start : error.start + 1]
+    return f"not valid UTF-8 (byte 0x{bad.hex()} at byte {error.start - line_start + 1} of the line)"
 
 
 def _read_text(path: str | Path) -> str:
@@ -270,9 +318,9 @@ def read_json_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     with open(path, "rb") as stream:
         for number, raw in enumerate(stream, start=1):
             try:
-                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-            except UnicodeDecodeError:
-                raise DataError(f"{path}, line {number}: not valid UTF-8; convert the file to UTF-8") from None
+                line = raw.decode("utf-8").removeprefix("\ufeff" if number == 1 else "")
+            except UnicodeDecodeError as error:
+                raise DataError(f"{path}, line {number}: {not_utf8(error)}; convert the file to UTF-8") from None
             if line.strip():
                 yield number, _json_object(line, f"{path}, line {number}")
 
@@ -414,7 +462,9 @@ def _load_hub_dataset(source: str, split: str | None, config_name: str | None) -
     import datasets  # imported lazily: it is slow to import and only needed here
 
     try:
-        return datasets.load_dataset(source, config_name, split=split)
+        # A Hub dataset's loading script is code from the Hub: datasets 2.x runs it unless told not to (3.x
+        # asks; 4.0 removed scripts and drops the option), so it is refused on every version declared.
+        return datasets.load_dataset(source, config_name, split=split, trust_remote_code=False)
     except Exception as error:  # the Hub raises many types; the user needs the message
         raise DataError(
             f"{source}: no such file or directory, and loading it as a Hugging Face Hub dataset failed "
@@ -429,16 +479,19 @@ def load_sentences(
     labeled: bool | None = True,
     columns: Columns | None = None,
     config_name: str | None = None,
+    hub: bool = False,
 ) -> list[Sentence]:
-    """Reads sentences from a file, a ``save_to_disk`` directory or a Hub dataset.
+    """Reads sentences from a file, a ``save_to_disk`` directory or (with ``hub``) a Hub dataset.
 
     - a directory written by `datasets.Dataset.save_to_disk` or `datasets.DatasetDict.save_to_disk`
       (``split`` picks the split of a DatasetDict): rows with ``tokens`` and ``ner_tags``, which
       are label strings or `ClassLabel` ids;
     - a ``.jsonl`` / ``.json`` file: `read_jsonl`;
     - any other file: `read_conll` (``.conllu`` as CoNLL-U);
-    - a path that does not exist but looks like a Hub dataset id (``name`` or ``owner/name``):
-      `datasets.load_dataset(source, config_name, split=split)`.
+    - with ``hub`` (``--dataset-name``), a path that does not exist but looks like a Hub dataset id
+      (``name`` or ``owner/name``): `datasets.load_dataset(source, config_name, split=split)`, its
+      loading script (if any) never run. Without, such a path is a missing file: a file option
+      (``--train-file owner/name``) never downloads a dataset.
 
     ``split`` is ignored for files and for a directory holding a single Dataset. ``columns`` names
     the word and label fields (default ``tokens`` / ``ner_tags``) and integer labels' names. With
@@ -461,7 +514,7 @@ def load_sentences(
         if path.suffix.lower() in JSON_SUFFIXES:
             return _labeled_as_asked(read_jsonl(path, columns=columns), labeled, columns)
         return read_conll(path, labeled=labeled)
-    if path.suffix.lower() in _FILE_SUFFIXES or not is_repo_id(source):
+    if not hub or path.suffix.lower() in _FILE_SUFFIXES or not is_repo_id(source):
         raise DataError(f"{source}: no such file or directory")
     dataset, name = _pick_split(_load_hub_dataset(source, split, config_name), split, source)
     return _dataset_sentences(dataset, name, labeled, columns)

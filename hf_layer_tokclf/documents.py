@@ -53,7 +53,7 @@ def looks_like_conll(lines: Sequence[str]) -> bool:
     filled = [line for line in lines if line.strip(" \t")]
     if not filled:
         return False
-    if any(line.split()[0] == DOCSTART for line in filled):
+    if any(line.split()[:1] == [DOCSTART] for line in filled):
         return True
     if all("\t" in line and " " not in line.strip(" \t") for line in filled):
         return True

@@ -292,7 +292,11 @@ def read_splits(data_args: DataArguments) -> tuple[dict[str, list[Sentence]], st
         source, split_name = (path, None) if path is not None else (data_args.dataset_name, split)
         try:
             sentences = load_sentences(
-                source, split=split_name, columns=columns, config_name=data_args.dataset_config_name
+                source,
+                split=split_name,
+                columns=columns,
+                config_name=data_args.dataset_config_name,
+                hub=path is None,  # --dataset-name may be a Hub id; a file option is a file
             )
         except MissingSplitError:  # a dataset without a dev or test split
             if split == "train":

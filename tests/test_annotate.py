@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from hf_layer_tokclf.annotate import (
     summary_path,
 )
 from hf_layer_tokclf.cli import main
-from hf_layer_tokclf.corpus import Document, Passage, RecordError, get_writer, read_corpus
+from hf_layer_tokclf.corpus import Document, JsonlWriter, Passage, RecordError, get_writer, read_corpus
 from hf_layer_tokclf.inference import load_model, predict_texts
 from hf_layer_tokclf.parallel import World, shard_output, worker_threads, world_from_env
 
@@ -314,3 +315,26 @@ def test_a_run_killed_between_its_footer_and_the_rename_writes_the_footer_once(m
     assert not out.exists() and json.loads(Path(f"{out}.progress.json").read_text())["complete"]
     summary = run_corpus(model, corpus, out, "bioc", chunk_size=8)
     assert out.read_bytes() == clean.read_bytes() and summary["resumed"]
+
+
+class RefusingWriter(JsonlWriter):
+    """JSON lines that cannot hold document ``B`` (as an encoder refuses a lone surrogate), for the test below."""
+
+    def document(self, document, entities):
+        if document.id == "B":
+            raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
+        return super().document(document, entities)
+
+
+def test_a_document_the_writer_cannot_write_is_a_record_error(tiny_dir, tmp_path, capsys):
+    model = load_model(tiny_dir)
+    documents = [Document(name, [Passage(f"Text {name}.")], "in.jsonl", number) for number, name in enumerate("ABC", 1)]
+    out = tmp_path / "out.jsonl"
+    summary = annotate_corpus(*model, documents, RefusingWriter(), out, chunk_size=2, progress=False)
+    problem = "in.jsonl, record 2: cannot be written: 'utf-8' codec can't encode character '\\ud800' in position 0"
+    assert (summary["records"], summary["documents"], summary["errors"]) == (3, 2, 1)
+    assert summary["error_samples"] == [f"{problem}: surrogates not allowed"]
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["A", "C"]
+    with pytest.raises(RecordError, match=re.escape(problem)):
+        annotate_corpus(*model, documents, RefusingWriter(), tmp_path / "stop.jsonl", on_error="stop", progress=False)
+    assert Path(f"{tmp_path / 'stop.jsonl'}.partial").read_text() == ""  # nothing of the chunk that failed

@@ -1,8 +1,10 @@
 """The command line: train / evaluate / predict through `main`, and every bad input it must name."""
 
 import json
+import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import NCBI, TEXT
@@ -189,3 +191,123 @@ def test_evaluate_a_hub_id_writes_its_scores_in_the_working_directory(tiny_dir, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["eval_owner--name_test.json", "test.tsv"]
     assert json.loads((tmp_path / "eval_owner--name_test.json").read_text())["model"] == "owner/name"
     assert "eval_owner--name_test.json" in out
+
+
+# --------------------------------------------------------------------------------------------
+# Bad input gets a clear error, and the run goes on where it can
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_text_line_that_is_not_utf8_is_named_and_skipped(tiny_dir, tmp_path, capsys):
+    source = write(tmp_path / "abstracts.txt", b"First.\n" + "Caf\xe9 au lait.\n".encode("latin-1") + b"Third.\n")
+    argv = ["predict", str(tiny_dir), "--input", str(source), "--input-format", "text", "--no-progress"]
+    code, _, err = run(capsys, *argv, "--on-error", "stop")
+    assert code == 2
+    assert last_line(err) == (
+        f"hf-layer-tokclf predict: error: {source}, line 2: not valid UTF-8 (byte 0xe9 at byte 4 of the line)"
+    )
+    output = tmp_path / "entities.jsonl"
+    code, _, err = run(capsys, *argv, "--output", str(output))  # --on-error skip, the default
+    assert code == 0, err
+    assert [json.loads(line)["text"] for line in output.read_text().splitlines()] == ["First.", "Third."]
+    summary = json.loads((tmp_path / "entities.jsonl.summary.json").read_text())
+    assert (summary["records"], summary["documents"], summary["errors"]) == (3, 2, 1)
+    assert summary["error_samples"] == [f"{source}, line 2: not valid UTF-8 (byte 0xe9 at byte 4 of the line)"]
+
+
+def test_a_binary_input_is_refused_before_the_model_loads(tmp_path, capsys):
+    image = write(tmp_path / "figure.png", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
+    for input_format in ("auto", "text", "pubmed"):
+        code, _, err = run(capsys, "predict", "no-such-model", "--input", str(image), "--input-format", input_format)
+        assert code == 2 and err.count("\n") == 1, err
+        assert f"{image}: a binary file, not text" in err and "no-such-model" not in err
+
+
+def test_a_record_the_writer_cannot_write_is_a_record_error(tiny_dir, tmp_path, capsys):
+    # PubTator's PMID cannot hold a "|": that record is skipped and counted, the others written whole.
+    source = tmp_path / "records.jsonl"
+    source.write_text("".join(json.dumps({"id": i, "text": TEXT}) + "\n" for i in ("1", "12|3", "4")))
+    output = tmp_path / "out.pubtator"
+    argv = ["predict", str(tiny_dir), "--input", str(source), "--format", "pubtator", "--no-progress"]
+    code, _, err = run(capsys, *argv, "--output", str(output), "--chunk-size", "1")
+    assert code == 0, err
+    problem = f"{source}, record 2: id '12|3' cannot be a PubTator PMID (|, tab, newline)"
+    assert f"warning: skipped {problem}" in err
+    assert [line.split("|")[0] for line in output.read_text().splitlines() if "|t|" in line] == ["1", "4"]
+    summary = json.loads((tmp_path / "out.pubtator.summary.json").read_text())
+    assert (summary["records"], summary["documents"], summary["errors"]) == (3, 2, 1)
+    assert summary["error_samples"] == [problem]
+    # --on-error stop: a clear error naming the record; what was written before it stays whole.
+    stopped = tmp_path / "stopped.pubtator"
+    code, _, err = run(capsys, *argv, "--output", str(stopped), "--chunk-size", "1", "--on-error", "stop")
+    assert code == 2 and last_line(err) == f"hf-layer-tokclf predict: error: {problem}"
+    assert Path(f"{stopped}.partial").read_text() == output.read_text().split("\n\n")[0] + "\n\n"
+
+
+def test_ctrl_c_in_predict_says_what_was_kept_and_the_command_that_resumes(tiny_dir, tmp_path, capsys, monkeypatch):
+    import hf_layer_tokclf.annotate as annotate
+
+    real = annotate.predict_texts
+
+    def interrupted_on_the_second_chunk(model, tokenizer, texts, **kwargs):
+        if texts == ["b"]:
+            raise KeyboardInterrupt
+        return real(model, tokenizer, texts, **kwargs)
+
+    monkeypatch.setattr(annotate, "predict_texts", interrupted_on_the_second_chunk)
+    output = tmp_path / "out.jsonl"
+    argv = ["predict", str(tiny_dir), "--text", "a", "--text", "b", "--output", str(output), "--chunk-size", "1"]
+    code, _, err = interrupted(capsys, *argv)
+    assert code == 130
+    assert last_line(err).startswith(f"hf-layer-tokclf predict: interrupted; the partial output {output}.partial")
+    assert last_line(err).endswith(f"the same command resumes it: {shlex.join(['hf-layer-tokclf', *argv])}")
+    monkeypatch.setattr(annotate, "predict_texts", real)
+    assert run(capsys, *argv)[0] == 0  # the command it printed goes on after the first chunk
+    assert [json.loads(line)["text"] for line in output.read_text().splitlines()] == ["a", "b"]
+
+
+def test_ctrl_c_in_train_says_resume_continues_from_the_last_checkpoint(tmp_path, capsys, monkeypatch):
+    import hf_layer_tokclf.training as training
+
+    def train_until_interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "train", train_until_interrupted)
+    data = write(tmp_path / "train.tsv", "Cancer\tB-Disease\n")
+    argv = ["train", "--train-file", data, "--output-dir", str(tmp_path / "out")]
+    code, _, err = interrupted(capsys, *argv)
+    assert code == 130
+    again = shlex.join(["hf-layer-tokclf", *argv, "--resume"])
+    assert last_line(err).endswith(f"no checkpoint was saved in {tmp_path / 'out'} yet; this starts again: {again}")
+    checkpoint = tmp_path / "out" / "checkpoint-4"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "trainer_state.json").write_text("{}")
+    code, _, err = interrupted(capsys, *argv)
+    assert code == 130
+    assert f"checkpoint {tmp_path / 'out' / 'checkpoint-4'} is kept" in last_line(err)
+    assert last_line(err).endswith(f"--resume continues from it: {shlex.join(['hf-layer-tokclf', *argv, '--resume'])}")
+
+
+def test_ctrl_c_in_a_command_that_keeps_nothing_says_so(tmp_path, capsys, monkeypatch):
+    import hf_layer_tokclf.cli as cli
+
+    def evaluate_until_interrupted(argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli.COMMANDS, "evaluate", evaluate_until_interrupted)
+    code, _, err = interrupted(capsys, "evaluate", "model", "--data", "d.tsv")
+    assert (code, err) == (130, "hf-layer-tokclf evaluate: interrupted; nothing was kept to resume from\n")
+
+
+def last_line(err: str) -> str:
+    """The CLI's one line about what went wrong (after progress bars, if any), with no traceback before it."""
+    assert "Traceback" not in err, err
+    return err.strip().splitlines()[-1]
+
+
+def interrupted(capsys, *argv):
+    """`run`, where a KeyboardInterrupt that escapes `main` (a traceback for the user) fails the test."""
+    try:
+        return run(capsys, *argv)
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C escaped main as a KeyboardInterrupt (a traceback)")

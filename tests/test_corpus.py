@@ -253,7 +253,11 @@ def test_bioc_json_collection_and_list_of_collections(tmp_path):
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [('{"documents": [', r"line 1, column 16: not JSON"), ('{"source": "x"}', "not BioC JSON")],
+    [
+        ('{"documents": [', r"line 1, column 16: not JSON"),
+        ('{"source": "x"}', "not BioC JSON"),
+        (b'{"documents": [\n{"id": "caf\xe9"}]}', r"bad\.json, line 2: not valid UTF-8 \(byte 0xe9 at byte 12 of"),
+    ],
 )
 def test_bioc_json_that_cannot_be_read(tmp_path, text, message):
     with pytest.raises(DataError, match=message):
@@ -285,6 +289,57 @@ def test_pubtator_without_blank_lines_and_crlf(tmp_path):
     path = write(tmp_path / "x.txt", "1|t|One.\r\n1|a|Abstract.\r\n2|t|Two.\r\n1\t0\t3\tOne\tX\r\n")
     items = list(read_corpus(path, "pubtator"))
     assert summary(items)[:2] == [("1", [("One.", 0, {"type": "title"}), ("Abstract.", 5, {"type": "abstract"})]), 2]
+
+
+# --- Lines that are not UTF-8, files that are not text ------------------------------------------
+
+# A line of Latin-1 among UTF-8 lines: byte 0xe9 ("é") is the 25th byte of its line.
+LATIN1 = "Caf\u00e9 au lait spots".encode("latin-1")
+
+
+@pytest.mark.parametrize(
+    ("corpus_format", "lines", "expected"),
+    [
+        ("jsonl", [b'{"text": "One."}', b'{"text": "' + LATIN1 + b'"}', b'{"text": "Three."}'], [1, "line 2", 3]),
+        ("pubtator", [b"1|t|One.", b"", b"2|t|" + LATIN1, b"", b"3|t|Three."], [1, "record 2: line 3", 3]),
+    ],
+)
+def test_a_line_that_is_not_utf8_is_a_record_error_naming_file_and_line(tmp_path, corpus_format, lines, expected):
+    path = write(tmp_path / f"latin1.{corpus_format}", b"\n".join(lines) + b"\n")
+    items = list(read_corpus(path, corpus_format))
+    assert [item.record if isinstance(item, Document) else None for item in items] == [1, None, 3]
+    error = items[1]
+    assert isinstance(error, RecordError)
+    position = len(b"2|t|Caf" if corpus_format == "pubtator" else b'{"text": "Caf') + 1
+    assert str(error) == f"{path}, {expected[1]}: not valid UTF-8 (byte 0xe9 at byte {position} of the line)"
+
+
+def test_text_lines_are_documents_and_a_line_not_utf8_is_a_record_error(tmp_path):
+    from hf_layer_tokclf.corpus import read_text_lines
+
+    path = write(tmp_path / "abstracts.txt", b"First.\r\n" + LATIN1 + b"\n\nFourth.")
+    items = list(read_text_lines(path))
+    assert [(d.id, d.passages[0].text, d.fields) for d in items if isinstance(d, Document)] == [
+        ("1", "First.", {"text": "First."}),
+        ("3", "", {"text": ""}),
+        ("4", "Fourth.", {"text": "Fourth."}),
+    ]
+    assert str(items[1]) == f"{path}, line 2: not valid UTF-8 (byte 0xe9 at byte 4 of the line)"
+    gz = write(tmp_path / "abstracts.txt.gz", gzip.compress(b"\xef\xbb\xbfOne.\nTwo.\n"))  # a BOM is not text
+    assert [d.passages[0].text for d in read_text_lines(gz)] == ["One.", "Two."]
+
+
+# An image's first bytes: its header, then compressed data, which looks like any byte at random.
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10" + bytes(range(256))
+
+
+@pytest.mark.parametrize("corpus_format", CORPUS_FORMATS)
+def test_a_binary_file_is_refused_when_it_is_opened(tmp_path, corpus_format):
+    for name, data in (("figure.png", PNG), ("figure.png.gz", gzip.compress(PNG))):
+        with pytest.raises(
+            DataError, match=rf"{name}: a binary file, not text \(\d+ of its first \d+ characters are NUL,"
+        ):
+            read_corpus(write(tmp_path / name, data), corpus_format)  # before any record is asked for
 
 
 # --- Detection ----------------------------------------------------------------------------------

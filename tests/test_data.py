@@ -1,10 +1,11 @@
 """Tests of hf_layer_tokclf.data on the shipped NCBI-disease corpus and small hand-made files."""
 
+import re
 from pathlib import Path
 
 import datasets
 import pytest
-from conftest import LABEL2ID, LABELS, NCBI
+from conftest import LABEL2ID, LABELS, NCBI, REPO
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -120,6 +121,15 @@ def test_conll_errors(tmp_path):
     assert "'lonely'" in str(error.value)
 
 
+def test_a_binary_training_file_is_refused_naming_it(tmp_path):
+    image = write(tmp_path, "train.png", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
+    for read in (read_conll, read_jsonl, load_sentences):
+        with pytest.raises(
+            DataError, match=r"train\.png: a binary file, not text \(\d+ of its first \d+ characters are NUL"
+        ):
+            read(str(image))
+
+
 # --------------------------------------------------------------------------------------------
 # JSON Lines and load_sentences
 # --------------------------------------------------------------------------------------------
@@ -215,29 +225,73 @@ def test_save_to_disk_errors(tmp_path):
         load_sentences(str(tmp_path / "mismatch"))
 
 
-def test_hub_ids_use_load_dataset(monkeypatch):
+@pytest.fixture
+def hub_calls(monkeypatch) -> list:
+    """datasets.load_dataset, faked: each call's arguments are kept; ``owner/missing`` is not on the Hub."""
     calls = []
 
-    def fake_load_dataset(name, config_name=None, split=None):
-        calls.append((name, config_name, split))
+    def fake_load_dataset(name, config_name=None, split=None, **options):
+        calls.append((name, config_name, split, options))
         if name == "owner/missing":
             raise FileNotFoundError("Dataset 'owner/missing' doesn't exist on the Hub")
         return make_dataset([[1, 2], [0]])
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    return calls
+
+
+def test_hub_ids_use_load_dataset(hub_calls):
     with pytest.raises(DataError) as error:
-        load_sentences("owner/missing", split="train")
+        load_sentences("owner/missing", split="train", hub=True)
     assert "owner/missing" in str(error.value)
     assert "FileNotFoundError: Dataset 'owner/missing' doesn't exist on the Hub" in str(error.value)
-    sentences = load_sentences("ncbi_disease", split="validation", config_name="ncbi_disease")
+    sentences = load_sentences("ncbi_disease", split="validation", config_name="ncbi_disease", hub=True)
     assert sentences[0].labels == ["B-Disease", "I-Disease"]
     assert sentences[0].source == "ncbi_disease"
-    assert calls == [("owner/missing", None, "train"), ("ncbi_disease", "ncbi_disease", "validation")]
+    assert [call[:3] for call in hub_calls] == [
+        ("owner/missing", None, "train"),
+        ("ncbi_disease", "ncbi_disease", "validation"),
+    ]
     # Paths that cannot be Hub ids are missing files, and the Hub is not asked.
     for path in ("data/missing.tsv", "missing.jsonl", "/abs/path/train", "a/b/c"):
         with pytest.raises(DataError, match="no such file or directory"):
-            load_sentences(path)
-    assert len(calls) == 2
+            load_sentences(path, hub=True)
+    assert len(hub_calls) == 2
+
+
+def test_a_file_that_is_not_there_is_never_looked_for_on_the_hub(hub_calls, tmp_path):
+    # --train-file owner/name (a typo, a folder not made yet) is a missing file, not a Hub dataset to download.
+    for source in ("owner/name", "ncbi_disease"):
+        with pytest.raises(DataError, match=f"^{source}: no such file or directory$"):
+            load_sentences(source)
+    from hf_layer_tokclf.training import DataArguments, read_splits
+
+    good = write(tmp_path, "good.tsv", "Cancer\tB-Disease\n")
+    with pytest.raises(DataError, match=r"^owner/name: no such file or directory$"):
+        read_splits(DataArguments(train_file=str(good), validation_file="owner/name"))
+    assert hub_calls == []
+
+
+def declared_floor(package: str) -> str:
+    """The lowest version of ``package`` that pyproject.toml's dependencies declare (``"package>=X"``)."""
+    dependencies = (REPO / "pyproject.toml").read_text(encoding="utf-8").split("dependencies = [", 1)[1]
+    return re.search(rf'"{package}>=([^,"]+)', dependencies.split("]", 1)[0])[1]
+
+
+def test_hub_datasets_never_run_a_loading_script_on_any_declared_datasets(hub_calls):
+    """datasets before 3.0 runs a Hub dataset's loading script unless told not to (3.x asks; 4.0 removed
+    scripts); each version from the floor on takes trust_remote_code=False (4.x and 5.x drop it silently)."""
+    import inspect
+
+    from packaging.version import Version
+
+    load_sentences("owner/corpus", split="train", hub=True)
+    if Version(declared_floor("datasets")) < Version("4.0"):
+        assert hub_calls[0][3] == {"trust_remote_code": False}
+    # The installed datasets takes it: as a parameter (2.16 to 3.x), or among the builder options it drops (4.0 on).
+    parameters = inspect.signature(datasets.load.load_dataset).parameters  # the real one, not the fixture's
+    installed = Version(datasets.__version__)
+    assert "trust_remote_code" in parameters or (installed >= Version("4.0") and "config_kwargs" in parameters)
 
 
 # --------------------------------------------------------------------------------------------

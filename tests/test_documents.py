@@ -21,6 +21,7 @@ def test_conll_is_told_from_text_by_its_lines():
     assert not looks_like_conll(["BRCA1", "TP53", "APC"])  # one word per document, no sentences
     assert not looks_like_conll(["Tumour\tsize was 3 cm"])  # a tab inside prose
     assert not looks_like_conll(["", ""])
+    assert not looks_like_conll(["\u3000", "Some text."])  # a line of a space that is not " " or a tab
 
 
 def test_formats_by_extension_then_content(tmp_path):
@@ -77,3 +78,18 @@ def test_text_column_and_documents(tmp_path):
         text_column(tmp_path / "empty.jsonl")
     (tmp_path / "bad.jsonl").write_text('{"text": "a"}\n{"text": \n')
     assert "bad.jsonl, line 2: not a JSON object" in str(list(read_corpus(tmp_path / "bad.jsonl", "jsonl"))[1])
+
+
+def test_a_binary_input_is_refused_by_its_first_bytes_whatever_its_name(tmp_path):
+    image = tmp_path / "figure.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
+    noise = tmp_path / "noise.txt"  # no NUL byte, but hardly a character of text either
+    noise.write_bytes(bytes(range(128, 256)) * 4)
+    for declared in ("auto", "text", "jsonl", "conll"):
+        with pytest.raises(DataError, match=r"figure\.png: a binary file, not text \(\d+ of its first \d+ characters"):
+            detect_input_format(image, declared)
+        with pytest.raises(DataError, match=r"noise\.txt: a binary file, not text \(512 of its first 512 characters"):
+            detect_input_format(noise, declared)
+    latin1 = tmp_path / "latin1.txt"  # text with a few bytes that are not UTF-8 is text: its bad lines are skipped
+    latin1.write_bytes("Café au lait spots in neurofibromatosis.\n".encode("latin-1") * 3)
+    assert detect_input_format(latin1) == "text"

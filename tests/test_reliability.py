@@ -382,6 +382,38 @@ def test_predict_failing_midway_keeps_the_old_output(tiny_dir, tmp_path, capsys,
     assert json.loads(Path(f"{output}.summary.json").read_text())["resumed"]
 
 
+# predict, each chunk written and then a pause: the test sends SIGINT (Ctrl-C) while it runs, for sure.
+SLOW_PREDICT = """
+import sys, time
+import hf_layer_tokclf.annotate as annotate
+from hf_layer_tokclf.cli import main
+write = annotate.ResumableOutput.write
+def slow_write(self, *args, **counts):
+    write(self, *args, **counts)
+    time.sleep(0.3)
+annotate.ResumableOutput.write = slow_write
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_ctrl_c_in_predict_prints_one_line_and_exits_130(tiny_dir, tmp_path):
+    output = tmp_path / "out.jsonl"
+    argv = ["predict", str(tiny_dir), "--output", str(output), "--chunk-size", "1", "--no-progress"]
+    argv += [arg for i in range(20) for arg in ("--text", f"Document {i}.")]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    process = subprocess.Popen([sys.executable, "-c", SLOW_PREDICT, *argv], env=env, stderr=subprocess.PIPE, text=True)
+    progress, deadline = Path(f"{output}.progress.json"), time.monotonic() + 120
+    while not (progress.exists() and json.loads(progress.read_text())["writes"] >= 2):
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    err = process.communicate(timeout=60)[1]
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"hf-layer-tokclf predict: interrupted; the partial output {output}.partial is kept"), err
+
+
 def test_evaluate_failing_while_writing_keeps_the_old_scores(tiny_dir, tmp_path, capsys, monkeypatch):
     import hf_layer_tokclf.files as files
 

@@ -202,7 +202,7 @@ def test_run_ner_spellings_parse_to_ours():
 def test_a_dataset_name_run_passes_its_config_name(monkeypatch):
     calls = []
 
-    def fake_load_dataset(name, config_name=None, split=None):
+    def fake_load_dataset(name, config_name=None, split=None, **options):
         calls.append((name, config_name, split))
         rows = {"tokens": [["BRCA1", "cancer"]], "ner_tags": [["O", "S-Disease"]]}
         return datasets.Dataset.from_dict(rows)
