@@ -18,7 +18,7 @@ from typing import Any
 
 from .files import check_output_file, write_json
 from .hub import HubError
-from .redaction import remember_secrets_in
+from .redaction import redact_command, remember_secrets_in, scrub_text
 
 # Every parser here is built with allow_abbrev=False: argparse would otherwise take --hub-tok for --hub-token,
 # a spelling that redaction by option name cannot know, and a typo for another option.
@@ -954,20 +954,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return command(argv[1:])
     except KeyboardInterrupt:  # Ctrl-C: what was kept and how to go on, in one line, not a traceback
-        line = shlex.join(["hf-layer-tokclf", *argv])
+        line = redact_command(["hf-layer-tokclf", *argv])  # printed: secret options' values hidden
         notes = [note for note in (kept(line) for kept in _KEPT_ON_INTERRUPT) if note]
-        said = "; ".join(notes) or "nothing was kept to resume from"
-        print(f"hf-layer-tokclf {argv[0]}: interrupted; {said}", file=sys.stderr)
-        return 130
+        return _say(argv[0], f"interrupted; {'; '.join(notes) or 'nothing was kept to resume from'}", 130)
     except ValueError as error:  # DataError, OutputExistsError and bad option values: the user can fix them
-        print(f"hf-layer-tokclf {argv[0]}: error: {error}", file=sys.stderr)
-        return 2
+        return _say(argv[0], f"error: {error}", 2)
     except HubError as error:  # train --push-to-hub: the model is saved, the Hub failed
-        print(f"hf-layer-tokclf {argv[0]}: error: {error}", file=sys.stderr)
-        return 1
+        return _say(argv[0], f"error: {error}", 1)
     except OSError as error:  # a Hub id that cannot be fetched, a full disk: the environment, not a bug
-        print(f"hf-layer-tokclf {argv[0]}: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 1
+        return _say(argv[0], f"error: {' '.join(str(error).split())}", 1)
+
+
+def _say(command: str, message: str, code: int) -> int:
+    """Prints ``hf-layer-tokclf COMMAND: MESSAGE`` on stderr, any secret the process knows masked; returns ``code``."""
+    print(f"hf-layer-tokclf {command}: {scrub_text(message)}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -305,3 +305,21 @@ def test_short_values_are_not_secrets(monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "abc")
     remember_secret("x")
     assert "abc" not in secret_values() and "x" not in secret_values()
+
+
+def test_what_the_cli_prints_masks_the_secrets_too(tmp_path, capsys, monkeypatch):
+    """Ctrl-C's resume line and error messages: printed, often pasted into issues, never holding a token."""
+    import hf_layer_tokclf.training as training
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "train", interrupted)
+    monkeypatch.setenv("HF_TOKEN", ENV_SECRET)
+    data = conll_slice(tmp_path / "slice.tsv", 4)
+    argv = ["train", "--train-file", str(data), "--output-dir", str(tmp_path / "out"), "--hub-token", SECRET]
+    assert cli.main(argv) == 130
+    assert cli.main(["evaluate", str(tmp_path / ENV_SECRET), "--data", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert f"--hub-token {REDACTED}" in err and f"{tmp_path / REDACTED}: no such folder" in err
+    assert SECRET not in err and ENV_SECRET not in err
