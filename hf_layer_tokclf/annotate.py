@@ -24,7 +24,7 @@ from typing import IO, Any
 
 from tqdm.auto import tqdm
 
-from .corpus import Document, RecordError, document_text
+from .corpus import Document, RecordError, document_text, render_document
 from .files import OutputExistsError, atomic_writer, check_output_file, write_json
 from .inference import predict_texts
 
@@ -344,21 +344,18 @@ def _report(errors: list[RecordError], counts: dict[str, int], samples: list[str
 
 
 def _rendered(writer: Any, chunk: Chunk, on_error: str) -> list[bytes]:
-    """Each document of the chunk as ``writer`` writes it, in bytes, before any of it is written.
+    """Each document of the chunk as ``writer`` writes it (`corpus.render_document`), before any of it is written.
 
-    A document the writer cannot write (a PubTator PMID with a ``|``, a lone surrogate the encoder
-    refuses) is a record error like one that cannot be read: raised with ``stop``, else moved from
-    the chunk's documents to its errors, so that the output holds whole records only.
+    A document the writer cannot write is raised with ``stop``, else moved from the chunk's documents to
+    its errors, so that the output holds whole records only.
     """
     rendered, documents, entities = [], [], []
     for document, found in zip(chunk.documents, chunk.entities, strict=True):
         try:
-            rendered.append(writer.document(document, found).encode("utf-8"))
-        except ValueError as error:  # RecordError, UnicodeEncodeError, an entity outside its text
-            if not isinstance(error, RecordError):
-                error = RecordError(document.source, document.record, f"cannot be written: {error}")
+            rendered.append(render_document(writer, document, found))
+        except RecordError as error:
             if on_error == "stop":
-                raise error from None
+                raise
             chunk.errors.append(error)
             continue
         documents.append(document)

@@ -745,6 +745,22 @@ class BiocJsonWriter:
 _WRITERS = {"jsonl": JsonlWriter, "pubtator": PubtatorWriter, "bioc": BiocXmlWriter, "bioc-json": BiocJsonWriter}
 
 
+def render_document(writer: Any, document: Document, entities: list[dict]) -> bytes:
+    """``writer.document(document, entities)`` in UTF-8; what the writer cannot write is a `RecordError`.
+
+    A document the format cannot hold (a PubTator PMID with a ``|``, a lone surrogate the encoder
+    refuses, an entity outside its text) is a record error like one that cannot be read, so that
+    ``--on-error skip`` covers it and an output holds whole records only: each record is rendered
+    before any of it is written.
+    """
+    try:
+        return writer.document(document, entities).encode("utf-8")
+    except RecordError:
+        raise
+    except ValueError as error:  # UnicodeEncodeError included
+        raise RecordError(document.source, document.record, f"cannot be written: {error}") from None
+
+
 def get_writer(output_format: str, **options: Any) -> Any:
     """A writer of ``output_format`` (`OUTPUT_FORMATS`): ``header()``, ``document(doc, entities)``, ``footer()``.
 

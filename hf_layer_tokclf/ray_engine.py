@@ -42,7 +42,7 @@ from ray.data.datasource import BlockBasedFileDatasink
 
 from .annotate import ON_ERROR, annotate_documents
 from .code_consent import caller_consent
-from .corpus import CORPUS_FORMATS, Document, Passage, RecordError, get_writer, read_corpus
+from .corpus import CORPUS_FORMATS, Document, Passage, RecordError, get_writer, read_corpus, render_document
 from .files import OutputExistsError, check_overwritable
 
 __all__ = [
@@ -286,12 +286,14 @@ class _CorpusDatasink(BlockBasedFileDatasink):
 
     The lines are `corpus.get_writer`'s, byte for byte those of the single-process path (Ray's
     ``write_json`` would round scores to 10 digits and flatten a record's fields into columns).
-    Rows of unreadable records are not written: each task returns them, and the driver names them.
+    Rows of unreadable records are not written: each task returns them, and the driver names them. A
+    record the writer cannot write (`corpus.render_document`) is one of them, or, with ``on_error="stop"``,
+    stops the run.
     """
 
-    def __init__(self, path: str, output_format: str, text_column: str = "text") -> None:
+    def __init__(self, path: str, output_format: str, text_column: str = "text", on_error: str = "skip") -> None:
         super().__init__(path, file_format=OUTPUT_EXTENSIONS.get(output_format, output_format))
-        self.output_format, self.text_column = output_format, text_column
+        self.output_format, self.text_column, self.on_error = output_format, text_column, on_error
         self.written, self.skipped = 0, []
 
     def write(self, blocks: Any, ctx: Any) -> dict[str, Any]:
@@ -306,10 +308,16 @@ class _CorpusDatasink(BlockBasedFileDatasink):
             if row.get("error"):
                 self.skipped.append((row["source"], row["record"], row["error"]))
                 continue
-            documents.append(writer.document(_row_document(row, self.text_column), row["entities"]))
+            try:
+                documents.append(render_document(writer, _row_document(row, self.text_column), row["entities"]))
+            except RecordError as error:
+                if self.on_error == "stop":
+                    raise
+                self.skipped.append((error.source, error.record, error.reason))
         self.written += len(documents)
         # BioC JSON's documents need "," between them (`separator`).
-        file.write((writer.header() + writer.separator.join(documents) + writer.footer()).encode("utf-8"))
+        separator = writer.separator.encode("utf-8")
+        file.write(writer.header().encode("utf-8") + separator.join(documents) + writer.footer().encode("utf-8"))
 
     def on_write_complete(self, write_result: Any) -> None:
         super().on_write_complete(write_result)
@@ -441,7 +449,7 @@ def predict_with_ray(
         trust_remote_code=trust_remote_code,
         **predict_options,
     )
-    sink = _CorpusDatasink(output_path, output_format, text_column)
+    sink = _CorpusDatasink(output_path, output_format, text_column, on_error)
     try:
         annotated.write_datasink(sink)
     except Exception as error:

@@ -171,3 +171,22 @@ def test_unreadable_records_are_rows_naming_them_or_stop_the_run(local_ray, corp
     with pytest.raises(Exception, match="not a JSON object") as stopped:
         read_corpus_dataset(str(corpus / "part1.jsonl"), "jsonl", on_error="stop").take_all()
     assert (stopped.value.source, stopped.value.record) == (str(corpus / "part1.jsonl"), 3)  # for RecordError
+
+
+def test_a_record_the_writer_cannot_write_is_skipped_and_named_or_stops(local_ray, model_dir, tmp_path):
+    """Writer errors are record errors on Ray too (`corpus.render_document`): a PubTator PMID cannot hold a ``|``."""
+    corpus = tmp_path / "ids.jsonl"
+    texts = _texts(3)
+    corpus.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in zip(["1", "12|3", "4"], texts, strict=True)))
+    result = predict_with_ray(
+        str(corpus), "jsonl", str(tmp_path / "out"), model_dir=model_dir, output_format="pubtator"
+    )
+    assert result.written == 2
+    assert [(source, record) for source, record, _ in result.skipped] == [(str(corpus), 2)]
+    assert "cannot be a PubTator PMID" in result.skipped[0][2]
+    written = "".join(path.read_text() for path in (tmp_path / "out").glob("*.pubtator"))
+    assert "12|3" not in written and written.startswith(("1|t|", "4|t|"))
+    with pytest.raises(Exception, match="cannot be a PubTator PMID"):
+        predict_with_ray(
+            str(corpus), "jsonl", str(tmp_path / "stop"), model_dir=model_dir, output_format="pubtator", on_error="stop"
+        )
