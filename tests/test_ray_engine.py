@@ -177,7 +177,8 @@ def test_a_record_the_writer_cannot_write_is_skipped_and_named_or_stops(local_ra
     """Writer errors are record errors on Ray too (`corpus.render_document`): a PubTator PMID cannot hold a ``|``."""
     corpus = tmp_path / "ids.jsonl"
     texts = _texts(3)
-    corpus.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in zip(["1", "12|3", "4"], texts, strict=True)))
+    ids = ["1", "12|3", "4"]
+    corpus.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in zip(ids, texts, strict=True)))
     result = predict_with_ray(
         str(corpus), "jsonl", str(tmp_path / "out"), model_dir=model_dir, output_format="pubtator"
     )
