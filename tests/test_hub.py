@@ -172,11 +172,27 @@ def test_stage_copies_exactly_the_shared_files(tiny, tmp_path):
 
     staged = stage(source, tmp_path / "staging", repo_id=REPO_ID)
 
-    assert {p.name for p in staged} == {p.name for p in (tmp_path / "staging").iterdir()} == SHARED
+    names = {p.name for p in (tmp_path / "staging").iterdir()} - {".hf_layer_tokclf.json"}  # the staging's manifest
+    assert {p.name for p in staged} == names == SHARED
     for path in staged:
         if path.name != "README.md":
             assert path.read_bytes() == (source / path.name).read_bytes(), path.name
     assert (tmp_path / "staging" / "README.md").read_text() != (source / "README.md").read_text()  # re-rendered
+
+
+def test_stage_never_follows_a_symlink(tiny, tmp_path, capsys):
+    """A file of an allowed name that links elsewhere (a host file) is refused, never staged nor uploaded."""
+    source = copy_model(tiny, tmp_path)
+    host = tmp_path / "host-secrets.txt"
+    host.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (source / "vocab.txt").unlink(missing_ok=True)
+    (source / "vocab.txt").symlink_to(host)
+    with pytest.raises(ValueError, match=r"vocab\.txt is a symlink"):
+        stage(source, tmp_path / "staging")
+    assert not (tmp_path / "staging").exists()
+    argv = ["push", str(source), "--repo-id", REPO_ID, "--dry-run", "--staging-dir", str(tmp_path / "s")]
+    assert main([*argv, "--no-custom-code"]) == 2 and "vocab.txt is a symlink" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
 
 
 def test_card_metadata_parses_back(tiny, tmp_path):
@@ -203,7 +219,7 @@ def test_stage_refuses_what_it_cannot_share(tiny, tmp_path):
         stage(source, staging)
     assert len(stage(source, staging, overwrite=True)) == len(SHARED)  # a previous staging may be replaced
     (staging / "notes.txt").write_text("mine")
-    with pytest.raises(ValueError, match=r"notes\.txt: not a staging folder"):
+    with pytest.raises(ValueError, match=r"did not write \(notes\.txt\)"):
         stage(source, staging, overwrite=True)
     with pytest.raises(ValueError, match="outside the model folder"):
         stage(source, source / "upload")
