@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .files import BOOKKEEPING, check_output_path, write_json
+from .files import check_output_path, is_bookkeeping, write_json
 from .hub import HubError
 
 USAGE = """hf-layer-tokclf <command> [options]
@@ -901,7 +901,7 @@ def export_transformers_command(argv: Sequence[str]) -> int:
         args.model_dir, args.out_dir, overwrite=args.overwrite, trust_remote_code=args.trust_remote_code
     )
     info = json.loads((out_dir / EXPORT_INFO).read_text(encoding="utf-8"))
-    files = ", ".join(sorted(path.name for path in out_dir.iterdir() if path.name not in BOOKKEEPING))
+    files = ", ".join(sorted(path.name for path in out_dir.iterdir() if not is_bookkeeping(path.name)))
     print(
         f"wrote {out_dir}: {info['class']} with {info['num_hidden_layers']} layers (hidden_layer="
         f"{info['hidden_layer']} of {info['backbone_num_hidden_layers']}), logits within "

@@ -279,16 +279,19 @@ def acquire_lock(path: str | Path, command: str) -> Lock:
 
 
 def _create_whole(path: Path, content: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f"{path.name}.", suffix=".tmp", dir=path.parent)
+    """Creates ``path`` with ``content``, whole, or raises FileExistsError if anything is there."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # as atomic_writer's
     try:
+        os.chmod(tmp, 0o666 & ~current_umask())  # readable by whoever must be told a run is in progress
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(content)
         try:
             os.link(tmp, path)
         except FileExistsError:
             raise
-        except OSError:  # a filesystem without hard links
-            with open(_open_fd(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "w", encoding="utf-8") as f:
+        except OSError:  # a filesystem without hard links: O_EXCL (FileExistsError if it is there)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW
+            with open(os.open(path, flags, 0o666), "w", encoding="utf-8") as f:
                 f.write(content)
     finally:
         os.unlink(tmp)
@@ -313,6 +316,12 @@ def _in_progress(path: Path, holder: dict[str, Any]) -> str:
 
 
 # --- output folders ----------------------------------------------------------------------------
+
+
+def is_bookkeeping(name: str) -> bool:
+    """Whether an entry of an output folder is its manifest or lock (or what writing one left), not an output."""
+    leftover = _LEFTOVER.match(name)
+    return name in BOOKKEEPING or (leftover is not None and leftover["name"] in BOOKKEEPING)
 
 
 def output_names(names: Iterable[str], patterns: Iterable[re.Pattern[str]] = ()) -> Callable[[str], bool]:
@@ -346,6 +355,9 @@ class Outputs:
             (which wrote no manifest): then the entries it names (``written``) are taken as the run's.
         exclusive: The folder holds nothing but the command's output (a folder replaced whole: the
             exports, push's staging): any other entry is refused, not kept.
+        touched: Whether the run may replace or delete an entry although it does not write it (the
+            Trainer's checkpoint rotation deletes any ``checkpoint-*`` folder): refused where no manifest
+            lists it.
         flag, resume_flag: The options that allow an overwrite and a resume, for the messages.
     """
 
@@ -355,6 +367,7 @@ class Outputs:
     exclusive: bool = False
     flag: str = "--overwrite-output-dir"
     resume_flag: str | None = None
+    touched: Callable[[Path], bool] | None = None
 
 
 def _json_object(path: Path) -> dict[str, Any]:
@@ -370,7 +383,14 @@ def _finished_run(folder: Path) -> bool:
     return "settings" in _json_object(folder / METRICS)
 
 
-RUN_OUTPUTS = Outputs("train", is_run_output, legacy=_finished_run, resume_flag="--resume")
+RUN_OUTPUTS = Outputs(
+    "train",
+    is_run_output,
+    legacy=_finished_run,
+    resume_flag="--resume",
+    # transformers 5 rotates (deletes) the oldest checkpoint-* folders by modification time, whatever follows the dash
+    touched=lambda entry: entry.name.startswith("checkpoint-") and entry.is_dir(),
+)
 """A training run's output folder (`training.train`)."""
 
 
@@ -390,7 +410,7 @@ def read_manifest(folder: str | Path) -> dict[str, Any] | None:
 
 def _write_manifest(folder: Path, command: str, files: Iterable[str], complete: bool) -> None:
     """Names relative to ``folder``, sorted; written atomically (a reader sees the old list or the new one)."""
-    names = sorted(set(files) - BOOKKEEPING)
+    names = sorted(name for name in set(files) if not is_bookkeeping(name))
     data = {"hf_layer_tokclf_outputs": _MANIFEST_FORMAT, "command": command, "complete": complete, "files": names}
     write_json(folder / MANIFEST, data)
 
@@ -495,7 +515,7 @@ def check_output_dir(
         return set()
     if overwrite:
         check_overwritable(path)
-    names = sorted(entry.name for entry in path.iterdir() if entry.name not in BOOKKEEPING)
+    names = sorted(entry.name for entry in path.iterdir() if not is_bookkeeping(entry.name))
     manifest = read_manifest(path)
     if manifest is not None and manifest.get("command") != outputs.command:
         raise OutputExistsError(
@@ -516,13 +536,17 @@ def check_output_dir(
             f"Output directory {path} is not empty; pass {outputs.flag} to replace what an earlier "
             f"{outputs.command} wrote there{more}."
         )
-    clashes = [name for name in foreign if outputs.written(name) or outputs.exclusive or whole]
+
+    def touched(name: str) -> bool:
+        return outputs.written(name) or (outputs.touched is not None and outputs.touched(path / name))
+
+    clashes = [name for name in foreign if touched(name) or outputs.exclusive or whole]
     if clashes:
         raise OutputExistsError(
             f"{path} holds files this command did not write ({_listed(clashes)}): no manifest of a run lists them, "
             "and the run would replace or delete them. Move them away, or choose another folder."
         )
-    links = [name for name in names if (name in owned or outputs.written(name)) and (path / name).is_symlink()]
+    links = [name for name in names if (name in owned or touched(name)) and (path / name).is_symlink()]
     if links:
         raise OutputExistsError(
             f"{path}: {_listed(links)} {'is a symlink' if len(links) == 1 else 'are symlinks'}; a run never writes "
@@ -534,40 +558,44 @@ def check_output_dir(
 class OutputClaim:
     """An output folder claimed by a run (`claim_output_dir`): its manifest, and the lock while the run lasts.
 
-    `finish` records what the run wrote (every entry of its names: nothing else could write them while
-    it held the lock) and marks the manifest complete; `release` (also on leaving a ``with`` block, at
-    garbage collection or exit) gives the lock back, and removes the folder again if the run created it
-    and wrote nothing.
+    `record` lists names before they are written; `finish` records what the run wrote (every entry of
+    its names: nothing else could write them while it held the lock) and marks the manifest complete;
+    `release` (also on leaving a ``with`` block, at garbage collection, or at exit) gives the lock back,
+    and removes the folder again if the run created it and wrote nothing in it.
     """
 
     def __init__(self, path: Path, outputs: Outputs, lock: Lock | None, created: bool) -> None:
-        self.path, self.outputs, self.lock, self.created = path, outputs, lock, created
+        self.path, self.outputs, self._lock = path, outputs, lock
+        self._finalizer = weakref.finalize(self, _end_claim, path, lock, created)
 
     def record(self, *names: str) -> None:
         """Lists ``names`` in the manifest before they are written: a run killed while writing them owns them."""
-        if self.lock is not None:
+        if self._lock is not None:
             record_outputs(self.path, names)
 
     def finish(self) -> None:
-        if self.lock is not None:
+        if self._lock is not None and self._finalizer.alive:
             record_outputs(self.path, written=self.outputs.written, complete=True)
         self.release()
 
     def release(self) -> None:
-        if self.lock is None:
-            return
-        self.lock.release()
-        self.lock = None
-        if self.created and not any(n not in BOOKKEEPING for n in os.listdir(self.path)):
-            with contextlib.suppress(OSError):
-                (self.path / MANIFEST).unlink()
-                self.path.rmdir()
+        self._finalizer()
 
     def __enter__(self) -> OutputClaim:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
         self.release()
+
+
+def _end_claim(path: Path, lock: Lock | None, created: bool) -> None:
+    if lock is None:
+        return  # a check only: nothing was taken
+    lock.release()
+    with contextlib.suppress(OSError):  # the folder may be gone (swapped, deleted): nothing to tidy
+        if created and all(is_bookkeeping(name) for name in os.listdir(path)):
+            (path / MANIFEST).unlink()
+            path.rmdir()
 
 
 def claim_output_dir(

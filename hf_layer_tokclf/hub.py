@@ -46,7 +46,6 @@ from typing import Any
 
 # The model folder's file names, shared with what --overwrite-output-dir may replace.
 from .files import (
-    BOOKKEEPING,
     CARD,
     CODE_FILES,
     CONFIG,
@@ -59,6 +58,7 @@ from .files import (
     Outputs,
     claim_output_dir,
     copy_file,
+    is_bookkeeping,
 )
 from .locations import check_model_folder, check_repo_id
 
@@ -292,7 +292,7 @@ def stage(
                 copy_file(source / name, target / name)  # regular files only, never through a symlink
         else:
             save_stock_form(source, target)
-            names = [path.name for path in target.iterdir() if path.name not in BOOKKEEPING]
+            names = [path.name for path in target.iterdir() if not is_bookkeeping(path.name)]
         metrics = _read_json(source / METRICS) if (source / METRICS).is_file() else {}
         # Rendered from the source's config: the stock config no longer says which layer of how many it is.
         write_model_card(source, metrics, out_dir=target, repo_id=repo_id, custom_code=custom_code)
@@ -342,7 +342,7 @@ def _check_folder(staging: Path, custom_code: bool = True) -> None:
 
     if not staging.is_dir():
         raise VerificationError(f"{staging} is not a folder.")
-    names = sorted(p.name for p in staging.iterdir() if p.name not in BOOKKEEPING)
+    names = sorted(p.name for p in staging.iterdir() if not is_bookkeeping(p.name))
     allowed = _is_allowed if custom_code else _is_stock_allowed
     extra = [name for name in names if not allowed(name) or not (staging / name).is_file()]
     missing = [name for name in (CONFIG, *(CODE_FILES if custom_code else ()), CARD) if name not in names]

@@ -34,7 +34,7 @@ from hf_layer_tokclf.files import (
 )
 
 
-def prepare_output_dir(path, **options):
+def claim_run(path, **options):
     """A training run's claim of its folder, released at once (the lock is not what these tests are about)."""
     with claim_output_dir(path, RUN_OUTPUTS, **options) as claim:
         return claim.path
@@ -77,7 +77,7 @@ def make_users_files(folder: Path) -> None:
 def test_overwrite_replaces_the_runs_files_and_keeps_everything_else(tmp_path):
     make_old_run(tmp_path / "run")
     make_users_files(tmp_path / "run")
-    prepare_output_dir(tmp_path / "run", overwrite=True)
+    claim_run(tmp_path / "run", overwrite=True)
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [MANIFEST, "checkpoint-notes", "data", "notes.txt"]
     assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
     assert (tmp_path / "run" / "data" / "train.tsv").is_file()
@@ -87,8 +87,8 @@ def test_without_overwrite_a_folder_holding_anything_is_refused(tmp_path):
     make_old_run(tmp_path)
     make_users_files(tmp_path)
     with pytest.raises(OutputExistsError, match="not empty; pass --overwrite-output-dir"):
-        prepare_output_dir(tmp_path)
-    assert prepare_output_dir(tmp_path, resume=True) == tmp_path  # --resume keeps what is there
+        claim_run(tmp_path)
+    assert claim_run(tmp_path, resume=True) == tmp_path  # --resume keeps what is there
     assert (tmp_path / "README.md").read_text() == "old run"
 
 
@@ -123,7 +123,7 @@ def test_overwrite_refuses_home_root_and_the_working_directory_chain(places, not
     folder = Path("/") if place == "root" else places[place]
     before = {p: sorted(os.listdir(p)) for p in set(places.values())}
     with pytest.raises(OutputExistsError, match="refusing to overwrite") as error:
-        prepare_output_dir(folder, overwrite=True)
+        claim_run(folder, overwrite=True)
     assert "use a new subfolder" in str(error.value)
     assert {p: sorted(os.listdir(p)) for p in before} == before
 
@@ -133,7 +133,7 @@ def test_a_new_subfolder_of_the_working_directory_is_fine(places):
         assert claim.path.is_dir()
     os.mkdir("empty")
     os.chdir("empty")
-    assert prepare_output_dir(Path("."), overwrite=False) == Path(".")  # an empty cwd, not overwritten
+    assert claim_run(Path("."), overwrite=False) == Path(".")  # an empty cwd, not overwritten
 
 
 EXPORT = Outputs("export", output_names(("model.onnx", "config.json")), legacy=lambda f: True, exclusive=True)
@@ -193,7 +193,7 @@ def test_a_folder_of_files_and_no_manifest_is_refused_whatever_the_flags(tmp_pat
     (folder / "checkpoint-7").mkdir()
     for flags in ({}, {"resume": True}, {"overwrite": True}):
         with pytest.raises(OutputExistsError, match=r"did not write \(README\.md, checkpoint-7, config\.json, vocab"):
-            prepare_output_dir(folder, **flags)
+            claim_run(folder, **flags)
     assert sorted(os.listdir(folder)) == ["README.md", "checkpoint-7", "config.json", "vocab.txt"]
 
 
@@ -205,7 +205,7 @@ def test_a_run_of_an_older_version_is_taken_as_a_run(tmp_path):
     (folder / "model.safetensors").write_text("weights")
     (folder / "checkpoint-3").mkdir()
     (folder / "notes.txt").write_text("mine")
-    prepare_output_dir(folder, overwrite=True)
+    claim_run(folder, overwrite=True)
     assert sorted(os.listdir(folder)) == [MANIFEST, "notes.txt"]
 
 
@@ -213,8 +213,19 @@ def test_an_unlisted_file_of_a_runs_name_in_a_finished_run_is_refused(tmp_path):
     make_old_run(tmp_path / "run")
     (tmp_path / "run" / "checkpoint-8").rename(tmp_path / "run" / "checkpoint-9")  # not what the run listed
     with pytest.raises(OutputExistsError, match=r"did not write \(checkpoint-9\)"):
-        prepare_output_dir(tmp_path / "run", overwrite=True)
+        claim_run(tmp_path / "run", overwrite=True)
     assert (tmp_path / "run" / "README.md").read_text() == "old run"
+
+
+def test_a_checkpoint_folder_of_the_users_in_a_run_folder_is_refused(tmp_path):
+    """The Trainer's rotation deletes the oldest checkpoint-* folders, checkpoint-best too: refused, not lost."""
+    make_old_run(tmp_path / "run")
+    (tmp_path / "run" / "checkpoint-best").mkdir()
+    (tmp_path / "run" / "checkpoint-notes.txt").write_text("a file: no rotation deletes it")
+    before = sorted(os.listdir(tmp_path / "run"))
+    with pytest.raises(OutputExistsError, match=r"did not write \(checkpoint-best\)"):
+        claim_run(tmp_path / "run", resume=True)
+    assert sorted(os.listdir(tmp_path / "run")) == before
 
 
 def test_a_killed_run_owns_what_bears_its_names(tmp_path):
@@ -224,7 +235,7 @@ def test_a_killed_run_owns_what_bears_its_names(tmp_path):
     (folder / "checkpoint-2").mkdir()
     (folder / "notes.txt").write_text("mine")
     del claim  # killed: no finish
-    prepare_output_dir(folder, overwrite=True)
+    claim_run(folder, overwrite=True)
     assert sorted(os.listdir(folder)) == [MANIFEST, "notes.txt"]
 
 
@@ -233,7 +244,7 @@ def test_another_commands_folder_is_refused(tmp_path):
         (tmp_path / "sweep" / "sweep.json").write_text("{}")
         claim.finish()
     with pytest.raises(OutputExistsError, match="holds the output of `sweep`, not of `train`"):
-        prepare_output_dir(tmp_path / "sweep", overwrite=True)
+        claim_run(tmp_path / "sweep", overwrite=True)
 
 
 def test_overwrite_never_follows_a_symlink(tmp_path):
@@ -245,7 +256,7 @@ def test_overwrite_never_follows_a_symlink(tmp_path):
     (folder / "vocab.txt").unlink()
     (folder / "vocab.txt").symlink_to(host / "passwd")  # a listed name, now a link: never written through
     with pytest.raises(OutputExistsError, match=r"vocab\.txt is a symlink"):
-        prepare_output_dir(folder, resume=True)
+        claim_run(folder, resume=True)
     (folder / "checkpoint-8").rename(tmp_path / "moved")
     (folder / "checkpoint-8").symlink_to(host)  # a listed folder, now a link
     remove_outputs(folder)  # an overwrite's deletion: the links go, never what they point to
@@ -279,7 +290,7 @@ def test_a_claim_that_wrote_nothing_leaves_no_folder(tmp_path):
     claim_output_dir(tmp_path / "new", RUN_OUTPUTS).release()
     assert not (tmp_path / "new").exists()
     with pytest.raises(OutputExistsError, match="is a file"):
-        prepare_output_dir(_a_file(tmp_path))
+        claim_run(_a_file(tmp_path))
 
 
 def _a_file(tmp_path: Path) -> Path:
@@ -311,13 +322,13 @@ def test_a_second_run_is_told_a_run_is_in_progress_and_a_dead_ones_lock_is_taken
     try:
         assert ready.wait(60)
         with pytest.raises(RunInProgressError, match=rf"a run is in progress \(pid {other.pid}\b"):
-            prepare_output_dir(tmp_path / "run", overwrite=True)
+            claim_run(tmp_path / "run", overwrite=True)
         assert (tmp_path / "run" / LOCK).is_file()
     finally:
         other.kill()  # killed: its lock stays behind
         other.join()
     assert (tmp_path / "run" / LOCK).is_file()
-    assert prepare_output_dir(tmp_path / "run", overwrite=True) == tmp_path / "run"  # stale: taken over
+    assert claim_run(tmp_path / "run", overwrite=True) == tmp_path / "run"  # stale: taken over
     assert not (tmp_path / "run" / LOCK).exists()
 
 

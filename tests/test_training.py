@@ -101,11 +101,11 @@ def test_overwrite_output_dir_and_no_validation(tmp_path):
     """--overwrite-output-dir replaces an earlier run's files, never the user's (transformers' flag deleted nothing)."""
     earlier_run(tmp_path, "model-00001-of-00002.safetensors", "checkpoint-40")
     (tmp_path / "notes.txt").write_text("mine")
-    (tmp_path / "checkpoint-best").mkdir()  # the user's: no run's name
+    (tmp_path / "best-model").mkdir()  # the user's: no run's name
     data, args = slice_args(tmp_path, max_steps=2)
     data.validation_file = None
     metrics = train(ModelArguments(hidden_layer=[1]), data, args, RunArguments(overwrite_output_dir=True))
-    assert (tmp_path / "notes.txt").read_text() == "mine" and (tmp_path / "checkpoint-best").is_dir()
+    assert (tmp_path / "notes.txt").read_text() == "mine" and (tmp_path / "best-model").is_dir()
     assert not (tmp_path / "model-00001-of-00002.safetensors").exists() and not (tmp_path / "checkpoint-40").exists()
     assert "test_f1" in metrics and "eval_f1" not in metrics
     assert (tmp_path / "metrics.json").is_file()
