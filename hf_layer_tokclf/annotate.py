@@ -12,9 +12,12 @@ after the last complete chunk, and the output appears under its name only once c
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import itertools
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -25,7 +28,16 @@ from typing import IO, Any
 from tqdm.auto import tqdm
 
 from .corpus import Document, RecordError, document_text, render_document
-from .files import OutputExistsError, atomic_writer, check_output_file, write_json
+from .files import (
+    OutputExistsError,
+    acquire_lock,
+    atomic_writer,
+    check_output_path,
+    open_for_resume,
+    open_new,
+    refuse_live_lock,
+    write_json,
+)
 from .inference import predict_texts
 
 __all__ = [
@@ -40,6 +52,7 @@ __all__ = [
     "annotated_chunks",
     "describe_run",
     "merge_shards",
+    "model_digest",
     "summary_path",
 ]
 
@@ -171,53 +184,130 @@ class ResumableOutput:
     it, so after a kill the partial file is cut back to the last counted chunk and the run goes on
     from there. The length of every write goes to ``OUTPUT.partial.index`` (one number a line, kept
     as long as the progress file says), so that shards can be merged chunk by chunk. `finish`
-    renames the partial file to ``OUTPUT``; ``run`` (what produced the output: input, model,
-    options) must match for a run to continue another's work. ``overwrite`` lets the output replace
-    a file of that name, and a partial output of another run be started again.
+    renames the partial file to ``OUTPUT``. ``overwrite`` lets the output replace a file of that
+    name, and a partial output of another run be started again.
+
+    The progress file is the record of what the run wrote: it is written before the partial and index
+    files are created (``O_EXCL``: never over a file that is there, never through a symlink), and a
+    partial file that no progress file of this package accounts for is refused, even with
+    ``overwrite``. ``OUTPUT.lock`` (`files.acquire_lock`) refuses a second run while one is in progress.
+    To continue, a run must be the same run: ``run`` (what produced the output: input, model and its
+    digests, options) must match, and the input read again up to the last counted chunk must hash to
+    what was counted (`checked_input`); what changed is named.
     """
 
     def __init__(self, path: str | Path, run: dict[str, Any], *, overwrite: bool = False) -> None:
         self.path = Path(path)
-        self.partial = Path(f"{path}.partial")
-        self.progress = Path(f"{path}.progress.json")
-        self.index = Path(f"{path}.partial.index")
-        if self.path.exists() and not overwrite:
-            raise OutputExistsError(f"{self.path} already exists; pass --overwrite to replace it.")
-        fresh = {"run": run, "writes": 0, "bytes": 0, "index_bytes": 0}
-        self.state = self._resumed(run, overwrite) or fresh
-        self.resumed = self.state["writes"] > 0
+        self.partial, self.progress, self.index, self.lock = _sidecars(path)
+        self.overwrite = overwrite
+        self.check(path, overwrite)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self._open(self.partial, self.state["bytes"])
-        self._index = self._open(self.index, self.state["index_bytes"])
+        self._lock = acquire_lock(self.lock, "predict")
+        try:
+            self.state = self._resumed(run, overwrite) or self._fresh(run)
+            self.resumed = self.state["writes"] > 0
+            opener = open_for_resume if self.resumed else open_new
+            self._file = self._cut(opener(self.partial), self.state["bytes"])
+            self._index = self._cut(opener(self.index), self.state["index_bytes"])
+        except BaseException:
+            self._lock.release()
+            raise
+        self._digest, self._records = hashlib.sha256(), 0
 
     @staticmethod
-    def _open(path: Path, length: int) -> IO[bytes]:
-        """``path`` for appending, cut back to ``length``: what was written after the last count is written again."""
-        stream = open(path, "r+b" if path.exists() else "wb")  # noqa: SIM115 - closed by finish() / close()
+    def check(path: str | Path, overwrite: bool = False) -> None:
+        """Refuses, before any work, an output this run may not write: a folder, an existing file unless
+        ``overwrite``, a symlink among its partial files, a partial file no progress file of this
+        package accounts for, and an output another run is writing."""
+        check_output_path(path, overwrite)
+        partial, progress, index, lock = _sidecars(path)
+        for sidecar in (partial, progress, index, summary_path(path)):
+            if sidecar.is_dir() or sidecar.is_symlink():
+                raise OutputExistsError(f"{sidecar} is a {'symlink' if sidecar.is_symlink() else 'folder'}; "
+                                        "a run never writes through one. Move it away.")  # fmt: skip
+        refuse_live_lock(lock)
+        if not progress.exists() and (partial.exists() or index.exists()):
+            found = " and ".join(str(p) for p in (partial, index) if p.exists())
+            raise OutputExistsError(
+                f"{found} exists, and no {progress} says that a run of this package wrote it; move it away."
+            )
+        if progress.exists():
+            _load_progress(progress)
+
+    @staticmethod
+    def _cut(stream: IO[bytes], length: int) -> IO[bytes]:
+        """The stream cut back to ``length``, for appending: what was written after the last count is written again."""
         stream.truncate(length)
         stream.seek(length)
         return stream
+
+    def _fresh(self, run: dict[str, Any]) -> dict[str, Any]:
+        """A new run's state, recorded (in the progress file) before its files are created."""
+        self._discard()
+        state = {"run": run, "writes": 0, "bytes": 0, "index_bytes": 0, "files": [self.partial.name, self.index.name]}
+        write_json(self.progress, state)
+        return state
+
+    def _discard(self) -> None:
+        """Deletes the partial output of an earlier run of this package (a progress file of ours lists it)."""
+        if self.progress.exists():
+            for path in (self.partial, self.index, self.progress):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
 
     def _resumed(self, run: dict[str, Any], overwrite: bool) -> dict[str, Any] | None:
         """The progress of the same run, killed: continued even with ``overwrite`` (it repeats the command)."""
         if not (self.partial.exists() and self.progress.exists() and self.index.exists()):
             return None
-        state = json.loads(self.progress.read_text(encoding="utf-8"))
+        state = _load_progress(self.progress)
         if state.get("run") != run and overwrite:
             return None
         if state.get("run") != run:
             before = state.get("run") or {}
-            changed = sorted(key for key in {*run, *before} if run.get(key) != before.get(key))
+            changed = [key for key in {*run, *before} if run.get(key) != before.get(key)]
             raise OutputExistsError(
-                f"{self.partial} is the unfinished output of another run (it differs in {', '.join(changed)}); "
-                "run the same command to continue it, or pass --overwrite to start again."
+                f"{self.partial} is the unfinished output of another run (changed: {_changes(changed)}); run the same "
+                "command on the same input and model to continue it, or pass --overwrite to start again."
             )
         if self.partial.stat().st_size < state["bytes"] or self.index.stat().st_size < state["index_bytes"]:
             raise OutputExistsError(f"{self.partial} is shorter than {self.progress} says; pass --overwrite.")
         return state
 
+    def checked_input(self, records: Iterable[Any]) -> Iterator[Any]:
+        """The input's records, hashed as they are read (the hash goes into the progress file with every
+        write); a resumed run's input, read again up to the last counted chunk, must hash as it did.
+
+        The hash covers what the model reads of each record (`_record_bytes`), so it works the same for
+        a file of any format, standard input and ``--text``.
+        """
+        expected = self.state.get("input_records", 0) if self.resumed else 0
+        for record in records:
+            self._digest.update(_record_bytes(record))
+            self._records += 1
+            if self._records == expected and self._digest.hexdigest() != self.state.get("input_sha256"):
+                self._refuse_input(f"its first {expected} records differ from those the run read")
+            yield record
+        if self._records < expected:
+            self._refuse_input(f"it has {self._records} records; the run had read {expected}")
+
+    def _refuse_input(self, how: str) -> None:
+        """A resumed run on another input: refused before anything is written (with ``overwrite``, the
+        unfinished output is discarded, so that the command run again starts over)."""
+        self.close()
+        if self.overwrite:
+            self._discard()
+            raise OutputExistsError(
+                f"the input is not the one {self.partial} was started on ({how}); that unfinished output was "
+                "discarded: run the command again to start over."
+            )
+        raise OutputExistsError(
+            f"{self.partial} is the unfinished output of another run (changed: the input; {how}); run the command "
+            "on the input it was started on to continue it, or pass --overwrite to start again."
+        )
+
     def write(self, data: bytes, lead: int = 0, **counts: Any) -> None:
-        """Appends ``data`` (a chunk, the header or the footer), syncs it, then counts it, with ``counts``.
+        """Appends ``data`` (a chunk, the header or the footer), syncs it, then counts it, with ``counts``
+        and the hash of the input read so far.
 
         ``lead``: how many of its first bytes separate it from the chunk before (`merge_shards` leaves them out).
         """
@@ -229,7 +319,7 @@ class ResumableOutput:
         self.state["writes"] += 1
         self.state["bytes"] += len(data)
         self.state["index_bytes"] += len(line)
-        self.state.update(counts)
+        self.state.update(counts, input_records=self._records, input_sha256=self._digest.hexdigest())
         write_json(self.progress, self.state)
 
     def lengths(self) -> list[list[int]]:
@@ -239,14 +329,61 @@ class ResumableOutput:
 
     def finish(self) -> None:
         """The output, complete, under its name; the progress files removed."""
-        self.close()
+        self._file.close()
+        self._index.close()
         os.replace(self.partial, self.path)
         self.progress.unlink()
         self.index.unlink()
+        self.close()
 
     def close(self) -> None:
         self._file.close()
         self._index.close()
+        self._lock.release()
+
+
+def _sidecars(output: str | Path) -> tuple[Path, Path, Path, Path]:
+    """A resumable output's partial file, progress file, index and lock."""
+    return tuple(Path(f"{output}{suffix}") for suffix in (".partial", ".progress.json", ".partial.index", ".lock"))
+
+
+def _load_progress(path: Path) -> dict[str, Any]:
+    """A progress file of this package (one it did not write is refused, never taken as a run's)."""
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        state = None
+    if not (isinstance(state, dict) and isinstance(state.get("run"), dict) and isinstance(state.get("writes"), int)):
+        raise OutputExistsError(f"{path} is not a progress file of this package; move it away.")
+    return state
+
+
+def _record_bytes(record: Any) -> bytes:
+    """What the model reads of a record, for the input's hash: a document's id, passages and fields, or an
+    unreadable record's place and reason."""
+    if isinstance(record, Document):
+        passages = [[p.text, p.offset, p.infons] for p in record.passages]
+        content = [record.id, record.record, passages, record.fields]
+    else:
+        content = [getattr(record, "record", None), getattr(record, "reason", str(record))]
+    return json.dumps(content, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8") + b"\n"
+
+
+def _changes(keys: Iterable[str]) -> str:
+    """What changed between two runs, in words: ``the model (weights)``, ``the input``, ``chunk_size``..."""
+    words = []
+    for key in sorted(keys):
+        if key.startswith("model_") and key.endswith("_sha256"):
+            word = f"the model ({key.removeprefix('model_').removesuffix('_sha256')})"
+        elif key == "model":
+            word = "the model"
+        elif key.startswith("input") and key != "input_format":
+            word = "the input"
+        else:
+            word = key
+        if word not in words:
+            words.append(word)
+    return ", ".join(words)
 
 
 class _StreamOutput:
@@ -264,6 +401,9 @@ class _StreamOutput:
 
     def lengths(self) -> list[list[int]]:
         return list(self._lengths)
+
+    def checked_input(self, records: Iterable[Any]) -> Iterable[Any]:
+        return records  # nothing to resume
 
     def finish(self) -> None:
         pass
@@ -374,13 +514,60 @@ def _count(chunk: Chunk, counts: dict[str, int]) -> None:
 def describe_run(
     run: dict[str, Any] | None, shard: Shard, chunk_size: int | None = None, on_error: str | None = None
 ) -> dict[str, Any]:
-    """What produced an output, as its progress file and summary record it: ``run`` and the slicing."""
-    return {
-        **(run or {}),
-        "shard": str(shard),
-        "chunk_size": chunk_size or CORPUS_CHUNK_SIZE,
-        "on_error": on_error or "skip",
-    }
+    """What produced an output, as its progress file and summary record it: ``run``, the model's content
+    (`model_digest` of ``run["model"]``, where the run names one) and the slicing."""
+    run = dict(run or {})
+    if run.get("model"):
+        run.update({f"model_{part}_sha256": digest for part, digest in model_digest(run["model"]).items()})
+    return {**run, "shard": str(shard), "chunk_size": chunk_size or CORPUS_CHUNK_SIZE, "on_error": on_error or "skip"}
+
+
+# The files of a model folder that decide its output, by part (a weights file, an ONNX model and its data,
+# the tokenizer's files, the code with trust_remote_code); README.md, metrics.json, eval_*.json do not.
+_MODEL_PARTS = {
+    "config": re.compile(r"^config\.json$"),
+    "weights": re.compile(
+        r"^(?!training_args\.bin$).+\.(safetensors|bin|pt|onnx|onnx\.data|onnx_data)$|\.index\.json$"
+    ),
+    "tokenizer": re.compile(
+        r"^(tokenizer\.json|tokenizer_config\.json|special_tokens_map\.json|added_tokens\.json|vocab\.(txt|json)"
+        r"|merges\.txt|.*\.model)$"
+    ),
+    "code": re.compile(r"^.+\.py$"),
+}
+
+
+def model_digest(model: str | Path) -> dict[str, str]:
+    """The sha256 of each part of a model's files (`_MODEL_PARTS`: config, weights, tokenizer, code), by
+    content, streamed in chunks: a run continues another only on the same model. A Hub id is read from
+    the local cache; a model found nowhere on this machine gives an empty dict (the run names it only)."""
+    folder = Path(model)
+    if not folder.is_dir():
+        try:
+            from huggingface_hub import snapshot_download
+
+            folder = Path(snapshot_download(str(model), local_files_only=True))
+        except Exception:  # not cached (a download error, an invalid id): nothing to hash here
+            return {}
+    files = sorted(entry for entry in folder.iterdir() if entry.is_file())  # a Hub cache's links are followed
+    signature = tuple((str(entry), entry.stat().st_size, entry.stat().st_mtime_ns) for entry in files)
+    return dict(_digest_files(signature))
+
+
+@functools.lru_cache(maxsize=8)
+def _digest_files(signature: tuple[tuple[str, int, int], ...]) -> tuple[tuple[str, str], ...]:
+    """Cached by path, size and modification time: a run hashes its model once, however often it is described."""
+    digests = {part: hashlib.sha256() for part in _MODEL_PARTS}
+    for path, _, _ in signature:
+        name = Path(path).name
+        part = next((part for part, pattern in _MODEL_PARTS.items() if pattern.search(name)), None)
+        if part is None:
+            continue
+        digests[part].update(f"{name}\0".encode())
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digests[part].update(block)
+    return tuple((part, digest.hexdigest()) for part, digest in digests.items())
 
 
 def annotate_corpus(
@@ -424,7 +611,7 @@ def annotate_corpus(
         if out.state["writes"] == 0:
             out.write(writer.header().encode("utf-8"))
         chunks = annotated_chunks(
-            model, tokenizer, records, chunk_size=chunk_size, shard=shard, on_error=on_error,
+            model, tokenizer, out.checked_input(records), chunk_size=chunk_size, shard=shard, on_error=on_error,
             skip_chunks=max(0, out.state["writes"] - 1), **options,
         )  # fmt: skip
         for chunk in chunks if not out.state.get("complete") else ():  # killed after the footer: only the rename
@@ -486,7 +673,7 @@ def merge_shards(outputs: Sequence[str | Path], output: str | Path, *, overwrite
     and footer, from where each shard's summary (`summary_path`) says they lie. Written atomically;
     the shards' files are left as they are.
     """
-    check_output_file(output, overwrite)
+    check_output_path(output, overwrite)
     summaries = [json.loads(summary_path(path).read_text(encoding="utf-8")) for path in outputs]
     for number, summary in enumerate(summaries):
         if summary.get("shard") != f"{number}/{len(outputs)}" or "write_bytes" not in summary:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .files import check_output_file, write_json
+from .files import check_output_path, is_bookkeeping, write_json
 from .hub import HubError
 from .redaction import redact_command, remember_secrets_in, scrub_text
 
@@ -223,9 +223,9 @@ def evaluate_command(argv: Sequence[str]) -> int:
     from .inference import evaluate_sentences, flat_scores, label_scheme, load_model, write_conll
     from .metrics import format_scores
 
-    output = check_output_file(args.output or _default_eval_output(args.model_dir, args.data), args.overwrite)
+    output = check_output_path(args.output or _default_eval_output(args.model_dir, args.data), args.overwrite)
     if args.predictions:
-        check_output_file(args.predictions, args.overwrite)
+        check_output_path(args.predictions, args.overwrite)
     sentences, scheme = normalize_labels(load_sentences(args.data, split=args.split, columns=_columns(args)))
     print(f"label scheme of {args.data}: {scheme}")
     model, tokenizer = load_model(
@@ -422,13 +422,13 @@ def predict_command(argv: Sequence[str]) -> int:
         from .ray_engine import predict_command_ray
 
         return predict_command_ray(args)
-    if args.output:
-        check_output_file(args.output, args.overwrite)
-        _KEPT_ON_INTERRUPT.append(lambda line: _partial_kept(args.output, line))
     if args.chunk_size is not None and args.chunk_size < 1:
         raise ValueError(f"--chunk-size must be at least 1, got {args.chunk_size}.")
     input_format, column, tokenized = _predict_input(args)
     world = world_from_env()
+    if args.output:  # before the model loads: a refused output costs nothing
+        _check_predict_output(args, input_format == "conll" or tokenized, world is not None)
+        _KEPT_ON_INTERRUPT.append(lambda line: _partial_kept(args.output, line))
     shard = Shard.parse(args.shard) if args.shard else Shard()
     if (args.shard or world) and (input_format == "conll" or tokenized):
         raise ValueError("--shard and torchrun split documents; this input is pre-tokenized (CoNLL or word lists).")
@@ -455,6 +455,17 @@ def predict_command(argv: Sequence[str]) -> int:
     else:
         _predict_documents(args, model, tokenizer, input_format, column, options, shard, world)
     return 0
+
+
+def _check_predict_output(args: argparse.Namespace, pretokenized: bool, world: bool) -> None:
+    """predict's --output, checked as its writer will write it: documents to a resumable file with its
+    progress files (`annotate.ResumableOutput`), the rest (and torchrun's merged output) atomically."""
+    from .annotate import ResumableOutput
+
+    if pretokenized or args.format == "html" or world:
+        check_output_path(args.output, args.overwrite)
+    else:
+        ResumableOutput.check(args.output, args.overwrite)
 
 
 def _chunked(options: dict[str, Any], chunk_size: int | None) -> dict[str, Any]:
@@ -563,13 +574,16 @@ def _predict_documents(
 
 
 def _corpus_run(args: argparse.Namespace, input_format: str) -> dict[str, Any]:
-    """What a resumed run must share with the one it continues: the same input, model and options."""
+    """What a resumed run must share with the one it continues: the same input, model and options.
+
+    The model's content and the input's are checked too: `annotate.describe_run` adds the model's
+    digests, and `annotate.ResumableOutput.checked_input` hashes the records read.
+    """
     source = Path(args.input) if args.input else None
     stat = source.stat() if source else None
     return {
         "input": str(source.resolve()) if source else None,
         "input_bytes": stat.st_size if stat else None,
-        "input_mtime_ns": stat.st_mtime_ns if stat else None,
         "input_format": input_format,
         "text_column_name": args.text_column_name,
         "output_format": args.format,
@@ -895,7 +909,7 @@ def export_transformers_command(argv: Sequence[str]) -> int:
         args.model_dir, args.out_dir, overwrite=args.overwrite, trust_remote_code=args.trust_remote_code
     )
     info = json.loads((out_dir / EXPORT_INFO).read_text(encoding="utf-8"))
-    files = ", ".join(sorted(path.name for path in out_dir.iterdir()))
+    files = ", ".join(sorted(path.name for path in out_dir.iterdir() if not is_bookkeeping(path.name)))
     print(
         f"wrote {out_dir}: {info['class']} with {info['num_hidden_layers']} layers (hidden_layer="
         f"{info['hidden_layer']} of {info['backbone_num_hidden_layers']}), logits within "

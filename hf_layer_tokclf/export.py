@@ -31,8 +31,9 @@ from .features import MODEL_INPUT_NAMES
 from .files import (
     CONFIG,
     TOKENIZER_FILES,
+    Outputs,
     atomic_folder,
-    check_export_dir,
+    claim_output_dir,
     output_names,
     write_json,
 )
@@ -55,7 +56,14 @@ __all__ = ["DEFAULT_OPSET", "export_onnx", "verify_onnx"]
 DEFAULT_OPSET = 17
 QUANTIZATIONS = (None, "int8")
 # What an export writes (an earlier one's tokenizer may have had other files): all that --overwrite replaces.
-_is_export_file = output_names((MODEL_FILE, CONFIG, EXPORT_INFO, *TOKENIZER_FILES))
+# A folder of an older version (no manifest) is an export if it has onnx_export.json; it holds nothing else.
+ONNX_OUTPUTS = Outputs(
+    "export-onnx",
+    output_names((MODEL_FILE, CONFIG, EXPORT_INFO, *TOKENIZER_FILES)),
+    legacy=lambda folder: (folder / EXPORT_INFO).is_file(),
+    exclusive=True,
+    flag="--overwrite",
+)
 # An fp32 export whose logits differ from PyTorch's by more than this is refused as broken.
 MAX_EXPORT_DIFF = 1e-3
 _SAMPLE_TEXTS = (
@@ -193,14 +201,15 @@ def export_onnx(
     out_dir = Path(out_dir)
     if is_onnx_dir(model_dir):
         raise ValueError(f"{model_dir} is already an ONNX export; export from the trained model's directory.")
-    check_export_dir(out_dir, overwrite=overwrite, written=_is_export_file)  # before the export's minutes
-    model, tokenizer = load_model(model_dir, attn_implementation="eager", trust_remote_code=trust_remote_code)
-    model = model.float().eval()
-    with atomic_folder(out_dir, written=_is_export_file) as folder:
-        exporter, diff = _write_onnx(model, tokenizer, folder / MODEL_FILE, opset, quantize)
-        save_tokenizer(tokenizer, folder)
-        model.config.to_json_file(str(folder / CONFIG))
-        write_json(folder / EXPORT_INFO, _export_info(model, model_dir, folder, quantize, opset, exporter, diff))
+    # Checked and locked before the export's minutes; the new folder replaces the old one whole when complete.
+    with claim_output_dir(out_dir, ONNX_OUTPUTS, overwrite=overwrite, in_place=False):
+        model, tokenizer = load_model(model_dir, attn_implementation="eager", trust_remote_code=trust_remote_code)
+        model = model.float().eval()
+        with atomic_folder(out_dir, ONNX_OUTPUTS) as folder:
+            exporter, diff = _write_onnx(model, tokenizer, folder / MODEL_FILE, opset, quantize)
+            save_tokenizer(tokenizer, folder)
+            model.config.to_json_file(str(folder / CONFIG))
+            write_json(folder / EXPORT_INFO, _export_info(model, model_dir, folder, quantize, opset, exporter, diff))
     return out_dir / MODEL_FILE
 
 

@@ -45,7 +45,21 @@ from pathlib import Path
 from typing import Any
 
 # The model folder's file names, shared with what --overwrite-output-dir may replace.
-from .files import CARD, CODE_FILES, CONFIG, METRICS, SHARD, TOKENIZER_FILES, WEIGHTS, WEIGHTS_INDEX
+from .files import (
+    CARD,
+    CODE_FILES,
+    CONFIG,
+    METRICS,
+    SHARD,
+    TOKENIZER_FILES,
+    WEIGHTS,
+    WEIGHTS_INDEX,
+    OutputClaim,
+    Outputs,
+    claim_output_dir,
+    copy_file,
+    is_bookkeeping,
+)
 from .locations import check_model_folder, check_repo_id
 from .redaction import remember_secret, scrub_tree
 
@@ -158,6 +172,16 @@ def _is_staged(name: str) -> bool:
     return _is_allowed(name) or _is_stock_allowed(name)
 
 
+# A staging folder holds the staged files and nothing else (one staged before manifests: config.json among them).
+STAGING_OUTPUTS = Outputs(
+    "push",
+    _is_staged,
+    legacy=lambda folder: (folder / CONFIG).is_file(),
+    exclusive=True,
+    flag="--overwrite-staging-dir",
+)
+
+
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -205,6 +229,12 @@ def _select(source: Path) -> list[str]:
     """The names of the files to share from ``source``; a ``ValueError`` if one is missing or unsafe."""
     if not source.is_dir():
         raise ValueError(f"{source} is not a folder.")
+    links = sorted(p.name for p in source.iterdir() if p.is_symlink() and (_is_staged(p.name) or p.name == METRICS))
+    if links:  # never followed: a link could point at any file of this machine, which would then be uploaded
+        raise ValueError(
+            f"{source}: {', '.join(links)} {'is a symlink' if len(links) == 1 else 'are symlinks'}; push shares "
+            "regular files only. Replace the link by a copy of the file."
+        )
     check_model_folder(source, CONFIG)
     _check_auto_map(_read_json(source / CONFIG), source / CONFIG)
     weights = _weight_files(source)
@@ -219,22 +249,13 @@ def _select(source: Path) -> list[str]:
     return [*weights, CONFIG, *CODE_FILES, *tokenizer]
 
 
-def _prepare_staging(staging_dir: Path, source: Path, overwrite: bool) -> Path:
+def _prepare_staging(staging_dir: Path, source: Path, overwrite: bool) -> OutputClaim:
+    """Claims the staging folder (`files.claim_output_dir`): new or empty, or (``overwrite``) one a previous
+    staging filled, emptied of what it staged; anything else there is refused."""
     target, origin = staging_dir.resolve(), source.resolve()
     if target == origin or origin in target.parents or target in origin.parents:
         raise ValueError(f"The staging folder {staging_dir} must be outside the model folder {source} and vice versa.")
-    if target.exists() and not target.is_dir():
-        raise ValueError(f"The staging folder {staging_dir} is a file.")
-    entries = sorted(target.iterdir()) if target.is_dir() else []
-    if entries and not overwrite:
-        raise ValueError(f"The staging folder {staging_dir} is not empty; give an empty or new folder.")
-    foreign = [p.name for p in entries if not (p.is_file() and _is_staged(p.name))]
-    if foreign:  # overwrite only what a previous staging put there
-        raise ValueError(f"The staging folder {staging_dir} holds {', '.join(foreign)}: not a staging folder.")
-    for entry in entries:
-        entry.unlink()
-    target.mkdir(parents=True, exist_ok=True)
-    return target
+    return claim_output_dir(staging_dir, STAGING_OUTPUTS, overwrite=overwrite)
 
 
 # --- stage and verify --------------------------------------------------------------------------
@@ -265,17 +286,19 @@ def stage(
 
     source = Path(model_dir)
     names = _select(source)
-    target = _prepare_staging(Path(staging_dir), source, overwrite)
-    if custom_code:
-        for name in names:
-            shutil.copyfile(source / name, target / name)
-    else:
-        save_stock_form(source, target)
-        names = [path.name for path in target.iterdir()]
-    metrics = _read_json(source / METRICS) if (source / METRICS).is_file() else {}
-    # Rendered from the source's config: the stock config no longer says which layer of how many it is.
-    write_model_card(source, metrics, out_dir=target, repo_id=repo_id, custom_code=custom_code)
-    scrub_tree(target)  # nothing uploaded holds a secret the process knows (our copies; the source is untouched)
+    with _prepare_staging(Path(staging_dir), source, overwrite) as claim:
+        target = claim.path
+        if custom_code:
+            for name in names:
+                copy_file(source / name, target / name)  # regular files only, never through a symlink
+        else:
+            save_stock_form(source, target)
+            names = [path.name for path in target.iterdir() if not is_bookkeeping(path.name)]
+        metrics = _read_json(source / METRICS) if (source / METRICS).is_file() else {}
+        # Rendered from the source's config: the stock config no longer says which layer of how many it is.
+        write_model_card(source, metrics, out_dir=target, repo_id=repo_id, custom_code=custom_code)
+        scrub_tree(target)  # nothing uploaded holds a secret the process knows (our copies; the source is untouched)
+        claim.finish()
     return sorted(target / name for name in {*names, CARD})
 
 
@@ -321,7 +344,7 @@ def _check_folder(staging: Path, custom_code: bool = True) -> None:
 
     if not staging.is_dir():
         raise VerificationError(f"{staging} is not a folder.")
-    names = sorted(p.name for p in staging.iterdir())
+    names = sorted(p.name for p in staging.iterdir() if not is_bookkeeping(p.name))
     allowed = _is_allowed if custom_code else _is_stock_allowed
     extra = [name for name in names if not allowed(name) or not (staging / name).is_file()]
     missing = [name for name in (CONFIG, *(CODE_FILES if custom_code else ()), CARD) if name not in names]

@@ -87,10 +87,9 @@ def annotate_with_world(world: World, output: str | Path, *, overwrite: bool = F
     """
     import torch.distributed as dist
 
-    if Path(output).exists() and not overwrite:  # every rank checks before any work
-        from .files import OutputExistsError
+    from .files import check_output_path
 
-        raise OutputExistsError(f"{output} already exists; pass --overwrite to replace it.")
+    check_output_path(output, overwrite)  # every rank checks before any work
     dist.init_process_group("gloo", timeout=_WAIT_FOR_OTHERS)
     try:
         part = shard_output(output, world.shard)

@@ -54,7 +54,7 @@ from spacy.training import Example, validate_examples
 from spacy.util import ensure_path, from_disk, minibatch, to_disk
 
 from .decoding import DEFAULT_DECODING, DEFAULT_STRATEGY, check_decoding, check_strategy
-from .files import atomic_folder
+from .files import Outputs, atomic_folder
 
 __all__ = ["FACTORY", "MODEL_FOLDER", "LayerTokenClassifier", "make_layer_tokclf"]
 
@@ -76,6 +76,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
 }
 
 logger = logging.getLogger(__name__)
+# The pipeline's model folder, replaced whole by `to_disk` as spaCy replaces its own folders.
+_MODEL_OUTPUTS = Outputs("spacy to_disk", written=lambda name: True, legacy=lambda folder: True)
 
 # None, not a list or 0, on docs the component has not seen: a mutable default would be shared by every doc.
 for _name in (ENTITIES_ATTR, MISALIGNED_ATTR):
@@ -299,7 +301,7 @@ class LayerTokenClassifier(Pipe):
         model, tokenizer = self._model_and_tokenizer()
         # Built beside the target and swapped in: a second to_disk over the same pipeline never leaves a
         # mix of two models' files (a stale model.onnx next to new PyTorch weights would be loaded as ONNX).
-        with atomic_folder(folder, written=lambda name: True) as building:
+        with atomic_folder(folder, _MODEL_OUTPUTS) as building:
             if isinstance(model, OnnxTokenClassifier):
                 if not model.folder.is_dir():
                     raise ValueError(f"{self.name}: the ONNX folder {model.folder} is gone; cannot save the model.")

@@ -37,8 +37,9 @@ from .files import (
     TOKENIZER_FILES,
     WEIGHTS,
     WEIGHTS_INDEX,
+    Outputs,
     atomic_folder,
-    check_export_dir,
+    claim_output_dir,
     output_names,
     write_json,
 )
@@ -62,7 +63,14 @@ EXPORT_INFO = "transformers_export.json"
 MAX_DIFF = 1e-5
 # What save_pretrained of a model and a tokenizer may write (4.57 also writes the slow tokenizers' files).
 STOCK_TOKENIZER_FILES = (*TOKENIZER_FILES, "vocab.json", "merges.txt", "sentencepiece.bpe.model", "spm.model")
-_is_stock_file = output_names((WEIGHTS, WEIGHTS_INDEX, CONFIG, EXPORT_INFO, *STOCK_TOKENIZER_FILES), (SHARD,))
+# A folder of an older version (no manifest) is an export if it has transformers_export.json; it holds nothing else.
+STOCK_OUTPUTS = Outputs(
+    "export-transformers",
+    output_names((WEIGHTS, WEIGHTS_INDEX, CONFIG, EXPORT_INFO, *STOCK_TOKENIZER_FILES), (SHARD,)),
+    legacy=lambda folder: (folder / EXPORT_INFO).is_file(),
+    exclusive=True,
+    flag="--overwrite",
+)
 # Fields of our configs that the stock class does not know, and the ones that would make it run code.
 LAYER_FIELDS = ("hidden_layer", "layer_pooling", "use_crf")
 CODE_FIELDS = ("auto_map", "custom_pipelines")
@@ -267,7 +275,7 @@ def export_transformers(
     The folder (weights, ``config.json``, tokenizer files, ``transformers_export.json``) is built beside
     ``out_dir`` and renamed into place only after `check_stock_folder` passed, so a failure leaves
     nothing half-written. A non-empty ``out_dir`` is refused unless ``overwrite``, which replaces an
-    earlier export and refuses a folder holding other files (`files.check_export_dir`).
+    earlier export and refuses a folder holding other files (`files.claim_output_dir`).
 
     Args:
         model_dir: A trained output directory of this package (one ``hidden_layer``, no CRF).
@@ -279,8 +287,10 @@ def export_transformers(
         ``out_dir``. Raises `NotExportableError` (a ``ValueError``) naming why a model has no stock form.
     """
     out_dir = Path(out_dir)
-    check_export_dir(out_dir, overwrite=overwrite, written=_is_stock_file)
-    with atomic_folder(out_dir, written=_is_stock_file) as folder:
+    with (
+        claim_output_dir(out_dir, STOCK_OUTPUTS, overwrite=overwrite, in_place=False),
+        atomic_folder(out_dir, STOCK_OUTPUTS) as folder,
+    ):
         record = save_stock_form(model_dir, folder, trust_remote_code=trust_remote_code)
         write_json(folder / EXPORT_INFO, record)
     return out_dir

@@ -8,7 +8,6 @@ does (``--num-train-epochs``, ``--learning-rate``, ...).
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -29,7 +28,19 @@ from .data import (
 )
 from .decoding import DEFAULT_DECODING, label_decoder, token_predictions
 from .features import BOOKKEEPING_KEYS, encode, merge_windows
-from .files import CARD, METRICS, TEST_PREDICTIONS, prepare_output_dir, remove_outputs, scrub_outputs, write_json
+from .files import (
+    CARD,
+    CHECKPOINT,
+    METRICS,
+    RUN_OUTPUTS,
+    TEST_PREDICTIONS,
+    OutputClaim,
+    claim_output_dir,
+    record_outputs,
+    remove_outputs,
+    scrub_outputs,
+    write_json,
+)
 from .hub import push_request, push_to_hub
 from .inference import check_max_length, default_max_length, evaluate_sentences, flat_scores, write_conll
 from .metrics import entity_scores, format_scores
@@ -430,7 +441,7 @@ def train(
     model_class = model_class or AutoModelForLayerTokenClassification.family_class(model_args.model)
     if model_args.crf and not issubclass(model_class, LayerTokenClassifier):
         raise ValueError(f"--crf needs a layer classifier; {model_class.__name__} has no CRF head.")
-    splits, scheme, labels, hub_request = _start_run(model_args, data_args, training_args, run_args)
+    splits, scheme, labels, hub_request, claim = _start_run(model_args, data_args, training_args, run_args)
     output_dir = Path(training_args.output_dir)
     tokenizer, model = _load_tokenizer_and_model(model_args, training_args, labels, model_class)
     model.config.label_scheme = scheme  # saved in config.json: predictions are written back in it
@@ -457,16 +468,18 @@ def train(
         if hub_request:
             push_to_hub(output_dir, **hub_request)
     trainer.accelerator.wait_for_everyone()
+    claim.release()
     return metrics
 
 
 def _start_run(
     model_args: ModelArguments, data_args: DataArguments, training_args: Any, run_args: RunArguments
-) -> tuple[dict[str, list[Sentence]], str, list[str], dict[str, Any] | None]:
-    """Checks the options and the data, then prepares the output folder: nothing is written before all pass.
+) -> tuple[dict[str, list[Sentence]], str, list[str], dict[str, Any] | None, OutputClaim]:
+    """Checks the options and the data, then claims the output folder: nothing is written before all pass.
 
-    Returns the data splits, the training data's label scheme, the model's labels (`head_labels`) and
-    `push_request`'s arguments for ``--push-to-hub`` (or None).
+    Returns the data splits, the training data's label scheme, the model's labels (`head_labels`),
+    `push_request`'s arguments for ``--push-to-hub`` (or None) and the folder's `files.OutputClaim`
+    (its lock, held until the run ends).
     """
     if not torch.cuda.is_available():
         training_args.dataloader_pin_memory = False  # pinning needs an accelerator; spare the warning
@@ -483,13 +496,17 @@ def _start_run(
     check_options(model_args, data_args, training_args, run_args, has_dev="validation" in splits)
     resuming = run_args.resume or training_args.resume_from_checkpoint is not None
     with training_args.main_process_first(local=False, desc="preparing the output directory"):
-        # Process 0 deletes an earlier run's files (--overwrite-output-dir) or refuses the folder while the others
-        # wait; then they check the same, deleting nothing, so under torchrun every process stops, or none does.
-        clear = remove_outputs if training_args.process_index == 0 else None
-        prepare_output_dir(
-            Path(training_args.output_dir), overwrite=run_args.overwrite_output_dir, resume=resuming, clear=clear
+        # Process 0 claims the folder (lock, manifest) and deletes what an earlier run wrote (--overwrite-output-dir),
+        # or refuses it, while the others wait; then they check the same, deleting nothing, so under torchrun every
+        # process stops, or none does.
+        claim = claim_output_dir(
+            training_args.output_dir,
+            RUN_OUTPUTS,
+            overwrite=run_args.overwrite_output_dir,
+            resume=resuming,
+            primary=training_args.process_index == 0,
         )
-    return splits, scheme, labels, hub_request
+    return splits, scheme, labels, hub_request, claim
 
 
 def _trained_labels(model: str) -> list[str] | None:
@@ -764,10 +781,10 @@ def _save_results(
     write_json(output_dir / METRICS, metrics)
     with optional_step(f"the model card ({output_dir / CARD})"):
         write_model_card(output_dir, metrics)
+    record_outputs(output_dir, written=RUN_OUTPUTS.written, complete=True)  # what this run wrote, checkpoints too
     with optional_step("printing the scores"):
         for heading, scores in report:
             print(f"\n{heading}")
             print(format_scores(scores))
     if not run_args.keep_checkpoints:
-        for checkpoint in output_dir.glob("checkpoint-*"):
-            shutil.rmtree(checkpoint, ignore_errors=True)
+        remove_outputs(output_dir, CHECKPOINT.match)

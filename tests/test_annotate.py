@@ -338,3 +338,24 @@ def test_a_document_the_writer_cannot_write_is_a_record_error(tiny_dir, tmp_path
     with pytest.raises(RecordError, match=re.escape(problem)):
         annotate_corpus(*model, documents, RefusingWriter(), tmp_path / "stop.jsonl", on_error="stop", progress=False)
     assert Path(f"{tmp_path / 'stop.jsonl'}.partial").read_text() == ""  # nothing of the chunk that failed
+
+
+def test_a_second_run_on_the_same_output_is_told_a_run_is_in_progress(tiny_dir, tmp_path, capsys):
+    """Two runs of one command at once: the second stops before any work, the first finishes undisturbed."""
+    words = [f"Breast cancer {i} ." for i in range(8)]
+    argv = ["predict", str(tiny_dir), *[f"--text={word}" for word in words], "--chunk-size", "1", "--no-progress"]
+    out = tmp_path / "out.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    first = subprocess.Popen([sys.executable, "-c", SLOW_PREDICT, *argv, "--output", str(out)], env=env,
+                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+    progress = Path(f"{out}.progress.json")
+    deadline = time.monotonic() + 120
+    while not (progress.exists() and json.loads(progress.read_text())["writes"] >= 2):
+        assert first.poll() is None and time.monotonic() < deadline, first.stderr.read()
+        time.sleep(0.05)
+    assert main([*argv, "--output", str(out)]) == 2
+    assert f"a run is in progress (pid {first.pid}" in capsys.readouterr().err
+    assert main([*argv, "--output", str(out), "--overwrite"]) == 2  # an overwrite waits for it too
+    assert first.wait(120) == 0, first.stderr.read()
+    assert [json.loads(line)["text"] for line in out.read_text().splitlines()] == words
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl", "out.jsonl.summary.json"]

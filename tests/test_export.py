@@ -16,7 +16,7 @@ from hf_layer_tokclf import BertForLayerTokenClassification, LayerTokenClassific
 from hf_layer_tokclf.cli import main  # noqa: E402
 from hf_layer_tokclf.data import load_sentences  # noqa: E402
 from hf_layer_tokclf.export import export_onnx, verify_onnx  # noqa: E402
-from hf_layer_tokclf.files import OutputExistsError  # noqa: E402
+from hf_layer_tokclf.files import OutputExistsError, record_outputs  # noqa: E402
 from hf_layer_tokclf.inference import evaluate_sentences, load_model, predict_texts  # noqa: E402
 from hf_layer_tokclf.serving import OnnxTokenClassifier  # noqa: E402
 
@@ -174,6 +174,7 @@ def test_overwrite_replaces_an_earlier_export_whole(pooled_dir, tmp_path):
     out = tmp_path / "out"
     export_onnx(pooled_dir, out)
     (out / "vocab.txt").write_text("a tokenizer file of an earlier export, which this one does not write")
+    record_outputs(out, ["vocab.txt"])  # written by that export: its manifest lists it
     export_onnx(pooled_dir, out, quantize="int8", overwrite=True)
     assert not (out / "vocab.txt").exists()
     assert json.loads((out / "onnx_export.json").read_text())["quantize"] == "int8"
@@ -202,7 +203,15 @@ def test_export_leaves_the_umask_alone_and_gives_normal_modes(pooled_dir, tmp_pa
         os.umask(old)
     assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755
     assert {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "out").iterdir()} == dict.fromkeys(
-        ["config.json", "model.onnx", "onnx_export.json", "tokenizer.json", "tokenizer_config.json"], 0o644
+        [
+            ".hf_layer_tokclf.json",
+            "config.json",
+            "model.onnx",
+            "onnx_export.json",
+            "tokenizer.json",
+            "tokenizer_config.json",
+        ],
+        0o644,
     )
 
 

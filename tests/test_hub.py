@@ -136,6 +136,11 @@ def tiny(tmp_path_factory, tokenizer):
     return output_dir, metrics, {"pushes": pushes, "requests": fake.requests, "args": args}
 
 
+def staged(folder) -> list[Path]:
+    """The files of a staging folder, less its manifest (the record of what was staged, never uploaded)."""
+    return [p for p in Path(folder).iterdir() if p.name != ".hf_layer_tokclf.json"]
+
+
 def copy_model(tiny, tmp_path):
     source = tmp_path / "model"
     shutil.copytree(tiny[0], source)
@@ -170,13 +175,28 @@ def test_stage_copies_exactly_the_shared_files(tiny, tmp_path):
     }.items():
         (source / name).write_text(content)
 
-    staged = stage(source, tmp_path / "staging", repo_id=REPO_ID)
+    staged_paths = stage(source, tmp_path / "staging", repo_id=REPO_ID)
 
-    assert {p.name for p in staged} == {p.name for p in (tmp_path / "staging").iterdir()} == SHARED
-    for path in staged:
+    assert {p.name for p in staged_paths} == {p.name for p in staged(tmp_path / "staging")} == SHARED
+    for path in staged_paths:
         if path.name != "README.md":
             assert path.read_bytes() == (source / path.name).read_bytes(), path.name
     assert (tmp_path / "staging" / "README.md").read_text() != (source / "README.md").read_text()  # re-rendered
+
+
+def test_stage_never_follows_a_symlink(tiny, tmp_path, capsys):
+    """A file of an allowed name that links elsewhere (a host file) is refused, never staged nor uploaded."""
+    source = copy_model(tiny, tmp_path)
+    host = tmp_path / "host-secrets.txt"
+    host.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (source / "vocab.txt").unlink(missing_ok=True)
+    (source / "vocab.txt").symlink_to(host)
+    with pytest.raises(ValueError, match=r"vocab\.txt is a symlink"):
+        stage(source, tmp_path / "staging")
+    assert not (tmp_path / "staging").exists()
+    argv = ["push", str(source), "--repo-id", REPO_ID, "--dry-run", "--staging-dir", str(tmp_path / "s")]
+    assert main([*argv, "--no-custom-code"]) == 2 and "vocab.txt is a symlink" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
 
 
 def test_card_metadata_parses_back(tiny, tmp_path):
@@ -203,7 +223,7 @@ def test_stage_refuses_what_it_cannot_share(tiny, tmp_path):
         stage(source, staging)
     assert len(stage(source, staging, overwrite=True)) == len(SHARED)  # a previous staging may be replaced
     (staging / "notes.txt").write_text("mine")
-    with pytest.raises(ValueError, match=r"notes\.txt: not a staging folder"):
+    with pytest.raises(ValueError, match=r"did not write \(notes\.txt\)"):
         stage(source, staging, overwrite=True)
     with pytest.raises(ValueError, match="outside the model folder"):
         stage(source, source / "upload")
@@ -229,7 +249,7 @@ def test_dry_run_verifies_lists_the_files_and_keeps_the_folder(tiny, tmp_path, f
     out = capsys.readouterr().out
     folder = next(line for line in out.splitlines() if line.startswith("Dry run")).rsplit(" ", 1)[1]
     try:
-        assert {p.name for p in Path(folder).iterdir()} == SHARED
+        assert {p.name for p in staged(folder)} == SHARED
         for name in SHARED:
             size = (tiny[0] / name).stat().st_size if name != "README.md" else None
             line = next(line for line in out.splitlines() if line.strip().startswith(name + " "))
@@ -329,7 +349,7 @@ def test_upload_makes_one_commit_with_exactly_the_staged_files(tiny, tmp_path, f
         create["name"],
     ) == tuple(REPO_ID.split("/"))
 
-    files = {p.name: p.read_bytes() for p in staging.iterdir()}
+    files = {p.name: p.read_bytes() for p in staged(staging)}
     assert set(files) == SHARED
     weights_sha = hashlib.sha256(files["model.safetensors"]).hexdigest()
     (put,) = [r for r in fake_hub.requests if r[1].host == "lfs.example"]
@@ -456,7 +476,7 @@ def test_no_custom_code_dry_run_stages_and_verifies_the_stock_form(tiny, tmp_pat
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "the stock form, no trust_remote_code" in out and "logits match" in out and "nothing was uploaded" in out
-    assert {p.name for p in staging.iterdir()} == STOCK_SHARED
+    assert {p.name for p in staged(staging)} == STOCK_SHARED
     config = json.loads((staging / "config.json").read_text())
     assert "auto_map" not in config and "custom_pipelines" not in config and "hidden_layer" not in config
     assert config["architectures"] == ["BertForTokenClassification"] and config["num_hidden_layers"] == 2

@@ -465,6 +465,134 @@ def test_resume_skips_a_checkpoint_left_half_written(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------
+# A run writes only what it wrote, and continues only the same run
+# --------------------------------------------------------------------------------------------
+
+
+def test_predict_never_writes_into_a_partial_file_it_did_not_write(tiny_dir, tmp_path, capsys):
+    host = tmp_path / "host.txt"
+    host.write_text("a file elsewhere on the machine\n")
+    output = tmp_path / "out.jsonl"
+    partial = Path(f"{output}.partial")
+    partial.symlink_to(host)
+    for extra in ([], ["--overwrite"]):
+        code, _, err = run(capsys, "predict", tiny_dir, "--text", "a", "--output", output, *extra)
+        assert code == 2
+        assert_one_clean_line(err, "out.jsonl.partial is a symlink")
+    assert host.read_text() == "a file elsewhere on the machine\n" and partial.is_symlink()
+    partial.unlink()
+    partial.write_text("the user's file\n")
+    for extra in ([], ["--overwrite"]):
+        code, _, err = run(capsys, "predict", tiny_dir, "--text", "a", "--output", output, *extra)
+        assert code == 2
+        assert_one_clean_line(err, "out.jsonl.partial exists", "no ", "progress.json")
+    assert partial.read_text() == "the user's file\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["host.txt", "out.jsonl.partial"]
+
+
+def test_an_output_that_is_a_folder_is_refused_before_the_model_loads(tiny_dir, tmp_path, capsys, monkeypatch):
+    import hf_layer_tokclf.inference as inference
+
+    monkeypatch.setattr(inference, "load_model", lambda *args, **kwargs: pytest.fail("the model was loaded"))
+    folder = tmp_path / "out"
+    folder.mkdir()
+    data = tmp_path / "d.tsv"
+    data.write_text("Cancer\tB-Disease\nrisk\tO\n")
+    for argv in (
+        ["predict", tiny_dir, "--text", "a", "--output", folder, "--overwrite"],
+        ["predict", tiny_dir, "--input", data, "--output", folder, "--overwrite"],
+        ["predict", tiny_dir, "--text", "a", "--format", "pubtator", "--output", folder],
+        ["evaluate", tiny_dir, "--data", data, "--output", folder, "--overwrite"],
+        ["evaluate", tiny_dir, "--data", data, "--output", tmp_path / "s.json", "--predictions", folder, "--overwrite"],
+    ):
+        code, _, err = run(capsys, *argv)
+        assert code == 2, argv
+        assert_one_clean_line(err, f"{folder} is a folder")
+    assert list(folder.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["d.tsv", "out"]
+
+
+def killed_after(patch, writes: int) -> None:
+    """The next predict is killed before its write number ``writes + 1`` (the header is write 1)."""
+    import hf_layer_tokclf.annotate as annotate
+
+    real, done = annotate.ResumableOutput.write, []
+
+    def write(self, *args, **kwargs):
+        if len(done) == writes:
+            raise KeyboardInterrupt
+        done.append(1)
+        real(self, *args, **kwargs)
+
+    patch.setattr(annotate.ResumableOutput, "write", write)
+
+
+def interrupted(capsys, *argv) -> None:
+    """Runs a command that `killed_after` stops: the KeyboardInterrupt propagates, or main turns it into 130."""
+    try:
+        code = run(capsys, *argv)[0]
+    except KeyboardInterrupt:
+        code = 130
+    assert code == 130
+
+
+def texts(words: list[str]) -> list[str]:
+    return [option for word in words for option in ("--text", f"{word} cancer .")]
+
+
+def test_a_resumed_predict_refuses_another_input(tiny_dir, tmp_path, capsys, monkeypatch):
+    """Killed after 2 of 6 documents: --text or standard input of other content is refused, not continued."""
+    import io
+
+    output = tmp_path / "out.jsonl"
+    first, other = ["Breast", "Colon", "Lung", "Skin", "Bone", "Blood"], ["Ovarian", *["Colon"] * 5]
+    argv = ["predict", tiny_dir, "--output", output, "--chunk-size", "1", "--no-progress"]
+    with monkeypatch.context() as patch:
+        killed_after(patch, 3)
+        interrupted(capsys, *argv, *texts(first))
+    partial = Path(f"{output}.partial").read_bytes()
+    assert len(partial.splitlines()) == 2
+    for other_input in (texts(other), texts(first[:1])):  # other documents; fewer than were done
+        code, _, err = run(capsys, *argv, *other_input)
+        assert code == 2
+        assert_one_clean_line(err, "changed: the input")
+    monkeypatch.setattr(sys, "stdin", io.StringIO("".join(f"{word} cancer .\n" for word in other)))
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert_one_clean_line(err, "changed: the input")
+    assert Path(f"{output}.partial").read_bytes() == partial and not output.exists()
+    assert run(capsys, *argv, *texts(first))[0] == 0  # the same input: continued
+    assert [json.loads(line)["text"] for line in output.read_text().splitlines()] == texts(first)[1::2]
+    assert json.loads(Path(f"{output}.summary.json").read_text())["resumed"]
+
+
+def test_a_resumed_predict_refuses_a_changed_model(tokenizer, tmp_path, capsys, monkeypatch):
+    from conftest import save_tiny_model
+    from safetensors.torch import load_file, save_file
+
+    model = save_tiny_model(tmp_path / "model", tokenizer)
+    output = tmp_path / "out.jsonl"
+    argv = ["predict", model, "--output", output, "--chunk-size", "1", "--no-progress", *texts(["Breast", "Colon"])]
+    with monkeypatch.context() as patch:
+        killed_after(patch, 2)
+        interrupted(capsys, *argv)
+    config, weights = (model / "config.json").read_bytes(), (model / "model.safetensors").read_bytes()
+    (model / "config.json").write_text(config.decode().replace('"B-Disease"', '"B-Chemical"'))  # other labels
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert_one_clean_line(err, "changed: the model (config))")
+    (model / "config.json").write_bytes(config)
+    tensors = load_file(model / "model.safetensors")
+    tensors["classifier.weight"] *= 3  # other weights
+    save_file(tensors, model / "model.safetensors", metadata={"format": "pt"})
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert_one_clean_line(err, "changed: the model (weights))")
+    (model / "model.safetensors").write_bytes(weights)
+    assert run(capsys, *argv)[0] == 0  # the same model again (its files rewritten): continued
+    assert len(output.read_text().splitlines()) == 2
+
+
+# --------------------------------------------------------------------------------------------
 # Interrupted training: SIGKILL after the first checkpoint, then --resume
 # --------------------------------------------------------------------------------------------
 
@@ -623,10 +751,13 @@ def _torchrun(*argv, timeout=600):
 
 @needs_torchrun
 def test_torchrun_two_processes_train_a_model_that_loads_and_scores(backbone_dir, tmp_path, capsys):
+    from hf_layer_tokclf.files import RUN_OUTPUTS, claim_output_dir
+
     output_dir = tmp_path / "ddp"
-    output_dir.mkdir()
-    (output_dir / "model-00001-of-00002.safetensors").write_text("from an older run")
-    (output_dir / "checkpoint-99").mkdir()
+    with claim_output_dir(output_dir, RUN_OUTPUTS) as claim:  # an older run's files, listed in its manifest
+        (output_dir / "model-00001-of-00002.safetensors").write_text("from an older run")
+        (output_dir / "checkpoint-99").mkdir()
+        claim.finish()
     (output_dir / "notes.txt").write_text("mine")
     argv = _train_argv(
         backbone_dir,

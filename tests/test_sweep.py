@@ -174,7 +174,7 @@ def test_overwrite_output_dir_replaces_the_sweeps_files_and_keeps_the_users(tiny
     sizes = dict(max_train_samples=64, max_eval_samples=16, epochs=3)
     run_sweep(*files, output_dir, model=tiny_dir, layers=[1, 2], overwrite_output_dir=True, progress=False, **sizes)
     names = sorted(p.name for p in output_dir.iterdir())
-    assert names == ["data", "notes.txt", "sweep.json", "sweep.md", "sweep.png"]
+    assert names == [".hf_layer_tokclf.json", "data", "notes.txt", "sweep.json", "sweep.md", "sweep.png"]
     assert (output_dir / "notes.txt").read_text() == "mine" and (output_dir / "data" / "train.tsv").is_file()
     assert json.loads((output_dir / "sweep.json").read_text())["layers"]
 

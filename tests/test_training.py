@@ -85,18 +85,54 @@ def test_refuses_a_non_empty_output_dir(tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
+def earlier_run(folder, *names: str) -> None:
+    """What an earlier run wrote in ``folder`` (files, and folders for checkpoint-N), listed in its manifest."""
+    from hf_layer_tokclf.files import RUN_OUTPUTS, claim_output_dir
+
+    with claim_output_dir(folder, RUN_OUTPUTS, resume=True) as claim:
+        for name in names:
+            if name.startswith("checkpoint-"):
+                (folder / name).mkdir()
+            else:
+                (folder / name).write_text("an earlier run")
+        claim.finish()
+
+
 def test_overwrite_output_dir_and_no_validation(tmp_path):
     """--overwrite-output-dir replaces an earlier run's files, never the user's (transformers' flag deleted nothing)."""
+    earlier_run(tmp_path, "model-00001-of-00002.safetensors", "checkpoint-40")
     (tmp_path / "notes.txt").write_text("mine")
-    (tmp_path / "model-00001-of-00002.safetensors").write_text("an earlier, sharded run")
-    (tmp_path / "checkpoint-40").mkdir()
+    (tmp_path / "best-model").mkdir()  # the user's: no run's name
     data, args = slice_args(tmp_path, max_steps=2)
     data.validation_file = None
     metrics = train(ModelArguments(hidden_layer=[1]), data, args, RunArguments(overwrite_output_dir=True))
-    assert (tmp_path / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "notes.txt").read_text() == "mine" and (tmp_path / "best-model").is_dir()
     assert not (tmp_path / "model-00001-of-00002.safetensors").exists() and not (tmp_path / "checkpoint-40").exists()
     assert "test_f1" in metrics and "eval_f1" not in metrics
     assert (tmp_path / "metrics.json").is_file()
+    listed = json.loads((tmp_path / ".hf_layer_tokclf.json").read_text())["files"]
+    assert {"metrics.json", "model.safetensors", "README.md"} <= set(listed) and "notes.txt" not in listed
+
+
+def users_folder(folder) -> dict[str, str]:
+    """A folder that was never a run's output, with files of a run's names: the user's model and notes."""
+    (folder / "checkpoint-best").mkdir(parents=True)
+    (folder / "checkpoint-best" / "model.safetensors").write_text("the user's best model")
+    (folder / "checkpoint-7").mkdir()
+    for name in ("README.md", "config.json", "vocab.txt"):
+        (folder / name).write_text(f"the user's {name}")
+    return {str(p.relative_to(folder)): p.read_text() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("flag", ["resume", "overwrite_output_dir"])
+def test_a_folder_that_holds_no_run_is_refused_even_with_resume_or_overwrite(tmp_path, flag):
+    before = users_folder(tmp_path)
+    data, args = slice_args(tmp_path, max_steps=1)
+    with pytest.raises(OutputExistsError, match=r"did not write \(README\.md, checkpoint-7, checkpoint-best, conf"):
+        train(ModelArguments(hidden_layer=[1]), data, args, RunArguments(**{flag: True}))
+    assert {str(p.relative_to(tmp_path)): p.read_text() for p in tmp_path.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "checkpoint-7", "checkpoint-best", "config.json",
+                                                         "vocab.txt"]  # fmt: skip
 
 
 def _quick_run(output_dir):

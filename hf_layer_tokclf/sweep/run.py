@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 import time
 from collections.abc import Sequence
@@ -14,7 +13,7 @@ from typing import Any
 from ..cost import relative_costs
 from ..data import DataError, Sentence, check_known_labels, label_list, normalize_labels
 from ..decoding import DEFAULT_DECODING
-from ..files import output_names, prepare_output_dir, remove_outputs
+from ..files import Outputs, claim_output_dir, is_run_output, output_names
 from ..niceties import optional_step
 from .extract import EncodedSplit, FeatureStores, cache_folder, encode_split, extract_features
 from .finetune import finetune_layers, train_command
@@ -25,7 +24,12 @@ from .settings import SWEEP_DEFAULTS, SweepSettings, check_settings
 
 # Folders of --save-probe and --finetune-top: a model folder, a training run's output folder.
 RUN_FOLDER = re.compile(r"^(probe|finetune)-layer-\d+$")
-_is_sweep_file = output_names((TABLE_FILE, JSON_FILE, PLOT_FILE))
+# A sweep's output folder: its files and run folders (a sweep before manifests wrote sweep.json every time).
+SWEEP_OUTPUTS = Outputs(
+    "sweep", output_names((TABLE_FILE, JSON_FILE, PLOT_FILE), (RUN_FOLDER,)), legacy=lambda f: (f / JSON_FILE).is_file()
+)
+# The probe folder of --save-probe: a model folder.
+PROBE_OUTPUTS = Outputs("sweep --save-probe", is_run_output)
 
 
 def sweep(
@@ -321,19 +325,20 @@ def run_sweep(
     data_args = _data_arguments(train_file, validation_file, max_train_samples, max_eval_samples, sweep_kwargs)
     splits, _ = read_splits(data_args)  # bad data fails before anything is written
     layers = resolve_layers(layers, AutoLayerConfig.from_pretrained(model).num_hidden_layers)
-    output_dir = prepare_output_dir(output_dir, overwrite=overwrite_output_dir, clear=_clear_sweep)
-
-    result = sweep(model, splits["train"], splits["validation"], layers=layers, progress=progress, **sweep_kwargs)
-    result.train_command = train_command(model, train_file, validation_file, result.recommended_layer)
-    result.settings.update(model=model, train_file=train_file, validation_file=validation_file)
-    write_sweep(result, output_dir, overwrite=True)
-    if save_probe:
-        _save_probe(result, model, output_dir)
+    with claim_output_dir(output_dir, SWEEP_OUTPUTS, overwrite=overwrite_output_dir) as claim:
+        output_dir = claim.path
+        result = sweep(model, splits["train"], splits["validation"], layers=layers, progress=progress, **sweep_kwargs)
+        result.train_command = train_command(model, train_file, validation_file, result.recommended_layer)
+        result.settings.update(model=model, train_file=train_file, validation_file=validation_file)
         write_sweep(result, output_dir, overwrite=True)
-    if finetune_top:
-        finetune_layers(
-            result, model, data_args, output_dir, finetune_top, finetune_epochs, finetune_learning_rate, progress
-        )
+        if save_probe:
+            _save_probe(result, model, output_dir)
+            write_sweep(result, output_dir, overwrite=True)
+        if finetune_top:
+            finetune_layers(
+                result, model, data_args, output_dir, finetune_top, finetune_epochs, finetune_learning_rate, progress
+            )
+        claim.finish()
     return result
 
 
@@ -385,17 +390,8 @@ def _save_probe(result: SweepResult, model: str, output_dir: Path) -> None:
     from ..tokenization import load_tokenizer, save_tokenizer
 
     probe_dir = output_dir / f"probe-layer-{result.recommended_layer}"
-    result.probe_model(result.recommended_layer).save_pretrained(probe_dir)
-    save_tokenizer(load_tokenizer(model), probe_dir)
+    with claim_output_dir(probe_dir, PROBE_OUTPUTS) as claim:
+        result.probe_model(result.recommended_layer).save_pretrained(probe_dir)
+        save_tokenizer(load_tokenizer(model), probe_dir)
+        claim.finish()
     result.settings["probe_dir"] = str(probe_dir)
-
-
-def _clear_sweep(output_dir: Path) -> None:
-    """What --overwrite-output-dir deletes: an earlier sweep's table, JSON and plot, and what a run wrote in
-    its probe and fine-tune folders (each removed if that empties it). Every other file stays."""
-    for folder in output_dir.iterdir():
-        if RUN_FOLDER.match(folder.name) and folder.is_dir() and not folder.is_symlink():
-            remove_outputs(folder)
-            with contextlib.suppress(OSError):  # kept if it holds something of the user's
-                folder.rmdir()
-    remove_outputs(output_dir, _is_sweep_file)
