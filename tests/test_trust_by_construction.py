@@ -77,9 +77,20 @@ def test_the_decision(foreign, edited, monkeypatch):
 def command_lines(folder: Path, tmp_path: Path) -> dict[str, list[str]]:
     """One command line per subcommand that reads a model, pointed at ``folder``."""
     data = conll_slice(tmp_path / "slice.tsv", 8)
-    train = ["--train-file", data, "--validation-file", data, "--max-steps", "1"]
+    both = ["--train-file", data, "--validation-file", data]
     return {
-        "train": ["train", "--model", folder, "--output-dir", tmp_path / "train", *train],
+        "train": [
+            "train",
+            "--model",
+            folder,
+            "--output-dir",
+            tmp_path / "train",
+            *both,
+            "--max-steps",
+            "1",
+            "--hidden-layer",
+            "1",
+        ],
         "evaluate": ["evaluate", folder, "--data", data, "--output", tmp_path / "scores.json"],
         "predict": ["predict", folder, "--text", TEXT, "--output", tmp_path / "out.jsonl"],
         "push": ["push", folder, "--repo-id", "someone/model", "--dry-run", "--staging-dir", tmp_path / "staged"],
@@ -87,12 +98,14 @@ def command_lines(folder: Path, tmp_path: Path) -> dict[str, list[str]]:
             "sweep",
             "--model",
             folder,
-            "--train-file",
-            data,
-            "--validation-file",
-            data,
+            *both,
             "--output-dir",
             tmp_path / "sweep",
+            "--layers",
+            "1",
+            "2",
+            "--epochs",
+            "1",
         ],
         "export-onnx": ["export-onnx", folder, tmp_path / "onnx"],
         "export-transformers": ["export-transformers", folder, tmp_path / "stock"],
@@ -323,3 +336,99 @@ def test_what_the_cli_prints_masks_the_secrets_too(tmp_path, capsys, monkeypatch
     err = capsys.readouterr().err
     assert f"--hub-token {REDACTED}" in err and f"{tmp_path / REDACTED}: no such folder" in err
     assert SECRET not in err and ENV_SECRET not in err
+
+
+# --- files: a run writes and deletes only what it wrote ------------------------------------------------------
+
+# Where each subcommand writes, the option that allows replacing it, and whether that is a folder.
+OUTPUTS = {
+    "train": ("--output-dir", "--overwrite-output-dir", True),
+    "evaluate": ("--output", "--overwrite", False),
+    "predict": ("--output", "--overwrite", False),
+    "push": ("--staging-dir", "--overwrite-staging-dir", True),
+    "sweep": ("--output-dir", "--overwrite-output-dir", True),
+    "export-onnx": (None, "--overwrite", True),  # the positional OUT_DIR
+    "export-transformers": (None, "--overwrite", True),
+}
+USER_FILES = {"README.md": "my notes", "config.json": '{"mine": 1}', "vocab.txt": "my words", "notes.txt": "keep"}
+
+
+def pointed_at(argv: list[str], command: str, target: Path) -> list[str]:
+    """``argv`` with the command's output replaced by ``target``."""
+    option = OUTPUTS[command][0]
+    argv = list(argv)
+    if option is None:
+        argv[2] = str(target)
+    elif option in argv:
+        argv[argv.index(option) + 1] = str(target)
+    else:
+        argv += [option, str(target)]
+    return argv
+
+
+def test_every_subcommand_has_its_output_walked():
+    assert set(OUTPUTS) == set(cli.COMMANDS)
+
+
+@pytest.mark.parametrize("command", sorted(cli.COMMANDS))
+def test_the_walked_command_lines_work_on_a_new_output(command, tiny_dir, tmp_path, capsys):
+    """The control for the tests below: each command line does its work where its output is free, so a refusal
+    there is the output's doing."""
+    argv = pointed_at([str(w) for w in command_lines(tiny_dir, tmp_path)[command]], command, tmp_path / "new")
+    assert cli.main(argv) == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", sorted(cli.COMMANDS))
+def test_no_subcommand_replaces_a_folder_of_user_files(command, tiny_dir, tmp_path, capsys):
+    """An output that is a folder of somebody's files is refused, even when asked to overwrite, and kept whole."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for name, content in USER_FILES.items():
+        (folder / name).write_text(content)
+    (folder / "checkpoint-best").mkdir()
+    argv = pointed_at([str(w) for w in command_lines(tiny_dir, tmp_path)[command]], command, folder)
+    for extra in ([], [OUTPUTS[command][1]], ["--resume"] if command == "train" else []):
+        assert cli.main([*argv, *extra]) == 2, (command, extra)
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and str(folder) in err, err  # refused for the folder, naming it
+    assert {p.name: p.read_text() for p in folder.iterdir() if p.is_file()} == USER_FILES
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*USER_FILES, "checkpoint-best"])
+
+
+@pytest.mark.parametrize("command", sorted(cli.COMMANDS))
+def test_no_subcommand_writes_through_a_symlink(command, tiny_dir, tmp_path, capsys):
+    """A symlink where a run would write (its output, or a file of its output folder) never changes the file it
+    points at, overwrite or not."""
+    host = tmp_path / "host.txt"
+    host.write_text("a file elsewhere on the machine")
+    output = tmp_path / "out"
+    if OUTPUTS[command][2]:  # a folder: the symlink is an entry with a name the run writes
+        output.mkdir()
+        name = {"sweep": "sweep.json", "export-onnx": "model.onnx"}.get(command, "vocab.txt")
+        (output / name).symlink_to(host)
+    else:  # a file: the output itself, and predict's partial file beside it
+        output = tmp_path / "out.jsonl"
+        output.symlink_to(host)
+        Path(f"{output}.partial").symlink_to(host)
+    argv = pointed_at([str(w) for w in command_lines(tiny_dir, tmp_path)[command]], command, output)
+    for extra in ([], [OUTPUTS[command][1]]):
+        cli.main([*argv, *extra])
+    assert host.read_text() == "a file elsewhere on the machine"
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_push_never_stages_a_symlink(tiny_dir, tmp_path, capsys):
+    import shutil
+
+    host = tmp_path / "host.txt"
+    host.write_text("a secret file of the machine")
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_dir, folder)
+    (folder / "tokenizer.json").unlink()
+    (folder / "tokenizer.json").symlink_to(host)
+    staging = tmp_path / "staged"
+    argv = ["push", str(folder), "--repo-id", "someone/model", "--dry-run", "--staging-dir", str(staging)]
+    assert cli.main(argv) == 2
+    assert "tokenizer.json" in capsys.readouterr().err
+    staged = [p for p in staging.rglob("*") if p.is_file()] if staging.exists() else []
+    assert not any(b"a secret file" in p.read_bytes() for p in staged)
