@@ -29,7 +29,7 @@ SECRET_OPTION = re.compile(r"^--?[\w-]*(token|secret|password)[\w-]*$", re.IGNOR
 SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 # Shorter values are not masked: a one-letter "token" would be masked in every word of every file.
 MIN_SECRET_LENGTH = 8
-_CHUNK = 1 << 20
+CHUNK_BYTES = 1 << 20  # read at a time when a file is searched for secrets
 
 _remembered: set[str] = set()
 
@@ -93,7 +93,7 @@ def _occurrences(path: Path, needles: list[bytes]) -> list[tuple[int, int]]:
     found: set[tuple[int, int]] = set()
     with open(path, "rb") as f:
         start, carry = 0, b""
-        while chunk := f.read(_CHUNK):
+        while chunk := f.read(CHUNK_BYTES):
             window = carry + chunk
             base = start - len(carry)
             for needle in needles:

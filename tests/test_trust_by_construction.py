@@ -304,7 +304,7 @@ def test_secrets_are_masked_by_value_in_every_file_a_run_writes(tiny_dir, tmp_pa
 def test_scrub_file_masks_across_chunks_and_keeps_the_length(tmp_path, monkeypatch):
     import hf_layer_tokclf.redaction as redaction
 
-    monkeypatch.setattr(redaction, "_CHUNK", 7)  # every secret crosses a chunk boundary somewhere
+    monkeypatch.setattr(redaction, "CHUNK_BYTES", 7)  # every secret crosses a chunk boundary somewhere
     path = tmp_path / "blob.bin"
     content = b"\x00\x01" + SECRET.encode() + b"--" + SECRET.encode() + b"\xff"
     path.write_bytes(content)
