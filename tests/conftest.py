@@ -25,6 +25,19 @@ LABELS = ["O", "B-Disease", "I-Disease"]
 ID2LABEL = dict(enumerate(LABELS))
 LABEL2ID = {label: i for i, label in enumerate(LABELS)}
 TEXT = "Germline mutations in BRCA1 cause hereditary breast and ovarian cancer."
+# `python -c SLOW_PREDICT ARGS`: predict, sleeping after each chunk it writes, so that a test can interrupt or kill
+# it mid-run for sure, or start a second run beside it.
+SLOW_PREDICT = """
+import sys, time
+import hf_layer_tokclf.annotate as annotate
+from hf_layer_tokclf.cli import main
+write = annotate.ResumableOutput.write
+def slow_write(self, *args, **counts):
+    write(self, *args, **counts)
+    time.sleep(0.5)
+annotate.ResumableOutput.write = slow_write
+sys.exit(main(sys.argv[1:]))
+"""
 
 
 @pytest.fixture(scope="session", autouse=True)

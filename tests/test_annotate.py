@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import NCBI, REPO
+from conftest import NCBI, REPO, SLOW_PREDICT
 
 from hf_layer_tokclf.annotate import (
     CorpusProgress,
@@ -141,20 +141,6 @@ def test_a_partial_run_of_other_settings_is_not_continued(model, corpus, tmp_pat
     run_corpus(model, corpus, out, chunk_size=3, overwrite=True)
     assert len(out.read_text().splitlines()) == 16
     assert not Path(f"{out}.partial").exists() and not Path(f"{out}.progress.json").exists()
-
-
-# A predict process that sleeps after each chunk it writes, so that the test can kill it mid-run for sure.
-SLOW_PREDICT = """
-import sys, time
-import hf_layer_tokclf.annotate as annotate
-from hf_layer_tokclf.cli import main
-write = annotate.ResumableOutput.write
-def slow_write(self, *args, **counts):
-    write(self, *args, **counts)
-    time.sleep(0.5)
-annotate.ResumableOutput.write = slow_write
-sys.exit(main(sys.argv[1:]))
-"""
 
 
 def test_a_killed_run_continues_after_its_last_complete_chunk(trained, corpus, tmp_path):

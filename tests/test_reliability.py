@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import LABEL2ID, LABELS, NCBI, TEXT, tiny_bert_kwargs
+from conftest import LABEL2ID, LABELS, NCBI, SLOW_PREDICT, TEXT, tiny_bert_kwargs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -380,20 +380,6 @@ def test_predict_failing_midway_keeps_the_old_output(tiny_dir, tmp_path, capsys,
     assert run(capsys, *argv)[0] == 0  # the same command again: it goes on after the first chunk
     assert [json.loads(line)["text"] for line in output.read_text().splitlines()] == ["a", "b"]
     assert json.loads(Path(f"{output}.summary.json").read_text())["resumed"]
-
-
-# predict, each chunk written and then a pause: the test sends SIGINT (Ctrl-C) while it runs, for sure.
-SLOW_PREDICT = """
-import sys, time
-import hf_layer_tokclf.annotate as annotate
-from hf_layer_tokclf.cli import main
-write = annotate.ResumableOutput.write
-def slow_write(self, *args, **counts):
-    write(self, *args, **counts)
-    time.sleep(0.3)
-annotate.ResumableOutput.write = slow_write
-sys.exit(main(sys.argv[1:]))
-"""
 
 
 def test_ctrl_c_in_predict_prints_one_line_and_exits_130(tiny_dir, tmp_path):

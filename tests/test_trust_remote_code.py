@@ -9,56 +9,20 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import pytest
-import torch
-from conftest import NCBI, TEXT, tiny_bert_kwargs
+from conftest import NCBI, TEXT
+from tampered import foreign_code_folder
 
 from hf_layer_tokclf.code_consent import RemoteCodeError
 from hf_layer_tokclf.inference import load_model
-
-CONFIG_CODE = """
-from pathlib import Path
-
-from transformers import BertConfig
-
-Path({marker!r}).write_text("the folder's code ran")  # what a hostile folder could do instead
-
-
-class MarkerConfig(BertConfig):
-    model_type = "marker-bert"
-"""
-MODELING_CODE = """
-from transformers import BertForTokenClassification
-
-from .configuration_marker import MarkerConfig
-
-
-class MarkerForTokenClassification(BertForTokenClassification):
-    config_class = MarkerConfig
-"""
 
 
 @pytest.fixture
 def custom_code_dir(tmp_path, tokenizer):
     """A working token classifier that needs its own code to load; the code leaves a marker file."""
-    from transformers import BertConfig, BertForTokenClassification
-
-    folder, marker = tmp_path / "custom", tmp_path / "marker.txt"
-    torch.manual_seed(0)
-    BertForTokenClassification(BertConfig(**tiny_bert_kwargs())).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    config = json.loads((folder / "config.json").read_text())
-    config["model_type"] = "marker-bert"
-    config["auto_map"] = {
-        "AutoConfig": "configuration_marker.MarkerConfig",
-        "AutoModelForTokenClassification": "modeling_marker.MarkerForTokenClassification",
-    }
-    (folder / "config.json").write_text(json.dumps(config))
-    (folder / "configuration_marker.py").write_text(textwrap.dedent(CONFIG_CODE.format(marker=str(marker))))
-    (folder / "modeling_marker.py").write_text(MODELING_CODE)
-    return folder, marker
+    marker = tmp_path / "marker.txt"
+    return foreign_code_folder(tmp_path / "custom", tokenizer, marker), marker
 
 
 def cli(tmp_path, *argv):
