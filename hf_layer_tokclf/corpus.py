@@ -29,7 +29,7 @@ import re
 import sys
 import xml.etree.ElementTree as ET
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -152,9 +152,16 @@ def read_text_lines(path: str | Path | None = None) -> Iterator[Document | Recor
     return _read_text_lines(existing_file(path) if path is not None else None)
 
 
+def _stdin_bytes() -> Iterable[bytes]:
+    """Standard input's lines as bytes: its binary buffer, or, where it was replaced by a text stream (a notebook,
+    a test), its lines encoded back."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    return buffer if buffer is not None else (line.encode("utf-8", "surrogateescape") for line in sys.stdin)
+
+
 def _read_text_lines(path: Path | None) -> Iterator[Document | RecordError]:
     source = path if path is not None else "<stdin>"
-    with open_binary(path) if path is not None else contextlib.nullcontext(sys.stdin.buffer) as stream:
+    with open_binary(path) if path is not None else contextlib.nullcontext(_stdin_bytes()) as stream:
         for number, line in _lines(stream, source):
             if isinstance(line, RecordError):
                 yield line

@@ -51,7 +51,8 @@ def trained(env, tmp_path_factory):
     work = tmp_path_factory.mktemp("lowest")
     model_dir = work / "model"
     model_dir.mkdir()
-    (model_dir / "metrics.json").write_text('{"stale": true}')  # refused without --overwrite-output-dir
+    # An earlier run's metrics, with its settings as train writes them: refused without --overwrite-output-dir.
+    (model_dir / "metrics.json").write_text('{"stale": true, "settings": {"command": "hf-layer-tokclf train"}}')
     cli(
         env,
         "train",
