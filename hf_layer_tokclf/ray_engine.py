@@ -24,9 +24,9 @@ model folder must be readable on every node (a shared filesystem, or a Hub id)::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
-import os
 import re
 import sys
 import tempfile
@@ -43,7 +43,7 @@ from ray.data.datasource import BlockBasedFileDatasink
 from .annotate import ON_ERROR, annotate_documents
 from .code_consent import caller_consent
 from .corpus import CORPUS_FORMATS, Document, Passage, RecordError, get_writer, read_corpus, render_document
-from .files import OutputExistsError, check_overwritable
+from .files import OutputClaim, OutputExistsError, Outputs, claim_output_dir, output_names
 
 __all__ = [
     "RayPrediction",
@@ -327,31 +327,43 @@ class _CorpusDatasink(BlockBasedFileDatasink):
         self.skipped = sorted(item for r in returns for item in r["skipped"])
 
 
-def _prepare_output(output: str, overwrite: bool, extension: str) -> None:
-    """Refuses an output that holds anything unless ``overwrite``; an overwrite deletes only the files Ray wrote.
+def _ray_outputs(extension: str) -> Outputs:
+    """What a Ray run writes in its output folder (`files.Outputs`): files named as Ray names them."""
+    ours = re.compile(_RAY_OUTPUT_NAME.replace("{extension}", re.escape(extension)))
+    return Outputs(
+        "predict --engine ray",
+        written=output_names((), (ours,)),
+        legacy=lambda folder: any(ours.match(entry.name) for entry in folder.iterdir()),
+        flag="--overwrite",
+    )
 
-    ``output`` is a local folder or a URI pyarrow can open (``s3://``, ``gs://``); a file there is always refused.
+
+def _prepare_output(output: str, overwrite: bool, extension: str) -> OutputClaim | None:
+    """Claims a local output folder as every command does (`files.claim_output_dir`: manifest, lock, an overwrite
+    deletes only what Ray runs wrote); checks a URI pyarrow can open (``s3://``, ``gs://``), where an overwrite
+    deletes only the files of Ray's names. A file there is always refused.
     """
     from pyarrow import fs
 
     local = "://" not in output
-    filesystem, root = fs.FileSystem.from_uri(os.path.abspath(output) if local else output)
+    if local and Path(output).exists() and not Path(output).is_dir():
+        raise OutputExistsError(f"{output} is a file; --engine ray writes a folder of files: give a folder's name.")
+    if local:
+        return claim_output_dir(output, _ray_outputs(extension), overwrite=overwrite)
+    filesystem, root = fs.FileSystem.from_uri(output)
     info = filesystem.get_file_info(root)
     if info.type == fs.FileType.NotFound:
-        return
+        return None
     if info.type != fs.FileType.Directory:
         raise OutputExistsError(f"{output} is a file; --engine ray writes a folder of files: give a folder's name.")
     entries = filesystem.get_file_info(fs.FileSelector(root))
-    if not entries:
-        return
-    if not overwrite:
+    if entries and not overwrite:
         raise OutputExistsError(f"{output} already holds files; pass --overwrite to replace the ones Ray wrote.")
-    if local:
-        check_overwritable(output)
-    ours = re.compile(_RAY_OUTPUT_NAME.replace("{extension}", re.escape(extension)))
+    written = _ray_outputs(extension).written
     for entry in entries:
-        if entry.type == fs.FileType.File and ours.match(entry.base_name):
+        if entry.type == fs.FileType.File and written(entry.base_name):
             filesystem.delete_file(entry.path)
+    return None
 
 
 def connect(address: str | None = None, **init_options: Any) -> None:
@@ -434,32 +446,35 @@ def predict_with_ray(
         check_consent(model_dir, trust_remote_code)  # before Ray starts, not in each actor
     elif not is_repo_id(str(model_dir)):
         raise ValueError(f"{model_dir}: no such folder.")
-    _prepare_output(output_path, overwrite, extension)
-    connect(address)
-    documents = read_corpus_dataset(input_path, input_format, text_column=text_column, on_error=on_error)
-    annotated = annotate_dataset(
-        documents,
-        model_dir,
-        concurrency=concurrency,
-        num_gpus=num_gpus,
-        num_cpus=num_cpus,
-        batch_size=batch_size,
-        device=device,
-        dtype=dtype,
-        trust_remote_code=trust_remote_code,
-        **predict_options,
-    )
-    sink = _CorpusDatasink(output_path, output_format, text_column, on_error)
-    try:
-        annotated.write_datasink(sink)
-    except Exception as error:
-        found = _find(error, RecordError)  # --on-error stop: the record's own error, without Ray's words added
-        if found is not None:
-            raise RecordError(found.source, found.record, found.reason, found.unit) from None
-        raise
-    for source, record, reason in sink.skipped:
-        logger.warning("skipped %s, record %d: %s", source, record, reason)
-    return RayPrediction(output_path, sink.written, sink.skipped)
+    claim = _prepare_output(output_path, overwrite, extension)
+    with claim or contextlib.nullcontext():  # the lock is given back however the run ends
+        connect(address)
+        documents = read_corpus_dataset(input_path, input_format, text_column=text_column, on_error=on_error)
+        annotated = annotate_dataset(
+            documents,
+            model_dir,
+            concurrency=concurrency,
+            num_gpus=num_gpus,
+            num_cpus=num_cpus,
+            batch_size=batch_size,
+            device=device,
+            dtype=dtype,
+            trust_remote_code=trust_remote_code,
+            **predict_options,
+        )
+        sink = _CorpusDatasink(output_path, output_format, text_column, on_error)
+        try:
+            annotated.write_datasink(sink)
+        except Exception as error:
+            found = _find(error, RecordError)  # --on-error stop: the record's own error, without Ray's words added
+            if found is not None:
+                raise RecordError(found.source, found.record, found.reason, found.unit) from None
+            raise
+        for source, record, reason in sink.skipped:
+            logger.warning("skipped %s, record %d: %s", source, record, reason)
+        if claim is not None:
+            claim.finish()  # lists the files the write tasks wrote, and marks the run complete
+        return RayPrediction(output_path, sink.written, sink.skipped)
 
 
 def _ray_input_format(path: str, declared: str) -> str:

@@ -191,3 +191,17 @@ def test_a_record_the_writer_cannot_write_is_skipped_and_named_or_stops(local_ra
         predict_with_ray(
             str(corpus), "jsonl", str(tmp_path / "stop"), model_dir=model_dir, output_format="pubtator", on_error="stop"
         )
+
+
+def test_the_output_folder_is_claimed_as_every_command_claims_one(model_dir, corpus, tmp_path, monkeypatch):
+    """A folder of somebody's files is refused, even with overwrite, before Ray starts (`files.claim_output_dir`)."""
+    import hf_layer_tokclf.ray_engine as ray_engine
+
+    monkeypatch.setattr(ray_engine, "connect", lambda address: pytest.fail("Ray started"))
+    output = tmp_path / "mine"
+    output.mkdir()
+    (output / "notes.txt").write_text("mine")
+    for overwrite in (False, True):
+        with pytest.raises(OutputExistsError, match=r"notes\.txt"):
+            predict_with_ray(str(corpus), "jsonl", str(output), model_dir=model_dir, overwrite=overwrite)
+    assert sorted(p.name for p in output.iterdir()) == ["notes.txt"]
