@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "TRUST_ENV",
@@ -38,17 +39,26 @@ def consent_from_environment() -> bool:
     return os.environ.get(TRUST_ENV, "").strip().lower() in _YES
 
 
-def installed_model_type(source: str | Path) -> bool:
-    """Whether ``source`` is a local folder whose ``config.json`` names a model type with installed classes."""
+def _local_config(source: str | Path) -> dict[str, Any]:
+    """The ``config.json`` of a local folder ``source``; empty where there is none or it is not a JSON object."""
+    try:
+        config = json.loads((Path(source) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def _installed(config: dict[str, Any]) -> bool:
     # Holds transformers' own types and those this package registers on import (hf_layer_tokclf/__init__.py).
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-    config = Path(source) / "config.json"
-    try:
-        model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
-    except (OSError, ValueError, AttributeError):
-        return False
+    model_type = config.get("model_type")
     return isinstance(model_type, str) and model_type in CONFIG_MAPPING
+
+
+def installed_model_type(source: str | Path) -> bool:
+    """Whether ``source`` is a local folder whose ``config.json`` names a model type with installed classes."""
+    return _installed(_local_config(source))
 
 
 def caller_consent(trust_remote_code: bool | None) -> bool:
@@ -84,10 +94,6 @@ class RemoteCodeError(ValueError):
 def check_consent(source: str | Path, trust_remote_code: bool | None = None) -> None:
     """Raises `RemoteCodeError` before any work when the local folder ``source`` loads only through its own code
     (an ``auto_map`` and a model type nobody installed) and the caller did not consent."""
-    config = Path(source) / "config.json"
-    try:
-        needs_code = "auto_map" in json.loads(config.read_text(encoding="utf-8"))
-    except (OSError, ValueError, TypeError):
-        return  # no readable local config: transformers' own refusal (caught by the loaders) applies
-    if needs_code and not installed_model_type(source) and not caller_consent(trust_remote_code):
+    config = _local_config(source)  # none readable: transformers' own refusal (caught by the loaders) applies
+    if "auto_map" in config and not _installed(config) and not caller_consent(trust_remote_code):
         raise RemoteCodeError(source)

@@ -346,16 +346,14 @@ def _prepare_output(output: str, overwrite: bool, extension: str) -> OutputClaim
     from pyarrow import fs
 
     local = "://" not in output
-    if local and Path(output).exists() and not Path(output).is_dir():
+    filesystem, root = fs.FileSystem.from_uri(str(Path(output).absolute()) if local else output)
+    info = filesystem.get_file_info(root)
+    if info.type not in (fs.FileType.NotFound, fs.FileType.Directory):
         raise OutputExistsError(f"{output} is a file; --engine ray writes a folder of files: give a folder's name.")
     if local:
         return claim_output_dir(output, _ray_outputs(extension), overwrite=overwrite)
-    filesystem, root = fs.FileSystem.from_uri(output)
-    info = filesystem.get_file_info(root)
     if info.type == fs.FileType.NotFound:
         return None
-    if info.type != fs.FileType.Directory:
-        raise OutputExistsError(f"{output} is a file; --engine ray writes a folder of files: give a folder's name.")
     entries = filesystem.get_file_info(fs.FileSelector(root))
     if entries and not overwrite:
         raise OutputExistsError(f"{output} already holds files; pass --overwrite to replace the ones Ray wrote.")
