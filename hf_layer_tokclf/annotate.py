@@ -28,6 +28,7 @@ from typing import IO, Any
 from tqdm.auto import tqdm
 
 from .corpus import Document, RecordError, document_text, render_document
+from .documents import format_name
 from .files import (
     OutputExistsError,
     acquire_lock,
@@ -603,7 +604,7 @@ def annotate_corpus(
         shard.records(total, chunk_size) if total is not None else None,
         done=counts["records"],
         errors=counts["errors"],
-        desc="Annotating" if shard.count == 1 else f"Annotating shard {shard}",
+        desc=_progress_desc(run, shard),
         enabled=progress,
     )
     separator = getattr(writer, "separator", "")  # BioC JSON's "," between documents
@@ -637,6 +638,14 @@ def annotate_corpus(
     if output:
         write_json(summary_path(output), summary)
     return summary
+
+
+def _progress_desc(run: dict[str, Any], shard: Shard) -> str:
+    """``Annotating [shard I/N] [PubTator to BioC XML]``: the formats where the run names them."""
+    desc = "Annotating" if shard.count == 1 else f"Annotating shard {shard}"
+    if run.get("input_format") and run.get("output_format"):
+        desc += f" {format_name(run['input_format'])} to {format_name(run['output_format'])}"
+    return desc
 
 
 def _summary(

@@ -251,18 +251,18 @@ def evaluate_command(argv: Sequence[str]) -> int:
 
 def predict_parser() -> argparse.ArgumentParser:
     from .annotate import CORPUS_CHUNK_SIZE, ON_ERROR
-    from .corpus import OUTPUT_FORMATS
     from .decoding import DEFAULT_STRATEGY, STRATEGIES
-    from .documents import INPUT_FORMATS
+    from .documents import INPUT_FORMATS, PREDICT_FORMATS
 
     parser = argparse.ArgumentParser(
         allow_abbrev=False,
         prog="hf-layer-tokclf predict",
-        description="Find entities with a trained model. Raw text (--text, --input, or standard input; one "
-        "document per line) gives JSON lines: {'text', 'entities': [{entity_group, score, word, start, end}]}, "
-        "with character offsets; JSON lines of documents ({'id': ..., 'text': ...}) keep their other fields "
-        "beside the entities. Pre-tokenized CoNLL gives CoNLL with a predicted label column (after the gold one, "
-        "if the file has one), in the label scheme the model was trained in.",
+        description="Find entities with a trained model. Documents are written in --format, else in the format "
+        "the --output's name says, else in their own (PubTator, BioC) or as JSON lines (text, PubMed XML): "
+        "{'text', 'entities': [{entity_group, score, word, start, end}]}, with character offsets; JSON lines of "
+        "documents ({'id': ..., 'text': ...}) keep their other fields beside the entities. Pre-tokenized CoNLL "
+        "gives CoNLL with a predicted label column (after the gold one, if the file has one), in the label scheme "
+        "the model was trained in.",
     )
     parser.add_argument("model_dir", help="A trained output directory (or any token classification model).")
     parser.add_argument("--text", action="append", help="A document to tag; repeat for several.")
@@ -286,10 +286,13 @@ def predict_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--format",
-        choices=[*OUTPUT_FORMATS, "html"],
-        default="jsonl",
-        help="Output of documents: JSON lines, PubTator, BioC XML or JSON (offsets as each defines them), or an "
-        "HTML page with the entities highlighted (displaCy; needs the spacy extra).",
+        choices=PREDICT_FORMATS,
+        default=None,
+        help="What to write: documents as JSON lines, PubTator, BioC XML or JSON (offsets as each defines them), or "
+        "an HTML page with the entities highlighted (displaCy; needs the spacy extra); CoNLL input as CoNLL. Default: "
+        "the format --output's name says (.jsonl, .json, .pubtator, .bioc.xml, .xml, .bioc.json, .html, "
+        ".conll, .tsv), else the input's own where it can be written back (PubTator, BioC, JSON lines, CoNLL), "
+        "else JSON lines. A --format the name contradicts, or one the input cannot be written as, is refused.",
     )
     parser.add_argument("--output", default=None, help="Where to write (default: standard output).")
     parser.add_argument("--overwrite", action="store_true", help="Replace --output if it exists.")
@@ -393,8 +396,9 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _predict_input(args: argparse.Namespace) -> tuple[str, str | None, bool]:
-    """(format, JSON field with the text, whether pre-tokenized) of predict's input, checked before the model loads."""
-    from .documents import detect_input_format, text_column
+    """(format, JSON field with the text, whether pre-tokenized) of predict's input, checked before the model loads;
+    ``args.format`` becomes the format to write (`documents.pick_output_format`: the one rule of every engine)."""
+    from .documents import detect_input_format, pick_output_format, text_column
 
     if args.text and args.input:
         raise ValueError("Give --text or --input, not both.")
@@ -402,8 +406,7 @@ def _predict_input(args: argparse.Namespace) -> tuple[str, str | None, bool]:
     if input_format != "text" and not args.input:
         raise ValueError(f"--input-format {input_format} needs --input FILE.")
     column, tokenized = text_column(args.input, args.text_column_name) if input_format == "jsonl" else (None, False)
-    if args.format == "html" and (input_format == "conll" or tokenized):
-        raise ValueError("--format html shows entities in texts; this input is pre-tokenized (CoNLL or word lists).")
+    args.format = pick_output_format(args.format, args.output, input_format, tokenized)
     if args.format == "html":
         from .rendering import entities_html  # noqa: F401 - without spaCy, fail before the model loads
 
@@ -542,6 +545,7 @@ def _predict_documents(
     """Documents in, entities out (`annotate.annotate_corpus`): resumable to --output, merged under torchrun."""
     from .annotate import CORPUS_CHUNK_SIZE, annotate_corpus, annotated_chunks, summary_path
     from .corpus import count_records, get_writer
+    from .documents import format_name
 
     common = dict(
         model=model,
@@ -569,8 +573,8 @@ def _predict_documents(
     else:
         summary = annotate_corpus(output=args.output, shard=shard, overwrite=args.overwrite, **kwargs)
     if summary is not None and args.output:
-        print(f"{summary['documents']} documents annotated, {summary['errors']} skipped; summary in "
-              f"{summary_path(args.output)}", file=sys.stderr)  # fmt: skip
+        print(f"{summary['documents']} documents annotated, written as {format_name(args.format)}, "
+              f"{summary['errors']} skipped; summary in {summary_path(args.output)}", file=sys.stderr)  # fmt: skip
 
 
 def _corpus_run(args: argparse.Namespace, input_format: str) -> dict[str, Any]:

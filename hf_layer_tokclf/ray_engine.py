@@ -42,7 +42,17 @@ from ray.data.datasource import BlockBasedFileDatasink
 
 from .annotate import ON_ERROR, annotate_documents
 from .code_consent import caller_consent
-from .corpus import CORPUS_FORMATS, Document, Passage, RecordError, get_writer, read_corpus, render_document
+from .corpus import (
+    CORPUS_FORMATS,
+    OUTPUT_FORMATS,
+    Document,
+    Passage,
+    RecordError,
+    get_writer,
+    read_corpus,
+    render_document,
+)
+from .documents import format_name, pick_output_format
 from .files import OutputClaim, OutputExistsError, Outputs, claim_output_dir, output_names
 
 __all__ = [
@@ -391,6 +401,7 @@ class RayPrediction:
     output: str
     written: int
     skipped: list[tuple[str, int, str]] = field(default_factory=list)
+    output_format: str = "jsonl"
 
 
 def predict_with_ray(
@@ -399,7 +410,7 @@ def predict_with_ray(
     output_path: str,
     *,
     model_dir: str | Path,
-    output_format: str = "jsonl",
+    output_format: str | None = None,
     address: str | None = None,
     concurrency: int | tuple[int, int] = 1,
     num_gpus: float = 0,
@@ -423,6 +434,9 @@ def predict_with_ray(
             lines), each complete in ``output_format``; concatenated, the JSON lines files are what
             single-process ``predict`` writes, in another order. It must be missing or empty, unless
             ``overwrite``, which deletes the files a Ray run wrote there (and nothing else).
+        output_format: One of `corpus.OUTPUT_FORMATS`; None: as single-process ``predict`` chooses
+            (`documents.pick_output_format`: the folder's name, else the input's own format). A format
+            the folder's name contradicts is refused before Ray starts.
         address: The Ray cluster (``"auto"``, ``HEAD_IP:6379``, ``"local"``); None as `connect` says.
             Ray already initialized (``ray.init`` called) is used as it is.
         on_error: ``"skip"``: a record that cannot be read is left out, and a warning names its file
@@ -437,8 +451,11 @@ def predict_with_ray(
     from .code_consent import check_consent
     from .locations import check_model_folder, is_repo_id
 
+    output_format = pick_output_format(output_format, output_path, input_format)  # before Ray starts
+    if output_format not in OUTPUT_FORMATS:
+        written = ", ".join(map(format_name, OUTPUT_FORMATS))
+        raise ValueError(f"Ray writes {written}; not {format_name(output_format)} (--output {output_path}).")
     extension = OUTPUT_EXTENSIONS.get(output_format, output_format)
-    get_writer(output_format)  # an unknown format fails here, before Ray starts
     if Path(model_dir).exists():
         check_model_folder(Path(model_dir))
         check_consent(model_dir, trust_remote_code)  # before Ray starts, not in each actor
@@ -472,7 +489,7 @@ def predict_with_ray(
             logger.warning("skipped %s, record %d: %s", source, record, reason)
         if claim is not None:
             claim.finish()  # lists the files the write tasks wrote, and marks the run complete
-        return RayPrediction(output_path, sink.written, sink.skipped)
+        return RayPrediction(output_path, sink.written, sink.skipped, output_format)
 
 
 def _ray_input_format(path: str, declared: str) -> str:
@@ -503,12 +520,10 @@ def predict_command_ray(args: argparse.Namespace) -> int:
     ``aggregation_strategy``, ``decoding``, ``min_score``, ``device``, ``dtype``, ``trust_remote_code``,
     ``on_error``, ``text_column_name``, ``format`` and the ``--ray-*`` options (``ray_address``,
     ``ray_concurrency``, ``ray_num_gpus``, ``ray_num_cpus``, ``ray_batch_size``); ``text`` and
-    ``format html`` are refused (Ray reads files and writes a corpus format).
+    HTML are refused (Ray reads files and writes a corpus format).
     """
     if args.text:
         raise ValueError("--engine ray reads --input files; --text is for the local engine.")
-    if args.format == "html":
-        raise ValueError("--engine ray writes corpus formats, not --format html.")
     if not args.input or not args.output:
         raise ValueError("--engine ray needs --input (files Ray reads) and --output (the folder Ray writes).")
     result = predict_with_ray(
@@ -534,5 +549,6 @@ def predict_command_ray(args: argparse.Namespace) -> int:
         min_score=args.min_score,
     )
     skipped = f"; {len(result.skipped)} records skipped (named above)" if result.skipped else ""
-    print(f"{result.written} documents with their entities in {result.output}/{skipped}", file=sys.stderr)
+    print(f"{result.written} documents with their entities in {result.output}/ ({format_name(result.output_format)})"
+          f"{skipped}", file=sys.stderr)  # fmt: skip
     return 0

@@ -182,15 +182,14 @@ def test_a_record_the_writer_cannot_write_is_skipped_and_named_or_stops(local_ra
     result = predict_with_ray(
         str(corpus), "jsonl", str(tmp_path / "out"), model_dir=model_dir, output_format="pubtator"
     )
-    assert result.written == 2
+    assert (result.written, result.output_format) == (2, "pubtator")
     assert [(source, record) for source, record, _ in result.skipped] == [(str(corpus), 2)]
     assert "cannot be a PubTator PMID" in result.skipped[0][2]
     written = "".join(path.read_text() for path in (tmp_path / "out").glob("*.pubtator"))
     assert "12|3" not in written and written.startswith(("1|t|", "4|t|"))
+    # Without output_format, the folder's name says PubTator (`documents.pick_output_format`, predict's one rule).
     with pytest.raises(Exception, match="cannot be a PubTator PMID"):
-        predict_with_ray(
-            str(corpus), "jsonl", str(tmp_path / "stop"), model_dir=model_dir, output_format="pubtator", on_error="stop"
-        )
+        predict_with_ray(str(corpus), "jsonl", str(tmp_path / "stop.pubtator"), model_dir=model_dir, on_error="stop")
 
 
 def test_the_output_folder_is_claimed_as_every_command_claims_one(model_dir, corpus, tmp_path, monkeypatch):
