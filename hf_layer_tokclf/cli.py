@@ -294,7 +294,12 @@ def predict_parser() -> argparse.ArgumentParser:
         ".conll, .tsv), else the input's own where it can be written back (PubTator, BioC, JSON lines, CoNLL), "
         "else JSON lines. A --format the name contradicts, or one the input cannot be written as, is refused.",
     )
-    parser.add_argument("--output", default=None, help="Where to write (default: standard output).")
+    parser.add_argument(
+        "--output",
+        default=None,
+        help="Where to write (default: standard output); its name says the format (see --format). Not compressed: "
+        "a .gz name is refused.",
+    )
     parser.add_argument("--overwrite", action="store_true", help="Replace --output if it exists.")
     parser.add_argument(
         "--aggregation-strategy",

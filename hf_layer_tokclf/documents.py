@@ -159,8 +159,15 @@ _UNWRITTEN_SUFFIXES = {
     ".conllu": "predict writes CoNLL columns (token, gold label where given, prediction), not CoNLL-U; name it "
     "{stem}.conll or {stem}.tsv",
 }
-_SUFFIX_OF = {"jsonl": ".jsonl", "pubtator": ".pubtator", "bioc": ".bioc.xml", "bioc-json": ".bioc.json",
-              "conll": ".conll", "html": ".html"}  # fmt: skip
+# The name to suggest for a format.
+_SUFFIX_OF = {
+    "jsonl": ".jsonl",
+    "pubtator": ".pubtator",
+    "bioc": ".bioc.xml",
+    "bioc-json": ".bioc.json",
+    "conll": ".conll",
+    "html": ".html",
+}
 
 
 def format_name(name: str) -> str:
@@ -197,15 +204,12 @@ def _named_formats(output: str | Path | None) -> tuple[str, tuple[str, ...]] | N
 
 def _either(items: Sequence[str]) -> str:
     """``a``, ``a or b``, ``a, b or c``."""
-    return " or ".join(filter(None, [", ".join(items[:-1]), items[-1]]))
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
 
 
-def _renamed(output: str | Path, suffix: str | None, new: str) -> str:
-    """``output`` with its format's suffix (or its last one) replaced by ``new``: what to name it instead."""
-    text = str(output)
-    if suffix is None:
-        suffix = Path(text).suffix
-    return (text[: -len(suffix)] if suffix else text) + new
+def _renamed(output: str | Path, suffix: str, new: str) -> str:
+    """``output`` with its format's ``suffix`` replaced by ``new``: what to name it instead."""
+    return str(output)[: -len(suffix)] + new
 
 
 def pick_output_format(
