@@ -291,6 +291,67 @@ def test_pubtator_without_blank_lines_and_crlf(tmp_path):
     assert summary(items)[:2] == [("1", [("One.", 0, {"type": "title"}), ("Abstract.", 5, {"type": "abstract"})]), 2]
 
 
+# BC5CDR's first abstract, shortened, as PubTator3 exports it: annotations with a 6th column (the concept id, "-"
+# where there is none), relations of 4 columns (PMID, type, two concept ids) and, as BioRED has them, 5.
+CDR_TITLE = "Naloxone reverses the antihypertensive effect of clonidine."
+CDR_ABSTRACT = (
+    "In unanesthetized, spontaneously hypertensive rats the decrease in blood pressure and heart rate produced by "
+    "intravenous clonidine was inhibited or reversed by nalozone. The hypotensive effect of alpha-methyldopa was "
+    "also partially reversed by naloxone."
+)
+CDR_MENTIONS = [
+    ("Naloxone", "Chemical", "MESH:D009270"),
+    ("clonidine", "Chemical", "MESH:D003000"),
+    ("hypertensive", "Disease", "MESH:D006973"),
+    ("nalozone", "Chemical", "-"),
+    ("hypotensive", "Disease", "MESH:D007022"),
+    ("alpha-methyldopa", "Chemical", "MESH:D008750"),
+]
+
+
+def pubtator3(columns: int = 6) -> str:
+    """The CDR abstract in PubTator, its annotation lines of ``columns`` (5: ours before PubTator3's 6th column)."""
+    text = f"{CDR_TITLE} {CDR_ABSTRACT}"
+    lines, start = [f"227508|t|{CDR_TITLE}", f"227508|a|{CDR_ABSTRACT}"], 0
+    for mention, kind, concept in CDR_MENTIONS:
+        start = text.index(mention, start)
+        lines.append("\t".join(["227508", str(start), str(start + len(mention)), mention, kind, concept][:columns]))
+    lines += ["227508\tCID\tMESH:D008750\tMESH:D007022", "227508\tAssociation\tMESH:D003000\tMESH:D006973\tNovel"]
+    return "\n".join([*lines, "", "9|t|Second.", "9\t0\t6\tSecond\tX\t", ""]) + "\n"  # an empty 6th column too
+
+
+@pytest.mark.parametrize("columns", [6, 5])
+def test_pubtator_with_and_without_the_concept_id_column_and_with_relations(tmp_path, columns):
+    items = list(read_corpus(write(tmp_path / "cdr.pubtator", pubtator3(columns)), "pubtator"))
+    text = f"{CDR_TITLE} {CDR_ABSTRACT}"
+    assert [(d.id, document_text(d)) for d in items] == [("227508", text), ("9", "Second.")]
+
+
+def test_pubtator3_annotation_lines_read_by_the_bioc_library_point_at_their_mentions():
+    """The test file above is PubTator as its reference reader takes it: every mention at its offsets."""
+    from bioc import pubtator
+
+    (document, _) = pubtator.loads(pubtator3())
+    assert [(a.text, a.type, a.id) for a in document.annotations] == CDR_MENTIONS
+    assert all(document.text[a.start : a.end] == a.text for a in document.annotations)
+    assert [(r.type, r.id1, r.id2) for r in document.relations][:1] == [("CID", "MESH:D008750", "MESH:D007022")]
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("1\tzero\t3\tOne\tX\t-", "an annotation's start and end are not integers: 'zero', '3'"),
+        ("1\t3\t1\tOne\tX\t-", "an annotation that ends (1) before it starts (3)"),
+        ("1\tOne", "a line of 2 tab-separated columns"),
+    ],
+)
+def test_pubtator_annotation_lines_that_cannot_be_read_are_record_errors(tmp_path, line, problem):
+    path = write(tmp_path / "bad.pubtator", f"1|t|One.\n1|a|Two.\n{line}\n\n2|t|Next.\n")
+    first, second = read_corpus(path, "pubtator")
+    assert isinstance(first, RecordError) and str(first).startswith(f"{path}, record 1: line 3: {problem}")
+    assert second.id == "2"
+
+
 # --- Lines that are not UTF-8, files that are not text ------------------------------------------
 
 # A line of Latin-1 among UTF-8 lines: byte 0xe9 ("é") is the 25th byte of its line.
