@@ -268,7 +268,8 @@ def test_predict_reads_pubmed_xml_and_writes_pubtator_and_bioc_with_document_off
     assert [(pmid, int(start), int(end)) for pmid, start, end, *_ in spans] == [
         (d.id, e["start"], e["end"]) for d, found in zip(documents, expected, strict=True) for e in found
     ]
-    assert all(texts[pmid][int(start) : int(end)] == mention for pmid, start, end, mention, _ in spans)
+    assert all(texts[pmid][int(start) : int(end)] == mention for pmid, start, end, mention, _, concept in spans)
+    assert {concept for *_, concept in spans} == {"-"}  # PubTator3's 6th column: no concept id
     summary = json.loads(summary_path(tmp_path / "out.pubtator").read_text())
     assert (summary["records"], summary["documents"], summary["errors"], summary["passages"]) == (6, 5, 1, 10)
     assert summary["input_format"] == "pubmed" and "record 3" in summary["error_samples"][0]
@@ -362,9 +363,9 @@ def test_predict_reads_gzip_inputs_as_their_uncompressed_files(trained, pubtator
 
 
 def test_xml_that_is_neither_pubmed_nor_bioc_is_refused_before_the_model_loads(tiny_dir, tmp_path, capsys, monkeypatch):
-    import hf_layer_tokclf.inference
-
     from test_documents import JATS
+
+    import hf_layer_tokclf.inference
 
     def loaded(*args, **kwargs):
         raise AssertionError("the model loaded")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -201,6 +202,22 @@ def test_pubmed_truncated_gz_and_wrong_root_are_data_errors(tmp_path):
         list(read_corpus(truncated, "pubmed"))
     with pytest.raises(DataError, match=r"not PubMed XML \(its root element is <collection>\)"):
         list(read_corpus(write(tmp_path / "bioc.xml", BIOC_XML), "pubmed"))
+
+
+@pytest.mark.parametrize("corpus_format", ["jsonl", "pubtator", "text"])
+def test_a_truncated_gz_of_lines_is_a_data_error_after_the_lines_it_holds(tmp_path, corpus_format):
+    from hf_layer_tokclf.corpus import read_text_lines
+
+    records = {
+        "jsonl": "".join(json.dumps({"text": f"Abstract {i} on breast cancer."}) + "\n" for i in range(3000)),
+        "pubtator": "".join(f"{i}|t|Title {i} on breast cancer.\n{i}|a|Its abstract.\n\n" for i in range(3000)),
+        "text": "".join(f"Abstract {i} on breast cancer.\n" for i in range(3000)),
+    }
+    path = write(tmp_path / f"cut.{corpus_format}.gz", gzip.compress(records[corpus_format].encode())[:-300])
+    read = read_text_lines(path) if corpus_format == "text" else read_corpus(path, corpus_format)
+    assert isinstance(next(read), Document)
+    with pytest.raises(DataError, match=rf"{path.name}: cannot be read after line \d+ \(Compressed file ended"):
+        list(read)
 
 
 def test_pubmed_streams_lazily(tmp_path):
@@ -419,11 +436,23 @@ def test_a_binary_file_is_refused_when_it_is_opened(tmp_path, corpus_format):
         ("records.jsonl", '{"text": "a"}\n', "jsonl"),
         ("records.json", '{"text": "a"}\n{"text": "b"}\n', "jsonl"),
         ("notes.txt", "Some text.\n", None),
-        ("other.xml", "<html></html>", None),
+        ("notes.txt", "<5% of patients.\n", None),
     ],
 )
 def test_detect_corpus_format(tmp_path, name, text, expected):
     assert detect_corpus_format(write(tmp_path / name, text)) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("<html></html>", "XML whose root element is <html>, which is neither PubMed XML"),
+        ("<?xml version='1.0'?>\n<1root/>\n", "XML, but no root element could be read (line 2, column"),
+    ],
+)
+def test_detect_corpus_format_refuses_other_xml(tmp_path, text, message):
+    with pytest.raises(DataError, match=re.escape(f"{tmp_path / 'other.xml'}: {message}")):
+        detect_corpus_format(write(tmp_path / "other.xml", text))
 
 
 def test_detect_corpus_format_of_a_missing_file(tmp_path):
@@ -461,8 +490,8 @@ def test_pubtator_writer_entity_lines(tmp_path):
     output = write_corpus("pubtator", documents, [ENTITIES + none_aggregation])
     assert output == (
         f"10021369|t|{TITLE}\n10021369|a|{ABSTRACT}\n"
-        "10021369\t43\t76\tadenomatous polyposis coli tumour\tDisease\n"
-        f"10021369\t{start}\t{start + 3}\tAPC\tB-Disease\n\n"
+        "10021369\t43\t76\tadenomatous polyposis coli tumour\tDisease\t-\n"
+        f"10021369\t{start}\t{start + 3}\tAPC\tB-Disease\t-\n\n"
     )
 
 

@@ -103,7 +103,7 @@ def test_xml_that_is_neither_pubmed_nor_bioc_is_refused_naming_its_root(tmp_path
     with pytest.raises(DataError) as error:
         detect_input_format(path)
     message = str(error.value)
-    assert message.startswith(f"{path}: XML whose root element is <{root}>, neither PubMed XML (<PubmedArticleSet>)")
+    assert message.startswith(f"{path}: XML whose root element is <{root}>, which is neither PubMed XML (<Pubmed")
     assert "BioC XML (<collection>)" in message and "--input-format text" in message
     assert detect_input_format(path, "text") == "text"  # as declared: its lines, markup and all
 
