@@ -347,7 +347,7 @@ def test_predict_reads_gzip_inputs_as_their_uncompressed_files(trained, pubtator
         "docs.txt": "".join(d["text"] + "\n" for d in documents),
         "words.jsonl": "".join(json.dumps({"tokens": d["text"].split()}) + "\n" for d in documents),
         "ncbi.conll": "\n\n".join(conll) + "\n",
-        "ncbi.tsv": "\n\n".join(conll) + "\n",  # CoNLL told by its lines
+        "ncbi.txt": "\n\n".join(conll) + "\n",  # CoNLL told by its (decompressed) lines
         "ncbi.pubtator": pubtator_corpus.read_text(),
         "corpus.xml": BIOC_XML,
     }
