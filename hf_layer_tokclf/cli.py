@@ -359,19 +359,6 @@ def predict_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _count_lines(path: str) -> int | None:
-    """Lines in a file, for the progress bar's total (counted in binary: cheap, and memory-flat)."""
-    try:
-        with open(path, "rb") as f:
-            data = b""
-            count = 0
-            for data in iter(lambda: f.read(1 << 20), b""):
-                count += data.count(b"\n")
-            return count + (1 if data and not data.endswith(b"\n") else 0)
-    except OSError:
-        return None
-
-
 def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     """predict's ``--engine`` and ``--ray-*`` options (read by `ray_engine.predict_command_ray`)."""
     group = parser.add_argument_group("Ray (pip install 'hf-layer-tokclf[ray]')")
@@ -549,7 +536,7 @@ def _predict_documents(
 ) -> None:
     """Documents in, entities out (`annotate.annotate_corpus`): resumable to --output, merged under torchrun."""
     from .annotate import CORPUS_CHUNK_SIZE, annotate_corpus, annotated_chunks, summary_path
-    from .corpus import count_records, get_writer
+    from .corpus import count_lines, count_records, get_writer
     from .documents import format_name
 
     common = dict(
@@ -567,7 +554,7 @@ def _predict_documents(
     if args.text:
         total = len(args.text)
     elif args.input:
-        total = _count_lines(args.input) if input_format == "text" else count_records(args.input, input_format)
+        total = count_lines(args.input) if input_format == "text" else count_records(args.input, input_format)
     else:
         total = None
     kwargs = dict(common, writer=get_writer(args.format), run=_corpus_run(args, input_format), total=total)

@@ -11,7 +11,8 @@ Corpus formats (`CORPUS_FORMATS`, `read_corpus`; `.gz` files are read transparen
 - ``jsonl``: one JSON object per line with a ``text`` field (the whole record is kept).
 - ``pubmed``: PubMed baseline / update XML (``PubmedArticleSet``), streamed.
 - ``bioc`` / ``bioc-json``: BioC XML (streamed) and BioC JSON (a collection, or a list of them).
-- ``pubtator``: PubTator text (``PMID|t|title``, ``PMID|a|abstract``, annotation lines).
+- ``pubtator``: PubTator text (``PMID|t|title``, ``PMID|a|abstract``, annotation lines of 5 or 6 columns,
+  relation lines); written as PubTator3 writes it, annotations with a 6th column (the concept id).
 
 Writers (`OUTPUT_FORMATS`, `get_writer`) turn one document and its entities (offsets into
 `document_text`) into text; a run writes ``header()``, the documents, then ``footer()``, and
@@ -28,14 +29,13 @@ import json
 import re
 import sys
 import xml.etree.ElementTree as ET
-import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 from xml.parsers import expat
 
-from .data import DataError, existing_file, not_utf8, open_binary
+from .data import READ_ERRORS, DataError, existing_file, format_suffix, not_utf8, open_binary, read_head
 
 __all__ = [
     "CORPUS_FORMATS",
@@ -47,6 +47,7 @@ __all__ = [
     "Passage",
     "PubtatorWriter",
     "RecordError",
+    "count_lines",
     "count_records",
     "detect_corpus_format",
     "document_text",
@@ -58,9 +59,6 @@ __all__ = [
 
 CORPUS_FORMATS = ("jsonl", "pubmed", "bioc", "bioc-json", "pubtator")
 OUTPUT_FORMATS = ("jsonl", "pubtator", "bioc", "bioc-json")
-
-# What a broken .gz raises while it is read: a bad header, a truncated stream, corrupt data.
-_READ_ERRORS = (OSError, EOFError, zlib.error)
 
 
 @dataclass
@@ -126,15 +124,20 @@ def _lines(stream: IO[bytes], source: str | Path) -> Iterator[tuple[int, str | R
     """Each line of a stream (numbered from 1) as text, without its line break or a UTF-8 byte order mark.
 
     A line that is not UTF-8 is a `RecordError` naming the line and the byte, in place of the line,
-    so that one line of Latin-1 in a large file costs that line, not the run.
+    so that one line of Latin-1 in a large file costs that line, not the run; a truncated or corrupt ``.gz``
+    cannot be read on: a `DataError` naming the file and the last line read.
     """
-    for number, raw in enumerate(stream, start=1):
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as error:
-            yield number, RecordError(source, number, not_utf8(error), unit="line")
-            continue
-        yield number, line.removeprefix("\ufeff" if number == 1 else "").rstrip("\r\n")
+    number = 0
+    try:
+        for number, raw in enumerate(stream, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                yield number, RecordError(source, number, not_utf8(error), unit="line")
+                continue
+            yield number, line.removeprefix("\ufeff" if number == 1 else "").rstrip("\r\n")
+    except READ_ERRORS as error:
+        raise DataError(f"{source}: cannot be read after line {number} ({error})") from None
 
 
 # --- Text and JSON lines ------------------------------------------------------------------------
@@ -224,7 +227,7 @@ def _xml_children(path: Path, root_tag: str, record_tag: str, format_name: str) 
         raise RecordError(
             path, records + 1, f"line {line}, column {column}: not well-formed XML ({reason}); cannot read on"
         ) from None
-    except _READ_ERRORS as error:
+    except READ_ERRORS as error:
         raise DataError(f"{path}: cannot be read after record {records} ({error})") from None
 
 
@@ -357,7 +360,7 @@ def _read_bioc_json(path: Path) -> Iterator[Document | RecordError]:
     except UnicodeDecodeError as error:
         line, start = raw.count(b"\n", 0, error.start) + 1, raw.rfind(b"\n", 0, error.start) + 1
         raise DataError(f"{path}, line {line}: {not_utf8(error, start)}") from None
-    except _READ_ERRORS as error:
+    except READ_ERRORS as error:
         raise DataError(f"{path}: cannot be read ({error})") from None
     collections = data if isinstance(data, list) else [data]
     if not all(isinstance(c, dict) and isinstance(c.get("documents"), list) for c in collections):
@@ -375,10 +378,37 @@ def _read_bioc_json(path: Path) -> Iterator[Document | RecordError]:
 # --- PubTator -----------------------------------------------------------------------------------
 
 _PUBTATOR_TEXT = re.compile(r"([^|\t]+)\|([ta])\|(.*)", re.DOTALL)
+_OFFSET = re.compile(r"[0-9]+")
+
+
+def _pubtator_tab_line(line: str) -> tuple[str, str | None]:
+    """The PMID of an annotation or relation line, and what is wrong with the line (None where nothing).
+
+    As the ``bioc`` library's reader tells them (PubTator3's format): 6 columns or more are an annotation
+    (PMID, start, end, mention, type, concept id, ...), 4 or 5 a relation (PMID, type, two concept ids, and
+    BioRED's novelty), except that 5 whose 2nd and 3rd are offsets are an annotation without its concept id
+    (this package's output before it wrote the 6th column). Relations are passed over; annotations are checked,
+    not kept: predict finds its own entities.
+    """
+    columns = line.split("\t")
+    offsets = [_OFFSET.fullmatch(column) is not None for column in columns[1:3]]
+    if len(columns) >= 6 or (len(columns) == 5 and all(offsets)):
+        start, end = columns[1:3]
+        if not all(offsets):
+            return columns[0], f"an annotation's start and end are not integers: {start!r}, {end!r}"
+        if int(end) < int(start):
+            return columns[0], f"an annotation that ends ({end}) before it starts ({start})"
+    elif len(columns) < 4:
+        return columns[0], (
+            f"a line of {len(columns)} tab-separated columns, neither an annotation (PMID, start, end, mention, "
+            "type, concept id) nor a relation (PMID, type, concept id, concept id)"
+        )
+    return columns[0], None
 
 
 def _pubtator_document(lines: list[tuple[int, str | RecordError]], path: Path, record: int) -> Document | RecordError:
-    """One PubTator document from its numbered lines (a line not UTF-8 as its error); annotation lines are ignored."""
+    """One PubTator document from its numbered lines (a line not UTF-8 as its error); annotations are checked, not
+    kept, and relations passed over (`_pubtator_tab_line`)."""
     pmid = title = abstract = None
     for number, line in lines:
         if isinstance(line, RecordError):
@@ -387,7 +417,9 @@ def _pubtator_document(lines: list[tuple[int, str | RecordError]], path: Path, r
         if match:
             line_id, kind, text = match.groups()
         elif "\t" in line:
-            line_id, kind, text = line.split("\t", 1)[0], "annotation", None
+            (line_id, problem), kind, text = _pubtator_tab_line(line), "annotation", None
+            if problem is not None:
+                return RecordError(path, record, f"line {number}: {problem}")
         else:
             what = f"neither PMID|t|, PMID|a| nor an annotation line: {line[:60]!r}"
             return RecordError(path, record, f"line {number}: {what}")
@@ -451,16 +483,34 @@ def read_corpus(path: str | Path, corpus_format: str, **options: Any) -> Iterato
     return _READERS[corpus_format](path, **options)
 
 
+def _blocks(path: Path) -> Iterator[bytes]:
+    """The file's (decompressed) bytes in blocks of 1 MiB: a scan of any file in flat memory."""
+    with open_binary(path) as stream:
+        while block := stream.read(1 << 20):
+            yield block
+
+
 def _count_bytes(path: Path, needle: bytes) -> int:
     """How often ``needle`` occurs in the file's (decompressed) bytes, read in blocks."""
     count, tail = 0, b""
-    with open_binary(path) as stream:
-        while block := stream.read(1 << 20):
-            buffer = tail + block
-            count += buffer.count(needle)
-            # A tail shorter than the needle cannot hold a whole match, so none is counted twice.
-            tail = buffer[-(len(needle) - 1) :]
+    for block in _blocks(path):
+        buffer = tail + block
+        count += buffer.count(needle)
+        # A tail shorter than the needle cannot hold a whole match, so none is counted twice.
+        tail = buffer[-(len(needle) - 1) :]
     return count
+
+
+def count_lines(path: str | Path) -> int | None:
+    """Lines in a file (decompressed where it is gzip), a last one without a line break included: the documents
+    `read_text_lines` reads, for progress; None where the file cannot be read through."""
+    count, last = 0, b"\n"
+    try:
+        for block in _blocks(Path(path)):
+            count, last = count + block.count(b"\n"), block[-1:]
+    except READ_ERRORS:
+        return None  # the reader says what is wrong with the file
+    return count + (last != b"\n")
 
 
 def count_records(path: str | Path, corpus_format: str) -> int | None:
@@ -481,45 +531,82 @@ def count_records(path: str | Path, corpus_format: str) -> int | None:
         if corpus_format == "pubtator":
             with open_binary(path) as stream:
                 return sum(1 for line in stream if line.split(b"\t", 1)[0].split(b"|", 2)[1:2] == [b"t"])
-    except _READ_ERRORS:
+    except READ_ERRORS:
         return None  # the reader says what is wrong with the file
     return None
 
 
-_SNIFF_BYTES = 1 << 16
 _PUBTATOR_FIRST_LINE = re.compile(r"\d+\|t\|")
+# The root element of each XML corpus format, as its reader (`_xml_children`) requires it.
+_XML_ROOTS = {"PubmedArticleSet": "pubmed", "collection": "bioc"}
 
 
 def _head(path: Path) -> str:
     """The first bytes of the (decompressed) file as text, without a byte order mark or leading space."""
+    return read_head(path).decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")
+
+
+class _RootFound(Exception):
+    """Raised at the root element's start, with its name: parsing stops there, before any of its content."""
+
+
+def _stop_at_root(name: str, attributes: dict[str, str]) -> None:
+    raise _RootFound(name)
+
+
+def _xml_root(head: str) -> tuple[str | None, str | None]:
+    """(the root element's name, None) of XML whose start is ``head``; (None, why) where none is found in it:
+    text that starts with ``<`` but is no XML, or XML not well-formed before its root element."""
+    parser = expat.ParserCreate()  # no external DTD or entity is fetched: the file alone is read
+    parser.StartElementHandler = _stop_at_root
     try:
-        with open_binary(path) as stream:
-            head = stream.read1(_SNIFF_BYTES)  # one block: a truncated .gz can still be sniffed
-    except _READ_ERRORS:
-        head = b""
-    return head.decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")
+        parser.Parse(head, False)  # not final: the head may end anywhere
+    except _RootFound as found:
+        return found.args[0], None
+    except expat.ExpatError as error:
+        return None, f"line {error.lineno}, column {error.offset}: {expat.ErrorString(error.code)}"
+    return None, "no root element in its first bytes"
+
+
+def _xml_format(path: Path, head: str) -> str | None:
+    """``pubmed`` or ``bioc`` by the root element of a file whose first bytes are ``head`` (which start with ``<``);
+    None where it is no XML (a text line that starts with ``<``).
+
+    Raises:
+        DataError: XML of another root (a PMC/JATS ``<article>``, HTML, ...), named, which would otherwise be
+            read as lines of text, markup and all.
+    """
+    root, problem = _xml_root(head)
+    if root is None:
+        if head.startswith("<?xml"):  # an XML declaration: no text line starts so
+            raise DataError(f"{path}: XML, but no root element could be read ({problem})")
+        return None
+    if root in _XML_ROOTS:
+        return _XML_ROOTS[root]
+    raise DataError(
+        f"{path}: XML whose root element is <{root}>, which is neither PubMed XML (<PubmedArticleSet>) nor BioC "
+        "XML (<collection>): the formats read are those, BioC JSON, PubTator, JSON lines, CoNLL and text lines. "
+        "NCBI's BioC-PMC API serves PMC articles as BioC XML; --input-format text reads this file's lines as "
+        "text, markup and all"
+    )
 
 
 def detect_corpus_format(path: str | Path) -> str | None:
     """The corpus format of a file (one of `CORPUS_FORMATS`), from its suffix and first bytes; None where unsure.
 
-    ``<PubmedArticleSet`` → ``pubmed``, ``<collection`` → ``bioc``; JSON with ``"documents"`` near its start →
-    ``bioc-json``; a ``.pubtator`` file or a first line ``PMID|t|`` → ``pubtator``; a ``.jsonl`` / ``.ndjson``
-    file, or a ``.json`` one whose first line is a JSON object → ``jsonl``.
+    XML by its root element: ``<PubmedArticleSet>`` → ``pubmed``, ``<collection>`` → ``bioc``; JSON with
+    ``"documents"`` near its start → ``bioc-json``; a ``.pubtator`` file or a first line ``PMID|t|`` →
+    ``pubtator``; a ``.jsonl`` / ``.ndjson`` file, or a ``.json`` one whose first line is a JSON object →
+    ``jsonl``. A gzip file is read decompressed, its suffix the one before ``.gz``.
 
     Raises:
-        DataError: the file is missing.
+        DataError: the file is missing, or is XML of another root element (`_xml_format`).
     """
     path = existing_file(path)
-    suffix = Path(path.name.lower().removesuffix(".gz")).suffix
+    suffix = format_suffix(path)
     head = _head(path)
     if head.startswith("<"):
-        found = [
-            (m.start(), name)
-            for name, tag in (("pubmed", "PubmedArticleSet"), ("bioc", "collection"))
-            if (m := re.search(rf"<{tag}[\s>/]", head))
-        ]
-        return min(found)[1] if found else None
+        return _xml_format(path, head)
     if suffix == ".pubtator" or _PUBTATOR_FIRST_LINE.match(head):
         return "pubtator"
     if suffix in (".jsonl", ".ndjson"):
@@ -579,7 +666,11 @@ _PUBTATOR_LINE_SAFE = str.maketrans({"\n": " ", "\r": " ", "\t": " "})
 
 
 class PubtatorWriter:
-    """PubTator text: ``id|t|title``, ``id|a|abstract``, a line per entity, a blank line.
+    """PubTator text as PubTator3 exports it: ``id|t|title``, ``id|a|abstract``, a line per entity, a blank line.
+
+    An entity's line has PubTator3's 6 columns, its concept id (the 6th) ``-``, as it has none: a line of 5
+    columns is a relation to PubTator's readers (the ``bioc`` library's), and an empty 6th column goes with the
+    line's trailing space when they strip it.
 
     The title is the first passage and the abstract the rest of `document_text` after it and one space, so
     that the entity offsets (into `document_text`) are PubTator's (into title + " " + abstract). Where the
@@ -593,7 +684,8 @@ class PubtatorWriter:
         return ""
 
     def document(self, document: Document, entities: list[dict[str, Any]]) -> str:
-        """The document's two text lines, ``id<TAB>start<TAB>end<TAB>mention<TAB>type`` per entity, a blank line."""
+        """The document's two text lines, ``id<TAB>start<TAB>end<TAB>mention<TAB>type<TAB>-`` per entity, a blank
+        line."""
         if not document.id or any(c in document.id for c in "|\t\r\n"):
             raise RecordError(
                 document.source, document.record, f"id {document.id!r} cannot be a PubTator PMID (|, tab, newline)"
@@ -607,7 +699,7 @@ class PubtatorWriter:
         ]
         for start, end, label in _entity_spans(document, text, entities):
             mention = text[start:end].translate(_PUBTATOR_LINE_SAFE)
-            lines.append(f"{document.id}\t{start}\t{end}\t{mention}\t{label}")
+            lines.append(f"{document.id}\t{start}\t{end}\t{mention}\t{label}\t-")
         return "\n".join(lines) + "\n\n"
 
     def footer(self) -> str:

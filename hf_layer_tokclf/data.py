@@ -23,6 +23,8 @@ from typing import IO, Any
 from .locations import is_repo_id
 
 __all__ = [
+    "HEAD_BYTES",
+    "READ_ERRORS",
     "SCHEMES",
     "Columns",
     "DataError",
@@ -31,6 +33,7 @@ __all__ = [
     "check_known_labels",
     "detect_scheme",
     "existing_file",
+    "format_suffix",
     "from_iob2",
     "label_list",
     "label_names_from",
@@ -39,6 +42,7 @@ __all__ = [
     "not_utf8",
     "open_binary",
     "read_conll",
+    "read_head",
     "read_json_records",
     "read_jsonl",
     "to_iob2",
@@ -117,6 +121,35 @@ def open_binary(path: str | Path) -> IO[bytes]:
     return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
 
 
+# What a broken .gz raises while it is read: a bad header, a truncated stream, corrupt data.
+READ_ERRORS = (OSError, EOFError, zlib.error)
+# What format detection reads of a file's start.
+HEAD_BYTES = 1 << 16
+
+
+def read_head(path: str | Path, size: int = HEAD_BYTES) -> bytes:
+    """Up to ``size`` first bytes of the file, decompressed where it is gzip (`open_binary`), to tell its format.
+
+    Of a truncated or corrupt ``.gz`` (or a file that cannot be read), what could be read: its reader, not
+    the sniffing, says what is wrong with it.
+    """
+    head = b""
+    try:
+        with open_binary(path) as stream:
+            # read1 block by block: read() of a truncated .gz raises and gives nothing of what it decompressed.
+            while len(head) < size and (block := stream.read1(size - len(head))):
+                head += block
+    except READ_ERRORS:
+        pass
+    return head
+
+
+def format_suffix(path: str | Path) -> str:
+    """The extension that names a file's format, in lower case: of a ``.gz`` file the one before it
+    (``docs.conll.gz``: ``.conll``; ``docs.gz``: none)."""
+    return Path(Path(path).name.lower().removesuffix(".gz")).suffix
+
+
 _SNIFF_BYTES = 8192
 # NUL, the control characters no text holds (tab, line breaks and form feeds aside), and the replacement of
 # bytes that are not UTF-8. Over a quarter of a file's start, they make it binary (an image, an archive,
@@ -126,12 +159,7 @@ _NOT_TEXT = re.compile("[\x00-\x08\x0e-\x1f\x7f\ufffd]")
 
 def _binary(path: Path) -> str | None:
     """Why the file's first bytes (decompressed) are not text, or None where they may be."""
-    try:
-        with open_binary(path) as stream:
-            head = stream.read(_SNIFF_BYTES)
-    except (OSError, EOFError, zlib.error):
-        return None  # a broken .gz: its reader says what is wrong with it
-    text = head.decode("utf-8", errors="replace")
+    text = read_head(path, _SNIFF_BYTES).decode("utf-8", errors="replace")
     odd = len(_NOT_TEXT.findall(text))
     if odd > max(8, len(text) // 4):
         return f"{odd} of its first {len(text)} characters are NUL, control characters or not UTF-8"
@@ -148,9 +176,13 @@ def not_utf8(error: UnicodeDecodeError, line_start: int = 0) -> str:
 
 
 def _read_text(path: str | Path) -> str:
-    """Returns the file's text decoded as UTF-8 (without a BOM); DataError if missing or not UTF-8."""
+    """Returns the file's (decompressed) text decoded as UTF-8 (without a BOM); DataError if missing or not UTF-8."""
     path = existing_file(path)
-    data = path.read_bytes()
+    try:
+        with open_binary(path) as stream:
+            data = stream.read()
+    except READ_ERRORS as error:
+        raise DataError(f"{path}: cannot be read ({error})") from None
     try:
         # utf-8-sig drops the byte-order mark that Windows editors like to write.
         return data.decode("utf-8-sig")
@@ -216,7 +248,7 @@ def read_conll(path: str | Path, *, labeled: bool | None = True) -> list[Sentenc
         DataError: the file is missing, not UTF-8, holds no sentences, or a labeled line has a
             single column.
     """
-    conllu = Path(path).suffix.lower() in CONLLU_SUFFIXES
+    conllu = format_suffix(path) in CONLLU_SUFFIXES
     rows: list[tuple[int, list[str]]] = []  # (line number, columns); an empty list ends a sentence
     for number, line in enumerate(_lines(_read_text(path)), start=1):
         columns = [] if not line.strip(" \t") else _conll_row(line, conllu)
@@ -312,17 +344,21 @@ def read_json_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
     Raises:
         DataError: naming the file and line, for invalid JSON, a line that is not an object, or bytes
-            that are not UTF-8.
+            that are not UTF-8; naming the file, for a truncated or corrupt ``.gz``.
     """
     path = existing_file(path)
-    with open(path, "rb") as stream:
-        for number, raw in enumerate(stream, start=1):
-            try:
-                line = raw.decode("utf-8").removeprefix("\ufeff" if number == 1 else "")
-            except UnicodeDecodeError as error:
-                raise DataError(f"{path}, line {number}: {not_utf8(error)}; convert the file to UTF-8") from None
-            if line.strip():
-                yield number, _json_object(line, f"{path}, line {number}")
+    number = 0
+    try:
+        with open_binary(path) as stream:
+            for number, raw in enumerate(stream, start=1):
+                try:
+                    line = raw.decode("utf-8").removeprefix("\ufeff" if number == 1 else "")
+                except UnicodeDecodeError as error:
+                    raise DataError(f"{path}, line {number}: {not_utf8(error)}; convert the file to UTF-8") from None
+                if line.strip():
+                    yield number, _json_object(line, f"{path}, line {number}")
+    except READ_ERRORS as error:
+        raise DataError(f"{path}: cannot be read after line {number} ({error})") from None
 
 
 def read_jsonl(
@@ -511,10 +547,10 @@ def load_sentences(
         dataset, name = _pick_split(datasets.load_from_disk(str(path)), split, source)
         return _dataset_sentences(dataset, name, labeled, columns)
     if path.exists():
-        if path.suffix.lower() in JSON_SUFFIXES:
+        if format_suffix(path) in JSON_SUFFIXES:
             return _labeled_as_asked(read_jsonl(path, columns=columns), labeled, columns)
         return read_conll(path, labeled=labeled)
-    if not hub or path.suffix.lower() in _FILE_SUFFIXES or not is_repo_id(source):
+    if not hub or format_suffix(path) in _FILE_SUFFIXES or not is_repo_id(source):
         raise DataError(f"{source}: no such file or directory")
     dataset, name = _pick_split(_load_hub_dataset(source, split, config_name), split, source)
     return _dataset_sentences(dataset, name, labeled, columns)

@@ -16,7 +16,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .corpus import CORPUS_FORMATS, OUTPUT_FORMATS, detect_corpus_format
-from .data import DOCSTART, JSON_SUFFIXES, DataError, existing_file, read_json_records
+from .data import (
+    DOCSTART,
+    HEAD_BYTES,
+    JSON_SUFFIXES,
+    DataError,
+    existing_file,
+    format_suffix,
+    read_head,
+    read_json_records,
+)
 
 __all__ = [
     "CONLL_SUFFIXES",
@@ -39,14 +48,15 @@ _LABEL = re.compile(r"^(O|[BIESLU]-\S+)$")
 
 
 def _first_lines(path: str | Path, count: int = _SAMPLE_LINES) -> list[str]:
-    """Up to ``count`` lines from the start of a file (undecodable bytes replaced: this only sniffs)."""
-    lines = []
-    with open(path, encoding="utf-8-sig", errors="replace") as stream:
-        for line in stream:
-            lines.append(line.rstrip("\r\n"))
-            if len(lines) >= count:
-                break
-    return lines
+    """Up to ``count`` whole lines from the (decompressed) start of a file, within its first 64 KiB (undecodable
+    bytes replaced: this only sniffs)."""
+    head = read_head(path)
+    lines = head.decode("utf-8", errors="replace").removeprefix("\ufeff").split("\n")
+    if len(head) == HEAD_BYTES:
+        lines.pop()  # cut short: a token without its label would make CoNLL look like text
+    elif lines[-1] == "":
+        lines.pop()  # after the last line break
+    return [line.removesuffix("\r") for line in lines[:count]]
 
 
 def looks_like_conll(lines: Sequence[str]) -> bool:
@@ -73,17 +83,19 @@ def looks_like_conll(lines: Sequence[str]) -> bool:
 def detect_input_format(path: str | Path | None, declared: str = "auto") -> str:
     """``"text"``, ``"conll"`` or a corpus format (`corpus.CORPUS_FORMATS`: ``"jsonl"``, ``"pubmed"``, ...):
     ``declared`` if not ``"auto"``, else a corpus format its first bytes show (`corpus.detect_corpus_format`),
-    else from the file's extension (`CONLL_SUFFIXES`, ``.jsonl`` / ``.json``) or its first lines.
+    else from the file's extension (`CONLL_SUFFIXES`, ``.jsonl`` / ``.json``) or its first lines. A gzip file
+    is read decompressed, its extension the one before ``.gz`` (``docs.conll.gz``).
 
     Raises:
         DataError: ``declared`` is ``"text"`` but the file reads as CoNLL (it would become one
-            document per token), naming ``--input-format``.
+            document per token), naming ``--input-format``; or ``declared`` is ``"auto"`` and the file is
+            XML that is neither PubMed nor BioC, naming its root element.
     """
     if declared not in INPUT_FORMATS:
         raise ValueError(f"unknown input format {declared!r}; expected one of {', '.join(INPUT_FORMATS)}")
     if path is None:  # standard input or --text: documents
         return "text" if declared == "auto" else declared
-    suffix = Path(path).suffix.lower()
+    suffix = format_suffix(path)
     existing_file(path)
     if declared == "text":
         if suffix in CONLL_SUFFIXES or looks_like_conll(_first_lines(path)):

@@ -268,7 +268,8 @@ def test_predict_reads_pubmed_xml_and_writes_pubtator_and_bioc_with_document_off
     assert [(pmid, int(start), int(end)) for pmid, start, end, *_ in spans] == [
         (d.id, e["start"], e["end"]) for d, found in zip(documents, expected, strict=True) for e in found
     ]
-    assert all(texts[pmid][int(start) : int(end)] == mention for pmid, start, end, mention, _ in spans)
+    assert all(texts[pmid][int(start) : int(end)] == mention for pmid, start, end, mention, _, concept in spans)
+    assert {concept for *_, concept in spans} == {"-"}  # PubTator3's 6th column: no concept id
     summary = json.loads(summary_path(tmp_path / "out.pubtator").read_text())
     assert (summary["records"], summary["documents"], summary["errors"], summary["passages"]) == (6, 5, 1, 10)
     assert summary["input_format"] == "pubmed" and "record 3" in summary["error_samples"][0]
@@ -283,6 +284,109 @@ def test_predict_reads_pubmed_xml_and_writes_pubtator_and_bioc_with_document_off
     assert locations == [
         (d.id, e["start"], e["end"] - e["start"]) for d, found in zip(documents, expected, strict=True) for e in found
     ]
+
+
+@pytest.fixture(scope="module")
+def pubtator_corpus(tmp_path_factory) -> Path:
+    """8 documents of NCBI-disease test text as PubTator: a sentence as the title, the next two as the abstract."""
+    sentences = [d["text"] for d in ncbi_documents(24, sentences_per_document=1)]
+    path = tmp_path_factory.mktemp("pubtator") / "ncbi.pubtator"
+    path.write_text(
+        "".join(
+            f"{9100 + i}|t|{sentences[3 * i]}\n{9100 + i}|a|{sentences[3 * i + 1]} {sentences[3 * i + 2]}\n\n"
+            for i in range(8)
+        )
+    )
+    return path
+
+
+def test_the_bioc_library_reads_every_annotation_of_our_pubtator_and_bioc_outputs(
+    trained, model, pubtator_corpus, tmp_path
+):
+    """The formats' reference reader (PyPI's bioc: pubtator, biocxml, biocjson) finds each entity predict wrote,
+    at offsets that point at its mention in the document's text."""
+    from bioc import biocjson, biocxml, pubtator
+
+    documents = [d for d in read_corpus(pubtator_corpus, "pubtator") if isinstance(d, Document)]
+    found = annotate_documents(*model, documents)
+    expected = [(d.id, e["start"], e["end"]) for d, entities in zip(documents, found, strict=True) for e in entities]
+    assert len(expected) > 10
+    argv = ["predict", str(trained[0]), "--input", str(pubtator_corpus), "--no-progress"]
+    outputs = {"pubtator": tmp_path / "out.pubtator", "bioc": tmp_path / "out.xml", "bioc-json": tmp_path / "out.json"}
+    for output_format, path in outputs.items():
+        assert main([*argv, "--format", output_format, "--output", str(path)]) == 0
+
+    with open(outputs["pubtator"], encoding="utf-8") as stream:
+        read = pubtator.load(stream)
+    assert [d.pmid for d in read] == [d.id for d in documents]
+    assert [(d.pmid, a.start, a.end) for d in read for a in d.annotations] == expected
+    assert all(d.text[a.start : a.end] == a.text and a.type == "Disease" for d in read for a in d.annotations)
+    assert not any(d.relations for d in read)  # no annotation line taken for a relation
+
+    for output_format, module in (("bioc", biocxml), ("bioc-json", biocjson)):
+        with open(outputs[output_format], encoding="utf-8") as stream:
+            collection = module.load(stream)
+        annotations = [(d, p, a) for d in collection.documents for p in d.passages for a in p.annotations]
+        assert [(d.id, a.total_span.offset, a.total_span.end) for d, _, a in annotations] == expected
+        for _, passage, annotation in annotations:
+            span = annotation.total_span
+            assert passage.text[span.offset - passage.offset : span.end - passage.offset] == annotation.text
+
+
+def test_predict_reads_gzip_inputs_as_their_uncompressed_files(trained, pubtator_corpus, tmp_path):
+    """Every input format, gzipped: the same output as the file itself (detection, reading and counting through
+    the compression)."""
+    import gzip
+
+    from test_corpus import BIOC_XML
+
+    documents = ncbi_documents(6)
+    conll = (NCBI / "test.tsv").read_text().split("\n\n")[:6]
+    inputs = {
+        "docs.jsonl": "".join(json.dumps(d) + "\n" for d in documents),
+        "docs.txt": "".join(d["text"] + "\n" for d in documents),
+        "words.jsonl": "".join(json.dumps({"tokens": d["text"].split()}) + "\n" for d in documents),
+        "ncbi.conll": "\n\n".join(conll) + "\n",
+        "ncbi.txt": "\n\n".join(conll) + "\n",  # CoNLL told by its (decompressed) lines
+        "ncbi.pubtator": pubtator_corpus.read_text(),
+        "corpus.xml": BIOC_XML,
+    }
+    argv = ["predict", str(trained[0]), "--no-progress"]
+    for name, text in inputs.items():
+        plain, compressed = tmp_path / name, tmp_path / f"{name}.gz"
+        plain.write_text(text)
+        compressed.write_bytes(gzip.compress(text.encode()))
+        for path in (plain, compressed):
+            assert main([*argv, "--input", str(path), "--output", f"{path}.out"]) == 0, name
+        output = Path(f"{plain}.out").read_bytes()
+        assert Path(f"{compressed}.out").read_bytes() == output and len(output) > 200, name
+
+
+def test_xml_that_is_neither_pubmed_nor_bioc_is_refused_before_the_model_loads(tiny_dir, tmp_path, capsys, monkeypatch):
+    from test_documents import JATS
+
+    import hf_layer_tokclf.inference
+
+    def loaded(*args, **kwargs):
+        raise AssertionError("the model loaded")
+
+    monkeypatch.setattr(hf_layer_tokclf.inference, "load_model", loaded)
+    article = tmp_path / "PMC1234567.nxml"
+    article.write_text(JATS)
+    assert main(["predict", str(tiny_dir), "--input", str(article), "--output", str(tmp_path / "out.jsonl")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"hf-layer-tokclf predict: error: {article}: XML whose root element is <article>, ")
+    assert not list(tmp_path.glob("out.jsonl*"))
+
+
+def test_the_progress_total_of_gzip_text_counts_its_decompressed_lines(tiny_dir, tmp_path, capsys):
+    import gzip
+
+    lines = "".join(f"Breast cancer {i} .\n" for i in range(40))
+    path = tmp_path / "docs.txt.gz"
+    path.write_bytes(gzip.compress(lines.encode()))
+    assert main(["predict", str(tiny_dir), "--input", str(path), "--output", str(tmp_path / "out.jsonl")]) == 0
+    assert "Annotating: 40/40 documents, " in capsys.readouterr().err
 
 
 def test_a_run_killed_between_its_footer_and_the_rename_writes_the_footer_once(model, corpus, tmp_path, monkeypatch):

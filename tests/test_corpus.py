@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -203,6 +204,22 @@ def test_pubmed_truncated_gz_and_wrong_root_are_data_errors(tmp_path):
         list(read_corpus(write(tmp_path / "bioc.xml", BIOC_XML), "pubmed"))
 
 
+@pytest.mark.parametrize("corpus_format", ["jsonl", "pubtator", "text"])
+def test_a_truncated_gz_of_lines_is_a_data_error_after_the_lines_it_holds(tmp_path, corpus_format):
+    from hf_layer_tokclf.corpus import read_text_lines
+
+    records = {
+        "jsonl": "".join(json.dumps({"text": f"Abstract {i} on breast cancer."}) + "\n" for i in range(3000)),
+        "pubtator": "".join(f"{i}|t|Title {i} on breast cancer.\n{i}|a|Its abstract.\n\n" for i in range(3000)),
+        "text": "".join(f"Abstract {i} on breast cancer.\n" for i in range(3000)),
+    }
+    path = write(tmp_path / f"cut.{corpus_format}.gz", gzip.compress(records[corpus_format].encode())[:-300])
+    read = read_text_lines(path) if corpus_format == "text" else read_corpus(path, corpus_format)
+    assert isinstance(next(read), Document)
+    with pytest.raises(DataError, match=rf"{path.name}: cannot be read after line \d+ \(Compressed file ended"):
+        list(read)
+
+
 def test_pubmed_streams_lazily(tmp_path):
     articles = "".join(pubmed_article(str(n), f"Title {n}.", "<AbstractText>Text.</AbstractText>") for n in range(2000))
     # Not well-formed at the very end: a reader that parsed the whole file first would fail on the first next().
@@ -291,6 +308,67 @@ def test_pubtator_without_blank_lines_and_crlf(tmp_path):
     assert summary(items)[:2] == [("1", [("One.", 0, {"type": "title"}), ("Abstract.", 5, {"type": "abstract"})]), 2]
 
 
+# BC5CDR's first abstract, shortened, as PubTator3 exports it: annotations with a 6th column (the concept id, "-"
+# where there is none), relations of 4 columns (PMID, type, two concept ids) and, as BioRED has them, 5.
+CDR_TITLE = "Naloxone reverses the antihypertensive effect of clonidine."
+CDR_ABSTRACT = (
+    "In unanesthetized, spontaneously hypertensive rats the decrease in blood pressure and heart rate produced by "
+    "intravenous clonidine was inhibited or reversed by nalozone. The hypotensive effect of alpha-methyldopa was "
+    "also partially reversed by naloxone."
+)
+CDR_MENTIONS = [
+    ("Naloxone", "Chemical", "MESH:D009270"),
+    ("clonidine", "Chemical", "MESH:D003000"),
+    ("hypertensive", "Disease", "MESH:D006973"),
+    ("nalozone", "Chemical", "-"),
+    ("hypotensive", "Disease", "MESH:D007022"),
+    ("alpha-methyldopa", "Chemical", "MESH:D008750"),
+]
+
+
+def pubtator3(columns: int = 6) -> str:
+    """The CDR abstract in PubTator, its annotation lines of ``columns`` (5: ours before PubTator3's 6th column)."""
+    text = f"{CDR_TITLE} {CDR_ABSTRACT}"
+    lines, start = [f"227508|t|{CDR_TITLE}", f"227508|a|{CDR_ABSTRACT}"], 0
+    for mention, kind, concept in CDR_MENTIONS:
+        start = text.index(mention, start)
+        lines.append("\t".join(["227508", str(start), str(start + len(mention)), mention, kind, concept][:columns]))
+    lines += ["227508\tCID\tMESH:D008750\tMESH:D007022", "227508\tAssociation\tMESH:D003000\tMESH:D006973\tNovel"]
+    return "\n".join([*lines, "", "9|t|Second.", "9\t0\t6\tSecond\tX\t", ""]) + "\n"  # an empty 6th column too
+
+
+@pytest.mark.parametrize("columns", [6, 5])
+def test_pubtator_with_and_without_the_concept_id_column_and_with_relations(tmp_path, columns):
+    items = list(read_corpus(write(tmp_path / "cdr.pubtator", pubtator3(columns)), "pubtator"))
+    text = f"{CDR_TITLE} {CDR_ABSTRACT}"
+    assert [(d.id, document_text(d)) for d in items] == [("227508", text), ("9", "Second.")]
+
+
+def test_pubtator3_annotation_lines_read_by_the_bioc_library_point_at_their_mentions():
+    """The test file above is PubTator as its reference reader takes it: every mention at its offsets."""
+    from bioc import pubtator
+
+    (document, _) = pubtator.loads(pubtator3())
+    assert [(a.text, a.type, a.id) for a in document.annotations] == CDR_MENTIONS
+    assert all(document.text[a.start : a.end] == a.text for a in document.annotations)
+    assert [(r.type, r.id1, r.id2) for r in document.relations][:1] == [("CID", "MESH:D008750", "MESH:D007022")]
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("1\tzero\t3\tOne\tX\t-", "an annotation's start and end are not integers: 'zero', '3'"),
+        ("1\t3\t1\tOne\tX\t-", "an annotation that ends (1) before it starts (3)"),
+        ("1\tOne", "a line of 2 tab-separated columns"),
+    ],
+)
+def test_pubtator_annotation_lines_that_cannot_be_read_are_record_errors(tmp_path, line, problem):
+    path = write(tmp_path / "bad.pubtator", f"1|t|One.\n1|a|Two.\n{line}\n\n2|t|Next.\n")
+    first, second = read_corpus(path, "pubtator")
+    assert isinstance(first, RecordError) and str(first).startswith(f"{path}, record 1: line 3: {problem}")
+    assert second.id == "2"
+
+
 # --- Lines that are not UTF-8, files that are not text ------------------------------------------
 
 # A line of Latin-1 among UTF-8 lines: byte 0xe9 ("é") is the 25th byte of its line.
@@ -358,11 +436,23 @@ def test_a_binary_file_is_refused_when_it_is_opened(tmp_path, corpus_format):
         ("records.jsonl", '{"text": "a"}\n', "jsonl"),
         ("records.json", '{"text": "a"}\n{"text": "b"}\n', "jsonl"),
         ("notes.txt", "Some text.\n", None),
-        ("other.xml", "<html></html>", None),
+        ("notes.txt", "<5% of patients.\n", None),
     ],
 )
 def test_detect_corpus_format(tmp_path, name, text, expected):
     assert detect_corpus_format(write(tmp_path / name, text)) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("<html></html>", "XML whose root element is <html>, which is neither PubMed XML"),
+        ("<?xml version='1.0'?>\n<1root/>\n", "XML, but no root element could be read (line 2, column"),
+    ],
+)
+def test_detect_corpus_format_refuses_other_xml(tmp_path, text, message):
+    with pytest.raises(DataError, match=re.escape(f"{tmp_path / 'other.xml'}: {message}")):
+        detect_corpus_format(write(tmp_path / "other.xml", text))
 
 
 def test_detect_corpus_format_of_a_missing_file(tmp_path):
@@ -400,8 +490,8 @@ def test_pubtator_writer_entity_lines(tmp_path):
     output = write_corpus("pubtator", documents, [ENTITIES + none_aggregation])
     assert output == (
         f"10021369|t|{TITLE}\n10021369|a|{ABSTRACT}\n"
-        "10021369\t43\t76\tadenomatous polyposis coli tumour\tDisease\n"
-        f"10021369\t{start}\t{start + 3}\tAPC\tB-Disease\n\n"
+        "10021369\t43\t76\tadenomatous polyposis coli tumour\tDisease\t-\n"
+        f"10021369\t{start}\t{start + 3}\tAPC\tB-Disease\t-\n\n"
     )
 
 

@@ -1,5 +1,6 @@
 """Tests of hf_layer_tokclf.documents: which format a file is in, and JSON lines documents read lazily."""
 
+import gzip
 import json
 
 import pytest
@@ -45,6 +46,72 @@ def test_formats_by_extension_then_content(tmp_path):
         detect_input_format(tmp_path / "missing.txt")
     with pytest.raises(ValueError, match="unknown input format 'xml'"):
         detect_input_format(tmp_path / "b.txt", "xml")
+
+
+def test_formats_of_gzip_files_by_the_extension_before_gz_then_the_decompressed_content(tmp_path):
+    conll = (NCBI / "test.tsv").read_text()[:3000]
+    files = {
+        "docs.jsonl.gz": json.dumps({"text": TEXTS[0]}) + "\n",
+        "docs.txt.gz": "\n".join(TEXTS) + "\n",
+        "docs.conll.gz": "BRCA1\nmutations\n",  # by its extension: its lines alone do not say CoNLL
+        "ncbi.txt.gz": conll,  # by its lines
+        "tokens.gz": conll,
+        "docs.pubtator.gz": "Some text.\n",  # by its extension
+        "docs.gz": "1|t|A title.\n1|a|An abstract.\n",  # by its first line
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_bytes(gzip.compress(text.encode()))
+    found = {name: detect_input_format(tmp_path / name) for name in files}
+    assert found == {
+        "docs.jsonl.gz": "jsonl",
+        "docs.txt.gz": "text",
+        "docs.conll.gz": "conll",
+        "ncbi.txt.gz": "conll",
+        "tokens.gz": "conll",
+        "docs.pubtator.gz": "pubtator",
+        "docs.gz": "pubtator",
+    }
+    for name in ("docs.conll.gz", "ncbi.txt.gz"):
+        with pytest.raises(DataError, match=rf"{name}: looks like CoNLL .* --input-format conll"):
+            detect_input_format(tmp_path / name, "text")
+    assert text_column(tmp_path / "docs.jsonl.gz") == ("text", False)
+
+
+JATS = """<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE article PUBLIC "-//NLM//DTD JATS (Z39.96) Journal Archiving and Interchange DTD v1.3 20210610//EN"
+ "JATS-archivearticle1-3.dtd">
+<article xmlns:xlink="http://www.w3.org/1999/xlink" article-type="research-article" dtd-version="1.3">
+<front><article-meta><title-group><article-title>BRCA1 in breast cancer</article-title></title-group>
+<abstract><p>Germline mutations in <italic>BRCA1</italic> cause breast cancer.</p></abstract></article-meta></front>
+<body><sec><title>Introduction</title><p>Ovarian cancer&#x02014;a disease.</p></sec></body>
+</article>
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "root"),
+    [
+        ("PMC1234567.xml", JATS, "article"),
+        ("PMC1234567.nxml.gz", JATS, "article"),
+        ("page.html", "<!DOCTYPE html>\n<html><body><p>Breast cancer.</p></body></html>\n", "html"),
+        ("notes.txt", "<!-- a comment -->\n<notes>\n<note>Breast cancer.</note>\n</notes>\n", "notes"),
+    ],
+)
+def test_xml_that_is_neither_pubmed_nor_bioc_is_refused_naming_its_root(tmp_path, name, text, root):
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(text.encode()) if name.endswith(".gz") else text.encode())
+    with pytest.raises(DataError) as error:
+        detect_input_format(path)
+    message = str(error.value)
+    assert message.startswith(f"{path}: XML whose root element is <{root}>, which is neither PubMed XML (<Pubmed")
+    assert "BioC XML (<collection>)" in message and "--input-format text" in message
+    assert detect_input_format(path, "text") == "text"  # as declared: its lines, markup and all
+
+
+def test_text_that_starts_with_a_less_than_sign_is_text(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("<5% of patients had breast cancer.\nNo disease here.\n")
+    assert detect_input_format(path) == "text"
 
 
 def test_ncbi_conll_slices_are_conll_with_or_without_labels(tmp_path):
