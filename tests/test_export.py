@@ -11,7 +11,8 @@ import subprocess
 import numpy as np
 import pytest
 import torch
-from conftest import NCBI, TEXT, lowest_python, tiny_bert_kwargs
+from conftest import ID2LABEL, LABEL2ID, NCBI, TEXT, lowest_python, tiny_bert_kwargs
+from families import FAMILIES
 
 pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -235,8 +236,9 @@ def test_cli_exports_int8_and_predicts_from_the_serving_folder(pooled_dir, tmp_p
 
 
 # Optimum as its users run it, in a process of its own (the lowest-versions environment, where optimum-onnx is
-# installed) that cannot import hf_layer_tokclf: for each folder, ORTModelForTokenClassification and the stock
-# pipeline's entities for each aggregation strategy, or the error loading it raised.
+# installed) that cannot import hf_layer_tokclf: for each folder, ORTModelForTokenClassification, its logits for
+# the first text (with the token ids), and the stock pipeline's entities for each aggregation strategy; or the
+# error loading it raised.
 OPTIMUM_PIPELINE = """
 import json, sys
 sys.modules["hf_layer_tokclf"] = None  # importing it raises: nothing of ours may run
@@ -256,7 +258,9 @@ for folder in sys.argv[2:]:
         ner = pipeline("token-classification", model=model, tokenizer=tokenizer, aggregation_strategy=strategy)
         keys = ("entity_group", "start", "end", "score")
         found[strategy] = [[{k: e[k] if k != "score" else float(e[k]) for k in keys} for e in r] for r in ner(texts)]
+    encoded = tokenizer(texts[:1], return_tensors="np")
     record = {"class": type(model).__name__, "config": type(model.config).__name__, "entities": found}
+    record.update(input_ids=encoded["input_ids"].tolist(), logits=model(**encoded).logits.tolist())
     print(json.dumps({"folder": folder, "layers": model.config.num_hidden_layers, **record}))
 """
 DOCUMENTS = 20
@@ -276,11 +280,30 @@ def pooled_onnx(pooled_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def optimum_read(trained_onnx, trained_int8, pooled_onnx, documents, tmp_path_factory) -> dict:
+def family_onnx(checkpoints, tmp_path_factory) -> dict:
+    """Each family's tiny checkpoint as a layer classifier reading layer 2 of 4, exported: by family."""
+    from hf_layer_tokclf.auto import AutoModelForLayerTokenClassification
+    from hf_layer_tokclf.tokenization import load_tokenizer, save_tokenizer
+
+    root, folders = tmp_path_factory.mktemp("families-onnx"), {}
+    for family, checkpoint in checkpoints.items():
+        torch.manual_seed(0)
+        model = AutoModelForLayerTokenClassification.from_pretrained(
+            checkpoint, hidden_layer=2, num_labels=3, id2label=ID2LABEL, label2id=LABEL2ID
+        )
+        model.save_pretrained(root / family)
+        save_tokenizer(load_tokenizer(checkpoint), root / family)
+        folders[family] = root / f"{family}-onnx"
+        export_onnx(root / family, folders[family])
+    return folders
+
+
+@pytest.fixture(scope="module")
+def optimum_read(trained_onnx, trained_int8, pooled_onnx, family_onnx, documents, tmp_path_factory) -> dict:
     """What Optimum makes of each folder (`OPTIMUM_PIPELINE`), by folder."""
     texts = tmp_path_factory.mktemp("optimum") / "texts.json"
     texts.write_text(json.dumps(documents), encoding="utf-8")
-    folders = [str(f) for f in (trained_onnx, trained_int8, pooled_onnx)]
+    folders = [str(f) for f in (trained_onnx, trained_int8, pooled_onnx, *family_onnx.values())]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     env.pop("PYTHONPATH", None)
     proc = subprocess.run(
@@ -381,3 +404,28 @@ def test_an_export_without_stock_form_says_so_and_still_serves(pooled_dir, poole
     assert "bert-layer-tokclf" in optimum_read[str(pooled_onnx)]["error"]
     assert isinstance(load_model(out)[0], OnnxTokenClassifier)
     check_against_pytorch(out, pooled_dir)
+
+
+# At layer 2 of 4, ModernBERT and EuroBERT have no stock form (`stock_export.stock_form_reason`); the others do.
+NO_STOCK_FORM_AT_2 = {"modernbert": "final norm and a prediction head", "eurobert": "final norm after its last layer"}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_each_family_with_a_stock_form_loads_in_optimum(family, family_onnx, optimum_read):
+    """Every family with a stock form at the layer read loads in Optimum with its own config class, and the
+    graph Optimum runs gives our runner's logits on Optimum's own token ids; the others are refused by Optimum and
+    say why in their README."""
+    from hf_layer_tokclf.auto import FAMILIES as SUPPORTED
+
+    folder = family_onnx[family]
+    record, info = optimum_read[str(folder)], json.loads((folder / "onnx_export.json").read_text())
+    if family in NO_STOCK_FORM_AT_2:
+        assert NO_STOCK_FORM_AT_2[family] in info["no_stock_form"] and f"{family}-layer-tokclf" in record["error"]
+        assert NO_STOCK_FORM_AT_2[family] in (folder / "README.md").read_text()
+        return
+    assert "error" not in record, record.get("error")
+    stock_config = SUPPORTED[family].stock_class_name.replace("ForTokenClassification", "Config")
+    assert (record["class"], record["config"], record["layers"]) == ("ORTModelForTokenClassification", stock_config, 2)
+    ids = np.array(record["input_ids"])
+    ours = OnnxTokenClassifier(folder).logits(ids, np.ones_like(ids))
+    np.testing.assert_allclose(np.array(record["logits"]), ours, atol=1e-5, rtol=0)
