@@ -236,20 +236,25 @@ def serving_config(config: Any) -> tuple[Any, str | None]:
 
     A layer classifier with a stock form gets its family's stock config with ``num_hidden_layers`` = the
     layers in the graph (`stock_export.stock_config`: ``model_type`` the family's, no ``auto_map``, the
-    labels and ``label_scheme`` kept), which Optimum's `OPTIMUM_CLASS` loads as it is. A family's own
-    classifier keeps its config. Any other keeps its config (this package reads it) without ``auto_map``
-    and ``custom_pipelines``: the folder holds no code for them to name.
+    labels and ``label_scheme`` kept), which Optimum's `OPTIMUM_CLASS` loads as it is. A classifier of
+    transformers' own keeps its config, a stock one already. Any other keeps its config (this package
+    reads it) without ``auto_map`` and ``custom_pipelines``: the folder holds no code for them to name.
     """
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
     model_type = getattr(config, "model_type", None)
     try:
-        family = family_of(model_type)
+        ours = family_of(model_type).model_type == model_type
     except ValueError:
-        family = None
-    if family is not None and model_type == family.backbone_type:
+        ours = False
+    if ours:
+        reason = stock_form_reason(config)
+        if reason is None:
+            return stock_config(config), None
+    elif model_type in CONFIG_MAPPING and not getattr(config, "auto_map", None):
         return config, None
-    reason = stock_form_reason(config) if family is not None else f"model_type {model_type!r} is no family of ours"
-    if reason is None:
-        return stock_config(config), None
+    else:
+        reason = f"its model_type {model_type!r} is defined by its own code, which this folder does not hold"
     config = copy.deepcopy(config)
     for field in CODE_FIELDS:
         if hasattr(config, field):
@@ -324,9 +329,9 @@ def serving_readme(info: dict[str, Any], name: str) -> str:
     if info["no_stock_form"] is not None:
         return head + (
             "## Load it with hf-layer-tokclf (not with Optimum)\n\n"
-            f"This model has no stock transformers form: {info['no_stock_form']}. So `config.json` keeps "
-            f"hf-layer-tokclf's model type (`{info['model_type']}`), which neither transformers' Auto classes "
-            f"nor Optimum's `{OPTIMUM_CLASS}` know: load this folder with hf-layer-tokclf.\n\n" + ours
+            f"This model has no stock transformers form: {info['no_stock_form']}. So `config.json` keeps the "
+            f"model's own type (`{info['model_type']}`), which neither transformers' Auto classes nor Optimum's "
+            f"`{OPTIMUM_CLASS}` know without this package: load this folder with hf-layer-tokclf.\n\n" + ours
         )
     stock = (info.get("architectures") or ["the family's *ForTokenClassification"])[0]
     return head + (

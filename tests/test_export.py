@@ -429,3 +429,17 @@ def test_each_family_with_a_stock_form_loads_in_optimum(family, family_onnx, opt
     ids = np.array(record["input_ids"])
     ours = OnnxTokenClassifier(folder).logits(ids, np.ones_like(ids))
     np.testing.assert_allclose(np.array(record["logits"]), ours, atol=1e-5, rtol=0)
+
+
+def test_serving_config_keeps_a_stock_config_and_drops_code_it_does_not_hold():
+    """transformers' own classifier is stock as it is; a model of someone's code keeps its type without auto_map."""
+    from transformers import BertConfig, PretrainedConfig
+
+    from hf_layer_tokclf.export import serving_config
+
+    stock = BertConfig(**tiny_bert_kwargs())
+    assert serving_config(stock) == (stock, None)
+    foreign = PretrainedConfig(auto_map={"AutoConfig": "configuration_x.XConfig"}, custom_pipelines={"x": {}})
+    written, reason = serving_config(foreign)
+    assert "defined by its own code" in reason and foreign.auto_map  # the model's own config is left as it is
+    assert not hasattr(written, "auto_map") and not hasattr(written, "custom_pipelines")
