@@ -443,3 +443,20 @@ def test_serving_config_keeps_a_stock_config_and_drops_code_it_does_not_hold():
     written, reason = serving_config(foreign)
     assert "defined by its own code" in reason and foreign.auto_map  # the model's own config is left as it is
     assert not hasattr(written, "auto_map") and not hasattr(written, "custom_pipelines")
+
+
+def test_an_older_exports_folder_is_replaced_but_a_readme_someone_put_there_is_refused(pooled_dir, tmp_path):
+    """Versions before the README wrote none: in such a folder (no manifest) a README.md is somebody's own."""
+    from hf_layer_tokclf.files import MANIFEST
+
+    out = tmp_path / "out"
+    export_onnx(pooled_dir, out)
+    (out / MANIFEST).unlink()
+    (out / "README.md").unlink()  # now as an older version left it
+    export_onnx(pooled_dir, out, overwrite=True)
+    assert (out / "README.md").is_file() and (out / MANIFEST).is_file()
+    (out / MANIFEST).unlink()
+    (out / "README.md").write_text("my notes")
+    with pytest.raises(OutputExistsError, match=r"README\.md"):
+        export_onnx(pooled_dir, out, overwrite=True)
+    assert (out / "README.md").read_text() == "my notes"
