@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .files import check_output_path, is_bookkeeping, write_json
+from .files import CARD, check_output_path, is_bookkeeping, write_json
 from .hub import HubError
 from .redaction import redact_command, remember_secrets_in, scrub_text
 
@@ -865,8 +865,11 @@ def _add_export_options(parser: argparse.ArgumentParser, model_help: str) -> Non
 
 
 def export_onnx_command(argv: Sequence[str]) -> int:
+    import json
+
     args = export_onnx_parser().parse_args(list(argv))
-    from .export import export_onnx
+    from .export import OPTIMUM_CLASS, export_onnx
+    from .serving import EXPORT_INFO
 
     path = export_onnx(
         args.model_dir,
@@ -878,6 +881,17 @@ def export_onnx_command(argv: Sequence[str]) -> int:
     )
     size = path.stat().st_size / 2**20
     print(f"wrote {path} ({'int8' if args.quantize else 'float32'}, {size:.1f} MiB) and the tokenizer beside it")
+    info = json.loads((path.parent / EXPORT_INFO).read_text(encoding="utf-8"))
+    if info["no_stock_form"] is None:
+        print(
+            f"config.json is the stock {info['model_type']} config ({', '.join(info['architectures'] or [])}): "
+            f"Optimum loads it as it is, {OPTIMUM_CLASS}.from_pretrained({str(args.out_dir)!r}); see its README.md"
+        )
+    else:
+        print(
+            f"no stock form, so Optimum cannot load it: {info['no_stock_form']}. Load it with hf-layer-tokclf "
+            f"(predict, evaluate, serving.OnnxTokenClassifier); see {Path(args.out_dir, CARD)}"
+        )
     return 0
 
 

@@ -3,9 +3,16 @@
 `export_onnx` writes a serving folder::
 
     OUT_DIR/model.onnx          the model to serve: fp32, or int8 with quantize="int8"
-    OUT_DIR/config.json         the model's config (id2label, max_position_embeddings, ...)
+    OUT_DIR/config.json         the model's config (id2label, max_position_embeddings, ...): see `serving_config`
     OUT_DIR/tokenizer.json ...  the tokenizer files
-    OUT_DIR/onnx_export.json    how it was made: precision, opset, exporter, check against PyTorch
+    OUT_DIR/onnx_export.json    how it was made: precision, opset, exporter, check against PyTorch, stock form
+    OUT_DIR/README.md           what it is and how to load it: with Optimum, or with this package and why
+
+A model with a stock form (`stock_export.stock_form_reason`: one layer, no pooling, no CRF, a family
+exact at that layer) gets its family's stock config with ``num_hidden_layers`` = the layers in the
+graph, so that ``optimum.onnxruntime.ORTModelForTokenClassification.from_pretrained(OUT_DIR)`` loads the
+folder as it is, without ``trust_remote_code`` (Optimum looks for ``model.onnx``, feeds the inputs below
+by name and reads ``logits``). Any other keeps this package's config, which only this package reads.
 
 ``model.onnx`` is always the file to serve, whatever its precision (``onnx_export.json`` says
 which), so that a serving folder has one model and one loading path. Its inputs are
@@ -19,6 +26,7 @@ layers the model uses are in the graph, so layer 3 of 12 exports about a quarter
 
 from __future__ import annotations
 
+import copy
 import logging
 import warnings
 from collections.abc import Sequence
@@ -27,8 +35,10 @@ from typing import Any
 
 import torch
 
+from .auto import family_of
 from .features import MODEL_INPUT_NAMES
 from .files import (
+    CARD,
     CONFIG,
     TOKENIZER_FILES,
     Outputs,
@@ -49,18 +59,22 @@ from .serving import (
     run_session,
     to_numpy,
 )
+from .stock_export import CODE_FIELDS, LAYER_FIELDS, stock_config, stock_form_reason
 from .tokenization import save_tokenizer
 
-__all__ = ["DEFAULT_OPSET", "export_onnx", "verify_onnx"]
+__all__ = ["DEFAULT_OPSET", "OPTIMUM_CLASS", "export_onnx", "serving_config", "serving_readme", "verify_onnx"]
 
 DEFAULT_OPSET = 17
 QUANTIZATIONS = (None, "int8")
+# The class of Optimum (optimum-onnx) that loads a stock export's folder as it is.
+OPTIMUM_CLASS = "ORTModelForTokenClassification"
 # What an export writes (an earlier one's tokenizer may have had other files): all that --overwrite replaces.
-# A folder of an older version (no manifest) is an export if it has onnx_export.json; it holds nothing else.
+# A folder of an older version (no manifest) is an export if it has onnx_export.json; it holds nothing else
+# (those versions wrote no README.md: one there is somebody's own, refused rather than replaced).
 ONNX_OUTPUTS = Outputs(
     "export-onnx",
-    output_names((MODEL_FILE, CONFIG, EXPORT_INFO, *TOKENIZER_FILES)),
-    legacy=lambda folder: (folder / EXPORT_INFO).is_file(),
+    output_names((MODEL_FILE, CONFIG, EXPORT_INFO, CARD, *TOKENIZER_FILES)),
+    legacy=lambda folder: (folder / EXPORT_INFO).is_file() and not (folder / CARD).exists(),
     exclusive=True,
     flag="--overwrite",
 )
@@ -205,12 +219,59 @@ def export_onnx(
     with claim_output_dir(out_dir, ONNX_OUTPUTS, overwrite=overwrite, in_place=False):
         model, tokenizer = load_model(model_dir, attn_implementation="eager", trust_remote_code=trust_remote_code)
         model = model.float().eval()
+        config, no_stock_form = serving_config(model.config)
         with atomic_folder(out_dir, ONNX_OUTPUTS) as folder:
             exporter, diff = _write_onnx(model, tokenizer, folder / MODEL_FILE, opset, quantize)
             save_tokenizer(tokenizer, folder)
-            model.config.to_json_file(str(folder / CONFIG))
-            write_json(folder / EXPORT_INFO, _export_info(model, model_dir, folder, quantize, opset, exporter, diff))
+            config.to_json_file(str(folder / CONFIG))
+            info = _export_info(model, model_dir, folder, quantize, opset, exporter, diff)
+            info.update(_form_info(model.config, config, no_stock_form))
+            (folder / CARD).write_text(serving_readme(info, out_dir.name), encoding="utf-8")
+            write_json(folder / EXPORT_INFO, info)
     return out_dir / MODEL_FILE
+
+
+def serving_config(config: Any) -> tuple[Any, str | None]:
+    """The ``config.json`` of a serving folder, and why Optimum cannot load the folder (None when it can).
+
+    A layer classifier with a stock form gets its family's stock config with ``num_hidden_layers`` = the
+    layers in the graph (`stock_export.stock_config`: ``model_type`` the family's, no ``auto_map``, the
+    labels and ``label_scheme`` kept), which Optimum's `OPTIMUM_CLASS` loads as it is. A classifier of
+    transformers' own keeps its config, a stock one already. Any other keeps its config (this package
+    reads it) without ``auto_map`` and ``custom_pipelines``: the folder holds no code for them to name.
+    """
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    model_type = getattr(config, "model_type", None)
+    try:
+        ours = family_of(model_type).model_type == model_type
+    except ValueError:
+        ours = False
+    if ours:
+        reason = stock_form_reason(config)
+        if reason is None:
+            return stock_config(config), None
+    elif model_type in CONFIG_MAPPING and not getattr(config, "auto_map", None):
+        return config, None
+    else:
+        reason = f"its model_type {model_type!r} is defined by its own code, which this folder does not hold"
+    config = copy.deepcopy(config)
+    for field in CODE_FIELDS:
+        if hasattr(config, field):
+            delattr(config, field)
+    return config, reason
+
+
+def _form_info(source: Any, written: Any, no_stock_form: str | None) -> dict[str, Any]:
+    """``onnx_export.json``'s record of the config written: stock or ours, why, and the source's layer fields."""
+    return {
+        "config": "stock" if no_stock_form is None else "hf-layer-tokclf",
+        "model_type": written.model_type,
+        "architectures": getattr(written, "architectures", None),
+        "no_stock_form": no_stock_form,
+        "source_model_type": source.model_type,
+        **{field: getattr(source, field) for field in LAYER_FIELDS if hasattr(source, field)},
+    }
 
 
 def _export_info(
@@ -239,6 +300,54 @@ def _export_info(
         "onnx_version": onnx.__version__,
         "onnxruntime_version": onnxruntime.__version__,
     }
+
+
+def serving_readme(info: dict[str, Any], name: str) -> str:
+    """The serving folder's ``README.md``: what ``model.onnx`` is and how to load the folder, from ``onnx_export.json``.
+
+    ``name`` is the folder's name, for the examples. A stock folder loads with Optimum (and with this package);
+    another only with this package, and the README says why.
+    """
+    layers = info.get("encoder_layers")
+    depth = f"{layers} encoder layer{'s' if layers != 1 else ''}" if layers is not None else "its encoder"
+    inputs = ", ".join(f"`{i}`" for i in info["inputs"])
+    outputs = ", ".join(f"`{o}`" for o in info["outputs"])
+    head = (
+        f"# {name}: an ONNX export of a token classifier\n\n"
+        f"`model.onnx` is the {info['precision']} ONNX graph (opset {info['opset']}) of `{info['source']}`: "
+        f"{depth} and its token-classification head, with inputs {inputs} (int64, batch x sequence) and "
+        f"outputs {outputs}; batch and sequence are dynamic. Written by `hf-layer-tokclf export-onnx`; "
+        "`onnx_export.json` says how (exporter, versions, the largest logit difference from PyTorch).\n\n"
+    )
+    ours = (
+        'With hf-layer-tokclf (`pip install "hf-layer-tokclf[onnx]"`), which decodes valid label sequences '
+        "(`--decoding viterbi`, the default; `argmax` decodes each token on its own):\n\n"
+        f'```bash\nhf-layer-tokclf predict {name} --text "Germline mutations in BRCA1 cause breast cancer."\n```\n\n'
+        "```python\nfrom hf_layer_tokclf.serving import OnnxTokenClassifier\n\n"
+        f'runner, tokenizer = OnnxTokenClassifier.load("{name}")  # or inference.load_model("{name}")\n```\n'
+    )
+    if info["no_stock_form"] is not None:
+        return head + (
+            "## Load it with hf-layer-tokclf (not with Optimum)\n\n"
+            f"This model has no stock transformers form: {info['no_stock_form']}. So `config.json` keeps the "
+            f"model's own type (`{info['model_type']}`), which neither transformers' Auto classes nor Optimum's "
+            f"`{OPTIMUM_CLASS}` know without this package: load this folder with hf-layer-tokclf.\n\n" + ours
+        )
+    stock = (info.get("architectures") or ["the family's *ForTokenClassification"])[0]
+    return head + (
+        "## Load it with Optimum\n\n"
+        f"`config.json` is the stock config of `{stock}` (`model_type` `{info['model_type']}`) with "
+        f"`num_hidden_layers` = the layers in the graph: Optimum loads this folder as it is, without "
+        "`trust_remote_code` (optimum-onnx runs on transformers 4.x):\n\n"
+        "```python\nfrom optimum.onnxruntime import ORTModelForTokenClassification\n"
+        "from transformers import AutoTokenizer, pipeline\n\n"
+        f'model = ORTModelForTokenClassification.from_pretrained("{name}")\n'
+        f'tokenizer = AutoTokenizer.from_pretrained("{name}")\n'
+        'ner = pipeline("token-classification", model=model, tokenizer=tokenizer, aggregation_strategy="first")\n'
+        "```\n\n"
+        "Its pipeline decodes each token on its own (argmax), as `hf-layer-tokclf predict --decoding argmax` does, "
+        "so label sequences the scheme forbids (`O I-X`) are possible.\n\n## Load it with hf-layer-tokclf\n\n" + ours
+    )
 
 
 def _write_onnx(model: Any, tokenizer: Any, path: Path, opset: int, quantize: str | None) -> tuple[str, float]:

@@ -55,6 +55,7 @@ __all__ = [
     "save_stock_form",
     "stock_config",
     "stock_form_problem",
+    "stock_form_reason",
     "stock_model",
 ]
 
@@ -90,10 +91,11 @@ class ExportMismatchError(RuntimeError):
     """The stock form does not compute the source model's logits: a bug, never a file to share."""
 
 
-def stock_form_problem(config: Any) -> str | None:
+def stock_form_reason(config: Any) -> str | None:
     """Why a layer classifier with this config is not a stock ``*ForTokenClassification``, or None if it is.
 
-    ``config`` is one of our layer configs (installed or remote-code class: only its fields are read).
+    ``config`` is one of our layer configs (installed or remote-code class: only its fields are read). The
+    reason alone, for any export to state (`stock_form_problem` adds what to do instead of a stock export).
     """
     import transformers
 
@@ -102,34 +104,43 @@ def stock_form_problem(config: Any) -> str | None:
     if len(layers) > 1:
         return (
             f"it combines hidden_layer={layers} by layer_pooling={config.layer_pooling!r}, and the stock {stock} "
-            f"reads one layer (its last); export a model trained on one hidden_layer, or {SHARE_WITH_CODE}"
+            "reads one layer (its last)"
         )
     if getattr(config, "use_crf", False):
         return (
             f"it has a CRF head (use_crf=True), and the stock {stock} has none: it decodes each token on its own "
-            f"(argmax), so the model's learned label transitions would be lost; {SHARE_WITH_CODE}"
+            "(argmax), so the model's learned label transitions would be lost"
         )
     if getattr(transformers, stock, None) is None:
-        return f"transformers {transformers.__version__} has no {stock}; {SHARE_WITH_CODE}"
+        return f"transformers {transformers.__version__} has no {stock}"
     k = layers[0]
     if family.backbone_type == "modernbert":
         return (
             f"the stock {stock} runs the final norm and a prediction head (dense, activation, norm) before its "
             f"classifier, and this model reads layer {k} with dropout and a linear head only, so no stock "
-            f"ModernBERT computes its logits; {SHARE_WITH_CODE}"
+            "ModernBERT computes its logits"
         )
     if family.backbone_type == "eurobert" and k < depth:
         return (
             f"EuroBertModel applies its final norm after its last layer, and this model reads the raw output of "
             f"layer {k} of {depth}, so a {k}-layer {stock} would compute something else (only hidden_layer={depth}, "
-            f"the last, is exact); {SHARE_WITH_CODE}"
+            "the last, is exact)"
         )
     if family.backbone_type == "deberta-v2" and k == 0:
         return (
             f"DeBERTa-v2's encoder cannot run without a layer: this model reads the embeddings (hidden_states[0]), "
-            f"which no {stock} reads; {SHARE_WITH_CODE}"
+            f"which no {stock} reads"
         )
     return None
+
+
+def stock_form_problem(config: Any) -> str | None:
+    """`stock_form_reason`, with what to do instead of a stock export; None if the model has a stock form."""
+    reason = stock_form_reason(config)
+    if reason is None:
+        return None
+    pooled = len(config.layers) > 1
+    return f"{reason}; {'export a model trained on one hidden_layer, or ' if pooled else ''}{SHARE_WITH_CODE}"
 
 
 def check_exportable(config: Any, where: Any = None) -> Family:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 # The last 4.x release: people who load our remote code may still run it.
 TRANSFORMERS4_SPEC = "transformers==4.57.6"
@@ -36,6 +37,12 @@ def build_transformers4(folder: str | Path) -> Path:
 # every subcommand in this environment's interpreter, named by LOWEST_PYTHON_ENV.
 TORCH_SPEC = "torch==2.13.0"
 LOWEST_PYTHON_ENV = "HF_LAYER_TOKCLF_LOWEST_PYTHON"
+# Optimum's ONNX Runtime classes, which tests/test_export.py loads export-onnx's folders with. optimum-onnx 0.1.0
+# needs optimum 2.1 and transformers < 4.58: the lowest-versions environment's transformers. So it goes into that
+# environment, last, with the versions already there as constraints: pip fails rather than move one, and the
+# environment still tests the lowest versions, plus two packages that nothing of ours imports (a separate
+# environment would cost CI another torch install, about a minute and 1.8 GB).
+OPTIMUM_SPEC = "optimum-onnx[onnxruntime]==0.1.0"
 _COMPLETE = ".hf-layer-tokclf-complete"
 
 
@@ -63,7 +70,8 @@ def build_once(folder: Path, stamp: str, build) -> None:
 def lowest_venv_dir() -> Path:
     """A cache folder for the lowest-versions virtual environment, when CI has not built one."""
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return cache / "hf-layer-tokclf" / f"venv-{TRANSFORMERS4_SPEC.replace('==', '-')}-{TORCH_SPEC.replace('==', '-')}"
+    specs = (TRANSFORMERS4_SPEC, TORCH_SPEC, OPTIMUM_SPEC.replace("[onnxruntime]", ""))
+    return cache / "hf-layer-tokclf" / "-".join(["venv", *(spec.replace("==", "-") for spec in specs)])
 
 
 def venv_python(folder: str | Path) -> Path:
@@ -73,7 +81,9 @@ def venv_python(folder: str | Path) -> Path:
 def build_lowest_venv(folder: str | Path) -> Path:
     """Creates (or reuses, if complete) the lowest-versions environment in ``folder``; returns its python.
 
-    Standard library only, so that `.ci/run` can run this file as a script before anything is installed.
+    The package with its ONNX extra on TORCH_SPEC and TRANSFORMERS4_SPEC, then OPTIMUM_SPEC under the versions
+    those installed. Standard library only, so that `.ci/run` can run this file as a script before anything is
+    installed.
     """
     import hashlib
     import subprocess
@@ -82,18 +92,25 @@ def build_lowest_venv(folder: str | Path) -> Path:
     folder = Path(folder).absolute()
     repo = Path(__file__).resolve().parent.parent
     # Rebuilt when the specs or the package's dependencies change, or when a build was interrupted.
-    stamp = f"{TORCH_SPEC} {TRANSFORMERS4_SPEC} {hashlib.sha256((repo / 'pyproject.toml').read_bytes()).hexdigest()}\n"
+    digest = hashlib.sha256((repo / "pyproject.toml").read_bytes()).hexdigest()
+    stamp = f"{TORCH_SPEC} {TRANSFORMERS4_SPEC} {OPTIMUM_SPEC} {digest}\n"
     exe = venv_python(folder)
     quiet = ["-q", "--disable-pip-version-check"]
 
+    def run(cmd: list[str], stdout: Any = 2) -> None:
+        # From outside the repository (nothing there shadows venv or pip); pip's output goes to stderr.
+        subprocess.run(cmd, check=True, cwd=folder.parent, stdout=stdout)
+
     def build(target: Path) -> None:
-        for cmd in (
-            [sys.executable, "-m", "venv", str(target)],
-            [str(exe), "-m", "pip", "install", *quiet, TORCH_SPEC],
-            [str(exe), "-m", "pip", "install", *quiet, "-e", f"{repo}[onnx]", TRANSFORMERS4_SPEC],
-        ):
-            # Run from outside the repository (nothing there shadows venv or pip); pip's output goes to stderr.
-            subprocess.run(cmd, check=True, cwd=target.parent, stdout=2)
+        pip = [str(exe), "-m", "pip"]
+        run([sys.executable, "-m", "venv", str(target)])
+        run([*pip, "install", *quiet, TORCH_SPEC])
+        run([*pip, "install", *quiet, "-e", f"{repo}[onnx]", TRANSFORMERS4_SPEC])
+        # What those installed, as the constraints of Optimum's install: pip fails rather than move a version.
+        pinned = target / "lowest-versions.txt"
+        with open(pinned, "w") as out:
+            run([*pip, "freeze", "--exclude-editable"], stdout=out)
+        run([*pip, "install", *quiet, "-c", str(pinned), OPTIMUM_SPEC])
 
     build_once(folder, stamp, build)
     return exe
