@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import IO, Any
 from xml.parsers import expat
 
-from .data import DataError, existing_file, not_utf8, open_binary
+from .data import DataError, bounded_lines, existing_file, not_utf8, open_binary, record_limit, too_long
 
 __all__ = [
     "CORPUS_FORMATS",
@@ -122,13 +122,18 @@ def document_text(document: Document) -> str:
     return text
 
 
-def _lines(stream: IO[bytes], source: str | Path) -> Iterator[tuple[int, str | RecordError]]:
+def _lines(stream: IO[bytes] | Iterable[bytes], source: str | Path) -> Iterator[tuple[int, str | RecordError]]:
     """Each line of a stream (numbered from 1) as text, without its line break or a UTF-8 byte order mark.
 
-    A line that is not UTF-8 is a `RecordError` naming the line and the byte, in place of the line,
-    so that one line of Latin-1 in a large file costs that line, not the run.
+    A line that is not UTF-8, or longer than the record-size limit (`data.record_limit`; read past in
+    bounded pieces, never held whole), is a `RecordError` naming the line, in place of the line, so that
+    one bad line in a large file costs that line, not the run.
     """
-    for number, raw in enumerate(stream, start=1):
+    limit = record_limit()
+    for number, raw in enumerate(bounded_lines(stream, limit), start=1):
+        if raw is None:
+            yield number, RecordError(source, number, too_long(limit), unit="line")
+            continue
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as error:
