@@ -7,6 +7,7 @@ deterministic slice that needs no count of the input, and every chunk holds the 
 the work is split, so it gives the same bytes. Written to a file, each chunk is appended and synced,
 then the output's length recorded beside it (`ResumableOutput`): a killed run started again goes on
 after the last complete chunk, and the output appears under its name only once complete.
+`label_sentences` does the same for pre-tokenized sentences (CoNLL, word lists), labels in place of entities.
 """
 
 from __future__ import annotations

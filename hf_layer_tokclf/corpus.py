@@ -476,16 +476,17 @@ def count_records(path: str | Path, corpus_format: str) -> int | None:
     """
     path = Path(path)
     try:
-        if corpus_format == "jsonl":
+        if corpus_format == "jsonl":  # lines read as the reader reads them: an overlong one is not held, but counted
             with open_binary(path) as stream:
-                return sum(1 for line in stream if line.strip())
+                return sum(1 for line in bounded_lines(stream) if line is None or line.strip())
         if corpus_format == "pubmed":
             return _count_bytes(path, b"<PubmedArticle>")
         if corpus_format == "bioc":
             return _count_bytes(path, b"<document>")
         if corpus_format == "pubtator":
             with open_binary(path) as stream:
-                return sum(1 for line in stream if line.split(b"\t", 1)[0].split(b"|", 2)[1:2] == [b"t"])
+                lines = (line for line in bounded_lines(stream) if line is not None)
+                return sum(1 for line in lines if line.split(b"\t", 1)[0].split(b"|", 2)[1:2] == [b"t"])
     except _READ_ERRORS:
         return None  # the reader says what is wrong with the file
     return None

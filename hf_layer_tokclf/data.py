@@ -4,11 +4,15 @@ From files to labeled sentences (`features` turns them into model inputs):
 
 1. `load_sentences` reads CoNLL-style text, JSON Lines, a `datasets.save_to_disk` directory or a
    Hub dataset into `Sentence` objects that remember where they came from, so that every
-   `DataError` can point at a file and line.
+   `DataError` can point at a file and line. `iter_conll` and `iter_word_lists` read files one
+   sentence at a time (``predict``'s flat memory), and no line-based reader takes a line past the
+   record-size limit (`MAX_RECORD_BYTES`, `bounded_lines`).
 2. `normalize_labels` converts labels of any scheme (`SCHEMES`: IOB1, IOE1/2, IOBES, BILOU, IO) to
    IOB2, because the token-classification pipeline's ``aggregation_strategy`` only understands
    ``B-`` / ``I-``; `from_iob2` writes predictions back in the data's scheme; `label_list` builds the
    label set from the training data and `check_known_labels` rejects labels seen nowhere else.
+3. `check_conll_columns` refuses what a tab-separated CoNLL line cannot hold, so that what is
+   written as CoNLL reads back as it was.
 """
 
 import gzip
@@ -219,11 +223,11 @@ def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
     Raises:
         DataError: naming the file and line, for a line that is not UTF-8 or past the record-size limit.
     """
-    offset = 0
+    offset, limit = 0, record_limit()
     with open_binary(path) as stream:
-        for number, raw in enumerate(bounded_lines(stream), start=1):
+        for number, raw in enumerate(bounded_lines(stream, limit), start=1):
             if raw is None:
-                raise DataError(f"{path}, line {number}: {too_long(record_limit())}")
+                raise DataError(f"{path}, line {number}: {too_long(limit)}")
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as error:

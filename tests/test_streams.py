@@ -23,7 +23,7 @@ from conftest import NCBI, conll_slice
 from hf_layer_tokclf import data, inference
 from hf_layer_tokclf.annotate import ResumableOutput
 from hf_layer_tokclf.cli import main
-from hf_layer_tokclf.corpus import RecordError, read_corpus, read_text_lines
+from hf_layer_tokclf.corpus import RecordError, count_records, read_corpus, read_text_lines
 from hf_layer_tokclf.data import DataError, Sentence, read_conll, read_json_records, read_jsonl
 from hf_layer_tokclf.inference import conll_lines, write_conll
 from hf_layer_tokclf.training import DataArguments, read_splits
@@ -188,6 +188,14 @@ def test_an_overlong_line_is_a_record_error_never_held_whole(tmp_path, small_lim
     line = lines.index(max(lines, key=len)) + 1
     assert len(errors) == 1 and f"line {line}: {TOO_LONG}" in str(errors[0]) and str(errors[0]).startswith(str(path))
     assert peak < HUGE / 4, f"{peak} bytes at the peak: the line was held whole"
+
+
+def test_counting_records_for_the_progress_line_never_holds_an_overlong_line(tmp_path, small_limit):
+    jsonl = gz(tmp_path / "docs.jsonl.gz", b'{"text": "One."}', b'{"text": "' + b"x" * HUGE + b'"}')
+    pubtator = gz(tmp_path / "docs.pubtator.gz", b"1|t|One.", b"1|a|" + b"x" * HUGE, b"", b"2|t|Two.", b"2|a|")
+    for path, corpus_format in ((jsonl, "jsonl"), (pubtator, "pubtator")):
+        count, peak = peak_bytes(lambda path=path, corpus_format=corpus_format: count_records(path, corpus_format))
+        assert count == 2 and peak < HUGE / 4, (corpus_format, peak)
 
 
 def test_an_overlong_line_in_conll_or_json_lines_is_a_data_error(tmp_path, small_limit):
