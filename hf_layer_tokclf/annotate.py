@@ -7,6 +7,7 @@ deterministic slice that needs no count of the input, and every chunk holds the 
 the work is split, so it gives the same bytes. Written to a file, each chunk is appended and synced,
 then the output's length recorded beside it (`ResumableOutput`): a killed run started again goes on
 after the last complete chunk, and the output appears under its name only once complete.
+`label_sentences` does the same for pre-tokenized sentences (CoNLL, word lists), labels in place of entities.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -28,6 +29,7 @@ from typing import IO, Any
 from tqdm.auto import tqdm
 
 from .corpus import Document, RecordError, document_text, render_document
+from .data import Sentence
 from .documents import format_name
 from .files import (
     OutputExistsError,
@@ -39,7 +41,7 @@ from .files import (
     refuse_live_lock,
     write_json,
 )
-from .inference import predict_texts
+from .inference import SENTENCE_CHUNK_SIZE, predict_texts, sentence_chunks
 
 __all__ = [
     "CORPUS_CHUNK_SIZE",
@@ -52,6 +54,7 @@ __all__ = [
     "annotate_documents",
     "annotated_chunks",
     "describe_run",
+    "label_sentences",
     "merge_shards",
     "model_digest",
     "summary_path",
@@ -360,11 +363,13 @@ def _load_progress(path: Path) -> dict[str, Any]:
 
 
 def _record_bytes(record: Any) -> bytes:
-    """What the model reads of a record, for the input's hash: a document's id, passages and fields, or an
-    unreadable record's place and reason."""
+    """What the model reads of a record, for the input's hash: a document's id, passages and fields, a sentence's
+    words, labels, line and fields, or an unreadable record's place and reason."""
     if isinstance(record, Document):
         passages = [[p.text, p.offset, p.infons] for p in record.passages]
         content = [record.id, record.record, passages, record.fields]
+    elif isinstance(record, Sentence):
+        content = [record.tokens, record.labels, record.line, record.fields]
     else:
         content = [getattr(record, "record", None), getattr(record, "reason", str(record))]
     return json.dumps(content, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8") + b"\n"
@@ -646,6 +651,48 @@ def _progress_desc(run: dict[str, Any], shard: Shard) -> str:
     if run.get("input_format") and run.get("output_format"):
         desc += f" {format_name(run['input_format'])} to {format_name(run['output_format'])}"
     return desc
+
+
+def label_sentences(
+    model: Any,
+    tokenizer: Any,
+    sentences: Iterable[Sentence],
+    render: Callable[[list[Sentence], list[list[str]]], str],
+    output: str | Path | None = None,
+    *,
+    run: dict[str, Any] | None = None,
+    chunk_size: int = SENTENCE_CHUNK_SIZE,
+    overwrite: bool = False,
+    total: int | None = None,
+    progress: bool = True,
+    **options: Any,
+) -> int:
+    """Labels pre-tokenized ``sentences`` (CoNLL, word lists) ``chunk_size`` at a time and writes each chunk as
+    ``render(chunk, labels)`` gives it; returns how many sentences the output holds.
+
+    As `annotate_corpus` does documents: the input is read lazily (memory stays flat however long it is), and
+    with ``output`` each chunk is appended and counted (`ResumableOutput`), so that the same call after a kill
+    goes on after the last complete chunk and the output is byte for byte that of an uninterrupted run; without,
+    chunks go to standard output. ``run`` describes the run for the resume check (`describe_run`); ``total``
+    (sentences in the input) gives the progress bar its end; ``options`` go to `inference.predict_sentences`.
+    """
+    run = describe_run(run, Shard(), chunk_size)
+    out = ResumableOutput(output, run, overwrite=overwrite) if output else _StreamOutput(sys.stdout)
+    done = out.state.get("sentences", 0)
+    try:
+        chunks = sentence_chunks(
+            model, tokenizer, out.checked_input(sentences), chunk_size=chunk_size, skip_chunks=out.state["writes"],
+            progress=progress, total=total, **options,
+        )  # fmt: skip
+        for chunk, labels in chunks:
+            done += len(chunk)
+            out.write(render(chunk, labels).encode("utf-8"), sentences=done)
+            del chunk, labels  # before the next chunk is read
+    except BaseException:
+        out.close()
+        raise
+    out.finish()
+    return done
 
 
 def _summary(

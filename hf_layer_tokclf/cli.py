@@ -219,7 +219,7 @@ def _default_eval_output(model: str, data: str) -> Path:
 
 def evaluate_command(argv: Sequence[str]) -> int:
     args = evaluate_parser().parse_args(list(argv))
-    from .data import load_sentences, normalize_labels
+    from .data import check_conll_columns, load_sentences, normalize_labels
     from .inference import evaluate_sentences, flat_scores, label_scheme, load_model, write_conll
     from .metrics import format_scores
 
@@ -227,6 +227,8 @@ def evaluate_command(argv: Sequence[str]) -> int:
     if args.predictions:
         check_output_path(args.predictions, args.overwrite)
     sentences, scheme = normalize_labels(load_sentences(args.data, split=args.split, columns=_columns(args)))
+    for sentence in sentences if args.predictions else ():  # what --predictions could not write, refused now
+        check_conll_columns(sentence)
     print(f"label scheme of {args.data}: {scheme}")
     model, tokenizer = load_model(
         args.model_dir, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code
@@ -468,46 +470,49 @@ def _chunked(options: dict[str, Any], chunk_size: int | None) -> dict[str, Any]:
 
 
 def _predict_conll(args: argparse.Namespace, model: Any, tokenizer: Any, scheme: str, options: dict) -> None:
-    """CoNLL in, CoNLL out: token, the gold label where the file has a label column, the predicted label."""
-    from .data import DataError, Sentence, load_sentences, normalize_labels
-    from .inference import conll_lines, iter_sentence_predictions, write_conll
+    """CoNLL in, CoNLL out: token, the gold label where the file has a label column, the predicted label.
 
-    sentences = load_sentences(args.input, labeled=None)
-    if sentences[0].labels is not None:  # every sentence has a last column, or none does
-        try:
-            sentences, _ = normalize_labels(sentences)  # gold written back in the model's scheme, beside predictions
-        except DataError:  # the last column is not labels (POS tags, say): there is no gold to keep
-            sentences = [Sentence(s.tokens, None, s.source, s.line, s.token_lines) for s in sentences]
-    # Predictions stream out chunk by chunk, as they are written.
-    predictions = iter_sentence_predictions(model, tokenizer, sentences, total=len(sentences), **options)
-    if args.output:
-        write_conll(args.output, sentences, predictions, scheme=scheme)
-    else:
-        sys.stdout.writelines(conll_lines(sentences, predictions, scheme=scheme))
+    Streamed (`annotate.label_sentences`: chunk by chunk, resumable to --output). A first pass over the file,
+    in flat memory (`data.scan_conll`), counts its sentences and decides, on the whole file as when it was read
+    whole, whether its last column is labels, kept as gold beside the predictions in the model's scheme.
+    """
+    from .annotate import label_sentences
+    from .data import iter_conll, normalize_labels, scan_conll
+    from .inference import conll_lines
+
+    total, gold = scan_conll(args.input)
+    sentences = iter_conll(args.input, labeled=gold)
+    if gold:  # in IOB2 as the model's labels are; both are written back in the model's scheme
+        sentences = (normalize_labels([sentence])[0][0] for sentence in sentences)
+    label_sentences(
+        model, tokenizer, sentences, lambda chunk, labels: "".join(conll_lines(chunk, labels, scheme=scheme)),
+        args.output, run=_corpus_run(args, "conll"), overwrite=args.overwrite, total=total, **options,
+    )  # fmt: skip
 
 
 def _predict_word_lists(
     args: argparse.Namespace, model: Any, tokenizer: Any, column: str, scheme: str, options: dict
 ) -> None:
-    """JSON lines of word lists (``Dataset.to_json``): each record back, with ``predictions`` (one label per word)."""
-    from .data import Columns, from_iob2, load_sentences, read_json_records
-    from .inference import iter_sentence_predictions
+    """JSON lines of word lists (``Dataset.to_json``): each record back, with ``predictions`` (one label per word),
+    streamed as CoNLL is (`annotate.label_sentences`)."""
+    import json
 
-    sentences = load_sentences(args.input, labeled=False, columns=Columns(tokens=column))
-    predictions = iter_sentence_predictions(model, tokenizer, sentences, total=len(sentences), **options)
-    records = (
-        {**record, "predictions": from_iob2(labels, scheme)}
-        for (_, record), labels in zip(read_json_records(args.input), predictions, strict=True)
-    )
-    if args.output:
-        from .inference import write_jsonl
+    from .annotate import label_sentences
+    from .corpus import count_records
+    from .data import Columns, from_iob2, iter_word_lists
 
-        write_jsonl(args.output, records)
-    else:
-        import json
+    def render(chunk: list[Any], labels: list[list[str]]) -> str:
+        return "".join(
+            json.dumps({**sentence.fields, "predictions": from_iob2(own, scheme)}, ensure_ascii=False) + "\n"
+            for sentence, own in zip(chunk, labels, strict=True)
+        )
 
-        for record in records:
-            print(json.dumps(record, ensure_ascii=False), flush=True)
+    sentences = iter_word_lists(args.input, Columns(tokens=column))
+    total = count_records(args.input, "jsonl")
+    label_sentences(
+        model, tokenizer, sentences, render, args.output, run=_corpus_run(args, "jsonl"), overwrite=args.overwrite,
+        total=total, **options,
+    )  # fmt: skip
 
 
 def _documents(args: argparse.Namespace, input_format: str, column: str | None) -> Iterator[Any]:

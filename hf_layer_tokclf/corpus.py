@@ -35,7 +35,18 @@ from pathlib import Path
 from typing import IO, Any
 from xml.parsers import expat
 
-from .data import READ_ERRORS, DataError, existing_file, format_suffix, not_utf8, open_binary, read_head
+from .data import (
+    READ_ERRORS,
+    DataError,
+    bounded_lines,
+    existing_file,
+    format_suffix,
+    not_utf8,
+    open_binary,
+    read_head,
+    record_limit,
+    too_long,
+)
 
 __all__ = [
     "CORPUS_FORMATS",
@@ -120,16 +131,21 @@ def document_text(document: Document) -> str:
     return text
 
 
-def _lines(stream: IO[bytes], source: str | Path) -> Iterator[tuple[int, str | RecordError]]:
+def _lines(stream: IO[bytes] | Iterable[bytes], source: str | Path) -> Iterator[tuple[int, str | RecordError]]:
     """Each line of a stream (numbered from 1) as text, without its line break or a UTF-8 byte order mark.
 
-    A line that is not UTF-8 is a `RecordError` naming the line and the byte, in place of the line,
-    so that one line of Latin-1 in a large file costs that line, not the run; a truncated or corrupt ``.gz``
-    cannot be read on: a `DataError` naming the file and the last line read.
+    A line that is not UTF-8, or longer than the record-size limit (`data.record_limit`; read past in
+    bounded pieces, never held whole), is a `RecordError` naming the line, in place of the line, so that
+    one bad line in a large file costs that line, not the run; a truncated or corrupt ``.gz`` cannot be read
+    on: a `DataError` naming the file and the last line read.
     """
+    limit = record_limit()
     number = 0
     try:
-        for number, raw in enumerate(stream, start=1):
+        for number, raw in enumerate(bounded_lines(stream, limit), start=1):
+            if raw is None:
+                yield number, RecordError(source, number, too_long(limit), unit="line")
+                continue
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as error:
@@ -521,16 +537,17 @@ def count_records(path: str | Path, corpus_format: str) -> int | None:
     """
     path = Path(path)
     try:
-        if corpus_format == "jsonl":
+        if corpus_format == "jsonl":  # lines read as the reader reads them: an overlong one is not held, but counted
             with open_binary(path) as stream:
-                return sum(1 for line in stream if line.strip())
+                return sum(1 for line in bounded_lines(stream) if line is None or line.strip())
         if corpus_format == "pubmed":
             return _count_bytes(path, b"<PubmedArticle>")
         if corpus_format == "bioc":
             return _count_bytes(path, b"<document>")
         if corpus_format == "pubtator":
             with open_binary(path) as stream:
-                return sum(1 for line in stream if line.split(b"\t", 1)[0].split(b"|", 2)[1:2] == [b"t"])
+                lines = (line for line in bounded_lines(stream) if line is not None)
+                return sum(1 for line in lines if line.split(b"\t", 1)[0].split(b"|", 2)[1:2] == [b"t"])
     except READ_ERRORS:
         return None  # the reader says what is wrong with the file
     return None

@@ -4,19 +4,24 @@ From files to labeled sentences (`features` turns them into model inputs):
 
 1. `load_sentences` reads CoNLL-style text, JSON Lines, a `datasets.save_to_disk` directory or a
    Hub dataset into `Sentence` objects that remember where they came from, so that every
-   `DataError` can point at a file and line.
+   `DataError` can point at a file and line. `iter_conll` and `iter_word_lists` read files one
+   sentence at a time (``predict``'s flat memory), and no line-based reader takes a line past the
+   record-size limit (`MAX_RECORD_BYTES`, `bounded_lines`).
 2. `normalize_labels` converts labels of any scheme (`SCHEMES`: IOB1, IOE1/2, IOBES, BILOU, IO) to
    IOB2, because the token-classification pipeline's ``aggregation_strategy`` only understands
    ``B-`` / ``I-``; `from_iob2` writes predictions back in the data's scheme; `label_list` builds the
    label set from the training data and `check_known_labels` rejects labels seen nowhere else.
+3. `check_conll_columns` refuses what a tab-separated CoNLL line cannot hold, so that what is
+   written as CoNLL reads back as it was.
 """
 
 import gzip
 import json
+import os
 import re
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,17 +29,24 @@ from .locations import is_repo_id
 
 __all__ = [
     "HEAD_BYTES",
+    "MAX_RECORD_BYTES",
     "READ_ERRORS",
+    "RECORD_LIMIT_VARIABLE",
     "SCHEMES",
     "Columns",
     "DataError",
     "MissingSplitError",
     "Sentence",
+    "bounded_lines",
+    "check_conll_columns",
     "check_known_labels",
+    "conll_column_problem",
     "detect_scheme",
     "existing_file",
     "format_suffix",
     "from_iob2",
+    "iter_conll",
+    "iter_word_lists",
     "label_list",
     "label_names_from",
     "load_sentences",
@@ -45,7 +57,10 @@ __all__ = [
     "read_head",
     "read_json_records",
     "read_jsonl",
+    "record_limit",
+    "scan_conll",
     "to_iob2",
+    "too_long",
 ]
 
 SCHEMES = ("IOB1", "IOB2", "IOE1", "IOE2", "IOBES", "BILOU", "IO")
@@ -54,10 +69,19 @@ DOCSTART = "-DOCSTART-"
 JSON_SUFFIXES = (".jsonl", ".json")
 # Suffixes that mark a path as a local file that is missing, rather than a Hub dataset id.
 _FILE_SUFFIXES = (*JSON_SUFFIXES, ".tsv", ".txt", ".conll", ".conllu", ".iob", ".iob2", ".bio", ".bioes", ".csv")
-# CoNLL columns: only ASCII spaces and tabs separate them, so tokens such as a no-break space or a
-# zero-width space survive (`str.split()` would swallow them).
-_COLUMN_SEP = re.compile(r"[ \t]+")
+# CoNLL columns: a line that holds a tab is split at its tabs (spaces around them dropped), so that a token may
+# hold a space, as tab-separated CoNLL allows; any other line at runs of spaces (CoNLL-2003). Only ASCII spaces and
+# tabs separate, so tokens such as a no-break space or a zero-width space survive (`str.split()` would swallow them).
+_TAB_SEP = re.compile(r" *\t[ \t]*")
+_SPACE_SEP = re.compile(r" +")
 _LABEL = re.compile(r"^([BIESLU])-(.+)$")
+
+# The longest line a line-based reader (CoNLL, JSON lines, text, PubTator) takes, in bytes, line break excluded.
+# Far above any real record (a PubMed abstract is a few KiB, a PMC full text as one JSON line a few MiB), it bounds
+# what one line can cost: a 400 MB line in a 400 KB .gz is refused, read past in pieces, never held whole.
+MAX_RECORD_BYTES = 64 * 2**20
+RECORD_LIMIT_VARIABLE = "HF_LAYER_TOKCLF_MAX_RECORD_BYTES"
+_PIECE_BYTES = 1 << 16  # how much of an overlong line is read at a time, to get past it
 
 
 class DataError(ValueError):
@@ -80,6 +104,7 @@ class Sentence:
             JSON Lines file's line of the record, a dataset's row index + 1.
         token_lines: `True` when every token sits on its own line (CoNLL), so that token ``i`` is
             on line ``line + i``; otherwise every token is reported at ``line``.
+        fields: The whole JSON lines record it was read from, where it is written back (`iter_word_lists`).
     """
 
     tokens: list[str]
@@ -87,6 +112,7 @@ class Sentence:
     source: str
     line: int
     token_lines: bool = False
+    fields: dict[str, Any] = field(default_factory=dict)
 
     def where(self, index: int | None = None) -> str:
         """``"<source>, line <n>"`` for the sentence, or for its token number ``index``."""
@@ -175,30 +201,76 @@ def not_utf8(error: UnicodeDecodeError, line_start: int = 0) -> str:
     return f"not valid UTF-8 (byte 0x{bad.hex()} at byte {error.start - line_start + 1} of the line)"
 
 
-def _read_text(path: str | Path) -> str:
-    """Returns the file's (decompressed) text decoded as UTF-8 (without a BOM); DataError if missing or not UTF-8."""
-    path = existing_file(path)
+def record_limit() -> int:
+    """The record-size limit in bytes: `MAX_RECORD_BYTES`, or the ``HF_LAYER_TOKCLF_MAX_RECORD_BYTES`` environment
+    variable where it is set (to raise it for a corpus of huge records).
+
+    Raises:
+        ValueError: the variable is not a positive whole number of bytes.
+    """
+    value = os.environ.get(RECORD_LIMIT_VARIABLE)
+    if value is None:
+        return MAX_RECORD_BYTES
+    limit = int(value) if value.strip().isdigit() else 0
+    if limit < 1:
+        raise ValueError(f"{RECORD_LIMIT_VARIABLE}={value!r} is not a number of bytes (a positive whole number)")
+    return limit
+
+
+def too_long(limit: int) -> str:
+    """What a line past the record-size limit is told: ``longer than the record-size limit of 64 MiB (...)``."""
+    size = f"{limit // 2**20} MiB" if limit >= 2**20 and limit % 2**20 == 0 else f"{limit} bytes"
+    return f"longer than the record-size limit of {size} ({RECORD_LIMIT_VARIABLE} raises it)"
+
+
+def bounded_lines(stream: IO[bytes] | Iterable[bytes], limit: int | None = None) -> Iterator[bytes | None]:
+    """Each line of a binary stream, its line break included, read ``limit`` bytes at most (default:
+    `record_limit`), so that memory stays flat whatever a file holds.
+
+    A line longer than ``limit`` (its ``\\n`` or ``\\r\\n`` not counted) gives `None` in its place: it is read
+    past in pieces, never held whole, and the lines after it follow. A stream without ``readline`` (lines
+    already read, such as a text stream's, encoded) has only its lines' lengths checked.
+    """
+    limit = record_limit() if limit is None else limit
+    readline = getattr(stream, "readline", None)
+    for line in iter(lambda: readline(limit + 2), b"") if readline is not None else stream:
+        ended = line.endswith(b"\n")
+        if len(line) - ended - line.endswith(b"\r\n") <= limit:
+            yield line
+            continue
+        while readline is not None and not ended and (piece := readline(_PIECE_BYTES)):
+            ended = piece.endswith(b"\n")
+        yield None
+
+
+def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(number, text) of each line of a UTF-8 file (gzip read through), without its line break or a byte order mark,
+    read in bounded pieces (`bounded_lines`): lines split at ``\\n`` only, since characters such as U+2028 or U+0085
+    (which `str.splitlines` splits at) can be tokens of their own in biomedical text.
+
+    Raises:
+        DataError: naming the file and line, for a line that is not UTF-8 or past the record-size limit;
+            naming the file, for a truncated or corrupt ``.gz``.
+    """
+    offset, limit, number = 0, record_limit(), 0
     try:
         with open_binary(path) as stream:
-            data = stream.read()
+            for number, raw in enumerate(bounded_lines(stream, limit), start=1):
+                if raw is None:
+                    raise DataError(f"{path}, line {number}: {too_long(limit)}")
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as error:
+                    raise DataError(
+                        f"{path}, line {number}: not valid UTF-8 (byte 0x{raw[error.start : error.start + 1].hex()} at "
+                        f"byte offset {offset + error.start}); convert the file to UTF-8, e.g. with "
+                        "`iconv -f latin1 -t utf-8`"
+                    ) from None
+                offset += len(raw)
+                # A byte-order mark is what Windows editors like to write; "\r" ends a CRLF file's lines.
+                yield number, line.removeprefix("\ufeff" if number == 1 else "").removesuffix("\n").removesuffix("\r")
     except READ_ERRORS as error:
-        raise DataError(f"{path}: cannot be read ({error})") from None
-    try:
-        # utf-8-sig drops the byte-order mark that Windows editors like to write.
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        bad = data[error.start : error.start + 1]
-        raise DataError(
-            f"{path}, line {line}: not valid UTF-8 (byte 0x{bad.hex()} at byte offset {error.start}); "
-            "convert the file to UTF-8, e.g. with `iconv -f latin1 -t utf-8`"
-        ) from None
-
-
-def _lines(text: str) -> list[str]:
-    # Split on "\n" only: `str.splitlines` also splits on characters such as U+2028 or U+0085
-    # that can be tokens of their own in biomedical text. Stripping "\r" handles CRLF files.
-    return [line.removesuffix("\r") for line in text.split("\n")]
+        raise DataError(f"{path}: cannot be read after line {number} ({error})") from None
 
 
 CONLLU_SUFFIXES = (".conllu",)
@@ -218,11 +290,13 @@ def _conllu_label(misc: str) -> str:
 def _conll_row(line: str, conllu: bool) -> list[str] | None:
     """A token line's columns (token first, label last), or `None` for a line to skip.
 
-    CoNLL-U (``.conllu``): fields are separated by tabs only (a FORM may hold spaces); ``#`` comment
-    lines, multiword-token ranges (``1-2``) and empty nodes (``1.1``) are skipped; the token is FORM.
+    Split at tabs where the line holds one, else at runs of spaces (`_TAB_SEP`). CoNLL-U (``.conllu``):
+    fields are separated by tabs only (a FORM may hold spaces); ``#`` comment lines, multiword-token
+    ranges (``1-2``) and empty nodes (``1.1``) are skipped; the token is FORM.
     """
     if not conllu:
-        return _COLUMN_SEP.split(line.strip(" \t"))
+        line = line.strip(" \t")
+        return (_TAB_SEP if "\t" in line else _SPACE_SEP).split(line)
     if line.startswith("#"):
         return None
     columns = line.split("\t")
@@ -231,42 +305,38 @@ def _conll_row(line: str, conllu: bool) -> list[str] | None:
     return [columns[1], _conllu_label(columns[-1])] if len(columns) > 2 else [columns[1]]
 
 
-def read_conll(path: str | Path, *, labeled: bool | None = True) -> list[Sentence]:
-    """Reads a CoNLL-style file: one token per line, the label in the last column.
+def _conll_rows(path: Path, conllu: bool) -> Iterator[tuple[int, list[str]]]:
+    """(line number, columns) of each line that counts, lazily: ``[]`` for one that ends a sentence (blank,
+    ``-DOCSTART-``), and a last ``[]`` at the end of the file."""
+    for number, line in _text_lines(path):
+        columns = [] if not line.strip(" \t") else _conll_row(line, conllu)
+        if columns is not None:
+            yield number, [] if columns[:1] == [DOCSTART] else columns
+    yield 0, []
 
-    Columns are separated by tabs or runs of spaces, so both CoNLL-2003 (``token POS chunk label``)
-    and ``token<TAB>label`` files work. A blank line ends a sentence; ``-DOCSTART-`` lines are
-    skipped; a UTF-8 byte-order mark and CRLF line ends are fine. ``.conllu`` files are read as
-    CoNLL-U (see `_conll_row`): the token is the FORM column, the label the last (MISC) column.
 
-    Args:
-        labeled: `True`: every token line must have a label column; `False`: the first column is
-            the token and the labels are `None`; `None`: labeled if every token line has two columns
-            or more (a gold column is then kept beside predictions).
+def iter_conll(path: str | Path, *, labeled: bool | None = True) -> Iterator[Sentence]:
+    """`read_conll`'s sentences one at a time, the file read line by line: flat memory however long it is.
+
+    ``labeled=None`` decides sentence by sentence (labels where each of its token lines has two columns or
+    more); `read_conll` and `scan_conll` decide for the whole file.
 
     Raises:
-        DataError: the file is missing, not UTF-8, holds no sentences, or a labeled line has a
-            single column.
+        DataError: as `read_conll`, when the line at fault is read.
     """
+    path = existing_file(path)
     conllu = format_suffix(path) in CONLLU_SUFFIXES
-    rows: list[tuple[int, list[str]]] = []  # (line number, columns); an empty list ends a sentence
-    for number, line in enumerate(_lines(_read_text(path)), start=1):
-        columns = [] if not line.strip(" \t") else _conll_row(line, conllu)
-        if columns is not None and columns[:1] != [DOCSTART]:
-            rows.append((number, columns))
-        elif columns is not None:
-            rows.append((number, []))
-    if labeled is None:
-        labeled = all(len(columns) >= 2 for _, columns in rows if columns)
-    sentences = []
     tokens: list[str] = []
     labels: list[str] = []
-    start = 0
-    for number, columns in [*rows, (0, [])]:
+    start = count = 0
+    all_labeled = True
+    for number, columns in _conll_rows(path, conllu):
         if not columns:
             if tokens:
-                sentences.append(Sentence(tokens, labels if labeled else None, str(path), start, not conllu))
-            tokens, labels = [], []
+                count += 1
+                has_labels = labeled or (labeled is None and all_labeled)
+                yield Sentence(tokens, labels if has_labels else None, str(path), start, not conllu)
+            tokens, labels, all_labeled = [], [], True
             continue
         if labeled and len(columns) < 2:
             raise DataError(
@@ -275,11 +345,95 @@ def read_conll(path: str | Path, *, labeled: bool | None = True) -> list[Sentenc
             )
         if not tokens:
             start = number
+        all_labeled = all_labeled and len(columns) >= 2
         tokens.append(columns[0])
         labels.append(columns[-1])
-    if not sentences:
+    if not count:
         raise DataError(f"{path}: no sentences found (the file is empty or holds only blank lines)")
+
+
+def read_conll(path: str | Path, *, labeled: bool | None = True) -> list[Sentence]:
+    """Reads a CoNLL-style file: one token per line, the label in the last column (`iter_conll`, as a list).
+
+    Columns are separated by tabs or runs of spaces, so both CoNLL-2003 (``token POS chunk label``)
+    and ``token<TAB>label`` files work; a line that holds a tab is split at its tabs only, so that a
+    token may hold a space (what `inference.write_conll` writes reads back as it was). A blank line
+    ends a sentence; ``-DOCSTART-`` lines are skipped; a UTF-8 byte-order mark, CRLF line ends and
+    gzip compression are fine. ``.conllu`` files are read as CoNLL-U (see `_conll_row`): the token is
+    the FORM column, the label the last (MISC) column.
+
+    Args:
+        labeled: `True`: every token line must have a label column; `False`: the first column is
+            the token and the labels are `None`; `None`: labeled if every token line has two columns
+            or more (a gold column is then kept beside predictions).
+
+    Raises:
+        DataError: the file is missing, not UTF-8, holds no sentences, has a line past the
+            record-size limit (`record_limit`), or a labeled line has a single column.
+    """
+    sentences = list(iter_conll(path, labeled=labeled))
+    if labeled is None and any(sentence.labels is None for sentence in sentences):
+        return [replace(sentence, labels=None) for sentence in sentences]
     return sentences
+
+
+def scan_conll(path: str | Path) -> tuple[int, bool]:
+    """A first pass over a CoNLL file, in flat memory: how many sentences it holds, and whether its last column
+    is labels throughout (every token line has two columns or more, and every last one is ``O`` or
+    ``PREFIX-TYPE``): the gold column `predict` keeps beside its predictions.
+
+    Raises:
+        DataError: as `read_conll`.
+    """
+    count, labeled = 0, True
+    for sentence in iter_conll(path, labeled=None):
+        count += 1
+        labeled = labeled and sentence.labels is not None and all(map(_is_label, sentence.labels))
+    return count, labeled
+
+
+# A line whose tab-separated columns `read_conll` would not read back as written: a line break, a column
+# that is empty or has a space at either end (the reader drops spaces around a tab, and at the line's ends).
+_BROKEN_COLUMNS = re.compile(r"[\n\r]|^[ \t]|[ \t]$| \t|\t[ \t]")
+
+
+def conll_column_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a column of a tab-separated CoNLL line that `read_conll` reads back as it was
+    (``"holds a tab"``, ``"is empty"``, ...), or None where it can.
+
+    A column holds no tab, line feed or carriage return (many readers, Python's text files among them, end a
+    line at either), is not empty or only spaces, and neither begins nor ends with a space (the reader drops
+    the spaces around a tab). A space inside is fine: ``New York``.
+    """
+    if not value.strip(" "):
+        return "is only spaces" if value else "is empty"
+    for character, name in (("\t", "a tab"), ("\n", "a line break"), ("\r", "a carriage return")):
+        if character in value:
+            return f"holds {name}"
+    return "begins or ends with a space" if value != value.strip(" ") else None
+
+
+def check_conll_columns(sentence: Sentence, predicted: Sequence[str] | None = None) -> None:
+    """Refuses a sentence that tab-separated CoNLL lines cannot hold: every token, gold label and predicted label
+    must be a column `conll_column_problem` accepts. The one check of every CoNLL line written
+    (`inference.conll_lines`), also run on the data before the work by commands that will write CoNLL.
+
+    Raises:
+        DataError: naming the sentence's file and line, the token (or label) by its number, and what is wrong.
+    """
+    columns = {"token": sentence.tokens, "gold label": sentence.labels or [], "predicted label": predicted or []}
+    values = [value for column in columns.values() for value in column]
+    joined = "\t".join(values)
+    if all(values) and joined.count("\t") == len(values) - 1 and not _BROKEN_COLUMNS.search(joined):
+        return  # the common case, checked at once
+    for what, values in columns.items():
+        for index, value in enumerate(values):
+            problem = conll_column_problem(value)
+            if problem is not None:
+                raise DataError(
+                    f"{sentence.where(index)}: {what} {index + 1} {value!r} {problem}: a tab-separated CoNLL line "
+                    "cannot hold it"
+                )
 
 
 @dataclass(frozen=True)
@@ -340,25 +494,15 @@ def _json_object(line: str, where: str) -> dict[str, Any]:
 
 def read_json_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yields (line number, object) for each non-blank line of a JSON Lines file, lazily (a corpus of
-    any size reads in flat memory).
+    any size reads in flat memory; gzip is read through).
 
     Raises:
-        DataError: naming the file and line, for invalid JSON, a line that is not an object, or bytes
-            that are not UTF-8; naming the file, for a truncated or corrupt ``.gz``.
+        DataError: naming the file and line, for invalid JSON, a line that is not an object, bytes
+            that are not UTF-8, or a line past the record-size limit (`record_limit`).
     """
-    path = existing_file(path)
-    number = 0
-    try:
-        with open_binary(path) as stream:
-            for number, raw in enumerate(stream, start=1):
-                try:
-                    line = raw.decode("utf-8").removeprefix("\ufeff" if number == 1 else "")
-                except UnicodeDecodeError as error:
-                    raise DataError(f"{path}, line {number}: {not_utf8(error)}; convert the file to UTF-8") from None
-                if line.strip():
-                    yield number, _json_object(line, f"{path}, line {number}")
-    except READ_ERRORS as error:
-        raise DataError(f"{path}: cannot be read after line {number} ({error})") from None
+    for number, line in _text_lines(existing_file(path)):
+        if line.strip():
+            yield number, _json_object(line, f"{path}, line {number}")
 
 
 def read_jsonl(
@@ -372,19 +516,24 @@ def read_jsonl(
 
     Raises:
         DataError: naming the file and line, for invalid JSON, a missing or malformed ``tokens``,
-            ``ner_tags`` of another length, or an id out of range.
+            ``ner_tags`` of another length, an id out of range, or a line `read_json_records` refuses.
     """
     columns = columns or Columns()
     if label_names is not None:
         columns = replace(columns, label_names=tuple(label_names))
-    sentences = []
-    for number, line in enumerate(_lines(_read_text(path)), start=1):
-        if line.strip():
-            record = _json_object(line, f"{path}, line {number}")
-            sentences.append(_record_sentence(record, columns, str(path), number))
+    sentences = [_record_sentence(record, columns, str(path), number) for number, record in read_json_records(path)]
     if not sentences:
         raise DataError(f"{path}: no sentences found (the file is empty or holds only blank lines)")
     return sentences
+
+
+def iter_word_lists(path: str | Path, columns: Columns | None = None) -> Iterator[Sentence]:
+    """JSON lines of word lists as unlabeled sentences, lazily (`read_jsonl`'s rules, flat memory), each with its
+    whole record as ``fields``, so that it can be written back beside its predictions."""
+    columns = columns or Columns()
+    for number, record in read_json_records(path):
+        words = {key: value for key, value in record.items() if key != columns.labels}  # labels are not read here
+        yield replace(_record_sentence(words, columns, str(path), number), fields=record)
 
 
 def _record_sentence(record: Mapping[str, Any], columns: Columns, source: str, line: int) -> Sentence:
@@ -584,6 +733,11 @@ def _parse(label: str) -> tuple[str, str | None]:
             "(IOB1, IOB2, IOE1, IOE2, IOBES, BILOU or IO tags)"
         )
     return match.group(1), match.group(2)
+
+
+def _is_label(label: str) -> bool:
+    """Whether `_parse` takes ``label``."""
+    return label == "O" or _LABEL.match(label) is not None
 
 
 def _check_labels(sentences: Iterable[Sentence]) -> None:

@@ -13,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .code_consent import RemoteCodeError, check_consent, may_run_code
-from .data import Sentence, from_iob2
+from .data import Sentence, check_conll_columns, from_iob2
 from .decoding import (
     DEFAULT_DECODING,
     DEFAULT_STRATEGY,
@@ -202,6 +202,38 @@ def predict_sentences(
 SENTENCE_CHUNK_SIZE = 4096
 
 
+def sentence_chunks(
+    model: Any,
+    tokenizer: Any,
+    sentences: Iterable[Sentence],
+    *,
+    chunk_size: int = SENTENCE_CHUNK_SIZE,
+    skip_chunks: int = 0,
+    progress: bool = False,
+    total: int | None = None,
+    **kwargs: Any,
+) -> Iterator[tuple[list[Sentence], list[list[str]]]]:
+    """``sentences`` read lazily, ``chunk_size`` at a time: each chunk with its labels (`predict_sentences`), in order.
+
+    The first ``skip_chunks`` chunks are read but not predicted (what a resumed run wrote before). ``progress``
+    shows a bar counting sentences (of ``total``, if known); ``kwargs`` go to `predict_sentences` (``batch_size``,
+    ``max_length``, ``stride``, ``decoding``, ``min_score``).
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}.")
+    pending = iter(sentences)
+    skipped = sum(len(list(itertools.islice(pending, chunk_size))) for _ in range(skip_chunks))
+    bar = tqdm(total=total, initial=skipped, desc="Predicting", unit="sentence", disable=None if progress else True)
+    try:
+        while chunk := list(itertools.islice(pending, chunk_size)):
+            predictions = predict_sentences(model, tokenizer, chunk, progress=False, **kwargs)
+            bar.update(len(chunk))
+            yield chunk, predictions
+            del chunk, predictions  # gone before the next chunk is read: one chunk in memory at a time
+    finally:
+        bar.close()
+
+
 def iter_sentence_predictions(
     model: Any,
     tokenizer: Any,
@@ -217,17 +249,11 @@ def iter_sentence_predictions(
     ``sentences`` is read lazily; ``progress`` shows a bar counting sentences (of ``total``, if known);
     ``kwargs`` go to `predict_sentences` (``batch_size``, ``max_length``, ``stride``, ``decoding``, ``min_score``).
     """
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}.")
-    pending = iter(sentences)
-    bar = tqdm(total=total, desc="Predicting", unit="sentence", disable=None if progress else True)
-    try:
-        while chunk := list(itertools.islice(pending, chunk_size)):
-            predictions = predict_sentences(model, tokenizer, chunk, progress=False, **kwargs)
-            bar.update(len(chunk))
-            yield from predictions
-    finally:
-        bar.close()
+    chunks = sentence_chunks(
+        model, tokenizer, sentences, chunk_size=chunk_size, progress=progress, total=total, **kwargs
+    )
+    for _, predictions in chunks:
+        yield from predictions
 
 
 def evaluate_sentences(
@@ -256,27 +282,33 @@ def flat_scores(scores: dict[str, Any], prefix: str) -> dict[str, float]:
 
 
 def conll_lines(
-    sentences: Sequence[Sentence], predictions: Iterable[Sequence[str]], *, scheme: str | None = None
+    sentences: Iterable[Sentence], predictions: Iterable[Sequence[str]], *, scheme: str | None = None
 ) -> Iterator[str]:
-    """CoNLL lines: the token, the gold label when there is one, and the predicted label, tab-separated.
+    """CoNLL lines: the token, the gold label when there is one, and the predicted label, tab-separated; a blank
+    line after each sentence.
 
     ``scheme`` (`data.SCHEMES`) writes both label columns in that scheme rather than IOB2: the scheme
-    the model's training data was written in (`label_scheme`).
+    the model's training data was written in (`label_scheme`). A token or label that a line cannot hold
+    (a tab, a line break, empty: `data.check_conll_columns`) is a `data.DataError` naming its sentence's
+    file and line, before any line of that sentence is given.
     """
     for sentence, labels in zip(sentences, predictions, strict=True):
         gold = sentence.labels
         if scheme is not None:
             labels = from_iob2(labels, scheme)
             gold = from_iob2(gold, scheme) if gold is not None else None
+        check_conll_columns(
+            Sentence(sentence.tokens, gold, sentence.source, sentence.line, sentence.token_lines), labels
+        )
         for token, gold_label, label in zip(sentence.tokens, gold or [None] * len(labels), labels, strict=True):
             yield "\t".join(x for x in (token, gold_label, label) if x is not None) + "\n"
         yield "\n"
 
 
 def write_conll(
-    path: str | Path, sentences: Sequence[Sentence], predictions: Iterable[Sequence[str]], *, scheme: str | None = None
+    path: str | Path, sentences: Iterable[Sentence], predictions: Iterable[Sequence[str]], *, scheme: str | None = None
 ) -> None:
-    """Writes `conll_lines` to ``path``, atomically."""
+    """Writes `conll_lines` to ``path``, atomically (nothing is left under ``path`` where a sentence is refused)."""
     with atomic_writer(path) as f:
         f.writelines(conll_lines(sentences, predictions, scheme=scheme))
 

@@ -20,6 +20,7 @@ from .data import (
     Columns,
     MissingSplitError,
     Sentence,
+    check_conll_columns,
     check_known_labels,
     label_list,
     label_names_from,
@@ -323,6 +324,8 @@ def read_splits(data_args: DataArguments) -> tuple[dict[str, list[Sentence]], st
     for split in ("validation", "test"):
         if split in splits:
             check_known_labels(splits[split], label2id)
+    for sentence in splits.get("test", ()):  # written to test_predictions.conll at the end: refused now
+        check_conll_columns(sentence)
     return splits, train_scheme
 
 

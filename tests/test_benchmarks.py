@@ -400,3 +400,21 @@ def test_corpus_abstracts_are_pubmed_shaped_and_the_table_follows_from_the_rates
     engines = [{**r, "agreement": "7/8", "same_spans": "8/8"} for r in rows]
     table = corpus_benchmark.readme_table({"engines": engines, "processes": rows})
     assert "| b | 8.00 | 2.00x | 4.00 | 52 days | 8/8 | 7/8 |" in table
+
+
+def test_conll_stream_benchmark_end_to_end_on_a_small_file(tmp_path):
+    """The flat-memory benchmark's plumbing, small: the codes' outputs compared, the overlong line refused by this
+    code (a limit below the line, from the environment), and the table made of what was measured."""
+    from benchmarks import conll_stream
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_LAYER_TOKCLF_MAX_RECORD_BYTES", str(2**20))
+        data = conll_stream.main(["--megabytes", "0.05", "--huge-megabytes", "2", "--baseline", "",
+                                  "--output-dir", str(tmp_path)])  # fmt: skip
+    assert [(r["code"], r["input"], r["exit"]) for r in data["predict"]] == [("this code", "long", 0),
+                                                                            ("this code", "small", 0)]  # fmt: skip
+    assert data["files"]["long"]["sentences"] > conll_stream.SMALL_SENTENCES == data["files"]["small"]["sentences"]
+    assert [(r["documents"], r["errors"]) for r in data["huge_reads"]] == [(2, 1)]
+    report = (tmp_path / "conll_stream.md").read_text()
+    assert f"| this code | long | {data['predict'][0]['peak_mib']:.0f} |" in report
+    assert json.loads((tmp_path / "conll_stream.json").read_text())["same_output"] == {}

