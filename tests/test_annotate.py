@@ -386,7 +386,7 @@ def test_the_progress_total_of_gzip_text_counts_its_decompressed_lines(tiny_dir,
     path = tmp_path / "docs.txt.gz"
     path.write_bytes(gzip.compress(lines.encode()))
     assert main(["predict", str(tiny_dir), "--input", str(path), "--output", str(tmp_path / "out.jsonl")]) == 0
-    assert "Annotating: 40/40 documents, " in capsys.readouterr().err
+    assert "Annotating text to JSON lines: 40/40 documents, " in capsys.readouterr().err
 
 
 def test_a_run_killed_between_its_footer_and_the_rename_writes_the_footer_once(model, corpus, tmp_path, monkeypatch):
