@@ -474,16 +474,17 @@ def _predict_conll(args: argparse.Namespace, model: Any, tokenizer: Any, scheme:
 
     Streamed (`annotate.label_sentences`: chunk by chunk, resumable to --output). A first pass over the file,
     in flat memory (`data.scan_conll`), counts its sentences and decides, on the whole file as when it was read
-    whole, whether its last column is labels, kept as gold beside the predictions in the model's scheme.
+    whole, whether its last column is labels and in which scheme: gold, kept beside the predictions in the
+    model's scheme.
     """
     from .annotate import label_sentences
-    from .data import iter_conll, normalize_labels, scan_conll
+    from .data import iter_conll, scan_conll, with_iob2
     from .inference import conll_lines
 
-    total, gold = scan_conll(args.input)
-    sentences = iter_conll(args.input, labeled=gold)
-    if gold:  # in IOB2 as the model's labels are; both are written back in the model's scheme
-        sentences = (normalize_labels([sentence])[0][0] for sentence in sentences)
+    total, gold_scheme = scan_conll(args.input)
+    sentences = iter_conll(args.input, labeled=gold_scheme is not None)
+    if gold_scheme:  # in IOB2 as the model's labels are; both are written back in the model's scheme
+        sentences = (with_iob2(sentence, gold_scheme) for sentence in sentences)
     label_sentences(
         model, tokenizer, sentences, lambda chunk, labels: "".join(conll_lines(chunk, labels, scheme=scheme)),
         args.output, run=_corpus_run(args, "conll"), overwrite=args.overwrite, total=total, **options,

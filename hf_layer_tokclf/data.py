@@ -61,6 +61,7 @@ __all__ = [
     "scan_conll",
     "to_iob2",
     "too_long",
+    "with_iob2",
 ]
 
 SCHEMES = ("IOB1", "IOB2", "IOE1", "IOE2", "IOBES", "BILOU", "IO")
@@ -377,19 +378,33 @@ def read_conll(path: str | Path, *, labeled: bool | None = True) -> list[Sentenc
     return sentences
 
 
-def scan_conll(path: str | Path) -> tuple[int, bool]:
-    """A first pass over a CoNLL file, in flat memory: how many sentences it holds, and whether its last column
-    is labels throughout (every token line has two columns or more, and every last one is ``O`` or
-    ``PREFIX-TYPE``): the gold column `predict` keeps beside its predictions.
+def scan_conll(path: str | Path) -> tuple[int, str | None]:
+    """A first pass over a CoNLL file, in flat memory: how many sentences it holds, and the scheme of its gold
+    column (`detect_scheme`, over the whole file), or None where its last column is not labels throughout (a
+    token line with one column, a last column that is not ``O`` or ``PREFIX-TYPE``): the gold column `predict`
+    keeps beside its predictions.
 
     Raises:
         DataError: as `read_conll`.
     """
     count, labeled = 0, True
-    for sentence in iter_conll(path, labeled=None):
-        count += 1
-        labeled = labeled and sentence.labels is not None and all(map(_is_label, sentence.labels))
-    return count, labeled
+
+    def gold() -> Iterator[list[str]]:
+        nonlocal count, labeled
+        for sentence in iter_conll(path, labeled=None):
+            count += 1
+            labeled = labeled and sentence.labels is not None and all(map(_is_label, sentence.labels))
+            if labeled:
+                yield sentence.labels
+
+    scheme = detect_scheme(gold())
+    return count, scheme if labeled else None
+
+
+def with_iob2(sentence: Sentence, scheme: str) -> Sentence:
+    """A copy of ``sentence`` with its labels (written in ``scheme``) in IOB2; an unlabeled one copied as it is."""
+    labels = to_iob2(sentence.labels, scheme) if sentence.labels is not None else None
+    return Sentence(list(sentence.tokens), labels, sentence.source, sentence.line, sentence.token_lines)
 
 
 # A line whose tab-separated columns `read_conll` would not read back as written: a line break, a column
@@ -856,16 +871,7 @@ def normalize_labels(sentences: Sequence[Sentence]) -> tuple[list[Sentence], str
     """
     _check_labels(sentences)
     scheme = detect_scheme(s.labels for s in sentences if s.labels is not None)
-    normalized = [
-        Sentence(
-            list(s.tokens),
-            to_iob2(s.labels, scheme) if s.labels is not None else None,
-            s.source,
-            s.line,
-            s.token_lines,
-        )
-        for s in sentences
-    ]
+    normalized = [with_iob2(s, scheme) for s in sentences]
     return normalized, scheme
 
 

@@ -119,6 +119,23 @@ def test_a_later_sentence_without_labels_means_no_gold_column_as_before(tiny_dir
     assert {len(row) for row in rows} == {2} and rows[-1][0] == "sentence"
 
 
+def test_the_gold_column_keeps_the_label_scheme_of_the_whole_file(tiny_dir, tmp_path):
+    """The gold labels' scheme is detected on the whole file in the first pass, as when the file was read whole,
+    not sentence by sentence: in an IOB1 file whose first sentence alone reads as IOB2 (an entity begins with
+    B-), the scheme is IOB1, and the gold column comes back in the model's scheme (IOB2 here)."""
+    source = tmp_path / "iob1.tsv"
+    # IOB1: B- only where an entity follows one of the same type; the file's second sentence shows it.
+    first = "BRCA1\tB-Disease\nmutations\tI-Disease\n"
+    second = "ataxia\tI-Disease\ntelangiectasia\tI-Disease\n"
+    source.write_text(f"{first}\n{second}")
+    assert data.scan_conll(source) == (2, "IOB1")
+    assert data.scan_conll(conll_slice(tmp_path / "plain.tsv", 3, labeled=False)) == (3, None)
+    out = tmp_path / "out.tsv"
+    assert main(["predict", str(tiny_dir), "--input", str(source), "--output", str(out), "--no-progress"]) == 0
+    gold = [line.split("\t")[1] for line in out.read_text().splitlines() if line]
+    assert gold == ["B-Disease", "I-Disease", "B-Disease", "I-Disease"]
+
+
 def test_the_conll_reader_is_lazy(tmp_path):
     """`data.iter_conll` reads a sentence as it is asked for: a bad line far on is met only when read."""
     path = tmp_path / "data.tsv"
