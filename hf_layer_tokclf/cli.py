@@ -424,7 +424,7 @@ def predict_command(argv: Sequence[str]) -> int:
     input_format, column, tokenized = _predict_input(args)
     world = world_from_env()
     if args.output:  # before the model loads: a refused output costs nothing
-        _check_predict_output(args, input_format == "conll" or tokenized, world is not None)
+        _check_predict_output(args, world is not None)
         _KEPT_ON_INTERRUPT.append(lambda line: _partial_kept(args.output, line))
     shard = Shard.parse(args.shard) if args.shard else Shard()
     if (args.shard or world) and (input_format == "conll" or tokenized):
@@ -454,12 +454,13 @@ def predict_command(argv: Sequence[str]) -> int:
     return 0
 
 
-def _check_predict_output(args: argparse.Namespace, pretokenized: bool, world: bool) -> None:
-    """predict's --output, checked as its writer will write it: documents to a resumable file with its
-    progress files (`annotate.ResumableOutput`), the rest (and torchrun's merged output) atomically."""
+def _check_predict_output(args: argparse.Namespace, world: bool) -> None:
+    """predict's --output, checked as its writer will write it: documents and pre-tokenized sentences to a
+    resumable file with its progress files (`annotate.ResumableOutput`), HTML (and torchrun's merged output)
+    atomically."""
     from .annotate import ResumableOutput
 
-    if pretokenized or args.format == "html" or world:
+    if args.format == "html" or world:
         check_output_path(args.output, args.overwrite)
     else:
         ResumableOutput.check(args.output, args.overwrite)

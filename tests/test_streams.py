@@ -136,6 +136,19 @@ def test_the_gold_column_keeps_the_label_scheme_of_the_whole_file(tiny_dir, tmp_
     assert gold == ["B-Disease", "I-Disease", "B-Disease", "I-Disease"]
 
 
+@pytest.mark.parametrize("kind", INPUTS)
+def test_a_partial_output_no_run_accounts_for_is_refused_before_the_model_loads(tmp_path, monkeypatch, kind):
+    """Pre-tokenized output is resumable (`ResumableOutput`), so it is checked as one before any work: a partial
+    file beside it that no progress file accounts for is someone's, refused (and kept) before the model loads."""
+    source = INPUTS[kind](tmp_path, 3)
+    out = tmp_path / ("out.tsv" if kind == "conll" else "out.jsonl")
+    foreign = Path(f"{out}.partial")
+    foreign.write_text("someone's notes\n")
+    monkeypatch.setattr(inference, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    assert main(["predict", str(tmp_path / "no-model"), "--input", str(source), "--output", str(out)]) == 2
+    assert foreign.read_text() == "someone's notes\n"
+
+
 def test_the_conll_reader_is_lazy(tmp_path):
     """`data.iter_conll` reads a sentence as it is asked for: a bad line far on is met only when read."""
     path = tmp_path / "data.tsv"
