@@ -1,6 +1,7 @@
 """predict writes what its output's name says: ``--format``, else the output's name, else the input's own format
 (`documents.pick_output_format`), refused before the model loads where they disagree; and the formats' own
-reference tools read what it writes (JSON lines: ``datasets``; PubTator: ``bioc.pubtator``; HTML: ``html.parser``).
+reference tools read what it writes (JSON lines: ``datasets``; PubTator: ``bioc.pubtator``; CoNLL: spaCy's
+converter and ``seqeval``; HTML: ``html.parser``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from conftest import NCBI
+from conftest import NCBI, conll_slice
 
 from hf_layer_tokclf.cli import main
 from hf_layer_tokclf.corpus import Document, Passage, detect_corpus_format, get_writer, read_corpus
@@ -251,6 +252,29 @@ class Marks(HTMLParser):
     def handle_data(self, data):
         if self._depth and self._depth[-1] == "mark":
             self.marks[-1] += data
+
+
+def test_conll_output_reads_back_with_spacys_converter_and_seqeval(trained, tmp_path):
+    """CoNLL by name from CoNLL input: spaCy's CoNLL-2003 NER converter (what `spacy convert` runs) reads every
+    sentence back with its tokens, and its entities are those seqeval finds in the predicted column."""
+    from seqeval.metrics.sequence_labeling import get_entities
+    from spacy.training.converters import conll_ner_to_docs
+
+    source, out = conll_slice(tmp_path / "gold.tsv", 40), tmp_path / "out.conll"
+    assert main(["predict", str(trained[0]), "--input", str(source), "--output", str(out), "--no-progress"]) == 0
+    blocks = [block.splitlines() for block in out.read_text().strip().split("\n\n")]
+    first = source.read_text().split("\n\n")[0].splitlines()
+    assert len(blocks) == 40 and [row.split("\t")[0] for row in blocks[0]] == [row.split("\t")[0] for row in first]
+    docs = list(conll_ner_to_docs(out.read_text(), n_sents=1, no_print=True))  # a doc per sentence
+    assert len(docs) == len(blocks)
+    found = 0
+    for doc, block in zip(docs, blocks, strict=True):
+        rows = [row.split("\t") for row in block]
+        assert [token.text for token in doc] == [row[0] for row in rows]
+        spans = [(label, start, end + 1) for label, start, end in get_entities([row[-1] for row in rows])]
+        assert [(ent.label_, ent.start, ent.end) for ent in doc.ents] == spans
+        found += len(spans)
+    assert found  # a trained model finds diseases in 40 NCBI sentences
 
 
 def test_html_by_name_shows_the_entities(trained, abstracts, tmp_path):
