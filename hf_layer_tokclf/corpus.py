@@ -42,10 +42,9 @@ from .data import (
     existing_file,
     format_suffix,
     not_utf8,
+    numbered_lines,
     open_binary,
     read_head,
-    record_limit,
-    too_long,
 )
 
 __all__ = [
@@ -134,26 +133,21 @@ def document_text(document: Document) -> str:
 def _lines(stream: IO[bytes] | Iterable[bytes], source: str | Path) -> Iterator[tuple[int, str | RecordError]]:
     """Each line of a stream (numbered from 1) as text, without its line break or a UTF-8 byte order mark.
 
-    A line that is not UTF-8, or longer than the record-size limit (`data.record_limit`; read past in
+    A line that is not UTF-8, or longer than the record-size limit (`data.numbered_lines`; read past in
     bounded pieces, never held whole), is a `RecordError` naming the line, in place of the line, so that
     one bad line in a large file costs that line, not the run; a truncated or corrupt ``.gz`` cannot be read
     on: a `DataError` naming the file and the last line read.
     """
-    limit = record_limit()
-    number = 0
-    try:
-        for number, raw in enumerate(bounded_lines(stream, limit), start=1):
-            if raw is None:
-                yield number, RecordError(source, number, too_long(limit), unit="line")
-                continue
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as error:
-                yield number, RecordError(source, number, not_utf8(error), unit="line")
-                continue
-            yield number, line.removeprefix("\ufeff" if number == 1 else "").rstrip("\r\n")
-    except READ_ERRORS as error:
-        raise DataError(f"{source}: cannot be read after line {number} ({error})") from None
+    for number, raw in numbered_lines(stream, source):
+        if isinstance(raw, str):  # past the record-size limit
+            yield number, RecordError(source, number, raw, unit="line")
+            continue
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            yield number, RecordError(source, number, not_utf8(error), unit="line")
+            continue
+        yield number, line.removeprefix("\ufeff" if number == 1 else "").rstrip("\r\n")
 
 
 # --- Text and JSON lines ------------------------------------------------------------------------

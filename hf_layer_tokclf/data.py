@@ -52,6 +52,7 @@ __all__ = [
     "load_sentences",
     "normalize_labels",
     "not_utf8",
+    "numbered_lines",
     "open_binary",
     "read_conll",
     "read_head",
@@ -244,34 +245,48 @@ def bounded_lines(stream: IO[bytes] | Iterable[bytes], limit: int | None = None)
         yield None
 
 
+def numbered_lines(stream: IO[bytes] | Iterable[bytes], source: str | Path) -> Iterator[tuple[int, bytes | str]]:
+    """(number, bytes) of each line of a binary stream, numbered from 1, read in bounded pieces (`bounded_lines`);
+    for a line past the record-size limit, in place of its bytes, what it is told (`too_long`). The one loop of
+    every line-based reader: each decodes the lines and says what a bad one costs (the line, or the run).
+
+    Raises:
+        DataError: naming ``source`` and the last line read, for a stream that cannot be read on (a truncated
+            or corrupt ``.gz``).
+    """
+    limit, number = record_limit(), 0
+    try:
+        for number, raw in enumerate(bounded_lines(stream, limit), start=1):
+            yield number, too_long(limit) if raw is None else raw
+    except READ_ERRORS as error:
+        raise DataError(f"{source}: cannot be read after line {number} ({error})") from None
+
+
 def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(number, text) of each line of a UTF-8 file (gzip read through), without its line break or a byte order mark,
-    read in bounded pieces (`bounded_lines`): lines split at ``\\n`` only, since characters such as U+2028 or U+0085
+    read in bounded pieces (`numbered_lines`): lines split at ``\\n`` only, since characters such as U+2028 or U+0085
     (which `str.splitlines` splits at) can be tokens of their own in biomedical text.
 
     Raises:
         DataError: naming the file and line, for a line that is not UTF-8 or past the record-size limit;
             naming the file, for a truncated or corrupt ``.gz``.
     """
-    offset, limit, number = 0, record_limit(), 0
-    try:
-        with open_binary(path) as stream:
-            for number, raw in enumerate(bounded_lines(stream, limit), start=1):
-                if raw is None:
-                    raise DataError(f"{path}, line {number}: {too_long(limit)}")
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as error:
-                    raise DataError(
-                        f"{path}, line {number}: not valid UTF-8 (byte 0x{raw[error.start : error.start + 1].hex()} at "
-                        f"byte offset {offset + error.start}); convert the file to UTF-8, e.g. with "
-                        "`iconv -f latin1 -t utf-8`"
-                    ) from None
-                offset += len(raw)
-                # A byte-order mark is what Windows editors like to write; "\r" ends a CRLF file's lines.
-                yield number, line.removeprefix("\ufeff" if number == 1 else "").removesuffix("\n").removesuffix("\r")
-    except READ_ERRORS as error:
-        raise DataError(f"{path}: cannot be read after line {number} ({error})") from None
+    offset = 0
+    with open_binary(path) as stream:
+        for number, raw in numbered_lines(stream, path):
+            if isinstance(raw, str):
+                raise DataError(f"{path}, line {number}: {raw}")
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise DataError(
+                    f"{path}, line {number}: not valid UTF-8 (byte 0x{raw[error.start : error.start + 1].hex()} at "
+                    f"byte offset {offset + error.start}); convert the file to UTF-8, e.g. with "
+                    "`iconv -f latin1 -t utf-8`"
+                ) from None
+            offset += len(raw)
+            # A byte-order mark is what Windows editors like to write; "\r" ends a CRLF file's lines.
+            yield number, line.removeprefix("\ufeff" if number == 1 else "").removesuffix("\n").removesuffix("\r")
 
 
 CONLLU_SUFFIXES = (".conllu",)

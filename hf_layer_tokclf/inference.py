@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -297,9 +298,7 @@ def conll_lines(
         if scheme is not None:
             labels = from_iob2(labels, scheme)
             gold = from_iob2(gold, scheme) if gold is not None else None
-        check_conll_columns(
-            Sentence(sentence.tokens, gold, sentence.source, sentence.line, sentence.token_lines), labels
-        )
+        check_conll_columns(replace(sentence, labels=gold), labels)
         for token, gold_label, label in zip(sentence.tokens, gold or [None] * len(labels), labels, strict=True):
             yield "\t".join(x for x in (token, gold_label, label) if x is not None) + "\n"
         yield "\n"
