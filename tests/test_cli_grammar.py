@@ -228,3 +228,13 @@ def test_readme_lists_every_option_of_every_subcommand():
             for name in action.option_strings:
                 if "_" not in name and name not in ("-h",):
                     assert f"`{name}" in option_block(), (command, name)
+
+
+def test_light_defaults_match_the_modules_that_define_them():
+    """`defaults` repeats two tuples that live where --help cannot import them: they must stay equal."""
+    from transformers.pipelines.token_classification import AggregationStrategy
+
+    from hf_layer_tokclf import defaults, pipeline_layer_tokclf
+
+    assert tuple(strategy.value for strategy in AggregationStrategy) == defaults.STRATEGIES
+    assert defaults.DECODINGS == pipeline_layer_tokclf.DECODINGS
