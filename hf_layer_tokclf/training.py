@@ -8,13 +8,13 @@ Trainer does (``--num-train-epochs``, ``--learning-rate``, ...).
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import SequentialSampler
-from transformers import HfArgumentParser, Trainer
+from transformers import Trainer
 
 from .arguments import DataArguments, ModelArguments, RunArguments, default_backbone  # noqa: F401 - the API's names
 from .data import (
@@ -72,53 +72,6 @@ def _length_grouping() -> dict[str, Any]:
 
 
 TRAINING_DEFAULTS.update(_length_grouping())
-
-
-@dataclass
-class _RunArgumentsBesideTrainer4(RunArguments):
-    """RunArguments as the parser sees them on transformers 4.x, whose TrainingArguments has its own
-    ``overwrite_output_dir`` (5.x dropped it): two ``--overwrite-output-dir`` options would collide, so
-    the option is TrainingArguments' there and `TrainArgumentParser` copies its value here."""
-
-    overwrite_output_dir: bool = field(default=False, init=False)
-
-
-@dataclass
-class _DataArgumentsBesideTrainer(DataArguments):
-    """DataArguments as the parser sees them: TrainingArguments has a ``label_names`` of its own (the input
-    keys that hold labels, which for token classification are always ``labels``), so the one
-    ``--label-names`` option is read there and `TrainArgumentParser` moves its value here."""
-
-    label_names: list[str] | None = field(default=None, init=False)
-
-
-class TrainArgumentParser(HfArgumentParser):
-    """`HfArgumentParser` over (ModelArguments, DataArguments, RunArguments, TrainingArguments).
-
-    ``--overwrite-output-dir`` means the same on transformers 4.x and 5.x: it sets
-    ``RunArguments.overwrite_output_dir``, the only one `train` reads. ``--label-names`` sets
-    ``DataArguments.label_names`` (the names of integer label ids).
-    """
-
-    def __init__(self, **kwargs: Any) -> None:
-        import dataclasses
-
-        from transformers import TrainingArguments
-
-        self._trainer_has_overwrite = "overwrite_output_dir" in {f.name for f in dataclasses.fields(TrainingArguments)}
-        run_class = _RunArgumentsBesideTrainer4 if self._trainer_has_overwrite else RunArguments
-        super().__init__((ModelArguments, _DataArgumentsBesideTrainer, run_class, TrainingArguments), **kwargs)
-        label_names = next(field for field in dataclasses.fields(DataArguments) if field.name == "label_names")
-        for action in self._actions:
-            if "--label_names" in action.option_strings:
-                action.help = label_names.metadata["help"]
-
-    def parse_args_into_dataclasses(self, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
-        outputs = super().parse_args_into_dataclasses(*args, **kwargs)
-        if self._trainer_has_overwrite:  # transformers 4.x
-            outputs[2].overwrite_output_dir = outputs[3].overwrite_output_dir
-        outputs[1].label_names, outputs[3].label_names = outputs[3].label_names, None
-        return outputs
 
 
 def _limit(sentences: list[Sentence], limit: int | None) -> list[Sentence]:
