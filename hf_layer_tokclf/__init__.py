@@ -1,32 +1,39 @@
-"""Token classification from a chosen hidden layer of an encoder (BERT, RoBERTa, DeBERTa, ...), as HF models."""
+"""Token classification from a chosen hidden layer of an encoder (BERT, RoBERTa, DeBERTa, ...), as HF models.
 
-from transformers import AutoConfig, AutoModel, AutoModelForTokenClassification
+The names below are imported on first use (PEP 562), so that ``import hf_layer_tokclf`` (which the command line's
+``--help`` goes through) imports neither torch nor transformers. Using any of them imports `auto`, which registers
+the classes with transformers' Auto classes (`auto.register_auto_classes`); so do the package's loaders.
+"""
 
-from .auto import FAMILIES, AutoLayerConfig, AutoLayerModel, AutoModelForLayerTokenClassification
-from .configuration_layer_tokclf import LayerTokenClassificationConfig
-from .modeling_layer_tokclf import BertForLayerTokenClassification, BertLayerModel
-from .pipeline_layer_tokclf import LayerTokenClassificationPipeline
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-# Registration makes the Auto classes resolve our model types in this process; the auto-class
-# markers make save_pretrained write `auto_map` and copy the three code files beside the weights,
-# so that people without this package load the model with trust_remote_code=True.
-for _family in FAMILIES.values():
-    AutoConfig.register(_family.model_type, _family.config_class, exist_ok=True)
-    AutoModelForTokenClassification.register(_family.config_class, _family.classifier_class, exist_ok=True)
-    AutoModel.register(_family.config_class, _family.encoder_class, exist_ok=True)
-    _family.config_class.register_for_auto_class()
-    _family.classifier_class.register_for_auto_class("AutoModelForTokenClassification")
-    _family.encoder_class.register_for_auto_class("AutoModel")
+# Public name -> the module that defines it.
+_EXPORTS = {
+    "AutoLayerConfig": "auto",
+    "AutoLayerModel": "auto",
+    "AutoModelForLayerTokenClassification": "auto",
+    "BertForLayerTokenClassification": "modeling_layer_tokclf",
+    "BertLayerModel": "modeling_layer_tokclf",
+    "LayerTokenClassificationConfig": "configuration_layer_tokclf",
+    "LayerTokenClassificationPipeline": "pipeline_layer_tokclf",
+}
 
-__all__ = [
-    "AutoLayerConfig",
-    "AutoLayerModel",
-    "AutoModelForLayerTokenClassification",
-    "BertForLayerTokenClassification",
-    "BertLayerModel",
-    "LayerTokenClassificationConfig",
-    "LayerTokenClassificationPipeline",
-    "__version__",
-]
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    importlib.import_module(".auto", __name__)  # registers the Auto classes before any class is handed out
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from .corpus import Document, RecordError, document_text, render_document
 from .data import Sentence
+from .defaults import CORPUS_CHUNK_SIZE, ON_ERROR
 from .documents import format_name
 from .files import (
     OutputExistsError,
@@ -60,8 +61,6 @@ __all__ = [
     "summary_path",
 ]
 
-CORPUS_CHUNK_SIZE = 256
-ON_ERROR = ("skip", "stop")
 _ERROR_SAMPLES = 100  # errors listed in the summary; all are counted
 _ERRORS_SHOWN = 20  # errors printed as warnings; the rest are only counted
 _COUNTS = ("records", "documents", "passages", "entities", "errors")

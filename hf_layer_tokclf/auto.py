@@ -149,3 +149,23 @@ class AutoLayerConfig(_AutoLayerClass):
     """The ``*LayerTokenClassificationConfig`` of a checkpoint's family."""
 
     _family_attribute = "config_class"
+
+
+def register_auto_classes() -> None:
+    """Makes transformers' Auto classes resolve the package's model types in this process (idempotent).
+
+    The auto-class markers make save_pretrained write `auto_map` and copy the three code files beside the
+    weights, so that people without this package load the model with trust_remote_code=True.
+    """
+    from transformers import AutoConfig, AutoModel, AutoModelForTokenClassification
+
+    for family in FAMILIES.values():
+        AutoConfig.register(family.model_type, family.config_class, exist_ok=True)
+        AutoModelForTokenClassification.register(family.config_class, family.classifier_class, exist_ok=True)
+        AutoModel.register(family.config_class, family.encoder_class, exist_ok=True)
+        family.config_class.register_for_auto_class()
+        family.classifier_class.register_for_auto_class("AutoModelForTokenClassification")
+        family.encoder_class.register_for_auto_class("AutoModel")
+
+
+register_auto_classes()  # on import: every loader of the package imports this module

@@ -8,20 +8,25 @@ one line, what was kept and the command that goes on from it, and exits with 130
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import glob
+import os
 import re
 import shlex
 import sys
+import types
+import typing
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from .files import CARD, check_output_path, is_bookkeeping, write_json
 from .hub import HubError
-from .redaction import redact_command, remember_secrets_in, scrub_text
+from .redaction import redact_command, remember_secret, remember_secrets_in, scrub_text
 
-# Every parser here is built with allow_abbrev=False: argparse would otherwise take --hub-tok for --hub-token,
-# a spelling that redaction by option name cannot know, and a typo for another option.
+# Every parser here is a CommandParser, built with allow_abbrev=False: argparse would otherwise take --hub-tok for
+# --hub-token, a spelling that redaction by option name cannot know, and a typo for another option.
 
 USAGE = """hf-layer-tokclf <command> [options]
 
@@ -40,29 +45,268 @@ Run `hf-layer-tokclf <command> --help` for a command's options.
 """
 
 
-def train_parser():
-    from .training import TRAINING_DEFAULTS, TrainArgumentParser
+class CommandParser(argparse.ArgumentParser):
+    """The parser of every subcommand, so that all share one grammar.
 
-    parser = TrainArgumentParser(
-        allow_abbrev=False,
+    - Every ``--dashed-option`` is also accepted as ``--dashed_option``, as run_ner.py spells options, and is
+      listed once in ``--help`` (the epilog says so).
+    - Abbreviations are refused (``allow_abbrev=False``; see the comment above).
+    - Options and positionals may come in any order (``parse_intermixed_args``): ``MODEL OUT_DIR`` around options.
+    - Where a command takes a model (`add_model_argument`), it is MODEL or ``--model``, once.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("epilog", UNDERSCORES)
+        super().__init__(allow_abbrev=False, **kwargs)
+        self.model_required: bool | None = None  # None: the command takes no model
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> tuple[argparse.Namespace, list[str]]:
+        self.add_underscore_spellings()
+        return super().parse_known_args(args, namespace)
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
+        parsed = self.parse_intermixed_args(args, namespace)
+        if self.model_required is not None:
+            self._resolve_model(parsed)
+        return parsed
+
+    def add_underscore_spellings(self) -> None:
+        """Makes ``--a_b`` parse as ``--a-b`` for every option (not shown in --help: its actions keep their names)."""
+        for name, action in list(self._option_string_actions.items()):
+            if name.startswith("--"):
+                self._option_string_actions.setdefault("--" + name[2:].replace("-", "_"), action)
+
+    def _resolve_model(self, parsed: argparse.Namespace) -> None:
+        given = [value for value in (parsed.model, parsed.model_option) if value is not None]
+        if len(given) == 2:
+            self.error(
+                f"the model is given twice, as MODEL {parsed.model} and --model {parsed.model_option}: give it once, "
+                "as MODEL or --model, not both."
+            )
+        if not given and self.model_required:
+            self.error("a model is required: give MODEL (a trained output directory or a Hub id) or --model MODEL.")
+        parsed.model = given[0] if given else None
+        del parsed.model_option
+
+
+UNDERSCORES = "Every option is also accepted spelled --like_this, as transformers' run_ner.py spells them."
+MODEL_OPTIONS = ("--model", "--model-name-or-path", "--model_name_or_path")
+
+
+class _Once(argparse.Action):
+    """An option that may be given once: a second, different value is refused rather than silently winning."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: str | None = None) -> None:
+        before = getattr(namespace, self.dest, None)
+        if before is not None and before != values:
+            parser.error(f"the model is given twice ({before}, {values}): give it once.")
+        setattr(namespace, self.dest, values)
+
+
+def add_model_argument(parser: CommandParser, help: str, required: bool = True) -> None:
+    """MODEL, or ``--model`` / ``--model-name-or-path`` (run_ner.py's), in every command that takes a model."""
+    parser.add_argument("model", nargs="?", default=None, metavar="MODEL", help=help)
+    parser.add_argument(
+        *MODEL_OPTIONS, dest="model_option", action=_Once, default=None, metavar="MODEL", help="The same as MODEL."
+    )
+    parser.model_required = required
+
+
+def _boolean(value: str) -> bool:
+    """A switch's value as run_ner.py's parser reads it: true/false, yes/no, 1/0."""
+    if value.lower() in ("true", "yes", "y", "t", "1"):
+        return True
+    if value.lower() in ("false", "no", "n", "f", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"{value!r} is not true or false")
+
+
+def add_progress_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """--no-progress, and the Trainer's --disable-tqdm [BOOL] as its alias (its own, so that MODEL may follow it)."""
+    parser.add_argument("--no-progress", action="store_true", help=help)
+    parser.add_argument(
+        "--disable-tqdm",
+        dest="no_progress",
+        nargs="?",
+        const=True,
+        type=_boolean,
+        default=argparse.SUPPRESS,
+        metavar="BOOL",
+        help="The same as --no-progress (the Trainer's spelling).",
+    )
+
+
+class _Refused(argparse.Action):
+    """A run_ner.py option this package does not take: refused with the reason, whatever its value."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: str | None = None) -> None:
+        parser.error(self.help)
+
+
+def add_refused_option(parser: argparse.ArgumentParser, name: str, reason: str) -> None:
+    """``name`` (with or without a value) stops the parse with ``reason``, which its --help line shows."""
+    parser.add_argument(name, action=_Refused, nargs="?", metavar="VALUE", help=reason)
+
+
+def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
+    """One option per field of ``cls``, as transformers' HfArgumentParser makes them (``--field-name`` and the
+    field's ``aliases``; a bool is ``--flag [BOOL]``), without importing transformers."""
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        if field.name in skip or not field.init:
+            continue
+        kind = hints[field.name]
+        if typing.get_origin(kind) in (typing.Union, types.UnionType):  # X | None
+            kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
+        options: dict[str, Any] = {"dest": field.name, "help": field.metadata.get("help")}
+        options["default"] = None if field.default is dataclasses.MISSING else field.default
+        if kind is bool:
+            options.update(nargs="?", const=True, type=_boolean, metavar="BOOL")
+        elif typing.get_origin(kind) is typing.Literal:
+            options["choices"] = typing.get_args(kind)
+        elif typing.get_origin(kind) is list:
+            options.update(nargs="+", type=typing.get_args(kind)[0])
+        else:
+            options["type"] = kind
+        parser.add_argument("--" + field.name.replace("_", "-"), *field.metadata.get("aliases", ()), **options)
+
+
+class _TrainerHelp(argparse.Action):
+    """``train --help-trainer``: every TrainingArguments option (this imports transformers)."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: str | None = None) -> None:
+        from transformers import HfArgumentParser, TrainingArguments
+
+        trainer = HfArgumentParser(TrainingArguments, prog=f"{parser.prog} (TrainingArguments)", allow_abbrev=False)
+        print(trainer.format_help())
+        parser.exit()
+
+
+class TrainParser(CommandParser):
+    """``train``'s options: the package's and run_ner.py's (`arguments`), declared here without torch or
+    transformers, and every TrainingArguments option, which transformers' HfArgumentParser reads."""
+
+    def parse_args_into_dataclasses(self, argv: Sequence[str]) -> tuple[Any, Any, Any, Any]:
+        """(ModelArguments, DataArguments, RunArguments, TrainingArguments) of a command line."""
+        ours, theirs = self.split_words(argv)
+        args = self.parse_args(ours)  # --help and our errors: before transformers is imported
+        from transformers import HfArgumentParser, TrainingArguments
+
+        from .arguments import DataArguments, ModelArguments, RunArguments
+        from .training import TRAINING_DEFAULTS
+
+        values = vars(args)
+        model_args = ModelArguments(
+            **{f.name: values[f.name] for f in dataclasses.fields(ModelArguments) if values.get(f.name) is not None}
+        )
+        data_args = DataArguments(**{f.name: values[f.name] for f in dataclasses.fields(DataArguments)})
+        run_args = RunArguments(**{f.name: values[f.name] for f in dataclasses.fields(RunArguments)})
+        trainer = HfArgumentParser(TrainingArguments, allow_abbrev=False)
+        trainer.set_defaults(**TRAINING_DEFAULTS)
+        theirs += ["--output_dir", args.output_dir, "--disable_tqdm", str(args.no_progress)]
+        training_args, rest = trainer.parse_args_into_dataclasses(theirs, return_remaining_strings=True)
+        if rest:
+            self.error(
+                f"unrecognized arguments: {' '.join(rest)} (neither an option of train, see --help, nor of "
+                "TrainingArguments, see --help-trainer)"
+            )
+        return model_args, data_args, run_args, training_args
+
+    def split_words(self, argv: Sequence[str]) -> tuple[list[str], list[str]]:
+        """The words of ``argv`` that are this parser's (its options, their values, MODEL) and the Trainer's.
+
+        A word goes with the option before it; an option is ours if this parser knows its name.
+        """
+        self.add_underscore_spellings()
+        ours: list[str] = []
+        theirs: list[str] = []
+        target = ours
+        for word in argv:
+            if word.startswith("-") and not _is_number(word):
+                target = ours if word.split("=", 1)[0] in self._option_string_actions else theirs
+            target.append(word)
+        return ours, theirs
+
+
+def _is_number(word: str) -> bool:
+    try:
+        float(word)
+    except ValueError:
+        return False
+    return True
+
+
+def train_parser() -> TrainParser:
+    from .arguments import DataArguments, ModelArguments, RunArguments
+    from .defaults import TRAINER_DEFAULTS
+
+    parser = TrainParser(
         prog="hf-layer-tokclf train",
         description="Fine-tune the layer classifier of the backbone's family (BertForLayerTokenClassification, "
-        "RobertaForLayerTokenClassification, ...) with the Hugging Face Trainer. Every "
-        "TrainingArguments option is accepted, spelled --like-this or --like_this. Defaults that differ "
-        "from the Trainer's: " + ", ".join(f"{k}={v}" for k, v in TRAINING_DEFAULTS.items()) + ".",
+        "RobertaForLayerTokenClassification, ...) with the Hugging Face Trainer. Every TrainingArguments option is "
+        "accepted too (--num-train-epochs, --learning-rate, --per-device-train-batch-size, "
+        "--gradient-accumulation-steps, --warmup-steps, --weight-decay, --seed, --bf16, --push-to-hub, ...): "
+        "--help-trainer lists them. Defaults that differ from the Trainer's: "
+        + ", ".join(f"{k}={v}" for k, v in TRAINER_DEFAULTS.items())
+        + ", and batches of similar length.",
     )
-    parser.set_defaults(**TRAINING_DEFAULTS)
+    add_model_argument(
+        parser,
+        "Backbone: a checkpoint folder or Hub id of BERT, RoBERTa, XLM-R, ELECTRA, DeBERTa-v2/v3, ModernBERT or "
+        "EuroBERT, or a trained NER model of one to continue from. Default: the packaged all-MiniLM-L6-v2.",
+        required=False,
+    )
+    parser.add_argument(
+        "--output-dir", required=True, help="Where the model, its tokenizer, metrics.json and model card go."
+    )
+    for cls in (ModelArguments, DataArguments, RunArguments):
+        add_dataclass_options(parser, cls, skip=("model",))
+    add_progress_option(parser, "No progress bars (TrainingArguments' disable_tqdm).")
+    add_refused_option(
+        parser,
+        "--cache-dir",
+        "run_ner.py's --cache-dir is not taken: set HF_HUB_CACHE (or HF_HOME) to choose where Hub downloads are kept.",
+    )
+    add_refused_option(
+        parser,
+        "--model-revision",
+        "run_ner.py's --model-revision is not taken: download that revision first (hf download REPO --revision REV "
+        "--local-dir DIR) and give DIR as the model.",
+    )
+    parser.add_argument(
+        "--help-trainer", action=_TrainerHelp, nargs=0, help="List every TrainingArguments option, and exit."
+    )
     return parser
 
 
+@contextlib.contextmanager
+def hub_token(token: str | None) -> Iterator[None]:
+    """run_ner.py's ``--token``: the Hub token of this command's downloads (as ``HF_TOKEN`` while it runs; the
+    value is masked in every file written, see `redaction`)."""
+    if not token:
+        yield
+        return
+    remember_secret(token)
+    before = os.environ.get("HF_TOKEN")
+    os.environ["HF_TOKEN"] = token
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("HF_TOKEN", None)
+        else:
+            os.environ["HF_TOKEN"] = before
+
+
 def train_command(argv: Sequence[str]) -> int:
+    model_args, data_args, run_args, training_args = train_parser().parse_args_into_dataclasses(list(argv))
     from .training import train
 
-    model_args, data_args, run_args, training_args = train_parser().parse_args_into_dataclasses(list(argv))
     _check_do_flags(argv, data_args)
     _KEPT_ON_INTERRUPT.append(lambda line: _checkpoint_kept(training_args.output_dir, line, run_args.resume))
     command = shlex.join(["hf-layer-tokclf", "train", *argv])
-    metrics = train(model_args, data_args, training_args, run_args, command=command)
+    with hub_token(model_args.token):
+        metrics = train(model_args, data_args, training_args, run_args, command=command)
     if "test_f1" in metrics:
         print(f"test F1: {100 * metrics['test_f1']:.2f}  ({training_args.output_dir}/metrics.json)")
     return 0
@@ -74,8 +318,6 @@ def _do_flags(argv: Sequence[str]) -> dict[str, bool]:
     Read from argv, not from TrainingArguments: transformers turns ``do_eval`` on by itself whenever
     ``eval_strategy`` is set, so the parsed value cannot tell what the user asked for.
     """
-    from transformers.hf_argparser import string_to_bool
-
     words = list(argv)
     flags = {}
     for i, word in enumerate(words):
@@ -86,7 +328,7 @@ def _do_flags(argv: Sequence[str]) -> dict[str, bool]:
         if not equals:
             following = words[i + 1] if i + 1 < len(words) else "--"
             value = "true" if following.startswith("-") else following
-        flags[key] = string_to_bool(value)
+        flags[key] = _boolean(value)
     return flags
 
 
@@ -125,7 +367,7 @@ def _add_device_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_decoding_option(parser: argparse.ArgumentParser) -> None:
     """--decoding: how word scores become labels (`decoding.word_labels`)."""
-    from .decoding import DECODINGS, DEFAULT_DECODING
+    from .defaults import DECODINGS, DEFAULT_DECODING
 
     parser.add_argument(
         "--decoding",
@@ -158,13 +400,12 @@ def _add_trust_option(parser: argparse.ArgumentParser) -> None:
 
 
 def evaluate_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        allow_abbrev=False,
+    parser = CommandParser(
         prog="hf-layer-tokclf evaluate",
         description="Score a trained model on labeled data: seqeval entity-level precision, recall and F1, "
         "overall and per entity type, over every gold token (long sentences go through windows).",
     )
-    parser.add_argument("model_dir", help="A trained output directory (or any token classification model).")
+    add_model_argument(parser, "A trained output directory (or any token classification model).")
     parser.add_argument("--data", required=True, help="Labeled data: CoNLL, JSON lines, or a save_to_disk folder.")
     parser.add_argument("--split", default=None, help="The split to use when --data is a DatasetDict.")
     _add_column_options(parser)
@@ -223,7 +464,7 @@ def evaluate_command(argv: Sequence[str]) -> int:
     from .inference import evaluate_sentences, flat_scores, label_scheme, load_model, write_conll
     from .metrics import format_scores
 
-    output = check_output_path(args.output or _default_eval_output(args.model_dir, args.data), args.overwrite)
+    output = check_output_path(args.output or _default_eval_output(args.model, args.data), args.overwrite)
     if args.predictions:
         check_output_path(args.predictions, args.overwrite)
     sentences, scheme = normalize_labels(load_sentences(args.data, split=args.split, columns=_columns(args)))
@@ -231,7 +472,7 @@ def evaluate_command(argv: Sequence[str]) -> int:
         check_conll_columns(sentence)
     print(f"label scheme of {args.data}: {scheme}")
     model, tokenizer = load_model(
-        args.model_dir, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code
+        args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code
     )
     scores, predictions = evaluate_sentences(
         model,
@@ -244,7 +485,7 @@ def evaluate_command(argv: Sequence[str]) -> int:
     )
     print(format_scores(scores))
     record = {**flat_scores(scores, "eval"), "decoding": args.decoding, "data": str(args.data)}
-    write_json(output, {**record, "model": str(args.model_dir)})
+    write_json(output, {**record, "model": str(args.model)})
     print(f"scores written to {output}")
     if args.predictions:  # in the scheme the model was trained in, both columns
         write_conll(args.predictions, sentences, predictions, scheme=label_scheme(model))
@@ -252,12 +493,10 @@ def evaluate_command(argv: Sequence[str]) -> int:
 
 
 def predict_parser() -> argparse.ArgumentParser:
-    from .annotate import CORPUS_CHUNK_SIZE, ON_ERROR
-    from .decoding import DEFAULT_STRATEGY, STRATEGIES
+    from .defaults import CORPUS_CHUNK_SIZE, DEFAULT_STRATEGY, ON_ERROR, STRATEGIES
     from .documents import INPUT_FORMATS, PREDICT_FORMATS
 
-    parser = argparse.ArgumentParser(
-        allow_abbrev=False,
+    parser = CommandParser(
         prog="hf-layer-tokclf predict",
         description="Find entities with a trained model. Documents are written in --format, else in the format "
         "the --output's name says, else in their own (PubTator, BioC) or as JSON lines (text, PubMed XML): "
@@ -266,7 +505,7 @@ def predict_parser() -> argparse.ArgumentParser:
         "gives CoNLL with a predicted label column (after the gold one, if the file has one), in the label scheme "
         "the model was trained in.",
     )
-    parser.add_argument("model_dir", help="A trained output directory (or any token classification model).")
+    add_model_argument(parser, "A trained output directory (or any token classification model).")
     parser.add_argument("--text", action="append", help="A document to tag; repeat for several.")
     parser.add_argument(
         "--input",
@@ -351,10 +590,9 @@ def predict_parser() -> argparse.ArgumentParser:
     )
     _add_device_options(parser)  # an ONNX folder from export-onnx runs on the CPU with onnxruntime
     _add_trust_option(parser)
-    parser.add_argument(
-        "--no-progress",
-        action="store_true",
-        help="No progress: a bar on a terminal, else (a batch job's log) a line every 30 s of documents done, "
+    add_progress_option(
+        parser,
+        "No progress: a bar on a terminal, else (a batch job's log) a line every 30 s of documents done, "
         "documents/s, time left and errors.",
     )
     _add_engine_options(parser)
@@ -443,7 +681,7 @@ def predict_command(argv: Sequence[str]) -> int:
         min_score=args.min_score,
     )
     model, tokenizer = load_model(
-        args.model_dir, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code
+        args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code
     )
     if input_format == "conll":
         _predict_conll(args, model, tokenizer, label_scheme(model), _chunked(options, args.chunk_size))
@@ -590,7 +828,7 @@ def _corpus_run(args: argparse.Namespace, input_format: str) -> dict[str, Any]:
         "input_format": input_format,
         "text_column_name": args.text_column_name,
         "output_format": args.format,
-        "model": str(Path(args.model_dir).resolve()) if Path(args.model_dir).exists() else args.model_dir,
+        "model": str(Path(args.model).resolve()) if Path(args.model).exists() else args.model,
         "aggregation_strategy": args.aggregation_strategy,
         "decoding": args.decoding,
         "min_score": args.min_score,
@@ -624,15 +862,14 @@ def _write_html(args: argparse.Namespace, input_format: str, chunks: Iterator[An
 
 
 def push_parser(prog: str = "hf-layer-tokclf push") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        allow_abbrev=False,
+    parser = CommandParser(
         prog=prog,
         description="Share a trained output directory as a Hugging Face Hub model repository. The folder is "
         "staged (safetensors weights, config.json with auto_map, the three code files, tokenizer files, a README.md "
         "model card; nothing else), loaded in a fresh Python process through the Auto classes and the pipeline "
         "with trust_remote_code=True and compared with the source model, and only then uploaded, in one commit.",
     )
-    parser.add_argument("model_dir", help="A trained output directory (hf-layer-tokclf train --output-dir).")
+    add_model_argument(parser, "A trained output directory (hf-layer-tokclf train --output-dir).")
     parser.add_argument("--repo-id", required=True, help="The Hub repository, OWNER/NAME; created if missing.")
     parser.add_argument("--private", action="store_true", help="Create the repository private.")
     parser.add_argument("--revision", default=None, help="A branch to commit to (created if missing; default main).")
@@ -665,7 +902,7 @@ def push_command(argv: Sequence[str] | None = None, prog: str = "hf-layer-tokclf
     args = push_parser(prog).parse_args(None if argv is None else list(argv))
     try:
         push_to_hub(
-            args.model_dir,
+            args.model,
             args.repo_id,
             private=args.private,
             revision=args.revision,
@@ -686,11 +923,10 @@ def push_command(argv: Sequence[str] | None = None, prog: str = "hf-layer-tokclf
 
 
 def sweep_parser() -> argparse.ArgumentParser:
-    from .sweep import SWEEP_DEFAULTS
+    from .defaults import SWEEP_DEFAULTS
 
     d = SWEEP_DEFAULTS
-    parser = argparse.ArgumentParser(
-        allow_abbrev=False,
+    parser = CommandParser(
         prog="hf-layer-tokclf sweep",
         description="Which layer? Runs the frozen encoder once over the data with all hidden states, trains "
         "one linear probe per layer on the cached first-subword vectors (all at once), and scores each with "
@@ -698,8 +934,8 @@ def sweep_parser() -> argparse.ArgumentParser:
         "relative compute cost per layer) to --output-dir, recommends the shallowest layer within "
         "--tolerance F1 of the best, and prints the `train` command that uses it.",
     )
-    parser.add_argument(
-        "--model", default=None, help="Checkpoint folder or Hub id of a supported family (default: packaged MiniLM)."
+    add_model_argument(
+        parser, "Checkpoint folder or Hub id of a supported family (default: the packaged MiniLM).", required=False
     )
     parser.add_argument("--train-file", required=True, help="Training data: CoNLL, JSON lines or save_to_disk.")
     parser.add_argument("--validation-file", required=True, help="Dev data the probes are scored on.")
@@ -725,7 +961,7 @@ def sweep_parser() -> argparse.ArgumentParser:
         help="Replace an earlier sweep's files in a non-empty --output-dir; other files are kept.",
     )
     parser.add_argument("--seed", type=int, default=d["seed"], help="Order of the probe's training words.")
-    parser.add_argument("--no-progress", action="store_true", help="No progress bars.")
+    add_progress_option(parser, "No progress bars.")
     _add_decoding_option(parser)  # of the probes' dev predictions
     _add_device_options(parser)  # the encoder pass; the probes train on the CPU
     return parser
@@ -839,10 +1075,9 @@ def sweep_command(argv: Sequence[str]) -> int:
 
 
 def export_onnx_parser() -> argparse.ArgumentParser:
-    from .export import DEFAULT_OPSET
+    from .defaults import DEFAULT_OPSET
 
-    parser = argparse.ArgumentParser(
-        allow_abbrev=False,
+    parser = CommandParser(
         prog="hf-layer-tokclf export-onnx",
         description="Export a trained model for serving: OUT_DIR/model.onnx (the encoder layers the model uses "
         "plus its head; inputs input_ids, attention_mask and, where the family has them, token_type_ids; output "
@@ -861,7 +1096,7 @@ def export_onnx_parser() -> argparse.ArgumentParser:
 
 def _add_export_options(parser: argparse.ArgumentParser, model_help: str) -> None:
     """MODEL_DIR OUT_DIR, --overwrite and --trust-remote-code: what every export takes."""
-    parser.add_argument("model_dir", help=model_help)
+    add_model_argument(parser, model_help)
     parser.add_argument("out_dir", help="The folder to write (refused if not empty, unless --overwrite).")
     parser.add_argument(
         "--overwrite",
@@ -879,7 +1114,7 @@ def export_onnx_command(argv: Sequence[str]) -> int:
     from .serving import EXPORT_INFO
 
     path = export_onnx(
-        args.model_dir,
+        args.model,
         args.out_dir,
         quantize=args.quantize,
         opset=args.opset,
@@ -903,8 +1138,7 @@ def export_onnx_command(argv: Sequence[str]) -> int:
 
 
 def export_transformers_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        allow_abbrev=False,
+    parser = CommandParser(
         prog="hf-layer-tokclf export-transformers",
         description="Write a model that reads one hidden layer (no layer pooling, no CRF) as its family's stock "
         "transformers class, e.g. BertForTokenClassification with num_hidden_layers=k: OUT_DIR then loads with "
@@ -923,7 +1157,7 @@ def export_transformers_command(argv: Sequence[str]) -> int:
     from .stock_export import EXPORT_INFO, export_transformers
 
     out_dir = export_transformers(
-        args.model_dir, args.out_dir, overwrite=args.overwrite, trust_remote_code=args.trust_remote_code
+        args.model, args.out_dir, overwrite=args.overwrite, trust_remote_code=args.trust_remote_code
     )
     info = json.loads((out_dir / EXPORT_INFO).read_text(encoding="utf-8"))
     files = ", ".join(sorted(path.name for path in out_dir.iterdir() if not is_bookkeeping(path.name)))
@@ -959,6 +1193,17 @@ def _checkpoint_kept(output_dir: str, line: str, resume: bool) -> str:
         return f"no checkpoint was saved in {output_dir} yet; this starts again: {again}"
     return f"checkpoint {checkpoint} is kept, and --resume continues from it: {again}"
 
+
+# Each subcommand's parser: its --help, and the README's option table (`cli_reference`).
+PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
+    "train": train_parser,
+    "evaluate": evaluate_parser,
+    "predict": predict_parser,
+    "push": push_parser,
+    "sweep": sweep_parser,
+    "export-onnx": export_onnx_parser,
+    "export-transformers": export_transformers_parser,
+}
 
 COMMANDS = {
     "train": train_command,

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from transformers.pipelines.token_classification import AggregationStrategy
 
+from .defaults import DEFAULT_DECODING, DEFAULT_STRATEGY, STRATEGIES
 from .features import length_sorted_batches
 from .pipeline_layer_tokclf import (
     DECODINGS,
@@ -47,11 +48,6 @@ __all__ = [
     "word_labels",
 ]
 
-STRATEGIES = tuple(strategy.value for strategy in AggregationStrategy)  # none, simple, first, average, max
-# Everywhere a strategy is not given: a word's label from its first subword, as training labels words.
-DEFAULT_STRATEGY = "first"
-# Measured on NCBI-disease test with the main job's model (README, "Valid entities").
-DEFAULT_DECODING = "viterbi"
 _DECODE_BATCH = 256  # sentences decoded together
 
 

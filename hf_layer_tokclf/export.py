@@ -36,6 +36,7 @@ from typing import Any
 import torch
 
 from .auto import family_of
+from .defaults import DEFAULT_OPSET
 from .features import MODEL_INPUT_NAMES
 from .files import (
     CARD,
@@ -64,7 +65,6 @@ from .tokenization import save_tokenizer
 
 __all__ = ["DEFAULT_OPSET", "OPTIMUM_CLASS", "export_onnx", "serving_config", "serving_readme", "verify_onnx"]
 
-DEFAULT_OPSET = 17
 QUANTIZATIONS = (None, "int8")
 # The class of Optimum (optimum-onnx) that loads a stock export's folder as it is.
 OPTIMUM_CLASS = "ORTModelForTokenClassification"

@@ -54,8 +54,10 @@ def load_model(
     """
     from transformers import AutoModelForTokenClassification
 
+    from .auto import register_auto_classes
     from .tokenization import load_tokenizer
 
+    register_auto_classes()  # this package's model types load with the installed classes
     path = Path(model_dir)
     if is_onnx_dir(path):
         return OnnxTokenClassifier.load(path, trust_remote_code=trust_remote_code)

@@ -516,7 +516,7 @@ def _ray_device(device: str | None, num_gpus: float) -> str:
 def predict_command_ray(args: argparse.Namespace) -> int:
     """``predict --engine ray`` from predict's parsed options; returns the exit status.
 
-    Reads ``model_dir``, ``input``, ``input_format``, ``output``, ``overwrite``, ``batch_size``,
+    Reads ``model``, ``input``, ``input_format``, ``output``, ``overwrite``, ``batch_size``,
     ``aggregation_strategy``, ``decoding``, ``min_score``, ``device``, ``dtype``, ``trust_remote_code``,
     ``on_error``, ``text_column_name``, ``format`` and the ``--ray-*`` options (``ray_address``,
     ``ray_concurrency``, ``ray_num_gpus``, ``ray_num_cpus``, ``ray_batch_size``); ``text`` and
@@ -530,7 +530,7 @@ def predict_command_ray(args: argparse.Namespace) -> int:
         args.input,
         _ray_input_format(args.input, args.input_format),
         args.output,
-        model_dir=args.model_dir,
+        model_dir=args.model,
         output_format=args.format,
         address=args.ray_address,
         concurrency=args.ray_concurrency,

