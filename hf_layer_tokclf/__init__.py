@@ -1,13 +1,18 @@
 """Token classification from a chosen hidden layer of an encoder (BERT, RoBERTa, DeBERTa, ...), as HF models.
 
 The names below are imported on first use (PEP 562), so that ``import hf_layer_tokclf`` (which the command line's
-``--help`` goes through) imports neither torch nor transformers. Using any of them imports `auto`, which registers
-the classes with transformers' Auto classes (`auto.register_auto_classes`); so do the package's loaders.
+``--help`` goes through) imports neither torch nor transformers. The classes are still registered with
+transformers' Auto classes by ``import hf_layer_tokclf`` alone: at once if transformers is loaded, else as soon as it
+is (`auto.register_auto_classes`), so ``AutoModelForTokenClassification.from_pretrained(folder)`` needs no
+``trust_remote_code`` in a process that imported the package, whatever the import order.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.util
+import sys
 from typing import Any
 
 __version__ = "0.1.0"
@@ -37,3 +42,28 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
+
+
+class _RegisterWhenTransformersLoads(importlib.abc.MetaPathFinder):
+    """Imports `auto` (which registers the Auto classes) right after transformers' own ``__init__`` has run."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "transformers":
+            return None
+        sys.meta_path.remove(self)  # once; and find_spec below must not come back here
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            load = spec.loader.exec_module
+
+            def load_then_register(module: Any) -> None:
+                load(module)
+                importlib.import_module(".auto", __name__)
+
+            spec.loader.exec_module = load_then_register
+        return spec
+
+
+if "transformers" in sys.modules:
+    importlib.import_module(".auto", __name__)
+elif not any(isinstance(finder, _RegisterWhenTransformersLoads) for finder in sys.meta_path):
+    sys.meta_path.insert(0, _RegisterWhenTransformersLoads())

@@ -50,3 +50,18 @@ def test_family_of_refuses_what_it_does_not_know():
     with pytest.raises(ValueError, match="model_type None"):
         family_of(None)
     assert family_of("deberta-v2") is family_of("deberta-v2-layer-tokclf") is FAMILIES["deberta-v2"]
+
+
+@pytest.mark.parametrize("first", ["hf_layer_tokclf", "transformers"])
+def test_a_bare_import_registers_the_auto_classes_in_either_order(first):
+    """`import hf_layer_tokclf` stays light (no transformers, for --help) and still registers, whichever comes first."""
+    import subprocess
+    import sys
+
+    second = "transformers" if first == "hf_layer_tokclf" else "hf_layer_tokclf"
+    code = (
+        f"import sys, {first}; heavy = 'transformers' in sys.modules; import {second}; "
+        "from transformers import CONFIG_MAPPING; print(heavy, 'bert-layer-tokclf' in CONFIG_MAPPING)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == [str(first == "transformers"), "True"]
