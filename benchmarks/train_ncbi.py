@@ -22,6 +22,9 @@ from typing import Any
 
 from benchmarks.common import REPO, RESULTS_DIR, machine_facts, machine_line, md_table, write_results
 
+# The main job gives no --hidden-layer: the default, -1, is layer 6 of the packaged 6-layer MiniLM.
+MAIN_JOB_LAYER = 6
+
 
 def main_job_argv() -> list[str]:
     """The README's main-job `train` options, read from the README itself so the two cannot drift."""
@@ -46,6 +49,24 @@ def run(argv: list[str], model_class: type | None = None) -> dict[str, Any]:
     return {"wall_s": wall, "eval_f1": metrics["eval_f1"], "test_f1": metrics["test_f1"]}
 
 
+def readme_time(results: dict[str, Any]) -> str:
+    """The README's sentence on how long the main job takes: its run in ``train_ncbi.json``, and where it ran."""
+    run = next((r for r in results["runs"] if r["layer"] == MAIN_JOB_LAYER), None)
+    if run is None:
+        raise ValueError(
+            f"train_ncbi.json has no hidden_layer={MAIN_JOB_LAYER} run: run python -m benchmarks.train_ncbi"
+        )
+    machine = results["machine"]
+    cores, load = machine["os_cpu_count"], machine["load_average"][0]
+    where = f"{cores} CPU cores ({machine['cpu_model']})" if machine["device"] == "cpu" else machine["device"]
+    shared = f" while other work shared them (load average {load:.1f})" if load > cores / 2 else ""
+    return (
+        f"It takes about {max(1, round(run['wall_s'] / 60))} minutes: {run['wall_s']:.0f} s on {where}{shared}, "
+        "as `python -m benchmarks.train_ncbi`, which runs this line's options, timed it "
+        f"([`train_ncbi.md`](benchmarks/results/train_ncbi.md), the `hidden_layer={MAIN_JOB_LAYER}` row)."
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="500 training sentences, 1 epoch: a smoke run.")
@@ -65,7 +86,7 @@ def main() -> None:
         )
         rows.append({"model": model, "layer": layer, **run(argv, model_class)})
         print(rows[-1], flush=True)
-    stock, last = rows[-1], next((r for r in rows if r["layer"] == 6), None)
+    stock, last = rows[-1], next((r for r in rows if r["layer"] == MAIN_JOB_LAYER), None)
     verdict = None
     if last is not None:
         gap = 100 * (stock["test_f1"] - last["test_f1"])
