@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from .extras import require
 from .files import CARD, check_output_path, is_bookkeeping, write_json
 from .hub import HubError
 from .redaction import redact_command, remember_secrets_in, scrub_text
@@ -222,7 +223,9 @@ def evaluate_command(argv: Sequence[str]) -> int:
     from .data import check_conll_columns, load_sentences, normalize_labels
     from .inference import evaluate_sentences, flat_scores, label_scheme, load_model, write_conll
     from .metrics import format_scores
+    from .serving import check_onnx_extra
 
+    check_onnx_extra(args.model_dir, "evaluate")
     output = check_output_path(args.output or _default_eval_output(args.model_dir, args.data), args.overwrite)
     if args.predictions:
         check_output_path(args.predictions, args.overwrite)
@@ -402,7 +405,7 @@ def _predict_input(args: argparse.Namespace) -> tuple[str, str | None, bool]:
     column, tokenized = text_column(args.input, args.text_column_name) if input_format == "jsonl" else (None, False)
     args.format = pick_output_format(args.format, args.output, input_format, tokenized)
     if args.format == "html":
-        from .rendering import entities_html  # noqa: F401 - without spaCy, fail before the model loads
+        require("spacy", "predict's HTML output")
 
     return input_format, column, tokenized
 
@@ -414,8 +417,11 @@ def predict_command(argv: Sequence[str]) -> int:
     from .annotate import Shard
     from .inference import label_scheme, load_model
     from .parallel import World, pick_world_device, worker_threads, world_from_env
+    from .serving import check_onnx_extra
 
+    check_onnx_extra(args.model_dir, "predict")
     if args.engine == "ray":
+        require("ray", "predict --engine ray")
         from .ray_engine import predict_command_ray
 
         return predict_command_ray(args)
@@ -725,6 +731,12 @@ def sweep_parser() -> argparse.ArgumentParser:
         help="Replace an earlier sweep's files in a non-empty --output-dir; other files are kept.",
     )
     parser.add_argument("--seed", type=int, default=d["seed"], help="Order of the probe's training words.")
+    parser.add_argument(
+        "--no-plot",
+        action="store_true",
+        help='Write no sweep.png (it needs matplotlib: pip install "hf-layer-tokclf[plot]"); the table and JSON '
+        "hold every figure.",
+    )
     parser.add_argument("--no-progress", action="store_true", help="No progress bars.")
     _add_decoding_option(parser)  # of the probes' dev predictions
     _add_device_options(parser)  # the encoder pass; the probes train on the CPU
@@ -810,6 +822,7 @@ def sweep_command(argv: Sequence[str]) -> int:
         finetune_learning_rate=args.finetune_learning_rate,
         overwrite_output_dir=args.overwrite_output_dir,
         save_probe=args.save_probe,
+        plot=not args.no_plot,
         progress=not args.no_progress,
         tolerance=args.tolerance,
         epochs=args.epochs,
