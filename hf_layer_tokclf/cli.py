@@ -220,7 +220,7 @@ def _default_eval_output(model: str, data: str) -> Path:
 
 def evaluate_command(argv: Sequence[str]) -> int:
     args = evaluate_parser().parse_args(list(argv))
-    from .data import check_conll_columns, load_sentences, normalize_labels
+    from .data import check_conll_columns, check_known_labels, load_sentences, normalize_labels
     from .inference import evaluate_sentences, flat_scores, label_scheme, load_model, write_conll
     from .metrics import format_scores
     from .serving import check_onnx_extra
@@ -229,13 +229,16 @@ def evaluate_command(argv: Sequence[str]) -> int:
     output = check_output_path(args.output or _default_eval_output(args.model_dir, args.data), args.overwrite)
     if args.predictions:
         check_output_path(args.predictions, args.overwrite)
-    sentences, scheme = normalize_labels(load_sentences(args.data, split=args.split, columns=_columns(args)))
+    as_read = load_sentences(args.data, split=args.split, columns=_columns(args))
+    sentences, scheme = normalize_labels(as_read)
     for sentence in sentences if args.predictions else ():  # what --predictions could not write, refused now
         check_conll_columns(sentence)
     print(f"label scheme of {args.data}: {scheme}")
     model, tokenizer = load_model(
         args.model_dir, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code
     )
+    # Named as the file writes them (I-Diseas, not its IOB2 form B-Diseas), with file and line.
+    check_known_labels(as_read, model.config.label2id, known_as=f"the labels of {args.model_dir}")
     scores, predictions = evaluate_sentences(
         model,
         tokenizer,
