@@ -704,7 +704,8 @@ def sweep_parser() -> argparse.ArgumentParser:
         description="Which layer? Runs the frozen encoder once over the data with all hidden states, trains "
         "one linear probe per layer on the cached first-subword vectors (all at once), and scores each with "
         "seqeval entity F1 on the dev data. Writes sweep.md (table), sweep.json and sweep.png (F1 and "
-        "relative compute cost per layer) to --output-dir, recommends the shallowest layer within "
+        "relative compute cost per layer; needs the plot extra, or --no-plot) to --output-dir, recommends the "
+        "shallowest layer within "
         "--tolerance F1 of the best, and prints the `train` command that uses it.",
     )
     parser.add_argument(
