@@ -144,6 +144,14 @@ class DataArguments:
             "aliases": ["--max_predict_samples", "--max-predict-samples"],
         },
     )
+    allow_rare_labels: bool = field(
+        default=False,
+        metadata={
+            "help": "Train on the labels as they are where they look like typos: a type with under one in a "
+            "thousand of the entities, two edits or fewer from another type (B-Disaese among B-Disease), or the "
+            "few tags (under one in a hundred) that make B-/I- data read as IOB1 or IOBES rather than IOB2."
+        },
+    )
     pad_to_max_length: bool = field(
         default=False,
         metadata={

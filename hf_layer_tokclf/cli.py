@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from .extras import require
 from .files import CARD, check_output_path, is_bookkeeping, write_json
 from .hub import HubError
 from .redaction import redact_command, remember_secret, remember_secrets_in, scrub_text
@@ -460,20 +461,25 @@ def _default_eval_output(model: str, data: str) -> Path:
 
 def evaluate_command(argv: Sequence[str]) -> int:
     args = evaluate_parser().parse_args(list(argv))
-    from .data import check_conll_columns, load_sentences, normalize_labels
+    from .data import check_conll_columns, check_known_labels, load_sentences, normalize_labels
     from .inference import evaluate_sentences, flat_scores, label_scheme, load_model, write_conll
     from .metrics import format_scores
+    from .serving import check_onnx_extra
 
+    check_onnx_extra(args.model, "evaluate")
     output = check_output_path(args.output or _default_eval_output(args.model, args.data), args.overwrite)
     if args.predictions:
         check_output_path(args.predictions, args.overwrite)
-    sentences, scheme = normalize_labels(load_sentences(args.data, split=args.split, columns=_columns(args)))
+    as_read = load_sentences(args.data, split=args.split, columns=_columns(args))
+    sentences, scheme = normalize_labels(as_read)
     for sentence in sentences if args.predictions else ():  # what --predictions could not write, refused now
         check_conll_columns(sentence)
     print(f"label scheme of {args.data}: {scheme}")
     model, tokenizer = load_model(
         args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code
     )
+    # Named as the file writes them (I-Diseas, not its IOB2 form B-Diseas), with file and line.
+    check_known_labels(as_read, model.config.label2id, known_as=f"the labels of {args.model}")
     scores, predictions = evaluate_sentences(
         model,
         tokenizer,
@@ -640,7 +646,7 @@ def _predict_input(args: argparse.Namespace) -> tuple[str, str | None, bool]:
     column, tokenized = text_column(args.input, args.text_column_name) if input_format == "jsonl" else (None, False)
     args.format = pick_output_format(args.format, args.output, input_format, tokenized)
     if args.format == "html":
-        from .rendering import entities_html  # noqa: F401 - without spaCy, fail before the model loads
+        require("spacy", "predict's HTML output")
 
     return input_format, column, tokenized
 
@@ -652,8 +658,11 @@ def predict_command(argv: Sequence[str]) -> int:
     from .annotate import Shard
     from .inference import label_scheme, load_model
     from .parallel import World, pick_world_device, worker_threads, world_from_env
+    from .serving import check_onnx_extra
 
+    check_onnx_extra(args.model, "predict")
     if args.engine == "ray":
+        require("ray", "predict --engine ray")
         from .ray_engine import predict_command_ray
 
         return predict_command_ray(args)
@@ -931,7 +940,8 @@ def sweep_parser() -> argparse.ArgumentParser:
         description="Which layer? Runs the frozen encoder once over the data with all hidden states, trains "
         "one linear probe per layer on the cached first-subword vectors (all at once), and scores each with "
         "seqeval entity F1 on the dev data. Writes sweep.md (table), sweep.json and sweep.png (F1 and "
-        "relative compute cost per layer) to --output-dir, recommends the shallowest layer within "
+        "relative compute cost per layer; needs the plot extra, or --no-plot) to --output-dir, recommends the "
+        "shallowest layer within "
         "--tolerance F1 of the best, and prints the `train` command that uses it.",
     )
     add_model_argument(
@@ -961,6 +971,12 @@ def sweep_parser() -> argparse.ArgumentParser:
         help="Replace an earlier sweep's files in a non-empty --output-dir; other files are kept.",
     )
     parser.add_argument("--seed", type=int, default=d["seed"], help="Order of the probe's training words.")
+    parser.add_argument(
+        "--no-plot",
+        action="store_true",
+        help='Write no sweep.png (it needs matplotlib: pip install "hf-layer-tokclf[plot]"); the table and JSON '
+        "hold every figure.",
+    )
     add_progress_option(parser, "No progress bars.")
     _add_decoding_option(parser)  # of the probes' dev predictions
     _add_device_options(parser)  # the encoder pass; the probes train on the CPU
@@ -1046,6 +1062,7 @@ def sweep_command(argv: Sequence[str]) -> int:
         finetune_learning_rate=args.finetune_learning_rate,
         overwrite_output_dir=args.overwrite_output_dir,
         save_probe=args.save_probe,
+        plot=not args.no_plot,
         progress=not args.no_progress,
         tolerance=args.tolerance,
         epochs=args.epochs,

@@ -20,6 +20,7 @@ import json
 import os
 import re
 import zlib
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -40,8 +41,11 @@ __all__ = [
     "bounded_lines",
     "check_conll_columns",
     "check_known_labels",
+    "check_training_labels",
     "conll_column_problem",
+    "describe_labels",
     "detect_scheme",
+    "edit_distance",
     "existing_file",
     "format_suffix",
     "from_iob2",
@@ -902,13 +906,122 @@ def label_list(sentences: Iterable[Sentence]) -> list[str]:
     return ["O"] + [f"{prefix}-{kind}" for kind in sorted(kinds - {None}) for prefix in ("B", "I")]
 
 
-def check_known_labels(sentences: Iterable[Sentence], label2id: Mapping[str, int]) -> None:
-    """Raises DataError, naming file, line and label, for the first label not in ``label2id``."""
+def check_known_labels(
+    sentences: Iterable[Sentence], label2id: Mapping[str, int], known_as: str = "the training data"
+) -> None:
+    """Raises DataError, naming file, line and the label as the file writes it, for the first label whose IOB2
+    form (`to_iob2`) is not in ``label2id``. ``sentences`` may be as read (any scheme) or in IOB2."""
     known = None
     for sentence in sentences:
-        for index, label in enumerate(sentence.labels or ()):
+        for index, label in enumerate(_iob2_labels(sentence)):
             if label not in label2id:
                 known = known or ", ".join(sorted(label2id, key=label2id.__getitem__))
+                written = sentence.labels[index]
                 raise DataError(
-                    f"{sentence.where(index)}: label {label!r} never appears in the training data (known: {known})"
+                    f"{sentence.where(index)}: label {written!r} never appears in {known_as} (known: {known})"
                 )
+
+
+def _iob2_labels(sentence: Sentence) -> list[str]:
+    """``sentence``'s labels in IOB2 (`to_iob2`'s one rule reads every scheme); a bad label named with its line."""
+    if sentence.labels is None:
+        return []
+    try:
+        return to_iob2(sentence.labels, "IOB2")
+    except DataError:
+        _check_labels([sentence])
+        raise
+
+
+# --------------------------------------------------------------------------------------------
+# Typos in training data: a rare type next to a frequent one, a few tags that change the scheme
+# --------------------------------------------------------------------------------------------
+
+# A type with fewer than this share of the entities, within `TYPO_DISTANCE` edits of another type, is a typo.
+RARE_TYPE_SHARE = 0.001
+TYPO_DISTANCE = 2
+# Fewer than this share of the entity tags may not make B-/I- data read as another scheme than IOB2.
+SCHEME_CHANGE_SHARE = 0.01
+
+
+def describe_labels(sentences: Iterable[Sentence]) -> str:
+    """The labels the model learns (IOB2) with their counts, most frequent first, then the entities per type:
+    ``"O 1, B-X 1, I-X 1, B-Y 1 (2 entities: X 1, Y 1)"``. ``sentences`` may be in any scheme."""
+    tags: Counter[str] = Counter()
+    for sentence in sentences:
+        tags.update(_iob2_labels(sentence))
+    order = {label: i for i, label in enumerate(["O", *sorted(tags, key=lambda label: (label[2:], label))])}
+    labels = sorted(tags, key=lambda label: (-tags[label], order[label]))
+    kinds = sorted(((label[2:], n) for label, n in tags.items() if label.startswith("B-")), key=lambda k: (-k[1], k[0]))
+    entities = f"{sum(n for _, n in kinds)} entities: {', '.join(f'{kind} {n}' for kind, n in kinds)}"
+    return f"{', '.join(f'{label} {tags[label]}' for label in labels)} ({entities})"
+
+
+def check_training_labels(sentences: Sequence[Sentence], scheme: str, allow: str) -> None:
+    """Refuses what is most likely a typo in training data, naming file, line and the label as written.
+
+    A type with fewer than `RARE_TYPE_SHARE` of the entities that is within `TYPO_DISTANCE` edits of a type at
+    least as frequent (``B-Disaese`` among thousands of ``B-Disease``); and a ``scheme`` other than IOB2 that
+    fewer than `SCHEME_CHANGE_SHARE` of the entity tags cause in ``B-``/``I-`` data (a few ``I-`` tags that start
+    an entity make it IOB1; a stray ``E-`` or ``S-``, IOBES). ``sentences`` are as read; ``scheme`` is
+    `detect_scheme`'s; ``allow`` names the option that trains on the data as it is, said in the message.
+    """
+    _check_rare_types(sentences, allow)
+    _check_scheme_change(sentences, scheme, allow)
+
+
+def _check_rare_types(sentences: Sequence[Sentence], allow: str) -> None:
+    starts = Counter(label[2:] for sentence in sentences for label in _iob2_labels(sentence) if label[0] == "B")
+    total = sum(starts.values())
+    for kind, count in sorted(starts.items(), key=lambda item: item[1]):
+        if count >= RARE_TYPE_SHARE * total:
+            break
+        near = [other for other in starts if other != kind and starts[other] >= count]
+        near = sorted((edit_distance(kind, other), -starts[other], other) for other in near)
+        if near and near[0][0] <= TYPO_DISTANCE:
+            distance, _, other = near[0]
+            sentence, index = next(
+                (s, i) for s in sentences for i, label in enumerate(s.labels or ()) if _parse(label)[1] == kind
+            )
+            raise DataError(
+                f"{sentence.where(index)}: label {sentence.labels[index]!r}: its type {kind!r} has {count} of the "
+                f"{total} entities ({count / total:.2%}) and is {distance} edit(s) from {other!r} ({starts[other]} "
+                f"entities). A typo? Fix it, or pass {allow} to train {kind!r} as a type of its own."
+            )
+
+
+def _check_scheme_change(sentences: Sequence[Sentence], scheme: str, allow: str) -> None:
+    if scheme in ("IOB2", "IO"):
+        return
+    changers: list[tuple[Sentence, int]] = []
+    entity_tags = 0
+    has_begin = False
+    for sentence in sentences:
+        parsed = [_parse(label) for label in sentence.labels or ()]
+        for index, (prefix, kind) in enumerate(parsed):
+            entity_tags += prefix != "O"
+            has_begin = has_begin or prefix == "B"
+            starts_inside = prefix == "I" and (parsed[index - 1][1] if index else None) != kind
+            if starts_inside or prefix in ("E", "S", "L", "U"):
+                changers.append((sentence, index))
+    if not has_begin or not changers or len(changers) >= SCHEME_CHANGE_SHARE * entity_tags:
+        return
+    named = ", ".join(f"{s.labels[i]!r} ({s.where(i)})" for s, i in changers[:3])
+    first, index = changers[0]
+    raise DataError(
+        f"{first.where(index)}: {len(changers)} of the {entity_tags} entity tags ({len(changers) / entity_tags:.2%}) "
+        f"make these B-/I- labels read as {scheme} rather than IOB2: {named}{', ...' if len(changers) > 3 else ''}. "
+        f"An I- tag that starts an entity is a B- tag in IOB2 (and E-, S-, L-, U- are no IOB2 prefixes): fix them, "
+        f"or pass {allow} to read the data as {scheme}."
+    )
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance: the fewest insertions, deletions and substitutions that turn ``a`` into ``b``."""
+    previous = list(range(len(b) + 1))
+    for i, char in enumerate(a, start=1):
+        current = [i]
+        for j, other in enumerate(b, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char != other)))
+        previous = current
+    return previous[-1]

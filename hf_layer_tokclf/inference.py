@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .code_consent import RemoteCodeError, check_consent, may_run_code
-from .data import Sentence, check_conll_columns, from_iob2
+from .data import Sentence, check_conll_columns, check_known_labels, from_iob2
 from .decoding import (
     DEFAULT_DECODING,
     DEFAULT_STRATEGY,
@@ -262,12 +262,9 @@ def iter_sentence_predictions(
 def evaluate_sentences(
     model: Any, tokenizer: Any, sentences: Sequence[Sentence], **kwargs: Any
 ) -> tuple[dict[str, Any], list[list[str]]]:
-    """Entity-level scores of the model on labeled sentences, every gold token included."""
-    unknown = sorted({label for s in sentences for label in s.labels or []} - set(model.config.label2id))
-    if unknown:
-        raise ValueError(
-            f"{sentences[0].source}: labels {unknown} are not in the model's label set {list(model.config.label2id)}"
-        )
+    """Entity-level scores of the model on labeled sentences, every gold token included; a label the model does
+    not know is refused first, with its file and line (`data.check_known_labels`)."""
+    check_known_labels(sentences, model.config.label2id, known_as="the model's labels")
     predictions = predict_sentences(model, tokenizer, sentences, **kwargs)
     return entity_scores([s.labels for s in sentences], predictions), predictions
 

@@ -7,11 +7,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from .extras import require
 from .files import atomic_writer
 
 __all__ = ["entities_html", "write_html"]
-
-_SPACY_MISSING = 'rendering HTML needs spaCy\'s displaCy; install it with: pip install "hf-layer-tokclf[spacy]"'
 
 
 def entities_html(records: Iterable[Mapping[str, Any]]) -> str:
@@ -20,12 +19,11 @@ def entities_html(records: Iterable[Mapping[str, Any]]) -> str:
     ``records`` are predict's JSON-lines objects: ``{"text": str, "entities": [{"entity_group" (or
     ``"entity"``), "start", "end", ...}]}``, with an optional ``"id"`` shown as the document's title.
     Text, labels and titles are HTML-escaped. A `ValueError` names the record (counted from 1)
-    whose text or entity is malformed; an `ImportError` says how to install spaCy if it is missing.
+    whose text or entity is malformed; an `extras.MissingExtraError` (an `ImportError`) says how to install
+    spaCy if it is missing.
     """
-    try:
-        from spacy import displacy
-    except ImportError as error:
-        raise ImportError(f"{_SPACY_MISSING} ({error})") from error
+    require("spacy", "the HTML output (displaCy)")  # predict checks it before the model loads
+    from spacy import displacy
 
     documents = [_manual_document(number, record) for number, record in enumerate(records, start=1)]
     # jupyter=False: in a notebook displacy would display the page and return None.

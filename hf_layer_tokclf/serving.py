@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .extras import MissingExtraError, require
+
 __all__ = [
     "CRF_OUTPUTS",
     "EXPORT_INFO",
@@ -21,6 +23,7 @@ __all__ = [
     "OUTPUT_NAME",
     "MissingDependencyError",
     "OnnxTokenClassifier",
+    "check_onnx_extra",
     "inference_session",
     "is_onnx_dir",
     "require_onnx",
@@ -35,20 +38,23 @@ MODEL_FILE = "model.onnx"
 EXPORT_INFO = "onnx_export.json"
 
 
-class MissingDependencyError(ValueError):
-    """onnx / onnxruntime are not installed (the ``onnx`` extra)."""
+# onnx / onnxruntime are not installed (the ``onnx`` extra): the one error of every missing extra.
+MissingDependencyError = MissingExtraError
 
 
-def require_onnx() -> tuple[Any, Any]:
-    try:
-        import onnx
-        import onnxruntime
-    except ImportError as error:
-        raise MissingDependencyError(
-            f"ONNX export and serving need onnx and onnxruntime ({error}); "
-            'install them with `pip install "hf-layer-tokclf[onnx]"`.'
-        ) from None
+def require_onnx(what_for: str = "ONNX export and serving") -> tuple[Any, Any]:
+    """The onnx and onnxruntime modules; `extras.MissingExtraError` naming ``what_for`` if the extra is missing."""
+    require("onnx", what_for)
+    import onnx
+    import onnxruntime
+
     return onnx, onnxruntime
+
+
+def check_onnx_extra(model: str | Path, what_for: str) -> None:
+    """Refuses, before any work, an ONNX model folder (`is_onnx_dir`) when the onnx extra is missing."""
+    if is_onnx_dir(model):
+        require("onnx", f"{what_for} with the ONNX model folder {model}")
 
 
 def inference_session(onnx, onnxruntime, path: str | Path, threads: int | None = None) -> Any:

@@ -39,12 +39,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from .extras import require
+
 try:
     import spacy  # noqa: F401  (the check: the rest imports names from it)
-except ImportError as error:
-    raise ImportError(
-        f'hf_layer_tokclf.spacy_component needs spaCy ({error}); install it with: pip install "hf-layer-tokclf[spacy]"'
-    ) from error
+except ImportError:
+    require("spacy", "the spaCy component (hf_layer_tokclf.spacy_component)")  # raises, with the pip line
+    raise
 
 from spacy.language import Language
 from spacy.pipeline import Pipe
@@ -117,6 +118,9 @@ class LayerTokenClassifier(Pipe):
             raise ValueError(f"{name}: batch_size must be at least 1, got {batch_size}.")
         if not spans_key:
             raise ValueError(f"{name}: spans_key must not be empty.")
+        from .serving import check_onnx_extra  # lazily, as the model: serving imports torch
+
+        check_onnx_extra(model, f"the spaCy component {name!r}")
         self.name = name
         self.vocab = nlp.vocab
         self.model_path = str(model)

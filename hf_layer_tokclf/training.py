@@ -23,6 +23,8 @@ from .data import (
     Sentence,
     check_conll_columns,
     check_known_labels,
+    check_training_labels,
+    describe_labels,
     label_list,
     label_names_from,
     load_sentences,
@@ -87,6 +89,9 @@ def data_columns(data_args: DataArguments) -> Columns:
 def read_splits(data_args: DataArguments) -> tuple[dict[str, list[Sentence]], str]:
     """Reads train/validation/test, converts labels to IOB2 and checks dev/test against the train labels.
 
+    Prints the training labels with their counts (`data.describe_labels`) and refuses what looks like a typo in
+    them (`data.check_training_labels`) unless ``allow_rare_labels``.
+
     Returns the splits and the scheme the training labels were written in (`data.detect_scheme`),
     which predictions are written back in.
     """
@@ -95,6 +100,8 @@ def read_splits(data_args: DataArguments) -> tuple[dict[str, list[Sentence]], st
         "validation": (data_args.validation_file, data_args.max_eval_samples),
         "test": (data_args.test_file, data_args.max_test_samples),
     }
+    if data_args.train_file is None and data_args.dataset_name is None:
+        raise ValueError("No training data: give --train-file (or --dataset-name).")
     columns = data_columns(data_args)
     splits: dict[str, list[Sentence]] = {}
     for split, (path, limit) in sources.items():
@@ -117,12 +124,12 @@ def read_splits(data_args: DataArguments) -> tuple[dict[str, list[Sentence]], st
         splits[split] = _limit(normalized, limit)
         if split == "train":
             train_scheme = scheme
-    if "train" not in splits:
-        raise ValueError("No training data: give --train-file (or --dataset-name).")
-    label2id = {label: i for i, label in enumerate(label_list(splits["train"]))}
-    for split in ("validation", "test"):
-        if split in splits:
-            check_known_labels(splits[split], label2id)
+            print(f"labels of {source} ({scheme}): {describe_labels(splits['train'])}")
+            if not data_args.allow_rare_labels:
+                check_training_labels(sentences, scheme, allow="--allow-rare-labels")
+            label2id = {label: i for i, label in enumerate(label_list(splits["train"]))}
+        else:  # as read: an unknown label is named as the file writes it
+            check_known_labels(_limit(sentences, limit), label2id)
     for sentence in splits.get("test", ()):  # written to test_predictions.conll at the end: refused now
         check_conll_columns(sentence)
     return splits, train_scheme

@@ -267,3 +267,13 @@ def lowest_python() -> str:
             pytest.fail(f"{LOWEST_PYTHON_ENV}={named} does not exist")
         return named
     return built_or_skipped(lambda: build_lowest_venv(lowest_venv_dir()), "the lowest-versions environment")
+
+
+def ncbi_changed(path: Path, split: str, line: int, label: str) -> Path:
+    """A copy of NCBI-disease's ``split`` file (train, devel, test) at ``path``, with the label of ``line`` (from 1)
+    replaced by ``label``: one typo among thousands of real tags."""
+    lines = (NCBI / f"{split}.tsv").read_text(encoding="utf-8").split("\n")
+    token, _ = lines[line - 1].split("\t")
+    lines[line - 1] = f"{token}\t{label}"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path

@@ -309,3 +309,13 @@ def interrupted(capsys, *argv):
         return run(capsys, *argv)
     except KeyboardInterrupt:
         pytest.fail("Ctrl-C escaped main as a KeyboardInterrupt (a traceback)")
+
+
+def test_evaluate_names_an_unknown_label_as_the_file_writes_it_with_its_line(tiny_dir, tmp_path, capsys):
+    from conftest import ncbi_changed
+
+    data = ncbi_changed(tmp_path / "devel.tsv", "devel", 341, "I-Diseas")  # after B-Disease: B-Diseas in IOB2
+    code, _, err = run(capsys, "evaluate", str(tiny_dir), "--data", str(data), "--output", str(tmp_path / "s.json"))
+    assert code == 2
+    assert f"{data}, line 341: label 'I-Diseas' never appears in the labels of {tiny_dir}" in err, err
+    assert "Traceback" not in err and len([line for line in err.splitlines() if "hf-layer-tokclf" in line]) == 1

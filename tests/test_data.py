@@ -5,7 +5,7 @@ from pathlib import Path
 
 import datasets
 import pytest
-from conftest import LABEL2ID, LABELS, NCBI, REPO
+from conftest import LABEL2ID, LABELS, NCBI, REPO, ncbi_changed
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,6 +15,8 @@ from hf_layer_tokclf.data import (
     DataError,
     Sentence,
     check_known_labels,
+    check_training_labels,
+    describe_labels,
     detect_scheme,
     from_iob2,
     label_list,
@@ -500,3 +502,53 @@ def test_label_names_from_a_list_or_a_datasets_folder(tmp_path):
     names = label_names_from([str(tmp_path / "ds")], "tags")
     rows = load_sentences(str(tmp_path / "rows.jsonl"), columns=Columns("words", "tags", names))
     assert rows[0].labels == ["B-Disease", "I-Disease"]
+
+
+# --------------------------------------------------------------------------------------------
+# A typo'd label in training data (issue 27, item 3): NCBI-disease's train.tsv, line 2266 is "Wilms\tB-Disease"
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_rare_type_a_typo_away_from_another_is_refused_at_its_first_line(tmp_path):
+    path = ncbi_changed(tmp_path / "train.tsv", "train", 2266, "B-Disaese")
+    sentences = read_conll(path)
+    with pytest.raises(DataError) as error:
+        check_training_labels(sentences, normalize_labels(sentences)[1], allow="--allow-rare-labels")
+    message = str(error.value)
+    assert message.startswith(f"{path}, line 2266: label 'B-Disaese'"), message
+    assert "'Disease'" in message and "--allow-rare-labels" in message
+    check_training_labels(read_conll(NCBI / "train.tsv"), "IOB2", allow="--allow-rare-labels")  # the real data
+
+
+def test_a_type_of_its_own_is_not_a_typo(tmp_path):
+    # Rare, but far from Disease: a type of its own. Frequent and near: no typo either (DNA beside RNA).
+    sentences = read_conll(ncbi_changed(tmp_path / "train.tsv", "train", 2266, "B-Chemical"))
+    check_training_labels(sentences, "IOB2", allow="--allow-rare-labels")
+    near = [Sentence(["a", "b"], ["B-DNA", "B-RNA"], "s", 1)] * 10
+    check_training_labels(near, "IOB2", allow="--allow-rare-labels")
+
+
+def test_a_few_inside_tags_that_start_entities_may_not_flip_the_scheme(tmp_path):
+    path = ncbi_changed(tmp_path / "train.tsv", "train", 2266, "I-Disease")
+    sentences = read_conll(path)
+    scheme = normalize_labels(sentences)[1]
+    assert scheme == "IOB1"  # what one tag does to the detection
+    with pytest.raises(DataError) as error:
+        check_training_labels(sentences, scheme, allow="--allow-rare-labels")
+    message = str(error.value)
+    assert message.startswith(f"{path}, line 2266: "), message
+    assert "'I-Disease'" in message and "IOB1" in message and "IOB2" in message and "--allow-rare-labels" in message
+    iob1 = [Sentence(["a", "b", "c"], ["I-X", "O", "I-Y"], "s", 1), Sentence(["a", "b"], ["I-X", "B-X"], "s", 2)]
+    check_training_labels(iob1, detect_scheme(s.labels for s in iob1), allow="--allow-rare-labels")  # real IOB1
+
+
+def test_an_unknown_dev_label_is_named_as_written(tmp_path):
+    path = ncbi_changed(tmp_path / "devel.tsv", "devel", 341, "I-Diseas")
+    with pytest.raises(DataError) as error:
+        check_known_labels(read_conll(path), LABEL2ID)
+    assert str(error.value).startswith(f"{path}, line 341: label 'I-Diseas' never appears in the training data")
+
+
+def test_label_counts_are_those_the_model_learns():
+    sentences = [Sentence(["a", "b", "c"], ["I-X", "I-X", "O"], "s", 1), Sentence(["d"], ["B-Y"], "s", 2)]
+    assert describe_labels(sentences) == "O 1, B-X 1, I-X 1, B-Y 1 (2 entities: X 1, Y 1)"

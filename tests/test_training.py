@@ -5,14 +5,22 @@ import re
 
 import pytest
 import torch
-from conftest import NCBI, TEXT, slice_args
+from conftest import NCBI, TEXT, ncbi_changed, slice_args
 from safetensors import safe_open
 
-from hf_layer_tokclf.data import load_sentences
+from hf_layer_tokclf.data import DataError, label_list, load_sentences
 from hf_layer_tokclf.files import OutputExistsError
 from hf_layer_tokclf.inference import evaluate_sentences, flat_scores, load_model
 from hf_layer_tokclf.remote_check import run_remote_check
-from hf_layer_tokclf.training import HEAD_PARAMETERS, ModelArguments, NerTrainer, RunArguments, train
+from hf_layer_tokclf.training import (
+    HEAD_PARAMETERS,
+    DataArguments,
+    ModelArguments,
+    NerTrainer,
+    RunArguments,
+    read_splits,
+    train,
+)
 
 
 def test_output_directory_holds_the_best_model_and_its_scores(trained):
@@ -339,3 +347,37 @@ def test_classifier_learning_rate_is_a_train_option():
     model_args, *_, training_args = parser.parse_args_into_dataclasses(["--output-dir", "x"])
     assert model_args.classifier_learning_rate == 3e-3 and isinstance(training_args, TrainingArguments)
     assert "--classifier-learning-rate" in parser.format_help()
+
+
+def test_training_data_prints_its_label_set_and_refuses_a_typo_unless_allowed(tmp_path, capsys):
+    typo = ncbi_changed(tmp_path / "train.tsv", "train", 2266, "B-Disaese")
+    with pytest.raises(DataError, match=re.escape(f"{typo}, line 2266: label 'B-Disaese'")):
+        read_splits(DataArguments(train_file=str(typo)))
+    splits, scheme = read_splits(DataArguments(train_file=str(typo), allow_rare_labels=True))
+    # The typo's I-Disease that follows starts an entity of its own: the scheme reads as IOB1.
+    assert scheme == "IOB1" and {"B-Disaese", "I-Disaese"} <= set(label_list(splits["train"]))
+    printed = capsys.readouterr().out
+    expected = "O 124819, I-Disease 6121, B-Disease 5145, B-Disaese 1 (5146 entities: Disease 5145, Disaese 1)"
+    assert f"labels of {typo} (IOB1): {expected}\n" in printed
+
+
+def test_a_scheme_flipped_by_one_tag_is_refused_unless_allowed(tmp_path):
+    flipped = ncbi_changed(tmp_path / "train.tsv", "train", 2266, "I-Disease")
+    with pytest.raises(DataError, match=re.escape(f"{flipped}, line 2266: ")):
+        read_splits(DataArguments(train_file=str(flipped)))
+    assert read_splits(DataArguments(train_file=str(flipped), allow_rare_labels=True))[1] == "IOB1"
+
+
+def test_train_refuses_a_typo_in_one_line_before_the_model_loads(tmp_path, capsys, monkeypatch):
+    from hf_layer_tokclf import training
+    from hf_layer_tokclf.cli import main
+
+    def head_labels(*args):
+        raise AssertionError("the model's labels were read: the typo went through")
+
+    monkeypatch.setattr(training, "head_labels", head_labels)
+    typo = ncbi_changed(tmp_path / "train.tsv", "train", 2266, "B-Disaese")
+    assert main(["train", "--train-file", str(typo), "--output-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"{typo}, line 2266: label 'B-Disaese'" in err and "--allow-rare-labels" in err
+    assert err.count("\n") == 1 and not (tmp_path / "out").exists()

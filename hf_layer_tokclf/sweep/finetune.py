@@ -35,9 +35,10 @@ def finetune_layers(
     epochs: float,
     learning_rate: float,
     progress: bool,
+    plot: bool = True,
 ) -> None:
     """Fine-tunes the encoder at the ``top`` `finetune_candidates` into ``output_dir/finetune-layer-K``; their
-    dev F1 joins the result and the files, which are written again after every run."""
+    dev F1 joins the result and the files (the plot too, with ``plot``), which are written again after every run."""
     from transformers import TrainingArguments
 
     from ..training import TRAINING_DEFAULTS, ModelArguments, RunArguments, train
@@ -58,7 +59,7 @@ def finetune_layers(
         )
         result.finetune[layer] = {"f1": metrics["eval_f1"], "output_dir": str(run_dir)}
         result.timings[f"finetune_layer_{layer}_s"] = round(time.perf_counter() - started, 2)
-        write_sweep(result, output_dir, overwrite=True)  # after every run: partial results survive
+        write_sweep(result, output_dir, overwrite=True, plot=plot)  # after every run: partial results survive
 
 
 def _finetune_command(

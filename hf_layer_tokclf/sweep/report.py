@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..extras import install_line
 from ..files import OutputExistsError, atomic_writer, write_json
 from ..niceties import optional_step
 from .result import SweepResult
@@ -14,14 +15,19 @@ from .result import SweepResult
 TABLE_FILE, JSON_FILE, PLOT_FILE = "sweep.md", "sweep.json", "sweep.png"
 
 
-def write_sweep(result: SweepResult, output_dir: str | Path, *, overwrite: bool = False) -> dict[str, Path]:
+def write_sweep(
+    result: SweepResult, output_dir: str | Path, *, overwrite: bool = False, plot: bool = True
+) -> dict[str, Path]:
     """Writes ``sweep.md`` (the table), ``sweep.json`` and ``sweep.png`` (the plot) in ``output_dir``, each atomically.
 
-    Existing files of those names are refused unless ``overwrite``. Without matplotlib, or when plotting
-    fails, the plot is skipped with a warning (`niceties.optional_step`). Returns the paths written.
+    Existing files of those names are refused unless ``overwrite``. ``plot=False`` writes no plot; without
+    matplotlib (`run_sweep` refuses that first), or when plotting fails, the plot is skipped with a warning
+    (`niceties.optional_step`). Returns the paths written, and only those.
     """
     output_dir = Path(output_dir)
-    paths = {"table": output_dir / TABLE_FILE, "json": output_dir / JSON_FILE, "plot": output_dir / PLOT_FILE}
+    paths = {"table": output_dir / TABLE_FILE, "json": output_dir / JSON_FILE}
+    if plot:
+        paths["plot"] = output_dir / PLOT_FILE
     if not overwrite:
         for path in paths.values():
             if path.exists():
@@ -29,8 +35,10 @@ def write_sweep(result: SweepResult, output_dir: str | Path, *, overwrite: bool 
     output_dir.mkdir(parents=True, exist_ok=True)
     _write_table(result, paths["table"])
     write_json(paths["json"], result.to_json())
+    if not plot:
+        return paths
     plotted = False
-    with optional_step(f'the plot {paths["plot"]} (pip install "hf-layer-tokclf[plot]" for matplotlib)'):
+    with optional_step(f"the plot {paths['plot']} ({install_line('plot')} for matplotlib)"):
         _plot(result, paths["plot"])
         plotted = True
     if not plotted:  # the table and the JSON hold every figure; the plot is a view of them

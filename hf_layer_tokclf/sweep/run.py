@@ -13,6 +13,7 @@ from typing import Any
 from ..cost import relative_costs
 from ..data import DataError, Sentence, check_known_labels, label_list, normalize_labels
 from ..decoding import DEFAULT_DECODING
+from ..extras import require
 from ..files import Outputs, claim_output_dir, is_run_output, output_names
 from ..niceties import optional_step
 from .extract import EncodedSplit, FeatureStores, cache_folder, encode_split, extract_features
@@ -303,6 +304,7 @@ def run_sweep(
     finetune_learning_rate: float = SWEEP_DEFAULTS["finetune_learning_rate"],
     overwrite_output_dir: bool = False,
     save_probe: bool = False,
+    plot: bool = True,
     progress: bool = True,
     **sweep_kwargs: Any,
 ) -> SweepResult:
@@ -314,13 +316,16 @@ def run_sweep(
     With ``finetune_top=N`` the `finetune_candidates` are fine-tuned with `training.train` (the
     `TRAINING_DEFAULTS`, ``finetune_epochs`` and ``finetune_learning_rate``) into
     ``output_dir/finetune-layer-K`` and their dev F1 joins the table and plot. ``save_probe`` saves
-    the recommended layer's probe as a model folder ``output_dir/probe-layer-K``. Other keyword
-    arguments go to `sweep`.
+    the recommended layer's probe as a model folder ``output_dir/probe-layer-K``. ``plot=False`` writes no
+    ``sweep.png``; with ``plot``, a missing matplotlib (the ``plot`` extra) is refused before anything is read
+    (`extras.MissingExtraError`). Other keyword arguments go to `sweep`.
     """
     from ..auto import AutoLayerConfig
     from ..training import default_backbone, read_splits
 
     model = model or default_backbone()
+    if plot:
+        require("plot", "the sweep's plot (sweep.png; --no-plot skips it)")
     _check_run(validation_file, finetune_top, max_train_samples, max_eval_samples, sweep_kwargs)
     data_args = _data_arguments(train_file, validation_file, max_train_samples, max_eval_samples, sweep_kwargs)
     splits, _ = read_splits(data_args)  # bad data fails before anything is written
@@ -330,13 +335,21 @@ def run_sweep(
         result = sweep(model, splits["train"], splits["validation"], layers=layers, progress=progress, **sweep_kwargs)
         result.train_command = train_command(model, train_file, validation_file, result.recommended_layer)
         result.settings.update(model=model, train_file=train_file, validation_file=validation_file)
-        write_sweep(result, output_dir, overwrite=True)
+        write_sweep(result, output_dir, overwrite=True, plot=plot)
         if save_probe:
             _save_probe(result, model, output_dir)
-            write_sweep(result, output_dir, overwrite=True)
+            write_sweep(result, output_dir, overwrite=True, plot=plot)
         if finetune_top:
             finetune_layers(
-                result, model, data_args, output_dir, finetune_top, finetune_epochs, finetune_learning_rate, progress
+                result,
+                model,
+                data_args,
+                output_dir,
+                finetune_top,
+                finetune_epochs,
+                finetune_learning_rate,
+                progress,
+                plot,
             )
         claim.finish()
     return result
