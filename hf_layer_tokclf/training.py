@@ -44,6 +44,7 @@ from .files import (
 )
 from .hub import push_request, push_to_hub
 from .inference import check_max_length, default_max_length, evaluate_sentences, flat_scores, write_conll
+from .locations import check_model_location
 from .metrics import entity_scores, format_scores
 from .model_card import write_model_card
 from .niceties import optional_step
@@ -440,6 +441,7 @@ def train(
     from .modeling_layer_tokclf import LayerTokenClassifier
 
     run_args = run_args or RunArguments()
+    check_model_location(model_args.model)  # a mistyped folder is not a Hub error
     # An unsupported backbone fails here, before anything is written.
     model_class = model_class or AutoModelForLayerTokenClassification.family_class(model_args.model)
     if model_args.crf and not issubclass(model_class, LayerTokenClassifier):

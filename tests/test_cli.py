@@ -193,6 +193,32 @@ def test_evaluate_a_hub_id_writes_its_scores_in_the_working_directory(tiny_dir, 
     assert "eval_owner--name_test.json" in out
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["predict", "MODEL", "--text", TEXT],
+        ["evaluate", "MODEL", "--data", "d.tsv"],
+        ["export-onnx", "MODEL", "out"],
+        ["export-transformers", "MODEL", "out"],
+        ["push", "MODEL", "--repo-id", "someone/model", "--dry-run"],
+        ["sweep", "--model", "MODEL", "--train-file", "d.tsv", "--validation-file", "d.tsv", "--output-dir", "out"],
+        ["train", "--model", "MODEL", "--train-file", "d.tsv", "--output-dir", "out"],
+    ],
+    ids=lambda argv: argv[0],
+)
+def test_a_mistyped_model_folder_is_no_such_folder_not_a_hub_error(tmp_path, capsys, monkeypatch, argv):
+    """The README's placeholder runs/my-model, mistyped: runs/ exists, so it is a path, never a Hub id (issue 27)."""
+    (tmp_path / "runs" / "my-model").mkdir(parents=True)
+    (tmp_path / "runs" / "my-model" / "config.json").write_text("{}")
+    write(tmp_path / "d.tsv", "Cancer\tB-Disease\nrisk\tO\n")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, *[("runs/my-modle" if word == "MODEL" else word) for word in argv])
+    assert code == 2, err
+    assert err.startswith(f"hf-layer-tokclf {argv[0]}: error: no such folder: runs/my-modle")
+    assert "did you mean runs/my-model?" in err and "huggingface.co" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.tsv", "runs"]  # nothing written
+
+
 # --------------------------------------------------------------------------------------------
 # Bad input gets a clear error, and the run goes on where it can
 # --------------------------------------------------------------------------------------------
