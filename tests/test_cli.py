@@ -58,6 +58,33 @@ def test_python_dash_m_and_usage():
     assert proc.returncode == 0 and "train" in proc.stdout and "evaluate" in proc.stdout
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["predict", "--help"]], ids=["usage", "predict-help"])
+def test_help_into_a_closed_pipe_ends_quietly(argv):
+    """`hf-layer-tokclf --help | head`: the reader is gone before the first write (issue 27 item 5)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hf_layer_tokclf", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    proc.stdout.close()  # before Python has even started: the first write meets a closed pipe
+    err = proc.stderr.read()
+    assert proc.wait() in (0, 141), err  # 141: as a tool that SIGPIPE ended (`yes | head` under pipefail)
+    assert err == ""
+
+
+def test_predict_into_a_pipe_its_reader_leaves_ends_quietly(tiny_dir, tmp_path):
+    """`predict ... | head -1`: the first document is read, then the reader leaves while chunks are still written."""
+    source = tmp_path / "docs.txt"
+    source.write_text(f"{TEXT}\n" * 200)
+    argv = ["predict", str(tiny_dir), "--input", str(source), "--chunk-size", "1", "--no-progress"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hf_layer_tokclf", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert json.loads(proc.stdout.readline())["text"] == TEXT
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait() == 141, err
+    assert "Broken pipe" not in err and "Traceback" not in err and "Exception ignored" not in err
+
+
 def test_evaluate_prints_a_table_and_writes_json(trained, tmp_path, capsys):
     model_dir, metrics = trained
     data = tmp_path / "test64.tsv"
@@ -169,6 +196,33 @@ def test_non_utf8_error_names_the_line(tmp_path, capsys):
 def test_unknown_command(capsys):
     assert main(["fly"]) == 2
     assert "unknown command 'fly'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, content", [("empty.txt", ""), ("blank.jsonl", "\n\n"), ("empty", "")])
+def test_predict_on_an_empty_input_warns_and_writes_the_usual_empty_output(tiny_dir, tmp_path, capsys, name, content):
+    """No document at all is most likely the wrong file: said on stderr, naming it; the output is still written."""
+    import xml.etree.ElementTree as ElementTree
+
+    source = write(tmp_path / name, content)
+    code, out, err = run(capsys, "predict", str(tiny_dir), "--input", source, "--no-progress")
+    assert code == 0, err
+    assert out == "" and f"warning: found no document in {source}" in err
+    output = tmp_path / f"{name}.bioc.xml"
+    code, _, err = run(capsys, "predict", str(tiny_dir), "--input", source, "--output", str(output), "--no-progress")
+    assert code == 0, err
+    assert f"warning: found no document in {source}" in err
+    assert ElementTree.parse(output).getroot().tag == "collection" and not ElementTree.parse(output).findall(
+        ".//document"
+    )
+
+
+def test_predict_on_an_empty_standard_input_warns(tiny_dir, capsys, monkeypatch):
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))
+    code, out, err = run(capsys, "predict", str(tiny_dir), "--no-progress")
+    assert code == 0, err
+    assert out == "" and "warning: found no document in standard input" in err
 
 
 def test_evaluate_an_unfinished_output_dir(tmp_path, capsys):
