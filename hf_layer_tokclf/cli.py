@@ -568,6 +568,9 @@ def _predict_documents(
         total = count_lines(args.input) if input_format == "text" else count_records(args.input, input_format)
     else:
         total = None
+    note = shard.short_input_note(total, common["chunk_size"], args.input) if total and args.input else None
+    if note:  # a warning: this shard's (empty) part is still written, for the merge and the other shards' runs
+        print(f"warning: {note}", file=sys.stderr)
     kwargs = dict(common, writer=get_writer(args.format), run=_corpus_run(args, input_format), total=total)
     if world is not None:
         from .parallel import annotate_with_world
