@@ -66,7 +66,25 @@ def train_command(argv: Sequence[str]) -> int:
     metrics = train(model_args, data_args, training_args, run_args, command=command)
     if "test_f1" in metrics:
         print(f"test F1: {100 * metrics['test_f1']:.2f}  ({training_args.output_dir}/metrics.json)")
+    if os.environ.get("RANK", "0") == "0":  # once, not in every process torchrun started
+        print(_next_commands(training_args.output_dir, data_args))
     return 0
+
+
+def _next_commands(output_dir: str, data_args: Any) -> str:
+    """What to run on the model `train` saved, its folder and test data filled in, shell-quoted to paste."""
+    if data_args.test_file:
+        data = [data_args.test_file]
+    elif data_args.dataset_name:
+        data = [data_args.dataset_name, "--split", "test"]
+    else:
+        data = [data_args.validation_file or "TEST.tsv"]
+    commands = [
+        ["evaluate", output_dir, "--data", *data],
+        ["predict", output_dir, "--text", "A sentence to tag."],
+        ["push", output_dir, "--repo-id", "YOUR-NAME/MODEL-NAME"],
+    ]
+    return "next:\n" + "\n".join(f"  {shlex.join(['hf-layer-tokclf', *command])}" for command in commands)
 
 
 def _do_flags(argv: Sequence[str]) -> dict[str, bool]:

@@ -85,6 +85,28 @@ def test_predict_into_a_pipe_its_reader_leaves_ends_quietly(tiny_dir, tmp_path):
     assert "Broken pipe" not in err and "Traceback" not in err and "Exception ignored" not in err
 
 
+def test_train_says_its_new_head_in_one_line_and_prints_the_next_commands(tmp_path, capsys, logs):
+    """Not transformers' LOAD REPORT of MISSING classifier rows; then evaluate, predict and push, ready to paste."""
+    from conftest import conll_slice
+
+    data = conll_slice(tmp_path / "my data.tsv", 8)
+    output_dir = tmp_path / "my run"
+    argv = ["--train-file", str(data), "--test-file", str(data), "--output-dir", str(output_dir)]
+    code, out, err = run(capsys, "train", *argv, "--hidden-layer", "1", "--max-steps", "1", "--disable-tqdm", "true")
+    assert code == 0, err
+    assert "a new classification head (3 labels) on hidden_states[1] of " in out
+    assert "LOAD REPORT" not in logs.getvalue() and "MISSING" not in logs.getvalue()
+    quoted, test = shlex.quote(str(output_dir)), shlex.quote(str(data))
+    assert out.endswith(
+        "next:\n"
+        f"  hf-layer-tokclf evaluate {quoted} --data {test}\n"
+        f"  hf-layer-tokclf predict {quoted} --text 'A sentence to tag.'\n"
+        f"  hf-layer-tokclf push {quoted} --repo-id YOUR-NAME/MODEL-NAME\n"
+    )
+    code, _, err = run(capsys, *shlex.split(out.splitlines()[-3])[1:])  # the evaluate line runs as printed
+    assert code == 0, err
+
+
 def test_evaluate_prints_a_table_and_writes_json(trained, tmp_path, capsys):
     model_dir, metrics = trained
     data = tmp_path / "test64.tsv"
