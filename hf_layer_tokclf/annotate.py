@@ -115,6 +115,31 @@ class Shard:
             min(chunk_size, total - start) for start in range(self.index * chunk_size, total, self.count * chunk_size)
         )
 
+    def short_input_note(self, total: int, chunk_size: int, source: str) -> str | None:
+        """What to tell a run of this shard when ``total`` records (of ``source``) make fewer chunks than there are
+        shards, so that some shards get none: why (shards are dealt whole chunks) and the ``--chunk-size`` that
+        deals them to all; None when every shard gets some, or when there is no record at all."""
+        chunks = -(-total // chunk_size)
+        if total == 0 or chunks >= self.count:
+            return None
+        mine = self.records(total, chunk_size)
+        gets = "no record" if not mine else f"all {total} records" if mine == total else f"{mine} records"
+        empty = [str(index) for index in range(chunks, self.count)]
+        named = " and ".join([", ".join(empty[:-1]), empty[-1]] if len(empty) > 1 else empty)
+        none = (
+            f"shard {named} of {self.count} gets none"
+            if len(empty) == 1
+            else f"shards {named} of {self.count} get none"
+        )
+        note = (
+            f"--shard {self} gets {gets}: shards are dealt chunks of {chunk_size} records (--chunk-size), and the "
+            f"{total} records of {source} make {chunks} chunk{'s' if chunks > 1 else ''}, so {none}."
+        )
+        if total < self.count:
+            return f"{note} There are fewer records than shards: give at most --shard I/{total} with --chunk-size 1."
+        size = total // self.count  # ceil(total / size) >= count chunks: one at least for every shard
+        return f"{note} Give every shard's run --chunk-size {size} (or less) to deal them to all {self.count}."
+
 
 @dataclass
 class Chunk:

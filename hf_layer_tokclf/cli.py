@@ -310,7 +310,25 @@ def train_command(argv: Sequence[str]) -> int:
         metrics = train(model_args, data_args, training_args, run_args, command=command)
     if "test_f1" in metrics:
         print(f"test F1: {100 * metrics['test_f1']:.2f}  ({training_args.output_dir}/metrics.json)")
+    if os.environ.get("RANK", "0") == "0":  # once, not in every process torchrun started
+        print(_next_commands(training_args.output_dir, data_args))
     return 0
+
+
+def _next_commands(output_dir: str, data_args: Any) -> str:
+    """What to run on the model `train` saved, its folder and test data filled in, shell-quoted to paste."""
+    if data_args.test_file:
+        data = [data_args.test_file]
+    elif data_args.dataset_name:
+        data = [data_args.dataset_name, "--split", "test"]
+    else:
+        data = [data_args.validation_file or "TEST.tsv"]
+    commands = [
+        ["evaluate", output_dir, "--data", *data],
+        ["predict", output_dir, "--text", "A sentence to tag."],
+        ["push", output_dir, "--repo-id", "YOUR-NAME/MODEL-NAME"],
+    ]
+    return "next:\n" + "\n".join(f"  {shlex.join(['hf-layer-tokclf', *command])}" for command in commands)
 
 
 def _do_flags(argv: Sequence[str]) -> dict[str, bool]:
@@ -636,6 +654,7 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
 def _predict_input(args: argparse.Namespace) -> tuple[str, str | None, bool]:
     """(format, JSON field with the text, whether pre-tokenized) of predict's input, checked before the model loads;
     ``args.format`` becomes the format to write (`documents.pick_output_format`: the one rule of every engine)."""
+    from .data import read_json_records
     from .documents import detect_input_format, pick_output_format, text_column
 
     if args.text and args.input:
@@ -643,7 +662,9 @@ def _predict_input(args: argparse.Namespace) -> tuple[str, str | None, bool]:
     input_format = detect_input_format(args.input, args.input_format)
     if input_format != "text" and not args.input:
         raise ValueError(f"--input-format {input_format} needs --input FILE.")
-    column, tokenized = text_column(args.input, args.text_column_name) if input_format == "jsonl" else (None, False)
+    column, tokenized = None, False
+    if input_format == "jsonl" and next(read_json_records(args.input), None) is not None:  # else: warned, empty output
+        column, tokenized = text_column(args.input, args.text_column_name)
     args.format = pick_output_format(args.format, args.output, input_format, tokenized)
     if args.format == "html":
         require("spacy", "predict's HTML output")
@@ -811,6 +832,9 @@ def _predict_documents(
         total = count_lines(args.input) if input_format == "text" else count_records(args.input, input_format)
     else:
         total = None
+    note = shard.short_input_note(total, common["chunk_size"], args.input) if total and args.input else None
+    if note:  # a warning: this shard's (empty) part is still written, for the merge and the other shards' runs
+        print(f"warning: {note}", file=sys.stderr)
     kwargs = dict(common, writer=get_writer(args.format), run=_corpus_run(args, input_format), total=total)
     if world is not None:
         from .parallel import annotate_with_world
@@ -818,9 +842,18 @@ def _predict_documents(
         summary = annotate_with_world(world, args.output, overwrite=args.overwrite, **kwargs)
     else:
         summary = annotate_corpus(output=args.output, shard=shard, overwrite=args.overwrite, **kwargs)
+    if summary is not None:
+        _warn_if_no_document(args, summary["records"])
     if summary is not None and args.output:
         print(f"{summary['documents']} documents annotated, written as {format_name(args.format)}, "
               f"{summary['errors']} skipped; summary in {summary_path(args.output)}", file=sys.stderr)  # fmt: skip
+
+
+def _warn_if_no_document(args: argparse.Namespace, records: int) -> None:
+    """An input without a single record is most likely the wrong one: said, though the (empty) output is written."""
+    if records == 0:
+        source = args.input or "standard input"
+        print(f"warning: found no document in {source}; the output holds none.", file=sys.stderr)
 
 
 def _corpus_run(args: argparse.Namespace, input_format: str) -> dict[str, Any]:
@@ -859,15 +892,23 @@ def _write_html(args: argparse.Namespace, input_format: str, chunks: Iterator[An
     from .corpus import document_text
     from .rendering import entities_html, write_html
 
+    read = [0]
+
+    def counted(chunks: Iterator[Any]) -> Iterator[Any]:
+        for chunk in chunks:
+            read[0] += chunk.records
+            yield chunk
+
     records = (
         {"id": _title(document, input_format), "text": document_text(document), "entities": entities}
-        for chunk in chunks
+        for chunk in counted(chunks)
         for document, entities in zip(chunk.documents, chunk.entities, strict=True)
     )
     if args.output:
         write_html(args.output, records)
     else:
         sys.stdout.write(entities_html(records))
+    _warn_if_no_document(args, read[0])
 
 
 def push_parser(prog: str = "hf-layer-tokclf push") -> argparse.ArgumentParser:
@@ -1234,6 +1275,37 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the subcommand ``argv`` names (default: the command line's) and returns the exit status.
+
+    A reader that leaves early (``predict ... | head``) ends the run quietly, with the status of a process
+    SIGPIPE ended (141), as other command-line tools do: no "Broken pipe" error, no traceback.
+    """
+    try:
+        try:
+            return _run_command(argv)
+        finally:
+            sys.stdout.flush()  # here, not at the interpreter's exit: a reader that left is caught below
+    except BrokenPipeError:
+        _stdout_to_devnull()
+        return SIGPIPE_STATUS
+
+
+SIGPIPE_STATUS = 128 + 13  # the shell's status of a process that SIGPIPE ended
+
+
+def _stdout_to_devnull() -> None:
+    """Points standard output at /dev/null, as Python's documentation advises after a BrokenPipeError: what is
+    still buffered then goes nowhere, instead of failing again when the interpreter flushes it at exit."""
+    try:
+        descriptor = sys.stdout.fileno()
+    except (OSError, ValueError):  # not a file (a test's capture): nothing is flushed at exit
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, descriptor)
+    os.close(devnull)
+
+
+def _run_command(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
@@ -1254,6 +1326,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _say(argv[0], f"error: {error}", 2)
     except HubError as error:  # train --push-to-hub: the model is saved, the Hub failed
         return _say(argv[0], f"error: {error}", 1)
+    except BrokenPipeError:  # the reader of standard output left (| head): `main` ends quietly
+        raise
     except OSError as error:  # a Hub id that cannot be fetched, a full disk: the environment, not a bug
         return _say(argv[0], f"error: {' '.join(str(error).split())}", 1)
 

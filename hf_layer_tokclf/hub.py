@@ -60,7 +60,7 @@ from .files import (
     copy_file,
     is_bookkeeping,
 )
-from .locations import check_model_folder, check_repo_id
+from .locations import check_model_folder, check_repo_id, no_such_folder
 from .redaction import remember_secret, scrub_tree
 
 __all__ = [
@@ -228,7 +228,7 @@ def _weight_files(source: Path) -> list[str]:
 def _select(source: Path) -> list[str]:
     """The names of the files to share from ``source``; a ``ValueError`` if one is missing or unsafe."""
     if not source.is_dir():
-        raise ValueError(f"{source} is not a folder.")
+        raise ValueError(f"{source} is not a folder." if source.exists() else no_such_folder(source))
     links = sorted(p.name for p in source.iterdir() if p.is_symlink() and (_is_staged(p.name) or p.name == METRICS))
     if links:  # never followed: a link could point at any file of this machine, which would then be uploaded
         raise ValueError(

@@ -26,7 +26,7 @@ from .decoding import (
 )
 from .features import check_stride, encode, length_sorted_batches, model_inputs, word_rows
 from .files import METRICS, atomic_writer
-from .locations import CHECKPOINT_GLOB, check_model_folder, is_repo_id
+from .locations import CHECKPOINT_GLOB, check_model_location
 from .metrics import entity_scores
 from .serving import OnnxTokenClassifier, is_onnx_dir
 
@@ -65,10 +65,10 @@ def load_model(
     kwargs = {"dtype": pick_dtype(target, dtype), **kwargs}
     if target.type == "cuda":
         kwargs.setdefault("attn_implementation", "sdpa")
-    if not path.exists() and not is_repo_id(str(model_dir)):  # else transformers would try it on the Hub, confusingly
-        raise ValueError(f"{model_dir}: no such folder.")
+    # A mistyped folder is said as one, not as the Hub error transformers would give for it.
+    location = {key: kwargs[key] for key in ("revision", "token", "cache_dir") if key in kwargs}
+    check_model_location(model_dir, **location)
     if path.exists():
-        check_model_folder(path)
         check_consent(path, trust_remote_code)
     # An explicit bool (never None): transformers would otherwise ask on a terminal, and a yes runs the code.
     trusted = may_run_code(model_dir, trust_remote_code)

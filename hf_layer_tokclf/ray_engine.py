@@ -449,18 +449,16 @@ def predict_with_ray(
         A `RayPrediction`: the output folder, the documents written, the records skipped.
     """
     from .code_consent import check_consent
-    from .locations import check_model_folder, is_repo_id
+    from .locations import check_model_location
 
     output_format = pick_output_format(output_format, output_path, input_format)  # before Ray starts
     if output_format not in OUTPUT_FORMATS:
         written = ", ".join(map(format_name, OUTPUT_FORMATS))
         raise ValueError(f"Ray writes {written}; not {format_name(output_format)} (--output {output_path}).")
     extension = OUTPUT_EXTENSIONS.get(output_format, output_format)
+    check_model_location(model_dir)  # before Ray starts, not in each actor
     if Path(model_dir).exists():
-        check_model_folder(Path(model_dir))
-        check_consent(model_dir, trust_remote_code)  # before Ray starts, not in each actor
-    elif not is_repo_id(str(model_dir)):
-        raise ValueError(f"{model_dir}: no such folder.")
+        check_consent(model_dir, trust_remote_code)
     claim = _prepare_output(output_path, overwrite, extension)
     with claim or contextlib.nullcontext():  # the lock is given back however the run ends
         connect(address)

@@ -74,6 +74,35 @@ def test_shards_are_deterministic_round_robin_chunks():
     assert sum(Shard(i, 3).records(1000, 7) for i in range(3)) == 1000
 
 
+def test_a_shard_of_an_input_shorter_than_the_shards_chunks_is_told_why_and_how():
+    """10 records in chunks of 256 are one chunk, shard 0's: --shard 1/4 gets none, and --chunk-size 2 fixes it."""
+    note = Shard(1, 4).short_input_note(10, 256, "docs.txt")
+    assert note == (
+        "--shard 1/4 gets no record: shards are dealt chunks of 256 records (--chunk-size), and the 10 records of "
+        "docs.txt make 1 chunk, so shards 1, 2 and 3 of 4 get none. Give every shard's run --chunk-size 2 (or less) "
+        "to deal them to all 4."
+    )
+    assert Shard(0, 4).short_input_note(10, 256, "docs.txt").startswith("--shard 0/4 gets all 10 records: shards")
+    assert Shard(2, 4).short_input_note(600, 256, "x").startswith("--shard 2/4 gets 88 records: ")  # 3 chunks of 4
+    assert "so shard 3 of 4 gets none" in Shard(2, 4).short_input_note(600, 256, "x")
+    assert "fewer records than shards: give at most --shard I/3" in Shard(1, 4).short_input_note(3, 256, "x")
+    assert Shard(1, 4).short_input_note(1024, 256, "x") is None and Shard().short_input_note(1, 256, "x") is None
+    assert Shard(1, 4).short_input_note(0, 256, "x") is None  # nothing at all: predict says that instead
+
+
+def test_predict_with_a_shard_that_gets_nothing_warns_and_writes_its_empty_part(tiny_dir, tmp_path, capsys):
+    """A warning, not an error: the other shards' runs (and the merge) go on as usual."""
+    corpus = tmp_path / "docs.txt"
+    corpus.write_text("Colorectal cancer .\nBreast cancer .\nNothing here .\n")
+    argv = ["predict", str(tiny_dir), "--input", str(corpus), "--no-progress", "--shard"]
+    assert main([*argv, "1/2", "--output", str(tmp_path / "part1.jsonl")]) == 0
+    err = capsys.readouterr().err
+    assert "--shard 1/2 gets no record: shards are dealt chunks of 256 records (--chunk-size)" in err
+    assert "--chunk-size 1 (or less)" in err and (tmp_path / "part1.jsonl").read_text() == ""
+    assert main([*argv, "0/2", "--chunk-size", "1", "--output", str(tmp_path / "part0.jsonl")]) == 0
+    assert "--shard" not in capsys.readouterr().err  # 3 chunks of 1 for 2 shards: both get some
+
+
 def test_passage_entities_move_to_document_offsets(model):
     title, abstract = "Ataxia telangiectasia in a child .", "Colorectal cancer and breast cancer are common ."
     document = Document("1", [Passage(title, 0), Passage(abstract, len(title) + 1)])

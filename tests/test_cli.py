@@ -56,6 +56,55 @@ def test_python_dash_m_and_usage():
     assert proc.returncode == 0 and "train" in proc.stdout and "evaluate" in proc.stdout
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["predict", "--help"]], ids=["usage", "predict-help"])
+def test_help_into_a_closed_pipe_ends_quietly(argv):
+    """`hf-layer-tokclf --help | head`: the reader is gone before the first write (issue 27 item 5)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hf_layer_tokclf", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    proc.stdout.close()  # before Python has even started: the first write meets a closed pipe
+    err = proc.stderr.read()
+    assert proc.wait() in (0, 141), err  # 141: as a tool that SIGPIPE ended (`yes | head` under pipefail)
+    assert err == ""
+
+
+def test_predict_into_a_pipe_its_reader_leaves_ends_quietly(tiny_dir, tmp_path):
+    """`predict ... | head -1`: the first document is read, then the reader leaves while chunks are still written."""
+    source = tmp_path / "docs.txt"
+    source.write_text(f"{TEXT}\n" * 200)
+    argv = ["predict", str(tiny_dir), "--input", str(source), "--chunk-size", "1", "--no-progress"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hf_layer_tokclf", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert json.loads(proc.stdout.readline())["text"] == TEXT
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait() == 141, err
+    assert "Broken pipe" not in err and "Traceback" not in err and "Exception ignored" not in err
+
+
+def test_train_says_its_new_head_in_one_line_and_prints_the_next_commands(tmp_path, capsys, logs):
+    """Not transformers' LOAD REPORT of MISSING classifier rows; then evaluate, predict and push, ready to paste."""
+    from conftest import conll_slice
+
+    data = conll_slice(tmp_path / "my data.tsv", 8)
+    output_dir = tmp_path / "my run"
+    argv = ["--train-file", str(data), "--test-file", str(data), "--output-dir", str(output_dir)]
+    code, out, err = run(capsys, "train", *argv, "--hidden-layer", "1", "--max-steps", "1", "--disable-tqdm", "true")
+    assert code == 0, err
+    assert "a new classification head (3 labels) on hidden_states[1] of " in out
+    assert "LOAD REPORT" not in logs.getvalue() and "MISSING" not in logs.getvalue()
+    quoted, test = shlex.quote(str(output_dir)), shlex.quote(str(data))
+    assert out.endswith(
+        "next:\n"
+        f"  hf-layer-tokclf evaluate {quoted} --data {test}\n"
+        f"  hf-layer-tokclf predict {quoted} --text 'A sentence to tag.'\n"
+        f"  hf-layer-tokclf push {quoted} --repo-id YOUR-NAME/MODEL-NAME\n"
+    )
+    code, _, err = run(capsys, *shlex.split(out.splitlines()[-3])[1:])  # the evaluate line runs as printed
+    assert code == 0, err
+
+
 def test_evaluate_prints_a_table_and_writes_json(trained, tmp_path, capsys):
     model_dir, metrics = trained
     data = tmp_path / "test64.tsv"
@@ -169,6 +218,33 @@ def test_unknown_command(capsys):
     assert "unknown command 'fly'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("name, content", [("empty.txt", ""), ("blank.jsonl", "\n\n"), ("empty", "")])
+def test_predict_on_an_empty_input_warns_and_writes_the_usual_empty_output(tiny_dir, tmp_path, capsys, name, content):
+    """No document at all is most likely the wrong file: said on stderr, naming it; the output is still written."""
+    import xml.etree.ElementTree as ElementTree
+
+    source = write(tmp_path / name, content)
+    code, out, err = run(capsys, "predict", str(tiny_dir), "--input", source, "--no-progress")
+    assert code == 0, err
+    assert out == "" and f"warning: found no document in {source}" in err
+    output = tmp_path / f"{name}.bioc.xml"
+    code, _, err = run(capsys, "predict", str(tiny_dir), "--input", source, "--output", str(output), "--no-progress")
+    assert code == 0, err
+    assert f"warning: found no document in {source}" in err
+    assert ElementTree.parse(output).getroot().tag == "collection" and not ElementTree.parse(output).findall(
+        ".//document"
+    )
+
+
+def test_predict_on_an_empty_standard_input_warns(tiny_dir, capsys, monkeypatch):
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))
+    code, out, err = run(capsys, "predict", str(tiny_dir), "--no-progress")
+    assert code == 0, err
+    assert out == "" and "warning: found no document in standard input" in err
+
+
 def test_evaluate_an_unfinished_output_dir(tmp_path, capsys):
     (tmp_path / "checkpoint-10").mkdir()
     data = write(tmp_path / "d.tsv", "Cancer\tB-Disease\n")
@@ -189,6 +265,32 @@ def test_evaluate_a_hub_id_writes_its_scores_in_the_working_directory(tiny_dir, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["eval_owner--name_test.json", "test.tsv"]
     assert json.loads((tmp_path / "eval_owner--name_test.json").read_text())["model"] == "owner/name"
     assert "eval_owner--name_test.json" in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["predict", "MODEL", "--text", TEXT],
+        ["evaluate", "MODEL", "--data", "d.tsv"],
+        ["export-onnx", "MODEL", "out"],
+        ["export-transformers", "MODEL", "out"],
+        ["push", "MODEL", "--repo-id", "someone/model", "--dry-run"],
+        ["sweep", "--model", "MODEL", "--train-file", "d.tsv", "--validation-file", "d.tsv", "--output-dir", "out"],
+        ["train", "--model", "MODEL", "--train-file", "d.tsv", "--output-dir", "out"],
+    ],
+    ids=lambda argv: argv[0],
+)
+def test_a_mistyped_model_folder_is_no_such_folder_not_a_hub_error(tmp_path, capsys, monkeypatch, argv):
+    """The README's placeholder runs/my-model, mistyped: runs/ exists, so it is a path, never a Hub id (issue 27)."""
+    (tmp_path / "runs" / "my-model").mkdir(parents=True)
+    (tmp_path / "runs" / "my-model" / "config.json").write_text("{}")
+    write(tmp_path / "d.tsv", "Cancer\tB-Disease\nrisk\tO\n")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, *[("runs/my-modle" if word == "MODEL" else word) for word in argv])
+    assert code == 2, err
+    assert err.startswith(f"hf-layer-tokclf {argv[0]}: error: no such folder: runs/my-modle")
+    assert "did you mean runs/my-model?" in err and "huggingface.co" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.tsv", "runs"]  # nothing written
 
 
 # --------------------------------------------------------------------------------------------

@@ -233,7 +233,7 @@ def test_progress_bar_counts_documents(tiny_dir, ncbi_texts, monkeypatch):
 def test_a_missing_model_folder_is_one_line_naming_it(command, where, capsys):
     assert main([command[0], where, *command[1:]]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == f"hf-layer-tokclf {command[0]}: error: {where}: no such folder."
+    assert err.startswith(f"hf-layer-tokclf {command[0]}: error: no such folder: {where}") and "\n" not in err
 
 
 def test_one_aggregation_default_everywhere_the_one_training_matches(tiny_dir, ncbi_texts, tmp_path):

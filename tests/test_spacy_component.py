@@ -334,3 +334,16 @@ def test_spacy_probing_a_component_loads_nothing(tmp_path):
     assert component.model is None  # loaded on first use, and only then does a missing folder fail
     with pytest.raises(ValueError, match="cannot load the model"):
         nlp("BRCA1 mutations cause breast cancer.")
+
+
+def test_a_mistyped_model_folder_is_no_such_folder_not_a_hub_error(model_dir, monkeypatch):
+    """config={"model": "runs/my-modle"} beside runs/my-model: the folder's name and the nearest, not the Hub's."""
+    monkeypatch.chdir(model_dir.parent.parent)
+    typo = f"{model_dir.parent.name}/modle"
+    nlp = spacy.blank("en")
+    nlp.add_pipe(FACTORY, config={"model": typo})
+    with pytest.raises(ValueError) as error:
+        nlp("BRCA1 mutations cause breast cancer.")
+    message = str(error.value)
+    assert f"no such folder: {typo}" in message and f"did you mean {model_dir.parent.name}/model?" in message
+    assert "huggingface.co" not in message

@@ -381,3 +381,47 @@ def test_train_refuses_a_typo_in_one_line_before_the_model_loads(tmp_path, capsy
     err = capsys.readouterr().err
     assert f"{typo}, line 2266: label 'B-Disaese'" in err and "--allow-rare-labels" in err
     assert err.count("\n") == 1 and not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# A new head is one line, not transformers' load report; a checkpoint's real problems still are (issue 27)
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_new_head_on_a_backbone_is_one_line_not_a_load_report(minilm_path, logs, capsys):
+    from conftest import ID2LABEL, LABEL2ID
+
+    from hf_layer_tokclf.auto import AutoModelForLayerTokenClassification
+    from hf_layer_tokclf.training import load_with_new_head
+
+    labels = dict(num_labels=3, id2label=ID2LABEL, label2id=LABEL2ID)
+    model = load_with_new_head(AutoModelForLayerTokenClassification, minilm_path, hidden_layer=2, **labels)
+    assert model.classifier.out_features == 3
+    out, logged = capsys.readouterr().out, logs.getvalue()
+    assert (
+        out
+        == f"a new classification head (3 labels) on hidden_states[2] of {minilm_path}: it is trained from scratch\n"
+    )
+    assert "LOAD REPORT" not in logged and "MISSING" not in logged and "classifier" not in logged
+    load_with_new_head(AutoModelForLayerTokenClassification, minilm_path, hidden_layer=[1, 2], use_crf=True, **labels)
+    assert "a new classification head and CRF (3 labels) on hidden_states[1, 2] (mean) of" in capsys.readouterr().out
+
+
+def test_a_backbone_that_lacks_a_weight_or_holds_a_foreign_one_is_still_reported(tmp_path, logs, capsys):
+    """Only the head's MISSING rows are expected: any other row keeps transformers' whole report."""
+    from conftest import tiny_bert_kwargs
+    from safetensors.torch import load_file, save_file
+    from transformers import BertConfig, BertModel
+
+    from hf_layer_tokclf.auto import AutoModelForLayerTokenClassification
+    from hf_layer_tokclf.training import load_with_new_head
+
+    BertModel(BertConfig(**tiny_bert_kwargs())).save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    del weights["embeddings.LayerNorm.weight"]
+    weights["foreign.weight"] = torch.zeros(2)
+    save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    load_with_new_head(AutoModelForLayerTokenClassification, tmp_path, hidden_layer=2, num_labels=3)
+    logged = logs.getvalue()
+    assert "embeddings.LayerNorm.weight" in logged and "foreign.weight" in logged and "classifier.weight" in logged
+    assert "new classification head" not in capsys.readouterr().out

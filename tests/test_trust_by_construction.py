@@ -334,7 +334,7 @@ def test_what_the_cli_prints_masks_the_secrets_too(tmp_path, capsys, monkeypatch
     assert cli.main(argv) == 130
     assert cli.main(["evaluate", str(tmp_path / ENV_SECRET), "--data", str(data)]) == 2
     err = capsys.readouterr().err
-    assert f"--hub-token {REDACTED}" in err and f"{tmp_path / REDACTED}: no such folder" in err
+    assert f"--hub-token {REDACTED}" in err and f"no such folder: {tmp_path / REDACTED}" in err
     assert SECRET not in err and ENV_SECRET not in err
 
 

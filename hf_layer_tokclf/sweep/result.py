@@ -3,7 +3,6 @@ and which layers to fine-tune (`finetune_candidates`)."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,23 +40,20 @@ class SweepResult:
     def probe_model(self, layer: int) -> Any:
         """The probe of ``layer`` as the family's layer classifier (eval mode), ready to save or score."""
         from ..auto import AutoModelForLayerTokenClassification
+        from ..training import load_with_new_head
 
         if layer not in self.layers:
             raise ValueError(f"layer {layer} was not swept (swept: {self.layers})")
         index = self.layers.index(layer)
-        transformers_logger = logging.getLogger("transformers")
-        level = transformers_logger.level
-        transformers_logger.setLevel(logging.ERROR)  # the "classifier is newly initialized" notice: we fill it
-        try:
-            model = AutoModelForLayerTokenClassification.from_pretrained(
-                self.model_name_or_path,
-                hidden_layer=layer,
-                num_labels=len(self.labels),
-                id2label=dict(enumerate(self.labels)),
-                label2id={label: i for i, label in enumerate(self.labels)},
-            )
-        finally:
-            transformers_logger.setLevel(level)
+        model = load_with_new_head(  # the new head's load report, unsaid: the probe fills it
+            AutoModelForLayerTokenClassification,
+            self.model_name_or_path,
+            announce=False,
+            hidden_layer=layer,
+            num_labels=len(self.labels),
+            id2label=dict(enumerate(self.labels)),
+            label2id={label: i for i, label in enumerate(self.labels)},
+        )
         with torch.no_grad():
             model.classifier.weight.copy_(self.probe_weight[index].T)
             model.classifier.bias.copy_(self.probe_bias[index])

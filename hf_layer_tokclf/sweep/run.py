@@ -15,6 +15,7 @@ from ..data import DataError, Sentence, check_known_labels, label_list, normaliz
 from ..decoding import DEFAULT_DECODING
 from ..extras import require
 from ..files import Outputs, claim_output_dir, is_run_output, output_names
+from ..locations import check_model_location
 from ..niceties import optional_step
 from .extract import EncodedSplit, FeatureStores, cache_folder, encode_split, extract_features
 from .finetune import finetune_layers, train_command
@@ -326,6 +327,7 @@ def run_sweep(
     model = model or default_backbone()
     if plot:
         require("plot", "the sweep's plot (sweep.png; --no-plot skips it)")
+    check_model_location(model)  # a mistyped folder is not a Hub error, and is said before the data is read
     _check_run(validation_file, finetune_top, max_train_samples, max_eval_samples, sweep_kwargs)
     data_args = _data_arguments(train_file, validation_file, max_train_samples, max_eval_samples, sweep_kwargs)
     splits, _ = read_splits(data_args)  # bad data fails before anything is written
