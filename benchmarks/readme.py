@@ -16,7 +16,7 @@ from typing import Any
 from benchmarks import corpus, few_data, train_ncbi
 from benchmarks.common import REPO, RESULTS_DIR
 from benchmarks.suite import readme_summary
-from hf_layer_tokclf.files import atomic_writer
+from hf_layer_tokclf.files import fill_marked_block, marked_block
 
 # Block name -> the results it is made of, and how.
 BLOCKS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
@@ -24,6 +24,7 @@ BLOCKS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "few-data": ("few_data.json", few_data.readme_table),
     "corpus": ("corpus.json", corpus.readme_table),
     "main-job": ("train_ncbi.json", train_ncbi.readme_time),
+    "train-ncbi": ("train_ncbi.json", train_ncbi.readme_table),
 }
 
 
@@ -31,29 +32,31 @@ def markers(name: str) -> tuple[str, str]:
     return f"<!-- benchmarks:{name} (python -m benchmarks.readme) -->", f"<!-- /benchmarks:{name} -->"
 
 
-def block(name: str, results_dir: Path = RESULTS_DIR) -> str:
+def summary(name: str, results_dir: Path = RESULTS_DIR) -> str:
+    """What block ``name`` holds between its markers, made from its results file."""
     filename, summarize = BLOCKS[name]
+    return summarize(json.loads((results_dir / filename).read_text()))
+
+
+def block(name: str, results_dir: Path = RESULTS_DIR) -> str:
     begin, end = markers(name)
-    return f"{begin}\n{summarize(json.loads((results_dir / filename).read_text()))}\n{end}"
+    return f"{begin}\n{summary(name, results_dir)}\n{end}"
 
 
 def current_block(readme: str, name: str) -> str:
-    begin, end = markers(name)
-    start, stop = readme.index(begin), readme.index(end) + len(end)
-    return readme[start:stop]
+    return marked_block(readme, *markers(name))
 
 
 def main() -> int:
     path = REPO / "README.md"
-    readme = updated = path.read_text()
+    changed = []
     for name in BLOCKS:
-        if any(marker not in readme for marker in markers(name)):
-            print(f"{path}: no {' ... '.join(markers(name))} block to fill", file=sys.stderr)
+        try:
+            changed += [name] * fill_marked_block(path, *markers(name), summary(name))
+        except ValueError as error:
+            print(f"{path}: {error} to fill", file=sys.stderr)
             return 1
-        updated = updated.replace(current_block(updated, name), block(name))
-    with atomic_writer(path) as f:
-        f.write(updated)
-    print(f"{path}: benchmark tables {'updated' if updated != readme else 'already up to date'}")
+    print(f"{path}: benchmark tables {'updated: ' + ', '.join(changed) if changed else 'already up to date'}")
     return 0
 
 

@@ -67,6 +67,25 @@ def readme_time(results: dict[str, Any]) -> str:
     )
 
 
+def readme_table(results: dict[str, Any]) -> str:
+    """The README's table of every run in ``train_ncbi.json``, and the machine it ran on."""
+    rows = [
+        {**run, "name": f"ours, `hidden_layer={run['layer']}`" if run["layer"] else "`BertForTokenClassification`"}
+        for run in results["runs"]
+    ]
+    for row in rows:
+        if row["layer"] == MAIN_JOB_LAYER:
+            row["name"] += " (the main job)"
+    machine = results["machine"]
+    lines = md_table(
+        "model | dev F1 | test F1 | wall time (s)",
+        "| {name} | {eval_f1:.2fp} | {test_f1:.2fp} | {wall_s:.0f} |",
+        rows,
+    )
+    load = f", load average {machine['load_average'][0]:.1f} at the end" if machine.get("load_average") else ""
+    return "\n".join(lines) + f"\n\nOn {machine['os_cpu_count']} CPU cores ({machine['cpu_model']}){load}."
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="500 training sentences, 1 epoch: a smoke run.")

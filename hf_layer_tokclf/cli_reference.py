@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from .cli import PARSERS
-from .files import atomic_writer
+from .files import fill_marked_block, marked_block
 
 BEGIN = "<!-- options (python -m hf_layer_tokclf.cli_reference) -->"
 END = "<!-- /options -->"
@@ -54,31 +54,33 @@ def option_rows(command: str, parser: argparse.ArgumentParser) -> list[str]:
     ]
 
 
-def option_block() -> str:
-    """The README's option table between its markers."""
+def option_table() -> str:
+    """The README's option table (between its markers)."""
     rows = ["| command | option | what it does |", "|---|---|---|"]
     for command, make_parser in PARSERS.items():
         rows += option_rows(command, make_parser())
         if command == "train":
             rows.append(TRAINER_ROW)
-    return "\n".join([BEGIN, *rows, END])
+    return "\n".join(rows)
+
+
+def option_block() -> str:
+    """The README's option table with its markers."""
+    return f"{BEGIN}\n{option_table()}\n{END}"
 
 
 def current_block(readme: str) -> str:
     """The option table the README holds now, markers included."""
-    start, stop = readme.index(BEGIN), readme.index(END) + len(END)
-    return readme[start:stop]
+    return marked_block(readme, BEGIN, END)
 
 
 def main() -> int:
-    readme = README.read_text(encoding="utf-8")
-    if BEGIN not in readme or END not in readme:
-        print(f"{README}: no {BEGIN} ... {END} block to fill", file=sys.stderr)
+    try:
+        changed = fill_marked_block(README, BEGIN, END, option_table())
+    except ValueError as error:
+        print(f"{README}: {error} to fill", file=sys.stderr)
         return 1
-    updated = readme.replace(current_block(readme), option_block())
-    with atomic_writer(README) as f:
-        f.write(updated)
-    print(f"{README}: option table {'updated' if updated != readme else 'already up to date'}")
+    print(f"{README}: option table {'updated' if changed else 'already up to date'}")
     return 0
 
 

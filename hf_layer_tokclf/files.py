@@ -112,6 +112,27 @@ def atomic_writer(
         raise
 
 
+def marked_block(text: str, begin: str, end: str) -> str:
+    """The part of ``text`` from the marker line ``begin`` to ``end``, both included; a ValueError naming them if
+    either is missing (a generated README table, say, whose markers were edited away)."""
+    start, stop = text.find(begin), text.find(end)
+    if start < 0 or stop < start:
+        raise ValueError(f"no {begin} ... {end} block")
+    return text[start : stop + len(end)]
+
+
+def fill_marked_block(path: str | Path, begin: str, end: str, content: str) -> bool:
+    """Replaces the block between the markers ``begin`` and ``end`` of the text file ``path`` (`marked_block`)
+    with ``content`` between the same markers, atomically; returns whether the file changed."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    updated = text.replace(marked_block(text, begin, end), f"{begin}\n{content}\n{end}")
+    if updated != text:
+        with atomic_writer(path) as f:
+            f.write(updated)
+    return updated != text
+
+
 def current_umask() -> int:
     """The process's umask, read without changing it where the system allows (os.umask can only set it)."""
     with contextlib.suppress(OSError, ValueError, StopIteration), open("/proc/self/status", encoding="utf-8") as f:

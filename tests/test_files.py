@@ -363,3 +363,18 @@ def test_an_output_file_that_is_a_folder_is_refused_even_with_overwrite(tmp_path
     assert check_output_path(tmp_path / "link", overwrite=True) == tmp_path / "link"
     with pytest.raises(OutputExistsError, match="is not a folder"):
         check_output_path(_a_file(tmp_path) / "out.json", overwrite=True)
+
+
+def test_fill_marked_block_replaces_only_between_the_markers(tmp_path):
+    from hf_layer_tokclf.files import fill_marked_block, marked_block
+
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- t -->\nold\n<!-- /t -->\nrest\n", encoding="utf-8")
+    assert fill_marked_block(readme, "<!-- t -->", "<!-- /t -->", "new") is True
+    assert readme.read_text(encoding="utf-8") == "intro\n<!-- t -->\nnew\n<!-- /t -->\nrest\n"
+    assert fill_marked_block(readme, "<!-- t -->", "<!-- /t -->", "new") is False
+    assert (
+        marked_block(readme.read_text(encoding="utf-8"), "<!-- t -->", "<!-- /t -->") == "<!-- t -->\nnew\n<!-- /t -->"
+    )
+    with pytest.raises(ValueError, match=r"no <!-- u --> \.\.\. <!-- /u --> block"):
+        fill_marked_block(readme, "<!-- u -->", "<!-- /u -->", "x")
