@@ -59,7 +59,9 @@ def readme_time(results: dict[str, Any]) -> str:
     machine = results["machine"]
     cores, load = machine["os_cpu_count"], machine["load_average"][0]
     where = f"{cores} CPU cores ({machine['cpu_model']})" if machine["device"] == "cpu" else machine["device"]
-    shared = f" while other work shared them (load average {load:.1f})" if load > cores / 2 else ""
+    # The run itself keeps torch_num_threads cores busy: a load beyond that is other work.
+    busy = load > machine.get("torch_num_threads", cores) + 0.5
+    shared = f" while other work shared them (load average {load:.1f})" if busy else ""
     return (
         f"It takes about {max(1, round(run['wall_s'] / 60))} minutes: {run['wall_s']:.0f} s on {where}{shared}, "
         "as `python -m benchmarks.train_ncbi`, which runs this line's options, timed it "
