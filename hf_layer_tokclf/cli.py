@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import difflib
 import glob
 import os
 import re
@@ -71,6 +72,27 @@ class CommandParser(argparse.ArgumentParser):
             self._resolve_model(parsed)
         return parsed
 
+    def error(self, message: str) -> typing.NoReturn:
+        """``PROG: error: MESSAGE`` and where the options are listed, with the option a mistyped one is nearest to;
+        not argparse's synopsis first, which for train runs to thirty lines before the error."""
+        self.add_underscore_spellings()
+        hint = near_options(message, [*self._option_string_actions, *self.more_options])
+        self.exit(2, f"{self.prog}: error: {message}{hint}\n{self.short_usage()}  (--help lists every option)\n")
+
+    def short_usage(self) -> str:
+        """``usage: PROG [options] (MODEL | --model MODEL) OUT_DIR``: the words a command needs, in one line."""
+        words = ["[options]"]
+        for action in self._actions:
+            if action.option_strings:
+                continue
+            name, optional = action.metavar or action.dest.upper(), not action.required
+            if action.dest == "model":
+                name, optional = "MODEL | --model MODEL", not self.model_required
+            words.append(f"[{name}]" if optional else f"({name})" if " " in name else name)
+        return f"usage: {self.prog} {' '.join(words)}"
+
+    more_options: Sequence[str] = ()  # options read by another parser after this one (train: TrainingArguments')
+
     def add_underscore_spellings(self) -> None:
         """Makes ``--a_b`` parse as ``--a-b`` for every option (not shown in --help: its actions keep their names)."""
         for name, action in list(self._option_string_actions.items()):
@@ -88,6 +110,14 @@ class CommandParser(argparse.ArgumentParser):
             self.error("a model is required: give MODEL (a trained output directory or a Hub id) or --model MODEL.")
         parsed.model = given[0] if given else None
         del parsed.model_option
+
+
+def near_options(message: str, options: Sequence[str]) -> str:
+    """``; did you mean --output?`` for each ``--option`` in an argparse error ``message`` that is none of
+    ``options`` but close to one (difflib), else an empty string."""
+    unknown = [word for word in re.findall(r"--[\w-]+", message) if word not in options]
+    near = {word: difflib.get_close_matches(word, options, n=1, cutoff=0.75) for word in unknown}
+    return "".join(f"; did you mean {match[0]}?" for match in near.values() if match)
 
 
 UNDERSCORES = "Every option is also accepted spelled --like_this, as transformers' run_ner.py spells them."
@@ -207,6 +237,7 @@ class TrainParser(CommandParser):
         theirs += ["--output_dir", args.output_dir, "--disable_tqdm", str(args.no_progress)]
         training_args, rest = trainer.parse_args_into_dataclasses(theirs, return_remaining_strings=True)
         if rest:
+            self.more_options = list(trainer._option_string_actions)  # argparse has no public list of them
             self.error(
                 f"unrecognized arguments: {' '.join(rest)} (neither an option of train, see --help, nor of "
                 "TrainingArguments, see --help-trainer)"
@@ -1155,7 +1186,9 @@ def export_onnx_parser() -> argparse.ArgumentParser:
 def _add_export_options(parser: argparse.ArgumentParser, model_help: str) -> None:
     """MODEL_DIR OUT_DIR, --overwrite and --trust-remote-code: what every export takes."""
     add_model_argument(parser, model_help)
-    parser.add_argument("out_dir", help="The folder to write (refused if not empty, unless --overwrite).")
+    parser.add_argument(
+        "out_dir", metavar="OUT_DIR", help="The folder to write (refused if not empty, unless --overwrite)."
+    )
     parser.add_argument(
         "--overwrite",
         action="store_true",

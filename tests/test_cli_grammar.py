@@ -238,3 +238,24 @@ def test_light_defaults_match_the_modules_that_define_them():
 
     assert tuple(strategy.value for strategy in AggregationStrategy) == defaults.STRATEGIES
     assert defaults.DECODINGS == pipeline_layer_tokclf.DECODINGS
+
+
+@pytest.mark.parametrize(
+    "command, typo, meant",
+    [
+        ("predict", "--ouptut", "--output"),
+        ("evaluate", "--predictons", "--predictions"),
+        ("sweep", "--toleranse", "--tolerance"),
+        ("train", "--hiden-layer", "--hidden-layer"),
+        ("train", "--learnig-rate", "--learning-rate"),  # a TrainingArguments option
+        ("train", "--learnig_rate", "--learning_rate"),  # run_ner.py's spelling, answered in kind
+    ],
+)
+def test_a_mistyped_option_is_named_with_the_one_meant_in_two_lines(capsys, command, typo, meant):
+    with pytest.raises(SystemExit) as exit_info:
+        parse(command, [*REST[command], typo, "3"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert f"{typo}" in err and f"did you mean {meant}?" in err, err
+    assert len(err.strip().splitlines()) == 2, err  # the error and a one-line usage, not train's 30-line synopsis
+    assert f"usage: hf-layer-tokclf {command} [options]" in err and "--help lists every option" in err
