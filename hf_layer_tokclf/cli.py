@@ -1049,6 +1049,11 @@ def sweep_parser() -> argparse.ArgumentParser:
         help='Write no sweep.png (it needs matplotlib: pip install "hf-layer-tokclf[plot]"); the table and JSON '
         "hold every figure.",
     )
+    parser.add_argument(
+        "--allow-rare-labels",
+        action="store_true",
+        help="Read the training labels as they are where they look like typos (as train's option).",
+    )
     add_progress_option(parser, "No progress bars.")
     _add_decoding_option(parser)  # of the probes' dev predictions
     _add_device_options(parser)  # the encoder pass; the probes train on the CPU
@@ -1135,6 +1140,7 @@ def sweep_command(argv: Sequence[str]) -> int:
         overwrite_output_dir=args.overwrite_output_dir,
         save_probe=args.save_probe,
         plot=not args.no_plot,
+        allow_rare_labels=args.allow_rare_labels,
         progress=not args.no_progress,
         tolerance=args.tolerance,
         epochs=args.epochs,

@@ -345,3 +345,25 @@ def test_a_failing_plot_or_cost_count_leaves_the_sweep_and_claims_no_plot(
     rows = json.loads((output_dir / "sweep.json").read_text())["layers"]
     assert [row["relative_cost"] for row in rows] == [row["layer"] / 4 for row in rows]  # k/L instead
     assert "Skipped the plot" in logs.getvalue() and "Skipped counting each layer's FLOPs" in logs.getvalue()
+
+
+def test_sweep_takes_the_allow_rare_labels_its_typo_message_names(tmp_path, capsys, monkeypatch):
+    """sweep reads its data as train does: a typo is refused naming --allow-rare-labels, which sweep then takes."""
+    from conftest import ncbi_changed
+
+    from hf_layer_tokclf import training
+
+    typo = str(ncbi_changed(tmp_path / "train.tsv", "train", 2266, "B-Disaese"))
+    argv = ["sweep", "--train-file", typo, "--validation-file", str(NCBI / "devel.tsv"), "--no-plot"]
+    assert main([*argv, "--output-dir", str(tmp_path / "refused")]) == 2
+    assert "--allow-rare-labels" in capsys.readouterr().err and not (tmp_path / "refused").exists()
+
+    read = []
+
+    def read_splits(data_args):  # the data as the sweep reads it, then stop: the probes are tested above
+        read.append(data_args)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "read_splits", read_splits)
+    assert main([*argv, "--output-dir", str(tmp_path / "allowed"), "--allow-rare-labels"]) == 130
+    assert read[0].allow_rare_labels is True

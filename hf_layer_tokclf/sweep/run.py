@@ -306,6 +306,7 @@ def run_sweep(
     overwrite_output_dir: bool = False,
     save_probe: bool = False,
     plot: bool = True,
+    allow_rare_labels: bool = False,
     progress: bool = True,
     **sweep_kwargs: Any,
 ) -> SweepResult:
@@ -319,7 +320,8 @@ def run_sweep(
     ``output_dir/finetune-layer-K`` and their dev F1 joins the table and plot. ``save_probe`` saves
     the recommended layer's probe as a model folder ``output_dir/probe-layer-K``. ``plot=False`` writes no
     ``sweep.png``; with ``plot``, a missing matplotlib (the ``plot`` extra) is refused before anything is read
-    (`extras.MissingExtraError`). Other keyword arguments go to `sweep`.
+    (`extras.MissingExtraError`). The data is read as `train` reads it (`training.read_splits`), labels that look
+    like typos refused unless ``allow_rare_labels``. Other keyword arguments go to `sweep`.
     """
     from ..auto import AutoLayerConfig
     from ..training import default_backbone, read_splits
@@ -329,13 +331,16 @@ def run_sweep(
         require("plot", "the sweep's plot (sweep.png; --no-plot skips it)")
     check_model_location(model)  # a mistyped folder is not a Hub error, and is said before the data is read
     _check_run(validation_file, finetune_top, max_train_samples, max_eval_samples, sweep_kwargs)
-    data_args = _data_arguments(train_file, validation_file, max_train_samples, max_eval_samples, sweep_kwargs)
+    data_args = _data_arguments(
+        train_file, validation_file, max_train_samples, max_eval_samples, sweep_kwargs, allow_rare_labels
+    )
     splits, _ = read_splits(data_args)  # bad data fails before anything is written
     layers = resolve_layers(layers, AutoLayerConfig.from_pretrained(model).num_hidden_layers)
     with claim_output_dir(output_dir, SWEEP_OUTPUTS, overwrite=overwrite_output_dir) as claim:
         output_dir = claim.path
         result = sweep(model, splits["train"], splits["validation"], layers=layers, progress=progress, **sweep_kwargs)
-        result.train_command = train_command(model, train_file, validation_file, result.recommended_layer)
+        allow = ("--allow-rare-labels",) if allow_rare_labels else ()  # the data as the sweep read it
+        result.train_command = train_command(model, train_file, validation_file, result.recommended_layer, None, *allow)
         result.settings.update(model=model, train_file=train_file, validation_file=validation_file)
         write_sweep(result, output_dir, overwrite=True, plot=plot)
         if save_probe:
@@ -386,6 +391,7 @@ def _data_arguments(
     max_train_samples: int | None,
     max_eval_samples: int | None,
     sweep_kwargs: dict[str, Any],
+    allow_rare_labels: bool = False,
 ) -> Any:
     """The `training.DataArguments` of the sweep's data, which fine-tuning reads too."""
     from ..training import DataArguments
@@ -397,6 +403,7 @@ def _data_arguments(
         max_eval_samples=max_eval_samples,
         max_length=sweep_kwargs.get("max_length"),
         stride=sweep_kwargs.get("stride"),
+        allow_rare_labels=allow_rare_labels,
     )
 
 
