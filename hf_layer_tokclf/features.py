@@ -59,6 +59,26 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[
     return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
+def token_budget_batches(
+    lengths: Sequence[int], batch_size: int, max_batch_tokens: int | None = None
+) -> list[list[int]]:
+    """Indices in batches of similar length, shortest first: ``batch_size`` at a time, or, with ``max_batch_tokens``,
+    as many as fit that many padded tokens (rows times the longest row), so that a batch of short windows holds
+    more of them than a batch of long ones. A window longer than the budget makes a batch of its own."""
+    if max_batch_tokens is None:
+        return length_sorted_batches(lengths, batch_size)
+    if max_batch_tokens < 1:
+        raise ValueError(f"max_batch_tokens must be at least 1, got {max_batch_tokens}.")
+    batches: list[list[int]] = []
+    for index in sorted(range(len(lengths)), key=lengths.__getitem__):
+        # Sorted: the newcomer is the longest, so the padded size is its length times the count.
+        if batches and (len(batches[-1]) + 1) * lengths[index] <= max_batch_tokens:
+            batches[-1].append(index)
+        else:
+            batches.append([index])
+    return batches
+
+
 def model_inputs(feature: Mapping[str, Any]) -> dict[str, Any]:
     """What of a feature (or a tokenizer's window) the model reads: not the labels, offsets or bookkeeping."""
     return {key: feature[key] for key in MODEL_INPUT_NAMES if key in feature}

@@ -12,6 +12,7 @@ from hf_layer_tokclf.features import (
     encode,
     length_sorted_batches,
     merge_windows,
+    token_budget_batches,
     word_positions,
     word_rows,
 )
@@ -205,3 +206,18 @@ def test_length_sorted_batches_cover_every_index_once_shortest_first():
     flat = [lengths[i] for b in batches for i in b]
     assert flat == sorted(lengths)
     assert length_sorted_batches([], 4) == []
+
+
+def test_token_budget_batches_hold_more_short_windows_than_long_ones():
+    lengths = [10, 100, 12, 90, 11, 300, 9, 95]
+    batches = token_budget_batches(lengths, 2, max_batch_tokens=200)
+    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
+    assert [lengths[i] for batch in batches for i in batch] == sorted(lengths)
+    assert batches[0] == [6, 0, 4, 2]  # four short windows: 4 x 12 padded tokens
+    assert batches[1:] == [[3, 7], [1], [5]]  # 2 x 95 fit in 200 tokens; 95 and 100 would not
+    for batch in batches:
+        assert len(batch) == 1 or len(batch) * max(lengths[i] for i in batch) <= 200
+    assert batches[-1] == [5]  # longer than the budget: alone
+    assert token_budget_batches(lengths, 3) == length_sorted_batches(lengths, 3)
+    with pytest.raises(ValueError, match="max_batch_tokens"):
+        token_budget_batches(lengths, 3, max_batch_tokens=0)
