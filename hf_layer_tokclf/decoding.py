@@ -443,7 +443,7 @@ def _decode_units(
     tags = torch.from_numpy(labels)
     scores = log_probs[units_at, tags].exp().numpy()
     picked = normalized[units_at, tags]
-    transitions = decoder.scores(torch.device("cpu"))[1]
+    transitions = decoder.scores(torch.device("cpu"))[1].detach()
     steps = torch.cat([picked.new_zeros(1), transitions[tags[:-1], tags[1:]] + picked[1:]])
 
     def probabilities(first: np.ndarray, end: np.ndarray) -> np.ndarray:
