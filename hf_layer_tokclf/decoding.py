@@ -51,6 +51,7 @@ __all__ = [
     "text_entities",
     "texts_entities",
     "token_predictions",
+    "viterbi",
     "word_labels",
 ]
 
@@ -95,21 +96,48 @@ def word_labels(
 
 
 def _viterbi(decoder: LinearChainCRF, rows: list[torch.Tensor]) -> list[list[int]]:
-    """`LinearChainCRF.decode` over sentences of similar length at a time (little padding)."""
+    """`viterbi` over sentences of similar length at a time (little padding)."""
     paths: list[list[int]] = [[] for _ in rows]
-    device = decoder.transitions.device
     for batch in length_sorted_batches([len(r) for r in rows], _DECODE_BATCH):
         batch = [i for i in batch if len(rows[i])]
         if not batch:
             continue
-        padded = torch.nn.utils.rnn.pad_sequence([rows[i] for i in batch], batch_first=True).to(device)
-        mask = (
-            torch.arange(padded.shape[1], device=device)[None]
-            < torch.tensor([len(rows[i]) for i in batch], device=device)[:, None]
-        )
-        for i, path in zip(batch, decoder.decode(padded.log_softmax(-1), mask), strict=True):
+        padded = torch.nn.utils.rnn.pad_sequence([rows[i] for i in batch], batch_first=True)
+        lengths = np.array([len(rows[i]) for i in batch])
+        for i, path in zip(batch, viterbi(decoder, padded.log_softmax(-1).numpy(), lengths), strict=True):
             paths[i] = path
     return paths
+
+
+def viterbi(decoder: LinearChainCRF, emissions: np.ndarray, lengths: np.ndarray) -> list[list[int]]:
+    """`LinearChainCRF.decode` on arrays: the same paths (the same float32 sums, the first best label on a tie).
+
+    ``emissions``: ``(batch, positions, labels)``, row ``b`` real over its first ``lengths[b]`` positions.
+    Why a second implementation: torch runs each position's few operators on its pool of threads, whose wake-ups
+    cost milliseconds on a busy machine, many times the work itself; numpy runs them in the calling thread
+    (500 windows of 60 words: about 10 ms here against 160 to 700 ms with 3 labels; 2 to 3 times faster with 33).
+    The model's training and the travelling pipeline keep `LinearChainCRF.decode`; a test holds the two equal.
+    """
+    start, transitions, end = (x.detach().numpy() for x in decoder.scores(torch.device("cpu")))
+    emissions = np.asarray(emissions, dtype=np.float32)
+    batch, positions, num_labels = emissions.shape
+    best = start + emissions[:, 0]
+    history = np.empty((positions, batch, num_labels), dtype=np.int64)
+    stay = np.arange(num_labels)
+    for t in range(1, positions):
+        candidates = best[:, :, None] + transitions
+        index = candidates.argmax(1)
+        real = (t < lengths)[:, None]
+        best = np.where(real, np.take_along_axis(candidates, index[:, None], 1)[:, 0] + emissions[:, t], best)
+        history[t] = np.where(real, index, stay)  # through padding, a path stays where it is
+    label = (best + end).argmax(-1)
+    path = np.empty((batch, positions), dtype=np.int64)
+    path[:, -1] = label
+    rows = np.arange(batch)
+    for t in range(positions - 1, 0, -1):
+        label = history[t, rows, label]
+        path[:, t - 1] = label
+    return [row[:n].tolist() for row, n in zip(path, np.asarray(lengths).tolist(), strict=True)]
 
 
 def _drop_unlikely(
@@ -205,8 +233,8 @@ def texts_entities(
 
     The pipeline's rules, applied to all windows together: its softmax per window, ``gather_pre_entities``'s
     rule for the tokens that continue a word, ``aggregate_word``'s row per word (and
-    `LayerTokenClassificationPipeline`'s for decoding), one `LinearChainCRF.decode` per batch of windows of
-    similar length, ``group_entities``'s groups and their scores, then ``aggregate_overlapping_entities`` for
+    `LayerTokenClassificationPipeline`'s for decoding), one `viterbi` per batch of windows of similar
+    length, ``group_entities``'s groups and their scores, then ``aggregate_overlapping_entities`` for
     the texts of several windows. Words are built for the entities kept only. Arguments as `text_entities`,
     with ``windows_per_text[i]`` the windows of ``texts[i]``.
     """
@@ -431,7 +459,7 @@ def _decode_units(
         mask = torch.arange(int(lengths[batch].max()))[None] < torch.as_tensor(lengths[batch])[:, None]
         padded = torch.zeros(*mask.shape, log_probs.shape[1])
         padded[mask] = log_probs[positions]
-        paths = decoder.decode(padded.to(decoder.transitions.device), mask.to(decoder.transitions.device))
+        paths = viterbi(decoder, padded.numpy(), lengths[batch])
         labels[positions] = np.concatenate([np.asarray(path, dtype=np.int64) for path in paths])
         if marginals:
             padded[mask] = normalized[positions]

@@ -20,6 +20,7 @@ from hf_layer_tokclf.decoding import (
     text_entities,
     texts_entities,
     token_predictions,
+    viterbi,
     word_labels,
 )
 from hf_layer_tokclf.inference import load_model, predict_texts, window_logits
@@ -248,16 +249,35 @@ def test_texts_entities_follow_the_pipelines_rule_for_tokenizers_without_word_pi
 
 
 def test_a_chunk_is_decoded_in_batches_of_windows_not_window_by_window(tiny_dir, devel, monkeypatch):
+    from hf_layer_tokclf import decoding
+
     model, tokenizer = load_model(tiny_dir)
     calls = []
-    original = LinearChainCRF.decode
+    original = decoding.viterbi
 
-    def counted(self, emissions, mask):
-        calls.append(emissions.shape[0])
-        return original(self, emissions, mask)
+    def counted(decoder, emissions, lengths):
+        calls.append(len(emissions))
+        return original(decoder, emissions, lengths)
 
-    monkeypatch.setattr(LinearChainCRF, "decode", counted)
+    monkeypatch.setattr(decoding, "viterbi", counted)
+    monkeypatch.setattr(LinearChainCRF, "decode", None)  # no window decoded on its own by the pipeline's code
     texts = [" ".join(s.tokens) for s in devel[:30]]
     found = list(predict_texts(model, tokenizer, texts, max_length=16, stride=4, aggregation_strategy="first"))
     assert len(found) == len(texts)
     assert len(calls) == 1 and calls[0] > len(texts)  # one decode of every window of the chunk
+
+
+@pytest.mark.parametrize("num_labels", [3, 7, 33])
+@pytest.mark.parametrize("learned", [False, True])
+def test_the_numpy_viterbi_finds_the_paths_of_the_crfs_decode_ties_included(num_labels, learned):
+    kinds = [f"T{i}" for i in range((num_labels - 1) // 2)] if num_labels != 7 else ["Disease"]
+    names = ["O"] + [f"{p}-{k}" for k in kinds for p in "BI"] if num_labels != 7 else list(IOBES.values())
+    crf = random_learned_crf(dict(enumerate(names)), seed=num_labels) if learned else None
+    crf = crf or LinearChainCRF(dict(enumerate(names)), learned=False)
+    generator = np.random.default_rng(num_labels)
+    emissions = np.round(generator.normal(size=(64, 30, len(names))) * 2).astype(np.float32) / 2  # many ties
+    lengths = generator.integers(1, 31, 64)
+    mask = torch.arange(30)[None] < torch.as_tensor(lengths)[:, None]
+    expected = crf.decode(torch.from_numpy(emissions), mask)
+    assert viterbi(crf, emissions, lengths) == expected
+    assert [len(path) for path in expected] == lengths.tolist()
