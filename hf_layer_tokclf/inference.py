@@ -21,7 +21,7 @@ from .decoding import (
     check_decoding,
     check_strategy,
     label_decoder,
-    text_entities,
+    texts_entities,
     word_labels,
 )
 from .features import check_stride, encode, length_sorted_batches, model_inputs, word_rows
@@ -29,6 +29,7 @@ from .files import METRICS, atomic_writer
 from .locations import CHECKPOINT_GLOB, check_model_location
 from .metrics import entity_scores
 from .serving import OnnxTokenClassifier, is_onnx_dir
+from .stages import stage
 
 
 def load_model(
@@ -196,10 +197,11 @@ def predict_sentences(
     max_length = max_length or default_max_length(model, tokenizer)
     features = encode(sentences, tokenizer, max_length=max_length, stride=stride)
     logits = window_logits(model, tokenizer, features, batch_size, progress)
-    rows = word_rows(features, logits, [len(s.tokens) for s in sentences])
-    return word_labels(
-        rows, model.config.id2label, decoding=decoding, decoder=label_decoder(model), min_score=min_score
-    )
+    with stage("decode"):
+        rows = word_rows(features, logits, [len(s.tokens) for s in sentences])
+        return word_labels(
+            rows, model.config.id2label, decoding=decoding, decoder=label_decoder(model), min_score=min_score
+        )
 
 
 SENTENCE_CHUNK_SIZE = 4096
@@ -392,7 +394,7 @@ def _chunk_entities(
     stride: int,
     options: dict[str, Any],
 ) -> list[list[dict[str, Any]]]:
-    """The entities of each text: its windows (as the pipeline cuts them) through the model, then `text_entities`."""
+    """The entities of each text: its windows (as the pipeline cuts them) through the model, then `texts_entities`."""
     encoding = tokenizer(
         texts,
         truncation=True,
@@ -408,11 +410,8 @@ def _chunk_entities(
     per_text: list[list[dict[str, Any]]] = [[] for _ in texts]
     for window, owner in zip(windows, encoding["overflow_to_sample_mapping"], strict=True):
         per_text[owner].append(window)
-    id2label = model.config.id2label
-    return [
-        text_entities(text, own, tokenizer=tokenizer, id2label=id2label, **options)
-        for text, own in zip(texts, per_text, strict=True)
-    ]
+    with stage("decode"):
+        return texts_entities(texts, per_text, tokenizer=tokenizer, id2label=model.config.id2label, **options)
 
 
 def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:

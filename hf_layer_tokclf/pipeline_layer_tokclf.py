@@ -189,6 +189,23 @@ class LinearChainCRF(nn.Module):
         return [row[:n] for row, n in zip(paths, mask.sum(1).tolist(), strict=True)]
 
     @torch.no_grad()
+    def forward_backward(self, log_probs, mask):
+        """Forward-backward over a padded batch ``(batch, positions, labels)``: ``(alphas, betas, log_z)``.
+
+        ``alphas[b, t, y]`` (``betas[b, t, y]``): the log-sum of the scores of row ``b``'s paths from its start
+        to position ``t`` (from ``t`` to its end) with label ``y`` there, the emission at ``t`` counted in both;
+        ``log_z[b]``: the log-sum of all its paths' scores.
+        """
+        start, transitions, end = self.scores(log_probs.device)
+        positions = torch.arange(log_probs.shape[1], device=log_probs.device).expand_as(mask)
+        # Each row reversed within its length, padding left in place: the backward pass is a forward one.
+        reverse = torch.where(mask, mask.sum(1, keepdim=True) - 1 - positions, positions)[..., None]
+        reverse = reverse.expand_as(log_probs)
+        alphas = self._alphas(log_probs, mask, start, transitions)
+        betas = self._alphas(log_probs.gather(1, reverse), mask, end, transitions.T).gather(1, reverse)
+        return alphas, betas, torch.logsumexp(alphas[:, -1] + end, dim=-1)
+
+    @torch.no_grad()
     def group_probabilities(self, log_probs, path, groups):
         """The probability of each ``(start, end)`` run of ``path`` over one sequence's ``(positions, labels)``.
 
@@ -201,11 +218,9 @@ class LinearChainCRF(nn.Module):
         picked = log_probs[positions, tags]
         if not self.learned:
             return [float(picked[s:e].sum().exp()) for s, e in groups]
-        start, transitions, end = self.scores(log_probs.device)
+        transitions = self.scores(log_probs.device)[1]
         mask = torch.ones(1, len(path), dtype=torch.bool, device=log_probs.device)
-        alphas = self._alphas(log_probs[None], mask, start, transitions)[0]
-        betas = self._alphas(log_probs.flip(0)[None], mask, end, transitions.T)[0].flip(0)
-        log_z = torch.logsumexp(alphas[-1] + end, dim=-1)
+        alphas, betas, log_z = (x[0] for x in self.forward_backward(log_probs[None], mask))
         steps = torch.cat([picked.new_zeros(1), transitions[tags[:-1], tags[1:]] + picked[1:]])
         out = []
         for s, e in groups:  # alpha at the first position, the path's steps inside, beta from the last

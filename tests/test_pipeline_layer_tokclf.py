@@ -183,6 +183,22 @@ def test_decoding_a_padded_batch_decodes_each_row_alone():
     assert nll.tolist() == pytest.approx(torch.cat(nll_alone).tolist(), abs=1e-5)
 
 
+def test_forward_backward_of_a_padded_batch_is_each_rows_alone_and_gives_the_brute_force_partition():
+    crf = random_crf(seed=1)
+    emissions = torch.randn(3, 4, 3).log_softmax(-1)
+    lengths = [4, 2, 1]
+    mask = torch.arange(4)[None] < torch.tensor(lengths)[:, None]
+    alphas, betas, log_z = crf.forward_backward(emissions, mask)
+    for i, n in enumerate(lengths):
+        a, b, z = crf.forward_backward(emissions[i : i + 1, :n], mask[i : i + 1, :n])
+        assert torch.equal(alphas[i, :n], a[0]) and torch.equal(betas[i, :n], b[0]) and torch.equal(log_z[i], z[0])
+        scores = brute_force(crf, emissions[i, :n])
+        assert float(z[0]) == pytest.approx(math.log(sum(math.exp(v) for v in scores.values())), abs=1e-4)
+        # At every position, alpha + beta - emission sums the paths through each label: all paths together.
+        through = torch.logsumexp(a[0] + b[0] - emissions[i, :n], dim=-1)
+        assert through.tolist() == pytest.approx([float(z[0])] * n, abs=1e-4)
+
+
 def test_the_word_loss_skips_the_ignored_positions_rather_than_feeding_them_in():
     crf = random_crf(seed=0)
     logits = torch.randn(2, 6, 3)
