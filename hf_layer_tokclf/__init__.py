@@ -44,23 +44,41 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
 
 
+def _importing_this_package(but: str) -> bool:
+    """Whether a module of this package other than ``but`` is in the middle of its import."""
+    return any(
+        getattr(getattr(module, "__spec__", None), "_initializing", False)
+        for name, module in list(sys.modules.items())
+        if name.startswith(f"{__name__}.") and name != but
+    )
+
+
 class _RegisterWhenTransformersLoads(importlib.abc.MetaPathFinder):
-    """Imports `auto` (which registers the Auto classes) right after transformers' own ``__init__`` has run."""
+    """Imports `auto` (which registers the Auto classes) as soon as transformers is loaded: right after its own
+    ``__init__``, or, where a module of this package imported it (the travelling files do, at their top), once that
+    module is complete: registering in the middle would import the module again, half-built (a circular import)."""
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
-        if name != "transformers":
+        if name != "transformers" and not name.startswith(f"{__name__}."):
             return None
-        sys.meta_path.remove(self)  # once; and find_spec below must not come back here
-        spec = importlib.util.find_spec(name)
+        for finder in sys.meta_path:
+            spec = None if finder is self else finder.find_spec(name, path, target)
+            if spec is not None:
+                break
         if spec is not None and spec.loader is not None:
             load = spec.loader.exec_module
 
             def load_then_register(module: Any) -> None:
                 load(module)
-                importlib.import_module(".auto", __name__)
+                self.register(but=module.__name__)
 
             spec.loader.exec_module = load_then_register
         return spec
+
+    def register(self, but: str) -> None:
+        if "transformers" in sys.modules and self in sys.meta_path and not _importing_this_package(but):
+            sys.meta_path.remove(self)
+            importlib.import_module(".auto", __name__)
 
 
 if "transformers" in sys.modules:

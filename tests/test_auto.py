@@ -65,3 +65,19 @@ def test_a_bare_import_registers_the_auto_classes_in_either_order(first):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == [str(first == "transformers"), "True"]
+
+
+@pytest.mark.parametrize("module", ["pipeline_layer_tokclf", "modeling_layer_tokclf", "configuration_layer_tokclf"])
+def test_a_travelling_module_imported_first_imports_and_registers(module):
+    """A travelling file imports transformers itself, in the middle of its own import: registering then would import
+    it again half-built (a circular import); the registration waits until it is complete."""
+    import subprocess
+    import sys
+
+    code = (
+        f"import hf_layer_tokclf.{module}; import json; "
+        "from transformers import CONFIG_MAPPING; print('bert-layer-tokclf' in CONFIG_MAPPING)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-800:]
+    assert run.stdout.split() == ["True"]
