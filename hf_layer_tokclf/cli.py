@@ -641,8 +641,8 @@ def predict_parser() -> argparse.ArgumentParser:
         "--num-threads",
         type=int,
         default=None,
-        help="CPU threads per process (default: torch's choice; under torchrun, the cores shared out among "
-        "the processes).",
+        help="CPU threads per process, PyTorch's or an ONNX folder's onnxruntime's (default: torch's choice; under "
+        "torchrun, the cores shared out among the processes).",
     )
     _add_device_options(parser)  # an ONNX folder from export-onnx runs on the CPU with onnxruntime
     _add_trust_option(parser)
