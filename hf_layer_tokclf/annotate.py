@@ -780,7 +780,8 @@ def merge_shards(outputs: Sequence[str | Path], output: str | Path, *, overwrite
 
 
 def _merged_summary(summaries: list[dict[str, Any]], output: str | Path) -> dict[str, Any]:
-    """The shards' summaries added up (time: the slowest shard's), saved beside the merged output."""
+    """The shards' summaries added up (time: the slowest shard's), and each one's records and seconds (a shard
+    that got little shows there), saved beside the merged output."""
     totals = {key: sum(summary[key] for summary in summaries) for key in _COUNTS}
     seconds = max(summary["seconds"] for summary in summaries)
     summary = {
@@ -792,6 +793,7 @@ def _merged_summary(summaries: list[dict[str, Any]], output: str | Path) -> dict
         "documents_per_second": round(totals["records"] / seconds, 3) if seconds > 0 else None,
         "resumed": any(summary["resumed"] for summary in summaries),
         "error_samples": [sample for summary in summaries for sample in summary["error_samples"]][:_ERROR_SAMPLES],
+        "shards": [{key: summary[key] for key in ("shard", "records", "seconds")} for summary in summaries],
     }
     write_json(summary_path(output), summary)
     return summary

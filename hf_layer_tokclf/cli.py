@@ -620,7 +620,8 @@ def predict_parser() -> argparse.ArgumentParser:
         default=None,
         help="Documents (or CoNLL sentences) read at a time and sorted by length into batches; memory stays "
         f"flat however long the input. A chunk is what a killed run does again, and what --shard deals out "
-        f"(default: {CORPUS_CHUNK_SIZE} documents, 4096 sentences).",
+        f"(default: {CORPUS_CHUNK_SIZE} documents, 4096 sentences; under torchrun, fewer where that deals the "
+        "documents evenly to every process).",
     )
     parser.add_argument(
         "--shard",
@@ -640,8 +641,8 @@ def predict_parser() -> argparse.ArgumentParser:
         "--num-threads",
         type=int,
         default=None,
-        help="CPU threads per process (default: torch's choice; under torchrun, the cores shared out among "
-        "the processes).",
+        help="CPU threads per process, PyTorch's or an ONNX folder's onnxruntime's (default: torch's choice; under "
+        "torchrun, the cores shared out among the processes).",
     )
     _add_device_options(parser)  # an ONNX folder from export-onnx runs on the CPU with onnxruntime
     _add_trust_option(parser)
@@ -863,8 +864,14 @@ def _predict_documents(
         total = count_lines(args.input) if input_format == "text" else count_records(args.input, input_format)
     else:
         total = None
+    if world is not None:  # this rank's shard; a small input is dealt to every rank unless --chunk-size says
+        shard = world.shard
+        if total and not args.chunk_size:
+            from .parallel import world_chunk_size
+
+            common["chunk_size"] = world_chunk_size(total, world.size)
     note = shard.short_input_note(total, common["chunk_size"], args.input) if total and args.input else None
-    if note:  # a warning: this shard's (empty) part is still written, for the merge and the other shards' runs
+    if note and (world is None or world.rank == 0):  # once: rank 0 speaks for all; empty parts are still written
         print(f"warning: {note}", file=sys.stderr)
     kwargs = dict(common, writer=get_writer(args.format), run=_corpus_run(args, input_format), total=total)
     if world is not None:

@@ -17,9 +17,17 @@ from typing import Any
 
 import torch
 
-from .annotate import Shard, annotate_corpus, describe_run, merge_shards, summary_path
+from .annotate import CORPUS_CHUNK_SIZE, Shard, annotate_corpus, describe_run, merge_shards, summary_path
 
-__all__ = ["World", "annotate_with_world", "pick_world_device", "shard_output", "worker_threads", "world_from_env"]
+__all__ = [
+    "World",
+    "annotate_with_world",
+    "pick_world_device",
+    "shard_output",
+    "worker_threads",
+    "world_chunk_size",
+    "world_from_env",
+]
 
 # A rank waits for the slowest: a corpus shard can take hours (the default process group timeout is 30 min).
 _WAIT_FOR_OTHERS = timedelta(days=7)
@@ -65,6 +73,19 @@ def worker_threads(world: World, requested: int | None = None, cores: int | None
     if cores is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, cores // world.local_size)
+
+
+def world_chunk_size(total: int, size: int, most: int = CORPUS_CHUNK_SIZE) -> int:
+    """The chunk size, at most ``most``, that deals ``total`` records to ``size`` processes in near-equal shares.
+
+    Shards are dealt whole chunks, round-robin: 210 records in the default chunks of 256 are one chunk, all of
+    it rank 0's, while rank 1 idles. Each rank gets the same number of chunks of (within one) the same size:
+    210 on 2 ranks are chunks of 105, 600 are four of 150 (not 256 + 88 against 256).
+    """
+    if size < 1 or most < 1:
+        raise ValueError(f"world_chunk_size: size ({size}) and most ({most}) must be at least 1.")
+    rounds = max(1, -(-total // (size * most)))  # chunks per rank
+    return max(1, -(-total // (size * rounds)))
 
 
 def shard_output(output: str | Path, shard: Shard) -> Path:

@@ -21,6 +21,7 @@ __all__ = [
     "EXPORT_INFO",
     "MODEL_FILE",
     "OUTPUT_NAME",
+    "SPIN_OPTION",
     "MissingDependencyError",
     "OnnxTokenClassifier",
     "check_onnx_extra",
@@ -57,12 +58,22 @@ def check_onnx_extra(model: str | Path, what_for: str) -> None:
         require("onnx", f"{what_for} with the ONNX model folder {model}")
 
 
-def inference_session(onnx, onnxruntime, path: str | Path, threads: int | None = None) -> Any:
+# onnxruntime's pool threads spin waiting for work by default, burning a core another process may need. Turning it
+# off gave no consistent gain on a busy 2-core machine (README, "Annotate a corpus"): the default stands, askable.
+SPIN_OPTION = "session.intra_op.allow_spinning"
+
+
+def inference_session(
+    onnx: Any, onnxruntime: Any, path: str | Path, threads: int | None = None, *, spinning: bool = True
+) -> Any:
+    """A CPU session on ``path``: ``threads`` intra-op threads (default: torch's, `torch.get_num_threads`, which
+    predict's --num-threads and torchrun's share of the cores set), operators one at a time, and pool threads
+    that spin waiting for work (onnxruntime's default) or, ``spinning=False``, sleep."""
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # errors only
-    if threads:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1  # the graph is one chain of layers: nothing to run side by side
+    options.add_session_config_entry(SPIN_OPTION, "1" if spinning else "0")
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
@@ -94,11 +105,12 @@ class OnnxTokenClassifier:
 
     ``runner(**batch).logits`` is a float32 CPU tensor, ``runner.config`` the model's config
     (``id2label``, ``max_position_embeddings``), ``runner.device`` the CPU; `logits` takes and
-    returns numpy arrays. ``threads`` sets onnxruntime's intra-op threads (default: its own choice).
+    returns numpy arrays. ``threads`` sets onnxruntime's intra-op threads (default: torch's, as predict's
+    --num-threads and torchrun set them); ``spinning=False`` makes idle pool threads sleep (`inference_session`).
     ``runner.crf`` is the exported CRF (a `LinearChainCRF` holding the graph's `CRF_OUTPUTS`), or `None`.
     """
 
-    def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, *, threads: int | None = None, spinning: bool = True) -> None:
         onnx, onnxruntime = require_onnx()
         from transformers import PretrainedConfig
 
@@ -108,7 +120,7 @@ class OnnxTokenClassifier:
             raise ValueError(f"{folder}: no {file.name} here (write one with `hf-layer-tokclf export-onnx`).")
         self.path = file
         self.folder = folder
-        self.session = inference_session(onnx, onnxruntime, file, threads)
+        self.session = inference_session(onnx, onnxruntime, file, threads, spinning=spinning)
         self.config = PretrainedConfig.from_json_file(str(folder / "config.json"))
         info = folder / EXPORT_INFO
         self.export_info = json.loads(info.read_text(encoding="utf-8")) if info.is_file() else {}
