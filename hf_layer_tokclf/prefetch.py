@@ -60,6 +60,7 @@ def prefetch(items: Iterable[T], depth: int = 1) -> Iterator[T]:
     worker.start()
     try:
         yield first
+        del first  # not held past its turn: with chunks, two in memory at most (this one and the next)
         while True:
             kind, value = made.get()
             room.release()
