@@ -345,23 +345,24 @@ def test_a_record_the_writer_cannot_write_is_a_record_error(tiny_dir, tmp_path, 
 
 
 def test_ctrl_c_in_predict_says_what_was_kept_and_the_command_that_resumes(tiny_dir, tmp_path, capsys, monkeypatch):
-    import hf_layer_tokclf.annotate as annotate
+    import hf_layer_tokclf.inference as inference
 
-    real = annotate.predict_texts
+    real, calls = inference.window_logits, []
 
-    def interrupted_on_the_second_chunk(model, tokenizer, texts, **kwargs):
-        if texts == ["b"]:
+    def interrupted_on_the_second_chunk(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the model's run of chunk 2, document "b"
             raise KeyboardInterrupt
-        return real(model, tokenizer, texts, **kwargs)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(annotate, "predict_texts", interrupted_on_the_second_chunk)
+    monkeypatch.setattr(inference, "window_logits", interrupted_on_the_second_chunk)
     output = tmp_path / "out.jsonl"
     argv = ["predict", str(tiny_dir), "--text", "a", "--text", "b", "--output", str(output), "--chunk-size", "1"]
     code, _, err = interrupted(capsys, *argv)
     assert code == 130
     assert last_line(err).startswith(f"hf-layer-tokclf predict: interrupted; the partial output {output}.partial")
     assert last_line(err).endswith(f"the same command resumes it: {shlex.join(['hf-layer-tokclf', *argv])}")
-    monkeypatch.setattr(annotate, "predict_texts", real)
+    monkeypatch.setattr(inference, "window_logits", real)
     assert run(capsys, *argv)[0] == 0  # the command it printed goes on after the first chunk
     assert [json.loads(line)["text"] for line in output.read_text().splitlines()] == ["a", "b"]
 
