@@ -20,6 +20,7 @@ import json
 import os
 import re
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -42,7 +43,8 @@ from .files import (
     refuse_live_lock,
     write_json,
 )
-from .inference import SENTENCE_CHUNK_SIZE, predict_texts, sentence_chunks
+from .inference import SENTENCE_CHUNK_SIZE, chunk_entities, predict_texts, sentence_chunks
+from .stages import StageTimes, recording, stage, timed_iter
 
 __all__ = [
     "CORPUS_CHUNK_SIZE",
@@ -70,15 +72,26 @@ def annotate_documents(model: Any, tokenizer: Any, documents: Sequence[Document]
     """The entities of each document, offsets into its text (`corpus.document_text`), in document order.
 
     All passages of all ``documents`` go through `inference.predict_texts` together (sorted by length
-    into batches); ``options`` are its keyword options (``batch_size``, ``aggregation_strategy``,
-    ``decoding``, ``min_score``, ...).
+    into batches); ``options`` are its keyword options (``batch_size``, ``max_batch_tokens``,
+    ``aggregation_strategy``, ``decoding``, ``min_score``, ...).
     """
-    texts = [passage.text for document in documents for passage in document.passages]
-    found = iter(predict_texts(model, tokenizer, texts, chunk_size=max(1, len(texts)), **options))
+    texts = _passage_texts(documents)
+    found = list(predict_texts(model, tokenizer, texts, chunk_size=max(1, len(texts)), **options))
+    return _document_entities(documents, found)
+
+
+def _passage_texts(documents: Sequence[Document]) -> list[str]:
+    return [passage.text for document in documents for passage in document.passages]
+
+
+def _document_entities(documents: Sequence[Document], found: list[list[dict]]) -> list[list[dict]]:
+    """Each document's entities from those of its passages (``found``, the passages of all documents in order),
+    moved to document offsets."""
+    passages = iter(found)
     results = []
     for document in documents:
         entities = []
-        for passage, passage_entities in zip(document.passages, found, strict=False):  # found: shared by all documents
+        for passage, passage_entities in zip(document.passages, passages, strict=False):  # shared by all documents
             for entity in passage_entities:
                 entities.append(
                     {**entity, "start": entity["start"] + passage.offset, "end": entity["end"] + passage.offset}
@@ -174,17 +187,38 @@ def annotated_chunks(
     shard: Shard = Shard(),
     skip_chunks: int = 0,
     on_error: str = "skip",
+    progress: bool = False,
     **options: Any,
 ) -> Iterator[Chunk]:
     """This shard's chunks of ``records``, annotated, in order, after the first ``skip_chunks`` of them.
 
     Records of other shards, and of skipped chunks, are read (to know where chunks start) but not annotated.
-    ``on_error="stop"`` raises the first `RecordError`; ``"skip"`` keeps it in its chunk's ``errors``.
+    ``on_error="stop"`` raises the first `RecordError`, after the chunks before its own; ``"skip"`` keeps it in
+    its chunk's ``errors``. The next chunk is read and tokenized in a background thread while the model runs
+    this one (`inference.chunk_entities`). ``progress`` shows a bar counting records; ``options`` are
+    `inference.predict_texts`'s (``batch_size``, ``max_batch_tokens``, ``aggregation_strategy``, ...).
     """
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error={on_error!r}; expected one of {', '.join(ON_ERROR)}.")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}.")
+    chunks = _shard_chunks(records, chunk_size, shard, skip_chunks, on_error)
+    found = chunk_entities(model, tokenizer, chunks, **options)
+    bar = tqdm(desc="Annotating", unit="doc", disable=None if progress else True)
+    try:
+        for chunk, passage_entities in found:
+            chunk.entities = _document_entities(chunk.documents, passage_entities)
+            bar.update(chunk.records)
+            yield chunk
+    finally:
+        found.close()
+        bar.close()
+
+
+def _shard_chunks(
+    records: Iterable[Document | RecordError], chunk_size: int, shard: Shard, skip_chunks: int, on_error: str
+) -> Iterator[tuple[Chunk, list[str]]]:
+    """This shard's chunks of ``records`` (from the ``skip_chunks``-th), each with its passages' texts."""
     stream = iter(records)
     for index in itertools.count():
         mine = index % shard.count == shard.index and index // shard.count >= skip_chunks
@@ -196,8 +230,7 @@ def annotated_chunks(
         chunk = Chunk(index, len(batch))
         chunk.documents = [record for record in batch if isinstance(record, Document)]
         chunk.errors = [record for record in batch if isinstance(record, RecordError)]
-        chunk.entities = annotate_documents(model, tokenizer, chunk.documents, **options) if chunk.documents else []
-        yield chunk
+        yield chunk, _passage_texts(chunk.documents)
 
 
 def summary_path(output: str | Path) -> Path:
@@ -241,6 +274,8 @@ class ResumableOutput:
             self._lock.release()
             raise
         self._digest, self._records = hashlib.sha256(), 0
+        self._marks: dict[int, str] = {}  # records read -> their hash, at chunk ends (`checked_input`)
+        self._hash_lock = threading.Lock()  # the reading thread hashes while `write` reads the hash
 
     @staticmethod
     def check(path: str | Path, overwrite: bool = False) -> None:
@@ -301,22 +336,42 @@ class ResumableOutput:
             raise OutputExistsError(f"{self.partial} is shorter than {self.progress} says; pass --overwrite.")
         return state
 
-    def checked_input(self, records: Iterable[Any]) -> Iterator[Any]:
+    def checked_input(self, records: Iterable[Any], every: int | None = None) -> Iterator[Any]:
         """The input's records, hashed as they are read (the hash goes into the progress file with every
         write); a resumed run's input, read again up to the last counted chunk, must hash as it did.
 
         The hash covers what the model reads of each record (`_record_bytes`), so it works the same for
-        a file of any format, standard input and ``--text``.
+        a file of any format, standard input and ``--text``. Reading may run ahead of writing (the next chunk
+        is read while this one is annotated: `prefetch.prefetch`), so the hash is kept at every ``every``
+        records (a chunk's end) and at the input's end, for `write` to record the hash of the records its
+        chunk ends at.
         """
         expected = self.state.get("input_records", 0) if self.resumed else 0
         for record in records:
-            self._digest.update(_record_bytes(record))
-            self._records += 1
+            with self._hash_lock:
+                self._digest.update(_record_bytes(record))
+                self._records += 1
+                if every and self._records % every == 0:
+                    self._marks[self._records] = self._digest.hexdigest()
             if self._records == expected and self._digest.hexdigest() != self.state.get("input_sha256"):
                 self._refuse_input(f"its first {expected} records differ from those the run read")
             yield record
+        with self._hash_lock:
+            self._marks[self._records] = self._digest.hexdigest()
         if self._records < expected:
             self._refuse_input(f"it has {self._records} records; the run had read {expected}")
+
+    def _input_mark(self, records: int | None) -> tuple[int, str]:
+        """``(records, hash)`` of the input's first ``records`` (None: of all read so far), as `checked_input`
+        kept it; the marks up to it are dropped."""
+        with self._hash_lock:
+            if records is None or records == self._records:
+                return self._records, self._digest.hexdigest()
+            if records not in self._marks:
+                raise RuntimeError(f"no hash kept of the input's first {records} records (read: {self._records})")
+            digest = self._marks[records]
+            self._marks = {count: mark for count, mark in self._marks.items() if count > records}
+            return records, digest
 
     def _refuse_input(self, how: str) -> None:
         """A resumed run on another input: refused before anything is written (with ``overwrite``, the
@@ -333,9 +388,10 @@ class ResumableOutput:
             "on the input it was started on to continue it, or pass --overwrite to start again."
         )
 
-    def write(self, data: bytes, lead: int = 0, **counts: Any) -> None:
+    def write(self, data: bytes, lead: int = 0, *, input_records: int | None = None, **counts: Any) -> None:
         """Appends ``data`` (a chunk, the header or the footer), syncs it, then counts it, with ``counts``
-        and the hash of the input read so far.
+        and the hash of the input's first ``input_records`` records: those up to the end of the chunk written
+        (None: all read so far).
 
         ``lead``: how many of its first bytes separate it from the chunk before (`merge_shards` leaves them out).
         """
@@ -347,7 +403,8 @@ class ResumableOutput:
         self.state["writes"] += 1
         self.state["bytes"] += len(data)
         self.state["index_bytes"] += len(line)
-        self.state.update(counts, input_records=self._records, input_sha256=self._digest.hexdigest())
+        records, digest = self._input_mark(input_records)
+        self.state.update(counts, input_records=records, input_sha256=digest)
         write_json(self.progress, self.state)
 
     def lengths(self) -> list[list[int]]:
@@ -422,7 +479,7 @@ class _StreamOutput:
     def __init__(self, stream: IO[str]) -> None:
         self.stream, self.state, self.resumed, self._lengths = stream, {"writes": 0}, False, []
 
-    def write(self, data: bytes, lead: int = 0, **counts: Any) -> None:
+    def write(self, data: bytes, lead: int = 0, *, input_records: int | None = None, **counts: Any) -> None:
         self.stream.write(data.decode("utf-8"))
         self.stream.flush()
         self._lengths.append([len(data), lead])
@@ -432,7 +489,7 @@ class _StreamOutput:
     def lengths(self) -> list[list[int]]:
         return list(self._lengths)
 
-    def checked_input(self, records: Iterable[Any]) -> Iterable[Any]:
+    def checked_input(self, records: Iterable[Any], every: int | None = None) -> Iterable[Any]:
         return records  # nothing to resume
 
     def finish(self) -> None:
@@ -542,13 +599,21 @@ def _count(chunk: Chunk, counts: dict[str, int]) -> None:
 
 
 def describe_run(
-    run: dict[str, Any] | None, shard: Shard, chunk_size: int | None = None, on_error: str | None = None
+    run: dict[str, Any] | None,
+    shard: Shard,
+    chunk_size: int | None = None,
+    on_error: str | None = None,
+    max_batch_tokens: int | None = None,
 ) -> dict[str, Any]:
     """What produced an output, as its progress file and summary record it: ``run``, the model's content
-    (`model_digest` of ``run["model"]``, where the run names one) and the slicing."""
+    (`model_digest` of ``run["model"]``, where the run names one), the slicing, and ``max_batch_tokens`` where
+    one is given (batches change float sums, so a run continues only with its own; without one, the record is
+    that of a run from before the option, which continues as it was started)."""
     run = dict(run or {})
     if run.get("model"):
         run.update({f"model_{part}_sha256": digest for part, digest in model_digest(run["model"]).items()})
+    if max_batch_tokens is not None:
+        run["max_batch_tokens"] = max_batch_tokens
     return {**run, "shard": str(shard), "chunk_size": chunk_size or CORPUS_CHUNK_SIZE, "on_error": on_error or "skip"}
 
 
@@ -624,8 +689,9 @@ def annotate_corpus(
     resume check and the summary; ``total`` (records in the whole input) gives the progress line
     its end. ``options`` go to `annotate_documents`.
     """
-    run = describe_run(run, shard, chunk_size, on_error)
+    run = describe_run(run, shard, chunk_size, on_error, options.get("max_batch_tokens"))
     out = ResumableOutput(output, run, overwrite=overwrite) if output else _StreamOutput(sys.stdout)
+    times = _stage_times(out.state)
     counts = out.state.get("counts", dict.fromkeys(_COUNTS, 0))
     samples = out.state.get("error_samples", [])
     seconds, started = out.state.get("seconds", 0.0), time.monotonic()
@@ -640,18 +706,22 @@ def annotate_corpus(
     try:
         if out.state["writes"] == 0:
             out.write(writer.header().encode("utf-8"))
+        read = timed_iter(out.checked_input(records, chunk_size), "read")
         chunks = annotated_chunks(
-            model, tokenizer, out.checked_input(records), chunk_size=chunk_size, shard=shard, on_error=on_error,
+            model, tokenizer, read, chunk_size=chunk_size, shard=shard, on_error=on_error,
             skip_chunks=max(0, out.state["writes"] - 1), **options,
         )  # fmt: skip
-        for chunk in chunks if not out.state.get("complete") else ():  # killed after the footer: only the rename
-            data = separator.encode().join(_rendered(writer, chunk, on_error))
-            lead = separator.encode() if data and counts["documents"] else b""
-            _report(chunk.errors, counts, samples)
-            _count(chunk, counts)
-            elapsed = seconds + time.monotonic() - started
-            out.write(lead + data, len(lead), counts=counts, error_samples=samples, seconds=elapsed)
-            bar.update(chunk.records, len(chunk.errors))
+        with recording(times), contextlib.closing(chunks):  # closed at once on an error: its thread stops
+            for chunk in chunks if not out.state.get("complete") else ():  # killed after the footer: only the rename
+                with stage("write"):
+                    data = separator.encode().join(_rendered(writer, chunk, on_error))
+                    lead = separator.encode() if data and counts["documents"] else b""
+                    _report(chunk.errors, counts, samples)
+                    _count(chunk, counts)
+                    elapsed = seconds + time.monotonic() - started
+                    state = dict(counts=counts, error_samples=samples, seconds=elapsed, stage_seconds=times.as_dict())
+                    out.write(lead + data, len(lead), input_records=chunk.index * chunk_size + chunk.records, **state)
+                bar.update(chunk.records, len(chunk.errors))
         if not out.state.get("complete"):
             out.write(writer.footer().encode("utf-8"), complete=True)
         lengths = out.lengths()
@@ -663,10 +733,19 @@ def annotate_corpus(
     out.finish()
     lengths = lengths if shard.count > 1 else None  # where a shard's chunks lie, for `merge_shards`
     summary = _summary(run, output, counts, samples, seconds + time.monotonic() - started, out.resumed, lengths)
+    summary.update(max_batch_tokens=options.get("max_batch_tokens"), stage_seconds=times.as_dict())
     summary["separator"] = separator
     if output:
         write_json(summary_path(output), summary)
     return summary
+
+
+def _stage_times(state: dict[str, Any]) -> StageTimes:
+    """Where a run's time went (`stages`): a resumed run's record goes on from what its progress file says."""
+    times = StageTimes()
+    for name, seconds in state.get("stage_seconds", {}).items():
+        times.add(name, seconds)
+    return times
 
 
 def _progress_desc(run: dict[str, Any], shard: Shard) -> str:
@@ -700,18 +779,21 @@ def label_sentences(
     chunks go to standard output. ``run`` describes the run for the resume check (`describe_run`); ``total``
     (sentences in the input) gives the progress bar its end; ``options`` go to `inference.predict_sentences`.
     """
-    run = describe_run(run, Shard(), chunk_size)
+    run = describe_run(run, Shard(), chunk_size, max_batch_tokens=options.get("max_batch_tokens"))
     out = ResumableOutput(output, run, overwrite=overwrite) if output else _StreamOutput(sys.stdout)
     done = out.state.get("sentences", 0)
     try:
+        read = timed_iter(out.checked_input(sentences, chunk_size), "read")
         chunks = sentence_chunks(
-            model, tokenizer, out.checked_input(sentences), chunk_size=chunk_size, skip_chunks=out.state["writes"],
-            progress=progress, total=total, **options,
+            model, tokenizer, read, chunk_size=chunk_size, skip_chunks=out.state["writes"], progress=progress,
+            total=total, **options,
         )  # fmt: skip
-        for chunk, labels in chunks:
-            done += len(chunk)
-            out.write(render(chunk, labels).encode("utf-8"), sentences=done)
-            del chunk, labels  # before the next chunk is read
+        with contextlib.closing(chunks):  # closed at once on an error: its thread stops
+            for chunk, labels in chunks:
+                done += len(chunk)
+                with stage("write"):
+                    out.write(render(chunk, labels).encode("utf-8"), input_records=done, sentences=done)
+                del chunk, labels  # before the next chunk is taken
     except BaseException:
         out.close()
         raise

@@ -436,6 +436,29 @@ def _probability(value: str) -> float:
     return number
 
 
+def _add_max_batch_tokens_option(parser: argparse.ArgumentParser) -> None:
+    """--max-batch-tokens: batches of windows by padded tokens rather than a count (`features.token_budget_batches`)."""
+    parser.add_argument(
+        "--max-batch-tokens",
+        type=_at_least_one,
+        default=None,
+        metavar="N",
+        help="Batch windows by size instead: as many as fit N tokens with their padding (windows x the longest), "
+        "so that a batch of short sentences holds more of them than a batch of long abstracts; --batch-size is "
+        "then not used (a window longer than N runs alone). Default: --batch-size windows a batch.",
+    )
+
+
+def _at_least_one(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a whole number of at least 1")
+    return number
+
+
 def _add_trust_option(parser: argparse.ArgumentParser) -> None:
     """--trust-remote-code, off by default as in transformers' own tools."""
     parser.add_argument(
@@ -468,6 +491,7 @@ def evaluate_parser() -> argparse.ArgumentParser:
     parser.add_argument("--predictions", default=None, help="Also write CoNLL: token, gold label, predicted label.")
     parser.add_argument("--overwrite", action="store_true", help="Replace --output / --predictions if they exist.")
     parser.add_argument("--batch-size", type=int, default=32, help="Windows per forward pass.")
+    _add_max_batch_tokens_option(parser)
     parser.add_argument("--max-length", type=int, default=None, help="Window length in subwords (default: model max).")
     parser.add_argument("--stride", type=int, default=None, help="Overlap between windows, in subwords.")
     _add_decoding_option(parser)
@@ -534,6 +558,7 @@ def evaluate_command(argv: Sequence[str]) -> int:
         tokenizer,
         sentences,
         batch_size=args.batch_size,
+        max_batch_tokens=args.max_batch_tokens,
         max_length=args.max_length,
         stride=args.stride,
         decoding=args.decoding,
@@ -614,6 +639,7 @@ def predict_parser() -> argparse.ArgumentParser:
         "output labels a dropped entity's words O.",
     )
     parser.add_argument("--batch-size", type=int, default=32, help="Texts or windows per forward pass.")
+    _add_max_batch_tokens_option(parser)
     parser.add_argument(
         "--chunk-size",
         type=int,
@@ -738,6 +764,7 @@ def predict_command(argv: Sequence[str]) -> int:
         torch.set_num_threads(worker_threads(world or World(), args.num_threads))
     options = dict(
         batch_size=args.batch_size,
+        max_batch_tokens=args.max_batch_tokens,
         progress=not args.no_progress,
         decoding=args.decoding,
         min_score=args.min_score,

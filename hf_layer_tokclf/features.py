@@ -4,13 +4,16 @@
 not fit into the model into overlapping windows of whole words; `word_positions` says which
 window and token each word is read from, so that `merge_windows` (label ids) and `word_rows`
 (score rows) give exactly one prediction per word. `length_sorted_batches` groups windows of
-similar length, so little compute goes to padding.
+similar length, so little compute goes to padding (`token_budget_batches`: as many as fit a budget of
+padded tokens), and `pad_windows` pads a batch of them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+import numpy as np
 
 from .data import DataError, Sentence, check_known_labels
 
@@ -23,6 +26,8 @@ __all__ = [
     "length_sorted_batches",
     "merge_windows",
     "model_inputs",
+    "pad_windows",
+    "token_budget_batches",
     "word_positions",
     "word_rows",
 ]
@@ -77,6 +82,36 @@ def token_budget_batches(
         else:
             batches.append([index])
     return batches
+
+
+def pad_windows(windows: Sequence[Mapping[str, Any]], tokenizer: Any) -> dict[str, np.ndarray]:
+    """The model inputs of ``windows`` padded into one batch, as ``tokenizer.pad`` pads them: ``input_ids`` with
+    the pad token, on the tokenizer's padding side; ``attention_mask`` (where the model takes one) 0 on padding;
+    ``token_type_ids`` (where the windows have them) with the pad token type.
+
+    Read from the tokenizer, never run: `prefetch` tokenizes the next chunk in another thread meanwhile, and
+    a fast tokenizer's settings are shared state (a call that changes them from a second thread raises
+    "Already borrowed", or silently changes the other call's truncation).
+    """
+    pad_id = tokenizer.pad_token_id
+    if pad_id is None:
+        raise ValueError(f"{type(tokenizer).__name__} has no padding token; batches of windows need one.")
+    longest = max(len(window["input_ids"]) for window in windows)
+    names = ["input_ids", *(["token_type_ids"] if "token_type_ids" in windows[0] else [])]
+    values = {"input_ids": pad_id, "token_type_ids": getattr(tokenizer, "pad_token_type_id", 0)}
+    mask = "attention_mask" in tokenizer.model_input_names or "attention_mask" in windows[0]
+    batch = {name: np.full((len(windows), longest), values[name], dtype=np.int64) for name in names}
+    if mask:
+        batch["attention_mask"] = np.zeros((len(windows), longest), dtype=np.int64)
+    left = tokenizer.padding_side == "left"
+    for row, window in enumerate(windows):
+        length = len(window["input_ids"])
+        place = slice(longest - length, longest) if left else slice(0, length)
+        for name in names:
+            batch[name][row, place] = window[name]
+        if mask:
+            batch["attention_mask"][row, place] = window.get("attention_mask", 1)
+    return batch
 
 
 def model_inputs(feature: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -24,12 +25,15 @@ from .decoding import (
     texts_entities,
     word_labels,
 )
-from .features import check_stride, encode, length_sorted_batches, model_inputs, word_rows
+from .features import check_stride, encode, model_inputs, pad_windows, token_budget_batches, word_rows
 from .files import METRICS, atomic_writer
 from .locations import CHECKPOINT_GLOB, check_model_location
 from .metrics import entity_scores
+from .prefetch import prefetch
 from .serving import OnnxTokenClassifier, is_onnx_dir
 from .stages import stage
+
+T = TypeVar("T")
 
 
 def load_model(
@@ -153,27 +157,47 @@ def check_max_length(max_length: int | None, limit: int | None, model_name: Any 
 
 @torch.inference_mode()
 def window_logits(
-    model: Any, tokenizer: Any, windows: Sequence[Mapping[str, Any]], batch_size: int = 32, progress: bool = False
+    model: Any,
+    tokenizer: Any,
+    windows: Sequence[Mapping[str, Any]],
+    batch_size: int = 32,
+    progress: bool = False,
+    *,
+    max_batch_tokens: int | None = None,
 ) -> list[np.ndarray]:
     """Float32 logits ``(tokens, labels)`` of every window, in input order; the model runs on length-sorted batches.
 
-    ``windows`` hold model inputs (``input_ids``, and ``token_type_ids`` where the tokenizer makes
-    them); other keys stay out (`features.model_inputs`). ``tokenizer.pad`` pads each batch and masks the padding.
+    ``batch_size`` windows a batch, or with ``max_batch_tokens`` as many as fit that many padded tokens
+    (`features.token_budget_batches`: more short windows than long ones). ``windows`` hold model inputs
+    (``input_ids``, and ``token_type_ids`` where the tokenizer makes them); other keys stay out
+    (`features.model_inputs`). `features.pad_windows` pads each batch and masks the padding: counted as stage
+    ``tokenize``; the model's call and its logits' way to NumPy as ``forward`` (`stages`).
     """
     device = model_device(model)
     out: list[Any] = [None] * len(windows)
     # No bar at all unless asked: predict_texts counts documents with a bar of its own.
     bar = tqdm(total=len(windows), desc="Predicting", unit="window") if progress and len(windows) > 1 else None
-    for indices in length_sorted_batches([len(w["input_ids"]) for w in windows], batch_size):
-        batch = tokenizer.pad([model_inputs(windows[i]) for i in indices], return_tensors="pt").to(device)
-        logits = model(**batch).logits.float().cpu().numpy()
+    lengths = [len(w["input_ids"]) for w in windows]
+    for indices in token_budget_batches(lengths, batch_size, max_batch_tokens):
+        with stage("tokenize"):
+            batch = pad_windows([model_inputs(windows[i]) for i in indices], tokenizer)
+        with stage("forward"):
+            inputs = {name: torch.from_numpy(values).to(device) for name, values in batch.items()}
+            logits = model(**inputs).logits.float().cpu().numpy()
         for row, i in zip(logits, indices, strict=True):
-            out[i] = row[: len(windows[i]["input_ids"])]
+            out[i] = row[: lengths[i]]
         if bar is not None:
             bar.update(len(indices))
     if bar is not None:
         bar.close()
     return out
+
+
+def _sentence_options(model: Any, tokenizer: Any, max_length: int | None, decoding: str) -> int:
+    """The window length of `predict_sentences` (the model's maximum by default), its options checked first."""
+    check_decoding(decoding)
+    check_max_length(max_length, getattr(model.config, "max_position_embeddings", None))
+    return max_length or default_max_length(model, tokenizer)
 
 
 def predict_sentences(
@@ -182,6 +206,7 @@ def predict_sentences(
     sentences: Sequence[Sentence],
     *,
     batch_size: int = 32,
+    max_batch_tokens: int | None = None,
     max_length: int | None = None,
     stride: int | None = None,
     progress: bool = True,
@@ -190,13 +215,30 @@ def predict_sentences(
 ) -> list[list[str]]:
     """One predicted label per word of every sentence; long sentences go through overlapping windows.
 
-    ``decoding`` and ``min_score``: see `decoding.word_labels` (the model's CRF is used where it has one).
+    ``batch_size`` and ``max_batch_tokens``: see `window_logits`. ``decoding`` and ``min_score``: see
+    `decoding.word_labels` (the model's CRF is used where it has one).
     """
-    check_decoding(decoding)
-    check_max_length(max_length, getattr(model.config, "max_position_embeddings", None))
-    max_length = max_length or default_max_length(model, tokenizer)
-    features = encode(sentences, tokenizer, max_length=max_length, stride=stride)
-    logits = window_logits(model, tokenizer, features, batch_size, progress)
+    max_length = _sentence_options(model, tokenizer, max_length, decoding)
+    with stage("tokenize"):
+        features = encode(sentences, tokenizer, max_length=max_length, stride=stride)
+    return _sentence_labels(
+        model, tokenizer, sentences, features, batch_size, max_batch_tokens, progress, decoding, min_score
+    )
+
+
+def _sentence_labels(
+    model: Any,
+    tokenizer: Any,
+    sentences: Sequence[Sentence],
+    features: list[dict[str, Any]],
+    batch_size: int,
+    max_batch_tokens: int | None,
+    progress: bool,
+    decoding: str,
+    min_score: float | None,
+) -> list[list[str]]:
+    """The labels of encoded ``sentences``: their windows through the model, one row a word, decoded."""
+    logits = window_logits(model, tokenizer, features, batch_size, progress, max_batch_tokens=max_batch_tokens)
     with stage("decode"):
         rows = word_rows(features, logits, [len(s.tokens) for s in sentences])
         return word_labels(
@@ -216,27 +258,58 @@ def sentence_chunks(
     skip_chunks: int = 0,
     progress: bool = False,
     total: int | None = None,
-    **kwargs: Any,
+    batch_size: int = 32,
+    max_batch_tokens: int | None = None,
+    max_length: int | None = None,
+    stride: int | None = None,
+    decoding: str = DEFAULT_DECODING,
+    min_score: float | None = None,
 ) -> Iterator[tuple[list[Sentence], list[list[str]]]]:
     """``sentences`` read lazily, ``chunk_size`` at a time: each chunk with its labels (`predict_sentences`), in order.
 
-    The first ``skip_chunks`` chunks are read but not predicted (what a resumed run wrote before). ``progress``
-    shows a bar counting sentences (of ``total``, if known); ``kwargs`` go to `predict_sentences` (``batch_size``,
-    ``max_length``, ``stride``, ``decoding``, ``min_score``).
+    The first ``skip_chunks`` chunks are read but not predicted (what a resumed run wrote before). While the
+    model runs a chunk, the next is read and tokenized in a background thread (`prefetch.prefetch`). ``progress``
+    shows a bar counting sentences (of ``total``, if known); the other options are `predict_sentences`'s.
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}.")
+    max_length = _sentence_options(model, tokenizer, max_length, decoding)
     pending = iter(sentences)
     skipped = sum(len(list(itertools.islice(pending, chunk_size))) for _ in range(skip_chunks))
+    chunks = iter(lambda: list(itertools.islice(pending, chunk_size)), [])
+    encoded = prefetch(_encoded_sentences(chunks, tokenizer, max_length, stride))
     bar = tqdm(total=total, initial=skipped, desc="Predicting", unit="sentence", disable=None if progress else True)
     try:
-        while chunk := list(itertools.islice(pending, chunk_size)):
-            predictions = predict_sentences(model, tokenizer, chunk, progress=False, **kwargs)
+        for chunk, features in encoded:
+            options = (batch_size, max_batch_tokens, False, decoding, min_score)
+            predictions = _sentence_labels(model, tokenizer, chunk, features, *options)
             bar.update(len(chunk))
             yield chunk, predictions
-            del chunk, predictions  # gone before the next chunk is read: one chunk in memory at a time
+            del chunk, features, predictions  # gone before the next chunk is taken: two chunks in memory at most
     finally:
+        encoded.close()
         bar.close()
+
+
+def _encoded_sentences(
+    chunks: Iterable[list[Sentence]], tokenizer: Any, max_length: int, stride: int | None
+) -> Iterator[tuple[list[Sentence], list[dict[str, Any]]]]:
+    """Each chunk with its windows (`features.encode`), for `prefetch`."""
+    own = tokenizer
+    for number, chunk in enumerate(chunks):
+        own = thread_tokenizer(tokenizer) if number == 1 else own
+        with stage("tokenize"):
+            features = encode(chunk, own, max_length=max_length, stride=stride)
+        yield chunk, features
+
+
+def thread_tokenizer(tokenizer: Any) -> Any:
+    """A copy of ``tokenizer`` for `prefetch`'s thread, which tokenizes every chunk after the first (the first is
+    made in the caller's thread, with the caller's tokenizer): a fast tokenizer's truncation and padding are
+    settings of its shared Rust object, set by every call, so a call in the caller's thread meanwhile (the
+    caller's own code between two chunks) would change them under the thread's ("Already borrowed" with
+    tokenizers < 0.23, a window silently left untruncated with 0.23)."""
+    return copy.deepcopy(tokenizer)
 
 
 def iter_sentence_predictions(
@@ -329,6 +402,7 @@ def predict_texts(
     *,
     aggregation_strategy: str = DEFAULT_STRATEGY,
     batch_size: int = 32,
+    max_batch_tokens: int | None = None,
     max_length: int | None = None,
     stride: int | None = None,
     chunk_size: int = TEXT_CHUNK_SIZE,
@@ -340,8 +414,10 @@ def predict_texts(
     """Entities of each raw text, in input order, as ``pipeline("token-classification")`` finds them.
 
     Built for corpora: ``texts`` is read lazily, ``chunk_size`` documents at a time (memory stays
-    flat however many there are, and results stream out as each chunk is done). Within a chunk
-    the model runs on windows sorted by length, ``batch_size`` at a time, so little compute goes
+    flat however many there are, and results stream out as each chunk is done); while the model runs
+    a chunk, the next is read and tokenized in a background thread (`prefetch.prefetch`). Within a chunk
+    the model runs on windows sorted by length, ``batch_size`` at a time (or, with ``max_batch_tokens``,
+    as many as fit that many padded tokens: `window_logits`), so little compute goes
     to padding; a text longer than ``max_length`` subwords (default: the model's maximum) is cut
     into windows overlapping by ``stride`` subwords (default ``max_length // 4``), so nothing is
     dropped. The entities are those the pipeline gives with the same ``aggregation_strategy``
@@ -355,6 +431,52 @@ def predict_texts(
     ``tokenizer`` must be fast. ``progress`` shows a bar counting documents (of ``total``, if known) when
     standard error is a terminal.
     """
+    if batch_size < 1 or chunk_size < 1:
+        raise ValueError(f"batch_size ({batch_size}) and chunk_size ({chunk_size}) must be at least 1.")
+    documents = iter(texts)
+    chunks = iter(lambda: list(itertools.islice(documents, chunk_size)), [])
+    options = dict(aggregation_strategy=aggregation_strategy, batch_size=batch_size, max_length=max_length)
+    options.update(max_batch_tokens=max_batch_tokens, stride=stride, decoding=decoding, min_score=min_score)
+    bar = tqdm(total=total, desc="Predicting", unit="doc", disable=None if progress else True)
+    found = chunk_entities(model, tokenizer, _checked_texts(chunks, chunk_size), **options)
+    try:
+        for chunk, results in found:
+            bar.update(len(chunk))
+            yield from results
+    finally:
+        found.close()
+        bar.close()
+
+
+def _checked_texts(chunks: Iterable[list[Any]], chunk_size: int) -> Iterator[tuple[list[str], list[str]]]:
+    """Each chunk of texts as ``(chunk, texts)`` for `chunk_entities`, a text that is not a string refused."""
+    for start, chunk in zip(itertools.count(0, chunk_size), chunks):
+        for number, text in enumerate(chunk, start=start + 1):
+            if not isinstance(text, str):
+                raise ValueError(f"document {number} is a {type(text).__name__}, not a string.")
+        yield chunk, chunk
+
+
+def chunk_entities(
+    model: Any,
+    tokenizer: Any,
+    chunks: Iterable[tuple[T, list[str]]],
+    *,
+    aggregation_strategy: str = DEFAULT_STRATEGY,
+    batch_size: int = 32,
+    max_batch_tokens: int | None = None,
+    max_length: int | None = None,
+    stride: int | None = None,
+    decoding: str = DEFAULT_DECODING,
+    min_score: float | None = None,
+) -> Iterator[tuple[T, list[list[dict[str, Any]]]]]:
+    """For each ``(key, texts)`` of ``chunks``, in order: ``key`` and the entities of each of its texts.
+
+    The loop `predict_texts` and `annotate.annotated_chunks` share: ``chunks`` is read, and each chunk's texts
+    tokenized, in a background thread one chunk ahead of the model (`prefetch.prefetch`), so that reading
+    (whatever ``chunks`` does: a file, a parser) and tokenizing overlap the forward pass; an error of ``chunks``
+    is raised after the entities of the chunks before it. The options are `predict_texts`'s.
+    """
     options = {
         "strategy": check_strategy(aggregation_strategy),
         "decoding": check_decoding(decoding),
@@ -363,53 +485,65 @@ def predict_texts(
     }
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError("predict_texts needs a fast tokenizer (character offsets and windows).")
-    if batch_size < 1 or chunk_size < 1:
-        raise ValueError(f"batch_size ({batch_size}) and chunk_size ({chunk_size}) must be at least 1.")
+    if batch_size < 1:
+        raise ValueError(f"batch_size ({batch_size}) must be at least 1.")
+    if max_batch_tokens is not None and max_batch_tokens < 1:
+        raise ValueError(f"max_batch_tokens must be at least 1, got {max_batch_tokens}.")
     check_max_length(max_length, getattr(model.config, "max_position_embeddings", None))
     max_length = max_length or default_max_length(model, tokenizer)
     stride = check_stride(stride, max_length, tokenizer)
-    documents = iter(texts)
-    bar = tqdm(total=total, desc="Predicting", unit="doc", disable=None if progress else True)
+    encoded = prefetch(_encoded_texts(chunks, tokenizer, max_length, stride))
     try:
-        while True:
-            chunk = list(itertools.islice(documents, chunk_size))
-            if not chunk:
-                break
-            for number, text in enumerate(chunk):
-                if not isinstance(text, str):
-                    raise ValueError(f"document {bar.n + number + 1} is a {type(text).__name__}, not a string.")
-            results = _chunk_entities(model, tokenizer, chunk, batch_size, max_length, stride, options)
-            bar.update(len(chunk))
-            yield from results
+        for key, texts, windows in encoded:
+            yield key, _chunk_entities(model, tokenizer, texts, windows, batch_size, max_batch_tokens, options)
     finally:
-        bar.close()
+        encoded.close()
+
+
+def _encoded_texts(
+    chunks: Iterable[tuple[T, list[str]]], tokenizer: Any, max_length: int, stride: int
+) -> Iterator[tuple[T, list[str], list[dict[str, Any]]]]:
+    """Each chunk with the windows of its texts (`text_windows`), for `prefetch`."""
+    own = tokenizer
+    for number, (key, texts) in enumerate(chunks):
+        own = thread_tokenizer(tokenizer) if number == 1 else own
+        yield key, texts, text_windows(own, texts, max_length, stride)
+
+
+def text_windows(tokenizer: Any, texts: list[str], max_length: int, stride: int) -> list[dict[str, Any]]:
+    """The windows of ``texts`` as the pipeline cuts them, each a dict of the fast tokenizer's outputs (ids, offsets,
+    special-tokens mask, and ``overflow_to_sample_mapping``: the text it belongs to); stage ``tokenize``."""
+    if not texts:
+        return []
+    with stage("tokenize"):
+        encoding = tokenizer(
+            texts,
+            truncation=True,
+            max_length=max_length,
+            stride=stride,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+            return_special_tokens_mask=True,
+        )
+        return [{key: encoding[key][i] for key in encoding} for i in range(len(encoding["input_ids"]))]
 
 
 def _chunk_entities(
     model: Any,
     tokenizer: Any,
     texts: list[str],
+    windows: list[dict[str, Any]],
     batch_size: int,
-    max_length: int,
-    stride: int,
+    max_batch_tokens: int | None,
     options: dict[str, Any],
 ) -> list[list[dict[str, Any]]]:
-    """The entities of each text: its windows (as the pipeline cuts them) through the model, then `texts_entities`."""
-    encoding = tokenizer(
-        texts,
-        truncation=True,
-        max_length=max_length,
-        stride=stride,
-        return_overflowing_tokens=True,
-        return_offsets_mapping=True,
-        return_special_tokens_mask=True,
-    )
-    windows = [{key: encoding[key][i] for key in encoding} for i in range(len(encoding["input_ids"]))]
-    for window, logits in zip(windows, window_logits(model, tokenizer, windows, batch_size), strict=True):
+    """The entities of each text: its windows (`text_windows`) through the model, then `decoding.texts_entities`."""
+    found = window_logits(model, tokenizer, windows, batch_size, max_batch_tokens=max_batch_tokens)
+    for window, logits in zip(windows, found, strict=True):
         window["logits"] = logits
     per_text: list[list[dict[str, Any]]] = [[] for _ in texts]
-    for window, owner in zip(windows, encoding["overflow_to_sample_mapping"], strict=True):
-        per_text[owner].append(window)
+    for window in windows:
+        per_text[window["overflow_to_sample_mapping"]].append(window)
     with stage("decode"):
         return texts_entities(texts, per_text, tokenizer=tokenizer, id2label=model.config.id2label, **options)
 

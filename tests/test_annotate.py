@@ -478,3 +478,61 @@ def test_a_second_run_on_the_same_output_is_told_a_run_is_in_progress(tiny_dir, 
     assert first.wait(120) == 0, first.stderr.read()
     assert [json.loads(line)["text"] for line in out.read_text().splitlines()] == words
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl", "out.jsonl.summary.json"]
+
+
+def test_the_summary_has_the_time_split_and_a_bad_record_stops_after_the_chunks_before_it(model, corpus, tmp_path):
+    out = tmp_path / "out.jsonl"
+    summary = run_corpus(model, corpus, out, chunk_size=3, max_batch_tokens=2048)
+    split = summary["stage_seconds"]
+    assert set(split) >= {"read", "tokenize", "forward", "decode", "write"}
+    assert split["forward"] > 0 and split["read"] > 0 and split["tokenize"] > 0 and split["write"] > 0
+    assert json.loads(summary_path(out).read_text())["stage_seconds"] == split
+    assert summary["max_batch_tokens"] == 2048
+    # The bad record (7) is in chunk 2: chunks 0 and 1 are written before the same error as without the thread.
+    stopped = tmp_path / "stopped.jsonl"
+    with pytest.raises(RecordError, match=r"abstracts.jsonl, line 7: not a JSON object"):
+        run_corpus(model, corpus, stopped, chunk_size=3, on_error="stop")
+    progress = json.loads(Path(f"{stopped}.progress.json").read_text())
+    assert progress["writes"] == 3 and progress["input_records"] == 6  # the header and two chunks, 6 records
+    assert Path(f"{stopped}.partial").read_text().splitlines() == out.read_text().splitlines()[:6]
+    assert not [t for t in __import__("threading").enumerate() if t.name == "hf_layer_tokclf-prefetch"]
+
+
+def test_a_run_stopped_while_reading_ahead_resumes_to_the_same_bytes(model, corpus, tmp_path, monkeypatch):
+    """The progress file counts the input read up to the chunk written, not what the thread read ahead: the run
+    goes on from there, its input checked, to the bytes of an uninterrupted run."""
+    import hf_layer_tokclf.annotate as annotate
+
+    whole = tmp_path / "whole.jsonl"
+    run_corpus(model, corpus, whole, chunk_size=2)
+    out = tmp_path / "out.jsonl"
+    write = annotate.ResumableOutput.write
+
+    def failing_write(self, data, *args, **kwargs):
+        if self.state["writes"] == 4:  # the header and three chunks written
+            raise KeyboardInterrupt
+        write(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(annotate.ResumableOutput, "write", failing_write)
+    with pytest.raises(KeyboardInterrupt):
+        run_corpus(model, corpus, out, chunk_size=2)
+    progress = json.loads(Path(f"{out}.progress.json").read_text())
+    assert progress["input_records"] == 6
+    monkeypatch.setattr(annotate.ResumableOutput, "write", write)
+    summary = run_corpus(model, corpus, out, chunk_size=2)
+    assert summary["resumed"] and out.read_bytes() == whole.read_bytes()
+
+
+def test_a_token_budget_is_part_of_the_run_that_a_resume_continues(model, corpus, tmp_path):
+    """A run from before the option (no max_batch_tokens recorded) continues without it; another budget is named."""
+    from hf_layer_tokclf.annotate import describe_run
+
+    assert "max_batch_tokens" not in describe_run({"batch_size": 32}, Shard())
+    assert describe_run({}, Shard(), max_batch_tokens=512)["max_batch_tokens"] == 512
+    out = tmp_path / "out.jsonl"
+    Path(f"{out}.partial").write_text("")
+    Path(f"{out}.partial.index").write_text("")
+    run = describe_run(None, Shard(), 3, "skip", 1024)
+    Path(f"{out}.progress.json").write_text(json.dumps({"run": run, "writes": 0, "bytes": 0, "index_bytes": 0}))
+    with pytest.raises(ValueError, match=r"unfinished output of another run \(changed: max_batch_tokens\)"):
+        run_corpus(model, corpus, out, chunk_size=3, max_batch_tokens=512)

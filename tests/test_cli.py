@@ -345,23 +345,24 @@ def test_a_record_the_writer_cannot_write_is_a_record_error(tiny_dir, tmp_path, 
 
 
 def test_ctrl_c_in_predict_says_what_was_kept_and_the_command_that_resumes(tiny_dir, tmp_path, capsys, monkeypatch):
-    import hf_layer_tokclf.annotate as annotate
+    import hf_layer_tokclf.inference as inference
 
-    real = annotate.predict_texts
+    real, calls = inference.window_logits, []
 
-    def interrupted_on_the_second_chunk(model, tokenizer, texts, **kwargs):
-        if texts == ["b"]:
+    def interrupted_on_the_second_chunk(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the model's run of chunk 2, document "b"
             raise KeyboardInterrupt
-        return real(model, tokenizer, texts, **kwargs)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(annotate, "predict_texts", interrupted_on_the_second_chunk)
+    monkeypatch.setattr(inference, "window_logits", interrupted_on_the_second_chunk)
     output = tmp_path / "out.jsonl"
     argv = ["predict", str(tiny_dir), "--text", "a", "--text", "b", "--output", str(output), "--chunk-size", "1"]
     code, _, err = interrupted(capsys, *argv)
     assert code == 130
     assert last_line(err).startswith(f"hf-layer-tokclf predict: interrupted; the partial output {output}.partial")
     assert last_line(err).endswith(f"the same command resumes it: {shlex.join(['hf-layer-tokclf', *argv])}")
-    monkeypatch.setattr(annotate, "predict_texts", real)
+    monkeypatch.setattr(inference, "window_logits", real)
     assert run(capsys, *argv)[0] == 0  # the command it printed goes on after the first chunk
     assert [json.loads(line)["text"] for line in output.read_text().splitlines()] == ["a", "b"]
 
@@ -421,3 +422,32 @@ def test_evaluate_names_an_unknown_label_as_the_file_writes_it_with_its_line(tin
     assert code == 2
     assert f"{data}, line 341: label 'I-Diseas' never appears in the labels of {tiny_dir}" in err, err
     assert "Traceback" not in err and len([line for line in err.splitlines() if "hf-layer-tokclf" in line]) == 1
+
+
+def test_max_batch_tokens_reaches_the_model_in_predict_and_evaluate(tiny_dir, tmp_path, capsys, monkeypatch):
+    import hf_layer_tokclf.inference as inference
+
+    budgets = []
+    window_logits = inference.window_logits
+
+    def spy(*args, max_batch_tokens=None, **kwargs):
+        budgets.append(max_batch_tokens)
+        return window_logits(*args, max_batch_tokens=max_batch_tokens, **kwargs)
+
+    monkeypatch.setattr(inference, "window_logits", spy)
+    output = tmp_path / "out.jsonl"
+    assert main(["predict", str(tiny_dir), "--text", TEXT, "--max-batch-tokens", "64", "--output", str(output)]) == 0
+    assert budgets == [64] and json.loads(Path(f"{output}.summary.json").read_text())["max_batch_tokens"] == 64
+    conll = tmp_path / "s.conll"
+    conll.write_text("BRCA1\ncancer\n\nAtaxia\n\n", encoding="utf-8")
+    assert main(["predict", str(tiny_dir), "--input", str(conll), "--max-batch-tokens", "96", "--no-progress"]) == 0
+    data = ["--data", str(NCBI / "test.tsv"), "--output", str(tmp_path / "eval.json")]
+    assert main(["evaluate", str(tiny_dir), *data, "--max-batch-tokens", "128"]) == 0
+    assert budgets[1:] == [96, 128]
+    capsys.readouterr()
+    for bad in ("0", "-5", "many"):
+        with pytest.raises(SystemExit):
+            main(["predict", str(tiny_dir), "--text", TEXT, "--max-batch-tokens", bad])
+        assert (
+            f"error: argument --max-batch-tokens: {bad} is not a whole number of at least 1" in capsys.readouterr().err
+        )

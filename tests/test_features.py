@@ -221,3 +221,23 @@ def test_token_budget_batches_hold_more_short_windows_than_long_ones():
     assert token_budget_batches(lengths, 3) == length_sorted_batches(lengths, 3)
     with pytest.raises(ValueError, match="max_batch_tokens"):
         token_budget_batches(lengths, 3, max_batch_tokens=0)
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+@pytest.mark.parametrize("with_types", [True, False])
+def test_pad_windows_pads_as_the_tokenizer_does(tokenizer, devel, side, with_types):
+    """The same arrays as ``tokenizer.pad``, read from the tokenizer without running it (see `pad_windows`)."""
+    import copy
+
+    from hf_layer_tokclf.features import model_inputs, pad_windows
+
+    own = copy.deepcopy(tokenizer)
+    own.padding_side = side
+    windows = [model_inputs(f) for f in encode(devel[:12], own, max_length=40)]
+    if not with_types:
+        windows = [{k: v for k, v in w.items() if k != "token_type_ids"} for w in windows]
+    expected = own.pad(windows, return_tensors="np")
+    padded = pad_windows(windows, own)
+    assert sorted(padded) == sorted(expected.keys())
+    for name, values in expected.items():
+        assert padded[name].dtype.kind == "i" and (padded[name] == values).all(), name

@@ -124,7 +124,7 @@ def test_predict_texts_reads_lazily_and_keeps_input_order(tiny_dir, ncbi_texts):
     source = Recording(texts)
     stream = predict_texts(model, tokenizer, source, aggregation_strategy="first", chunk_size=8, batch_size=4)
     first = next(stream)
-    assert source.taken <= 8, "only the first chunk was read before the first result"
+    assert source.taken <= 16, "the first chunk, and the next read ahead (prefetch), before the first result"
     rest = list(stream)
     assert source.taken == len(texts)
     at_once = list(predict_texts(model, tokenizer, texts, aggregation_strategy="first", chunk_size=10_000))
@@ -137,7 +137,7 @@ def test_sentence_predictions_stream_in_chunks(tiny_dir):
     source = Recording(sentences)
     stream = iter_sentence_predictions(model, tokenizer, source, chunk_size=7, batch_size=4)
     first = next(stream)
-    assert source.taken <= 7
+    assert source.taken <= 14  # the first chunk, and the next read ahead (prefetch)
     assert [first, *stream] == predict_sentences(model, tokenizer, sentences, progress=False)
 
 
@@ -298,3 +298,112 @@ def test_dtype_and_device_reach_the_model_in_predict_and_evaluate(tiny_dir, tmp_
     assert 0 <= json.loads(scores.read_text())["eval_f1"] <= 1
     assert main(["predict", str(tiny_dir), "--text", TEXT, "--device", "cpu", "--dtype", "float32"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["text"] == TEXT
+
+
+def test_the_next_chunk_is_read_and_tokenized_while_the_model_runs_this_one(tiny_dir, ncbi_texts):
+    """While the model runs chunk 0, chunk 1 is read (and tokenized) in the background: the forward pass waits
+    (up to 10 s) to see it read. Done one after the other, it never is."""
+    import time
+
+    model, tokenizer = load_model(tiny_dir)
+    source = Recording(ncbi_texts[:24])
+    seen_during_forward = []
+
+    def wait_for_the_next_chunk(module, args, kwargs):
+        deadline = time.monotonic() + 10
+        while source.taken <= 8 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen_during_forward.append(source.taken)
+
+    hook = model.register_forward_pre_hook(wait_for_the_next_chunk, with_kwargs=True)
+    try:
+        first = next(predict_texts(model, tokenizer, source, aggregation_strategy="first", chunk_size=8))
+    finally:
+        hook.remove()
+    assert seen_during_forward[0] == 16, "chunk 1 was read during chunk 0's forward pass, and no more"
+    assert first == next(predict_texts(model, tokenizer, ncbi_texts[:1], aggregation_strategy="first"))
+
+
+@pytest.mark.parametrize("max_batch_tokens", [None, 1, 2048])
+def test_entities_and_labels_are_the_same_with_or_without_overlap_and_with_any_budget(
+    trained_model, ncbi_texts, max_batch_tokens
+):
+    """Real MiniLM, NCBI texts and sentences: chunk by chunk (overlapped) and in one chunk, with any token budget,
+    the same entities and labels as one chunk in batches of 32 windows."""
+    model, tokenizer = trained_model
+    texts = ncbi_texts
+    reference = list(predict_texts(model, tokenizer, texts, chunk_size=10_000))
+    found = list(predict_texts(model, tokenizer, texts, chunk_size=7, max_batch_tokens=max_batch_tokens))
+    assert_same_entities(reference, found)
+    sentences = load_sentences(str(NCBI / "test.tsv"))[:40]
+    labels = predict_sentences(model, tokenizer, sentences, progress=False)
+    chunked = list(
+        iter_sentence_predictions(model, tokenizer, sentences, chunk_size=9, max_batch_tokens=max_batch_tokens)
+    )
+    assert chunked == labels
+
+
+def test_window_batches_keep_to_the_token_budget(tiny_dir, ncbi_texts):
+    """No batch over the budget of padded tokens, except a window longer than it alone; short windows fill a batch
+    of more than batch_size."""
+    from hf_layer_tokclf.inference import window_logits
+
+    model, tokenizer = load_model(tiny_dir)
+    shapes = []
+    hook = model.register_forward_pre_hook(
+        lambda _, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True
+    )
+    windows = [dict(tokenizer(text, truncation=True, max_length=128)) for text in ncbi_texts]  # 2 to 128 subwords
+    try:
+        budgeted = window_logits(model, tokenizer, windows, batch_size=4, max_batch_tokens=120)
+        shapes_budgeted, shapes[:] = list(shapes), []
+        plain = window_logits(model, tokenizer, windows, batch_size=4)
+    finally:
+        hook.remove()
+    assert all(rows * length <= 120 or rows == 1 for rows, length in shapes_budgeted)
+    assert any(length > 120 for rows, length in shapes_budgeted)  # the long window, alone
+    assert max(rows for rows, _ in shapes_budgeted) > 4 == max(rows for rows, _ in shapes)
+    assert sum(rows for rows, _ in shapes_budgeted) == len(windows)
+    for a, b in zip(budgeted, plain, strict=True):
+        assert a.shape == b.shape and abs(a - b).max() < 1e-4
+
+
+def test_a_consumer_that_uses_the_tokenizer_between_chunks_never_shares_it_with_the_thread(
+    tiny_dir, ncbi_texts, monkeypatch
+):
+    """A fast tokenizer's truncation is a setting of its Rust object, set by each call: the caller's own call
+    between two chunks (here with truncation off), while the thread tokenizes the next chunk with truncation,
+    raises "Already borrowed" (tokenizers < 0.23) or silently leaves a window untruncated (0.23). So the thread
+    tokenizes with a tokenizer of its own: no Rust tokenizer is ever set from two threads, and the entities are
+    those of a run without the caller's calls."""
+    import threading
+
+    from transformers import PreTrainedTokenizerFast
+
+    model, tokenizer = load_model(tiny_dir)
+    setters: dict[int, set[int]] = {}
+    original = PreTrainedTokenizerFast.set_truncation_and_padding
+
+    def spy(self, *args, **kwargs):
+        setters.setdefault(id(self.backend_tokenizer), set()).add(threading.get_ident())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(PreTrainedTokenizerFast, "set_truncation_and_padding", spy)
+    texts = ncbi_texts * 2
+    found = []
+    for entities in predict_texts(model, tokenizer, texts, chunk_size=5, max_length=32, stride=8):
+        found.append(entities)
+        tokenizer([" ".join(texts)] * 4)  # the caller's own use: no truncation
+    assert len(setters) >= 2 and all(len(threads) == 1 for threads in setters.values()), setters
+    assert_same_entities(list(predict_texts(model, tokenizer, texts, chunk_size=1000, max_length=32, stride=8)), found)
+
+
+def test_closing_the_stream_stops_its_thread(tiny_dir, ncbi_texts):
+    import threading
+
+    model, tokenizer = load_model(tiny_dir)
+    stream = predict_texts(model, tokenizer, ncbi_texts * 3, chunk_size=4)
+    next(stream)
+    assert [t for t in threading.enumerate() if t.name == "hf_layer_tokclf-prefetch"]
+    stream.close()
+    assert not [t for t in threading.enumerate() if t.name == "hf_layer_tokclf-prefetch"]
