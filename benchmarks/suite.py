@@ -20,7 +20,16 @@ import torch
 import transformers
 
 from benchmarks import allocator, forward, memory, serving, train_step
-from benchmarks.common import default_device, load_average, log, machine_facts, md_row, ncbi_sentences, write_results
+from benchmarks.common import (
+    default_device,
+    load_average,
+    log,
+    machine_facts,
+    md_row,
+    ncbi_sentences,
+    verdict_line,
+    write_results,
+)
 from benchmarks.models import ATTN, FAMILIES, Family, Spec, build, contenders, dtype_of, to_device
 from hf_layer_tokclf import auto as layer_auto
 
@@ -233,10 +242,6 @@ def verdicts(result: dict[str, Any]) -> list[dict[str, Any]]:
         "serving": serving.verdicts(result.get("serving")),
     }
     return [{**verdict, "section": section} for section, judged in found.items() for verdict in judged]
-
-
-def verdict_line(verdict: dict[str, Any]) -> str:
-    return f"VERDICT {'PASS' if verdict['pass'] else 'FAIL'}: {verdict['text']}"
 
 
 def _after_title(module: Any) -> str:
