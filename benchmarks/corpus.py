@@ -20,6 +20,7 @@ int8``) end to end, and ``pipeline("token-classification")`` on the same passage
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import math
@@ -326,9 +327,9 @@ def measure(
 
 
 def processes(folder: Path, workdir: Path, documents: list[Any], copies: int, chunk_size: int | None) -> list[dict]:
-    """``predict`` on the abstracts as PubTator: one process with every core, then torchrun's two with half each; the
-    chunks (default: a quarter of the abstracts) deal work to both ranks, as a rank takes every other chunk."""
-    from hf_layer_tokclf.annotate import summary_path
+    """``predict`` on the abstracts as PubTator, idle and under load: one process with every core (with and without
+    ``OMP_WAIT_POLICY=PASSIVE``), one with a single thread under load, and torchrun's two with half the cores each;
+    the chunks (default: a quarter of the abstracts) deal work to both ranks, as a rank takes every other chunk."""
     from hf_layer_tokclf.corpus import get_writer
 
     writer, corpus = get_writer("pubtator"), workdir / "abstracts-copies.pubtator"
@@ -338,39 +339,47 @@ def processes(folder: Path, workdir: Path, documents: list[Any], copies: int, ch
     predict = ["-m", "hf_layer_tokclf", "predict", str(folder), "--input", str(corpus), "--no-progress"]
     predict += ["--aggregation-strategy", OPTIONS["aggregation_strategy"], "--batch-size", str(OPTIONS["batch_size"])]
     predict += ["--chunk-size", str(chunk)]
+    half = max(1, cores // 2)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *predict]
-    runs = {
-        f"1 process x {cores} threads": [sys.executable, *predict, "--num-threads", str(cores)],
-        f"torchrun: 2 processes x {max(1, cores // 2)} thread(s)": [
-            *torchrun,
-            "--num-threads",
-            str(max(1, cores // 2)),
-        ],
-    }
+    passive = {"OMP_WAIT_POLICY": "PASSIVE"}
+    runs = {  # name: (command, environment, under load only)
+        f"1 process x {cores} threads": ([sys.executable, *predict, "--num-threads", str(cores)], {}, False),
+        f"1 process x {cores} threads, OMP_WAIT_POLICY=PASSIVE": (
+            [sys.executable, *predict, "--num-threads", str(cores)], passive, False),
+        "1 process x 1 thread": ([sys.executable, *predict, "--num-threads", "1"], {}, True),
+        f"torchrun: 2 processes x {half} thread(s)": ([*torchrun, "--num-threads", str(half)], {}, False),
+    }  # fmt: skip
     rows = []
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false"}
-    for number, (name, command) in enumerate(runs.items()):
-        output = workdir / f"run{number}.jsonl"
-        log(f"  {name} on {len(many)} abstracts, chunks of {chunk} ...")
-        subprocess.run([*command, "--output", str(output)], check=True, env=env, cwd=REPO, capture_output=True)
-        summary = json.loads(summary_path(output).read_text(encoding="utf-8"))
-        rate = summary["documents"] / summary["seconds"]
-        rows.append(
-            {
-                "name": name,
-                "documents": summary["documents"],
-                "chunk_size": chunk,
-                "seconds": summary["seconds"],
-                "per_s": rate,
-            }
-        )
+    for condition in ("idle", "load"):
+        with competing_load(1) if condition == "load" else contextlib.nullcontext():
+            for name, (command, env, load_only) in runs.items():
+                if load_only and condition == "idle":
+                    continue
+                log(f"  {condition}: {name} on {len(many)} abstracts, chunks of {chunk} ...")
+                row = predict_run([*command, "--output", str(workdir / f"run-{len(rows)}.jsonl")], env)
+                rows.append({"condition": condition, "name": name, "chunk_size": chunk} | row)
     return rows
 
 
+def predict_run(command: list[str], env: dict[str, str]) -> dict[str, Any]:
+    """One ``predict`` command (its output the last argument): documents, annotation seconds (from its summary,
+    model loading excluded), documents/s, and each shard's records under torchrun."""
+    from hf_layer_tokclf.annotate import summary_path
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false", **env}
+    subprocess.run(command, check=True, env=env, cwd=REPO, capture_output=True)
+    summary = json.loads(summary_path(command[-1]).read_text(encoding="utf-8"))
+    shares = [shard["records"] for shard in summary.get("shards", [])]
+    return {"documents": summary["documents"], "seconds": summary["seconds"], "shares": shares,
+            "per_s": summary["documents"] / summary["seconds"]}  # fmt: skip
+
+
 def derive(rows: list[dict[str, Any]], cores: int) -> None:
-    """Each row's ratio to the first, its figure per core and the days 36 M abstracts would take, in place."""
+    """Each row's ratio to the first of its condition, its figure per core and the days 36 M abstracts would take,
+    in place."""
     for row in rows:
-        row |= {"ratio": row["per_s"] / rows[0]["per_s"], "per_core": row["per_s"] / cores}
+        first = next(other for other in rows if other["condition"] == row["condition"])
+        row |= {"ratio": row["per_s"] / first["per_s"], "per_core": row["per_s"] / cores}
         row["pubmed_days"] = PUBMED_ABSTRACTS / row["per_s"] / 86_400
 
 
@@ -459,11 +468,12 @@ def readme_table(data: dict[str, Any]) -> str:
             ),
             "",
             *md_table(
-                "`predict` command, k=6 | abstracts | chunk | abstracts/s | vs 1 process | per core | 36 M abstracts",
-                "| {name} | {documents} | {chunk_size} | {per_s:.2f} | {ratio:.2f}x | {per_core:.2f} | "
+                "`predict` command, k=6 | machine | abstracts | chunk | abstracts/s | vs the first | per core | "
+                "36 M abstracts",
+                "| {name} | {condition} | {documents} | {chunk_size} | {per_s:.2f} | {ratio:.2f}x | {per_core:.2f} | "
                 "{pubmed_days:.0f} days |",
                 data["processes"],
-                left=1,
+                left=2,
             ),
             "",
             *(f"- {'PASS' if v['pass'] else 'FAIL'}: {v['text']}" for v in data["verdicts"]),
@@ -509,7 +519,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     from hf_layer_tokclf.corpus import get_writer
 
-    writer = get_writer("pubtator")
     command = shlex.join(["python", "-m", "benchmarks.corpus", *(sys.argv[1:] if argv is None else argv)])
     rounds, copies = (1, 1) if args.quick else (args.rounds, args.copies)
     groups = sentence_groups()[: QUICK_ABSTRACTS if args.quick else None]
@@ -518,10 +527,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     trained = {layer: trained_model(layer, PLANS["quick" if args.quick else "full"], args.retrain) for layer in LAYERS}
     with tempfile.TemporaryDirectory(prefix="corpus-") as tmp:
         workdir = Path(tmp)
-        path, writer = (
-            workdir / "abstracts.pubtator",
-            __import__("hf_layer_tokclf.corpus").corpus.get_writer("pubtator"),
-        )
+        path, writer = workdir / "abstracts.pubtator", get_writer("pubtator")
         path.write_text("".join(writer.document(d, []) for d in documents), encoding="utf-8")
         log(f"{len(documents)} abstracts; exporting int8 ONNX ...")
         models = load_models({layer: folder for layer, (folder, _) in trained.items()}, workdir, documents, options)
@@ -529,7 +535,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if args.load_cores:
             with competing_load(args.load_cores):
                 conditions.append(measure(models, path, documents, gold, rounds, options, "load"))
-        log("predict: 1 process vs torchrun's 2 ...")
+        log("predict: one process, threads and wait policy, against torchrun's two ...")
         procs = processes(trained[6][0], workdir, documents, copies, args.chunk_size)
     cores = len(os.sched_getaffinity(0))
     derive(procs, cores)

@@ -453,12 +453,12 @@ def test_corpus_verdicts_judge_the_targets_of_issue_28_on_given_figures():
     conditions[0]["rows"][0] |= {"int8_same": 8, "reference_same": 9}
     assert [v["pass"] for v in corpus_benchmark.verdicts(conditions)[3:6]] == [True, False, False]
     data = {"conditions": conditions, "verdicts": verdicts}
-    data["processes"] = [{"name": "1 process", "documents": 8, "chunk_size": 2, "per_s": 4.0}]
+    data["processes"] = [{"condition": "idle", "name": "1 process", "documents": 8, "chunk_size": 2, "per_s": 4.0}]
     corpus_benchmark.derive(data["processes"], cores=2)
     table = corpus_benchmark.readme_table(data)
     assert "| 3 | idle | 1.00 | 100 | 6.00 | 1.00 | 74% | 0.10 | 0.10 | 0.10 | 0.10 | 0.10 |" in table
     assert "| 6 | idle | 80.00 | 1.70x | 8/10 | 79.70 | 0.30 | 3.20x | 10/10 | 9/10 |" in table
-    assert "| 1 process | 8 | 2 | 4.00 | 1.00x | 2.00 | 104 days |" in table
+    assert "| 1 process | idle | 8 | 2 | 4.00 | 1.00x | 2.00 | 104 days |" in table
     assert "- FAIL: idle, k=3: forward share of the corpus run 74% (target >= 75%)" in table
 
 

@@ -54,17 +54,18 @@ INPUTS = {
 
 @pytest.mark.parametrize("kind", INPUTS)
 def test_predict_holds_one_chunk_of_sentences_at_a_time(tiny_dir, tmp_path, monkeypatch, kind):
-    """Each time a chunk is encoded, the sentences of the input alive in the process are counted: two chunks' worth
-    (the one the model runs and the next, read ahead meanwhile: `prefetch`; and their gold labels' IOB2 copies),
-    never the whole file."""
+    """Each time the model runs on a chunk, the sentences of the input alive in the process are counted: two chunks'
+    worth (the one the model runs and the next, read ahead meanwhile: `prefetch`; and their gold labels' IOB2
+    copies), never the whole file. Counted in the model's thread: `gc.get_objects` in the reading thread would
+    catch a tuple the other thread is building (CPython then fails that tuple's resize with a SystemError)."""
     source = INPUTS[kind](tmp_path, 96)
-    alive, real = [], inference.encode
+    alive, real = [], inference.window_logits
 
-    def counting(sentences, *args, **kwargs):
+    def counting(*args, **kwargs):
         alive.append(sum(type(o) is Sentence and o.source == str(source) for o in gc.get_objects()))
-        return real(sentences, *args, **kwargs)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(inference, "encode", counting)
+    monkeypatch.setattr(inference, "window_logits", counting)
     out = tmp_path / f"out.{kind}"
     assert main(["predict", str(tiny_dir), "--input", str(source), "--output", str(out), "--chunk-size", "8",
                  "--no-progress"]) == 0  # fmt: skip
