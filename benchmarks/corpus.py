@@ -175,21 +175,11 @@ def corpus_windows(model: Any, tokenizer: Any, texts: list[str]) -> tuple[list[d
     """The windows `inference.predict_texts` cuts ``texts`` into (one chunk, as `annotate_documents` passes
     them all), and the text each one belongs to."""
     from hf_layer_tokclf.features import check_stride
-    from hf_layer_tokclf.inference import default_max_length
+    from hf_layer_tokclf.inference import default_max_length, text_windows
 
     max_length = default_max_length(model, tokenizer)
-    stride = check_stride(None, max_length, tokenizer)
-    encoding = tokenizer(
-        texts,
-        truncation=True,
-        max_length=max_length,
-        stride=stride,
-        return_overflowing_tokens=True,
-        return_offsets_mapping=True,
-        return_special_tokens_mask=True,
-    )
-    windows = [{key: encoding[key][i] for key in encoding} for i in range(len(encoding["input_ids"]))]
-    return windows, list(encoding["overflow_to_sample_mapping"])
+    windows = text_windows(tokenizer, texts, max_length, check_stride(None, max_length, tokenizer))
+    return windows, [window["overflow_to_sample_mapping"] for window in windows]
 
 
 def forward_fn(model: Any, tokenizer: Any, windows: list[dict], options: dict[str, Any]) -> Callable[[], list]:

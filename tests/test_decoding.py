@@ -23,7 +23,7 @@ from hf_layer_tokclf.decoding import (
     viterbi,
     word_labels,
 )
-from hf_layer_tokclf.inference import load_model, predict_texts, window_logits
+from hf_layer_tokclf.inference import load_model, predict_texts, text_windows, window_logits
 from hf_layer_tokclf.pipeline_layer_tokclf import LinearChainCRF
 
 ID2LABEL = {0: "O", 1: "B-Disease", 2: "I-Disease"}
@@ -133,21 +133,12 @@ def is_iob2(labels):
 
 def chunk_windows(tokenizer, texts, logits_of, max_length=40, stride=10):
     """Each text's windows as `inference.predict_texts` cuts them, with ``logits_of(windows)``'s logits."""
-    encoding = tokenizer(
-        texts,
-        truncation=True,
-        max_length=max_length,
-        stride=stride,
-        return_overflowing_tokens=True,
-        return_offsets_mapping=True,
-        return_special_tokens_mask=True,
-    )
-    windows = [{key: encoding[key][i] for key in encoding} for i in range(len(encoding["input_ids"]))]
+    windows = text_windows(tokenizer, texts, max_length, stride)
     for window, logits in zip(windows, logits_of(windows), strict=True):
         window["logits"] = logits
     per_text = [[] for _ in texts]
-    for window, owner in zip(windows, encoding["overflow_to_sample_mapping"], strict=True):
-        per_text[owner].append(window)
+    for window in windows:
+        per_text[window["overflow_to_sample_mapping"]].append(window)
     return per_text
 
 
