@@ -303,14 +303,21 @@ def _float32_means(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> 
     """``np.nanmean`` of each ``values[start:end]``, as the pipeline takes a group's score: float32, summed in
     order below 8 values (numpy's pairwise sum does so), with ``np.nanmean`` itself for longer groups."""
     lengths = ends - starts
-    sums = values[starts].astype(np.float32)
-    for offset in range(1, min(int(lengths.max(initial=0)), 8)):
-        more = lengths > offset
-        sums[more] = sums[more] + values[starts[more] + offset]
-    means = sums / lengths.astype(np.float32)
+    means = _sums_in_order(values, starts, lengths, 8) / lengths.astype(np.float32)
     for group in np.flatnonzero(lengths >= 8):
         means[group] = np.nanmean(values[starts[group] : ends[group]].astype(np.float32))
     return means
+
+
+def _sums_in_order(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray, most: int | None = None) -> np.ndarray:
+    """Each group's float32 sum of ``values[start:start + length]`` (rows, or single values), added one after the
+    other as a loop would, over its first ``most`` values at most (all by default): the groups together."""
+    sums = values[starts].astype(np.float32)  # a copy
+    longest = int(lengths.max(initial=1))
+    for offset in range(1, longest if most is None else min(longest, most)):
+        more = lengths > offset
+        sums[more] = sums[more] + values[starts[more] + offset]
+    return sums
 
 
 _WORD_STRATEGIES = (AggregationStrategy.FIRST, AggregationStrategy.AVERAGE, AggregationStrategy.MAX)
@@ -403,11 +410,7 @@ def _average_rows(probs: np.ndarray, starts: np.ndarray, ends: np.ndarray, decod
     (`LayerTokenClassificationPipeline.aggregate_word`) for decoding, the words of each length at once."""
     lengths = ends - starts
     if decoding == "argmax":
-        sums = probs[starts].copy()
-        for offset in range(1, int(lengths.max(initial=1))):
-            more = lengths > offset
-            sums[more] = sums[more] + probs[starts[more] + offset]
-        return sums / lengths[:, None].astype(np.float32)
+        return _sums_in_order(probs, starts, lengths) / lengths[:, None].astype(np.float32)
     rows = np.empty((len(starts), probs.shape[1]), dtype=np.float32)
     for length in np.unique(lengths):
         same = lengths == length
@@ -471,12 +474,12 @@ def _decode_units(
     tags = torch.from_numpy(labels)
     scores = log_probs[units_at, tags].exp().numpy()
     picked = normalized[units_at, tags]
-    transitions = decoder.scores(torch.device("cpu"))[1].detach()
-    steps = torch.cat([picked.new_zeros(1), transitions[tags[:-1], tags[1:]] + picked[1:]])
 
     def probabilities(first: np.ndarray, end: np.ndarray) -> np.ndarray:
         if not decoder.learned:  # the product of the units' probabilities along the path
             return _group_sums(picked, first, end).exp().numpy()
+        transitions = decoder.scores(torch.device("cpu"))[1].detach()
+        steps = torch.cat([picked.new_zeros(1), transitions[tags[:-1], tags[1:]] + picked[1:]])
         inside = _group_sums(steps, first + 1, end) - picked[end - 1]
         total = alphas[first, tags[first]] + inside + betas[end - 1, tags[end - 1]] - log_z[first]
         return total.exp().clamp(max=1.0).numpy()

@@ -295,21 +295,23 @@ def _encoded_sentences(
     chunks: Iterable[list[Sentence]], tokenizer: Any, max_length: int, stride: int | None
 ) -> Iterator[tuple[list[Sentence], list[dict[str, Any]]]]:
     """Each chunk with its windows (`features.encode`), for `prefetch`."""
-    own = tokenizer
-    for number, chunk in enumerate(chunks):
-        own = thread_tokenizer(tokenizer) if number == 1 else own
+    for chunk, own in zip(chunks, chunk_tokenizers(tokenizer), strict=False):
         with stage("tokenize"):
             features = encode(chunk, own, max_length=max_length, stride=stride)
         yield chunk, features
 
 
-def thread_tokenizer(tokenizer: Any) -> Any:
-    """A copy of ``tokenizer`` for `prefetch`'s thread, which tokenizes every chunk after the first (the first is
-    made in the caller's thread, with the caller's tokenizer): a fast tokenizer's truncation and padding are
-    settings of its shared Rust object, set by every call, so a call in the caller's thread meanwhile (the
-    caller's own code between two chunks) would change them under the thread's ("Already borrowed" with
-    tokenizers < 0.23, a window silently left untruncated with 0.23)."""
-    return copy.deepcopy(tokenizer)
+def chunk_tokenizers(tokenizer: Any) -> Iterator[Any]:
+    """The tokenizer for each chunk `prefetch` makes: ``tokenizer`` for the first (made in the caller's thread),
+    one copy of it for every later one (made in `prefetch`'s thread; the copy is taken there, when the second
+    chunk is). A fast tokenizer's truncation and padding are settings of its shared Rust object, set by every
+    call, so a call in the caller's thread meanwhile (the caller's own code between two chunks) would change them
+    under the thread's ("Already borrowed" with tokenizers < 0.23, a window silently left untruncated with 0.23).
+    Zip it after the chunks (endless: ``strict=False``), so that a copy is only taken for a chunk there is."""
+    yield tokenizer
+    own = copy.deepcopy(tokenizer)
+    while True:
+        yield own
 
 
 def iter_sentence_predictions(
@@ -504,9 +506,7 @@ def _encoded_texts(
     chunks: Iterable[tuple[T, list[str]]], tokenizer: Any, max_length: int, stride: int
 ) -> Iterator[tuple[T, list[str], list[dict[str, Any]]]]:
     """Each chunk with the windows of its texts (`text_windows`), for `prefetch`."""
-    own = tokenizer
-    for number, (key, texts) in enumerate(chunks):
-        own = thread_tokenizer(tokenizer) if number == 1 else own
+    for (key, texts), own in zip(chunks, chunk_tokenizers(tokenizer), strict=False):
         yield key, texts, text_windows(own, texts, max_length, stride)
 
 
