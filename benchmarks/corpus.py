@@ -55,7 +55,7 @@ from benchmarks.common import (
     write_results,
 )
 from benchmarks.serving import TARGET_PREDICT_SPEEDUP, compare_entities, token_pipeline, train_model
-from hf_layer_tokclf.stages import STAGES
+from hf_layer_tokclf.base.stages import STAGES
 
 PUBMED_ABSTRACTS = 36_000_000
 SENTENCES_PER_ABSTRACT = 9
@@ -85,7 +85,7 @@ def sentence_groups() -> list[list[Any]]:
 
 def ncbi_abstracts(groups: Sequence[Sequence[Any]] | None = None) -> list[Any]:
     """Each group of sentences as a document: the first a title passage, the rest an abstract."""
-    from hf_layer_tokclf.corpus import Document, title_and_abstract
+    from hf_layer_tokclf.formats.corpus import Document, title_and_abstract
 
     documents = []
     for number, group in enumerate(sentence_groups() if groups is None else groups):
@@ -174,8 +174,8 @@ def pipeline_entities(ner: Any, documents: Sequence[Any]) -> list[list[dict]]:
 def corpus_windows(model: Any, tokenizer: Any, texts: list[str]) -> tuple[list[dict], list[int]]:
     """The windows `inference.predict_texts` cuts ``texts`` into (one chunk, as `annotate_documents` passes
     them all), and the text each one belongs to."""
-    from hf_layer_tokclf.features import check_stride
-    from hf_layer_tokclf.inference import default_max_length, text_windows
+    from hf_layer_tokclf.running.features import check_stride
+    from hf_layer_tokclf.running.inference import default_max_length, text_windows
 
     max_length = default_max_length(model, tokenizer)
     windows = text_windows(tokenizer, texts, max_length, check_stride(None, max_length, tokenizer))
@@ -185,8 +185,8 @@ def corpus_windows(model: Any, tokenizer: Any, texts: list[str]) -> tuple[list[d
 def forward_fn(model: Any, tokenizer: Any, windows: list[dict], options: dict[str, Any]) -> Callable[[], list]:
     """The model alone on ``windows``, batched as `inference.window_logits` batches them and padded beforehand:
     returns each window's logits, in order."""
-    from hf_layer_tokclf.features import model_inputs, token_budget_batches
-    from hf_layer_tokclf.inference import model_device
+    from hf_layer_tokclf.running.features import model_inputs, token_budget_batches
+    from hf_layer_tokclf.running.inference import model_device
 
     lengths = [len(w["input_ids"]) for w in windows]
     batches = token_budget_batches(lengths, options["batch_size"], options.get("max_batch_tokens"))
@@ -206,7 +206,7 @@ def forward_fn(model: Any, tokenizer: Any, windows: list[dict], options: dict[st
 
 def reference_entities(info: dict[str, Any], documents: Sequence[Any], logits: list[np.ndarray]) -> list[list[dict]]:
     """The entities the pre-issue-28 path makes of the same logits: `decoding.text_entities` on each text."""
-    from hf_layer_tokclf.decoding import text_entities
+    from hf_layer_tokclf.running.decoding import text_entities
 
     model, texts = info["model"], [p.text for d in documents for p in d.passages]
     per_text: list[list[dict]] = [[] for _ in texts]
@@ -223,9 +223,9 @@ def reference_entities(info: dict[str, Any], documents: Sequence[Any], logits: l
 def end_to_end_fn(model: Any, tokenizer: Any, path: Path, options: dict[str, Any], splits: list) -> Callable[[], Any]:
     """A corpus run: the abstracts read from PubTator, annotated, written as PubTator (to memory); each call's split
     of stages is added to ``splits``."""
-    from hf_layer_tokclf import stages
-    from hf_layer_tokclf.annotate import annotate_documents
-    from hf_layer_tokclf.corpus import get_writer, read_corpus
+    from hf_layer_tokclf.annotation.annotate import annotate_documents
+    from hf_layer_tokclf.base import stages
+    from hf_layer_tokclf.formats.corpus import get_writer, read_corpus
 
     writer = get_writer("pubtator")
 
@@ -243,8 +243,8 @@ def end_to_end_fn(model: Any, tokenizer: Any, path: Path, options: dict[str, Any
 
 def load_models(folders: dict[int, Path], workdir: Path, documents: list[Any], options: dict) -> dict[int, dict]:
     """Per layer: the model, its int8 ONNX export, its pipeline, the corpus's windows and the forward alone."""
-    from hf_layer_tokclf.export import export_onnx
-    from hf_layer_tokclf.inference import load_model
+    from hf_layer_tokclf.running.export import export_onnx
+    from hf_layer_tokclf.running.inference import load_model
 
     texts = [p.text for d in documents for p in d.passages]
     models = {}
@@ -320,7 +320,7 @@ def processes(folder: Path, workdir: Path, documents: list[Any], copies: int, ch
     """``predict`` on the abstracts as PubTator, idle and under load: one process with every core (with and without
     ``OMP_WAIT_POLICY=PASSIVE``), one with a single thread under load, and torchrun's two with half the cores each;
     the chunks (default: a quarter of the abstracts) deal work to both ranks, as a rank takes every other chunk."""
-    from hf_layer_tokclf.corpus import get_writer
+    from hf_layer_tokclf.formats.corpus import get_writer
 
     writer, corpus = get_writer("pubtator"), workdir / "abstracts-copies.pubtator"
     many = [replace(d, id=f"{d.id}{copy}") for copy in range(copies) for d in documents]
@@ -354,7 +354,7 @@ def processes(folder: Path, workdir: Path, documents: list[Any], copies: int, ch
 def predict_run(command: list[str], env: dict[str, str]) -> dict[str, Any]:
     """One ``predict`` command (its output the last argument): documents, annotation seconds (from its summary,
     model loading excluded), documents/s, and each shard's records under torchrun."""
-    from hf_layer_tokclf.annotate import summary_path
+    from hf_layer_tokclf.annotation.annotate import summary_path
 
     env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false", **env}
     subprocess.run(command, check=True, env=env, cwd=REPO, capture_output=True)
@@ -507,7 +507,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="smoke run: 20 abstracts, 1 round, a 20-step fine-tune")
     parser.add_argument("--output-dir", default=str(RESULTS_DIR))
     args = parser.parse_args(argv)
-    from hf_layer_tokclf.corpus import get_writer
+    from hf_layer_tokclf.formats.corpus import get_writer
 
     command = shlex.join(["python", "-m", "benchmarks.corpus", *(sys.argv[1:] if argv is None else argv)])
     rounds, copies = (1, 1) if args.quick else (args.rounds, args.copies)

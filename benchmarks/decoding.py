@@ -33,8 +33,8 @@ TARGET = 0.05  # decoding under 5% of the forward pass
 
 def train_model(argv: list[str], output_dir: Path) -> dict[str, Any]:
     """Trains with ``argv`` (train's options) into ``output_dir``; returns its metrics and wall time."""
-    from hf_layer_tokclf.cli import train_parser
-    from hf_layer_tokclf.training import train
+    from hf_layer_tokclf.cli.main import train_parser
+    from hf_layer_tokclf.training.train import train
 
     options = [*argv, "--output-dir", str(output_dir), "--disable-tqdm", "true"]
     model_args, data_args, run_args, training_args = train_parser().parse_args_into_dataclasses(options)
@@ -55,7 +55,7 @@ def entity_starts(labels: list[str]) -> tuple[int, int]:
 
 
 def score(model_dir: Path, sentences: list[Any], decoding: str) -> dict[str, Any]:
-    from hf_layer_tokclf.inference import evaluate_sentences, load_model
+    from hf_layer_tokclf.running.inference import evaluate_sentences, load_model
 
     model, tokenizer = load_model(model_dir)
     scores, predictions = evaluate_sentences(model, tokenizer, sentences, decoding=decoding, progress=False)
@@ -73,9 +73,9 @@ def score(model_dir: Path, sentences: list[Any], decoding: str) -> dict[str, Any
 
 def decode_timing(model_dir: Path, sentences: list[Any], rounds: int) -> dict[str, Any]:
     """Seconds of the forward pass and of each decoding over the test set, best of ``rounds`` interleaved."""
-    from hf_layer_tokclf.decoding import label_decoder, word_labels
-    from hf_layer_tokclf.features import encode, word_rows
-    from hf_layer_tokclf.inference import default_max_length, load_model, window_logits
+    from hf_layer_tokclf.running.decoding import label_decoder, word_labels
+    from hf_layer_tokclf.running.features import encode, word_rows
+    from hf_layer_tokclf.running.inference import default_max_length, load_model, window_logits
 
     model, tokenizer = load_model(model_dir)
     features = encode(sentences, tokenizer, max_length=default_max_length(model, tokenizer))

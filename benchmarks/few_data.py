@@ -46,7 +46,7 @@ NOT_IN_NOTEBOOK = ("train_sampling_strategy", "group_by_length", "load_best_mode
 
 
 def data_arguments(size: str) -> Any:
-    from hf_layer_tokclf.training import DataArguments
+    from hf_layer_tokclf.training.train import DataArguments
 
     files = {
         f"{split}_file": str(NCBI / f"{name}.tsv")
@@ -60,7 +60,7 @@ def data_arguments(size: str) -> Any:
 def training_arguments(size: str, seed: int, output_dir: str, notebook: bool = False) -> Any:
     from transformers import TrainingArguments
 
-    from hf_layer_tokclf.training import TRAINING_DEFAULTS
+    from hf_layer_tokclf.training.train import TRAINING_DEFAULTS
 
     settings = {**TRAINING_DEFAULTS, **({} if size == "full" else SLICE_SETTINGS), "seed": seed}
     if notebook:  # random batches, nothing saved; the module's forward(**inputs) hides its columns
@@ -102,7 +102,7 @@ def run_ours(contender: str, size: str, layer: int, seed: int) -> dict[str, Any]
     """`training.train` as `hf-layer-tokclf train` runs it, for ours and the stock head."""
     from transformers import BertForTokenClassification
 
-    from hf_layer_tokclf.training import ModelArguments, RunArguments, train
+    from hf_layer_tokclf.training.train import ModelArguments, RunArguments, train
 
     model_args = ModelArguments(hidden_layer=[layer])
     if contender != "ours":  # one learning rate for every parameter
@@ -122,10 +122,10 @@ def run_notebook(size: str, layer: int, seed: int) -> dict[str, Any]:
     from transformers import AutoModel, AutoTokenizer, DataCollatorForTokenClassification, Trainer, set_seed
 
     from benchmarks.models import NotebookRecipe
-    from hf_layer_tokclf.data import label_list
-    from hf_layer_tokclf.features import BOOKKEEPING_KEYS, encode, merge_windows
-    from hf_layer_tokclf.metrics import entity_scores
-    from hf_layer_tokclf.training import default_backbone, read_splits
+    from hf_layer_tokclf.formats.data import label_list
+    from hf_layer_tokclf.running.features import BOOKKEEPING_KEYS, encode, merge_windows
+    from hf_layer_tokclf.running.metrics import entity_scores
+    from hf_layer_tokclf.training.train import default_backbone, read_splits
 
     path = default_backbone()
     splits, _ = read_splits(data_arguments(size))
@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--sizes: {size!r} is neither a number of sentences nor 'full'")
     from transformers import AutoConfig
 
-    from hf_layer_tokclf.training import default_backbone
+    from hf_layer_tokclf.training.train import default_backbone
 
     depth, output = AutoConfig.from_pretrained(default_backbone()).num_hidden_layers, Path(args.output_dir)
     done: list[dict[str, Any]] = []

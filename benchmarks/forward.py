@@ -206,7 +206,7 @@ def ceiling_of(family: Family, batch: int, device: torch.device) -> Ceiling | No
 
 def ideal_ratio(spec: Spec, family: Family) -> float | None:
     """What ours at k would cost if time followed compute (the package's `cost.relative_costs`): about k / L."""
-    from hf_layer_tokclf.cost import relative_costs
+    from hf_layer_tokclf.model.cost import relative_costs
 
     return relative_costs(family.config, [spec.k], NUM_LABELS, SEQ_LEN)[spec.k] if spec.k is not None else None
 

@@ -26,7 +26,7 @@ from transformers.modeling_outputs import TokenClassifierOutput
 
 from benchmarks.common import SEED
 from hf_layer_tokclf import AutoModelForLayerTokenClassification
-from hf_layer_tokclf import auto as layer_auto
+from hf_layer_tokclf.model import auto as layer_auto
 
 SEQ_LEN = 128
 NUM_LABELS = 3

@@ -126,9 +126,9 @@ def measure_family(family: Family, k: int, texts: list[str], rounds: int, thread
     """Exports one backbone plain (fp32, int8), fuses both, times one batch of 32 through each, compares entities."""
     from transformers import PretrainedConfig
 
-    from hf_layer_tokclf.export import export_onnx
-    from hf_layer_tokclf.inference import predict_texts
-    from hf_layer_tokclf.serving import OnnxTokenClassifier
+    from hf_layer_tokclf.running.export import export_onnx
+    from hf_layer_tokclf.running.inference import predict_texts
+    from hf_layer_tokclf.running.serving import OnnxTokenClassifier
 
     source = save_model(family, k, workdir / f"{family.name}-source")
     log(f"  [{family.name}] exporting fp32 and int8 ...")

@@ -16,7 +16,7 @@ from typing import Any
 from benchmarks import corpus, few_data, train_ncbi
 from benchmarks.common import REPO, RESULTS_DIR
 from benchmarks.suite import readme_summary
-from hf_layer_tokclf.files import fill_marked_block, marked_block
+from hf_layer_tokclf.base.files import fill_marked_block, marked_block
 
 # Block name -> the results it is made of, and how.
 BLOCKS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {

@@ -31,7 +31,7 @@ from benchmarks.common import (
     write_results,
 )
 from benchmarks.models import ATTN, FAMILIES, Family, Spec, build, contenders, dtype_of, to_device
-from hf_layer_tokclf import auto as layer_auto
+from hf_layer_tokclf.model import auto as layer_auto
 
 SECTIONS = ("forward", "allocator", "memory", "training", "pipeline", "serving")
 

@@ -48,8 +48,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Both sweeps, timed; returns the timings, the first result of each and what they ran on."""
-    from hf_layer_tokclf.sweep import sweep
-    from hf_layer_tokclf.training import DataArguments, default_backbone, read_splits
+    from hf_layer_tokclf.training.sweep import sweep
+    from hf_layer_tokclf.training.train import DataArguments, default_backbone, read_splits
 
     limits = {"max_train_samples": 1000, "max_eval_samples": 300} if args.quick else {}
     files = {"train_file": str(NCBI / "train.tsv"), "validation_file": str(NCBI / "devel.tsv")}
@@ -97,7 +97,7 @@ def results(args: argparse.Namespace, m: dict[str, Any], command: str, total: fl
 
 
 def report(args: argparse.Namespace, m: dict[str, Any], data: dict[str, Any]) -> str:
-    from hf_layer_tokclf.sweep import SWEEP_DEFAULTS
+    from hf_layer_tokclf.training.sweep import SWEEP_DEFAULTS
 
     full, single, phases = m["timings"]["all"].output, m["timings"]["one"].output, data["phases"]
     rows = [
@@ -147,7 +147,7 @@ def report(args: argparse.Namespace, m: dict[str, Any], data: dict[str, Any]) ->
 
 
 def main(argv: list[str] | None = None) -> None:
-    from hf_layer_tokclf.sweep import write_sweep
+    from hf_layer_tokclf.training.sweep import write_sweep
 
     args = parse_args(argv)
     if args.threads:

@@ -36,8 +36,8 @@ def main_job_argv() -> list[str]:
 
 
 def run(argv: list[str], model_class: type | None = None) -> dict[str, Any]:
-    from hf_layer_tokclf.cli import train_parser
-    from hf_layer_tokclf.training import train
+    from hf_layer_tokclf.cli.main import train_parser
+    from hf_layer_tokclf.training.train import train
 
     with tempfile.TemporaryDirectory() as tmp:
         parsed = train_parser().parse_args_into_dataclasses([*argv, "--output-dir", tmp, "--disable-tqdm", "true"])

@@ -3,7 +3,7 @@
 The names below are imported on first use (PEP 562), so that ``import hf_layer_tokclf`` (which the command line's
 ``--help`` goes through) imports neither torch nor transformers. The classes are still registered with
 transformers' Auto classes by ``import hf_layer_tokclf`` alone: at once if transformers is loaded, else as soon as it
-is (`auto.register_auto_classes`), so ``AutoModelForTokenClassification.from_pretrained(folder)`` needs no
+is (`model.auto.register_auto_classes`), so ``AutoModelForTokenClassification.from_pretrained(folder)`` needs no
 ``trust_remote_code`` in a process that imported the package, whatever the import order.
 """
 
@@ -19,13 +19,13 @@ __version__ = "0.1.0"
 
 # Public name -> the module that defines it.
 _EXPORTS = {
-    "AutoLayerConfig": "auto",
-    "AutoLayerModel": "auto",
-    "AutoModelForLayerTokenClassification": "auto",
-    "BertForLayerTokenClassification": "modeling_layer_tokclf",
-    "BertLayerModel": "modeling_layer_tokclf",
-    "LayerTokenClassificationConfig": "configuration_layer_tokclf",
-    "LayerTokenClassificationPipeline": "pipeline_layer_tokclf",
+    "AutoLayerConfig": "model.auto",
+    "AutoLayerModel": "model.auto",
+    "AutoModelForLayerTokenClassification": "model.auto",
+    "BertForLayerTokenClassification": "model.modeling_layer_tokclf",
+    "BertLayerModel": "model.modeling_layer_tokclf",
+    "LayerTokenClassificationConfig": "model.configuration_layer_tokclf",
+    "LayerTokenClassificationPipeline": "model.pipeline_layer_tokclf",
 }
 
 __all__ = [*_EXPORTS, "__version__"]
@@ -34,7 +34,7 @@ __all__ = [*_EXPORTS, "__version__"]
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    importlib.import_module(".auto", __name__)  # registers the Auto classes before any class is handed out
+    importlib.import_module(".model.auto", __name__)  # registers the Auto classes before any class is handed out
     value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
     globals()[name] = value
     return value
@@ -78,10 +78,10 @@ class _RegisterWhenTransformersLoads(importlib.abc.MetaPathFinder):
     def register(self, but: str) -> None:
         if "transformers" in sys.modules and self in sys.meta_path and not _importing_this_package(but):
             sys.meta_path.remove(self)
-            importlib.import_module(".auto", __name__)
+            importlib.import_module(".model.auto", __name__)
 
 
 if "transformers" in sys.modules:
-    importlib.import_module(".auto", __name__)
+    importlib.import_module(".model.auto", __name__)
 elif not any(isinstance(finder, _RegisterWhenTransformersLoads) for finder in sys.meta_path):
     sys.meta_path.insert(0, _RegisterWhenTransformersLoads())

@@ -29,8 +29,8 @@ TEXT = "Germline mutations in BRCA1 cause hereditary breast and ovarian cancer."
 # it mid-run for sure, or start a second run beside it.
 SLOW_PREDICT = """
 import sys, time
-import hf_layer_tokclf.annotate as annotate
-from hf_layer_tokclf.cli import main
+import hf_layer_tokclf.annotation.annotate as annotate
+from hf_layer_tokclf.cli.main import main
 write = annotate.ResumableOutput.write
 def slow_write(self, *args, **counts):
     write(self, *args, **counts)
@@ -68,7 +68,7 @@ def tokenizer(minilm_path):
 @pytest.fixture(scope="session")
 def devel():
     """NCBI-disease's dev sentences."""
-    from hf_layer_tokclf.data import read_conll
+    from hf_layer_tokclf.formats.data import read_conll
 
     return read_conll(NCBI / "devel.tsv")
 
@@ -181,7 +181,7 @@ def slice_args(output_dir, **overrides):
     """Data and Trainer arguments for short runs on a slice of NCBI-disease."""
     from transformers import TrainingArguments
 
-    from hf_layer_tokclf.training import TRAINING_DEFAULTS, DataArguments
+    from hf_layer_tokclf.training.train import TRAINING_DEFAULTS, DataArguments
 
     data = DataArguments(
         train_file=str(NCBI / "train.tsv"),
@@ -199,7 +199,7 @@ def slice_args(output_dir, **overrides):
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
     """MiniLM at hidden layer 2, fine-tuned on 256 NCBI sentences for two epochs (64 steps)."""
-    from hf_layer_tokclf.training import ModelArguments, train
+    from hf_layer_tokclf.training.train import ModelArguments, train
 
     output_dir = tmp_path_factory.mktemp("trained") / "model"
     data, args = slice_args(output_dir)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import NCBI, REPO, SLOW_PREDICT
 
-from hf_layer_tokclf.annotate import (
+from hf_layer_tokclf.annotation.annotate import (
     CorpusProgress,
     Shard,
     annotate_corpus,
@@ -27,10 +27,10 @@ from hf_layer_tokclf.annotate import (
     merge_shards,
     summary_path,
 )
-from hf_layer_tokclf.cli import main
-from hf_layer_tokclf.corpus import Document, JsonlWriter, Passage, RecordError, get_writer, read_corpus
-from hf_layer_tokclf.inference import load_model, predict_texts
-from hf_layer_tokclf.parallel import World, shard_output, worker_threads, world_from_env
+from hf_layer_tokclf.annotation.parallel import World, shard_output, worker_threads, world_from_env
+from hf_layer_tokclf.cli.main import main
+from hf_layer_tokclf.formats.corpus import Document, JsonlWriter, Passage, RecordError, get_writer, read_corpus
+from hf_layer_tokclf.running.inference import load_model, predict_texts
 
 
 def ncbi_documents(count: int, sentences_per_document: int = 3) -> list[dict]:
@@ -394,12 +394,12 @@ def test_predict_reads_gzip_inputs_as_their_uncompressed_files(trained, pubtator
 def test_xml_that_is_neither_pubmed_nor_bioc_is_refused_before_the_model_loads(tiny_dir, tmp_path, capsys, monkeypatch):
     from test_documents import JATS
 
-    import hf_layer_tokclf.inference
+    import hf_layer_tokclf.running.inference
 
     def loaded(*args, **kwargs):
         raise AssertionError("the model loaded")
 
-    monkeypatch.setattr(hf_layer_tokclf.inference, "load_model", loaded)
+    monkeypatch.setattr(hf_layer_tokclf.running.inference, "load_model", loaded)
     article = tmp_path / "PMC1234567.nxml"
     article.write_text(JATS)
     assert main(["predict", str(tiny_dir), "--input", str(article), "--output", str(tmp_path / "out.jsonl")]) == 2
@@ -419,7 +419,7 @@ def test_the_progress_total_of_gzip_text_counts_its_decompressed_lines(tiny_dir,
 
 
 def test_a_run_killed_between_its_footer_and_the_rename_writes_the_footer_once(model, corpus, tmp_path, monkeypatch):
-    from hf_layer_tokclf.annotate import ResumableOutput
+    from hf_layer_tokclf.annotation.annotate import ResumableOutput
 
     clean, out = tmp_path / "clean.xml", tmp_path / "out.xml"
     run_corpus(model, corpus, clean, "bioc", chunk_size=8)
@@ -501,7 +501,7 @@ def test_the_summary_has_the_time_split_and_a_bad_record_stops_after_the_chunks_
 def test_a_run_stopped_while_reading_ahead_resumes_to_the_same_bytes(model, corpus, tmp_path, monkeypatch):
     """The progress file counts the input read up to the chunk written, not what the thread read ahead: the run
     goes on from there, its input checked, to the bytes of an uninterrupted run."""
-    import hf_layer_tokclf.annotate as annotate
+    import hf_layer_tokclf.annotation.annotate as annotate
 
     whole = tmp_path / "whole.jsonl"
     run_corpus(model, corpus, whole, chunk_size=2)
@@ -525,7 +525,7 @@ def test_a_run_stopped_while_reading_ahead_resumes_to_the_same_bytes(model, corp
 
 def test_a_token_budget_is_part_of_the_run_that_a_resume_continues(model, corpus, tmp_path):
     """A run from before the option (no max_batch_tokens recorded) continues without it; another budget is named."""
-    from hf_layer_tokclf.annotate import describe_run
+    from hf_layer_tokclf.annotation.annotate import describe_run
 
     assert "max_batch_tokens" not in describe_run({"batch_size": 32}, Shard())
     assert describe_run({}, Shard(), max_batch_tokens=512)["max_batch_tokens"] == 512

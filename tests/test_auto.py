@@ -7,7 +7,7 @@ import pytest
 from transformers import RobertaConfig
 
 from hf_layer_tokclf import AutoLayerConfig, AutoLayerModel, AutoModelForLayerTokenClassification
-from hf_layer_tokclf.auto import FAMILIES, checkpoint_family, family_of
+from hf_layer_tokclf.model.auto import FAMILIES, checkpoint_family, family_of
 
 
 def test_every_family_is_transformers_own_model_type():
@@ -75,7 +75,7 @@ def test_a_travelling_module_imported_first_imports_and_registers(module):
     import sys
 
     code = (
-        f"import hf_layer_tokclf.{module}; import json; "
+        f"import hf_layer_tokclf.model.{module}; import json; "
         "from transformers import CONFIG_MAPPING; print('bert-layer-tokclf' in CONFIG_MAPPING)"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import NCBI, TEXT
 
-from hf_layer_tokclf.cli import main
+from hf_layer_tokclf.cli.main import main
 
 
 def run(capsys, *argv):
@@ -254,7 +254,7 @@ def test_evaluate_an_unfinished_output_dir(tmp_path, capsys):
 
 def test_evaluate_a_hub_id_writes_its_scores_in_the_working_directory(tiny_dir, tmp_path, capsys, monkeypatch):
     """Not into ./owner/name/, a folder that `owner/name` would then load instead of the Hub's model."""
-    from hf_layer_tokclf import inference
+    from hf_layer_tokclf.running import inference
 
     loaded = inference.load_model(tiny_dir)
     monkeypatch.setattr(inference, "load_model", lambda name, **kwargs: loaded)  # the Hub is out of reach
@@ -345,7 +345,7 @@ def test_a_record_the_writer_cannot_write_is_a_record_error(tiny_dir, tmp_path, 
 
 
 def test_ctrl_c_in_predict_says_what_was_kept_and_the_command_that_resumes(tiny_dir, tmp_path, capsys, monkeypatch):
-    import hf_layer_tokclf.inference as inference
+    import hf_layer_tokclf.running.inference as inference
 
     real, calls = inference.window_logits, []
 
@@ -368,7 +368,7 @@ def test_ctrl_c_in_predict_says_what_was_kept_and_the_command_that_resumes(tiny_
 
 
 def test_ctrl_c_in_train_says_resume_continues_from_the_last_checkpoint(tmp_path, capsys, monkeypatch):
-    import hf_layer_tokclf.training as training
+    import hf_layer_tokclf.training.train as training
 
     def train_until_interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -390,7 +390,7 @@ def test_ctrl_c_in_train_says_resume_continues_from_the_last_checkpoint(tmp_path
 
 
 def test_ctrl_c_in_a_command_that_keeps_nothing_says_so(tmp_path, capsys, monkeypatch):
-    import hf_layer_tokclf.cli as cli
+    import hf_layer_tokclf.cli.main as cli
 
     def evaluate_until_interrupted(argv):
         raise KeyboardInterrupt
@@ -425,7 +425,7 @@ def test_evaluate_names_an_unknown_label_as_the_file_writes_it_with_its_line(tin
 
 
 def test_max_batch_tokens_reaches_the_model_in_predict_and_evaluate(tiny_dir, tmp_path, capsys, monkeypatch):
-    import hf_layer_tokclf.inference as inference
+    import hf_layer_tokclf.running.inference as inference
 
     budgets = []
     window_logits = inference.window_logits

@@ -10,7 +10,7 @@ import sys
 import pytest
 from conftest import NCBI, REPO
 
-from hf_layer_tokclf import cli
+from hf_layer_tokclf.cli import main as cli
 
 MODEL_COMMANDS = ["train", "evaluate", "predict", "push", "sweep", "export-onnx", "export-transformers"]
 # The rest of a valid command line after the model, per subcommand.
@@ -73,7 +73,7 @@ def test_a_missing_model_is_named(capsys, command):
 
 
 def test_train_and_sweep_default_to_the_packaged_model():
-    from hf_layer_tokclf.training import default_backbone
+    from hf_layer_tokclf.training.train import default_backbone
 
     assert model_of("train", REST["train"]) == default_backbone()
     assert model_of("sweep", REST["sweep"]) is None  # run_sweep's default, the same packaged model
@@ -150,7 +150,7 @@ def test_return_entity_level_metrics_false_is_refused(tmp_path, capsys):
 
 
 def test_pad_to_max_length_pads_every_batch_to_max_length(tokenizer):
-    from hf_layer_tokclf.training import data_collator
+    from hf_layer_tokclf.training.train import data_collator
 
     features = [{"input_ids": [101, 7, 102], "attention_mask": [1, 1, 1], "labels": [-100, 0, -100]}]
     assert data_collator(tokenizer, 16, pad_to_max_length=True)(features)["input_ids"].shape == (1, 16)
@@ -219,10 +219,10 @@ def test_train_help_names_the_trainer_options_and_lists_them_on_request(capsys):
 
 
 def test_readme_lists_every_option_of_every_subcommand():
-    from hf_layer_tokclf.cli_reference import current_block, option_block
+    from hf_layer_tokclf.cli.reference import current_block, option_block
 
     readme = (REPO / "README.md").read_text()
-    assert current_block(readme) == option_block(), "run `python -m hf_layer_tokclf.cli_reference`"
+    assert current_block(readme) == option_block(), "run `python -m hf_layer_tokclf.cli.reference`"
     for command in MODEL_COMMANDS:
         for action in cli.PARSERS[command]()._actions:
             for name in action.option_strings:
@@ -234,7 +234,8 @@ def test_light_defaults_match_the_modules_that_define_them():
     """`defaults` repeats two tuples that live where --help cannot import them: they must stay equal."""
     from transformers.pipelines.token_classification import AggregationStrategy
 
-    from hf_layer_tokclf import defaults, pipeline_layer_tokclf
+    from hf_layer_tokclf.base import defaults
+    from hf_layer_tokclf.model import pipeline_layer_tokclf
 
     assert tuple(strategy.value for strategy in AggregationStrategy) == defaults.STRATEGIES
     assert defaults.DECODINGS == pipeline_layer_tokclf.DECODINGS

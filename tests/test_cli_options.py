@@ -5,7 +5,7 @@ import json
 import pytest
 from conftest import NCBI
 
-from hf_layer_tokclf.cli import main
+from hf_layer_tokclf.cli.main import main
 
 
 def train_argv(model_dir, output_dir, *extra, dev=True, test=True):

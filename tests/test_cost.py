@@ -8,7 +8,7 @@ from families import FAMILIES
 from transformers import AutoConfig, BertConfig
 
 from hf_layer_tokclf import LayerTokenClassificationConfig
-from hf_layer_tokclf.cost import layer_flops, relative_costs
+from hf_layer_tokclf.model.cost import layer_flops, relative_costs
 
 
 def test_layer_k_of_l_costs_about_k_over_l():
@@ -38,7 +38,7 @@ def test_parameter_counts_are_the_built_models(family, checkpoints):
     from transformers import AutoModelForTokenClassification
 
     from hf_layer_tokclf import AutoModelForLayerTokenClassification
-    from hf_layer_tokclf.cost import parameter_counts
+    from hf_layer_tokclf.model.cost import parameter_counts
 
     ours = AutoModelForLayerTokenClassification.from_pretrained(checkpoints[family], hidden_layer=2, num_labels=3)
     stock = AutoModelForTokenClassification.from_pretrained(checkpoints[family], num_labels=3)
@@ -48,7 +48,7 @@ def test_parameter_counts_are_the_built_models(family, checkpoints):
 
 def test_the_one_layer_model_of_a_family_with_per_layer_fields(checkpoints):
     """ModernBERT's config lists an attention type per layer (5.x): a one-layer model gets the first entry."""
-    from hf_layer_tokclf.cost import backbone_config
+    from hf_layer_tokclf.model.cost import backbone_config
 
     config = json.loads((checkpoints["modernbert"] / "config.json").read_text())
     one = backbone_config(config, num_hidden_layers=1)

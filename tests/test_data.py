@@ -1,4 +1,4 @@
-"""Tests of hf_layer_tokclf.data on the shipped NCBI-disease corpus and small hand-made files."""
+"""Tests of hf_layer_tokclf.formats.data on the shipped NCBI-disease corpus and small hand-made files."""
 
 import re
 from pathlib import Path
@@ -9,7 +9,7 @@ from conftest import LABEL2ID, LABELS, NCBI, REPO, ncbi_changed
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hf_layer_tokclf.data import (
+from hf_layer_tokclf.formats.data import (
     SCHEMES,
     Columns,
     DataError,
@@ -266,7 +266,7 @@ def test_a_file_that_is_not_there_is_never_looked_for_on_the_hub(hub_calls, tmp_
     for source in ("owner/name", "ncbi_disease"):
         with pytest.raises(DataError, match=f"^{source}: no such file or directory$"):
             load_sentences(source)
-    from hf_layer_tokclf.training import DataArguments, read_splits
+    from hf_layer_tokclf.training.train import DataArguments, read_splits
 
     good = write(tmp_path, "good.tsv", "Cancer\tB-Disease\n")
     with pytest.raises(DataError, match=r"^owner/name: no such file or directory$"):

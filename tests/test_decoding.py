@@ -10,7 +10,8 @@ import torch
 from transformers import pipeline
 from transformers.pipelines.token_classification import AggregationStrategy
 
-from hf_layer_tokclf.decoding import (
+from hf_layer_tokclf.model.pipeline_layer_tokclf import LinearChainCRF
+from hf_layer_tokclf.running.decoding import (
     DECODINGS,
     DEFAULT_DECODING,
     STRATEGIES,
@@ -23,8 +24,7 @@ from hf_layer_tokclf.decoding import (
     viterbi,
     word_labels,
 )
-from hf_layer_tokclf.inference import load_model, predict_texts, text_windows, window_logits
-from hf_layer_tokclf.pipeline_layer_tokclf import LinearChainCRF
+from hf_layer_tokclf.running.inference import load_model, predict_texts, text_windows, window_logits
 
 ID2LABEL = {0: "O", 1: "B-Disease", 2: "I-Disease"}
 
@@ -90,7 +90,7 @@ def test_token_predictions_decode_the_labeled_positions_of_each_window():
 
 
 def test_text_entities_with_viterbi_are_valid_and_are_the_pipelines(tiny_dir):
-    from hf_layer_tokclf.pipeline_layer_tokclf import LayerTokenClassificationPipeline
+    from hf_layer_tokclf.model.pipeline_layer_tokclf import LayerTokenClassificationPipeline
 
     model, tokenizer = load_model(tiny_dir)
     text = "Germline mutations in BRCA1 cause hereditary breast and ovarian cancer."
@@ -240,7 +240,7 @@ def test_texts_entities_follow_the_pipelines_rule_for_tokenizers_without_word_pi
 
 
 def test_a_chunk_is_decoded_in_batches_of_windows_not_window_by_window(tiny_dir, devel, monkeypatch):
-    from hf_layer_tokclf import decoding
+    from hf_layer_tokclf.running import decoding
 
     model, tokenizer = load_model(tiny_dir)
     calls = []

@@ -1,4 +1,4 @@
-"""Tests of hf_layer_tokclf.documents: which format a file is in, and JSON lines documents read lazily."""
+"""Tests of hf_layer_tokclf.formats.documents: which format a file is in, and JSON lines documents read lazily."""
 
 import gzip
 import json
@@ -6,9 +6,9 @@ import json
 import pytest
 from conftest import NCBI, conll_slice
 
-from hf_layer_tokclf.corpus import Document, RecordError, read_corpus
-from hf_layer_tokclf.data import DataError
-from hf_layer_tokclf.documents import detect_input_format, looks_like_conll, text_column
+from hf_layer_tokclf.formats.corpus import Document, RecordError, read_corpus
+from hf_layer_tokclf.formats.data import DataError
+from hf_layer_tokclf.formats.documents import detect_input_format, looks_like_conll, text_column
 
 TEXTS = ["Germline mutations in BRCA1 cause hereditary breast and ovarian cancer.", "No disease here."]
 

@@ -18,12 +18,12 @@ from safetensors import safe_open
 from transformers import AutoModel, AutoModelForTokenClassification
 
 from hf_layer_tokclf import AutoLayerModel, AutoModelForLayerTokenClassification
-from hf_layer_tokclf.auto import FAMILIES as SUPPORTED
-from hf_layer_tokclf.auto import family_of
-from hf_layer_tokclf.decoding import DEFAULT_STRATEGY
-from hf_layer_tokclf.inference import predict_texts
-from hf_layer_tokclf.remote_check import run_remote_check
-from hf_layer_tokclf.tokenization import load_tokenizer, needs_prefix_space, save_tokenizer
+from hf_layer_tokclf.model.auto import FAMILIES as SUPPORTED
+from hf_layer_tokclf.model.auto import family_of
+from hf_layer_tokclf.model.tokenization import load_tokenizer, needs_prefix_space, save_tokenizer
+from hf_layer_tokclf.running.decoding import DEFAULT_STRATEGY
+from hf_layer_tokclf.running.inference import predict_texts
+from hf_layer_tokclf.sharing.remote_check import run_remote_check
 
 DEPTH = 4  # make_checkpoint's default
 HEAD = dict(num_labels=len(LABELS), id2label=ID2LABEL, label2id=LABEL2ID)

@@ -7,9 +7,9 @@ import pytest
 from conftest import NCBI, TEXT, conll_slice
 from families import FAMILIES
 
-from hf_layer_tokclf.auto import FAMILIES as SUPPORTED
-from hf_layer_tokclf.cli import main
-from hf_layer_tokclf.hub import stage, verify
+from hf_layer_tokclf.cli.main import main
+from hf_layer_tokclf.model.auto import FAMILIES as SUPPORTED
+from hf_layer_tokclf.sharing.hub import stage, verify
 
 pytestmark = pytest.mark.parametrize("family", FAMILIES)
 LABELS = {"O", "B-Disease", "I-Disease"}

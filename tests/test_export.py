@@ -18,12 +18,12 @@ pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
 from hf_layer_tokclf import BertForLayerTokenClassification, LayerTokenClassificationConfig  # noqa: E402
-from hf_layer_tokclf.cli import main  # noqa: E402
-from hf_layer_tokclf.data import load_sentences  # noqa: E402
-from hf_layer_tokclf.export import export_onnx, verify_onnx  # noqa: E402
-from hf_layer_tokclf.files import OutputExistsError, record_outputs  # noqa: E402
-from hf_layer_tokclf.inference import evaluate_sentences, load_model, predict_texts  # noqa: E402
-from hf_layer_tokclf.serving import OnnxTokenClassifier  # noqa: E402
+from hf_layer_tokclf.base.files import OutputExistsError, record_outputs  # noqa: E402
+from hf_layer_tokclf.cli.main import main  # noqa: E402
+from hf_layer_tokclf.formats.data import load_sentences  # noqa: E402
+from hf_layer_tokclf.running.export import export_onnx, verify_onnx  # noqa: E402
+from hf_layer_tokclf.running.inference import evaluate_sentences, load_model, predict_texts  # noqa: E402
+from hf_layer_tokclf.running.serving import OnnxTokenClassifier  # noqa: E402
 
 SHORT = ["Cancer.", TEXT]
 LONG = [
@@ -159,7 +159,7 @@ def folder_bytes(folder) -> dict[str, bytes]:
 
 def test_a_crash_while_exporting_keeps_the_old_folder_whole(pooled_dir, tmp_path, monkeypatch):
     """The new folder is built beside the old one and swapped in only when complete."""
-    from hf_layer_tokclf import export
+    from hf_layer_tokclf.running import export
 
     out = tmp_path / "out"
     export_onnx(pooled_dir, out)
@@ -282,8 +282,8 @@ def pooled_onnx(pooled_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def family_onnx(checkpoints, tmp_path_factory) -> dict:
     """Each family's tiny checkpoint as a layer classifier reading layer 2 of 4, exported: by family."""
-    from hf_layer_tokclf.auto import AutoModelForLayerTokenClassification
-    from hf_layer_tokclf.tokenization import load_tokenizer, save_tokenizer
+    from hf_layer_tokclf.model.auto import AutoModelForLayerTokenClassification
+    from hf_layer_tokclf.model.tokenization import load_tokenizer, save_tokenizer
 
     root, folders = tmp_path_factory.mktemp("families-onnx"), {}
     for family, checkpoint in checkpoints.items():
@@ -415,7 +415,7 @@ def test_each_family_with_a_stock_form_loads_in_optimum(family, family_onnx, opt
     """Every family with a stock form at the layer read loads in Optimum with its own config class, and the
     graph Optimum runs gives our runner's logits on Optimum's own token ids; the others are refused by Optimum and
     say why in their README."""
-    from hf_layer_tokclf.auto import FAMILIES as SUPPORTED
+    from hf_layer_tokclf.model.auto import FAMILIES as SUPPORTED
 
     folder = family_onnx[family]
     record, info = optimum_read[str(folder)], json.loads((folder / "onnx_export.json").read_text())
@@ -435,7 +435,7 @@ def test_serving_config_keeps_a_stock_config_and_drops_code_it_does_not_hold():
     """transformers' own classifier is stock as it is; a model of someone's code keeps its type without auto_map."""
     from transformers import BertConfig, PretrainedConfig
 
-    from hf_layer_tokclf.export import serving_config
+    from hf_layer_tokclf.running.export import serving_config
 
     stock = BertConfig(**tiny_bert_kwargs())
     assert serving_config(stock) == (stock, None)
@@ -447,7 +447,7 @@ def test_serving_config_keeps_a_stock_config_and_drops_code_it_does_not_hold():
 
 def test_an_older_exports_folder_is_replaced_but_a_readme_someone_put_there_is_refused(pooled_dir, tmp_path):
     """Versions before the README wrote none: in such a folder (no manifest) a README.md is somebody's own."""
-    from hf_layer_tokclf.files import MANIFEST
+    from hf_layer_tokclf.base.files import MANIFEST
 
     out = tmp_path / "out"
     export_onnx(pooled_dir, out)

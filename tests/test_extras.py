@@ -12,7 +12,8 @@ import pytest
 import tomllib
 from conftest import conll_slice
 
-from hf_layer_tokclf import cli, inference
+from hf_layer_tokclf.cli import main as cli
+from hf_layer_tokclf.running import inference
 
 ROOT = Path(__file__).resolve().parents[1]
 NCBI = ROOT / "data" / "ncbi-disease"
@@ -47,7 +48,7 @@ def _refused(capsys, argv: list[str], extra: str) -> str:
 
 
 def test_every_extra_is_declared_in_pyproject():
-    from hf_layer_tokclf.extras import EXTRAS
+    from hf_layer_tokclf.base.extras import EXTRAS
 
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert set(EXTRAS) <= set(declared)
@@ -55,7 +56,7 @@ def test_every_extra_is_declared_in_pyproject():
 
 
 def test_require_names_the_extra_and_the_missing_module(monkeypatch):
-    from hf_layer_tokclf.extras import MissingExtraError, require
+    from hf_layer_tokclf.base.extras import MissingExtraError, require
 
     _block(monkeypatch, "matplotlib")
     with pytest.raises(MissingExtraError) as caught:
@@ -77,7 +78,7 @@ def test_predict_html_without_spacy_is_refused_before_the_model_loads(monkeypatc
 
 
 def test_predict_engine_ray_without_ray_is_refused_first(monkeypatch, capsys, tmp_path, no_model):
-    _block(monkeypatch, "ray", "pyarrow", "hf_layer_tokclf.ray_engine")
+    _block(monkeypatch, "ray", "pyarrow", "hf_layer_tokclf.annotation.ray_engine")
     argv = ["predict", "runs/never-read", "--engine", "ray", "--input", str(tmp_path / "in"), "--output", "out"]
     err = _refused(capsys, argv, "ray")
     assert "--engine ray" in err
@@ -132,15 +133,15 @@ def test_sweep_no_plot_writes_and_claims_no_plot(monkeypatch, capsys, tmp_path):
 
 
 def test_rendering_and_the_spacy_component_say_the_extra(monkeypatch):
-    from hf_layer_tokclf.extras import MissingExtraError
-    from hf_layer_tokclf.rendering import entities_html
+    from hf_layer_tokclf.base.extras import MissingExtraError
+    from hf_layer_tokclf.formats.rendering import entities_html
 
-    _block(monkeypatch, "spacy", "hf_layer_tokclf.spacy_component")
+    _block(monkeypatch, "spacy", "hf_layer_tokclf.running.spacy_component")
     with pytest.raises(MissingExtraError, match=re.escape('pip install "hf-layer-tokclf[spacy]"')):
         entities_html([{"text": "x", "entities": []}])
     with pytest.raises(MissingExtraError, match=re.escape('pip install "hf-layer-tokclf[spacy]"')):
-        monkeypatch.delitem(sys.modules, "hf_layer_tokclf.spacy_component")
-        import hf_layer_tokclf.spacy_component  # noqa: F401
+        monkeypatch.delitem(sys.modules, "hf_layer_tokclf.running.spacy_component")
+        import hf_layer_tokclf.running.spacy_component  # noqa: F401
 
 
 def test_readme_names_the_plot_extra_where_the_sweep_is_shown():

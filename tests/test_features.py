@@ -1,4 +1,5 @@
-"""Tests of hf_layer_tokclf.features: subword alignment, windows of whole words and their merge, on NCBI-disease."""
+"""Tests of hf_layer_tokclf.running.features: subword alignment, windows of whole words and their merge, on
+NCBI-disease."""
 
 import itertools
 
@@ -6,8 +7,8 @@ import pytest
 from conftest import LABEL2ID, NCBI
 from transformers import DataCollatorForTokenClassification
 
-from hf_layer_tokclf.data import DataError, Sentence, read_conll
-from hf_layer_tokclf.features import (
+from hf_layer_tokclf.formats.data import DataError, Sentence, read_conll
+from hf_layer_tokclf.running.features import (
     BOOKKEEPING_KEYS,
     encode,
     length_sorted_batches,
@@ -157,7 +158,7 @@ def test_words_the_tokenizer_drops_still_get_a_prediction(tokenizer):
 
 def test_a_tokenizer_without_unk_token_still_encodes_every_word(checkpoints):
     """Byte-level tokenizers such as EuroBERT's have no unk_token, and need none: every byte has a token."""
-    from hf_layer_tokclf.tokenization import load_tokenizer
+    from hf_layer_tokclf.model.tokenization import load_tokenizer
 
     if "eurobert" not in checkpoints:
         pytest.skip("this transformers has no EuroBERT")
@@ -229,7 +230,7 @@ def test_pad_windows_pads_as_the_tokenizer_does(tokenizer, devel, side, with_typ
     """The same arrays as ``tokenizer.pad``, read from the tokenizer without running it (see `pad_windows`)."""
     import copy
 
-    from hf_layer_tokclf.features import model_inputs, pad_windows
+    from hf_layer_tokclf.running.features import model_inputs, pad_windows
 
     own = copy.deepcopy(tokenizer)
     own.padding_side = side

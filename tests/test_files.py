@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hf_layer_tokclf.files import (
+from hf_layer_tokclf.base.files import (
     LOCK,
     MANIFEST,
     RUN_OUTPUTS,
@@ -366,7 +366,7 @@ def test_an_output_file_that_is_a_folder_is_refused_even_with_overwrite(tmp_path
 
 
 def test_fill_marked_block_replaces_only_between_the_markers(tmp_path):
-    from hf_layer_tokclf.files import fill_marked_block, marked_block
+    from hf_layer_tokclf.base.files import fill_marked_block, marked_block
 
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- t -->\nold\n<!-- /t -->\nrest\n", encoding="utf-8")

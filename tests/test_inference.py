@@ -8,9 +8,9 @@ import pytest
 import torch
 from conftest import NCBI, TEXT, save_tiny_model
 
-from hf_layer_tokclf.cli import main
-from hf_layer_tokclf.data import load_sentences
-from hf_layer_tokclf.inference import (
+from hf_layer_tokclf.cli.main import main
+from hf_layer_tokclf.formats.data import load_sentences
+from hf_layer_tokclf.running.inference import (
     default_max_length,
     iter_sentence_predictions,
     load_model,
@@ -42,7 +42,7 @@ def pipeline_entities(model, tokenizer, texts, strategy, stride, decoding):
     """The stock pipeline's entities (argmax), or those of the pipeline a saved model ships (viterbi)."""
     from transformers import pipeline
 
-    from hf_layer_tokclf.pipeline_layer_tokclf import LayerTokenClassificationPipeline
+    from hf_layer_tokclf.model.pipeline_layer_tokclf import LayerTokenClassificationPipeline
 
     ner = pipeline(
         "token-classification",
@@ -201,7 +201,7 @@ def test_batches_are_sorted_by_length_so_little_goes_to_padding(tiny_dir, ncbi_t
 
 def test_progress_bar_counts_documents(tiny_dir, ncbi_texts, monkeypatch):
     """A bar counting documents (tqdm decides whether standard error is a terminal)."""
-    import hf_layer_tokclf.inference as inference
+    import hf_layer_tokclf.running.inference as inference
 
     bars = []
 
@@ -238,8 +238,8 @@ def test_a_missing_model_folder_is_one_line_naming_it(command, where, capsys):
 
 def test_one_aggregation_default_everywhere_the_one_training_matches(tiny_dir, ncbi_texts, tmp_path):
     """predict_texts, the CLI and the Hub verification all group subwords as training labels them: "first"."""
-    from hf_layer_tokclf.cli import predict_parser
-    from hf_layer_tokclf.hub import push_to_hub
+    from hf_layer_tokclf.cli.main import predict_parser
+    from hf_layer_tokclf.sharing.hub import push_to_hub
 
     assert predict_parser().get_default("aggregation_strategy") == "first"
     model, tokenizer = load_model(tiny_dir)
@@ -276,13 +276,13 @@ def test_one_aggregation_default_everywhere_the_one_training_matches(tiny_dir, n
     ],
 )
 def test_pick_dtype_follows_the_gpu(device, asked, bf16, expected):
-    from hf_layer_tokclf.inference import pick_dtype
+    from hf_layer_tokclf.running.inference import pick_dtype
 
     assert pick_dtype(torch.device(device), asked, bf16_supported=bf16) == expected
 
 
 def test_pick_dtype_refuses_an_unknown_name():
-    from hf_layer_tokclf.inference import pick_dtype
+    from hf_layer_tokclf.running.inference import pick_dtype
 
     with pytest.raises(ValueError, match="float64"):
         pick_dtype(torch.device("cpu"), "float64")
@@ -346,7 +346,7 @@ def test_entities_and_labels_are_the_same_with_or_without_overlap_and_with_any_b
 def test_window_batches_keep_to_the_token_budget(tiny_dir, ncbi_texts):
     """No batch over the budget of padded tokens, except a window longer than it alone; short windows fill a batch
     of more than batch_size."""
-    from hf_layer_tokclf.inference import window_logits
+    from hf_layer_tokclf.running.inference import window_logits
 
     model, tokenizer = load_model(tiny_dir)
     shapes = []

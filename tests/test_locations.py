@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from hf_layer_tokclf.locations import check_model_folder, check_repo_id, is_repo_id
+from hf_layer_tokclf.base.locations import check_model_folder, check_repo_id, is_repo_id
 
 
 @pytest.mark.parametrize("value", ["ncbi_disease", "ncbi/ncbi_disease", "bigbio/bc5cdr", "a.b-c_d/e.f"])
@@ -72,7 +72,7 @@ def runs(tmp_path, monkeypatch):
 )
 def test_a_path_under_a_local_folder_is_no_such_folder_with_the_nearest_ones(runs, value, nearest):
     """runs/ is a local folder, so runs/x is a path (never a Hub id): the Hub is not asked."""
-    from hf_layer_tokclf.locations import check_model_location
+    from hf_layer_tokclf.base.locations import check_model_location
 
     with pytest.raises(ValueError, match=rf"^no such folder: {re.escape(value)}\b") as error:
         check_model_location(value)
@@ -81,7 +81,7 @@ def test_a_path_under_a_local_folder_is_no_such_folder_with_the_nearest_ones(run
 
 
 def test_the_folders_suggested_are_near_the_typo(runs):
-    from hf_layer_tokclf.locations import check_model_location
+    from hf_layer_tokclf.base.locations import check_model_location
 
     with pytest.raises(ValueError) as error:
         check_model_location("runs/my-dta")
@@ -89,7 +89,7 @@ def test_the_folders_suggested_are_near_the_typo(runs):
 
 
 def test_an_existing_folder_without_config_keeps_its_message(runs):
-    from hf_layer_tokclf.locations import check_model_location
+    from hf_layer_tokclf.base.locations import check_model_location
 
     with pytest.raises(ValueError, match=r"^runs/my-data: no model here \(no config.json\)\.$"):
         check_model_location("runs/my-data")
@@ -99,7 +99,7 @@ def test_an_existing_folder_without_config_keeps_its_message(runs):
 
 def test_a_possible_hub_id_offline_says_why_it_could_not_be_fetched(tmp_path, monkeypatch):
     """HF_HUB_OFFLINE=1 (as in every test): a Hub id that is not cached cannot be fetched, and that is said."""
-    from hf_layer_tokclf.locations import check_model_location
+    from hf_layer_tokclf.base.locations import check_model_location
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "someone-else").mkdir()
@@ -113,7 +113,7 @@ def test_a_possible_hub_id_offline_says_why_it_could_not_be_fetched(tmp_path, mo
 
 def test_a_cached_hub_id_passes_offline(tmp_path):
     """The Hub's cache layout (models--owner--name/snapshots/REV): a model fetched before loads offline."""
-    from hf_layer_tokclf.locations import check_model_location
+    from hf_layer_tokclf.base.locations import check_model_location
 
     repo = tmp_path / "cache" / "models--someone--model"
     (repo / "refs").mkdir(parents=True)
@@ -130,7 +130,7 @@ def test_a_hub_out_of_reach_or_without_the_repository_is_said(tmp_path, monkeypa
     from huggingface_hub import constants
     from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
 
-    from hf_layer_tokclf import locations
+    from hf_layer_tokclf.base import locations
 
     def unreachable(*args, **kwargs):
         try:
@@ -155,7 +155,7 @@ def test_a_hub_out_of_reach_or_without_the_repository_is_said(tmp_path, monkeypa
 
 
 def test_a_path_that_cannot_be_a_hub_id_is_not_looked_up(runs):
-    from hf_layer_tokclf.locations import check_model_location
+    from hf_layer_tokclf.base.locations import check_model_location
 
     for value in ("/no/such/model", "runs/a/b/c", "not a hub id"):
         with pytest.raises(ValueError, match=rf"^no such folder: {re.escape(value)}"):

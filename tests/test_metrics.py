@@ -1,8 +1,8 @@
-"""Tests of hf_layer_tokclf.metrics on examples small enough to check by hand."""
+"""Tests of hf_layer_tokclf.running.metrics on examples small enough to check by hand."""
 
 import pytest
 
-from hf_layer_tokclf.metrics import entity_scores, format_scores
+from hf_layer_tokclf.running.metrics import entity_scores, format_scores
 
 TRUE = [
     ["B-Disease", "I-Disease", "O", "B-Chemical", "O"],

@@ -13,8 +13,8 @@ from conftest import ID2LABEL, LABEL2ID, NCBI, REPO
 from huggingface_hub import ModelCard
 
 import hf_layer_tokclf
-from hf_layer_tokclf import model_card
-from hf_layer_tokclf.model_card import render_model_card, write_model_card
+from hf_layer_tokclf.sharing import model_card
+from hf_layer_tokclf.sharing.model_card import render_model_card, write_model_card
 
 
 def save_tiny_model(folder: Path, **overrides) -> Path:
@@ -271,7 +271,7 @@ def test_failed_write_leaves_old_card_and_no_temp_file(model_dir, monkeypatch):
 
 
 def test_packaged_template_is_the_root_template():
-    packaged = Path(hf_layer_tokclf.__file__).with_name("model_card.md")
+    packaged = Path(hf_layer_tokclf.__file__).parent / "sharing" / "model_card.md"
     assert packaged == model_card.TEMPLATE_PATH
     assert not packaged.is_symlink()  # the package holds the template itself; the repository root links to it
     assert (REPO / "model_card.md").resolve() == packaged.resolve()
@@ -340,7 +340,7 @@ def test_the_stock_form_card_says_which_form_and_how_it_decodes(model_dir, tmp_p
     assert "`BertForTokenClassification` with `num_hidden_layers=2`: a BERT encoder cut after layer 2 of 4" in body
     assert "labels each token on its own (argmax)" in body and "`O I-X`) are possible" in body
     assert "trust_remote_code=True" not in body and "## Remote code" not in body
-    assert not [name for name in hf_layer_tokclf.files.CODE_FILES if name in body]  # no code-files line
+    assert not [name for name in hf_layer_tokclf.base.files.CODE_FILES if name in body]  # no code-files line
     assert 'pipeline("token-classification", model=repo_id, aggregation_strategy="first")' in body
     with_code = render_model_card(model_dir, make_metrics(), repo_id="me/stock")
     assert "## Remote code" in with_code and "`modeling_layer_tokclf.py`" in with_code

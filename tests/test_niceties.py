@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from hf_layer_tokclf.niceties import optional_step
+from hf_layer_tokclf.base.niceties import optional_step
 
 
 def test_an_error_becomes_a_warning_naming_the_step_and_the_error(logs):

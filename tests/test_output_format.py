@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from conftest import NCBI, conll_slice
 
-from hf_layer_tokclf.cli import main
-from hf_layer_tokclf.corpus import Document, Passage, detect_corpus_format, get_writer, read_corpus
-from hf_layer_tokclf.documents import pick_output_format
+from hf_layer_tokclf.cli.main import main
+from hf_layer_tokclf.formats.corpus import Document, Passage, detect_corpus_format, get_writer, read_corpus
+from hf_layer_tokclf.formats.documents import pick_output_format
 
 # --------------------------------------------------------------------------------------------
 # The rule
@@ -115,7 +115,7 @@ REFUSED = [
 
 @pytest.mark.parametrize(("source", "options", "said"), REFUSED)
 def test_a_contradiction_is_refused_before_the_model_loads(inputs, source, options, said, capsys, monkeypatch):
-    import hf_layer_tokclf.inference as inference
+    import hf_layer_tokclf.running.inference as inference
 
     monkeypatch.setattr(inference, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
     folder = inputs[source].parent
@@ -131,7 +131,7 @@ def test_a_contradiction_is_refused_before_the_model_loads(inputs, source, optio
 
 def test_ray_chooses_by_the_same_rule_before_ray_starts(inputs, tmp_path, capsys, monkeypatch):
     pytest.importorskip("ray")
-    import hf_layer_tokclf.ray_engine as ray_engine
+    import hf_layer_tokclf.annotation.ray_engine as ray_engine
 
     monkeypatch.setattr(ray_engine, "connect", lambda address: pytest.fail("Ray started"))
     argv = ["predict", "no-such-model", "--input", str(inputs["docs.pubtator"]), "--engine", "ray"]

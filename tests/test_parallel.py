@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from hf_layer_tokclf.annotate import Shard, summary_path
-from hf_layer_tokclf.defaults import CORPUS_CHUNK_SIZE
+from hf_layer_tokclf.annotation.annotate import Shard, summary_path
+from hf_layer_tokclf.base.defaults import CORPUS_CHUNK_SIZE
 
 REPO = Path(__file__).resolve().parents[1]
 NCBI = REPO / "data" / "ncbi-disease"
 
 
 def test_the_world_chunk_size_deals_every_rank_a_near_equal_share():
-    from hf_layer_tokclf.parallel import world_chunk_size
+    from hf_layer_tokclf.annotation.parallel import world_chunk_size
 
     # 210 abstracts in chunks of 256 were one chunk: rank 1 of 2 got none, and rank 0 did all with one thread.
     assert world_chunk_size(210, 2) == 105

@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hf_layer_tokclf.pipeline_layer_tokclf import (
+from hf_layer_tokclf.model.pipeline_layer_tokclf import (
     FORBIDDEN,
     LinearChainCRF,
     label_constraints,

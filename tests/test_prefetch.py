@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from hf_layer_tokclf.prefetch import prefetch
-from hf_layer_tokclf.stages import recording, stage
+from hf_layer_tokclf.base.stages import recording, stage
+from hf_layer_tokclf.running.prefetch import prefetch
 
 
 def prefetch_threads() -> list[threading.Thread]:

@@ -13,12 +13,12 @@ ray = pytest.importorskip("ray")
 
 from conftest import LABEL2ID, LABELS, NCBI, REPO  # noqa: E402
 
-from hf_layer_tokclf.annotate import annotate_documents  # noqa: E402
-from hf_layer_tokclf.cli import main  # noqa: E402
-from hf_layer_tokclf.corpus import Document, Passage, get_writer, read_corpus  # noqa: E402
-from hf_layer_tokclf.files import OutputExistsError  # noqa: E402
-from hf_layer_tokclf.inference import load_model  # noqa: E402
-from hf_layer_tokclf.ray_engine import annotate_dataset, predict_with_ray, read_corpus_dataset  # noqa: E402
+from hf_layer_tokclf.annotation.annotate import annotate_documents  # noqa: E402
+from hf_layer_tokclf.annotation.ray_engine import annotate_dataset, predict_with_ray, read_corpus_dataset  # noqa: E402
+from hf_layer_tokclf.base.files import OutputExistsError  # noqa: E402
+from hf_layer_tokclf.cli.main import main  # noqa: E402
+from hf_layer_tokclf.formats.corpus import Document, Passage, get_writer, read_corpus  # noqa: E402
+from hf_layer_tokclf.running.inference import load_model  # noqa: E402
 
 OPTIONS = {"aggregation_strategy": "first", "decoding": "viterbi"}
 
@@ -194,7 +194,7 @@ def test_a_record_the_writer_cannot_write_is_skipped_and_named_or_stops(local_ra
 
 def test_the_output_folder_is_claimed_as_every_command_claims_one(model_dir, corpus, tmp_path, monkeypatch):
     """A folder of somebody's files is refused, even with overwrite, before Ray starts (`files.claim_output_dir`)."""
-    import hf_layer_tokclf.ray_engine as ray_engine
+    import hf_layer_tokclf.annotation.ray_engine as ray_engine
 
     monkeypatch.setattr(ray_engine, "connect", lambda address: pytest.fail("Ray started"))
     output = tmp_path / "mine"

@@ -8,7 +8,7 @@ small model the tests train (conftest's ``trained``). The README's placeholders 
 - ``LINE_RULES``: the few changes a command line gets, each with its reason (training runs 2 steps, ...);
 - ``CANNOT_RUN``: the lines that cannot run here, each with its reason and the test that runs the nearest thing.
 
-Command lines run in this process (``hf_layer_tokclf.cli.main`` on the line's words, standard input and the
+Command lines run in this process (``hf_layer_tokclf.cli.main.main`` on the line's words, standard input and the
 working folder set up), since a subprocess costs seconds of imports. Each must exit 0 and write the files it
 names (else print something). A README line no rule covers runs as written; a command the test cannot run
 fails with a message saying how to add a rule.
@@ -252,7 +252,7 @@ def set_aside(path: Path) -> None:
 
 def run_command(pipeline: list[list[str]], where: str, capsys, monkeypatch) -> None:
     """Runs one command of a README line in this process; it must exit 0 and write what it names, or print."""
-    from hf_layer_tokclf.cli import main, push_command
+    from hf_layer_tokclf.cli.main import main, push_command
 
     *feed, words = pipeline
     command = " | ".join(map(shlex.join, pipeline))
@@ -382,7 +382,7 @@ def test_what_cannot_run_names_the_test_that_runs_the_nearest_thing(rule):
 
 def test_no_text_says_two_code_files_where_three_travel():
     """configuration, modeling and pipeline files travel with every saved model (files.CODE_FILES)."""
-    from hf_layer_tokclf.files import CODE_FILES
+    from hf_layer_tokclf.base.files import CODE_FILES
 
     assert len(CODE_FILES) == 3
     texts = [REPO / "README.md", REPO / "model_card.md", REPO / "push_to_hub.py", *REPO.glob("hf_layer_tokclf/**/*.py")]

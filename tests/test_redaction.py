@@ -5,9 +5,9 @@ import logging
 import pytest
 from conftest import NCBI
 
-from hf_layer_tokclf.cli import main
-from hf_layer_tokclf.model_card import render_model_card
-from hf_layer_tokclf.redaction import REDACTED, redact_argv, redact_command
+from hf_layer_tokclf.base.redaction import REDACTED, redact_argv, redact_command
+from hf_layer_tokclf.cli.main import main
+from hf_layer_tokclf.sharing.model_card import render_model_card
 
 TOKEN = "hf_FAKEtokenNEVERwritten0123456789"
 
@@ -45,8 +45,8 @@ def test_a_card_from_an_old_metrics_json_hides_the_token(tiny_dir):
 
 def test_train_with_a_token_then_stage_writes_it_nowhere(tiny_dir, tmp_path, monkeypatch, capsys, caplog):
     """train --push-to-hub --hub-token: the run folder, checkpoints, card, metrics, staged folder and logs."""
-    import hf_layer_tokclf.hub as hub
-    import hf_layer_tokclf.training as training
+    import hf_layer_tokclf.sharing.hub as hub
+    import hf_layer_tokclf.training.train as training
 
     staging = tmp_path / "staged"
     pushed = {}

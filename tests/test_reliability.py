@@ -21,11 +21,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hf_layer_tokclf import BertForLayerTokenClassification, LayerTokenClassificationConfig
-from hf_layer_tokclf.cli import main
-from hf_layer_tokclf.data import DataError, Sentence, label_list, normalize_labels, read_conll, read_jsonl
-from hf_layer_tokclf.features import encode, merge_windows
-from hf_layer_tokclf.inference import load_model, predict_texts
-from hf_layer_tokclf.training import last_complete_checkpoint
+from hf_layer_tokclf.cli.main import main
+from hf_layer_tokclf.formats.data import DataError, Sentence, label_list, normalize_labels, read_conll, read_jsonl
+from hf_layer_tokclf.running.features import encode, merge_windows
+from hf_layer_tokclf.running.inference import load_model, predict_texts
+from hf_layer_tokclf.training.train import last_complete_checkpoint
 
 # No example database in the repository; no deadline on a shared 2-core machine.
 FUZZ = settings(database=None, deadline=None, suppress_health_check=list(HealthCheck), max_examples=300)
@@ -355,7 +355,7 @@ def _leftovers(folder: Path) -> list[str]:
 
 
 def test_predict_failing_midway_keeps_the_old_output(tiny_dir, tmp_path, capsys, monkeypatch):
-    import hf_layer_tokclf.inference as inference
+    import hf_layer_tokclf.running.inference as inference
 
     output = tmp_path / "entities.jsonl"
     output.write_text("old\n")
@@ -402,7 +402,7 @@ def test_ctrl_c_in_predict_prints_one_line_and_exits_130(tiny_dir, tmp_path):
 
 
 def test_evaluate_failing_while_writing_keeps_the_old_scores(tiny_dir, tmp_path, capsys, monkeypatch):
-    import hf_layer_tokclf.files as files
+    import hf_layer_tokclf.base.files as files
 
     data = tmp_path / "d.tsv"
     data.write_text("Cancer\tB-Disease\nrisk\tO\n")
@@ -478,7 +478,7 @@ def test_predict_never_writes_into_a_partial_file_it_did_not_write(tiny_dir, tmp
 
 
 def test_an_output_that_is_a_folder_is_refused_before_the_model_loads(tiny_dir, tmp_path, capsys, monkeypatch):
-    import hf_layer_tokclf.inference as inference
+    import hf_layer_tokclf.running.inference as inference
 
     monkeypatch.setattr(inference, "load_model", lambda *args, **kwargs: pytest.fail("the model was loaded"))
     folder = tmp_path / "out"
@@ -500,7 +500,7 @@ def test_an_output_that_is_a_folder_is_refused_before_the_model_loads(tiny_dir, 
 
 def killed_after(patch, writes: int) -> None:
     """The next predict is killed before its write number ``writes + 1`` (the header is write 1)."""
-    import hf_layer_tokclf.annotate as annotate
+    import hf_layer_tokclf.annotation.annotate as annotate
 
     real, done = annotate.ResumableOutput.write, []
 
@@ -734,7 +734,7 @@ def _torchrun(*argv, timeout=600):
 
 @needs_torchrun
 def test_torchrun_two_processes_train_a_model_that_loads_and_scores(backbone_dir, tmp_path, capsys):
-    from hf_layer_tokclf.files import RUN_OUTPUTS, claim_output_dir
+    from hf_layer_tokclf.base.files import RUN_OUTPUTS, claim_output_dir
 
     output_dir = tmp_path / "ddp"
     with claim_output_dir(output_dir, RUN_OUTPUTS) as claim:  # an older run's files, listed in its manifest
@@ -790,7 +790,7 @@ def test_torchrun_refuses_a_non_empty_output_dir_on_every_process(backbone_dir, 
 
 def test_atomic_writes_get_the_mode_a_plain_open_would_give(tmp_path):
     """Not mkstemp's private 0600: the umask's mode for a new file, the old file's mode when replacing."""
-    from hf_layer_tokclf.files import atomic_writer
+    from hf_layer_tokclf.base.files import atomic_writer
 
     old_umask = os.umask(0o022)
     try:

@@ -7,7 +7,7 @@ import torch
 from conftest import LABEL2ID, LABELS, TEXT
 
 from hf_layer_tokclf import BertForLayerTokenClassification
-from hf_layer_tokclf.remote_check import run_remote_check
+from hf_layer_tokclf.sharing.remote_check import run_remote_check
 
 
 @pytest.fixture(scope="module")

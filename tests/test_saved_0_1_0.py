@@ -13,8 +13,8 @@ import torch
 
 import hf_layer_tokclf
 from hf_layer_tokclf import AutoModelForLayerTokenClassification, BertForLayerTokenClassification
-from hf_layer_tokclf.inference import load_model
-from hf_layer_tokclf.remote_check import run_remote_check
+from hf_layer_tokclf.running.inference import load_model
+from hf_layer_tokclf.sharing.remote_check import run_remote_check
 
 SAVED = Path(__file__).resolve().parent / "fixtures" / "saved-0.1.0"
 EXPECTED = json.loads((SAVED / "expected.json").read_text())
@@ -51,7 +51,7 @@ def test_resaving_a_0_1_0_folder_gives_todays_code_and_the_same_logits(tmp_path)
     model.save_pretrained(tmp_path)
     shutil.copy(SAVED / "tokenizer.json", tmp_path)
     shutil.copy(SAVED / "tokenizer_config.json", tmp_path)
-    package = Path(hf_layer_tokclf.__file__).parent
+    package = Path(hf_layer_tokclf.__file__).parent / "model"
     assert (tmp_path / "modeling_layer_tokclf.py").read_bytes() == (package / "modeling_layer_tokclf.py").read_bytes()
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["model_type"] == "bert-layer-tokclf" and config["hidden_layer"] == 2

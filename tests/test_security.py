@@ -20,11 +20,11 @@ from conftest import LABELS, TEXT
 
 import hf_layer_tokclf
 from hf_layer_tokclf import BertForLayerTokenClassification
-from hf_layer_tokclf.files import CODE_FILES
-from hf_layer_tokclf.inference import load_model
-from hf_layer_tokclf.remote_check import run_remote_check
+from hf_layer_tokclf.base.files import CODE_FILES
+from hf_layer_tokclf.running.inference import load_model
+from hf_layer_tokclf.sharing.remote_check import run_remote_check
 
-PACKAGE = Path(hf_layer_tokclf.__file__).parent
+PACKAGE = Path(hf_layer_tokclf.__file__).parent / "model"  # the files that travel
 SIBLINGS = {name.removesuffix(".py") for name in CODE_FILES}
 
 # Names that would open files, run processes or code, reach the network or unpickle.
@@ -173,7 +173,7 @@ def test_a_config_naming_other_models_loads_nothing_else(tiny_dir, tmp_path, no_
     (folder / "config.json").write_text(json.dumps(config))
     model, _ = load_model(folder)
     assert type(model) is BertForLayerTokenClassification
-    assert inspect.getmodule(type(model)).__name__ == "hf_layer_tokclf.modeling_layer_tokclf"
+    assert inspect.getmodule(type(model)).__name__ == "hf_layer_tokclf.model.modeling_layer_tokclf"
     torch.testing.assert_close(logits_of(folder), expected, atol=0, rtol=0)
     assert no_other_source and {Path(s).resolve() for s in no_other_source} == {folder.resolve()}
 

@@ -8,10 +8,10 @@ import torch
 
 pytest.importorskip("onnxruntime")
 
-from hf_layer_tokclf.export import export_onnx
-from hf_layer_tokclf.features import token_budget_batches
-from hf_layer_tokclf.inference import load_model, predict_texts, window_logits
-from hf_layer_tokclf.serving import OnnxTokenClassifier
+from hf_layer_tokclf.running.export import export_onnx
+from hf_layer_tokclf.running.features import token_budget_batches
+from hf_layer_tokclf.running.inference import load_model, predict_texts, window_logits
+from hf_layer_tokclf.running.serving import OnnxTokenClassifier
 
 TEXTS = [
     "Hereditary breast cancer is caused by BRCA1 mutations.",

@@ -25,10 +25,10 @@ spacy = pytest.importorskip("spacy")  # the dev extra installs it
 from spacy import displacy  # noqa: E402
 from spacy.tokenizer import Tokenizer  # noqa: E402
 
-from hf_layer_tokclf.data import load_sentences  # noqa: E402
-from hf_layer_tokclf.inference import load_model, predict_texts  # noqa: E402
-from hf_layer_tokclf.rendering import entities_html, write_html  # noqa: E402
-from hf_layer_tokclf.spacy_component import FACTORY, LayerTokenClassifier, make_layer_tokclf  # noqa: E402
+from hf_layer_tokclf.formats.data import load_sentences  # noqa: E402
+from hf_layer_tokclf.formats.rendering import entities_html, write_html  # noqa: E402
+from hf_layer_tokclf.running.inference import load_model, predict_texts  # noqa: E402
+from hf_layer_tokclf.running.spacy_component import FACTORY, LayerTokenClassifier, make_layer_tokclf  # noqa: E402
 
 INSTALL = 'pip install "hf-layer-tokclf[spacy]"'
 
@@ -171,8 +171,8 @@ def test_saved_pipeline_loads_offline_without_the_original_folder(
 
 def test_an_onnx_folder_serves_and_travels_with_the_pipeline(tmp_path, model_dir, texts):
     pytest.importorskip("onnxruntime")  # the onnx extra (in dev)
-    from hf_layer_tokclf.export import export_onnx
-    from hf_layer_tokclf.serving import OnnxTokenClassifier
+    from hf_layer_tokclf.running.export import export_onnx
+    from hf_layer_tokclf.running.serving import OnnxTokenClassifier
 
     export_onnx(model_dir, tmp_path / "onnx")
     nlp = spacy.blank("en")
@@ -211,7 +211,7 @@ def test_spacy_finds_the_factory_through_the_entry_point(model_dir):
         "import sys, spacy\n"
         "nlp = spacy.blank('en')\n"
         "nlp.add_pipe('layer_tokclf', config={'model': sys.argv[1]})\n"
-        "assert 'hf_layer_tokclf.spacy_component' in sys.modules\n"
+        "assert 'hf_layer_tokclf.running.spacy_component' in sys.modules\n"
         "print(len(nlp(sys.argv[2])._.layer_tokclf_entities))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}  # this checkout's package, whatever the install points at
@@ -224,9 +224,9 @@ def test_spacy_finds_the_factory_through_the_entry_point(model_dir):
 
 def test_without_spacy_the_errors_say_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "spacy", None)  # what `import spacy` finds when it is not installed
-    monkeypatch.delitem(sys.modules, "hf_layer_tokclf.spacy_component")  # restored afterwards
+    monkeypatch.delitem(sys.modules, "hf_layer_tokclf.running.spacy_component")  # restored afterwards
     with pytest.raises(ImportError, match=re.escape(INSTALL)):
-        importlib.import_module("hf_layer_tokclf.spacy_component")
+        importlib.import_module("hf_layer_tokclf.running.spacy_component")
     with pytest.raises(ImportError, match=re.escape(INSTALL)):
         entities_html([{"text": TEXT, "entities": []}])
 
@@ -235,7 +235,7 @@ def test_transformers_4_gives_the_same_entities(transformers4_path, model_dir, t
     script = (
         "import json, sys, spacy, transformers\n"
         "assert transformers.__version__.startswith('4.'), transformers.__version__\n"
-        "import hf_layer_tokclf.spacy_component\n"
+        "import hf_layer_tokclf.running.spacy_component\n"
         "nlp = spacy.blank('en')\n"
         "nlp.add_pipe('layer_tokclf', config={'model': sys.argv[1]})\n"
         "print(json.dumps([nlp(text)._.layer_tokclf_entities for text in json.load(sys.stdin)]))\n"

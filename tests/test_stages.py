@@ -3,7 +3,7 @@
 import threading
 import time
 
-from hf_layer_tokclf.stages import STAGES, in_current_context, recording, stage, timed_iter
+from hf_layer_tokclf.base.stages import STAGES, in_current_context, recording, stage, timed_iter
 
 
 def test_stages_count_only_while_recording():

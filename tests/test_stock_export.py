@@ -19,16 +19,22 @@ from families import FAMILIES
 from safetensors import safe_open
 from transformers import AutoModelForTokenClassification, BertConfig, BertForTokenClassification
 
-from hf_layer_tokclf import BertForLayerTokenClassification, LayerTokenClassificationConfig, stock_export
-from hf_layer_tokclf.auto import FAMILIES as SUPPORTED
-from hf_layer_tokclf.auto import AutoModelForLayerTokenClassification
-from hf_layer_tokclf.cli import main
-from hf_layer_tokclf.files import OutputExistsError
-from hf_layer_tokclf.hub import BAD_WARNING
-from hf_layer_tokclf.inference import load_model, predict_texts
-from hf_layer_tokclf.plain_check import run_plain_check
-from hf_layer_tokclf.stock_export import EXPORT_INFO, ExportMismatchError, NotExportableError, export_transformers
-from hf_layer_tokclf.tokenization import load_tokenizer, save_tokenizer
+from hf_layer_tokclf import BertForLayerTokenClassification, LayerTokenClassificationConfig
+from hf_layer_tokclf.base.files import OutputExistsError
+from hf_layer_tokclf.cli.main import main
+from hf_layer_tokclf.model.auto import FAMILIES as SUPPORTED
+from hf_layer_tokclf.model.auto import AutoModelForLayerTokenClassification
+from hf_layer_tokclf.model.tokenization import load_tokenizer, save_tokenizer
+from hf_layer_tokclf.running import stock_export
+from hf_layer_tokclf.running.inference import load_model, predict_texts
+from hf_layer_tokclf.running.stock_export import (
+    EXPORT_INFO,
+    ExportMismatchError,
+    NotExportableError,
+    export_transformers,
+)
+from hf_layer_tokclf.sharing.hub import BAD_WARNING
+from hf_layer_tokclf.sharing.plain_check import run_plain_check
 
 HEAD = dict(num_labels=len(LABELS), id2label=ID2LABEL, label2id=LABEL2ID)
 OURS_ONLY = ("auto_map", "custom_pipelines", "hidden_layer", "layer_pooling", "use_crf")

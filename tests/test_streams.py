@@ -20,13 +20,14 @@ from pathlib import Path
 import pytest
 from conftest import NCBI, conll_slice
 
-from hf_layer_tokclf import data, inference
-from hf_layer_tokclf.annotate import ResumableOutput
-from hf_layer_tokclf.cli import main
-from hf_layer_tokclf.corpus import RecordError, count_records, read_corpus, read_text_lines
-from hf_layer_tokclf.data import DataError, Sentence, read_conll, read_json_records, read_jsonl
-from hf_layer_tokclf.inference import conll_lines, write_conll
-from hf_layer_tokclf.training import DataArguments, read_splits
+from hf_layer_tokclf.annotation.annotate import ResumableOutput
+from hf_layer_tokclf.cli.main import main
+from hf_layer_tokclf.formats import data
+from hf_layer_tokclf.formats.corpus import RecordError, count_records, read_corpus, read_text_lines
+from hf_layer_tokclf.formats.data import DataError, Sentence, read_conll, read_json_records, read_jsonl
+from hf_layer_tokclf.running import inference
+from hf_layer_tokclf.running.inference import conll_lines, write_conll
+from hf_layer_tokclf.training.train import DataArguments, read_splits
 
 
 def ncbi_test_sentences(count: int) -> list[list[str]]:

@@ -6,18 +6,18 @@ import pytest
 import torch
 from conftest import NCBI, tiny_bert_kwargs
 
-from hf_layer_tokclf.cli import main
-from hf_layer_tokclf.data import load_sentences, normalize_labels
-from hf_layer_tokclf.files import is_bookkeeping
-from hf_layer_tokclf.inference import evaluate_sentences, load_model
-from hf_layer_tokclf.sweep import (
+from hf_layer_tokclf.base.files import is_bookkeeping
+from hf_layer_tokclf.cli.main import main
+from hf_layer_tokclf.formats.data import load_sentences, normalize_labels
+from hf_layer_tokclf.running.inference import evaluate_sentences, load_model
+from hf_layer_tokclf.training.sweep import (
     finetune_candidates,
     recommend_layer,
     resolve_layers,
     run_sweep,
     sweep,
 )
-from hf_layer_tokclf.training import ModelArguments
+from hf_layer_tokclf.training.train import ModelArguments
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -183,7 +183,7 @@ def test_overwrite_output_dir_replaces_the_sweeps_files_and_keeps_the_users(tiny
 def test_overwrite_output_dir_refuses_the_working_directory(tiny_dir, tmp_path, monkeypatch):
     import shutil
 
-    from hf_layer_tokclf.files import OutputExistsError
+    from hf_layer_tokclf.base.files import OutputExistsError
 
     (tmp_path / "notes.txt").write_text("mine")
     monkeypatch.chdir(tmp_path)
@@ -329,8 +329,8 @@ def test_a_failing_plot_or_cost_count_leaves_the_sweep_and_claims_no_plot(
     tiny_dir, tmp_path, capsys, monkeypatch, logs
 ):
     """The plot and the FLOP count are niceties (`niceties.optional_step`): the sweep's F1s are written all the same."""
-    import hf_layer_tokclf.sweep.report as report
-    import hf_layer_tokclf.sweep.run as sweep_run
+    import hf_layer_tokclf.training.sweep.report as report
+    import hf_layer_tokclf.training.sweep.run as sweep_run
 
     def broken(*args, **kwargs):
         raise RuntimeError("broken on purpose")
@@ -351,7 +351,7 @@ def test_sweep_takes_the_allow_rare_labels_its_typo_message_names(tmp_path, caps
     """sweep reads its data as train does: a typo is refused naming --allow-rare-labels, which sweep then takes."""
     from conftest import ncbi_changed
 
-    from hf_layer_tokclf import training
+    from hf_layer_tokclf.training import train as training
 
     typo = str(ncbi_changed(tmp_path / "train.tsv", "train", 2266, "B-Disaese"))
     argv = ["sweep", "--train-file", typo, "--validation-file", str(NCBI / "devel.tsv"), "--no-plot"]

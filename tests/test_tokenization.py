@@ -5,7 +5,7 @@ import json
 import pytest
 from transformers import AutoTokenizer
 
-from hf_layer_tokclf.tokenization import load_tokenizer, needs_prefix_space, save_tokenizer
+from hf_layer_tokclf.model.tokenization import load_tokenizer, needs_prefix_space, save_tokenizer
 
 BYTE_LEVEL = ("roberta", "modernbert", "eurobert")
 WORDS = ["Germline", "mutations", "in", "BRCA1", "(", "1", ")"]

@@ -8,11 +8,11 @@ import torch
 from conftest import NCBI, TEXT, ncbi_changed, slice_args
 from safetensors import safe_open
 
-from hf_layer_tokclf.data import DataError, label_list, load_sentences
-from hf_layer_tokclf.files import OutputExistsError
-from hf_layer_tokclf.inference import evaluate_sentences, flat_scores, load_model
-from hf_layer_tokclf.remote_check import run_remote_check
-from hf_layer_tokclf.training import (
+from hf_layer_tokclf.base.files import OutputExistsError
+from hf_layer_tokclf.formats.data import DataError, label_list, load_sentences
+from hf_layer_tokclf.running.inference import evaluate_sentences, flat_scores, load_model
+from hf_layer_tokclf.sharing.remote_check import run_remote_check
+from hf_layer_tokclf.training.train import (
     HEAD_PARAMETERS,
     DataArguments,
     ModelArguments,
@@ -95,7 +95,7 @@ def test_refuses_a_non_empty_output_dir(tmp_path):
 
 def earlier_run(folder, *names: str) -> None:
     """What an earlier run wrote in ``folder`` (files, and folders for checkpoint-N), listed in its manifest."""
-    from hf_layer_tokclf.files import RUN_OUTPUTS, claim_output_dir
+    from hf_layer_tokclf.base.files import RUN_OUTPUTS, claim_output_dir
 
     with claim_output_dir(folder, RUN_OUTPUTS, resume=True) as claim:
         for name in names:
@@ -154,7 +154,7 @@ def _quick_run(output_dir):
 def test_a_run_that_fails_before_its_metrics_leaves_the_checkpoint_to_resume(tmp_path, monkeypatch):
     """The model is saved as soon as it is trained, and the checkpoints go only after metrics.json is written:
     an unfinished run (here a full disk) can still --resume."""
-    from hf_layer_tokclf import training
+    from hf_layer_tokclf.training import train as training
 
     def full_disk(path, data):
         raise OSError(28, "No space left on device", str(path))
@@ -205,10 +205,10 @@ def _broken(*args, **kwargs):
 @pytest.mark.parametrize(
     ("target", "replacement", "skipped"),
     [
-        ("hf_layer_tokclf.cost.FlopCounterMode", _FailingFlopCounter, "the model card's compute estimate"),
-        ("hf_layer_tokclf.model_card.parameter_counts", _broken, "the model card's parameter counts"),
-        ("hf_layer_tokclf.model_card.render_model_card", _broken, "the model card"),
-        ("hf_layer_tokclf.training.format_scores", _broken, "printing the scores"),
+        ("hf_layer_tokclf.model.cost.FlopCounterMode", _FailingFlopCounter, "the model card's compute estimate"),
+        ("hf_layer_tokclf.sharing.model_card.parameter_counts", _broken, "the model card's parameter counts"),
+        ("hf_layer_tokclf.sharing.model_card.render_model_card", _broken, "the model card"),
+        ("hf_layer_tokclf.training.train.format_scores", _broken, "printing the scores"),
     ],
     ids=["flop-counter", "parameter-counts", "card", "score-tables"],
 )
@@ -339,7 +339,7 @@ def test_a_few_hundred_sentences_find_entities_in_two_epochs(tmp_path):
 def test_classifier_learning_rate_is_a_train_option():
     from transformers import TrainingArguments
 
-    from hf_layer_tokclf.cli import train_parser
+    from hf_layer_tokclf.cli.main import train_parser
 
     parser = train_parser()
     model_args, *_ = parser.parse_args_into_dataclasses(["--output-dir", "x", "--classifier-learning-rate", "1e-2"])
@@ -369,8 +369,8 @@ def test_a_scheme_flipped_by_one_tag_is_refused_unless_allowed(tmp_path):
 
 
 def test_train_refuses_a_typo_in_one_line_before_the_model_loads(tmp_path, capsys, monkeypatch):
-    from hf_layer_tokclf import training
-    from hf_layer_tokclf.cli import main
+    from hf_layer_tokclf.cli.main import main
+    from hf_layer_tokclf.training import train as training
 
     def head_labels(*args):
         raise AssertionError("the model's labels were read: the typo went through")
@@ -391,8 +391,8 @@ def test_train_refuses_a_typo_in_one_line_before_the_model_loads(tmp_path, capsy
 def test_a_new_head_on_a_backbone_is_one_line_not_a_load_report(minilm_path, logs, capsys):
     from conftest import ID2LABEL, LABEL2ID
 
-    from hf_layer_tokclf.auto import AutoModelForLayerTokenClassification
-    from hf_layer_tokclf.training import load_with_new_head
+    from hf_layer_tokclf.model.auto import AutoModelForLayerTokenClassification
+    from hf_layer_tokclf.training.train import load_with_new_head
 
     labels = dict(num_labels=3, id2label=ID2LABEL, label2id=LABEL2ID)
     model = load_with_new_head(AutoModelForLayerTokenClassification, minilm_path, hidden_layer=2, **labels)
@@ -413,8 +413,8 @@ def test_a_backbone_that_lacks_a_weight_or_holds_a_foreign_one_is_still_reported
     from safetensors.torch import load_file, save_file
     from transformers import BertConfig, BertModel
 
-    from hf_layer_tokclf.auto import AutoModelForLayerTokenClassification
-    from hf_layer_tokclf.training import load_with_new_head
+    from hf_layer_tokclf.model.auto import AutoModelForLayerTokenClassification
+    from hf_layer_tokclf.training.train import load_with_new_head
 
     BertModel(BertConfig(**tiny_bert_kwargs())).save_pretrained(tmp_path)
     weights = load_file(tmp_path / "model.safetensors")

@@ -21,10 +21,10 @@ import pytest
 from conftest import TEXT, conll_slice
 from tampered import edited_code_folder, foreign_code_folder
 
-from hf_layer_tokclf import cli
-from hf_layer_tokclf.code_consent import TRUST_ENV, RemoteCodeError, may_run_code
-from hf_layer_tokclf.inference import load_model
-from hf_layer_tokclf.redaction import REDACTED, remember_secret, scrub_file, secret_values
+from hf_layer_tokclf.base.code_consent import TRUST_ENV, RemoteCodeError, may_run_code
+from hf_layer_tokclf.base.redaction import REDACTED, remember_secret, scrub_file, secret_values
+from hf_layer_tokclf.cli import main as cli
+from hf_layer_tokclf.running.inference import load_model
 
 SECRET = "hf_FAKEsecretVALUEnever0123456789"
 ENV_SECRET = "hf_ENVsecretVALUEnever9876543210"
@@ -145,7 +145,7 @@ def test_push_refuses_edited_code_before_running_anything(edited, tmp_path, caps
 
 def test_the_python_loaders_refuse_without_consent(foreign, tmp_path):
     from hf_layer_tokclf import AutoModelForLayerTokenClassification
-    from hf_layer_tokclf.tokenization import load_tokenizer
+    from hf_layer_tokclf.model.tokenization import load_tokenizer
 
     folder, marker = foreign
     with pytest.raises(RemoteCodeError, match="nothing was run"):
@@ -167,7 +167,7 @@ def test_consent_from_the_flag_or_the_environment_runs_it(foreign, tmp_path):
 
 def test_ray_refuses_before_it_starts_and_its_actors_get_the_drivers_answer(foreign, tmp_path, monkeypatch):
     pytest.importorskip("ray")
-    import hf_layer_tokclf.ray_engine as ray_engine
+    import hf_layer_tokclf.annotation.ray_engine as ray_engine
 
     folder, marker = foreign
     (tmp_path / "docs.txt").write_text(TEXT + "\n")
@@ -302,7 +302,7 @@ def test_secrets_are_masked_by_value_in_every_file_a_run_writes(tiny_dir, tmp_pa
 
 
 def test_scrub_file_masks_across_chunks_and_keeps_the_length(tmp_path, monkeypatch):
-    import hf_layer_tokclf.redaction as redaction
+    import hf_layer_tokclf.base.redaction as redaction
 
     monkeypatch.setattr(redaction, "CHUNK_BYTES", 7)  # every secret crosses a chunk boundary somewhere
     path = tmp_path / "blob.bin"
@@ -322,7 +322,7 @@ def test_short_values_are_not_secrets(monkeypatch):
 
 def test_what_the_cli_prints_masks_the_secrets_too(tmp_path, capsys, monkeypatch):
     """Ctrl-C's resume line and error messages: printed, often pasted into issues, never holding a token."""
-    import hf_layer_tokclf.training as training
+    import hf_layer_tokclf.training.train as training
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -14,8 +14,8 @@ import pytest
 from conftest import NCBI, TEXT
 from tampered import foreign_code_folder
 
-from hf_layer_tokclf.code_consent import RemoteCodeError
-from hf_layer_tokclf.inference import load_model
+from hf_layer_tokclf.base.code_consent import RemoteCodeError
+from hf_layer_tokclf.running.inference import load_model
 
 
 @pytest.fixture
@@ -68,4 +68,4 @@ def test_our_models_load_with_the_installed_classes_and_no_flag(tiny_dir):
     config = json.loads((tiny_dir / "config.json").read_text())
     assert "auto_map" in config  # the folder could run its own copy of the code; it must not need to
     model, _ = load_model(tiny_dir)
-    assert type(model).__module__ == "hf_layer_tokclf.modeling_layer_tokclf"
+    assert type(model).__module__ == "hf_layer_tokclf.model.modeling_layer_tokclf"

@@ -10,12 +10,12 @@ import pytest
 import torch
 from conftest import LABEL2ID, NCBI, TEXT, conll_slice, save_tiny_model, slice_args, tiny_bert_kwargs
 
-from hf_layer_tokclf.cli import main
-from hf_layer_tokclf.data import load_sentences
-from hf_layer_tokclf.decoding import DEFAULT_STRATEGY
-from hf_layer_tokclf.inference import load_model, predict_sentences, predict_texts
-from hf_layer_tokclf.pipeline_layer_tokclf import label_constraints
-from hf_layer_tokclf.remote_check import run_remote_check
+from hf_layer_tokclf.cli.main import main
+from hf_layer_tokclf.formats.data import load_sentences
+from hf_layer_tokclf.model.pipeline_layer_tokclf import label_constraints
+from hf_layer_tokclf.running.decoding import DEFAULT_STRATEGY
+from hf_layer_tokclf.running.inference import load_model, predict_sentences, predict_texts
+from hf_layer_tokclf.sharing.remote_check import run_remote_check
 
 
 def invalid(labels: list[str], id2label: dict[int, str]) -> bool:
@@ -43,7 +43,7 @@ def documents(test_sentences):
 @pytest.fixture(scope="module")
 def crf_trained(tmp_path_factory):
     """MiniLM at hidden layer 2 with a CRF head, trained as the `trained` fixture is (256 sentences, 2 epochs)."""
-    from hf_layer_tokclf.training import ModelArguments, RunArguments, train
+    from hf_layer_tokclf.training.train import ModelArguments, RunArguments, train
 
     output_dir = tmp_path_factory.mktemp("crf") / "model"
     data, args = slice_args(output_dir)
@@ -66,7 +66,7 @@ def test_argmax_breaks_the_scheme_on_ncbi_and_viterbi_never_does(trained, test_s
 def labeled_batch(tokenizer, sentences):
     from transformers import DataCollatorForTokenClassification
 
-    from hf_layer_tokclf.features import encode
+    from hf_layer_tokclf.running.features import encode
 
     features = encode(sentences, tokenizer, LABEL2ID, max_length=128)
     rows = [{k: f[k] for k in ("input_ids", "token_type_ids", "labels") if k in f} for f in features]
@@ -115,8 +115,8 @@ def test_a_crf_model_reloads_with_equal_logits_and_transitions(crf_trained, tmp_
 
 
 def test_a_crf_model_decodes_the_same_in_pytorch_and_onnx(crf_trained, tmp_path, test_sentences, documents):
-    from hf_layer_tokclf.export import export_onnx
-    from hf_layer_tokclf.serving import CRF_OUTPUTS
+    from hf_layer_tokclf.running.export import export_onnx
+    from hf_layer_tokclf.running.serving import CRF_OUTPUTS
 
     export_onnx(crf_trained[0], tmp_path / "onnx")
     info = json.loads((tmp_path / "onnx" / "onnx_export.json").read_text())
@@ -249,7 +249,7 @@ def test_evaluate_records_its_decoding(trained, tmp_path):
 
 
 def test_train_takes_crf_and_decoding_options():
-    from hf_layer_tokclf.cli import train_parser
+    from hf_layer_tokclf.cli.main import train_parser
 
     parsed = train_parser().parse_args_into_dataclasses(
         ["--train-file", "x", "--output-dir", "y", "--crf", "--decoding", "argmax"]
@@ -286,7 +286,7 @@ def test_a_stock_classifier_with_iobes_labels_decodes_valid_sequences(tokenizer,
 def test_crf_with_a_class_that_has_none_fails_before_anything_is_written(tmp_path):
     from transformers import BertForTokenClassification
 
-    from hf_layer_tokclf.training import ModelArguments, train
+    from hf_layer_tokclf.training.train import ModelArguments, train
 
     data, args = slice_args(tmp_path / "out")
     with pytest.raises(ValueError, match="--crf needs a layer classifier; BertForTokenClassification"):

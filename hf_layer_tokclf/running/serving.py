@@ -1,0 +1,174 @@
+"""Serving an ONNX export: `OnnxTokenClassifier` runs a folder written by `export.export_onnx` with onnxruntime.
+
+It looks enough like a PyTorch token classifier (``config``, ``device``, ``model(**batch).logits``)
+for `inference.predict_texts`, `predict_sentences` and `evaluate_sentences`; `inference.load_model`
+returns one for a serving folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..base.extras import MissingExtraError, require
+
+__all__ = [
+    "CRF_OUTPUTS",
+    "EXPORT_INFO",
+    "MODEL_FILE",
+    "OUTPUT_NAME",
+    "SPIN_OPTION",
+    "MissingDependencyError",
+    "OnnxTokenClassifier",
+    "check_onnx_extra",
+    "inference_session",
+    "is_onnx_dir",
+    "require_onnx",
+    "run_session",
+    "to_numpy",
+]
+
+OUTPUT_NAME = "logits"
+# A CRF model's graph also outputs its scores (`LinearChainCRF.scores`), decoded after the graph.
+CRF_OUTPUTS = ("start_transitions", "transitions", "end_transitions")
+MODEL_FILE = "model.onnx"
+EXPORT_INFO = "onnx_export.json"
+
+
+# onnx / onnxruntime are not installed (the ``onnx`` extra): the one error of every missing extra.
+MissingDependencyError = MissingExtraError
+
+
+def require_onnx(what_for: str = "ONNX export and serving") -> tuple[Any, Any]:
+    """The onnx and onnxruntime modules; `extras.MissingExtraError` naming ``what_for`` if the extra is missing."""
+    require("onnx", what_for)
+    import onnx
+    import onnxruntime
+
+    return onnx, onnxruntime
+
+
+def check_onnx_extra(model: str | Path, what_for: str) -> None:
+    """Refuses, before any work, an ONNX model folder (`is_onnx_dir`) when the onnx extra is missing."""
+    if is_onnx_dir(model):
+        require("onnx", f"{what_for} with the ONNX model folder {model}")
+
+
+# onnxruntime's pool threads spin waiting for work by default, burning a core another process may need. Turning it
+# off gave no consistent gain on a busy 2-core machine (README, "Annotate a corpus"): the default stands, askable.
+SPIN_OPTION = "session.intra_op.allow_spinning"
+
+
+def inference_session(
+    onnx: Any, onnxruntime: Any, path: str | Path, threads: int | None = None, *, spinning: bool = True
+) -> Any:
+    """A CPU session on ``path``: ``threads`` intra-op threads (default: torch's, `torch.get_num_threads`, which
+    predict's --num-threads and torchrun's share of the cores set), operators one at a time, and pool threads
+    that spin waiting for work (onnxruntime's default) or, ``spinning=False``, sleep."""
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # errors only
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1  # the graph is one chain of layers: nothing to run side by side
+    options.add_session_config_entry(SPIN_OPTION, "1" if spinning else "0")
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def run_session(session: Any, inputs: dict[str, Any]) -> Any:
+    import numpy as np
+
+    names = [i.name for i in session.get_inputs()]
+    feed = {}
+    for name in names:
+        value = inputs.get(name)
+        if value is None and name == "token_type_ids":
+            value = np.zeros_like(np.asarray(to_numpy(inputs["input_ids"])))
+        feed[name] = np.asarray(to_numpy(value), dtype=np.int64)
+    return session.run([OUTPUT_NAME], feed)[0]
+
+
+def to_numpy(value: Any) -> Any:
+    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
+
+
+def is_onnx_dir(path: str | Path) -> bool:
+    """Whether ``path`` is a serving folder written by `export_onnx`."""
+    path = Path(path)
+    return (path / MODEL_FILE).is_file() and (path / "config.json").is_file()
+
+
+class OnnxTokenClassifier:
+    """An onnxruntime session over an `export_onnx` folder, usable where a PyTorch model is expected.
+
+    ``runner(**batch).logits`` is a float32 CPU tensor, ``runner.config`` the model's config
+    (``id2label``, ``max_position_embeddings``), ``runner.device`` the CPU; `logits` takes and
+    returns numpy arrays. ``threads`` sets onnxruntime's intra-op threads (default: torch's, as predict's
+    --num-threads and torchrun set them); ``spinning=False`` makes idle pool threads sleep (`inference_session`).
+    ``runner.crf`` is the exported CRF (a `LinearChainCRF` holding the graph's `CRF_OUTPUTS`), or `None`.
+    """
+
+    def __init__(self, path: str | Path, *, threads: int | None = None, spinning: bool = True) -> None:
+        onnx, onnxruntime = require_onnx()
+        from transformers import PretrainedConfig
+
+        path = Path(path)
+        folder, file = (path.parent, path) if path.suffix == ".onnx" else (path, path / MODEL_FILE)
+        if not file.is_file():
+            raise ValueError(f"{folder}: no {file.name} here (write one with `hf-layer-tokclf export-onnx`).")
+        self.path = file
+        self.folder = folder
+        self.session = inference_session(onnx, onnxruntime, file, threads, spinning=spinning)
+        self.config = PretrainedConfig.from_json_file(str(folder / "config.json"))
+        info = folder / EXPORT_INFO
+        self.export_info = json.loads(info.read_text(encoding="utf-8")) if info.is_file() else {}
+        self.device = torch.device("cpu")
+        self.crf = self._crf()
+
+    def _crf(self) -> Any:
+        """The graph's CRF scores (the same for every input: read once, from a one-token run), or `None`."""
+        from ..model.pipeline_layer_tokclf import LinearChainCRF
+
+        outputs = [o.name for o in self.session.get_outputs()]
+        if not set(CRF_OUTPUTS) <= set(outputs):
+            return None
+        names = {i.name for i in self.session.get_inputs()}
+        feed = {name: np.zeros((1, 1), dtype=np.int64) for name in names}
+        crf = LinearChainCRF(self.config.id2label)
+        with torch.no_grad():
+            for name, value in zip(CRF_OUTPUTS, self.session.run(list(CRF_OUTPUTS), feed), strict=True):
+                getattr(crf, name).copy_(torch.from_numpy(value))
+        return crf.requires_grad_(False)
+
+    @classmethod
+    def load(
+        cls, path: str | Path, *, threads: int | None = None, trust_remote_code: bool | None = None
+    ) -> tuple[OnnxTokenClassifier, Any]:
+        """The runner and the tokenizer saved beside it (custom tokenizer code only if trusted)."""
+        from ..model.tokenization import load_tokenizer
+
+        runner = cls(path, threads=threads)
+        return runner, load_tokenizer(runner.folder, trust_remote_code=trust_remote_code)
+
+    def logits(self, input_ids: Any, attention_mask: Any = None, token_type_ids: Any = None) -> Any:
+        import numpy as np
+
+        input_ids = np.asarray(to_numpy(input_ids))
+        if attention_mask is None:
+            attention_mask = np.ones_like(input_ids)
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        return run_session(self.session, inputs)
+
+    def __call__(self, input_ids: Any = None, attention_mask: Any = None, token_type_ids: Any = None, **_: Any) -> Any:
+        from transformers.modeling_outputs import TokenClassifierOutput
+
+        return TokenClassifierOutput(logits=torch.from_numpy(self.logits(input_ids, attention_mask, token_type_ids)))
+
+    def eval(self) -> OnnxTokenClassifier:
+        return self
+
+    def __repr__(self) -> str:
+        precision = self.export_info.get("precision", "unknown precision")
+        return f"OnnxTokenClassifier({str(self.path)!r}, {precision})"

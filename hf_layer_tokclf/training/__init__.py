@@ -1,0 +1,4 @@
+"""Training (the Trainer, its options, the saved folder) and the layer sweep.
+
+May import: base, model, formats, running, sharing.
+"""
