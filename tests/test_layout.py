@@ -238,3 +238,20 @@ def test_argument_parsing_lives_with_the_cli():
         if "cli" not in path.relative_to(PACKAGE).parts and "argparse" in path.read_text(encoding="utf-8")
     ]
     assert outside == [] or outside == ["hf_layer_tokclf/annotation/ray_engine.py"]  # TODO(#29): to the CLI
+
+
+def renames_files(path: Path) -> list[str]:
+    """Where ``path`` renames a file into place or makes a temporary one (the steps of an atomic write)."""
+    names = {"replace", "rename", "renames", "mkstemp", "NamedTemporaryFile"}
+    return [
+        f"{path.relative_to(REPO)}:{node.lineno} {node.func.attr}"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in names
+        if isinstance(node.func.value, ast.Name) and node.func.value.id in {"os", "tempfile"}
+    ]
+
+
+def test_one_atomic_write_implementation():
+    """Files are put in place by base/files.py alone (atomic_writer, publish, atomic_folder)."""
+    found = [line for path in sorted(PACKAGE.rglob("*.py")) for line in renames_files(path)]
+    assert found and {line.split(":")[0] for line in found} == {"hf_layer_tokclf/base/files.py"}

@@ -37,6 +37,7 @@ from ..base.files import (
     check_output_path,
     open_for_resume,
     open_new,
+    publish,
     refuse_live_lock,
     write_json,
 )
@@ -416,7 +417,7 @@ class ResumableOutput:
         """The output, complete, under its name; the progress files removed."""
         self._file.close()
         self._index.close()
-        os.replace(self.partial, self.path)
+        publish(self.partial, self.path)
         self.progress.unlink()
         self.index.unlink()
         self.close()

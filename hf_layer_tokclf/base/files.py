@@ -112,6 +112,13 @@ def atomic_writer(
         raise
 
 
+def publish(partial: str | Path, path: str | Path) -> None:
+    """Moves a file written (and synced) beside ``path`` under its name in one step, as `atomic_writer` does:
+    readers see no file, or the old one, or the whole new one. For files written over a long run (a corpus's
+    output, resumed after a kill), which `atomic_writer`'s one block cannot hold."""
+    os.replace(partial, path)
+
+
 def marked_block(text: str, begin: str, end: str) -> str:
     """The part of ``text`` from the marker line ``begin`` to ``end``, both included; a ValueError naming them if
     either is missing (a generated README table, say, whose markers were edited away)."""
