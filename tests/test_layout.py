@@ -2,6 +2,7 @@
 included) uses another module's private names."""
 
 import ast
+import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -255,3 +256,16 @@ def test_one_atomic_write_implementation():
     """Files are put in place by base/files.py alone (atomic_writer, publish, atomic_folder)."""
     found = [line for path in sorted(PACKAGE.rglob("*.py")) for line in renames_files(path)]
     assert found and {line.split(":")[0] for line in found} == {"hf_layer_tokclf/base/files.py"}
+
+
+def readme_wings() -> list[str]:
+    """The wings the README's layout section lists, in its order."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    tree = readme.split("## Repository layout", 1)[1].split("```", 2)[1]
+    return [line.split("/")[0].strip() for line in tree.splitlines() if re.match(r"  \w+/ ", line)]
+
+
+def test_the_readme_layout_is_the_tree_of_wings_lowest_first():
+    listed = readme_wings()
+    assert sorted(listed) == WINGS
+    assert all(allowed_wings(wing) <= set(listed[:place]) for place, wing in enumerate(listed)), listed
