@@ -111,7 +111,7 @@ def annotate_dataset(
         concurrency: Actors in the pool, each holding a copy of the model; ``(min, max)`` lets Ray scale it.
         num_gpus: GPUs for each actor (a fraction shares one); with any, the model runs on its GPU.
         num_cpus: CPUs for each actor (Ray's default: 1; torch then runs one thread).
-        batch_size: Rows per call of an actor (one `annotate.annotate_documents`, sorted by length there).
+        batch_size: Rows per call of an actor (one `chunks.annotate_documents`, sorted by length there).
         device, dtype, trust_remote_code: as `inference.load_model` takes them, in each actor.
         predict_options: `inference.predict_texts` options: ``forward_batch_size`` (its ``batch_size``,
             windows per forward pass), ``aggregation_strategy``, ``decoding``, ``min_score``,
