@@ -223,7 +223,7 @@ def reference_entities(info: dict[str, Any], documents: Sequence[Any], logits: l
 def end_to_end_fn(model: Any, tokenizer: Any, path: Path, options: dict[str, Any], splits: list) -> Callable[[], Any]:
     """A corpus run: the abstracts read from PubTator, annotated, written as PubTator (to memory); each call's split
     of stages is added to ``splits``."""
-    from hf_layer_tokclf.annotation.annotate import annotate_documents
+    from hf_layer_tokclf.annotation.chunks import annotate_documents
     from hf_layer_tokclf.base import stages
     from hf_layer_tokclf.formats.corpus import get_writer, read_corpus
 
@@ -354,7 +354,7 @@ def processes(folder: Path, workdir: Path, documents: list[Any], copies: int, ch
 def predict_run(command: list[str], env: dict[str, str]) -> dict[str, Any]:
     """One ``predict`` command (its output the last argument): documents, annotation seconds (from its summary,
     model loading excluded), documents/s, and each shard's records under torchrun."""
-    from hf_layer_tokclf.annotation.annotate import summary_path
+    from hf_layer_tokclf.annotation.summary import summary_path
 
     env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false", **env}
     subprocess.run(command, check=True, env=env, cwd=REPO, capture_output=True)

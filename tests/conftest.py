@@ -29,13 +29,13 @@ TEXT = "Germline mutations in BRCA1 cause hereditary breast and ovarian cancer."
 # it mid-run for sure, or start a second run beside it.
 SLOW_PREDICT = """
 import sys, time
-import hf_layer_tokclf.annotation.annotate as annotate
+import hf_layer_tokclf.annotation.resumable as resumable
 from hf_layer_tokclf.cli.main import main
-write = annotate.ResumableOutput.write
+write = resumable.ResumableOutput.write
 def slow_write(self, *args, **counts):
     write(self, *args, **counts)
     time.sleep(0.5)
-annotate.ResumableOutput.write = slow_write
+resumable.ResumableOutput.write = slow_write
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -19,15 +19,10 @@ from pathlib import Path
 import pytest
 from conftest import NCBI, REPO, SLOW_PREDICT
 
-from hf_layer_tokclf.annotation.annotate import (
-    CorpusProgress,
-    Shard,
-    annotate_corpus,
-    annotate_documents,
-    merge_shards,
-    summary_path,
-)
+from hf_layer_tokclf.annotation.annotate import CorpusProgress, annotate_corpus
+from hf_layer_tokclf.annotation.chunks import Shard, annotate_documents
 from hf_layer_tokclf.annotation.parallel import World, shard_output, worker_threads, world_from_env
+from hf_layer_tokclf.annotation.summary import merge_shards, summary_path
 from hf_layer_tokclf.cli.main import main
 from hf_layer_tokclf.formats.corpus import Document, JsonlWriter, Passage, RecordError, get_writer, read_corpus
 from hf_layer_tokclf.running.inference import load_model, predict_texts
@@ -419,7 +414,7 @@ def test_the_progress_total_of_gzip_text_counts_its_decompressed_lines(tiny_dir,
 
 
 def test_a_run_killed_between_its_footer_and_the_rename_writes_the_footer_once(model, corpus, tmp_path, monkeypatch):
-    from hf_layer_tokclf.annotation.annotate import ResumableOutput
+    from hf_layer_tokclf.annotation.resumable import ResumableOutput
 
     clean, out = tmp_path / "clean.xml", tmp_path / "out.xml"
     run_corpus(model, corpus, clean, "bioc", chunk_size=8)
@@ -501,31 +496,31 @@ def test_the_summary_has_the_time_split_and_a_bad_record_stops_after_the_chunks_
 def test_a_run_stopped_while_reading_ahead_resumes_to_the_same_bytes(model, corpus, tmp_path, monkeypatch):
     """The progress file counts the input read up to the chunk written, not what the thread read ahead: the run
     goes on from there, its input checked, to the bytes of an uninterrupted run."""
-    import hf_layer_tokclf.annotation.annotate as annotate
+    import hf_layer_tokclf.annotation.resumable as resumable
 
     whole = tmp_path / "whole.jsonl"
     run_corpus(model, corpus, whole, chunk_size=2)
     out = tmp_path / "out.jsonl"
-    write = annotate.ResumableOutput.write
+    write = resumable.ResumableOutput.write
 
     def failing_write(self, data, *args, **kwargs):
         if self.state["writes"] == 4:  # the header and three chunks written
             raise KeyboardInterrupt
         write(self, data, *args, **kwargs)
 
-    monkeypatch.setattr(annotate.ResumableOutput, "write", failing_write)
+    monkeypatch.setattr(resumable.ResumableOutput, "write", failing_write)
     with pytest.raises(KeyboardInterrupt):
         run_corpus(model, corpus, out, chunk_size=2)
     progress = json.loads(Path(f"{out}.progress.json").read_text())
     assert progress["input_records"] == 6
-    monkeypatch.setattr(annotate.ResumableOutput, "write", write)
+    monkeypatch.setattr(resumable.ResumableOutput, "write", write)
     summary = run_corpus(model, corpus, out, chunk_size=2)
     assert summary["resumed"] and out.read_bytes() == whole.read_bytes()
 
 
 def test_a_token_budget_is_part_of_the_run_that_a_resume_continues(model, corpus, tmp_path):
     """A run from before the option (no max_batch_tokens recorded) continues without it; another budget is named."""
-    from hf_layer_tokclf.annotation.annotate import describe_run
+    from hf_layer_tokclf.annotation.summary import describe_run
 
     assert "max_batch_tokens" not in describe_run({"batch_size": 32}, Shard())
     assert describe_run({}, Shard(), max_batch_tokens=512)["max_batch_tokens"] == 512

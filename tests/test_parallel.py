@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from hf_layer_tokclf.annotation.annotate import Shard, summary_path
+from hf_layer_tokclf.annotation.chunks import Shard
+from hf_layer_tokclf.annotation.summary import summary_path
 from hf_layer_tokclf.base.defaults import CORPUS_CHUNK_SIZE
 
 REPO = Path(__file__).resolve().parents[1]

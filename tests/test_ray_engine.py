@@ -13,8 +13,9 @@ ray = pytest.importorskip("ray")
 
 from conftest import LABEL2ID, LABELS, NCBI, REPO  # noqa: E402
 
-from hf_layer_tokclf.annotation.annotate import annotate_documents  # noqa: E402
-from hf_layer_tokclf.annotation.ray_engine import annotate_dataset, predict_with_ray, read_corpus_dataset  # noqa: E402
+from hf_layer_tokclf.annotation.chunks import annotate_documents  # noqa: E402
+from hf_layer_tokclf.annotation.ray_engine import annotate_dataset, predict_with_ray  # noqa: E402
+from hf_layer_tokclf.annotation.ray_io import read_corpus_dataset  # noqa: E402
 from hf_layer_tokclf.base.files import OutputExistsError  # noqa: E402
 from hf_layer_tokclf.cli.main import main  # noqa: E402
 from hf_layer_tokclf.formats.corpus import Document, Passage, get_writer, read_corpus  # noqa: E402

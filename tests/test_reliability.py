@@ -500,9 +500,9 @@ def test_an_output_that_is_a_folder_is_refused_before_the_model_loads(tiny_dir, 
 
 def killed_after(patch, writes: int) -> None:
     """The next predict is killed before its write number ``writes + 1`` (the header is write 1)."""
-    import hf_layer_tokclf.annotation.annotate as annotate
+    import hf_layer_tokclf.annotation.resumable as resumable
 
-    real, done = annotate.ResumableOutput.write, []
+    real, done = resumable.ResumableOutput.write, []
 
     def write(self, *args, **kwargs):
         if len(done) == writes:
@@ -510,7 +510,7 @@ def killed_after(patch, writes: int) -> None:
         done.append(1)
         real(self, *args, **kwargs)
 
-    patch.setattr(annotate.ResumableOutput, "write", write)
+    patch.setattr(resumable.ResumableOutput, "write", write)
 
 
 def interrupted(capsys, *argv) -> None:

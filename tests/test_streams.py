@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import NCBI, conll_slice
 
-from hf_layer_tokclf.annotation.annotate import ResumableOutput
+from hf_layer_tokclf.annotation.resumable import ResumableOutput
 from hf_layer_tokclf.cli.main import main
 from hf_layer_tokclf.formats import data
 from hf_layer_tokclf.formats.corpus import RecordError, count_records, read_corpus, read_text_lines

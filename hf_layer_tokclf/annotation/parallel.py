@@ -2,8 +2,8 @@
 
 torchrun starts N copies of the command and tells each its place in ``RANK`` / ``WORLD_SIZE`` /
 ``LOCAL_RANK`` / ``LOCAL_WORLD_SIZE``. Each process annotates the shard of its rank
-(`annotate.Shard`) into a file of its own beside the output, resumably; when all are done, rank 0
-merges them in input order (`annotate.merge_shards`) into the output the user named.
+(`chunks.Shard`) into a file of its own beside the output, resumably; when all are done, rank 0
+merges them in input order (`summary.merge_shards`) into the output the user named.
 """
 
 from __future__ import annotations
@@ -17,7 +17,10 @@ from typing import Any
 
 import torch
 
-from .annotate import CORPUS_CHUNK_SIZE, Shard, annotate_corpus, describe_run, merge_shards, summary_path
+from ..base.defaults import CORPUS_CHUNK_SIZE
+from .annotate import annotate_corpus
+from .chunks import Shard
+from .summary import describe_run, merge_shards, summary_path
 
 __all__ = [
     "World",

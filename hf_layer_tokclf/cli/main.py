@@ -734,7 +734,7 @@ def predict_command(argv: Sequence[str]) -> int:
     args = predict_parser().parse_args(list(argv))
     import torch
 
-    from ..annotation.annotate import Shard
+    from ..annotation.chunks import Shard
     from ..annotation.parallel import World, pick_world_device, worker_threads, world_from_env
     from ..running.inference import label_scheme, load_model
     from ..running.serving import check_onnx_extra
@@ -785,7 +785,7 @@ def _check_predict_output(args: argparse.Namespace, world: bool) -> None:
     """predict's --output, checked as its writer will write it: documents and pre-tokenized sentences to a
     resumable file with its progress files (`annotate.ResumableOutput`), HTML (and torchrun's merged output)
     atomically."""
-    from ..annotation.annotate import ResumableOutput
+    from ..annotation.resumable import ResumableOutput
 
     if args.format == "html" or world:
         check_output_path(args.output, args.overwrite)
@@ -869,7 +869,10 @@ def _predict_documents(
     world: Any,
 ) -> None:
     """Documents in, entities out (`annotate.annotate_corpus`): resumable to --output, merged under torchrun."""
-    from ..annotation.annotate import CORPUS_CHUNK_SIZE, annotate_corpus, annotated_chunks, summary_path
+    from ..annotation.annotate import annotate_corpus
+    from ..annotation.chunks import annotated_chunks
+    from ..annotation.summary import summary_path
+    from ..base.defaults import CORPUS_CHUNK_SIZE
     from ..formats.corpus import count_lines, count_records, get_writer
     from ..formats.documents import format_name
 
