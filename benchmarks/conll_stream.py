@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--baseline", default=BASELINE, help="commit to compare with ('' for none)")
     parser.add_argument("--output-dir", default=str(RESULTS_DIR))
     args = parser.parse_args(argv)
-    from hf_layer_tokclf.formats.data import record_limit
+    from hf_layer_tokclf.formats.lines import record_limit
 
     command = shlex.join(["python", "-m", "benchmarks.conll_stream", *(sys.argv[1:] if argv is None else argv)])
     with tempfile.TemporaryDirectory(prefix="conll-stream-") as tmp:

@@ -42,9 +42,10 @@ from ..base.files import (
     write_json,
 )
 from ..base.stages import StageTimes, recording, stage, timed_iter
-from ..formats.corpus import Document, RecordError, document_text, render_document
-from ..formats.data import Sentence
+from ..formats.corpus_documents import Document, RecordError, document_text
+from ..formats.corpus_writers import render_document
 from ..formats.documents import format_name
+from ..formats.sentence import Sentence
 from ..running.inference import SENTENCE_CHUNK_SIZE, chunk_entities, predict_texts, sentence_chunks
 
 __all__ = [

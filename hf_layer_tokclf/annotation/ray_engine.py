@@ -42,16 +42,9 @@ from ray.data.datasource import BlockBasedFileDatasink
 
 from ..base.code_consent import caller_consent
 from ..base.files import OutputClaim, OutputExistsError, Outputs, claim_output_dir, output_names
-from ..formats.corpus import (
-    CORPUS_FORMATS,
-    OUTPUT_FORMATS,
-    Document,
-    Passage,
-    RecordError,
-    get_writer,
-    read_corpus,
-    render_document,
-)
+from ..formats.corpus_documents import Document, Passage, RecordError
+from ..formats.corpus_readers import CORPUS_FORMATS, read_corpus
+from ..formats.corpus_writers import OUTPUT_FORMATS, get_writer, render_document
 from ..formats.documents import format_name, pick_output_format
 from .annotate import ON_ERROR, annotate_documents
 

@@ -18,7 +18,9 @@ from ..base.code_consent import RemoteCodeError, check_consent, may_run_code
 from ..base.files import METRICS, atomic_writer
 from ..base.locations import CHECKPOINT_GLOB, check_model_location
 from ..base.stages import stage
-from ..formats.data import Sentence, check_conll_columns, check_known_labels, from_iob2
+from ..formats.conll import check_conll_columns
+from ..formats.labels import check_known_labels, from_iob2
+from ..formats.sentence import Sentence
 from .decoding import (
     DEFAULT_DECODING,
     DEFAULT_STRATEGY,
