@@ -50,7 +50,8 @@ def sync(device: torch.device | None) -> None:
 
 def ncbi_sentences(name: str) -> list[Any]:
     """The sentences of one NCBI-disease file (``train.tsv``, ``devel.tsv``, ``test.tsv``), labels in IOB2."""
-    from hf_layer_tokclf.formats.data import load_sentences, normalize_labels
+    from hf_layer_tokclf.formats.labels import normalize_labels
+    from hf_layer_tokclf.formats.loading import load_sentences
 
     return normalize_labels(load_sentences(str(NCBI / name)))[0]
 

@@ -46,7 +46,8 @@ if task == "predict":
     from hf_layer_tokclf.cli.main import main
     facts["exit"] = main(argv)
 else:
-    from hf_layer_tokclf.formats.corpus import RecordError, read_corpus
+    from hf_layer_tokclf.formats.corpus_documents import RecordError
+    from hf_layer_tokclf.formats.corpus_readers import read_corpus
     items = list(type(item).__name__ for item in read_corpus(argv[0], "pubtator"))
     facts.update(exit=0, documents=items.count("Document"), errors=items.count("RecordError"))
 facts.update(seconds=time.perf_counter() - start, peak_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -199,7 +200,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--baseline", default=BASELINE, help="commit to compare with ('' for none)")
     parser.add_argument("--output-dir", default=str(RESULTS_DIR))
     args = parser.parse_args(argv)
-    from hf_layer_tokclf.formats.data import record_limit
+    from hf_layer_tokclf.formats.lines import record_limit
 
     command = shlex.join(["python", "-m", "benchmarks.conll_stream", *(sys.argv[1:] if argv is None else argv)])
     with tempfile.TemporaryDirectory(prefix="conll-stream-") as tmp:

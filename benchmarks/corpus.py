@@ -85,7 +85,7 @@ def sentence_groups() -> list[list[Any]]:
 
 def ncbi_abstracts(groups: Sequence[Sequence[Any]] | None = None) -> list[Any]:
     """Each group of sentences as a document: the first a title passage, the rest an abstract."""
-    from hf_layer_tokclf.formats.corpus import Document, title_and_abstract
+    from hf_layer_tokclf.formats.corpus_documents import Document, title_and_abstract
 
     documents = []
     for number, group in enumerate(sentence_groups() if groups is None else groups):
@@ -225,7 +225,8 @@ def end_to_end_fn(model: Any, tokenizer: Any, path: Path, options: dict[str, Any
     of stages is added to ``splits``."""
     from hf_layer_tokclf.annotation.chunks import annotate_documents
     from hf_layer_tokclf.base import stages
-    from hf_layer_tokclf.formats.corpus import get_writer, read_corpus
+    from hf_layer_tokclf.formats.corpus_readers import read_corpus
+    from hf_layer_tokclf.formats.corpus_writers import get_writer
 
     writer = get_writer("pubtator")
 
@@ -320,7 +321,7 @@ def processes(folder: Path, workdir: Path, documents: list[Any], copies: int, ch
     """``predict`` on the abstracts as PubTator, idle and under load: one process with every core (with and without
     ``OMP_WAIT_POLICY=PASSIVE``), one with a single thread under load, and torchrun's two with half the cores each;
     the chunks (default: a quarter of the abstracts) deal work to both ranks, as a rank takes every other chunk."""
-    from hf_layer_tokclf.formats.corpus import get_writer
+    from hf_layer_tokclf.formats.corpus_writers import get_writer
 
     writer, corpus = get_writer("pubtator"), workdir / "abstracts-copies.pubtator"
     many = [replace(d, id=f"{d.id}{copy}") for copy in range(copies) for d in documents]
@@ -507,7 +508,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="smoke run: 20 abstracts, 1 round, a 20-step fine-tune")
     parser.add_argument("--output-dir", default=str(RESULTS_DIR))
     args = parser.parse_args(argv)
-    from hf_layer_tokclf.formats.corpus import get_writer
+    from hf_layer_tokclf.formats.corpus_writers import get_writer
 
     command = shlex.join(["python", "-m", "benchmarks.corpus", *(sys.argv[1:] if argv is None else argv)])
     rounds, copies = (1, 1) if args.quick else (args.rounds, args.copies)

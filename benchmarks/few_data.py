@@ -122,7 +122,7 @@ def run_notebook(size: str, layer: int, seed: int) -> dict[str, Any]:
     from transformers import AutoModel, AutoTokenizer, DataCollatorForTokenClassification, Trainer, set_seed
 
     from benchmarks.models import NotebookRecipe
-    from hf_layer_tokclf.formats.data import label_list
+    from hf_layer_tokclf.formats.labels import label_list
     from hf_layer_tokclf.running.features import BOOKKEEPING_KEYS, encode, merge_windows
     from hf_layer_tokclf.running.metrics import entity_scores
     from hf_layer_tokclf.training.train import default_backbone, read_splits

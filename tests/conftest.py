@@ -68,7 +68,7 @@ def tokenizer(minilm_path):
 @pytest.fixture(scope="session")
 def devel():
     """NCBI-disease's dev sentences."""
-    from hf_layer_tokclf.formats.data import read_conll
+    from hf_layer_tokclf.formats.conll import read_conll
 
     return read_conll(NCBI / "devel.tsv")
 

@@ -24,7 +24,9 @@ from hf_layer_tokclf.annotation.chunks import Shard, annotate_documents
 from hf_layer_tokclf.annotation.parallel import World, shard_output, worker_threads, world_from_env
 from hf_layer_tokclf.annotation.summary import merge_shards, summary_path
 from hf_layer_tokclf.cli.main import main
-from hf_layer_tokclf.formats.corpus import Document, JsonlWriter, Passage, RecordError, get_writer, read_corpus
+from hf_layer_tokclf.formats.corpus_documents import Document, Passage, RecordError
+from hf_layer_tokclf.formats.corpus_readers import read_corpus
+from hf_layer_tokclf.formats.corpus_writers import JsonlWriter, get_writer
 from hf_layer_tokclf.running.inference import load_model, predict_texts
 
 

@@ -390,8 +390,8 @@ def test_decoding_benchmark_counts_forbidden_entities_and_times_against_the_forw
 
 def test_corpus_abstracts_are_pubmed_shaped_with_gold_spans_at_document_offsets():
     from benchmarks import corpus as corpus_benchmark
-    from hf_layer_tokclf.formats.corpus import document_text
-    from hf_layer_tokclf.formats.data import Sentence
+    from hf_layer_tokclf.formats.corpus_documents import document_text
+    from hf_layer_tokclf.formats.sentence import Sentence
 
     abstracts = corpus_benchmark.ncbi_abstracts()
     assert len(abstracts) == 105 and len({d.id for d in abstracts}) == 105

@@ -1,4 +1,5 @@
-"""Tests of hf_layer_tokclf.formats.corpus: the corpus readers and writers, on small hand-made files (no model)."""
+"""Tests of the corpus readers and writers of hf_layer_tokclf.formats (corpus_readers, pubmed_bioc, corpus_scan,
+corpus_writers), on small hand-made files (no model)."""
 
 from __future__ import annotations
 
@@ -10,19 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from hf_layer_tokclf.formats.corpus import (
-    CORPUS_FORMATS,
-    OUTPUT_FORMATS,
-    Document,
-    Passage,
-    RecordError,
-    count_records,
-    detect_corpus_format,
-    document_text,
-    get_writer,
-    read_corpus,
-)
-from hf_layer_tokclf.formats.data import DataError
+from hf_layer_tokclf.formats.corpus_documents import Document, Passage, RecordError, document_text
+from hf_layer_tokclf.formats.corpus_readers import CORPUS_FORMATS, read_corpus
+from hf_layer_tokclf.formats.corpus_scan import count_records, detect_corpus_format
+from hf_layer_tokclf.formats.corpus_writers import OUTPUT_FORMATS, get_writer
+from hf_layer_tokclf.formats.lines import DataError
 
 PUBMED_DOCTYPE = (
     '<?xml version="1.0" ?>\n<!DOCTYPE PubmedArticleSet PUBLIC "-//NLM//DTD PubMedArticle, 1st January 2024//EN"'
@@ -206,7 +199,7 @@ def test_pubmed_truncated_gz_and_wrong_root_are_data_errors(tmp_path):
 
 @pytest.mark.parametrize("corpus_format", ["jsonl", "pubtator", "text"])
 def test_a_truncated_gz_of_lines_is_a_data_error_after_the_lines_it_holds(tmp_path, corpus_format):
-    from hf_layer_tokclf.formats.corpus import read_text_lines
+    from hf_layer_tokclf.formats.corpus_readers import read_text_lines
 
     records = {
         "jsonl": "".join(json.dumps({"text": f"Abstract {i} on breast cancer."}) + "\n" for i in range(3000)),
@@ -393,7 +386,7 @@ def test_a_line_that_is_not_utf8_is_a_record_error_naming_file_and_line(tmp_path
 
 
 def test_text_lines_are_documents_and_a_line_not_utf8_is_a_record_error(tmp_path):
-    from hf_layer_tokclf.formats.corpus import read_text_lines
+    from hf_layer_tokclf.formats.corpus_readers import read_text_lines
 
     path = write(tmp_path / "abstracts.txt", b"First.\r\n" + LATIN1 + b"\n\nFourth.")
     items = list(read_text_lines(path))

@@ -1,4 +1,5 @@
-"""Tests of hf_layer_tokclf.formats.data on the shipped NCBI-disease corpus and small hand-made files."""
+"""Tests of the sentence readers and labels of hf_layer_tokclf.formats (conll, records, loading, labels) on the
+shipped NCBI-disease corpus and small hand-made files."""
 
 import re
 from pathlib import Path
@@ -9,24 +10,22 @@ from conftest import LABEL2ID, LABELS, NCBI, REPO, ncbi_changed
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hf_layer_tokclf.formats.data import (
+from hf_layer_tokclf.formats.conll import read_conll
+from hf_layer_tokclf.formats.labels import (
     SCHEMES,
-    Columns,
-    DataError,
-    Sentence,
     check_known_labels,
     check_training_labels,
     describe_labels,
     detect_scheme,
     from_iob2,
     label_list,
-    label_names_from,
-    load_sentences,
     normalize_labels,
-    read_conll,
-    read_jsonl,
     to_iob2,
 )
+from hf_layer_tokclf.formats.lines import DataError
+from hf_layer_tokclf.formats.loading import label_names_from, load_sentences
+from hf_layer_tokclf.formats.records import Columns, read_jsonl
+from hf_layer_tokclf.formats.sentence import Sentence
 
 
 def write(tmp_path: Path, name: str, text: str | bytes) -> Path:

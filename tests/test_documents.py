@@ -6,9 +6,10 @@ import json
 import pytest
 from conftest import NCBI, conll_slice
 
-from hf_layer_tokclf.formats.corpus import Document, RecordError, read_corpus
-from hf_layer_tokclf.formats.data import DataError
+from hf_layer_tokclf.formats.corpus_documents import Document, RecordError
+from hf_layer_tokclf.formats.corpus_readers import read_corpus
 from hf_layer_tokclf.formats.documents import detect_input_format, looks_like_conll, text_column
+from hf_layer_tokclf.formats.lines import DataError
 
 TEXTS = ["Germline mutations in BRCA1 cause hereditary breast and ovarian cancer.", "No disease here."]
 

@@ -20,7 +20,7 @@ onnx = pytest.importorskip("onnx")
 from hf_layer_tokclf import BertForLayerTokenClassification, LayerTokenClassificationConfig  # noqa: E402
 from hf_layer_tokclf.base.files import OutputExistsError, record_outputs  # noqa: E402
 from hf_layer_tokclf.cli.main import main  # noqa: E402
-from hf_layer_tokclf.formats.data import load_sentences  # noqa: E402
+from hf_layer_tokclf.formats.loading import load_sentences  # noqa: E402
 from hf_layer_tokclf.running.export import export_onnx, verify_onnx  # noqa: E402
 from hf_layer_tokclf.running.inference import evaluate_sentences, load_model, predict_texts  # noqa: E402
 from hf_layer_tokclf.running.serving import OnnxTokenClassifier  # noqa: E402

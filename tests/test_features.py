@@ -7,7 +7,9 @@ import pytest
 from conftest import LABEL2ID, NCBI
 from transformers import DataCollatorForTokenClassification
 
-from hf_layer_tokclf.formats.data import DataError, Sentence, read_conll
+from hf_layer_tokclf.formats.conll import read_conll
+from hf_layer_tokclf.formats.lines import DataError
+from hf_layer_tokclf.formats.sentence import Sentence
 from hf_layer_tokclf.running.features import (
     BOOKKEEPING_KEYS,
     encode,

@@ -9,7 +9,7 @@ import torch
 from conftest import NCBI, TEXT, save_tiny_model
 
 from hf_layer_tokclf.cli.main import main
-from hf_layer_tokclf.formats.data import load_sentences
+from hf_layer_tokclf.formats.loading import load_sentences
 from hf_layer_tokclf.running.inference import (
     default_max_length,
     iter_sentence_predictions,

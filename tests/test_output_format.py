@@ -14,7 +14,10 @@ import pytest
 from conftest import NCBI, conll_slice
 
 from hf_layer_tokclf.cli.main import main
-from hf_layer_tokclf.formats.corpus import Document, Passage, detect_corpus_format, get_writer, read_corpus
+from hf_layer_tokclf.formats.corpus_documents import Document, Passage
+from hf_layer_tokclf.formats.corpus_readers import read_corpus
+from hf_layer_tokclf.formats.corpus_scan import detect_corpus_format
+from hf_layer_tokclf.formats.corpus_writers import get_writer
 from hf_layer_tokclf.formats.documents import pick_output_format
 
 # --------------------------------------------------------------------------------------------

@@ -22,7 +22,11 @@ from hypothesis import strategies as st
 
 from hf_layer_tokclf import BertForLayerTokenClassification, LayerTokenClassificationConfig
 from hf_layer_tokclf.cli.main import main
-from hf_layer_tokclf.formats.data import DataError, Sentence, label_list, normalize_labels, read_conll, read_jsonl
+from hf_layer_tokclf.formats.conll import read_conll
+from hf_layer_tokclf.formats.labels import label_list, normalize_labels
+from hf_layer_tokclf.formats.lines import DataError
+from hf_layer_tokclf.formats.records import read_jsonl
+from hf_layer_tokclf.formats.sentence import Sentence
 from hf_layer_tokclf.running.features import encode, merge_windows
 from hf_layer_tokclf.running.inference import load_model, predict_texts
 from hf_layer_tokclf.training.train import last_complete_checkpoint

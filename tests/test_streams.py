@@ -2,7 +2,7 @@
 
 - predict on CoNLL and on JSON lines of word lists holds one chunk of sentences at a time, and writes its
   output chunk by chunk, resumably, as it does documents (`annotate.label_sentences`);
-- a line past the record-size limit (`data.MAX_RECORD_BYTES`) is refused, naming file, line and limit, without
+- a line past the record-size limit (`lines.MAX_RECORD_BYTES`) is refused, naming file, line and limit, without
   ever being held whole, in every line-based reader, and the rest of the file is read on;
 - a token or label that a tab-separated CoNLL line cannot hold is refused, naming file, line and token, by the one
   writer of CoNLL lines, and before any work by the commands that will write CoNLL; a token with a space inside
@@ -22,9 +22,14 @@ from conftest import NCBI, conll_slice
 
 from hf_layer_tokclf.annotation.resumable import ResumableOutput
 from hf_layer_tokclf.cli.main import main
-from hf_layer_tokclf.formats import data
-from hf_layer_tokclf.formats.corpus import RecordError, count_records, read_corpus, read_text_lines
-from hf_layer_tokclf.formats.data import DataError, Sentence, read_conll, read_json_records, read_jsonl
+from hf_layer_tokclf.formats import lines as line_reading
+from hf_layer_tokclf.formats.conll import iter_conll, read_conll, scan_conll
+from hf_layer_tokclf.formats.corpus_documents import RecordError
+from hf_layer_tokclf.formats.corpus_readers import read_corpus, read_text_lines
+from hf_layer_tokclf.formats.corpus_scan import count_records
+from hf_layer_tokclf.formats.lines import DataError
+from hf_layer_tokclf.formats.records import read_json_records, read_jsonl
+from hf_layer_tokclf.formats.sentence import Sentence
 from hf_layer_tokclf.running import inference
 from hf_layer_tokclf.running.inference import conll_lines, write_conll
 from hf_layer_tokclf.training.train import DataArguments, read_splits
@@ -131,8 +136,8 @@ def test_the_gold_column_keeps_the_label_scheme_of_the_whole_file(tiny_dir, tmp_
     first = "BRCA1\tB-Disease\nmutations\tI-Disease\n"
     second = "ataxia\tI-Disease\ntelangiectasia\tI-Disease\n"
     source.write_text(f"{first}\n{second}")
-    assert data.scan_conll(source) == (2, "IOB1")
-    assert data.scan_conll(conll_slice(tmp_path / "plain.tsv", 3, labeled=False)) == (3, None)
+    assert scan_conll(source) == (2, "IOB1")
+    assert scan_conll(conll_slice(tmp_path / "plain.tsv", 3, labeled=False)) == (3, None)
     out = tmp_path / "out.tsv"
     assert main(["predict", str(tiny_dir), "--input", str(source), "--output", str(out), "--no-progress"]) == 0
     gold = [line.split("\t")[1] for line in out.read_text().splitlines() if line]
@@ -153,10 +158,10 @@ def test_a_partial_output_no_run_accounts_for_is_refused_before_the_model_loads(
 
 
 def test_the_conll_reader_is_lazy(tmp_path):
-    """`data.iter_conll` reads a sentence as it is asked for: a bad line far on is met only when read."""
+    """`iter_conll` reads a sentence as it is asked for: a bad line far on is met only when read."""
     path = tmp_path / "data.tsv"
     path.write_bytes(b"a\tO\nb\tO\n\n" + b"c\tO\n\n" * 1000 + b"caf\xe9\tO\n")
-    stream = data.iter_conll(path)
+    stream = iter_conll(path)
     assert next(stream).tokens == ["a", "b"]
     with pytest.raises(DataError, match=r"data\.tsv, line 2004: not valid UTF-8 \(byte 0xe9 at byte offset 5012\)"):
         list(stream)
@@ -172,7 +177,7 @@ HUGE = 4 * 2**20  # the overlong line: 4 MiB, compressed to a few KiB
 
 @pytest.fixture
 def small_limit(monkeypatch):
-    monkeypatch.setattr(data, "MAX_RECORD_BYTES", LIMIT)
+    monkeypatch.setattr(line_reading, "MAX_RECORD_BYTES", LIMIT)
 
 
 def gz(path: Path, *lines: bytes) -> Path:
@@ -235,7 +240,7 @@ def test_an_overlong_line_in_conll_or_json_lines_is_a_data_error(tmp_path, small
     conll = gz(tmp_path / "data.tsv", b"a\tO", b"", b"x" * HUGE + b"\tO", b"b\tO")
     records = gz(tmp_path / "data.jsonl", b'{"tokens": ["a"]}', b'{"tokens": ["' + b"x" * HUGE + b'"]}')
     for read, where in (
-        (lambda: list(data.iter_conll(conll)), r"data\.tsv, line 3"),
+        (lambda: list(iter_conll(conll)), r"data\.tsv, line 3"),
         (lambda: read_conll(conll), r"data\.tsv, line 3"),
         (lambda: list(read_json_records(records)), r"data\.jsonl, line 2"),
         (lambda: read_jsonl(records), r"data\.jsonl, line 2"),

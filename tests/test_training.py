@@ -9,7 +9,9 @@ from conftest import NCBI, TEXT, ncbi_changed, slice_args
 from safetensors import safe_open
 
 from hf_layer_tokclf.base.files import OutputExistsError
-from hf_layer_tokclf.formats.data import DataError, label_list, load_sentences
+from hf_layer_tokclf.formats.labels import label_list
+from hf_layer_tokclf.formats.lines import DataError
+from hf_layer_tokclf.formats.loading import load_sentences
 from hf_layer_tokclf.running.inference import evaluate_sentences, flat_scores, load_model
 from hf_layer_tokclf.sharing.remote_check import run_remote_check
 from hf_layer_tokclf.training.train import (

@@ -9,7 +9,10 @@ import pytest
 from conftest import LABELS, NCBI, conll_slice
 
 from hf_layer_tokclf.cli.main import main, predict_command, train_command, train_parser
-from hf_layer_tokclf.formats.data import DataError, from_iob2, load_sentences, read_conll
+from hf_layer_tokclf.formats.conll import read_conll
+from hf_layer_tokclf.formats.labels import from_iob2
+from hf_layer_tokclf.formats.lines import DataError
+from hf_layer_tokclf.formats.loading import load_sentences
 from hf_layer_tokclf.running.inference import load_model, predict_sentences, predict_texts
 from hf_layer_tokclf.training.train import DataArguments, head_labels, read_splits
 

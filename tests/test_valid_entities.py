@@ -11,7 +11,7 @@ import torch
 from conftest import LABEL2ID, NCBI, TEXT, conll_slice, save_tiny_model, slice_args, tiny_bert_kwargs
 
 from hf_layer_tokclf.cli.main import main
-from hf_layer_tokclf.formats.data import load_sentences
+from hf_layer_tokclf.formats.loading import load_sentences
 from hf_layer_tokclf.model.pipeline_layer_tokclf import label_constraints
 from hf_layer_tokclf.running.decoding import DEFAULT_STRATEGY
 from hf_layer_tokclf.running.inference import load_model, predict_sentences, predict_texts

@@ -21,9 +21,10 @@ from tqdm.auto import tqdm
 from ..base.defaults import CORPUS_CHUNK_SIZE
 from ..base.files import write_json
 from ..base.stages import recording, stage, timed_iter
-from ..formats.corpus import Document, RecordError, render_document
-from ..formats.data import Sentence
+from ..formats.corpus_documents import Document, RecordError
+from ..formats.corpus_writers import render_document
 from ..formats.documents import format_name
+from ..formats.sentence import Sentence
 from ..running.inference import SENTENCE_CHUNK_SIZE, sentence_chunks
 from .chunks import Chunk, Shard, annotated_chunks
 from .resumable import ResumableOutput, StreamOutput

@@ -1,6 +1,6 @@
 """A corpus in chunks: documents in, entities with document offsets out, chunk by chunk, shard by shard.
 
-`annotate_documents` finds the entities of a list of `corpus.Document` (every passage through the
+`annotate_documents` finds the entities of a list of `corpus_documents.Document` (every passage through the
 model, offsets moved to the document). `annotated_chunks` cuts a stream of records into chunks of
 ``chunk_size`` records: chunk ``c`` belongs to shard ``c % N`` (`Shard`), so a shard is a
 deterministic slice that needs no count of the input, and every chunk holds the same records however
@@ -17,7 +17,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from ..base.defaults import CORPUS_CHUNK_SIZE, ON_ERROR
-from ..formats.corpus import Document, RecordError, document_text
+from ..formats.corpus_documents import Document, RecordError, document_text
 from ..running.inference import chunk_entities, predict_texts
 
 __all__ = ["Chunk", "Shard", "annotate_documents", "annotated_chunks"]

@@ -37,7 +37,9 @@ import ray
 import ray.data
 
 from ..base.code_consent import caller_consent
-from ..formats.corpus import CORPUS_FORMATS, OUTPUT_FORMATS, RecordError
+from ..formats.corpus_documents import RecordError
+from ..formats.corpus_readers import CORPUS_FORMATS
+from ..formats.corpus_writers import OUTPUT_FORMATS
 from ..formats.documents import format_name, pick_output_format
 from .chunks import annotate_documents
 from .ray_io import OUTPUT_EXTENSIONS, CorpusDatasink, entities_type, prepare_output, read_corpus_dataset, row_document
@@ -215,7 +217,7 @@ def predict_with_ray(
         address: The Ray cluster (``"auto"``, ``HEAD_IP:6379``, ``"local"``); None as `connect` says.
             Ray already initialized (``ray.init`` called) is used as it is.
         on_error: ``"skip"``: a record that cannot be read is left out, and a warning names its file
-            and record; ``"stop"``: it stops the run with a `corpus.RecordError` (files written
+            and record; ``"stop"``: it stops the run with a `corpus_documents.RecordError` (files written
             before stay, as partial output).
         concurrency, num_gpus, num_cpus, batch_size, device, dtype, trust_remote_code, predict_options:
             see `annotate_dataset`.
@@ -263,7 +265,7 @@ def _check_model(model_dir: str | Path, trust_remote_code: bool | None) -> None:
 
 def _write(dataset: ray.data.Dataset, sink: CorpusDatasink) -> None:
     """Runs ``dataset`` into ``sink``, then names the records it skipped in warnings. A record that stops the run
-    (``--on-error stop``) is raised as its own `corpus.RecordError`, without Ray's words added."""
+    (``--on-error stop``) is raised as its own `corpus_documents.RecordError`, without Ray's words added."""
     try:
         dataset.write_datasink(sink)
     except Exception as error:

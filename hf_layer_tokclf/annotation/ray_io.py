@@ -1,7 +1,7 @@
 """Ray Data's reading and writing of a corpus: documents as Arrow rows, files parsed by tasks, a datasink.
 
 `read_corpus_dataset` has Ray read the corpus files (a file, a folder, a glob, a list; local paths on a
-shared filesystem, or ``s3://``, ``gs://``) and a task per file parse one with `corpus.read_corpus`, into
+shared filesystem, or ``s3://``, ``gs://``) and a task per file parse one with `corpus_readers.read_corpus`, into
 rows of `DOCUMENT_SCHEMA`. `CorpusDatasink` writes a FOLDER of files, one per write task, each a complete
 file of the output format (`corpus.get_writer`: header, documents, footer), into a folder
 `prepare_output` has claimed.
@@ -23,7 +23,9 @@ from ray.data.datasource import BlockBasedFileDatasink
 
 from ..base.defaults import ON_ERROR
 from ..base.files import OutputClaim, OutputExistsError, Outputs, claim_output_dir, output_names
-from ..formats.corpus import CORPUS_FORMATS, Document, Passage, RecordError, get_writer, read_corpus, render_document
+from ..formats.corpus_documents import Document, Passage, RecordError
+from ..formats.corpus_readers import CORPUS_FORMATS, read_corpus
+from ..formats.corpus_writers import get_writer, render_document
 
 __all__ = [
     "DOCUMENT_SCHEMA",
@@ -76,7 +78,8 @@ def entities_type(aggregation_strategy: str = "first") -> pa.DataType:
 
 
 def row_document(row: dict[str, Any], text_column: str) -> Document:
-    """The `corpus.Document` of a row: its ``passages`` (text, offset) where it has them, else its text column."""
+    """The `corpus_documents.Document` of a row: its ``passages`` (text, offset) where it has them, else its text
+    column."""
     if row.get("passages") is not None:
         passages = [
             Passage(p["text"], p.get("offset") or 0, json.loads(p.get("infons") or "{}")) for p in row["passages"]
@@ -94,7 +97,7 @@ def row_document(row: dict[str, Any], text_column: str) -> Document:
 
 
 def _document_row(document: Document) -> dict[str, Any]:
-    """A `corpus.Document` as a row of `DOCUMENT_SCHEMA` (what `row_document` reads back)."""
+    """A `corpus_documents.Document` as a row of `DOCUMENT_SCHEMA` (what `row_document` reads back)."""
     return {
         "id": document.id,
         "passages": [{"text": p.text, "offset": p.offset, "infons": json.dumps(p.infons)} for p in document.passages],
@@ -135,7 +138,7 @@ def read_corpus_dataset(
 ) -> ray.data.Dataset:
     """A corpus as a dataset of documents (`DOCUMENT_SCHEMA`): Ray reads the files, a task per file parses one.
 
-    Every format goes through `corpus.read_corpus` (JSON lines too, rather than ``ray.data.read_json``):
+    Every format goes through `corpus_readers.read_corpus` (JSON lines too, rather than ``ray.data.read_json``):
     the same documents as the single-process path (ids, passage offsets, other fields kept), and a
     record that cannot be read is a row naming its file and record (``on_error="skip"``) or stops the
     run (``"stop"``), where Arrow's JSON reader would fail the whole file.

@@ -26,8 +26,8 @@ from ..base.files import (
     refuse_live_lock,
     write_json,
 )
-from ..formats.corpus import Document
-from ..formats.data import Sentence
+from ..formats.corpus_documents import Document
+from ..formats.sentence import Sentence
 from .summary import summary_path
 
 __all__ = ["ResumableOutput", "StreamOutput"]

@@ -24,7 +24,7 @@ from typing import Any
 from ..base.defaults import CORPUS_CHUNK_SIZE
 from ..base.files import atomic_writer, check_output_path, write_json
 from ..base.stages import StageTimes
-from ..formats.corpus import RecordError
+from ..formats.corpus_documents import RecordError
 from .chunks import Chunk, Shard
 
 __all__ = ["RunTally", "describe_run", "merge_shards", "model_digest", "summary_path"]

@@ -514,7 +514,8 @@ def _add_column_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _columns(args: argparse.Namespace) -> Any:
-    from ..formats.data import Columns, label_names_from
+    from ..formats.loading import label_names_from
+    from ..formats.records import Columns
 
     names = label_names_from(args.label_names, args.label_column_name) if args.label_names else None
     return Columns(args.text_column_name, args.label_column_name, names)
@@ -534,7 +535,9 @@ def _default_eval_output(model: str, data: str) -> Path:
 
 def evaluate_command(argv: Sequence[str]) -> int:
     args = evaluate_parser().parse_args(list(argv))
-    from ..formats.data import check_conll_columns, check_known_labels, load_sentences, normalize_labels
+    from ..formats.conll import check_conll_columns
+    from ..formats.labels import check_known_labels, normalize_labels
+    from ..formats.loading import load_sentences
     from ..running.inference import evaluate_sentences, flat_scores, label_scheme, load_model, write_conll
     from ..running.metrics import format_scores
     from ..running.serving import check_onnx_extra
@@ -712,8 +715,8 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
 def _predict_input(args: argparse.Namespace) -> tuple[str, str | None, bool]:
     """(format, JSON field with the text, whether pre-tokenized) of predict's input, checked before the model loads;
     ``args.format`` becomes the format to write (`documents.pick_output_format`: the one rule of every engine)."""
-    from ..formats.data import read_json_records
     from ..formats.documents import detect_input_format, pick_output_format, text_column
+    from ..formats.records import read_json_records
 
     if args.text and args.input:
         raise ValueError("Give --text or --input, not both.")
@@ -806,7 +809,8 @@ def _predict_conll(args: argparse.Namespace, model: Any, tokenizer: Any, scheme:
     model's scheme.
     """
     from ..annotation.annotate import label_sentences
-    from ..formats.data import iter_conll, scan_conll, with_iob2
+    from ..formats.conll import iter_conll, scan_conll
+    from ..formats.labels import with_iob2
     from ..running.inference import conll_lines
 
     total, gold_scheme = scan_conll(args.input)
@@ -827,8 +831,9 @@ def _predict_word_lists(
     import json
 
     from ..annotation.annotate import label_sentences
-    from ..formats.corpus import count_records
-    from ..formats.data import Columns, from_iob2, iter_word_lists
+    from ..formats.corpus_scan import count_records
+    from ..formats.labels import from_iob2
+    from ..formats.records import Columns, iter_word_lists
 
     def render(chunk: list[Any], labels: list[list[str]]) -> str:
         return "".join(
@@ -846,7 +851,8 @@ def _predict_word_lists(
 
 def _documents(args: argparse.Namespace, input_format: str, column: str | None) -> Iterator[Any]:
     """predict's documents (`corpus.Document`, or `corpus.RecordError` for a record that cannot be read), lazily."""
-    from ..formats.corpus import Document, Passage, read_corpus, read_text_lines
+    from ..formats.corpus_documents import Document, Passage
+    from ..formats.corpus_readers import read_corpus, read_text_lines
 
     if input_format != "text":
         return read_corpus(args.input, input_format, **({"column": column} if column else {}))
@@ -873,7 +879,8 @@ def _predict_documents(
     from ..annotation.chunks import annotated_chunks
     from ..annotation.summary import summary_path
     from ..base.defaults import CORPUS_CHUNK_SIZE
-    from ..formats.corpus import count_lines, count_records, get_writer
+    from ..formats.corpus_scan import count_lines, count_records
+    from ..formats.corpus_writers import get_writer
     from ..formats.documents import format_name
 
     common = dict(
@@ -957,7 +964,7 @@ def _title(document: Any, input_format: str) -> str | None:
 
 def _write_html(args: argparse.Namespace, input_format: str, chunks: Iterator[Any]) -> None:
     """An HTML page of the annotated documents with their entities highlighted (displaCy)."""
-    from ..formats.corpus import document_text
+    from ..formats.corpus_documents import document_text
     from ..formats.rendering import entities_html, write_html
 
     read = [0]

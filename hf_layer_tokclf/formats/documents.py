@@ -2,8 +2,8 @@
 
 Raw text has one document per line; JSON lines hold one object per document, whose other fields
 (a PMID ``id``, a title, ...) are written back beside the entities; PubMed XML, BioC and PubTator
-hold documents of passages (all read by `corpus`); CoNLL files hold pre-tokenized sentences
-(`data.read_conll`). A file's format is told by its first bytes and extension and, where those say
+hold documents of passages (all read by `corpus_readers`); CoNLL files hold pre-tokenized sentences
+(`conll.read_conll`). A file's format is told by its first bytes and extension and, where those say
 nothing (``.txt``, no extension), by its first lines, so that a token-per-line file is never
 tagged as one document per token. What is written is chosen by one rule (`pick_output_format`): the
 ``--format`` given, else the output's name, else the input's own format where it can be written back.
@@ -15,17 +15,12 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from .corpus import CORPUS_FORMATS, OUTPUT_FORMATS, detect_corpus_format
-from .data import (
-    DOCSTART,
-    HEAD_BYTES,
-    JSON_SUFFIXES,
-    DataError,
-    existing_file,
-    format_suffix,
-    read_head,
-    read_json_records,
-)
+from .conll import DOCSTART
+from .corpus_readers import CORPUS_FORMATS
+from .corpus_scan import detect_corpus_format
+from .corpus_writers import OUTPUT_FORMATS
+from .lines import HEAD_BYTES, DataError, existing_file, format_suffix, read_head
+from .records import JSON_SUFFIXES, read_json_records
 
 __all__ = [
     "CONLL_SUFFIXES",
@@ -81,8 +76,8 @@ def looks_like_conll(lines: Sequence[str]) -> bool:
 
 
 def detect_input_format(path: str | Path | None, declared: str = "auto") -> str:
-    """``"text"``, ``"conll"`` or a corpus format (`corpus.CORPUS_FORMATS`: ``"jsonl"``, ``"pubmed"``, ...):
-    ``declared`` if not ``"auto"``, else a corpus format its first bytes show (`corpus.detect_corpus_format`),
+    """``"text"``, ``"conll"`` or a corpus format (`corpus_readers.CORPUS_FORMATS`: ``"jsonl"``, ``"pubmed"``, ...):
+    ``declared`` if not ``"auto"``, else a corpus format its first bytes show (`corpus_scan.detect_corpus_format`),
     else from the file's extension (`CONLL_SUFFIXES`, ``.jsonl`` / ``.json``) or its first lines. A gzip file
     is read decompressed, its extension the one before ``.gz`` (``docs.conll.gz``).
 

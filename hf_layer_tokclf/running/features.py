@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from ..formats.data import DataError, Sentence, check_known_labels
+from ..formats.labels import check_known_labels
+from ..formats.lines import DataError
+from ..formats.sentence import Sentence
 
 __all__ = [
     "BOOKKEEPING_KEYS",

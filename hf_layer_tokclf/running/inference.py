@@ -18,7 +18,9 @@ from ..base.code_consent import RemoteCodeError, check_consent, may_run_code
 from ..base.files import METRICS, atomic_writer
 from ..base.locations import CHECKPOINT_GLOB, check_model_location
 from ..base.stages import stage
-from ..formats.data import Sentence, check_conll_columns, check_known_labels, from_iob2
+from ..formats.conll import check_conll_columns
+from ..formats.labels import check_known_labels, from_iob2
+from ..formats.sentence import Sentence
 from .decoding import (
     DEFAULT_DECODING,
     DEFAULT_STRATEGY,
@@ -340,7 +342,7 @@ def evaluate_sentences(
     model: Any, tokenizer: Any, sentences: Sequence[Sentence], **kwargs: Any
 ) -> tuple[dict[str, Any], list[list[str]]]:
     """Entity-level scores of the model on labeled sentences, every gold token included; a label the model does
-    not know is refused first, with its file and line (`data.check_known_labels`)."""
+    not know is refused first, with its file and line (`labels.check_known_labels`)."""
     check_known_labels(sentences, model.config.label2id, known_as="the model's labels")
     predictions = predict_sentences(model, tokenizer, sentences, **kwargs)
     return entity_scores([s.labels for s in sentences], predictions), predictions

@@ -33,19 +33,11 @@ from ..base.files import (
 from ..base.locations import check_model_location
 from ..base.niceties import optional_step
 from ..base.redaction import redact_command, remember_secret
-from ..formats.data import (
-    Columns,
-    MissingSplitError,
-    Sentence,
-    check_conll_columns,
-    check_known_labels,
-    check_training_labels,
-    describe_labels,
-    label_list,
-    label_names_from,
-    load_sentences,
-    normalize_labels,
-)
+from ..formats.conll import check_conll_columns
+from ..formats.labels import check_known_labels, check_training_labels, describe_labels, label_list, normalize_labels
+from ..formats.loading import MissingSplitError, label_names_from, load_sentences
+from ..formats.records import Columns
+from ..formats.sentence import Sentence
 from ..model.tokenization import load_tokenizer, save_tokenizer
 from ..running.decoding import label_decoder, token_predictions
 from ..running.features import BOOKKEEPING_KEYS, encode, merge_windows
@@ -90,7 +82,7 @@ def data_columns(data_args: DataArguments) -> Columns:
 def read_splits(data_args: DataArguments) -> tuple[dict[str, list[Sentence]], str]:
     """Reads train/validation/test, converts labels to IOB2 and checks dev/test against the train labels.
 
-    Prints the training labels with their counts (`data.describe_labels`) and refuses what looks like a typo in
+    Prints the training labels with their counts (`labels.describe_labels`) and refuses what looks like a typo in
     them (`data.check_training_labels`) unless ``allow_rare_labels``.
 
     Returns the splits and the scheme the training labels were written in (`data.detect_scheme`),

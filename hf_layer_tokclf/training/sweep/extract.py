@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ...formats.data import Sentence
+from ...formats.sentence import Sentence
 from ...running.features import encode, length_sorted_batches, merge_windows, model_inputs
 
 CACHES = ("memory", "disk")

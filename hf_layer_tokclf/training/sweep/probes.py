@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ...formats.data import Sentence
+from ...formats.sentence import Sentence
 from ...running.decoding import DEFAULT_DECODING, word_labels
 from ...running.metrics import entity_scores
 

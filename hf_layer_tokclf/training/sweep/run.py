@@ -14,7 +14,9 @@ from ...base.extras import require
 from ...base.files import Outputs, claim_output_dir, is_run_output, output_names
 from ...base.locations import check_model_location
 from ...base.niceties import optional_step
-from ...formats.data import DataError, Sentence, check_known_labels, label_list, normalize_labels
+from ...formats.labels import check_known_labels, label_list, normalize_labels
+from ...formats.lines import DataError
+from ...formats.sentence import Sentence
 from ...model.cost import relative_costs
 from ...running.decoding import DEFAULT_DECODING
 from .extract import EncodedSplit, FeatureStores, cache_folder, encode_split, extract_features
