@@ -8,7 +8,9 @@ import datasets
 import pytest
 from conftest import LABELS, NCBI, conll_slice
 
-from hf_layer_tokclf.cli.main import main, predict_command, train_command, train_parser
+from hf_layer_tokclf.cli.main import main
+from hf_layer_tokclf.cli.predict import predict_command
+from hf_layer_tokclf.cli.train import train_command, train_parser
 from hf_layer_tokclf.formats.data import DataError, from_iob2, load_sentences, read_conll
 from hf_layer_tokclf.running.inference import load_model, predict_sentences, predict_texts
 from hf_layer_tokclf.training.train import DataArguments, head_labels, read_splits
