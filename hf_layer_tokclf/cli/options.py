@@ -38,6 +38,7 @@ def add_decoding_option(parser: argparse.ArgumentParser) -> None:
 
 
 def probability(value: str) -> float:
+    """An option's value as a number in [0, 1] (--min-score), else argparse's error naming it."""
     number = float(value)
     if not 0 <= number <= 1:
         raise argparse.ArgumentTypeError(f"{value} is not a probability in [0, 1]")
@@ -58,6 +59,7 @@ def add_max_batch_tokens_option(parser: argparse.ArgumentParser) -> None:
 
 
 def at_least_one(value: str) -> int:
+    """An option's value as a whole number of at least 1 (--max-batch-tokens), else argparse's error naming it."""
     try:
         number = int(value)
     except ValueError:

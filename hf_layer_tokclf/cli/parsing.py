@@ -13,7 +13,7 @@ import typing
 from collections.abc import Sequence
 from typing import Any
 
-# Every parser here is a CommandParser, built with allow_abbrev=False: argparse would otherwise take --hub-tok for
+# Every parser of the CLI is a CommandParser, built with allow_abbrev=False: argparse would otherwise take --hub-tok for
 # --hub-token, a spelling that redaction by option name cannot know, and a typo for another option.
 
 
