@@ -33,7 +33,7 @@ TARGET = 0.05  # decoding under 5% of the forward pass
 
 def train_model(argv: list[str], output_dir: Path) -> dict[str, Any]:
     """Trains with ``argv`` (train's options) into ``output_dir``; returns its metrics and wall time."""
-    from hf_layer_tokclf.cli.main import train_parser
+    from hf_layer_tokclf.cli.train import train_parser
     from hf_layer_tokclf.training.train import train
 
     options = [*argv, "--output-dir", str(output_dir), "--disable-tqdm", "true"]

@@ -36,7 +36,7 @@ def main_job_argv() -> list[str]:
 
 
 def run(argv: list[str], model_class: type | None = None) -> dict[str, Any]:
-    from hf_layer_tokclf.cli.main import train_parser
+    from hf_layer_tokclf.cli.train import train_parser
     from hf_layer_tokclf.training.train import train
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -11,6 +11,8 @@ import pytest
 from conftest import NCBI, REPO
 
 from hf_layer_tokclf.cli import main as cli
+from hf_layer_tokclf.cli.predict import predict_parser
+from hf_layer_tokclf.cli.train import train_parser
 
 MODEL_COMMANDS = ["train", "evaluate", "predict", "push", "sweep", "export-onnx", "export-transformers"]
 # The rest of a valid command line after the model, per subcommand.
@@ -99,7 +101,7 @@ def test_underscore_spellings_parse_in_predict_and_evaluate():
 
 def test_underscore_spellings_stay_out_of_help():
     """Each option is listed once, as --like-this; the description says the underscore spelling works."""
-    text = cli.predict_parser().format_help()
+    text = predict_parser().format_help()
     assert "--batch-size" in text and "--batch_size" not in text and "--like_this" in text
 
 
@@ -211,7 +213,7 @@ def test_help_imports_neither_torch_nor_transformers(command):
 
 
 def test_train_help_names_the_trainer_options_and_lists_them_on_request(capsys):
-    text = cli.train_parser().format_help()
+    text = train_parser().format_help()
     assert "--help-trainer" in text and "TrainingArguments" in text and "--hidden-layer" in text
     with pytest.raises(SystemExit):
         parse("train", ["--help-trainer"])

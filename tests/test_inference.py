@@ -238,7 +238,7 @@ def test_a_missing_model_folder_is_one_line_naming_it(command, where, capsys):
 
 def test_one_aggregation_default_everywhere_the_one_training_matches(tiny_dir, ncbi_texts, tmp_path):
     """predict_texts, the CLI and the Hub verification all group subwords as training labels them: "first"."""
-    from hf_layer_tokclf.cli.main import predict_parser
+    from hf_layer_tokclf.cli.predict import predict_parser
     from hf_layer_tokclf.sharing.hub import push_to_hub
 
     assert predict_parser().get_default("aggregation_strategy") == "first"

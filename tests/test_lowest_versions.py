@@ -160,7 +160,7 @@ def test_declared_lower_bounds_are_the_tested_versions():
 @pytest.mark.parametrize(("argv", "expected"), [([], False), (["--overwrite-output-dir"], True)])
 def test_overwrite_output_dir_reaches_run_arguments(tmp_path, argv, expected):
     """One meaning on both majors (4.x's TrainingArguments has a field of that name, 5.x's has not)."""
-    from hf_layer_tokclf.cli.main import train_parser
+    from hf_layer_tokclf.cli.train import train_parser
 
     parsed = train_parser().parse_args_into_dataclasses(["--output-dir", str(tmp_path), *argv])
     assert parsed[2].overwrite_output_dir is expected

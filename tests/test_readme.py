@@ -252,7 +252,8 @@ def set_aside(path: Path) -> None:
 
 def run_command(pipeline: list[list[str]], where: str, capsys, monkeypatch) -> None:
     """Runs one command of a README line in this process; it must exit 0 and write what it names, or print."""
-    from hf_layer_tokclf.cli.main import main, push_command
+    from hf_layer_tokclf.cli.main import main
+    from hf_layer_tokclf.cli.push import push_command
 
     *feed, words = pipeline
     command = " | ".join(map(shlex.join, pipeline))

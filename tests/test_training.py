@@ -341,7 +341,7 @@ def test_a_few_hundred_sentences_find_entities_in_two_epochs(tmp_path):
 def test_classifier_learning_rate_is_a_train_option():
     from transformers import TrainingArguments
 
-    from hf_layer_tokclf.cli.main import train_parser
+    from hf_layer_tokclf.cli.train import train_parser
 
     parser = train_parser()
     model_args, *_ = parser.parse_args_into_dataclasses(["--output-dir", "x", "--classifier-learning-rate", "1e-2"])

@@ -8,7 +8,9 @@ import datasets
 import pytest
 from conftest import LABELS, NCBI, conll_slice
 
-from hf_layer_tokclf.cli.main import main, predict_command, train_command, train_parser
+from hf_layer_tokclf.cli.main import main
+from hf_layer_tokclf.cli.predict import predict_command
+from hf_layer_tokclf.cli.train import train_command, train_parser
 from hf_layer_tokclf.formats.conll import read_conll
 from hf_layer_tokclf.formats.labels import from_iob2
 from hf_layer_tokclf.formats.lines import DataError

@@ -249,7 +249,7 @@ def test_evaluate_records_its_decoding(trained, tmp_path):
 
 
 def test_train_takes_crf_and_decoding_options():
-    from hf_layer_tokclf.cli.main import train_parser
+    from hf_layer_tokclf.cli.train import train_parser
 
     parsed = train_parser().parse_args_into_dataclasses(
         ["--train-file", "x", "--output-dir", "y", "--crf", "--decoding", "argmax"]
