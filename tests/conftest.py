@@ -25,19 +25,34 @@ LABELS = ["O", "B-Disease", "I-Disease"]
 ID2LABEL = dict(enumerate(LABELS))
 LABEL2ID = {label: i for i, label in enumerate(LABELS)}
 TEXT = "Germline mutations in BRCA1 cause hereditary breast and ovarian cancer."
-# `python -c SLOW_PREDICT ARGS`: predict, sleeping after each chunk it writes, so that a test can interrupt or kill
-# it mid-run for sure, or start a second run beside it.
+# `python -c SLOW_PREDICT ARGS`, with PAUSE_AFTER_WRITES=N in its environment: predict, which after its N-th write
+# to the output prints PAUSED on stdout and waits for a line on stdin (or its end), so that a test can interrupt or
+# kill it mid-run for sure, or start a second run beside it, without waiting on a timer. `paused(process)` waits
+# for that line. Without PAUSE_AFTER_WRITES, or with stdin closed, it runs through.
 SLOW_PREDICT = """
-import sys, time
+import os, sys
 import hf_layer_tokclf.annotation.resumable as resumable
 from hf_layer_tokclf.cli.main import main
-write = resumable.ResumableOutput.write
-def slow_write(self, *args, **counts):
+write, writes = resumable.ResumableOutput.write, []
+def pausing_write(self, *args, **counts):
     write(self, *args, **counts)
-    time.sleep(0.5)
-resumable.ResumableOutput.write = slow_write
+    writes.append(1)
+    if len(writes) == int(os.environ.get("PAUSE_AFTER_WRITES", "0")):
+        print("PAUSED", flush=True)
+        sys.stdin.readline()
+resumable.ResumableOutput.write = pausing_write
 sys.exit(main(sys.argv[1:]))
 """
+PAUSED = "PAUSED"
+
+
+def paused(process: subprocess.Popen) -> None:
+    """Waits until `SLOW_PREDICT` in ``process`` (started with stdout=PIPE) says it paused; fails if it ended first."""
+    for line in process.stdout:
+        if line.strip() == PAUSED:
+            return
+    process.wait()
+    pytest.fail(f"the run ended (exit {process.returncode}) before it paused: {process.stderr.read()[-3000:]}")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -168,6 +183,40 @@ def built_or_skipped(build, what: str) -> str:
         pytest.skip(f"could not build {what} (no PyPI?): {detail}")
 
 
+# `python -c REMOTE_CHECKS SCRIPT TEXT STRATEGY FOLDER...`: remote_check.py's own check (SCRIPT, run as a script) on
+# each folder in turn, in one fresh interpreter rather than one each; prints one JSON object, by folder, of each
+# report or of the error it raised.
+REMOTE_CHECKS = """
+import contextlib, io, json, runpy, sys, traceback
+script, text, strategy, *folders = sys.argv[1:]
+results = {}
+for folder in folders:
+    sys.argv, out = [script, folder, text, strategy], io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            runpy.run_path(script, run_name="__main__")
+        results[folder] = json.loads(out.getvalue().strip().splitlines()[-1])
+    except Exception:
+        results[folder] = traceback.format_exc()
+print(json.dumps(results))
+"""
+
+
+def remote_checks(folders: list[Path], text: str, python_path: str | None = None) -> dict[Path, dict | str]:
+    """`run_remote_check` of each folder (distinct names: each gets its own dynamic modules), all in one fresh
+    interpreter: by folder, its report, or the traceback of its failure as a string."""
+    from hf_layer_tokclf.running.decoding import DEFAULT_STRATEGY
+    from hf_layer_tokclf.sharing import remote_check
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "warning"}
+    if python_path:  # as run_remote_check puts it
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (python_path, env.get("PYTHONPATH")) if p)
+    names = [str(Path(folder).resolve()) for folder in folders]
+    command = [sys.executable, "-c", REMOTE_CHECKS, remote_check.__file__, text, DEFAULT_STRATEGY, *names]
+    results = remote_check.run_report_script(command, env, 600, "The remote-code checks failed")
+    return {folder: results[name] for folder, name in zip(folders, names, strict=True)}
+
+
 def conll_slice(path: Path, n: int, labeled: bool = True) -> Path:
     """The first ``n`` NCBI test sentences as a CoNLL file (tokens only unless ``labeled``)."""
     sentences = (NCBI / "test.tsv").read_text().strip().split("\n\n")[:n]
@@ -196,15 +245,34 @@ def slice_args(output_dir, **overrides):
     return data, TrainingArguments(output_dir=str(output_dir), disable_tqdm=True, **settings)
 
 
+def once_per_run(tmp_path_factory, name: str, make) -> Path:
+    """``make(folder)`` once per test run, in a folder ``name`` that all pytest-xdist workers share (the first to
+    ask builds it under a lock, the others wait and read it: `versions.build_once`); returns the folder."""
+    from versions import build_once
+
+    root = tmp_path_factory.getbasetemp()
+    if "PYTEST_XDIST_WORKER" in os.environ:  # each worker's basetemp is a folder of the run's
+        root = root.parent
+    folder = root / "once-per-run" / name
+    build_once(folder, f"{name}\n", make)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
-    """MiniLM at hidden layer 2, fine-tuned on 256 NCBI sentences for two epochs (64 steps)."""
+    """MiniLM at hidden layer 2, fine-tuned on 256 NCBI sentences for two epochs (64 steps), once per run."""
+    import json
+
     from hf_layer_tokclf.training.train import ModelArguments, train
 
-    output_dir = tmp_path_factory.mktemp("trained") / "model"
-    data, args = slice_args(output_dir)
-    metrics = train(ModelArguments(hidden_layer=[2]), data, args, command="hf-layer-tokclf train ...")
-    return output_dir, metrics
+    def make(folder: Path) -> None:
+        folder.mkdir(parents=True)
+        data, args = slice_args(folder / "model")
+        metrics = train(ModelArguments(hidden_layer=[2]), data, args, command="hf-layer-tokclf train ...")
+        (folder / "metrics.json").write_text(json.dumps(metrics))  # as train returned them
+
+    folder = once_per_run(tmp_path_factory, "trained", make)
+    return folder / "model", json.loads((folder / "metrics.json").read_text())
 
 
 class NetworkUsed(AssertionError):

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import NCBI, REPO, SLOW_PREDICT
+from conftest import NCBI, REPO, SLOW_PREDICT, paused
 
 from hf_layer_tokclf.annotation.annotate import CorpusProgress, annotate_corpus
 from hf_layer_tokclf.annotation.chunks import Shard, annotate_documents
@@ -177,12 +177,12 @@ def test_a_killed_run_continues_after_its_last_complete_chunk(trained, corpus, t
     subprocess.run(uninterrupted, env=env, check=True, capture_output=True, timeout=300)
     out = tmp_path / "out.jsonl"
     command = [sys.executable, "-c", SLOW_PREDICT, *argv, "--output", str(out)]
-    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    pause = {**env, "PAUSE_AFTER_WRITES": "3"}
+    pipes = dict(stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, env=pause, **pipes)
     progress = Path(f"{out}.progress.json")
-    deadline = time.monotonic() + 120
-    while not (progress.exists() and json.loads(progress.read_text())["writes"] >= 3):
-        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
-        time.sleep(0.05)
+    paused(process)
+    assert json.loads(progress.read_text())["writes"] == 3
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not out.exists()
@@ -462,17 +462,15 @@ def test_a_second_run_on_the_same_output_is_told_a_run_is_in_progress(tiny_dir, 
     argv = ["predict", str(tiny_dir), *[f"--text={word}" for word in words], "--chunk-size", "1", "--no-progress"]
     out = tmp_path / "out.jsonl"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    first = subprocess.Popen([sys.executable, "-c", SLOW_PREDICT, *argv, "--output", str(out)], env=env,
-                             stderr=subprocess.PIPE, text=True)  # fmt: skip
-    progress = Path(f"{out}.progress.json")
-    deadline = time.monotonic() + 120
-    while not (progress.exists() and json.loads(progress.read_text())["writes"] >= 2):
-        assert first.poll() is None and time.monotonic() < deadline, first.stderr.read()
-        time.sleep(0.05)
+    pipes = dict(stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen([sys.executable, "-c", SLOW_PREDICT, *argv, "--output", str(out)],
+                             env={**env, "PAUSE_AFTER_WRITES": "2"}, **pipes)  # fmt: skip
+    paused(first)  # two writes done, six chunks to go
     assert main([*argv, "--output", str(out)]) == 2
     assert f"a run is in progress (pid {first.pid}" in capsys.readouterr().err
     assert main([*argv, "--output", str(out), "--overwrite"]) == 2  # an overwrite waits for it too
-    assert first.wait(120) == 0, first.stderr.read()
+    _, err = first.communicate("\n", timeout=120)  # it goes on
+    assert first.returncode == 0, err
     assert [json.loads(line)["text"] for line in out.read_text().splitlines()] == words
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl", "out.jsonl.summary.json"]
 

@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import ID2LABEL, LABEL2ID, LABELS, TEXT
+from conftest import ID2LABEL, LABEL2ID, LABELS, TEXT, remote_checks
 from families import FAMILIES
 from safetensors import safe_open
 from transformers import AutoModel, AutoModelForTokenClassification
@@ -23,7 +23,6 @@ from hf_layer_tokclf.model.auto import family_of
 from hf_layer_tokclf.model.tokenization import load_tokenizer, needs_prefix_space, save_tokenizer
 from hf_layer_tokclf.running.decoding import DEFAULT_STRATEGY
 from hf_layer_tokclf.running.inference import predict_texts
-from hf_layer_tokclf.sharing.remote_check import run_remote_check
 
 DEPTH = 4  # make_checkpoint's default
 HEAD = dict(num_labels=len(LABELS), id2label=ID2LABEL, label2id=LABEL2ID)
@@ -135,31 +134,39 @@ def test_the_tokenizer_aligns_pre_split_words(family, checkpoints, tmp_path):
     assert load_tokenizer(tmp_path)([WORDS], is_split_into_words=True)["input_ids"] == encoded["input_ids"]
 
 
-@pytest.fixture
-def saved(family, checkpoints, tmp_path):
+def saved(family, checkpoint, folder):
     """A layer classifier of the family at layer 2, with a head that tags entities, saved with its tokenizer."""
     torch.manual_seed(0)
-    model = AutoModelForLayerTokenClassification.from_pretrained(checkpoints[family], hidden_layer=2, **HEAD).eval()
+    model = AutoModelForLayerTokenClassification.from_pretrained(checkpoint, hidden_layer=2, **HEAD).eval()
     with torch.no_grad():
         model.classifier.weight.mul_(20)
-    folder = tmp_path / "model"
     model.save_pretrained(folder)
-    save_tokenizer(load_tokenizer(checkpoints[family]), folder)
+    save_tokenizer(load_tokenizer(checkpoint), folder)
     return folder, model
 
 
-def test_a_saved_model_runs_through_remote_code_on_4x(family, saved, transformers4_path):
+@pytest.fixture(scope="module")
+def checked_on_4x(checkpoints, transformers4_path, tmp_path_factory):
+    """By family (but EuroBERT, which 4.x lacks): its saved model, and what remote code made of it on 4.57, all
+    families checked in one fresh interpreter."""
+    root = tmp_path_factory.mktemp("remote-on-4x")
+    models = {f: saved(f, checkpoints[f], root / f) for f in FAMILIES if f != "eurobert"}
+    reports = remote_checks([folder for folder, _ in models.values()], TEXT, python_path=transformers4_path)
+    return {family: (folder, model, reports[folder]) for family, (folder, model) in models.items()}
+
+
+def test_a_saved_model_runs_through_remote_code_on_4x(family, checked_on_4x):
     """On 4.57, for strangers (test_encoder_families_cli's `verify` does the same on 5.x, for trained models)."""
     if family == "eurobert":
         pytest.skip("transformers 4.x has no EuroBERT")
-    folder, model = saved
+    folder, model, report = checked_on_4x[family]
+    assert isinstance(report, dict), f"Loading {folder} through remote code failed:\n{report}"
     config = json.loads((folder / "config.json").read_text())
     names = {cls.__name__ for cls in (SUPPORTED[family].config_class, model.__class__)}
     assert {value.split(".")[-1] for value in config["auto_map"].values()} >= names
     tokenizer = load_tokenizer(folder)
     with torch.no_grad():
         expected = model(**tokenizer(TEXT, return_tensors="pt")).logits[0]
-    report = run_remote_check(folder, TEXT, python_path=transformers4_path)
     assert report["transformers_version"].startswith("4.")
     assert report["model_class"] == type(model).__name__
     assert report["config_class"] == SUPPORTED[family].config_class.__name__

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import LABEL2ID, LABELS, NCBI, SLOW_PREDICT, TEXT, tiny_bert_kwargs
+from conftest import LABEL2ID, LABELS, NCBI, SLOW_PREDICT, TEXT, paused, tiny_bert_kwargs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -392,11 +392,11 @@ def test_ctrl_c_in_predict_prints_one_line_and_exits_130(tiny_dir, tmp_path):
     argv = ["predict", str(tiny_dir), "--output", str(output), "--chunk-size", "1", "--no-progress"]
     argv += [arg for i in range(20) for arg in ("--text", f"Document {i}.")]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    process = subprocess.Popen([sys.executable, "-c", SLOW_PREDICT, *argv], env=env, stderr=subprocess.PIPE, text=True)
-    progress, deadline = Path(f"{output}.progress.json"), time.monotonic() + 120
-    while not (progress.exists() and json.loads(progress.read_text())["writes"] >= 2):
-        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
-        time.sleep(0.05)
+    env["PAUSE_AFTER_WRITES"] = "2"
+    pipes = dict(stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, "-c", SLOW_PREDICT, *argv], env=env, **pipes)
+    paused(process)  # mid-run: two writes done, the third chunk not yet
+    assert json.loads(Path(f"{output}.progress.json").read_text())["writes"] == 2
     process.send_signal(signal.SIGINT)
     err = process.communicate(timeout=60)[1]
     assert process.returncode == 130, err

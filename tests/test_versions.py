@@ -85,3 +85,15 @@ def test_temporary_files_of_this_process_and_its_children_stay_in_pytest_folder(
         [sys.executable, "-c", "import tempfile; print(tempfile.mkdtemp())"], capture_output=True, text=True, check=True
     )
     assert Path(child.stdout.strip()).parent == folder
+
+
+def test_the_lowest_environment_is_rebuilt_for_a_dependency_not_for_pytests_settings():
+    """Its stamp follows what pip installs from pyproject.toml; an edit of pytest's options (as this issue's
+    --durations) must not cost CI another torch install."""
+    from versions import lowest_venv_stamp
+
+    pyproject = (TESTS.parent / "pyproject.toml").read_text(encoding="utf-8")
+    stamp = lowest_venv_stamp(pyproject)
+    assert "--durations=" in pyproject
+    assert lowest_venv_stamp(pyproject.replace("--durations=", "--durations=1")) == stamp
+    assert lowest_venv_stamp(pyproject.replace('"torch', '"torch>=9.9,<10; torch', 1)) != stamp

@@ -78,6 +78,27 @@ def venv_python(folder: str | Path) -> Path:
     return Path(folder) / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
+def lowest_venv_stamp(pyproject: str) -> str:
+    """What the lowest-versions environment is built from: the specs and the package's dependencies (``pyproject``'s
+    text). It is rebuilt when this changes, or when a build was interrupted; not for an edit elsewhere in
+    pyproject.toml (pytest's or ruff's settings), which would cost CI a torch install for nothing."""
+    import hashlib
+    import json
+
+    try:
+        import tomllib  # Python 3.11+
+    except ModuleNotFoundError:  # 3.10: the whole file, rebuilt on any edit
+        depends = pyproject
+    else:
+        table = tomllib.loads(pyproject)
+        # What pip reads to install the package: its build, its metadata and dependencies, setuptools' package list.
+        install = {"build": table.get("build-system"), "project": table.get("project")}
+        install["setuptools"] = table.get("tool", {}).get("setuptools")
+        depends = json.dumps(install, sort_keys=True)
+    digest = hashlib.sha256(depends.encode("utf-8")).hexdigest()
+    return f"{TORCH_SPEC} {TRANSFORMERS4_SPEC} {OPTIMUM_SPEC} {digest}\n"
+
+
 def build_lowest_venv(folder: str | Path) -> Path:
     """Creates (or reuses, if complete) the lowest-versions environment in ``folder``; returns its python.
 
@@ -85,15 +106,12 @@ def build_lowest_venv(folder: str | Path) -> Path:
     those installed. Standard library only, so that `.ci/run` can run this file as a script before anything is
     installed.
     """
-    import hashlib
     import subprocess
     import sys
 
     folder = Path(folder).absolute()
     repo = Path(__file__).resolve().parent.parent
-    # Rebuilt when the specs or the package's dependencies change, or when a build was interrupted.
-    digest = hashlib.sha256((repo / "pyproject.toml").read_bytes()).hexdigest()
-    stamp = f"{TORCH_SPEC} {TRANSFORMERS4_SPEC} {OPTIMUM_SPEC} {digest}\n"
+    stamp = lowest_venv_stamp((repo / "pyproject.toml").read_text(encoding="utf-8"))
     exe = venv_python(folder)
     quiet = ["-q", "--disable-pip-version-check"]
 
