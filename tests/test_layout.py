@@ -252,6 +252,7 @@ def renames_files(path: Path) -> list[str]:
 
 
 def test_one_atomic_write_implementation():
-    """Files are put in place by base/files.py alone (atomic_writer, publish, atomic_folder)."""
+    """Files are put in place by base/files.py alone (atomic_writer, publish, create_whole, swapped_folder: the
+    renames of outputs.atomic_folder)."""
     found = [line for path in sorted(PACKAGE.rglob("*.py")) for line in renames_files(path)]
     assert found and {line.split(":")[0] for line in found} == {"hf_layer_tokclf/base/files.py"}

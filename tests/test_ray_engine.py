@@ -18,7 +18,7 @@ from hf_layer_tokclf.annotation.ray_engine import annotate_dataset, predict_with
 from hf_layer_tokclf.base.files import OutputExistsError  # noqa: E402
 from hf_layer_tokclf.cli.main import main  # noqa: E402
 from hf_layer_tokclf.formats.corpus import Document, Passage, get_writer, read_corpus  # noqa: E402
-from hf_layer_tokclf.running.inference import load_model  # noqa: E402
+from hf_layer_tokclf.running.loading import load_model  # noqa: E402
 
 OPTIONS = {"aggregation_strategy": "first", "decoding": "viterbi"}
 

@@ -30,22 +30,15 @@ from typing import IO, Any
 from tqdm.auto import tqdm
 
 from ..base.defaults import CORPUS_CHUNK_SIZE, ON_ERROR
-from ..base.files import (
-    OutputExistsError,
-    acquire_lock,
-    atomic_writer,
-    check_output_path,
-    open_for_resume,
-    open_new,
-    publish,
-    refuse_live_lock,
-    write_json,
-)
+from ..base.files import OutputExistsError, atomic_writer, open_for_resume, open_new, publish, write_json
+from ..base.locks import acquire_lock, refuse_live_lock
+from ..base.outputs import check_output_path
 from ..base.stages import StageTimes, recording, stage, timed_iter
 from ..formats.corpus import Document, RecordError, document_text, render_document
 from ..formats.data import Sentence
 from ..formats.documents import format_name
-from ..running.inference import SENTENCE_CHUNK_SIZE, chunk_entities, predict_texts, sentence_chunks
+from ..running.sentences import SENTENCE_CHUNK_SIZE, sentence_chunks
+from ..running.texts import chunk_entities, predict_texts
 
 __all__ = [
     "CORPUS_CHUNK_SIZE",

@@ -41,7 +41,9 @@ import ray.data
 from ray.data.datasource import BlockBasedFileDatasink
 
 from ..base.code_consent import caller_consent
-from ..base.files import OutputClaim, OutputExistsError, Outputs, claim_output_dir, output_names
+from ..base.files import OutputExistsError
+from ..base.manifest import output_names
+from ..base.outputs import OutputClaim, Outputs, claim_output_dir
 from ..formats.corpus import (
     CORPUS_FORMATS,
     OUTPUT_FORMATS,
@@ -148,7 +150,7 @@ class _Annotator:
         trust_remote_code: bool | None,
         options: dict[str, Any],
     ) -> None:
-        from ..running.inference import load_model
+        from ..running.loading import load_model
 
         self.model, self.tokenizer = load_model(
             model_dir, device=device, dtype=dtype, trust_remote_code=trust_remote_code

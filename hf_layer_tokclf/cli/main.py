@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from ..base.extras import require
-from ..base.files import CARD, check_output_path, is_bookkeeping, write_json
+from ..base.files import write_json
+from ..base.manifest import CARD, is_bookkeeping
+from ..base.outputs import check_output_path
 from ..base.redaction import redact_command, remember_secret, remember_secrets_in, scrub_text
 from ..sharing.hub import HubError
 
@@ -535,8 +537,9 @@ def _default_eval_output(model: str, data: str) -> Path:
 def evaluate_command(argv: Sequence[str]) -> int:
     args = evaluate_parser().parse_args(list(argv))
     from ..formats.data import check_conll_columns, check_known_labels, load_sentences, normalize_labels
-    from ..running.inference import evaluate_sentences, flat_scores, label_scheme, load_model, write_conll
+    from ..running.loading import load_model
     from ..running.metrics import format_scores
+    from ..running.sentences import evaluate_sentences, flat_scores, label_scheme, write_conll
     from ..running.serving import check_onnx_extra
 
     check_onnx_extra(args.model, "evaluate")
@@ -736,7 +739,8 @@ def predict_command(argv: Sequence[str]) -> int:
 
     from ..annotation.annotate import Shard
     from ..annotation.parallel import World, pick_world_device, worker_threads, world_from_env
-    from ..running.inference import label_scheme, load_model
+    from ..running.loading import load_model
+    from ..running.sentences import label_scheme
     from ..running.serving import check_onnx_extra
 
     check_onnx_extra(args.model, "predict")
@@ -807,7 +811,7 @@ def _predict_conll(args: argparse.Namespace, model: Any, tokenizer: Any, scheme:
     """
     from ..annotation.annotate import label_sentences
     from ..formats.data import iter_conll, scan_conll, with_iob2
-    from ..running.inference import conll_lines
+    from ..running.sentences import conll_lines
 
     total, gold_scheme = scan_conll(args.input)
     sentences = iter_conll(args.input, labeled=gold_scheme is not None)

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from ...base.extras import require
-from ...base.files import Outputs, claim_output_dir, is_run_output, output_names
 from ...base.locations import check_model_location
+from ...base.manifest import is_run_output, output_names
 from ...base.niceties import optional_step
+from ...base.outputs import Outputs, claim_output_dir
 from ...formats.data import DataError, Sentence, check_known_labels, label_list, normalize_labels
 from ...model.cost import relative_costs
 from ...running.decoding import DEFAULT_DECODING
@@ -174,7 +175,8 @@ def _load_encoder(model_name_or_path: str, layers: Sequence[int] | None, setting
     """The encoder up to the deepest swept layer, frozen, in eval mode, on its device and in its dtype."""
     from ...model.auto import AutoLayerConfig, AutoLayerModel
     from ...model.tokenization import load_tokenizer
-    from ...running.inference import check_max_length, pick_device, pick_dtype
+    from ...running.loading import pick_device, pick_dtype
+    from ...running.logits import check_max_length
 
     config = AutoLayerConfig.from_pretrained(model_name_or_path)
     layers = resolve_layers(layers, config.num_hidden_layers)
@@ -192,7 +194,7 @@ def _encode_splits(
     encoder: _Encoder, train_sentences: Sequence[Sentence], dev_sentences: Sequence[Sentence], settings: SweepSettings
 ) -> tuple[EncodedSplit, EncodedSplit, SweepSettings]:
     """Both splits' windows, and the settings with ``max_length`` and ``epochs`` resolved (`auto_epochs`)."""
-    from ...running.inference import default_max_length
+    from ...running.logits import default_max_length
 
     max_length = settings.max_length or default_max_length(encoder.model, encoder.tokenizer)
     train = encode_split(train_sentences, encoder.tokenizer, max_length, settings.stride)
