@@ -175,7 +175,8 @@ def corpus_windows(model: Any, tokenizer: Any, texts: list[str]) -> tuple[list[d
     """The windows `inference.predict_texts` cuts ``texts`` into (one chunk, as `annotate_documents` passes
     them all), and the text each one belongs to."""
     from hf_layer_tokclf.running.features import check_stride
-    from hf_layer_tokclf.running.inference import default_max_length, text_windows
+    from hf_layer_tokclf.running.logits import default_max_length
+    from hf_layer_tokclf.running.texts import text_windows
 
     max_length = default_max_length(model, tokenizer)
     windows = text_windows(tokenizer, texts, max_length, check_stride(None, max_length, tokenizer))
@@ -186,7 +187,7 @@ def forward_fn(model: Any, tokenizer: Any, windows: list[dict], options: dict[st
     """The model alone on ``windows``, batched as `inference.window_logits` batches them and padded beforehand:
     returns each window's logits, in order."""
     from hf_layer_tokclf.running.features import model_inputs, token_budget_batches
-    from hf_layer_tokclf.running.inference import model_device
+    from hf_layer_tokclf.running.logits import model_device
 
     lengths = [len(w["input_ids"]) for w in windows]
     batches = token_budget_batches(lengths, options["batch_size"], options.get("max_batch_tokens"))
@@ -245,7 +246,7 @@ def end_to_end_fn(model: Any, tokenizer: Any, path: Path, options: dict[str, Any
 def load_models(folders: dict[int, Path], workdir: Path, documents: list[Any], options: dict) -> dict[int, dict]:
     """Per layer: the model, its int8 ONNX export, its pipeline, the corpus's windows and the forward alone."""
     from hf_layer_tokclf.running.export import export_onnx
-    from hf_layer_tokclf.running.inference import load_model
+    from hf_layer_tokclf.running.loading import load_model
 
     texts = [p.text for d in documents for p in d.passages]
     models = {}

@@ -55,7 +55,8 @@ def entity_starts(labels: list[str]) -> tuple[int, int]:
 
 
 def score(model_dir: Path, sentences: list[Any], decoding: str) -> dict[str, Any]:
-    from hf_layer_tokclf.running.inference import evaluate_sentences, load_model
+    from hf_layer_tokclf.running.loading import load_model
+    from hf_layer_tokclf.running.sentences import evaluate_sentences
 
     model, tokenizer = load_model(model_dir)
     scores, predictions = evaluate_sentences(model, tokenizer, sentences, decoding=decoding, progress=False)
@@ -75,7 +76,8 @@ def decode_timing(model_dir: Path, sentences: list[Any], rounds: int) -> dict[st
     """Seconds of the forward pass and of each decoding over the test set, best of ``rounds`` interleaved."""
     from hf_layer_tokclf.running.decoding import label_decoder, word_labels
     from hf_layer_tokclf.running.features import encode, word_rows
-    from hf_layer_tokclf.running.inference import default_max_length, load_model, window_logits
+    from hf_layer_tokclf.running.loading import load_model
+    from hf_layer_tokclf.running.logits import default_max_length, window_logits
 
     model, tokenizer = load_model(model_dir)
     features = encode(sentences, tokenizer, max_length=default_max_length(model, tokenizer))

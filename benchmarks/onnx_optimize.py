@@ -127,8 +127,8 @@ def measure_family(family: Family, k: int, texts: list[str], rounds: int, thread
     from transformers import PretrainedConfig
 
     from hf_layer_tokclf.running.export import export_onnx
-    from hf_layer_tokclf.running.inference import predict_texts
     from hf_layer_tokclf.running.serving import OnnxTokenClassifier
+    from hf_layer_tokclf.running.texts import predict_texts
 
     source = save_model(family, k, workdir / f"{family.name}-source")
     log(f"  [{family.name}] exporting fp32 and int8 ...")

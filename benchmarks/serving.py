@@ -70,7 +70,7 @@ def token_pipeline(model: Any, tokenizer: Any) -> Any:
     from transformers import pipeline
 
     from hf_layer_tokclf import LayerTokenClassificationPipeline
-    from hf_layer_tokclf.running.inference import model_device
+    from hf_layer_tokclf.running.logits import model_device
 
     options = {"aggregation_strategy": STRATEGY, "device": model_device(model)}
     return pipeline(
@@ -83,7 +83,7 @@ def token_pipeline(model: Any, tokenizer: Any) -> Any:
 
 
 def section_predict(model: Any, tokenizer: Any, texts: list[str], rounds: int, device_label: str) -> dict[str, Any]:
-    from hf_layer_tokclf.running.inference import predict_texts
+    from hf_layer_tokclf.running.texts import predict_texts
 
     ner = token_pipeline(model, tokenizer)
     fns = {
@@ -123,7 +123,7 @@ def export_both(model_dir: Path, workdir: Path) -> dict[str, dict[str, Any]]:
 
 def one_batch_fns(model: Any, tokenizer: Any, texts: list[str], engines: dict[str, Any]) -> dict[str, Any]:
     """Each engine on 32 real sentences, padded or cut to 128 tokens: one batch of a fixed shape."""
-    from hf_layer_tokclf.running.inference import model_device
+    from hf_layer_tokclf.running.logits import model_device
 
     fixed = tokenizer(
         (texts * BATCH)[:BATCH], padding="max_length", truncation=True, max_length=FIXED_SEQ, return_tensors="np"
@@ -144,7 +144,7 @@ def section_onnx(
     model_dir: Path, model: Any, tokenizer: Any, sentences: list[Any], rounds: int, device_label: str, workdir: Path
 ) -> dict[str, Any]:
     from hf_layer_tokclf.running.export import OnnxTokenClassifier
-    from hf_layer_tokclf.running.inference import evaluate_sentences
+    from hf_layer_tokclf.running.sentences import evaluate_sentences
 
     exports = export_both(model_dir, workdir)
     engines = {"pytorch": model}
@@ -196,7 +196,7 @@ def section_pipeline(
 
 def run(settings: dict[str, Any], model_dir: str | None, device_label: str) -> dict[str, Any]:
     """The predict and ONNX sections on `model_dir`, or on a MiniLM trained here for `settings['steps']`."""
-    from hf_layer_tokclf.running.inference import load_model
+    from hf_layer_tokclf.running.loading import load_model
 
     with tempfile.TemporaryDirectory(prefix="serving-") as tmp:
         workdir, trained = Path(tmp), None

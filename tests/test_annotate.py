@@ -27,7 +27,8 @@ from hf_layer_tokclf.cli.main import main
 from hf_layer_tokclf.formats.corpus_documents import Document, Passage, RecordError
 from hf_layer_tokclf.formats.corpus_readers import read_corpus
 from hf_layer_tokclf.formats.corpus_writers import JsonlWriter, get_writer
-from hf_layer_tokclf.running.inference import load_model, predict_texts
+from hf_layer_tokclf.running.loading import load_model
+from hf_layer_tokclf.running.texts import predict_texts
 
 
 def ncbi_documents(count: int, sentences_per_document: int = 3) -> list[dict]:
@@ -391,12 +392,12 @@ def test_predict_reads_gzip_inputs_as_their_uncompressed_files(trained, pubtator
 def test_xml_that_is_neither_pubmed_nor_bioc_is_refused_before_the_model_loads(tiny_dir, tmp_path, capsys, monkeypatch):
     from test_documents import JATS
 
-    import hf_layer_tokclf.running.inference
+    import hf_layer_tokclf.running.loading
 
     def loaded(*args, **kwargs):
         raise AssertionError("the model loaded")
 
-    monkeypatch.setattr(hf_layer_tokclf.running.inference, "load_model", loaded)
+    monkeypatch.setattr(hf_layer_tokclf.running.loading, "load_model", loaded)
     article = tmp_path / "PMC1234567.nxml"
     article.write_text(JATS)
     assert main(["predict", str(tiny_dir), "--input", str(article), "--output", str(tmp_path / "out.jsonl")]) == 2

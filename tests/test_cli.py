@@ -254,10 +254,10 @@ def test_evaluate_an_unfinished_output_dir(tmp_path, capsys):
 
 def test_evaluate_a_hub_id_writes_its_scores_in_the_working_directory(tiny_dir, tmp_path, capsys, monkeypatch):
     """Not into ./owner/name/, a folder that `owner/name` would then load instead of the Hub's model."""
-    from hf_layer_tokclf.running import inference
+    from hf_layer_tokclf.running import loading
 
-    loaded = inference.load_model(tiny_dir)
-    monkeypatch.setattr(inference, "load_model", lambda name, **kwargs: loaded)  # the Hub is out of reach
+    loaded = loading.load_model(tiny_dir)
+    monkeypatch.setattr(loading, "load_model", lambda name, **kwargs: loaded)  # the Hub is out of reach
     monkeypatch.chdir(tmp_path)
     write(tmp_path / "test.tsv", "Cancer\tB-Disease\nrisk\tO\n")
     code, out, err = run(capsys, "evaluate", "owner/name", "--data", "test.tsv")
@@ -345,9 +345,9 @@ def test_a_record_the_writer_cannot_write_is_a_record_error(tiny_dir, tmp_path, 
 
 
 def test_ctrl_c_in_predict_says_what_was_kept_and_the_command_that_resumes(tiny_dir, tmp_path, capsys, monkeypatch):
-    import hf_layer_tokclf.running.inference as inference
+    import hf_layer_tokclf.running.texts as texts
 
-    real, calls = inference.window_logits, []
+    real, calls = texts.window_logits, []
 
     def interrupted_on_the_second_chunk(*args, **kwargs):
         calls.append(1)
@@ -355,14 +355,14 @@ def test_ctrl_c_in_predict_says_what_was_kept_and_the_command_that_resumes(tiny_
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(inference, "window_logits", interrupted_on_the_second_chunk)
+    monkeypatch.setattr(texts, "window_logits", interrupted_on_the_second_chunk)
     output = tmp_path / "out.jsonl"
     argv = ["predict", str(tiny_dir), "--text", "a", "--text", "b", "--output", str(output), "--chunk-size", "1"]
     code, _, err = interrupted(capsys, *argv)
     assert code == 130
     assert last_line(err).startswith(f"hf-layer-tokclf predict: interrupted; the partial output {output}.partial")
     assert last_line(err).endswith(f"the same command resumes it: {shlex.join(['hf-layer-tokclf', *argv])}")
-    monkeypatch.setattr(inference, "window_logits", real)
+    monkeypatch.setattr(texts, "window_logits", real)
     assert run(capsys, *argv)[0] == 0  # the command it printed goes on after the first chunk
     assert [json.loads(line)["text"] for line in output.read_text().splitlines()] == ["a", "b"]
 
@@ -425,16 +425,18 @@ def test_evaluate_names_an_unknown_label_as_the_file_writes_it_with_its_line(tin
 
 
 def test_max_batch_tokens_reaches_the_model_in_predict_and_evaluate(tiny_dir, tmp_path, capsys, monkeypatch):
-    import hf_layer_tokclf.running.inference as inference
+    import hf_layer_tokclf.running.sentences as sentences
+    import hf_layer_tokclf.running.texts as texts
 
     budgets = []
-    window_logits = inference.window_logits
+    window_logits = texts.window_logits
 
     def spy(*args, max_batch_tokens=None, **kwargs):
         budgets.append(max_batch_tokens)
         return window_logits(*args, max_batch_tokens=max_batch_tokens, **kwargs)
 
-    monkeypatch.setattr(inference, "window_logits", spy)
+    monkeypatch.setattr(texts, "window_logits", spy)
+    monkeypatch.setattr(sentences, "window_logits", spy)
     output = tmp_path / "out.jsonl"
     assert main(["predict", str(tiny_dir), "--text", TEXT, "--max-batch-tokens", "64", "--output", str(output)]) == 0
     assert budgets == [64] and json.loads(Path(f"{output}.summary.json").read_text())["max_batch_tokens"] == 64

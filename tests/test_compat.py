@@ -16,7 +16,7 @@ import torch
 from conftest import LABEL2ID, LABELS, TEXT
 
 from hf_layer_tokclf import BertForLayerTokenClassification
-from hf_layer_tokclf.running.inference import load_model
+from hf_layer_tokclf.running.loading import load_model
 from hf_layer_tokclf.sharing.remote_check import run_remote_check
 
 SAVE_ON_4X = textwrap.dedent(

@@ -24,7 +24,9 @@ from hf_layer_tokclf.running.decoding import (
     viterbi,
     word_labels,
 )
-from hf_layer_tokclf.running.inference import load_model, predict_texts, text_windows, window_logits
+from hf_layer_tokclf.running.loading import load_model
+from hf_layer_tokclf.running.logits import window_logits
+from hf_layer_tokclf.running.texts import predict_texts, text_windows
 
 ID2LABEL = {0: "O", 1: "B-Disease", 2: "I-Disease"}
 

@@ -22,7 +22,7 @@ from hf_layer_tokclf.model.auto import FAMILIES as SUPPORTED
 from hf_layer_tokclf.model.auto import family_of
 from hf_layer_tokclf.model.tokenization import load_tokenizer, needs_prefix_space, save_tokenizer
 from hf_layer_tokclf.running.decoding import DEFAULT_STRATEGY
-from hf_layer_tokclf.running.inference import predict_texts
+from hf_layer_tokclf.running.texts import predict_texts
 
 DEPTH = 4  # make_checkpoint's default
 HEAD = dict(num_labels=len(LABELS), id2label=ID2LABEL, label2id=LABEL2ID)

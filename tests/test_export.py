@@ -18,12 +18,15 @@ pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
 from hf_layer_tokclf import BertForLayerTokenClassification, LayerTokenClassificationConfig  # noqa: E402
-from hf_layer_tokclf.base.files import OutputExistsError, record_outputs  # noqa: E402
+from hf_layer_tokclf.base.files import OutputExistsError  # noqa: E402
+from hf_layer_tokclf.base.manifest import record_outputs  # noqa: E402
 from hf_layer_tokclf.cli.main import main  # noqa: E402
 from hf_layer_tokclf.formats.loading import load_sentences  # noqa: E402
 from hf_layer_tokclf.running.export import export_onnx, verify_onnx  # noqa: E402
-from hf_layer_tokclf.running.inference import evaluate_sentences, load_model, predict_texts  # noqa: E402
+from hf_layer_tokclf.running.loading import load_model  # noqa: E402
+from hf_layer_tokclf.running.sentences import evaluate_sentences  # noqa: E402
 from hf_layer_tokclf.running.serving import OnnxTokenClassifier  # noqa: E402
+from hf_layer_tokclf.running.texts import predict_texts  # noqa: E402
 
 SHORT = ["Cancer.", TEXT]
 LONG = [
@@ -447,7 +450,7 @@ def test_serving_config_keeps_a_stock_config_and_drops_code_it_does_not_hold():
 
 def test_an_older_exports_folder_is_replaced_but_a_readme_someone_put_there_is_refused(pooled_dir, tmp_path):
     """Versions before the README wrote none: in such a folder (no manifest) a README.md is somebody's own."""
-    from hf_layer_tokclf.base.files import MANIFEST
+    from hf_layer_tokclf.base.manifest import MANIFEST
 
     out = tmp_path / "out"
     export_onnx(pooled_dir, out)

@@ -13,7 +13,7 @@ import tomllib
 from conftest import conll_slice
 
 from hf_layer_tokclf.cli import main as cli
-from hf_layer_tokclf.running import inference
+from hf_layer_tokclf.running import loading
 
 ROOT = Path(__file__).resolve().parents[1]
 NCBI = ROOT / "data" / "ncbi-disease"
@@ -34,7 +34,7 @@ def no_model(monkeypatch):
     def load_model(*args, **kwargs):
         raise AssertionError("the model was loaded before the missing extra was named")
 
-    monkeypatch.setattr(inference, "load_model", load_model)
+    monkeypatch.setattr(loading, "load_model", load_model)
 
 
 def _refused(capsys, argv: list[str], extra: str) -> str:

@@ -13,23 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from hf_layer_tokclf.base.files import (
-    LOCK,
-    MANIFEST,
+from hf_layer_tokclf.base.files import OutputExistsError, copy_file, current_umask, open_for_resume, open_new
+from hf_layer_tokclf.base.locks import RunInProgressError
+from hf_layer_tokclf.base.manifest import LOCK, MANIFEST, output_names, read_manifest, record_outputs
+from hf_layer_tokclf.base.outputs import (
     RUN_OUTPUTS,
-    OutputExistsError,
     Outputs,
-    RunInProgressError,
     atomic_folder,
     check_output_path,
     claim_output_dir,
-    copy_file,
-    current_umask,
-    open_for_resume,
-    open_new,
-    output_names,
-    read_manifest,
-    record_outputs,
     remove_outputs,
 )
 

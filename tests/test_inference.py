@@ -10,13 +10,10 @@ from conftest import NCBI, TEXT, save_tiny_model
 
 from hf_layer_tokclf.cli.main import main
 from hf_layer_tokclf.formats.loading import load_sentences
-from hf_layer_tokclf.running.inference import (
-    default_max_length,
-    iter_sentence_predictions,
-    load_model,
-    predict_sentences,
-    predict_texts,
-)
+from hf_layer_tokclf.running.loading import load_model
+from hf_layer_tokclf.running.logits import default_max_length
+from hf_layer_tokclf.running.sentences import iter_sentence_predictions, predict_sentences
+from hf_layer_tokclf.running.texts import predict_texts
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +198,7 @@ def test_batches_are_sorted_by_length_so_little_goes_to_padding(tiny_dir, ncbi_t
 
 def test_progress_bar_counts_documents(tiny_dir, ncbi_texts, monkeypatch):
     """A bar counting documents (tqdm decides whether standard error is a terminal)."""
-    import hf_layer_tokclf.running.inference as inference
+    import hf_layer_tokclf.running.texts as texts
 
     bars = []
 
@@ -216,7 +213,7 @@ def test_progress_bar_counts_documents(tiny_dir, ncbi_texts, monkeypatch):
         def close(self):
             self.closed = True
 
-    monkeypatch.setattr(inference, "tqdm", RecordingBar)
+    monkeypatch.setattr(texts, "tqdm", RecordingBar)
     model, tokenizer = load_model(tiny_dir)
     list(predict_texts(model, tokenizer, ncbi_texts, progress=True, total=len(ncbi_texts), chunk_size=16))
     list(predict_texts(model, tokenizer, ncbi_texts[:3]))
@@ -276,13 +273,13 @@ def test_one_aggregation_default_everywhere_the_one_training_matches(tiny_dir, n
     ],
 )
 def test_pick_dtype_follows_the_gpu(device, asked, bf16, expected):
-    from hf_layer_tokclf.running.inference import pick_dtype
+    from hf_layer_tokclf.running.loading import pick_dtype
 
     assert pick_dtype(torch.device(device), asked, bf16_supported=bf16) == expected
 
 
 def test_pick_dtype_refuses_an_unknown_name():
-    from hf_layer_tokclf.running.inference import pick_dtype
+    from hf_layer_tokclf.running.loading import pick_dtype
 
     with pytest.raises(ValueError, match="float64"):
         pick_dtype(torch.device("cpu"), "float64")
@@ -346,7 +343,7 @@ def test_entities_and_labels_are_the_same_with_or_without_overlap_and_with_any_b
 def test_window_batches_keep_to_the_token_budget(tiny_dir, ncbi_texts):
     """No batch over the budget of padded tokens, except a window longer than it alone; short windows fill a batch
     of more than batch_size."""
-    from hf_layer_tokclf.running.inference import window_logits
+    from hf_layer_tokclf.running.logits import window_logits
 
     model, tokenizer = load_model(tiny_dir)
     shapes = []

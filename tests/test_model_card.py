@@ -340,7 +340,7 @@ def test_the_stock_form_card_says_which_form_and_how_it_decodes(model_dir, tmp_p
     assert "`BertForTokenClassification` with `num_hidden_layers=2`: a BERT encoder cut after layer 2 of 4" in body
     assert "labels each token on its own (argmax)" in body and "`O I-X`) are possible" in body
     assert "trust_remote_code=True" not in body and "## Remote code" not in body
-    assert not [name for name in hf_layer_tokclf.base.files.CODE_FILES if name in body]  # no code-files line
+    assert not [name for name in hf_layer_tokclf.base.manifest.CODE_FILES if name in body]  # no code-files line
     assert 'pipeline("token-classification", model=repo_id, aggregation_strategy="first")' in body
     with_code = render_model_card(model_dir, make_metrics(), repo_id="me/stock")
     assert "## Remote code" in with_code and "`modeling_layer_tokclf.py`" in with_code

@@ -118,9 +118,9 @@ REFUSED = [
 
 @pytest.mark.parametrize(("source", "options", "said"), REFUSED)
 def test_a_contradiction_is_refused_before_the_model_loads(inputs, source, options, said, capsys, monkeypatch):
-    import hf_layer_tokclf.running.inference as inference
+    import hf_layer_tokclf.running.loading as loading
 
-    monkeypatch.setattr(inference, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(loading, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
     folder = inputs[source].parent
     options = [str(folder / o) if o.startswith("x.") else o for o in options]
     assert main(["predict", "no-such-model", "--input", str(inputs[source]), *options]) == 2

@@ -21,7 +21,7 @@ from hf_layer_tokclf.cli.main import main  # noqa: E402
 from hf_layer_tokclf.formats.corpus_documents import Document, Passage  # noqa: E402
 from hf_layer_tokclf.formats.corpus_readers import read_corpus  # noqa: E402
 from hf_layer_tokclf.formats.corpus_writers import get_writer  # noqa: E402
-from hf_layer_tokclf.running.inference import load_model  # noqa: E402
+from hf_layer_tokclf.running.loading import load_model  # noqa: E402
 
 OPTIONS = {"aggregation_strategy": "first", "decoding": "viterbi"}
 

@@ -383,7 +383,7 @@ def test_what_cannot_run_names_the_test_that_runs_the_nearest_thing(rule):
 
 def test_no_text_says_two_code_files_where_three_travel():
     """configuration, modeling and pipeline files travel with every saved model (files.CODE_FILES)."""
-    from hf_layer_tokclf.base.files import CODE_FILES
+    from hf_layer_tokclf.base.manifest import CODE_FILES
 
     assert len(CODE_FILES) == 3
     texts = [REPO / "README.md", REPO / "model_card.md", REPO / "push_to_hub.py", *REPO.glob("hf_layer_tokclf/**/*.py")]

@@ -28,7 +28,8 @@ from hf_layer_tokclf.formats.lines import DataError
 from hf_layer_tokclf.formats.records import read_jsonl
 from hf_layer_tokclf.formats.sentence import Sentence
 from hf_layer_tokclf.running.features import encode, merge_windows
-from hf_layer_tokclf.running.inference import load_model, predict_texts
+from hf_layer_tokclf.running.loading import load_model
+from hf_layer_tokclf.running.texts import predict_texts
 from hf_layer_tokclf.training.train import last_complete_checkpoint
 
 # No example database in the repository; no deadline on a shared 2-core machine.
@@ -359,11 +360,11 @@ def _leftovers(folder: Path) -> list[str]:
 
 
 def test_predict_failing_midway_keeps_the_old_output(tiny_dir, tmp_path, capsys, monkeypatch):
-    import hf_layer_tokclf.running.inference as inference
+    import hf_layer_tokclf.running.texts as texts
 
     output = tmp_path / "entities.jsonl"
     output.write_text("old\n")
-    real, calls = inference.window_logits, []
+    real, calls = texts.window_logits, []
 
     def fails_on_the_second_chunk(*args, **kwargs):
         calls.append(1)
@@ -371,7 +372,7 @@ def test_predict_failing_midway_keeps_the_old_output(tiny_dir, tmp_path, capsys,
             raise ValueError("the model broke on document 2")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(inference, "window_logits", fails_on_the_second_chunk)
+    monkeypatch.setattr(texts, "window_logits", fails_on_the_second_chunk)
     argv = ["predict", tiny_dir, "--text", "a", "--text", "b", "--output", output, "--overwrite", "--chunk-size", "1"]
     code, _, err = run(capsys, *argv)
     assert code == 2 and "document 2" in err
@@ -381,7 +382,7 @@ def test_predict_failing_midway_keeps_the_old_output(tiny_dir, tmp_path, capsys,
     partial = [p.name for p in tmp_path.iterdir() if p.name != output.name]
     assert sorted(partial) == ["entities.jsonl.partial", "entities.jsonl.partial.index", "entities.jsonl.progress.json"]
     assert json.loads(Path(f"{output}.progress.json").read_text())["counts"]["documents"] == 1
-    monkeypatch.setattr(inference, "window_logits", real)
+    monkeypatch.setattr(texts, "window_logits", real)
     assert run(capsys, *argv)[0] == 0  # the same command again: it goes on after the first chunk
     assert [json.loads(line)["text"] for line in output.read_text().splitlines()] == ["a", "b"]
     assert json.loads(Path(f"{output}.summary.json").read_text())["resumed"]
@@ -482,9 +483,9 @@ def test_predict_never_writes_into_a_partial_file_it_did_not_write(tiny_dir, tmp
 
 
 def test_an_output_that_is_a_folder_is_refused_before_the_model_loads(tiny_dir, tmp_path, capsys, monkeypatch):
-    import hf_layer_tokclf.running.inference as inference
+    import hf_layer_tokclf.running.loading as loading
 
-    monkeypatch.setattr(inference, "load_model", lambda *args, **kwargs: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(loading, "load_model", lambda *args, **kwargs: pytest.fail("the model was loaded"))
     folder = tmp_path / "out"
     folder.mkdir()
     data = tmp_path / "d.tsv"
@@ -738,7 +739,7 @@ def _torchrun(*argv, timeout=600):
 
 @needs_torchrun
 def test_torchrun_two_processes_train_a_model_that_loads_and_scores(backbone_dir, tmp_path, capsys):
-    from hf_layer_tokclf.base.files import RUN_OUTPUTS, claim_output_dir
+    from hf_layer_tokclf.base.outputs import RUN_OUTPUTS, claim_output_dir
 
     output_dir = tmp_path / "ddp"
     with claim_output_dir(output_dir, RUN_OUTPUTS) as claim:  # an older run's files, listed in its manifest

@@ -13,7 +13,7 @@ import torch
 
 import hf_layer_tokclf
 from hf_layer_tokclf import AutoModelForLayerTokenClassification, BertForLayerTokenClassification
-from hf_layer_tokclf.running.inference import load_model
+from hf_layer_tokclf.running.loading import load_model
 from hf_layer_tokclf.sharing.remote_check import run_remote_check
 
 SAVED = Path(__file__).resolve().parent / "fixtures" / "saved-0.1.0"

@@ -20,8 +20,8 @@ from conftest import LABELS, TEXT
 
 import hf_layer_tokclf
 from hf_layer_tokclf import BertForLayerTokenClassification
-from hf_layer_tokclf.base.files import CODE_FILES
-from hf_layer_tokclf.running.inference import load_model
+from hf_layer_tokclf.base.manifest import CODE_FILES
+from hf_layer_tokclf.running.loading import load_model
 from hf_layer_tokclf.sharing.remote_check import run_remote_check
 
 PACKAGE = Path(hf_layer_tokclf.__file__).parent / "model"  # the files that travel

@@ -27,8 +27,9 @@ from spacy.tokenizer import Tokenizer  # noqa: E402
 
 from hf_layer_tokclf.formats.loading import load_sentences  # noqa: E402
 from hf_layer_tokclf.formats.rendering import entities_html, write_html  # noqa: E402
-from hf_layer_tokclf.running.inference import load_model, predict_texts  # noqa: E402
+from hf_layer_tokclf.running.loading import load_model  # noqa: E402
 from hf_layer_tokclf.running.spacy_component import FACTORY, LayerTokenClassifier, make_layer_tokclf  # noqa: E402
+from hf_layer_tokclf.running.texts import predict_texts  # noqa: E402
 
 INSTALL = 'pip install "hf-layer-tokclf[spacy]"'
 

@@ -26,13 +26,14 @@ from hf_layer_tokclf.model.auto import FAMILIES as SUPPORTED
 from hf_layer_tokclf.model.auto import AutoModelForLayerTokenClassification
 from hf_layer_tokclf.model.tokenization import load_tokenizer, save_tokenizer
 from hf_layer_tokclf.running import stock_export
-from hf_layer_tokclf.running.inference import load_model, predict_texts
+from hf_layer_tokclf.running.loading import load_model
 from hf_layer_tokclf.running.stock_export import (
     EXPORT_INFO,
     ExportMismatchError,
     NotExportableError,
     export_transformers,
 )
+from hf_layer_tokclf.running.texts import predict_texts
 from hf_layer_tokclf.sharing.hub import BAD_WARNING
 from hf_layer_tokclf.sharing.plain_check import run_plain_check
 

@@ -30,8 +30,8 @@ from hf_layer_tokclf.formats.corpus_scan import count_records
 from hf_layer_tokclf.formats.lines import DataError
 from hf_layer_tokclf.formats.records import read_json_records, read_jsonl
 from hf_layer_tokclf.formats.sentence import Sentence
-from hf_layer_tokclf.running import inference
-from hf_layer_tokclf.running.inference import conll_lines, write_conll
+from hf_layer_tokclf.running import loading, sentences
+from hf_layer_tokclf.running.sentences import conll_lines, write_conll
 from hf_layer_tokclf.training.train import DataArguments, read_splits
 
 
@@ -65,13 +65,13 @@ def test_predict_holds_one_chunk_of_sentences_at_a_time(tiny_dir, tmp_path, monk
     copies), never the whole file. Counted in the model's thread: `gc.get_objects` in the reading thread would
     catch a tuple the other thread is building (CPython then fails that tuple's resize with a SystemError)."""
     source = INPUTS[kind](tmp_path, 96)
-    alive, real = [], inference.window_logits
+    alive, real = [], sentences.window_logits
 
     def counting(*args, **kwargs):
         alive.append(sum(type(o) is Sentence and o.source == str(source) for o in gc.get_objects()))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(inference, "window_logits", counting)
+    monkeypatch.setattr(sentences, "window_logits", counting)
     out = tmp_path / f"out.{kind}"
     assert main(["predict", str(tiny_dir), "--input", str(source), "--output", str(out), "--chunk-size", "8",
                  "--no-progress"]) == 0  # fmt: skip
@@ -152,7 +152,7 @@ def test_a_partial_output_no_run_accounts_for_is_refused_before_the_model_loads(
     out = tmp_path / ("out.tsv" if kind == "conll" else "out.jsonl")
     foreign = Path(f"{out}.partial")
     foreign.write_text("someone's notes\n")
-    monkeypatch.setattr(inference, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(loading, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
     assert main(["predict", str(tmp_path / "no-model"), "--input", str(source), "--output", str(out)]) == 2
     assert foreign.read_text() == "someone's notes\n"
 

@@ -6,11 +6,12 @@ import pytest
 import torch
 from conftest import NCBI, tiny_bert_kwargs
 
-from hf_layer_tokclf.base.files import is_bookkeeping
+from hf_layer_tokclf.base.manifest import is_bookkeeping
 from hf_layer_tokclf.cli.main import main
 from hf_layer_tokclf.formats.labels import normalize_labels
 from hf_layer_tokclf.formats.loading import load_sentences
-from hf_layer_tokclf.running.inference import evaluate_sentences, load_model
+from hf_layer_tokclf.running.loading import load_model
+from hf_layer_tokclf.running.sentences import evaluate_sentences
 from hf_layer_tokclf.training.sweep import (
     finetune_candidates,
     recommend_layer,

@@ -12,7 +12,8 @@ from hf_layer_tokclf.base.files import OutputExistsError
 from hf_layer_tokclf.formats.labels import label_list
 from hf_layer_tokclf.formats.lines import DataError
 from hf_layer_tokclf.formats.loading import load_sentences
-from hf_layer_tokclf.running.inference import evaluate_sentences, flat_scores, load_model
+from hf_layer_tokclf.running.loading import load_model
+from hf_layer_tokclf.running.sentences import evaluate_sentences, flat_scores
 from hf_layer_tokclf.sharing.remote_check import run_remote_check
 from hf_layer_tokclf.training.train import (
     HEAD_PARAMETERS,
@@ -97,7 +98,7 @@ def test_refuses_a_non_empty_output_dir(tmp_path):
 
 def earlier_run(folder, *names: str) -> None:
     """What an earlier run wrote in ``folder`` (files, and folders for checkpoint-N), listed in its manifest."""
-    from hf_layer_tokclf.base.files import RUN_OUTPUTS, claim_output_dir
+    from hf_layer_tokclf.base.outputs import RUN_OUTPUTS, claim_output_dir
 
     with claim_output_dir(folder, RUN_OUTPUTS, resume=True) as claim:
         for name in names:

@@ -24,7 +24,7 @@ from tampered import edited_code_folder, foreign_code_folder
 from hf_layer_tokclf.base.code_consent import TRUST_ENV, RemoteCodeError, may_run_code
 from hf_layer_tokclf.base.redaction import REDACTED, remember_secret, scrub_file, secret_values
 from hf_layer_tokclf.cli import main as cli
-from hf_layer_tokclf.running.inference import load_model
+from hf_layer_tokclf.running.loading import load_model
 
 SECRET = "hf_FAKEsecretVALUEnever0123456789"
 ENV_SECRET = "hf_ENVsecretVALUEnever9876543210"

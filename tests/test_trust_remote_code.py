@@ -15,7 +15,7 @@ from conftest import NCBI, TEXT
 from tampered import foreign_code_folder
 
 from hf_layer_tokclf.base.code_consent import RemoteCodeError
-from hf_layer_tokclf.running.inference import load_model
+from hf_layer_tokclf.running.loading import load_model
 
 
 @pytest.fixture

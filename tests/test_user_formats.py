@@ -15,7 +15,9 @@ from hf_layer_tokclf.formats.conll import read_conll
 from hf_layer_tokclf.formats.labels import from_iob2
 from hf_layer_tokclf.formats.lines import DataError
 from hf_layer_tokclf.formats.loading import load_sentences
-from hf_layer_tokclf.running.inference import load_model, predict_sentences, predict_texts
+from hf_layer_tokclf.running.loading import load_model
+from hf_layer_tokclf.running.sentences import predict_sentences
+from hf_layer_tokclf.running.texts import predict_texts
 from hf_layer_tokclf.training.train import DataArguments, head_labels, read_splits
 
 IOBES = ["O", "B-Disease", "I-Disease", "E-Disease", "S-Disease"]

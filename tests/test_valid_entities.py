@@ -14,7 +14,9 @@ from hf_layer_tokclf.cli.main import main
 from hf_layer_tokclf.formats.loading import load_sentences
 from hf_layer_tokclf.model.pipeline_layer_tokclf import label_constraints
 from hf_layer_tokclf.running.decoding import DEFAULT_STRATEGY
-from hf_layer_tokclf.running.inference import load_model, predict_sentences, predict_texts
+from hf_layer_tokclf.running.loading import load_model
+from hf_layer_tokclf.running.sentences import predict_sentences
+from hf_layer_tokclf.running.texts import predict_texts
 from hf_layer_tokclf.sharing.remote_check import run_remote_check
 
 

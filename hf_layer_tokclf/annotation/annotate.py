@@ -25,7 +25,7 @@ from ..formats.corpus_documents import Document, RecordError
 from ..formats.corpus_writers import render_document
 from ..formats.documents import format_name
 from ..formats.sentence import Sentence
-from ..running.inference import SENTENCE_CHUNK_SIZE, sentence_chunks
+from ..running.sentences import SENTENCE_CHUNK_SIZE, sentence_chunks
 from .chunks import Chunk, Shard, annotated_chunks
 from .resumable import ResumableOutput, StreamOutput
 from .summary import RunTally, describe_run, summary_path

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from ..base.defaults import CORPUS_CHUNK_SIZE, ON_ERROR
 from ..formats.corpus_documents import Document, RecordError, document_text
-from ..running.inference import chunk_entities, predict_texts
+from ..running.texts import chunk_entities, predict_texts
 
 __all__ = ["Chunk", "Shard", "annotate_documents", "annotated_chunks"]
 

@@ -111,7 +111,7 @@ def annotate_with_world(world: World, output: str | Path, *, overwrite: bool = F
     """
     import torch.distributed as dist
 
-    from ..base.files import check_output_path
+    from ..base.outputs import check_output_path
 
     check_output_path(output, overwrite)  # every rank checks before any work
     dist.init_process_group("gloo", timeout=_WAIT_FOR_OTHERS)

@@ -63,7 +63,7 @@ class _Annotator:
         trust_remote_code: bool | None,
         options: dict[str, Any],
     ) -> None:
-        from ..running.inference import load_model
+        from ..running.loading import load_model
 
         self.model, self.tokenizer = load_model(
             model_dir, device=device, dtype=dtype, trust_remote_code=trust_remote_code

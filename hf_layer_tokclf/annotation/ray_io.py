@@ -22,7 +22,9 @@ import ray.data
 from ray.data.datasource import BlockBasedFileDatasink
 
 from ..base.defaults import ON_ERROR
-from ..base.files import OutputClaim, OutputExistsError, Outputs, claim_output_dir, output_names
+from ..base.files import OutputExistsError
+from ..base.manifest import output_names
+from ..base.outputs import OutputClaim, Outputs, claim_output_dir
 from ..formats.corpus_documents import Document, Passage, RecordError
 from ..formats.corpus_readers import CORPUS_FORMATS, read_corpus
 from ..formats.corpus_writers import get_writer, render_document

@@ -16,16 +16,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from ..base.files import (
-    OutputExistsError,
-    acquire_lock,
-    check_output_path,
-    open_for_resume,
-    open_new,
-    publish,
-    refuse_live_lock,
-    write_json,
-)
+from ..base.files import OutputExistsError, open_for_resume, open_new, publish, write_json
+from ..base.locks import acquire_lock, refuse_live_lock
+from ..base.outputs import check_output_path
 from ..formats.corpus_documents import Document
 from ..formats.sentence import Sentence
 from .summary import summary_path

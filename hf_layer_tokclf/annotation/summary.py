@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from ..base.defaults import CORPUS_CHUNK_SIZE
-from ..base.files import atomic_writer, check_output_path, write_json
+from ..base.files import atomic_writer, write_json
+from ..base.outputs import check_output_path
 from ..base.stages import StageTimes
 from ..formats.corpus_documents import RecordError
 from .chunks import Chunk, Shard

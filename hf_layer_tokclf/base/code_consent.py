@@ -1,6 +1,6 @@
 """The one decision whether loading a model may run Python code that came with it.
 
-Every loader of the package (`inference.load_model`, `tokenization.load_tokenizer`, the ONNX runner,
+Every loader of the package (`loading.load_model`, `tokenization.load_tokenizer`, the ONNX runner,
 and through them the CLI, the spaCy component, Ray's actors, export, the sweep and the Hub check)
 asks `may_run_code` and passes its answer to transformers as ``trust_remote_code``. So:
 

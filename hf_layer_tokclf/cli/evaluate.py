@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..base.files import check_output_path, write_json
+from ..base.files import write_json
+from ..base.outputs import check_output_path
 from .options import add_decoding_option, add_device_options, add_max_batch_tokens_option, add_trust_option
 from .parsing import CommandParser, add_model_argument
 
@@ -79,8 +80,9 @@ def evaluate_command(argv: Sequence[str]) -> int:
     from ..formats.conll import check_conll_columns
     from ..formats.labels import check_known_labels, normalize_labels
     from ..formats.loading import load_sentences
-    from ..running.inference import evaluate_sentences, flat_scores, label_scheme, load_model, write_conll
+    from ..running.loading import load_model
     from ..running.metrics import format_scores
+    from ..running.sentences import evaluate_sentences, flat_scores, label_scheme, write_conll
     from ..running.serving import check_onnx_extra
 
     check_onnx_extra(args.model, "evaluate")

@@ -8,7 +8,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..base.files import CARD, is_bookkeeping
+from ..base.manifest import CARD, is_bookkeeping
 from .options import add_trust_option
 from .parsing import CommandParser, add_model_argument
 

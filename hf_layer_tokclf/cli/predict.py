@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..base.extras import require
-from ..base.files import check_output_path
+from ..base.outputs import check_output_path
 from .interrupts import KEPT_ON_INTERRUPT, partial_kept
 from .options import (
     add_decoding_option,
@@ -186,7 +186,8 @@ def predict_command(argv: Sequence[str]) -> int:
 
     from ..annotation.chunks import Shard
     from ..annotation.parallel import World, pick_world_device, worker_threads, world_from_env
-    from ..running.inference import label_scheme, load_model
+    from ..running.loading import load_model
+    from ..running.sentences import label_scheme
     from ..running.serving import check_onnx_extra
 
     check_onnx_extra(args.model, "predict")

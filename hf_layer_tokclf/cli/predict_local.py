@@ -22,7 +22,7 @@ def predict_conll(args: argparse.Namespace, model: Any, tokenizer: Any, scheme: 
     from ..annotation.annotate import label_sentences
     from ..formats.conll import iter_conll, scan_conll
     from ..formats.labels import with_iob2
-    from ..running.inference import conll_lines
+    from ..running.sentences import conll_lines
 
     total, gold_scheme = scan_conll(args.input)
     sentences = iter_conll(args.input, labeled=gold_scheme is not None)

@@ -1,5 +1,16 @@
 """Running a model: features and windows, the one decode path, inference (PyTorch or ONNX), evaluation, the ONNX
 runner and export, the stock export, and the spaCy component.
 
+- features: sentences cut into windows, and the windows' rows back to words.
+- decoding: the one decode path (argmax, Viterbi, the model's CRF; entities as the pipeline aggregates them).
+- loading: a model loaded (PyTorch or ONNX, with consent before any folder's code runs), its device and precision.
+- logits: the model over windows (length-sorted batches, logits in input order), its longest input.
+- sentences: labels of sentences, evaluation on gold labels, CoNLL lines out.
+- texts: entities of raw texts as the pipeline finds them, JSON lines out.
+- prefetch: reading and tokenizing one chunk ahead of the model.
+- metrics: entity-level scores.
+- serving, export, stock_export: the ONNX runner, the ONNX export, the export to transformers' own classes.
+- spacy_component: the spaCy pipeline component.
+
 May import: base, model, formats.
 """

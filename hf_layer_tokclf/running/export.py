@@ -36,16 +36,9 @@ from typing import Any
 import torch
 
 from ..base.defaults import DEFAULT_OPSET
-from ..base.files import (
-    CARD,
-    CONFIG,
-    TOKENIZER_FILES,
-    Outputs,
-    atomic_folder,
-    claim_output_dir,
-    output_names,
-    write_json,
-)
+from ..base.files import write_json
+from ..base.manifest import CARD, CONFIG, TOKENIZER_FILES, output_names
+from ..base.outputs import Outputs, atomic_folder, claim_output_dir
 from ..model.auto import family_of
 from ..model.tokenization import save_tokenizer
 from .features import MODEL_INPUT_NAMES
@@ -189,7 +182,7 @@ def export_onnx(
     of the size and about twice as fast on CPU.
     The whole folder (``model.onnx``, ``config.json``, the tokenizer files and ``onnx_export.json``)
     is built in a temporary folder beside ``out_dir`` and swapped in only when complete
-    (`files.atomic_folder`): a crash leaves the old folder or the new one, and no stale file of an
+    (`outputs.atomic_folder`): a crash leaves the old folder or the new one, and no stale file of an
     earlier export survives.
 
     Args:
@@ -200,7 +193,7 @@ def export_onnx(
         overwrite: Replace an earlier export in ``out_dir``. A folder holding files that no export
             writes is refused (the error names them) and left as it is, as are the home folder and
             the working directory (or above it).
-        trust_remote_code: Run a model's own code, as `inference.load_model` does.
+        trust_remote_code: Run a model's own code, as `loading.load_model` does.
 
     Returns:
         The path of ``model.onnx``.
@@ -210,7 +203,7 @@ def export_onnx(
     if opset < 14:
         raise ValueError(f"opset={opset} is too old: the exporter needs 14 or higher (17 recommended).")
     require_onnx()  # without the onnx extra, fail before loading anything
-    from .inference import load_model
+    from .loading import load_model
 
     out_dir = Path(out_dir)
     if is_onnx_dir(model_dir):
@@ -324,7 +317,7 @@ def serving_readme(info: dict[str, Any], name: str) -> str:
         "(`--decoding viterbi`, the default; `argmax` decodes each token on its own):\n\n"
         f'```bash\nhf-layer-tokclf predict {name} --text "Germline mutations in BRCA1 cause breast cancer."\n```\n\n'
         "```python\nfrom hf_layer_tokclf.running.serving import OnnxTokenClassifier\n\n"
-        f'runner, tokenizer = OnnxTokenClassifier.load("{name}")  # or inference.load_model("{name}")\n```\n'
+        f'runner, tokenizer = OnnxTokenClassifier.load("{name}")  # or loading.load_model("{name}")\n```\n'
     )
     if info["no_stock_form"] is not None:
         return head + (
@@ -403,7 +396,7 @@ def verify_onnx(onnx_path: str | Path, model_dir: str | Path, texts: Sequence[st
 
     The texts are run as one padded batch; padding positions are left out of the comparison.
     """
-    from .inference import load_model
+    from .loading import load_model
 
     model, tokenizer = load_model(model_dir)
     model = model.float().eval()

@@ -1,7 +1,7 @@
 """Serving an ONNX export: `OnnxTokenClassifier` runs a folder written by `export.export_onnx` with onnxruntime.
 
 It looks enough like a PyTorch token classifier (``config``, ``device``, ``model(**batch).logits``)
-for `inference.predict_texts`, `predict_sentences` and `evaluate_sentences`; `inference.load_model`
+for `texts.predict_texts`, `predict_sentences` and `evaluate_sentences`; `loading.load_model`
 returns one for a serving folder.
 """
 

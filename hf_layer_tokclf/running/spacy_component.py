@@ -6,7 +6,7 @@
     nlp.add_pipe("layer_tokclf", config={"model": "runs/my-model"})
     doc = nlp("Germline mutations in BRCA1 cause hereditary breast and ovarian cancer.")
 
-The entities are `inference.predict_texts`'s for the doc's text (same decoding, aggregation and
+The entities are `texts.predict_texts`'s for the doc's text (same decoding, aggregation and
 scores), placed on spaCy's tokens:
 
 - ``doc.spans[spans_key]`` (default ``"layer_tokclf"``) holds every predicted entity, in order: one
@@ -54,7 +54,7 @@ from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example, validate_examples
 from spacy.util import ensure_path, from_disk, minibatch, to_disk
 
-from ..base.files import Outputs, atomic_folder
+from ..base.outputs import Outputs, atomic_folder
 from .decoding import DEFAULT_DECODING, DEFAULT_STRATEGY, check_decoding, check_strategy
 
 __all__ = ["FACTORY", "MODEL_FOLDER", "LayerTokenClassifier", "make_layer_tokclf"]
@@ -69,7 +69,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "batch_size": 32,  # windows per forward pass: predict's --batch-size
     "max_length": None,
     "stride": None,
-    "device": None,  # the CPU, as inference.load_model
+    "device": None,  # the CPU, as loading.load_model
     "dtype": "auto",
     "min_score": None,
     "trust_remote_code": None,  # None: HF_LAYER_TOKCLF_TRUST_REMOTE_CODE decides (code_consent.may_run_code)
@@ -90,8 +90,8 @@ class LayerTokenClassifier(Pipe):
     """Sets ``doc.ents`` and ``doc.spans[spans_key]`` from a token classifier of this package (see the module).
 
     ``model`` is a trained output folder, an ``export-onnx`` folder or a Hub id, loaded (with
-    `inference.load_model`) on first use into the ``model`` and ``tokenizer`` attributes (`None` until
-    then, or until `from_disk` loads a saved copy). The other arguments are `inference.predict_texts`'s
+    `loading.load_model`) on first use into the ``model`` and ``tokenizer`` attributes (`None` until
+    then, or until `from_disk` loads a saved copy). The other arguments are `texts.predict_texts`'s
     and `load_model`'s, with their defaults. ``stats`` counts docs, entities, misaligned entities
     and aligned ones left out of ``doc.ents`` because they overlap an entity already there.
     """
@@ -149,7 +149,7 @@ class LayerTokenClassifier(Pipe):
         return self.model, self.tokenizer
 
     def _load(self, path: str | Path) -> tuple[Any, Any]:
-        from .inference import load_model
+        from .loading import load_model
 
         try:
             return load_model(path, **self.load_options)
@@ -188,8 +188,8 @@ class LayerTokenClassifier(Pipe):
             yield from docs
 
     def predict(self, docs: Sequence[Doc]) -> list[list[dict[str, Any]]]:
-        """The model's entities of each doc's text: `inference.predict_texts`, one chunk for the whole batch."""
-        from .inference import predict_texts
+        """The model's entities of each doc's text: `texts.predict_texts`, one chunk for the whole batch."""
+        from .texts import predict_texts
 
         model, tokenizer = self._model_and_tokenizer()
         texts = [doc.text for doc in docs]

@@ -30,18 +30,9 @@ from typing import Any
 
 import torch
 
-from ..base.files import (
-    CONFIG,
-    SHARD,
-    TOKENIZER_FILES,
-    WEIGHTS,
-    WEIGHTS_INDEX,
-    Outputs,
-    atomic_folder,
-    claim_output_dir,
-    output_names,
-    write_json,
-)
+from ..base.files import write_json
+from ..base.manifest import CONFIG, SHARD, TOKENIZER_FILES, WEIGHTS, WEIGHTS_INDEX, output_names
+from ..base.outputs import Outputs, atomic_folder, claim_output_dir
 from ..model.auto import Family, family_of
 from ..model.tokenization import save_tokenizer
 
@@ -248,7 +239,7 @@ def save_stock_form(
     """
     import transformers
 
-    from .inference import load_model
+    from .loading import load_model
 
     model, tokenizer = load_model(model_dir, trust_remote_code=trust_remote_code)
     model = model.float().eval()
@@ -286,13 +277,13 @@ def export_transformers(
     The folder (weights, ``config.json``, tokenizer files, ``transformers_export.json``) is built beside
     ``out_dir`` and renamed into place only after `check_stock_folder` passed, so a failure leaves
     nothing half-written. A non-empty ``out_dir`` is refused unless ``overwrite``, which replaces an
-    earlier export and refuses a folder holding other files (`files.claim_output_dir`).
+    earlier export and refuses a folder holding other files (`outputs.claim_output_dir`).
 
     Args:
         model_dir: A trained output directory of this package (one ``hidden_layer``, no CRF).
         out_dir: The folder to write.
         overwrite: Replace an earlier export in ``out_dir``.
-        trust_remote_code: Run a model folder's own code, as `inference.load_model` does.
+        trust_remote_code: Run a model folder's own code, as `loading.load_model` does.
 
     Returns:
         ``out_dir``. Raises `NotExportableError` (a ``ValueError``) naming why a model has no stock form.

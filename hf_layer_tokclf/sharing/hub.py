@@ -44,8 +44,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..base.files import copy_file
+from ..base.locations import check_model_folder, check_repo_id, no_such_folder
+
 # The model folder's file names, shared with what --overwrite-output-dir may replace.
-from ..base.files import (
+from ..base.manifest import (
     CARD,
     CODE_FILES,
     CONFIG,
@@ -54,13 +57,9 @@ from ..base.files import (
     TOKENIZER_FILES,
     WEIGHTS,
     WEIGHTS_INDEX,
-    OutputClaim,
-    Outputs,
-    claim_output_dir,
-    copy_file,
     is_bookkeeping,
 )
-from ..base.locations import check_model_folder, check_repo_id, no_such_folder
+from ..base.outputs import OutputClaim, Outputs, claim_output_dir
 from ..base.redaction import remember_secret, scrub_tree
 
 __all__ = [
@@ -313,7 +312,7 @@ def _source_outputs(source: Path, text: str, decoding: str | None = None) -> dic
     from ..model.auto import AutoModelForLayerTokenClassification, family_of
     from ..model.tokenization import load_tokenizer
     from ..running.decoding import DEFAULT_DECODING
-    from ..running.inference import predict_texts
+    from ..running.texts import predict_texts
 
     try:
         model, info = AutoModelForLayerTokenClassification.from_pretrained(str(source), output_loading_info=True)

@@ -21,8 +21,9 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from ..base.files import CODE_FILES, atomic_writer
+from ..base.files import atomic_writer
 from ..base.locations import is_repo_id
+from ..base.manifest import CODE_FILES
 from ..base.niceties import optional_step
 from ..base.redaction import redact_argv
 from ..model.auto import family_of

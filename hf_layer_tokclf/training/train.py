@@ -17,21 +17,11 @@ from torch.utils.data import SequentialSampler
 from transformers import Trainer
 
 from ..base.defaults import TRAINER_DEFAULTS
-from ..base.files import (
-    CARD,
-    CHECKPOINT,
-    METRICS,
-    RUN_OUTPUTS,
-    TEST_PREDICTIONS,
-    OutputClaim,
-    claim_output_dir,
-    record_outputs,
-    remove_outputs,
-    scrub_outputs,
-    write_json,
-)
+from ..base.files import write_json
 from ..base.locations import check_model_location
+from ..base.manifest import CARD, CHECKPOINT, METRICS, TEST_PREDICTIONS, record_outputs
 from ..base.niceties import optional_step
+from ..base.outputs import RUN_OUTPUTS, OutputClaim, claim_output_dir, remove_outputs, scrub_outputs
 from ..base.redaction import redact_command, remember_secret
 from ..formats.conll import check_conll_columns
 from ..formats.labels import check_known_labels, check_training_labels, describe_labels, label_list, normalize_labels
@@ -41,8 +31,9 @@ from ..formats.sentence import Sentence
 from ..model.tokenization import load_tokenizer, save_tokenizer
 from ..running.decoding import label_decoder, token_predictions
 from ..running.features import BOOKKEEPING_KEYS, encode, merge_windows
-from ..running.inference import check_max_length, default_max_length, evaluate_sentences, flat_scores, write_conll
+from ..running.logits import check_max_length, default_max_length
 from ..running.metrics import entity_scores, format_scores
+from ..running.sentences import evaluate_sentences, flat_scores, write_conll
 from ..sharing.hub import push_request, push_to_hub
 from ..sharing.model_card import write_model_card
 from .arguments import DataArguments, ModelArguments, RunArguments, default_backbone  # noqa: F401 - the API's names

@@ -10,21 +10,22 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ...base.defaults import DEFAULT_DECODING, SWEEP_DEFAULTS
 from ...base.extras import require
-from ...base.files import Outputs, claim_output_dir, is_run_output, output_names
 from ...base.locations import check_model_location
+from ...base.manifest import is_run_output, output_names
 from ...base.niceties import optional_step
+from ...base.outputs import Outputs, claim_output_dir
 from ...formats.labels import check_known_labels, label_list, normalize_labels
 from ...formats.lines import DataError
 from ...formats.sentence import Sentence
 from ...model.cost import relative_costs
-from ...running.decoding import DEFAULT_DECODING
 from .extract import EncodedSplit, FeatureStores, cache_folder, encode_split, extract_features
 from .finetune import finetune_layers, train_command
 from .probes import Probes, auto_epochs, one_thread, score_probes, train_probes, word_logits, word_targets
 from .report import JSON_FILE, PLOT_FILE, TABLE_FILE, write_sweep
 from .result import SweepResult, best_layer, recommend_layer, resolve_layers
-from .settings import SWEEP_DEFAULTS, SweepSettings, check_settings
+from .settings import SweepSettings, check_settings
 
 # Folders of --save-probe and --finetune-top: a model folder, a training run's output folder.
 RUN_FOLDER = re.compile(r"^(probe|finetune)-layer-\d+$")
@@ -176,7 +177,8 @@ def _load_encoder(model_name_or_path: str, layers: Sequence[int] | None, setting
     """The encoder up to the deepest swept layer, frozen, in eval mode, on its device and in its dtype."""
     from ...model.auto import AutoLayerConfig, AutoLayerModel
     from ...model.tokenization import load_tokenizer
-    from ...running.inference import check_max_length, pick_device, pick_dtype
+    from ...running.loading import pick_device, pick_dtype
+    from ...running.logits import check_max_length
 
     config = AutoLayerConfig.from_pretrained(model_name_or_path)
     layers = resolve_layers(layers, config.num_hidden_layers)
@@ -194,7 +196,7 @@ def _encode_splits(
     encoder: _Encoder, train_sentences: Sequence[Sentence], dev_sentences: Sequence[Sentence], settings: SweepSettings
 ) -> tuple[EncodedSplit, EncodedSplit, SweepSettings]:
     """Both splits' windows, and the settings with ``max_length`` and ``epochs`` resolved (`auto_epochs`)."""
-    from ...running.inference import default_max_length
+    from ...running.logits import default_max_length
 
     max_length = settings.max_length or default_max_length(encoder.model, encoder.tokenizer)
     train = encode_split(train_sentences, encoder.tokenizer, max_length, settings.stride)
@@ -326,7 +328,8 @@ def run_sweep(
     like typos refused unless ``allow_rare_labels``. Other keyword arguments go to `sweep`.
     """
     from ...model.auto import AutoLayerConfig
-    from ..train import default_backbone, read_splits
+    from ..arguments import default_backbone
+    from ..train import read_splits
 
     model = model or default_backbone()
     if plot:
@@ -396,7 +399,7 @@ def _data_arguments(
     allow_rare_labels: bool = False,
 ) -> Any:
     """The `training.DataArguments` of the sweep's data, which fine-tuning reads too."""
-    from ..train import DataArguments
+    from ..arguments import DataArguments
 
     return DataArguments(
         train_file=train_file,
