@@ -94,7 +94,8 @@ class CorpusProgress:
 
 
 def _rendered(writer: Any, chunk: Chunk, on_error: str) -> list[bytes]:
-    """Each document of the chunk as ``writer`` writes it (`corpus.render_document`), before any of it is written.
+    """Each document of the chunk as ``writer`` writes it (`corpus_writers.render_document`), before any of it is
+    written.
 
     A document the writer cannot write is raised with ``stop``, else moved from the chunk's documents to
     its errors, so that the output holds whole records only.
@@ -130,7 +131,8 @@ def annotate_corpus(
     progress: bool = True,
     **options: Any,
 ) -> dict[str, Any]:
-    """Annotates this shard of ``records`` and writes it with ``writer`` (`corpus.get_writer`); returns the summary.
+    """Annotates this shard of ``records`` and writes it with ``writer`` (`corpus_writers.get_writer`); returns the
+    summary.
 
     With ``output`` the file is written chunk by chunk, resumably (`resumable.ResumableOutput`: the same call
     after a kill continues the run), and the summary is saved beside it (`summary.summary_path`); without,
@@ -226,7 +228,7 @@ def label_sentences(
     with ``output`` each chunk is appended and counted (`ResumableOutput`), so that the same call after a kill
     goes on after the last complete chunk and the output is byte for byte that of an uninterrupted run; without,
     chunks go to standard output. ``run`` describes the run for the resume check (`describe_run`); ``total``
-    (sentences in the input) gives the progress bar its end; ``options`` go to `inference.predict_sentences`.
+    (sentences in the input) gives the progress bar its end; ``options`` go to `sentences.predict_sentences`.
     """
     run = describe_run(run, Shard(), chunk_size, max_batch_tokens=options.get("max_batch_tokens"))
     out = ResumableOutput(output, run, overwrite=overwrite) if output else StreamOutput(sys.stdout)

@@ -24,9 +24,9 @@ __all__ = ["Chunk", "Shard", "annotate_documents", "annotated_chunks"]
 
 
 def annotate_documents(model: Any, tokenizer: Any, documents: Sequence[Document], **options: Any) -> list[list[dict]]:
-    """The entities of each document, offsets into its text (`corpus.document_text`), in document order.
+    """The entities of each document, offsets into its text (`corpus_documents.document_text`), in document order.
 
-    All passages of all ``documents`` go through `inference.predict_texts` together (sorted by length
+    All passages of all ``documents`` go through `texts.predict_texts` together (sorted by length
     into batches); ``options`` are its keyword options (``batch_size``, ``max_batch_tokens``,
     ``aggregation_strategy``, ``decoding``, ``min_score``, ...).
     """
@@ -150,8 +150,8 @@ def annotated_chunks(
     Records of other shards, and of skipped chunks, are read (to know where chunks start) but not annotated.
     ``on_error="stop"`` raises the first `RecordError`, after the chunks before its own; ``"skip"`` keeps it in
     its chunk's ``errors``. The next chunk is read and tokenized in a background thread while the model runs
-    this one (`inference.chunk_entities`). ``progress`` shows a bar counting records; ``options`` are
-    `inference.predict_texts`'s (``batch_size``, ``max_batch_tokens``, ``aggregation_strategy``, ...).
+    this one (`texts.chunk_entities`). ``progress`` shows a bar counting records; ``options`` are
+    `texts.predict_texts`'s (``batch_size``, ``max_batch_tokens``, ``aggregation_strategy``, ...).
     """
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error={on_error!r}; expected one of {', '.join(ON_ERROR)}.")

@@ -110,8 +110,8 @@ def annotate_dataset(
         num_gpus: GPUs for each actor (a fraction shares one); with any, the model runs on its GPU.
         num_cpus: CPUs for each actor (Ray's default: 1; torch then runs one thread).
         batch_size: Rows per call of an actor (one `chunks.annotate_documents`, sorted by length there).
-        device, dtype, trust_remote_code: as `inference.load_model` takes them, in each actor.
-        predict_options: `inference.predict_texts` options: ``forward_batch_size`` (its ``batch_size``,
+        device, dtype, trust_remote_code: as `loading.load_model` takes them, in each actor.
+        predict_options: `texts.predict_texts` options: ``forward_batch_size`` (its ``batch_size``,
             windows per forward pass), ``aggregation_strategy``, ``decoding``, ``min_score``,
             ``max_length``, ``stride``.
 
@@ -202,12 +202,12 @@ def predict_with_ray(
     Args:
         input_path: A corpus file, a folder of them, a glob, or a list; local paths must be readable
             on every node (a shared filesystem), or give URIs (``s3://...``).
-        input_format: One of `corpus.CORPUS_FORMATS`.
+        input_format: One of `corpus_readers.CORPUS_FORMATS`.
         output_path: A FOLDER: Ray writes one file per write task into it (``*.jsonl`` for JSON
             lines), each complete in ``output_format``; concatenated, the JSON lines files are what
             single-process ``predict`` writes, in another order. It must be missing or empty, unless
             ``overwrite``, which deletes the files a Ray run wrote there (and nothing else).
-        output_format: One of `corpus.OUTPUT_FORMATS`; None: as single-process ``predict`` chooses
+        output_format: One of `corpus_writers.OUTPUT_FORMATS`; None: as single-process ``predict`` chooses
             (`documents.pick_output_format`: the folder's name, else the input's own format). A format
             the folder's name contradicts is refused before Ray starts.
         address: The Ray cluster (``"auto"``, ``HEAD_IP:6379``, ``"local"``); None as `connect` says.

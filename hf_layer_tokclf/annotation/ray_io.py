@@ -3,7 +3,7 @@
 `read_corpus_dataset` has Ray read the corpus files (a file, a folder, a glob, a list; local paths on a
 shared filesystem, or ``s3://``, ``gs://``) and a task per file parse one with `corpus_readers.read_corpus`, into
 rows of `DOCUMENT_SCHEMA`. `CorpusDatasink` writes a FOLDER of files, one per write task, each a complete
-file of the output format (`corpus.get_writer`: header, documents, footer), into a folder
+file of the output format (`corpus_writers.get_writer`: header, documents, footer), into a folder
 `prepare_output` has claimed.
 """
 
@@ -172,10 +172,10 @@ _RAY_OUTPUT_NAME = r"^[0-9a-f]{32}(_[0-9a-f]{32})?(_\d{6})+\.{extension}$"
 class CorpusDatasink(BlockBasedFileDatasink):
     """Writes each write task's documents as one file of ``output_format`` (header, documents, footer).
 
-    The lines are `corpus.get_writer`'s, byte for byte those of the single-process path (Ray's
+    The lines are `corpus_writers.get_writer`'s, byte for byte those of the single-process path (Ray's
     ``write_json`` would round scores to 10 digits and flatten a record's fields into columns).
     Rows of unreadable records are not written: each task returns them, and the driver names them. A
-    record the writer cannot write (`corpus.render_document`) is one of them, or, with ``on_error="stop"``,
+    record the writer cannot write (`corpus_writers.render_document`) is one of them, or, with ``on_error="stop"``,
     stops the run.
     """
 
@@ -216,7 +216,7 @@ class CorpusDatasink(BlockBasedFileDatasink):
 
 
 def _ray_outputs(extension: str) -> Outputs:
-    """What a Ray run writes in its output folder (`files.Outputs`): files named as Ray names them."""
+    """What a Ray run writes in its output folder (`outputs.Outputs`): files named as Ray names them."""
     ours = re.compile(_RAY_OUTPUT_NAME.replace("{extension}", re.escape(extension)))
     return Outputs(
         "predict --engine ray",
@@ -227,7 +227,7 @@ def _ray_outputs(extension: str) -> Outputs:
 
 
 def prepare_output(output: str, overwrite: bool, extension: str) -> OutputClaim | None:
-    """Claims a local output folder as every command does (`files.claim_output_dir`: manifest, lock, an overwrite
+    """Claims a local output folder as every command does (`outputs.claim_output_dir`: manifest, lock, an overwrite
     deletes only what Ray runs wrote); checks a URI pyarrow can open (``s3://``, ``gs://``), where an overwrite
     deletes only the files of Ray's names. A file there is always refused.
     """

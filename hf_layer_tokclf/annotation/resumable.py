@@ -39,7 +39,7 @@ class ResumableOutput:
     The progress file is the record of what the run wrote: it is written before the partial and index
     files are created (``O_EXCL``: never over a file that is there, never through a symlink), and a
     partial file that no progress file of this package accounts for is refused, even with
-    ``overwrite``. ``OUTPUT.lock`` (`files.acquire_lock`) refuses a second run while one is in progress.
+    ``overwrite``. ``OUTPUT.lock`` (`locks.acquire_lock`) refuses a second run while one is in progress.
     To continue, a run must be the same run: ``run`` (what produced the output: input, model and its
     digests, options) must match, and the input read again up to the last counted chunk must hash to
     what was counted (`checked_input`); what changed is named.

@@ -34,7 +34,7 @@ CARD = "README.md"
 METRICS = "metrics.json"
 TEST_PREDICTIONS = "test_predictions.conll"  # train's test predictions, as run_ner.py's predictions.txt
 CHECKPOINT = re.compile(r"^checkpoint-\d+$")
-# Everything `training.train` (with the Trainer) may write in its output folder, besides shards and checkpoints.
+# Everything `train.train` (with the Trainer) may write in its output folder, besides shards and checkpoints.
 RUN_FILES = (
     WEIGHTS,
     WEIGHTS_INDEX,

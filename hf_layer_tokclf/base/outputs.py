@@ -110,7 +110,7 @@ RUN_OUTPUTS = Outputs(
     # transformers 5 rotates (deletes) the oldest checkpoint-* folders by modification time, whatever follows the dash
     touched=lambda entry: entry.name.startswith("checkpoint-") and entry.is_dir(),
 )
-"""A training run's output folder (`training.train`)."""
+"""A training run's output folder (`train.train`)."""
 
 
 def _delete(entry: Path) -> None:

@@ -7,7 +7,7 @@ import argparse
 
 
 def add_device_options(parser: argparse.ArgumentParser) -> None:
-    """--device and --dtype: where and in which precision a model runs (`inference.pick_dtype`)."""
+    """--device and --dtype: where and in which precision a model runs (`loading.pick_dtype`)."""
     parser.add_argument(
         "--device",
         choices=["auto", "cpu", "cuda"],

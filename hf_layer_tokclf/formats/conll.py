@@ -119,7 +119,7 @@ def read_conll(path: str | Path, *, labeled: bool | None = True) -> list[Sentenc
 
     Columns are separated by tabs or runs of spaces, so both CoNLL-2003 (``token POS chunk label``)
     and ``token<TAB>label`` files work; a line that holds a tab is split at its tabs only, so that a
-    token may hold a space (what `inference.write_conll` writes reads back as it was). A blank line
+    token may hold a space (what `sentences.write_conll` writes reads back as it was). A blank line
     ends a sentence; ``-DOCSTART-`` lines are skipped; a UTF-8 byte-order mark, CRLF line ends and
     gzip compression are fine. ``.conllu`` files are read as CoNLL-U (see `_conll_row`): the token is
     the FORM column, the label the last (MISC) column.
@@ -186,7 +186,7 @@ def conll_column_problem(value: str) -> str | None:
 def check_conll_columns(sentence: Sentence, predicted: Sequence[str] | None = None) -> None:
     """Refuses a sentence that tab-separated CoNLL lines cannot hold: every token, gold label and predicted label
     must be a column `conll_column_problem` accepts. The one check of every CoNLL line written
-    (`inference.conll_lines`), also run on the data before the work by commands that will write CoNLL.
+    (`sentences.conll_lines`), also run on the data before the work by commands that will write CoNLL.
 
     Raises:
         DataError: naming the sentence's file and line, the token (or label) by its number, and what is wrong.

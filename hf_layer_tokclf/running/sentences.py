@@ -157,7 +157,7 @@ def evaluate_sentences(
     model: Any, tokenizer: Any, sentences: Sequence[Sentence], **kwargs: Any
 ) -> tuple[dict[str, Any], list[list[str]]]:
     """Entity-level scores of the model on labeled sentences, every gold token included; a label the model does
-    not know is refused first, with its file and line (`data.check_known_labels`)."""
+    not know is refused first, with its file and line (`labels.check_known_labels`)."""
     check_known_labels(sentences, model.config.label2id, known_as="the model's labels")
     predictions = predict_sentences(model, tokenizer, sentences, **kwargs)
     return entity_scores([s.labels for s in sentences], predictions), predictions
@@ -181,9 +181,9 @@ def conll_lines(
     """CoNLL lines: the token, the gold label when there is one, and the predicted label, tab-separated; a blank
     line after each sentence.
 
-    ``scheme`` (`data.SCHEMES`) writes both label columns in that scheme rather than IOB2: the scheme
+    ``scheme`` (`labels.SCHEMES`) writes both label columns in that scheme rather than IOB2: the scheme
     the model's training data was written in (`label_scheme`). A token or label that a line cannot hold
-    (a tab, a line break, empty: `data.check_conll_columns`) is a `data.DataError` naming its sentence's
+    (a tab, a line break, empty: `conll.check_conll_columns`) is a `lines.DataError` naming its sentence's
     file and line, before any line of that sentence is given.
     """
     for sentence, labels in zip(sentences, predictions, strict=True):

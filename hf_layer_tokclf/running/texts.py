@@ -101,7 +101,7 @@ def chunk_entities(
 ) -> Iterator[tuple[T, list[list[dict[str, Any]]]]]:
     """For each ``(key, texts)`` of ``chunks``, in order: ``key`` and the entities of each of its texts.
 
-    The loop `predict_texts` and `annotate.annotated_chunks` share: ``chunks`` is read, and each chunk's texts
+    The loop `predict_texts` and `chunks.annotated_chunks` share: ``chunks`` is read, and each chunk's texts
     tokenized, in a background thread one chunk ahead of the model (`prefetch.prefetch`), so that reading
     (whatever ``chunks`` does: a file, a parser) and tokenizing overlap the forward pass; an error of ``chunks``
     is raised after the entities of the chunks before it. The options are `predict_texts`'s.
