@@ -111,7 +111,8 @@ def tiny(tmp_path_factory, tokenizer):
     """A tiny random BERT trained for 2 steps at layer 2 by `train` with --push-to-hub, its push recorded."""
     from transformers import BertConfig, BertModel
 
-    from hf_layer_tokclf.training import train as training
+    from hf_layer_tokclf.training import train
+    from hf_layer_tokclf.training.arguments import ModelArguments
 
     base = tmp_path_factory.mktemp("tiny-base")
     torch.manual_seed(0)
@@ -129,11 +130,11 @@ def tiny(tmp_path_factory, tokenizer):
     data.max_train_samples, data.max_eval_samples, data.max_test_samples = 16, 8, 8
     pushes, fake = [], FakeHub()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(training, "push_to_hub", lambda *a, **k: pushes.append((a, k)))
+        patch.setattr(train, "push_to_hub", lambda *a, **k: pushes.append((a, k)))
         patch.setattr(constants, "HF_HUB_OFFLINE", False)
         huggingface_hub.set_client_factory(lambda: httpx2.Client(transport=httpx2.MockTransport(fake.handle)))
         try:
-            metrics = training.train(training.ModelArguments(model=str(base), hidden_layer=[2]), data, args)
+            metrics = train.train(ModelArguments(model=str(base), hidden_layer=[2]), data, args)
         finally:
             huggingface_hub.set_client_factory(default_client_factory)
     return output_dir, metrics, {"pushes": pushes, "requests": fake.requests, "args": args}

@@ -25,7 +25,7 @@ from hf_layer_tokclf.cli.main import main
 from hf_layer_tokclf.formats.data import DataError, Sentence, label_list, normalize_labels, read_conll, read_jsonl
 from hf_layer_tokclf.running.features import encode, merge_windows
 from hf_layer_tokclf.running.inference import load_model, predict_texts
-from hf_layer_tokclf.training.train import last_complete_checkpoint
+from hf_layer_tokclf.training.trainer import last_complete_checkpoint
 
 # No example database in the repository; no deadline on a shared 2-core machine.
 FUZZ = settings(database=None, deadline=None, suppress_health_check=list(HealthCheck), max_examples=300)

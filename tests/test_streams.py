@@ -27,7 +27,8 @@ from hf_layer_tokclf.formats.corpus import RecordError, count_records, read_corp
 from hf_layer_tokclf.formats.data import DataError, Sentence, read_conll, read_json_records, read_jsonl
 from hf_layer_tokclf.running import inference
 from hf_layer_tokclf.running.inference import conll_lines, write_conll
-from hf_layer_tokclf.training.train import DataArguments, read_splits
+from hf_layer_tokclf.training.arguments import DataArguments
+from hf_layer_tokclf.training.splits import read_splits
 
 
 def ncbi_test_sentences(count: int) -> list[list[str]]:

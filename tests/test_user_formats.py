@@ -11,7 +11,8 @@ from conftest import LABELS, NCBI, conll_slice
 from hf_layer_tokclf.cli.main import main, predict_command, train_command, train_parser
 from hf_layer_tokclf.formats.data import DataError, from_iob2, load_sentences, read_conll
 from hf_layer_tokclf.running.inference import load_model, predict_sentences, predict_texts
-from hf_layer_tokclf.training.train import DataArguments, head_labels, read_splits
+from hf_layer_tokclf.training.arguments import DataArguments
+from hf_layer_tokclf.training.splits import head_labels, read_splits
 
 IOBES = ["O", "B-Disease", "I-Disease", "E-Disease", "S-Disease"]
 

@@ -224,7 +224,7 @@ class TrainParser(CommandParser):
         from transformers import HfArgumentParser, TrainingArguments
 
         from ..training.arguments import DataArguments, ModelArguments, RunArguments
-        from ..training.train import TRAINING_DEFAULTS
+        from ..training.trainer import TRAINING_DEFAULTS
 
         values = vars(args)
         model_args = ModelArguments(
@@ -1316,7 +1316,7 @@ def _partial_kept(output: str, line: str) -> str | None:
 
 def _checkpoint_kept(output_dir: str, line: str, resume: bool) -> str:
     """train's note: the last complete checkpoint, if one was saved, and the command that goes on from it."""
-    from ..training.train import last_complete_checkpoint
+    from ..training.trainer import last_complete_checkpoint
 
     again = line if resume else f"{line} --resume"
     checkpoint = last_complete_checkpoint(output_dir) if output_dir else None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -86,23 +86,8 @@ def sweep(
         DataError: unlabeled sentences, or a dev label the training data lacks.
         ValueError: a layer out of range or another bad setting.
     """
-    settings = SweepSettings(
-        epochs=epochs,
-        learning_rate=learning_rate,
-        batch_size=batch_size,
-        probe_batch_size=probe_batch_size,
-        max_length=max_length,
-        stride=stride,
-        cache=cache,
-        cache_dir=cache_dir,
-        cache_dtype=cache_dtype,
-        tolerance=tolerance,
-        seed=seed,
-        progress=progress,
-        device=device,
-        dtype=dtype,
-        decoding=decoding,
-    )
+    given = locals()  # the keyword arguments after ``layers`` are `SweepSettings`' fields, one for one
+    settings = SweepSettings(**{field.name: given[field.name] for field in fields(SweepSettings)})
     return _sweep_steps(str(model_name_or_path), train_sentences, dev_sentences, layers, settings)
 
 
@@ -320,11 +305,12 @@ def run_sweep(
     ``output_dir/finetune-layer-K`` and their dev F1 joins the table and plot. ``save_probe`` saves
     the recommended layer's probe as a model folder ``output_dir/probe-layer-K``. ``plot=False`` writes no
     ``sweep.png``; with ``plot``, a missing matplotlib (the ``plot`` extra) is refused before anything is read
-    (`extras.MissingExtraError`). The data is read as `train` reads it (`training.read_splits`), labels that look
+    (`extras.MissingExtraError`). The data is read as `train` reads it (`splits.read_splits`), labels that look
     like typos refused unless ``allow_rare_labels``. Other keyword arguments go to `sweep`.
     """
     from ...model.auto import AutoLayerConfig
-    from ..train import default_backbone, read_splits
+    from ..arguments import default_backbone
+    from ..splits import read_splits
 
     model = model or default_backbone()
     if plot:
@@ -339,27 +325,25 @@ def run_sweep(
     with claim_output_dir(output_dir, SWEEP_OUTPUTS, overwrite=overwrite_output_dir) as claim:
         output_dir = claim.path
         result = sweep(model, splits["train"], splits["validation"], layers=layers, progress=progress, **sweep_kwargs)
-        allow = ("--allow-rare-labels",) if allow_rare_labels else ()  # the data as the sweep read it
-        result.train_command = train_command(model, train_file, validation_file, result.recommended_layer, None, *allow)
-        result.settings.update(model=model, train_file=train_file, validation_file=validation_file)
+        _record_run(result, model, train_file, validation_file, allow_rare_labels)
         write_sweep(result, output_dir, overwrite=True, plot=plot)
         if save_probe:
             _save_probe(result, model, output_dir)
             write_sweep(result, output_dir, overwrite=True, plot=plot)
         if finetune_top:
-            finetune_layers(
-                result,
-                model,
-                data_args,
-                output_dir,
-                finetune_top,
-                finetune_epochs,
-                finetune_learning_rate,
-                progress,
-                plot,
-            )
+            finetuning = (finetune_top, finetune_epochs, finetune_learning_rate)
+            finetune_layers(result, model, data_args, output_dir, *finetuning, progress, plot)
         claim.finish()
     return result
+
+
+def _record_run(
+    result: SweepResult, model: str, train_file: str, validation_file: str, allow_rare_labels: bool
+) -> None:
+    """Records in ``result`` the model and data swept, and the `train_command` of its recommended layer."""
+    allow = ("--allow-rare-labels",) if allow_rare_labels else ()  # the data as the sweep read it
+    result.train_command = train_command(model, train_file, validation_file, result.recommended_layer, None, *allow)
+    result.settings.update(model=model, train_file=train_file, validation_file=validation_file)
 
 
 def _check_run(
@@ -394,7 +378,7 @@ def _data_arguments(
     allow_rare_labels: bool = False,
 ) -> Any:
     """The `training.DataArguments` of the sweep's data, which fine-tuning reads too."""
-    from ..train import DataArguments
+    from ..arguments import DataArguments
 
     return DataArguments(
         train_file=train_file,
