@@ -60,7 +60,7 @@ def data_arguments(size: str) -> Any:
 def training_arguments(size: str, seed: int, output_dir: str, notebook: bool = False) -> Any:
     from transformers import TrainingArguments
 
-    from hf_layer_tokclf.training.train import TRAINING_DEFAULTS
+    from hf_layer_tokclf.training.trainer import TRAINING_DEFAULTS
 
     settings = {**TRAINING_DEFAULTS, **({} if size == "full" else SLICE_SETTINGS), "seed": seed}
     if notebook:  # random batches, nothing saved; the module's forward(**inputs) hides its columns
@@ -125,7 +125,8 @@ def run_notebook(size: str, layer: int, seed: int) -> dict[str, Any]:
     from hf_layer_tokclf.formats.labels import label_list
     from hf_layer_tokclf.running.features import BOOKKEEPING_KEYS, encode, merge_windows
     from hf_layer_tokclf.running.metrics import entity_scores
-    from hf_layer_tokclf.training.train import default_backbone, read_splits
+    from hf_layer_tokclf.training.arguments import default_backbone
+    from hf_layer_tokclf.training.splits import read_splits
 
     path = default_backbone()
     splits, _ = read_splits(data_arguments(size))

@@ -36,7 +36,9 @@ def train_model(output_dir: Path, plan: dict[str, Any], hidden_layer: int) -> di
     ``plan``: steps, batch, train (sentences, None for all) and dev (sentences)."""
     from transformers import TrainingArguments
 
-    from hf_layer_tokclf.training.train import TRAINING_DEFAULTS, DataArguments, ModelArguments, train
+    from hf_layer_tokclf.training.arguments import DataArguments, ModelArguments
+    from hf_layer_tokclf.training.train import train
+    from hf_layer_tokclf.training.trainer import TRAINING_DEFAULTS
 
     files = {"train_file": str(NCBI / "train.tsv"), "validation_file": str(NCBI / "devel.tsv")}
     data = DataArguments(**files, max_train_samples=plan["train"], max_eval_samples=plan["dev"])

@@ -48,8 +48,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Both sweeps, timed; returns the timings, the first result of each and what they ran on."""
+    from hf_layer_tokclf.training.arguments import DataArguments, default_backbone
+    from hf_layer_tokclf.training.splits import read_splits
     from hf_layer_tokclf.training.sweep import sweep
-    from hf_layer_tokclf.training.train import DataArguments, default_backbone, read_splits
 
     limits = {"max_train_samples": 1000, "max_eval_samples": 300} if args.quick else {}
     files = {"train_file": str(NCBI / "train.tsv"), "validation_file": str(NCBI / "devel.tsv")}

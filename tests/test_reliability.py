@@ -30,7 +30,7 @@ from hf_layer_tokclf.formats.sentence import Sentence
 from hf_layer_tokclf.running.features import encode, merge_windows
 from hf_layer_tokclf.running.loading import load_model
 from hf_layer_tokclf.running.texts import predict_texts
-from hf_layer_tokclf.training.train import last_complete_checkpoint
+from hf_layer_tokclf.training.trainer import last_complete_checkpoint
 
 # No example database in the repository; no deadline on a shared 2-core machine.
 FUZZ = settings(database=None, deadline=None, suppress_health_check=list(HealthCheck), max_examples=300)

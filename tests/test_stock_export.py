@@ -34,8 +34,8 @@ from hf_layer_tokclf.running.stock_export import (
     export_transformers,
 )
 from hf_layer_tokclf.running.texts import predict_texts
-from hf_layer_tokclf.sharing.hub import BAD_WARNING
 from hf_layer_tokclf.sharing.plain_check import run_plain_check
+from hf_layer_tokclf.sharing.verification import BAD_WARNING
 
 HEAD = dict(num_labels=len(LABELS), id2label=ID2LABEL, label2id=LABEL2ID)
 OURS_ONLY = ("auto_map", "custom_pipelines", "hidden_layer", "layer_pooling", "use_crf")

@@ -32,7 +32,8 @@ from hf_layer_tokclf.formats.records import read_json_records, read_jsonl
 from hf_layer_tokclf.formats.sentence import Sentence
 from hf_layer_tokclf.running import loading, sentences
 from hf_layer_tokclf.running.sentences import conll_lines, write_conll
-from hf_layer_tokclf.training.train import DataArguments, read_splits
+from hf_layer_tokclf.training.arguments import DataArguments
+from hf_layer_tokclf.training.splits import read_splits
 
 
 def ncbi_test_sentences(count: int) -> list[list[str]]:

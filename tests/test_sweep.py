@@ -353,7 +353,7 @@ def test_sweep_takes_the_allow_rare_labels_its_typo_message_names(tmp_path, caps
     """sweep reads its data as train does: a typo is refused naming --allow-rare-labels, which sweep then takes."""
     from conftest import ncbi_changed
 
-    from hf_layer_tokclf.training import train as training
+    from hf_layer_tokclf.training import splits
 
     typo = str(ncbi_changed(tmp_path / "train.tsv", "train", 2266, "B-Disaese"))
     argv = ["sweep", "--train-file", typo, "--validation-file", str(NCBI / "devel.tsv"), "--no-plot"]
@@ -366,6 +366,6 @@ def test_sweep_takes_the_allow_rare_labels_its_typo_message_names(tmp_path, caps
         read.append(data_args)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(training, "read_splits", read_splits)
+    monkeypatch.setattr(splits, "read_splits", read_splits)
     assert main([*argv, "--output-dir", str(tmp_path / "allowed"), "--allow-rare-labels"]) == 130
     assert read[0].allow_rare_labels is True

@@ -15,15 +15,11 @@ from hf_layer_tokclf.formats.loading import load_sentences
 from hf_layer_tokclf.running.loading import load_model
 from hf_layer_tokclf.running.sentences import evaluate_sentences, flat_scores
 from hf_layer_tokclf.sharing.remote_check import run_remote_check
-from hf_layer_tokclf.training.train import (
-    HEAD_PARAMETERS,
-    DataArguments,
-    ModelArguments,
-    NerTrainer,
-    RunArguments,
-    read_splits,
-    train,
-)
+from hf_layer_tokclf.training.arguments import DataArguments, ModelArguments, RunArguments
+from hf_layer_tokclf.training.head import HEAD_PARAMETERS
+from hf_layer_tokclf.training.splits import read_splits
+from hf_layer_tokclf.training.train import train
+from hf_layer_tokclf.training.trainer import NerTrainer
 
 
 def test_output_directory_holds_the_best_model_and_its_scores(trained):
@@ -157,17 +153,17 @@ def _quick_run(output_dir):
 def test_a_run_that_fails_before_its_metrics_leaves_the_checkpoint_to_resume(tmp_path, monkeypatch):
     """The model is saved as soon as it is trained, and the checkpoints go only after metrics.json is written:
     an unfinished run (here a full disk) can still --resume."""
-    from hf_layer_tokclf.training import train as training
+    from hf_layer_tokclf.training import results, trainer
 
     def full_disk(path, data):
         raise OSError(28, "No space left on device", str(path))
 
     data, args = _quick_run(tmp_path)
-    monkeypatch.setattr(training, "write_json", full_disk)
+    monkeypatch.setattr(results, "write_json", full_disk)
     with pytest.raises(OSError, match="No space left"):
         train(ModelArguments(hidden_layer=[1]), data, args)
     assert not (tmp_path / "metrics.json").exists() and (tmp_path / "model.safetensors").is_file()
-    assert training.last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+    assert trainer.last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
     monkeypatch.undo()
     train(ModelArguments(hidden_layer=[1]), data, args, RunArguments(resume=True))
     assert (tmp_path / "metrics.json").is_file() and (tmp_path / "README.md").is_file()
@@ -211,7 +207,7 @@ def _broken(*args, **kwargs):
         ("hf_layer_tokclf.model.cost.FlopCounterMode", _FailingFlopCounter, "the model card's compute estimate"),
         ("hf_layer_tokclf.sharing.model_card.parameter_counts", _broken, "the model card's parameter counts"),
         ("hf_layer_tokclf.sharing.model_card.render_model_card", _broken, "the model card"),
-        ("hf_layer_tokclf.training.train.format_scores", _broken, "printing the scores"),
+        ("hf_layer_tokclf.training.results.format_scores", _broken, "printing the scores"),
     ],
     ids=["flop-counter", "parameter-counts", "card", "score-tables"],
 )
@@ -373,12 +369,12 @@ def test_a_scheme_flipped_by_one_tag_is_refused_unless_allowed(tmp_path):
 
 def test_train_refuses_a_typo_in_one_line_before_the_model_loads(tmp_path, capsys, monkeypatch):
     from hf_layer_tokclf.cli.main import main
-    from hf_layer_tokclf.training import train as training
+    from hf_layer_tokclf.training import train
 
     def head_labels(*args):
         raise AssertionError("the model's labels were read: the typo went through")
 
-    monkeypatch.setattr(training, "head_labels", head_labels)
+    monkeypatch.setattr(train, "head_labels", head_labels)
     typo = ncbi_changed(tmp_path / "train.tsv", "train", 2266, "B-Disaese")
     assert main(["train", "--train-file", str(typo), "--output-dir", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
@@ -395,7 +391,7 @@ def test_a_new_head_on_a_backbone_is_one_line_not_a_load_report(minilm_path, log
     from conftest import ID2LABEL, LABEL2ID
 
     from hf_layer_tokclf.model.auto import AutoModelForLayerTokenClassification
-    from hf_layer_tokclf.training.train import load_with_new_head
+    from hf_layer_tokclf.training.head import load_with_new_head
 
     labels = dict(num_labels=3, id2label=ID2LABEL, label2id=LABEL2ID)
     model = load_with_new_head(AutoModelForLayerTokenClassification, minilm_path, hidden_layer=2, **labels)
@@ -417,7 +413,7 @@ def test_a_backbone_that_lacks_a_weight_or_holds_a_foreign_one_is_still_reported
     from transformers import BertConfig, BertModel
 
     from hf_layer_tokclf.model.auto import AutoModelForLayerTokenClassification
-    from hf_layer_tokclf.training.train import load_with_new_head
+    from hf_layer_tokclf.training.head import load_with_new_head
 
     BertModel(BertConfig(**tiny_bert_kwargs())).save_pretrained(tmp_path)
     weights = load_file(tmp_path / "model.safetensors")

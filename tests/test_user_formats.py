@@ -18,7 +18,8 @@ from hf_layer_tokclf.formats.loading import load_sentences
 from hf_layer_tokclf.running.loading import load_model
 from hf_layer_tokclf.running.sentences import predict_sentences
 from hf_layer_tokclf.running.texts import predict_texts
-from hf_layer_tokclf.training.train import DataArguments, head_labels, read_splits
+from hf_layer_tokclf.training.arguments import DataArguments
+from hf_layer_tokclf.training.splits import head_labels, read_splits
 
 IOBES = ["O", "B-Disease", "I-Disease", "E-Disease", "S-Disease"]
 

@@ -11,7 +11,7 @@ uploaded with the model; a Hub token must travel with neither. Two layers, one m
   given to secret options, remembered with `remember_secret`; ``HF_TOKEN``;
   ``HUGGING_FACE_HUB_TOKEN``; the token huggingface_hub would use) in a file, byte for byte with
   ``*`` so that binary files keep their layout. `files.atomic_writer` and `outputs.atomic_folder` run
-  it on everything they write before it is put in place, and `hub.stage` on every staged file, so a
+  it on everything they write before it is put in place, and `staging.stage` on every staged file, so a
   secret that slipped into a setting, a card or a pickle is masked on the way out.
 """
 

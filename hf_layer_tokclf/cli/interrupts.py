@@ -24,7 +24,7 @@ def partial_kept(output: str, line: str) -> str | None:
 
 def checkpoint_kept(output_dir: str, line: str, resume: bool) -> str:
     """train's note: the last complete checkpoint, if one was saved, and the command that goes on from it."""
-    from ..training.train import last_complete_checkpoint
+    from ..training.trainer import last_complete_checkpoint
 
     again = line if resume else f"{line} --resume"
     checkpoint = last_complete_checkpoint(output_dir) if output_dir else None

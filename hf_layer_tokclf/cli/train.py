@@ -46,7 +46,7 @@ class TrainParser(CommandParser):
         from transformers import HfArgumentParser, TrainingArguments
 
         from ..training.arguments import DataArguments, ModelArguments, RunArguments
-        from ..training.train import TRAINING_DEFAULTS
+        from ..training.trainer import TRAINING_DEFAULTS
 
         values = vars(args)
         model_args = ModelArguments(

@@ -234,7 +234,7 @@ def save_stock_form(
 ) -> dict[str, Any]:
     """Writes the stock form of the model in ``model_dir`` into ``folder`` (weights, config, tokenizer), checked.
 
-    ``folder`` is written in place (`export_transformers` and `hub.stage` choose it); returns what
+    ``folder`` is written in place (`export_transformers` and `staging.stage` choose it); returns what
     ``transformers_export.json`` records. Raises `NotExportableError` for a model without an exact stock form.
     """
     import transformers

@@ -92,18 +92,12 @@ def render_model_card(
     config = _read_config(model_dir)
     settings = dict(metrics.get("settings") or {})
     title = repo_id or model_dir.resolve().name
-
     labels = _labels(config)
     entity_types = _entity_types(labels)
     base_model = _base_model(settings, config)
     dataset = _dataset(settings)
-    extra_tags = [str(tag) for tag in tags]
-    biomedical = dataset["biomedical"] or "biomedical" in extra_tags or bool(settings.get("biomedical"))
-    family_tag = family_of(config.get("model_type", "bert")).backbone_type
-    card_tags = [*BASE_TAGS, family_tag, *(["biomedical"] if biomedical else []), PACKAGE_TAG, *extra_tags]
-
-    scores = {split: _split_scores(metrics, split) for split, _ in SPLITS}
-    eval_results = _eval_results(scores["test"][0], dataset)
+    biomedical, card_tags = _card_tags(config, settings, dataset, tags)
+    eval_results, tables = _score_tables(metrics, dataset, entity_types)
     card = ModelCard.from_template(
         _card_data(settings, base_model, dataset, card_tags, title, eval_results),
         template_path=str(template_path or TEMPLATE_PATH),
@@ -114,9 +108,7 @@ def render_model_card(
         dataset_text=dataset["text"],
         labels=labels,
         entity_types=entity_types,
-        has_test=bool(scores["test"][0]),
-        overall=_overall_table(scores),
-        per_type=_per_type_table(scores, entity_types),
+        **tables,
         settings=[(key, _cell(value)) for key, value in settings.items() if key != "command"],
         command=_command(settings.get("command")),
         code_files=_code_files(model_dir, config) if custom_code else [],
@@ -129,6 +121,30 @@ def render_model_card(
     )
     text = str(card)
     return text if text.endswith("\n") else text + "\n"
+
+
+def _card_tags(
+    config: Mapping[str, Any], settings: Mapping[str, Any], dataset: Mapping[str, Any], tags: Iterable[str]
+) -> tuple[bool, list[str]]:
+    """Whether the card is biomedical (the data, a ``biomedical`` tag or setting), and the card's Hub tags."""
+    extra_tags = [str(tag) for tag in tags]
+    biomedical = dataset["biomedical"] or "biomedical" in extra_tags or bool(settings.get("biomedical"))
+    family_tag = family_of(config.get("model_type", "bert")).backbone_type
+    return biomedical, [*BASE_TAGS, family_tag, *(["biomedical"] if biomedical else []), PACKAGE_TAG, *extra_tags]
+
+
+def _score_tables(
+    metrics: Mapping[str, Any], dataset: Mapping[str, Any], entity_types: list[str]
+) -> tuple[list[EvalResult] | None, dict[str, Any]]:
+    """The model-index results (from the test scores) and the template's score tables: ``has_test``, ``overall``,
+    ``per_type``."""
+    scores = {split: _split_scores(metrics, split) for split, _ in SPLITS}
+    tables = {
+        "has_test": bool(scores["test"][0]),
+        "overall": _overall_table(scores),
+        "per_type": _per_type_table(scores, entity_types),
+    }
+    return _eval_results(scores["test"][0], dataset), tables
 
 
 def _read_config(model_dir: Path) -> dict[str, Any]:

@@ -17,7 +17,7 @@ def train_command(
     model: str, train_file: str, validation_file: str, layer: int, output_dir: str | None = None, *extra: str
 ) -> str:
     """The `hf-layer-tokclf train` command line that fine-tunes at ``layer``."""
-    from ..train import default_backbone
+    from ..arguments import default_backbone
 
     argv = ["hf-layer-tokclf", "train"]
     if model != default_backbone():
@@ -41,7 +41,9 @@ def finetune_layers(
     dev F1 joins the result and the files (the plot too, with ``plot``), which are written again after every run."""
     from transformers import TrainingArguments
 
-    from ..train import TRAINING_DEFAULTS, ModelArguments, RunArguments, train
+    from ..arguments import ModelArguments, RunArguments
+    from ..train import train
+    from ..trainer import TRAINING_DEFAULTS
 
     seed = result.settings.get("seed", SWEEP_DEFAULTS["seed"])
     for layer in finetune_candidates(result, top):

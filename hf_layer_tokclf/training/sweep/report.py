@@ -59,7 +59,7 @@ def _write_table(result: SweepResult, path: Path) -> None:
 
 def _model_label(model_name_or_path: str) -> str:
     """A short name for titles: the folder or Hub id's last part (the packaged MiniLM by its name)."""
-    from ..train import default_backbone
+    from ..arguments import default_backbone
 
     if str(model_name_or_path) == default_backbone():
         return "all-MiniLM-L6-v2"

@@ -40,7 +40,7 @@ class SweepResult:
     def probe_model(self, layer: int) -> Any:
         """The probe of ``layer`` as the family's layer classifier (eval mode), ready to save or score."""
         from ...model.auto import AutoModelForLayerTokenClassification
-        from ..train import load_with_new_head
+        from ..head import load_with_new_head
 
         if layer not in self.layers:
             raise ValueError(f"layer {layer} was not swept (swept: {self.layers})")

@@ -6,11 +6,10 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from ...base.defaults import DEFAULT_DECODING, SWEEP_DEFAULTS
 from ...base.extras import require
 from ...base.locations import check_model_location
 from ...base.manifest import is_run_output, output_names
@@ -20,12 +19,13 @@ from ...formats.labels import check_known_labels, label_list, normalize_labels
 from ...formats.lines import DataError
 from ...formats.sentence import Sentence
 from ...model.cost import relative_costs
+from ...running.decoding import DEFAULT_DECODING
 from .extract import EncodedSplit, FeatureStores, cache_folder, encode_split, extract_features
 from .finetune import finetune_layers, train_command
 from .probes import Probes, auto_epochs, one_thread, score_probes, train_probes, word_logits, word_targets
 from .report import JSON_FILE, PLOT_FILE, TABLE_FILE, write_sweep
 from .result import SweepResult, best_layer, recommend_layer, resolve_layers
-from .settings import SweepSettings, check_settings
+from .settings import SWEEP_DEFAULTS, SweepSettings, check_settings
 
 # Folders of --save-probe and --finetune-top: a model folder, a training run's output folder.
 RUN_FOLDER = re.compile(r"^(probe|finetune)-layer-\d+$")
@@ -89,23 +89,8 @@ def sweep(
         DataError: unlabeled sentences, or a dev label the training data lacks.
         ValueError: a layer out of range or another bad setting.
     """
-    settings = SweepSettings(
-        epochs=epochs,
-        learning_rate=learning_rate,
-        batch_size=batch_size,
-        probe_batch_size=probe_batch_size,
-        max_length=max_length,
-        stride=stride,
-        cache=cache,
-        cache_dir=cache_dir,
-        cache_dtype=cache_dtype,
-        tolerance=tolerance,
-        seed=seed,
-        progress=progress,
-        device=device,
-        dtype=dtype,
-        decoding=decoding,
-    )
+    given = locals()  # the keyword arguments after ``layers`` are `SweepSettings`' fields, one for one
+    settings = SweepSettings(**{field.name: given[field.name] for field in fields(SweepSettings)})
     return _sweep_steps(str(model_name_or_path), train_sentences, dev_sentences, layers, settings)
 
 
@@ -324,12 +309,12 @@ def run_sweep(
     ``output_dir/finetune-layer-K`` and their dev F1 joins the table and plot. ``save_probe`` saves
     the recommended layer's probe as a model folder ``output_dir/probe-layer-K``. ``plot=False`` writes no
     ``sweep.png``; with ``plot``, a missing matplotlib (the ``plot`` extra) is refused before anything is read
-    (`extras.MissingExtraError`). The data is read as `train` reads it (`training.read_splits`), labels that look
+    (`extras.MissingExtraError`). The data is read as `train` reads it (`splits.read_splits`), labels that look
     like typos refused unless ``allow_rare_labels``. Other keyword arguments go to `sweep`.
     """
     from ...model.auto import AutoLayerConfig
     from ..arguments import default_backbone
-    from ..train import read_splits
+    from ..splits import read_splits
 
     model = model or default_backbone()
     if plot:
@@ -344,27 +329,25 @@ def run_sweep(
     with claim_output_dir(output_dir, SWEEP_OUTPUTS, overwrite=overwrite_output_dir) as claim:
         output_dir = claim.path
         result = sweep(model, splits["train"], splits["validation"], layers=layers, progress=progress, **sweep_kwargs)
-        allow = ("--allow-rare-labels",) if allow_rare_labels else ()  # the data as the sweep read it
-        result.train_command = train_command(model, train_file, validation_file, result.recommended_layer, None, *allow)
-        result.settings.update(model=model, train_file=train_file, validation_file=validation_file)
+        _record_run(result, model, train_file, validation_file, allow_rare_labels)
         write_sweep(result, output_dir, overwrite=True, plot=plot)
         if save_probe:
             _save_probe(result, model, output_dir)
             write_sweep(result, output_dir, overwrite=True, plot=plot)
         if finetune_top:
-            finetune_layers(
-                result,
-                model,
-                data_args,
-                output_dir,
-                finetune_top,
-                finetune_epochs,
-                finetune_learning_rate,
-                progress,
-                plot,
-            )
+            finetuning = (finetune_top, finetune_epochs, finetune_learning_rate)
+            finetune_layers(result, model, data_args, output_dir, *finetuning, progress, plot)
         claim.finish()
     return result
+
+
+def _record_run(
+    result: SweepResult, model: str, train_file: str, validation_file: str, allow_rare_labels: bool
+) -> None:
+    """Records in ``result`` the model and data swept, and the `train_command` of its recommended layer."""
+    allow = ("--allow-rare-labels",) if allow_rare_labels else ()  # the data as the sweep read it
+    result.train_command = train_command(model, train_file, validation_file, result.recommended_layer, None, *allow)
+    result.settings.update(model=model, train_file=train_file, validation_file=validation_file)
 
 
 def _check_run(
