@@ -134,7 +134,7 @@ def is_iob2(labels):
 
 
 def chunk_windows(tokenizer, texts, logits_of, max_length=40, stride=10):
-    """Each text's windows as `inference.predict_texts` cuts them, with ``logits_of(windows)``'s logits."""
+    """Each text's windows as `texts.predict_texts` cuts them, with ``logits_of(windows)``'s logits."""
     windows = text_windows(tokenizer, texts, max_length, stride)
     for window, logits in zip(windows, logits_of(windows), strict=True):
         window["logits"] = logits

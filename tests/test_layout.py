@@ -257,3 +257,15 @@ def test_the_readme_layout_is_the_tree_of_wings_lowest_first():
     listed = readme_wings()
     assert sorted(listed) == WINGS
     assert all(allowed_wings(wing) <= set(listed[:place]) for place, wing in enumerate(listed)), listed
+
+
+def test_each_wing_names_its_modules():
+    """A wing's __init__ is its map: it names every module (and folder) it holds."""
+    unnamed = []
+    for wing in WINGS:
+        doc = ast.get_docstring(ast.parse((PACKAGE / wing / "__init__.py").read_text(encoding="utf-8"))) or ""
+        for entry in sorted((PACKAGE / wing).iterdir()):
+            name = entry.stem if entry.suffix == ".py" else entry.name
+            if entry.name != "__init__.py" and (entry.suffix == ".py" or (entry / "__init__.py").exists()):
+                unnamed += [] if re.search(rf"\b{name}\b", doc) else [f"{wing}/{entry.name}"]
+    assert unnamed == []

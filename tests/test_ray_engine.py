@@ -177,7 +177,8 @@ def test_unreadable_records_are_rows_naming_them_or_stop_the_run(local_ray, corp
 
 
 def test_a_record_the_writer_cannot_write_is_skipped_and_named_or_stops(local_ray, model_dir, tmp_path):
-    """Writer errors are record errors on Ray too (`corpus.render_document`): a PubTator PMID cannot hold a ``|``."""
+    """Writer errors are record errors on Ray too (`corpus_writers.render_document`): a PubTator PMID cannot hold
+    a ``|``."""
     corpus = tmp_path / "ids.jsonl"
     texts = _texts(3)
     ids = ["1", "12|3", "4"]
@@ -196,7 +197,7 @@ def test_a_record_the_writer_cannot_write_is_skipped_and_named_or_stops(local_ra
 
 
 def test_the_output_folder_is_claimed_as_every_command_claims_one(model_dir, corpus, tmp_path, monkeypatch):
-    """A folder of somebody's files is refused, even with overwrite, before Ray starts (`files.claim_output_dir`)."""
+    """A folder of somebody's files is refused, even with overwrite, before Ray starts (`outputs.claim_output_dir`)."""
     import hf_layer_tokclf.annotation.ray_engine as ray_engine
 
     monkeypatch.setattr(ray_engine, "connect", lambda address: pytest.fail("Ray started"))

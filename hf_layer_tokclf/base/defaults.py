@@ -36,7 +36,7 @@ SWEEP_DEFAULTS: dict[str, Any] = {
 }
 
 # Defaults of `train` that differ from TrainingArguments': score and save every epoch, keep the best
-# (`train.TRAINING_DEFAULTS` adds batches of similar length, whose option name depends on the version).
+# (`trainer.TRAINING_DEFAULTS` adds batches of similar length, whose option name depends on the version).
 TRAINER_DEFAULTS: dict[str, Any] = {
     "eval_strategy": "epoch",
     "save_strategy": "epoch",

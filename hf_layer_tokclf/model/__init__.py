@@ -1,5 +1,11 @@
-"""The model that travels (configuration, modeling, pipeline: copied flat into every saved folder, importing
-only torch, transformers and each other) and what builds it (the Auto classes over the families, tokenizers, cost).
+"""The model that travels, and what builds it.
+
+- configuration_layer_tokclf, modeling_layer_tokclf, pipeline_layer_tokclf: the config, the model and the
+  pipeline (label-scheme constraints, the CRF), copied flat into every saved folder; they import only torch,
+  transformers and each other, since strangers run them.
+- auto: the Auto classes and a class per encoder family (BERT, RoBERTa, DeBERTa, ModernBERT, ...).
+- tokenization: a model's tokenizer loaded and saved, with the consent its code needs.
+- cost: the compute of layer k relative to the whole model (torch's FLOP counter).
 
 May import: base.
 """

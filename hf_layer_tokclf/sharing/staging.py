@@ -154,7 +154,7 @@ def select_files(source: Path) -> list[str]:
 
 
 def _prepare_staging(staging_dir: Path, source: Path, overwrite: bool) -> OutputClaim:
-    """Claims the staging folder (`files.claim_output_dir`): new or empty, or (``overwrite``) one a previous
+    """Claims the staging folder (`outputs.claim_output_dir`): new or empty, or (``overwrite``) one a previous
     staging filled, emptied of what it staged; anything else there is refused."""
     target, origin = staging_dir.resolve(), source.resolve()
     if target == origin or origin in target.parents or target in origin.parents:

@@ -24,10 +24,10 @@ def data_columns(data_args: DataArguments) -> Columns:
 def read_splits(data_args: DataArguments) -> tuple[dict[str, list[Sentence]], str]:
     """Reads train/validation/test, converts labels to IOB2 and checks dev/test against the train labels.
 
-    Prints the training labels with their counts (`data.describe_labels`) and refuses what looks like a typo in
-    them (`data.check_training_labels`) unless ``allow_rare_labels``.
+    Prints the training labels with their counts (`labels.describe_labels`) and refuses what looks like a typo in
+    them (`labels.check_training_labels`) unless ``allow_rare_labels``.
 
-    Returns the splits and the scheme the training labels were written in (`data.detect_scheme`),
+    Returns the splits and the scheme the training labels were written in (`labels.detect_scheme`),
     which predictions are written back in.
     """
     sources = {

@@ -109,7 +109,7 @@ def _start_run(
     """Checks the options and the data, then claims the output folder: nothing is written before all pass.
 
     Returns the data splits, the training data's label scheme, the model's labels (`head_labels`),
-    `push_request`'s arguments for ``--push-to-hub`` (or None) and the folder's `files.OutputClaim`
+    `push_request`'s arguments for ``--push-to-hub`` (or None) and the folder's `outputs.OutputClaim`
     (its lock, held until the run ends).
     """
     if not torch.cuda.is_available():

@@ -12,7 +12,7 @@ the shallowest layer within ``tolerance`` F1 points of the best.
 
 A probe is exactly the family's layer classifier (``BertForLayerTokenClassification(hidden_layer=k)``,
 ``RobertaForLayerTokenClassification(...)``, ...) with the probe as its classifier (dropout is off in
-eval mode): `SweepResult.probe_model` builds that model, which `inference.evaluate_sentences` scores like
+eval mode): `SweepResult.probe_model` builds that model, which `sentences.evaluate_sentences` scores like
 any other.
 
 The modules, each importing only those before it: `result` (`SweepResult` and the layer rules),

@@ -1,4 +1,4 @@
-"""Fine-tuning after a sweep: `finetune_layers` trains the best-value layers with `training.train`, and
+"""Fine-tuning after a sweep: `finetune_layers` trains the best-value layers with `train.train`, and
 `train_command` is the command line that trains at a layer."""
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ def sweep(
     """Trains a linear probe on every layer of a frozen encoder from one pass over the data; scores each on dev.
 
     Args:
-        model_name_or_path: A checkpoint of a supported family (folder or Hub id), e.g. `training.default_backbone()`.
+        model_name_or_path: A checkpoint of a supported family (folder or Hub id), e.g. `arguments.default_backbone()`.
         train_sentences, dev_sentences: Labeled sentences (any IOB scheme; converted to IOB2). Dev
             labels must all appear in the training data.
         layers: ``hidden_states`` indices to probe (0 = embeddings, L = last, negative from the
@@ -79,8 +79,8 @@ def sweep(
         tolerance: F1 points: the recommendation is the shallowest layer within this of the best.
         seed: Order of the training words.
         progress: Progress bars for feature extraction and probe training.
-        device, dtype: Where and in which precision the encoder pass runs (`inference.pick_device`,
-            `inference.pick_dtype`: ``"auto"`` takes the GPU when there is one, in bfloat16 or
+        device, dtype: Where and in which precision the encoder pass runs (`loading.pick_device`,
+            `loading.pick_dtype`: ``"auto"`` takes the GPU when there is one, in bfloat16 or
             float16); the features are kept, and the probes trained, in float32 on the CPU.
         decoding: How a probe's word scores become labels on dev (`decoding.word_labels`): as ``predict``
             and ``evaluate`` decode the saved probe, so its dev F1 is theirs.
@@ -304,7 +304,7 @@ def run_sweep(
     Bad data and bad settings fail before anything is written; a non-empty ``output_dir`` is
     refused unless ``overwrite_output_dir``, which replaces an earlier sweep's files and folders and
     keeps every other file (the home folder and the working directory, or above it, are refused).
-    With ``finetune_top=N`` the `finetune_candidates` are fine-tuned with `training.train` (the
+    With ``finetune_top=N`` the `finetune_candidates` are fine-tuned with `train.train` (the
     `TRAINING_DEFAULTS`, ``finetune_epochs`` and ``finetune_learning_rate``) into
     ``output_dir/finetune-layer-K`` and their dev F1 joins the table and plot. ``save_probe`` saves
     the recommended layer's probe as a model folder ``output_dir/probe-layer-K``. ``plot=False`` writes no
@@ -381,7 +381,7 @@ def _data_arguments(
     sweep_kwargs: dict[str, Any],
     allow_rare_labels: bool = False,
 ) -> Any:
-    """The `training.DataArguments` of the sweep's data, which fine-tuning reads too."""
+    """The `arguments.DataArguments` of the sweep's data, which fine-tuning reads too."""
     from ..arguments import DataArguments
 
     return DataArguments(
