@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import child_main, default_device, log, md_table, ratio, ratio_cell, run_child, sync, verdict
+from benchmarks.common import Cell, child_main, default_device, log, md_table, ratio, run_child, sync, verdict
 from benchmarks.models import Family, NotebookRecipe, Spec, build, from_job, make_inputs, to_device, to_job
 
 MB = 2**20
@@ -159,7 +159,7 @@ def verdicts(tables: list[dict[str, Any]]) -> list[dict[str, Any]]:
             value = shallow["peak_vs_notebook"]
             text = (
                 f"peak forward memory, k = 3 of 12 / notebook recipe = {value:.3f} (target <= "
-                f"{TARGET_PEAK_VS_NOTEBOOK}; activations alone {ratio_cell(shallow['activations_vs_notebook'])}) "
+                f"{TARGET_PEAK_VS_NOTEBOOK}; activations alone {Cell(shallow['activations_vs_notebook']):.3f}) "
                 f"[{table['family']}, batch {table['batch']}]"
             )
             found.append(verdict(value <= TARGET_PEAK_VS_NOTEBOOK, text, value=value))

@@ -60,7 +60,8 @@ def report(data: dict[str, Any]) -> str:
     lines = [
         "# Fine-tuning on NCBI-disease (packaged MiniLM, 6 x 384)",
         "",
-        f"Command: `{data['command'].strip()}`. Options of every run (the README's main job): `{shlex.join(data['options'])}`.",
+        f"Command: `{data['command'].strip()}`. Options of every run (the README's main job): "
+        f"`{shlex.join(data['options'])}`.",
         "",
         *common.md_table(
             "model | wall time (s) | dev F1 | test F1",
