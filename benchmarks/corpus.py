@@ -413,11 +413,13 @@ PROCESSES = (
 def readme_table(data: dict[str, Any]) -> str:
     """The speed, engines and processes tables and the verdicts (the README's ``corpus`` block, the report's body)."""
     rows = [row for condition in data["conditions"] for row in condition["rows"]]
-    smoke = (
-        f"**A smoke run (`--quick`: {data['documents']} abstracts, a 20-step fine-tune, one round): its figures "
-        "say that the benchmark works, not how fast the code is.**"
-    )
-    lines = [smoke, ""] if data.get("quick") else []
+    lines = []
+    if data.get("quick"):
+        lines += [
+            f"**A smoke run (`--quick`: {data['documents']} abstracts, a 20-step fine-tune, one round): its figures "
+            "say that the benchmark works, not how fast the code is.**",
+            "",
+        ]
     lines += [*common.md_table(*SPEED, rows, left=2), "", *common.md_table(*ENGINE_TABLE, rows, left=2), ""]
     lines += [*common.md_table(*PROCESSES, data["processes"], left=2), "", *common.verdict_items(data["verdicts"])]
     return "\n".join(lines)
