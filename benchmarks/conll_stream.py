@@ -17,18 +17,16 @@ and ``conll_stream.json``.
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 import os
-import shlex
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import NCBI, REPO, RESULTS_DIR, log, machine_facts, machine_line, md_table, write_results
+from benchmarks.common import NCBI, REPO, command_line, log, md_table, parser_of, publish
 
 BASELINE = "260937b"  # the last commit before CoNLL was streamed (issue 26)
 SMALL_SENTENCES = 100
@@ -184,24 +182,18 @@ def report(data: dict[str, Any]) -> str:
             "| {code} | {peak_mib:.0f} | {above_small_mib:.0f} | {documents} | {errors} | {seconds:.1f} |",
             data["huge_reads"],
         ),
-        "",
-        machine_line(data["machine"]),
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(
-        allow_abbrev=False, prog="python -m benchmarks.conll_stream", description=__doc__.split("\n\n")[0]
-    )
+    parser = parser_of("benchmarks.conll_stream", __doc__)
     parser.add_argument("--megabytes", type=float, default=60, help="size of the long CoNLL file (default: 60)")
     parser.add_argument("--huge-megabytes", type=float, default=400, help="the overlong PubTator line (default: 400)")
     parser.add_argument("--baseline", default=BASELINE, help="commit to compare with ('' for none)")
-    parser.add_argument("--output-dir", default=str(RESULTS_DIR))
     args = parser.parse_args(argv)
     from hf_layer_tokclf.formats.data import record_limit
 
-    command = shlex.join(["python", "-m", "benchmarks.conll_stream", *(sys.argv[1:] if argv is None else argv)])
     with tempfile.TemporaryDirectory(prefix="conll-stream-") as tmp:
         workdir = Path(tmp)
         codes = {"this code": REPO}
@@ -224,13 +216,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             reads.append({**row, "above_small_mib": row["peak_mib"] - small["peak_mib"]})
     for row in [*rows, *reads]:
         row.pop("code_dir")
-    data = {"command": command, "baseline": args.baseline or None, "files": facts, "predict": rows}
+    data = {
+        "command": command_line("benchmarks.conll_stream", argv),
+        "baseline": args.baseline or None,
+        "files": facts,
+        "predict": rows,
+    }
     data |= {"same_output": same, "huge": huge, "huge_reads": reads, "record_limit_mib": record_limit() / 2**20}
-    data["machine"] = machine_facts()
-    markdown = report(data)
-    write_results(Path(args.output_dir), "conll_stream", markdown, data)
-    print(markdown)
-    return data
+    return publish(args.output_dir, "conll_stream", data, report)
 
 
 if __name__ == "__main__":

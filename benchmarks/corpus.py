@@ -448,7 +448,9 @@ def report(data: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = common.parser_of(__name__, __doc__, quick="smoke run: 20 abstracts, 1 round, a 20-step fine-tune")
+    parser = common.parser_of(
+        "benchmarks.corpus", __doc__, quick="smoke run: 20 abstracts, 1 round, a 20-step fine-tune"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the engines (default: 3)")
     parser.add_argument("--copies", type=int, default=3, help="the abstracts this many times for predict's runs")
     parser.add_argument("--load-cores", type=int, default=1, help="cores kept busy for the second pass (0: none)")
@@ -477,7 +479,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         procs = processes(trained[6][0], workdir, documents, copies, args.chunk_size)
     cores = len(os.sched_getaffinity(0))
     derive(procs, cores)
-    data = {"command": common.command_line(__name__, argv), "quick": args.quick, "documents": len(documents)}
+    data = {"command": common.command_line("benchmarks.corpus", argv), "quick": args.quick, "documents": len(documents)}
     data |= {
         "rounds": rounds,
         "copies": copies,
