@@ -6,21 +6,20 @@ targets (printed PASS or FAIL, never asserted). A section is a module: ``forward
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import transformers
 
 from benchmarks import allocator, forward, memory, serving, train_step
 from benchmarks.common import (
+    benchmark_settings,
     default_device,
     load_average,
     log,
@@ -162,23 +161,6 @@ STAGES = (("forward", "allocator", "memory", "pipeline"), ("training",))
 NEEDS_MODELS = {"forward", "memory", "pipeline"}
 
 
-@contextlib.contextmanager
-def quiet_transformers(threads: int) -> Iterator[None]:
-    """Benchmark settings for the run, and the caller's back afterwards (tests call `run` in-process)."""
-    verbosity, bars = transformers.logging.get_verbosity(), transformers.utils.logging.is_progress_bar_enabled()
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    transformers.logging.set_verbosity_error()  # load reports of random heads and skipped layers
-    transformers.logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-        transformers.logging.set_verbosity(verbosity)
-        if bars:
-            transformers.logging.enable_progress_bar()
-
-
 def run_stage(ctx: Context, stage: tuple[str, ...], result: dict[str, Any]) -> None:
     """Every section of `stage` on each of its backbones, printing each table as it is measured."""
     names = dict.fromkeys(name for section in stage for name in ctx.plan.families_of(section))
@@ -222,7 +204,7 @@ def run(
     }
     log(f"{command}: plan {plan.name}, sections {', '.join(sections)}, device {label}")
     ctx = Context(plan, threads, device, label)
-    with quiet_transformers(threads):
+    with benchmark_settings(threads):
         for stage in STAGES:
             run_stage(ctx, tuple(s for s in stage if s in sections), result)
         if "serving" in sections:
