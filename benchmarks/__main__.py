@@ -1,12 +1,8 @@
 """``python -m benchmarks``: the whole speed, memory and serving benchmark in one process.
 
-    python -m benchmarks                      # full run: ~45 minutes on 2 CPU cores
-    python -m benchmarks --quick              # short run: ~15 minutes (its forward section ~6 to 12)
-    python -m benchmarks --only forward,memory --model-dir runs/ncbi-disease-minilm
-
-Writes ``benchmarks.md`` and ``benchmarks.json`` (atomically) to ``--output-dir``; a run of some
-sections (``--only``) keeps the other sections of the results it replaces, and says so. See
-`benchmarks.suite` for what each section measures. Timings are printed, never asserted.
+python -m benchmarks                      # full run: ~45 minutes on 2 CPU cores
+python -m benchmarks --quick              # short run: ~15 minutes
+python -m benchmarks --only forward,memory --model-dir runs/ncbi-disease-minilm
 """
 
 from __future__ import annotations

@@ -2,17 +2,10 @@
 
     python -m benchmarks.conll_stream [--megabytes 60] [--huge-megabytes 400] [--baseline 260937b]
 
-The CoNLL file: NCBI-disease's train, dev and test sentences (token, gold label) over and over, to
-``--megabytes``. The model: a micro BERT (one layer, 16 wide, MiniLM's tokenizer, a seeded random head), so that
-what is measured is the memory the data takes, not the model's, and the run stays short. Each ``predict`` runs in
-a fresh process with one thread, by this checkout's code and by ``--baseline``'s (the last commit that read a
-CoNLL file whole and wrote its output at the end; its package unpacked with ``git archive``), on the long file and
-on its first 100 sentences (what the interpreter, the libraries and the model take, which a long file should not
-add to). Peak memory is the kernel's high-water mark of the process's resident memory (``ru_maxrss``). The two
-codes' outputs are compared byte for byte. Then a PubTator ``.gz`` holding a line of ``--huge-megabytes`` between
-two documents is read through (`corpus.read_corpus`) by each code, and the same documents with that line empty:
-this code reads the line past in pieces and refuses it, the baseline holds it whole. Writes ``conll_stream.md``
-and ``conll_stream.json``.
+NCBI-disease's sentences over and over, a micro BERT (what is measured is the data's memory, not the model's),
+each ``predict`` in a fresh process by this checkout's code and by ``--baseline``'s (unpacked with ``git
+archive``), on the long file and on its first 100 sentences; then a PubTator ``.gz`` with one overlong line read
+through by each. Peak memory: ``ru_maxrss``. The report says what each figure is.
 """
 
 from __future__ import annotations

@@ -3,13 +3,7 @@ decoding, a CRF head trained with the same settings, and decoding time against t
 
     python -m benchmarks.decoding [--quick] [--output-dir benchmarks/results]
 
-Both models are trained with the README's main-job options (parsed by the same CLI parser; the CRF run
-adds ``--crf``), the packaged MiniLM and the same seed. Each is scored on every gold word of the test
-file with `inference.evaluate_sentences`. "Invalid entities" counts the entities argmax predicted that
-start with ``I-`` (after ``O`` or another type): spans the IOB2 scheme does not allow, which seqeval's
-default mode still counts. Decoding time is the Viterbi pass over the test set's word scores
-(`decoding.word_labels`) against the model's forward pass over the same windows (`inference.window_logits`),
-both timed here in interleaved rounds. Writes ``decoding.md`` and ``decoding.json``.
+"Invalid entities": those argmax starts with ``I-`` after ``O`` or another type, which IOB2 does not allow.
 """
 
 from __future__ import annotations

@@ -3,14 +3,9 @@
     python -m benchmarks.few_data [--sizes 500 1500 full] [--seeds 0 1 2] [--layers 3 6]
                                   [--contenders ours ours-pytorch-init ours-before notebook stock] [--resume]
 
-From the packaged MiniLM, in this process: **ours** (`training.train` with today's defaults),
-**ours-pytorch-init** (one learning rate), **ours-before** (BERT's head init and one learning rate,
-the defaults before issue 17), **notebook** (``AutoModel`` + a bare ``nn.Linear`` on
-``hidden_states[k]``, the plain `Trainer`) and **stock** (`BertForTokenClassification`, one learning
-rate). A slice of N: the first N training sentences, the first 300 dev and 600 test sentences, 2
-epochs at lr 5e-5; ``full``: the README's main job. Reported per size: mean and spread over the seeds
-of test F1, dev F1 after epoch 1 and wall time, and the targets (ours >= notebook - 0.5 F1, >= stock).
-Results are written after every run, so that ``--resume`` continues an interrupted benchmark.
+From the packaged MiniLM, in this process, each contender of `DESCRIPTIONS`; a slice of N: the first N training
+sentences, 2 epochs at lr 5e-5; ``full``: the README's main job. Results are written after every run, so that
+``--resume`` continues an interrupted benchmark.
 """
 
 from __future__ import annotations

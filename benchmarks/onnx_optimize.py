@@ -3,24 +3,11 @@ the same graph after ``onnxruntime.transformers.optimizer.optimize_model``, fp32
 
     python -m benchmarks.onnx_optimize [--families minilm,bert-base] [--rounds 7] [--threads 1]
 
-The fusions: one ``Attention`` node per layer (``QAttention`` once quantized), the residual adds with their
-layer norms (``SkipLayerNormalization``), the intermediate bias with its GELU (``BiasGelu``), the embeddings
-with their layer norm (``EmbedLayerNormalization``); Python fusions only (``opt_level=0``), with the raw
-attention mask (the default, sequence lengths, assumes right padding). The int8 contenders are onnxruntime's
-dynamic quantization of each fp32 graph with the export's settings. Measured on the packaged MiniLM at hidden
-layer 6 (real weights) and, with ``--families bert-base``, BERT-base shape at hidden layer 12 (random weights:
-speed does not depend on them): one padded batch of 32 NCBI-disease test abstracts (9 consecutive test
-sentences joined, the length the tool serves) per call, in interleaved rounds in this one process. Ratios
-are the fused graph's over the plain one's at the same precision; CPU seconds per call are the steadiest
-figure on a shared machine (hence one thread by default). The entities `inference.predict_texts` finds in
-those abstracts are compared, fused against plain; the head is random, scaled so that it tags plenty of
-entities (many near a decision boundary: a strict check). Writes ``onnx_optimize.md`` and ``.json``.
-
-Measured so far (``benchmarks/results/onnx_optimize.md``, a shared 2-core machine): a few per cent at most,
-within the noise between runs (fp32 0.93 to 1.01, int8 0.97 to 0.99 of the plain graph's time), since
-onnxruntime already fuses the layer norms and bias + GELU when a session loads the plain graph; and int8
-entities change, as ``QAttention`` quantizes the query, key and value weights to 7 bits (``reduce_range``,
-fixed by onnxruntime's quantizer). So ``export-onnx`` has no ``--optimize``.
+Python fusions only (``opt_level=0``) with the raw attention mask; int8 is the export's dynamic quantization of
+each fp32 graph. One padded batch of 32 NCBI-disease test abstracts per call, interleaved; the entities
+`inference.predict_texts` finds with a scaled random head are compared, fused against plain. Found so far
+(``benchmarks/results/onnx_optimize.md``): a few per cent at most, within the noise, and int8 entities change
+(``QAttention`` quantizes to 7 bits), so ``export-onnx`` has no ``--optimize``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,5 @@
-"""The one benchmark run: every section on BERT-base shape (random weights) and the packaged MiniLM, and
-the forward section on RoBERTa-base and DeBERTa-v3-base shapes too, in one process, with verdicts on the
-targets (printed PASS or FAIL, never asserted). A section is a module: ``forward``, ``allocator``,
-``memory``, ``training`` (`train_step`), ``pipeline`` and ``serving``.
+"""The one benchmark run (``python -m benchmarks``): every section on BERT-base shape and the packaged MiniLM (the
+forward section on RoBERTa and DeBERTa-v3 shapes too), verdicts on the targets, the report and the README summary.
 """
 
 from __future__ import annotations

@@ -2,10 +2,8 @@
 
     python -m benchmarks.sweep [--quick] [--rounds N] [--threads N] [--output-dir benchmarks/results]
 
-On NCBI-disease (train -> dev) with the packaged MiniLM (6 x 384): `sweep(layers=0..6)` (one encoder
-pass with all hidden states, 7 probes) against `sweep(layers=[6])` (the encoder up to layer 6, 1 probe),
-each timed end to end after a warm-up sweep, in alternating order. Writes ``sweep.md`` / ``sweep.json``
-and ``sweep.png`` (the plot `write_sweep` makes); the verdict line prints PASS or FAIL (all <= 1.5 x one).
+`sweep(layers=0..6)` against `sweep(layers=[6])` on NCBI-disease with the packaged MiniLM, in alternating order;
+writes ``sweep.md``, ``sweep.json`` and ``sweep.png``.
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
 """The main job, measured: fine-tune on NCBI-disease at several layers and with the stock head.
 
-    python -m benchmarks.train_ncbi [--quick] [--layers 2 4 6] [--output-dir benchmarks/results]
-
-Every run uses the README's main-job options (parsed by the same CLI parser), the packaged MiniLM and
-the same seed; transformers' `BertForTokenClassification` is trained with the same settings in the same
-process. Writes `train_ncbi.md` and `train_ncbi.json`, with whether layer 6 is within 0.5 F1 of the stock head.
+python -m benchmarks.train_ncbi [--quick] [--layers 2 4 6] [--output-dir benchmarks/results]
 """
 
 from __future__ import annotations
