@@ -1,23 +1,17 @@
 """``python -m benchmarks``: the whole speed, memory and serving benchmark in one process.
 
-    python -m benchmarks                      # full run: ~45 minutes on 2 CPU cores
-    python -m benchmarks --quick              # short run: ~15 minutes (its forward section ~6 to 12)
-    python -m benchmarks --only forward,memory --model-dir runs/ncbi-disease-minilm
-
-Writes ``benchmarks.md`` and ``benchmarks.json`` (atomically) to ``--output-dir``; a run of some
-sections (``--only``) keeps the other sections of the results it replaces, and says so. See
-`benchmarks.suite` for what each section measures. Timings are printed, never asserted.
+python -m benchmarks                      # full run: ~45 minutes on 2 CPU cores
+python -m benchmarks --quick              # short run: ~15 minutes
+python -m benchmarks --only forward,memory --model-dir runs/ncbi-disease-minilm
 """
 
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
-from pathlib import Path
 
 from benchmarks import suite
-from benchmarks.common import RESULTS_DIR
+from benchmarks.common import command_line, parser_of
 
 
 def parse_sections(text: str) -> tuple[str, ...]:
@@ -29,18 +23,14 @@ def parse_sections(text: str) -> tuple[str, ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        allow_abbrev=False, prog="python -m benchmarks", description=__doc__.split("\n\n")[0].strip("`: ")
-    )
-    parser.add_argument("--quick", action="store_true", help="fewer rounds, fewer layers, data slices")
+    """Runs the sections asked for; a run of some (``--only``) keeps the others of the results it replaces."""
+    parser = parser_of("benchmarks", __doc__, quick="fewer rounds, fewer layers, data slices")
     only = f"comma-separated subset of {','.join(suite.SECTIONS)}"
     parser.add_argument("--only", type=parse_sections, default=suite.SECTIONS, help=only)
     parser.add_argument("--model-dir", default=None, help="trained model for the serving section (default: train one)")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default: 2)")
-    parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR, help=f"default: {RESULTS_DIR}")
     args = parser.parse_args(argv)
-    command = shlex.join(["python", "-m", "benchmarks", *(sys.argv[1:] if argv is None else argv)])
-    plan = suite.PLANS["quick" if args.quick else "full"]
+    plan, command = suite.PLANS["quick" if args.quick else "full"], command_line("benchmarks", argv)
     result = suite.run(plan, args.only, model_dir=args.model_dir, threads=args.threads, command=command)
     for verdict in result["verdicts"]:
         print(suite.verdict_line(verdict), flush=True)

@@ -1,21 +1,25 @@
-"""What every benchmark shares: interleaved timing rounds, the machine it ran on, Markdown tables,
-verdicts, child processes and writing Markdown + JSON atomically."""
+"""The harness every benchmark shares: interleaved timing rounds with warm-up and repeats, the machine it
+ran on, a competing load, Markdown tables, verdicts, the command line, training on NCBI-disease, child
+processes, and writing Markdown + JSON under ``benchmarks/results/`` atomically."""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import gc
+import io
 import json
 import math
 import os
 import platform
 import random
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +60,15 @@ def ncbi_sentences(name: str) -> list[Any]:
     return normalize_labels(load_sentences(str(NCBI / name)))[0]
 
 
+def ncbi_files(test: bool = True) -> dict[str, str]:
+    """NCBI-disease's files as `arguments.DataArguments` names them (train, dev and, with `test`, test)."""
+    files = {"train_file": "train.tsv", "validation_file": "devel.tsv", "test_file": "test.tsv"}
+    return {key: str(NCBI / name) for key, name in files.items() if test or key != "test_file"}
+
+
+# Timing
+
+
 @dataclass
 class Timing:
     """One contender's samples: seconds per call, and what the kernel saw meanwhile (per call)."""
@@ -73,8 +86,7 @@ class Timing:
 
     def spread(self, unit: str = "ms") -> dict[str, Any]:
         """Median, minimum, interquartile range (% of the median) and every sample, in ``unit``."""
-        scale = {"ms": 1e3, "s": 1.0}[unit]
-        median = self.median
+        scale, median = {"ms": 1e3, "s": 1.0}[unit], self.median
         p25, _, p75 = statistics.quantiles(self.samples, n=4) if len(self.samples) > 1 else (median,) * 3
         return {
             f"median_{unit}": median * scale,
@@ -83,21 +95,20 @@ class Timing:
             f"samples_{unit}": [s * scale for s in self.samples],
         }
 
-
-def _measure(timing: Timing, fn: Callable[[], Any], device: torch.device | None) -> None:
-    before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-    for _ in range(timing.inner):
-        output = fn()
-    sync(device)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    system, user = after.ru_stime - before.ru_stime, after.ru_utime - before.ru_utime
-    timing.samples.append(wall / timing.inner)
-    timing.cpu.append((system + user) / timing.inner)
-    timing.faults.append((after.ru_minflt - before.ru_minflt) / timing.inner)
-    timing.kernel.append(system / max(system + user, 1e-9))
-    if len(timing.samples) == 1:
-        timing.output = output
+    def measure(self, fn: Callable[[], Any], device: torch.device | None) -> None:
+        """One sample: `inner` calls of `fn`, with the wall time, CPU time and page faults they took."""
+        before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        for _ in range(self.inner):
+            output = fn()
+        sync(device)
+        wall, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
+        system, user = after.ru_stime - before.ru_stime, after.ru_utime - before.ru_utime
+        self.samples.append(wall / self.inner)
+        self.cpu.append((system + user) / self.inner)
+        self.faults.append((after.ru_minflt - before.ru_minflt) / self.inner)
+        self.kernel.append(system / max(system + user, 1e-9))
+        if len(self.samples) == 1:
+            self.output = output
 
 
 def interleaved(
@@ -137,7 +148,7 @@ def interleaved(
         gc.disable()  # a collection inside one sample would charge it to one contender
         try:
             for name in order:
-                _measure(timings[name], fns[name], device)
+                timings[name].measure(fns[name], device)
         finally:
             gc.enable()
         elapsed = time.perf_counter() - began
@@ -150,7 +161,13 @@ def interleaved(
     return timings, share.stop()
 
 
-@contextmanager
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    """What one call of `fn` returned, and its wall seconds (for what runs once: a fine-tune, an export)."""
+    began = time.perf_counter()
+    return fn(), time.perf_counter() - began
+
+
+@contextlib.contextmanager
 def competing_load(cores: int = 1, timeout_s: float = 3600.0) -> Iterator[list[subprocess.Popen]]:
     """``cores`` processes that each keep a core busy while the ``with`` block runs (a user's machine is rarely
     idle): a busy loop in a fresh interpreter, killed at the block's end, and ending by itself after ``timeout_s``
@@ -165,16 +182,67 @@ def competing_load(cores: int = 1, timeout_s: float = 3600.0) -> Iterator[list[s
             child.wait()
 
 
+class CpuShare:
+    """CPU used by *other* processes (and stolen by the hypervisor) while timing, in cores: busy time
+    of the whole machine from /proc/stat minus this process's own CPU time, over wall time."""
+
+    def __init__(self) -> None:
+        self.start = self.snapshot()
+
+    @staticmethod
+    def snapshot() -> tuple[float, float, float, float] | None:
+        try:
+            with open("/proc/stat", encoding="utf-8") as handle:
+                values = [int(v) for v in handle.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        hz, own = os.sysconf("SC_CLK_TCK"), os.times()
+        idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+        steal = values[7] if len(values) > 7 else 0
+        return time.perf_counter(), (sum(values[:8]) - idle) / hz, steal / hz, own.user + own.system
+
+    def stop(self) -> dict[str, float] | None:
+        end = self.snapshot()
+        if self.start is None or end is None:
+            return None
+        wall, busy, steal, own = (end[i] - self.start[i] for i in range(4))
+        return {
+            "other_processes_cores": max(0.0, busy - own) / wall,
+            "steal_cores": steal / wall,
+            "own_cores": own / wall,
+        }
+
+
+def shared_machine(cpu: dict[str, float] | None) -> bool:
+    return cpu is not None and cpu["other_processes_cores"] + cpu["steal_cores"] > CONTENDED_CORES
+
+
+def contention_lines(cpu: dict[str, float] | None) -> list[str]:
+    """What other processes took while timing, and a warning where the machine was shared."""
+    if cpu is None:
+        return []
+    text = (
+        f"While timing, other processes used {cpu['other_processes_cores']:.2f} cores on average "
+        f"(hypervisor steal {cpu['steal_cores']:.2f}; this benchmark {cpu['own_cores']:.2f})."
+    )
+    if shared_machine(cpu):
+        text += " **The machine was shared: absolute times are inflated and ratios noisier; rerun when idle.**"
+    return [text, ""]
+
+
+# The machine
+
+
+def load_average() -> list[float] | None:
+    return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+
+
 def cpu_model() -> str | None:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
             return next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), None)
     except OSError:
         return platform.processor() or None
-
-
-def load_average() -> list[float] | None:
-    return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
 
 
 def machine_facts() -> dict[str, Any]:
@@ -197,12 +265,153 @@ def machine_line(facts: dict[str, Any]) -> str:
     return "Machine: " + ", ".join(f"{k} {v}" for k, v in facts.items())
 
 
+@contextlib.contextmanager
+def benchmark_settings(threads: int) -> Iterator[None]:
+    """`threads` torch threads and transformers quiet for the block, the caller's settings back after it."""
+    verbosity, bars = transformers.logging.get_verbosity(), transformers.utils.logging.is_progress_bar_enabled()
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    transformers.logging.set_verbosity_error()  # load reports of random heads and skipped layers
+    transformers.logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+        transformers.logging.set_verbosity(verbosity)
+        if bars:
+            transformers.logging.enable_progress_bar()
+
+
+# Verdicts and Markdown
+
+
+def verdict(ok: bool, text: str, cpu: dict[str, float] | None = None, **values: Any) -> dict[str, Any]:
+    """A PASS/FAIL line on a target; a timing taken on a shared machine says so."""
+    if shared_machine(cpu):
+        text += f"; machine shared ({cpu['other_processes_cores']:.2f} other cores), rerun when idle"
+    return {"pass": bool(ok), "text": text, **values}
+
+
+def pass_fail(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def verdict_line(verdict: dict[str, Any]) -> str:
+    """A verdict as the benchmarks print it: ``VERDICT PASS: ...`` or ``VERDICT FAIL: ...``."""
+    return f"VERDICT {pass_fail(verdict['pass'])}: {verdict['text']}"
+
+
+def verdict_items(verdicts: Iterable[dict[str, Any]], mark: Callable[[dict[str, Any]], str] | None = None) -> list[str]:
+    """Verdicts as a Markdown list, ``- PASS: ...``, each followed by what `mark` adds to it."""
+    return [f"- {pass_fail(v['pass'])}: {v['text']}{mark(v) if mark else ''}" for v in verdicts]
+
+
+def ratio(value: float, baseline: float) -> float | None:
+    """None where the baseline is not above zero (e.g. a tiny model's activations read 0 MiB)."""
+    return value / baseline if baseline > 0 else None
+
+
+class Cell:
+    """A table cell: a dash for a missing value, ``p`` at the end of a format spec for points (x 100)."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __format__(self, spec: str) -> str:
+        if self.value is None:
+            return "—"
+        return format(100 * self.value, spec[:-1]) if spec.endswith("p") else format(self.value, spec)
+
+
+class Cells(dict):
+    """A row's cells by key, a dash for a key the row lacks."""
+
+    def __missing__(self, key: str) -> Cell:
+        return Cell(None)
+
+
+def md_row(cells: Iterable[Any]) -> str:
+    return "| " + " | ".join(map(str, cells)) + " |"
+
+
+def md_header(header: str, left: int = 1) -> list[str]:
+    """The column names (joined by " | ") and the alignment row: `left` columns left, the others right."""
+    names = header.split(" | ")
+    return [md_row(names), "|" + "---|" * left + "---:|" * (len(names) - left)]
+
+
+def md_table(header: str, template: str, rows: Iterable[dict[str, Any]], left: int = 1) -> list[str]:
+    """A Markdown table: `header` is the column names joined by " | ", `template` a row's format string
+    over the keys of each of `rows`; the first `left` columns aligned left, the others (numbers) right."""
+    return md_header(header, left) + [template.format_map(Cells({k: Cell(v) for k, v in r.items()})) for r in rows]
+
+
+# The command line and the results files
+
+
+def command_line(module: str, argv: list[str] | None) -> str:
+    """The command that ran, as one would type it again."""
+    return shlex.join(["python", "-m", module, *(sys.argv[1:] if argv is None else argv)])
+
+
+def parser_of(module: str, doc: str, quick: str | None = None) -> argparse.ArgumentParser:
+    """A benchmark's command line: its name, its docstring's first line, ``--output-dir`` and (with the help
+    text `quick`) ``--quick``."""
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog=f"python -m {module}", description=doc.split("\n")[0])
+    parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR, help=f"default: {RESULTS_DIR}")
+    if quick:
+        parser.add_argument("--quick", action="store_true", help=quick)
+    return parser
+
+
 def write_results(output_dir: Path, name: str, markdown: str, data: dict[str, Any]) -> None:
     """Writes ``name.md`` and ``name.json`` under ``output_dir``, each atomically."""
-    with atomic_writer(output_dir / f"{name}.md") as f:
+    with atomic_writer(Path(output_dir) / f"{name}.md") as f:
         f.write(markdown)
-    write_json(output_dir / f"{name}.json", data)
-    print(f"wrote {output_dir / name}.md and .json")
+    write_json(Path(output_dir) / f"{name}.json", data)
+    print(f"wrote {Path(output_dir) / name}.md and .json")
+
+
+def render(report: Callable[[dict[str, Any]], str], data: dict[str, Any]) -> str:
+    """A results file's Markdown: the report of `data`, then the machine it ran on."""
+    return "\n".join([report(data), "", machine_line(data["machine"])]) + "\n"
+
+
+def publish(output_dir: Path, name: str, data: dict[str, Any], report: Callable[[dict[str, Any]], str]) -> dict:
+    """The machine's facts added to `data`, its report written beside it and printed; returns `data`."""
+    data.setdefault("machine", machine_facts())
+    markdown = render(report, data)
+    write_results(output_dir, name, markdown, data)
+    print(markdown)
+    return data
+
+
+# Training on NCBI-disease
+
+
+def main_job_argv(quick: bool = False) -> list[str]:
+    """The README's main-job `train` options, read from the README itself so the two cannot drift (`quick`:
+    500 training sentences, one epoch); they name data/ relative to the repository."""
+    readme = (REPO / "README.md").read_text()
+    line = next(line for line in readme.splitlines() if "hf-layer-tokclf train --train-file" in line)
+    argv = shlex.split(line.split("hf-layer-tokclf train", 1)[1])
+    output = argv.index("--output-dir")
+    return argv[:output] + argv[output + 2 :] + (["--max-train-samples", "500", "--num-train-epochs", "1"] * quick)
+
+
+def train_cli(argv: list[str], output_dir: Path, model_class: type | None = None) -> dict[str, Any]:
+    """Trains as ``hf-layer-tokclf train ARGV`` would into ``output_dir``: its metrics and wall time."""
+    from hf_layer_tokclf.cli.train import train_parser
+    from hf_layer_tokclf.training.train import train
+
+    options = [*argv, "--output-dir", str(output_dir), "--disable-tqdm", "true"]
+    model_args, data_args, run_args, training_args = train_parser().parse_args_into_dataclasses(options)
+    with contextlib.redirect_stdout(io.StringIO()):
+        metrics, wall = timed(lambda: train(model_args, data_args, training_args, run_args, model_class=model_class))
+    return {"wall_s": round(wall, 1), **metrics}
+
+
+# Child processes
 
 
 def run_child(module: str, job: dict[str, Any], env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -219,113 +428,7 @@ def run_child(module: str, job: dict[str, Any], env: dict[str, str] | None = Non
 def child_main(measure: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
     """The child side of `run_child`: the job from argv, its result as the last line of stdout."""
     job = json.loads(sys.argv[1])
-    torch.set_num_threads(job["threads"])
-    transformers.logging.set_verbosity_error()
-    print(json.dumps(measure(job)))
+    with benchmark_settings(job["threads"]), contextlib.redirect_stdout(io.StringIO()):  # stdout: the JSON only
+        result = measure(job)
+    print(json.dumps(result))
     return 0
-
-
-class CpuShare:
-    """CPU used by *other* processes (and stolen by the hypervisor) while timing, in cores: busy time
-    of the whole machine from /proc/stat minus this process's own CPU time, over wall time."""
-
-    def __init__(self) -> None:
-        self.start = self._snapshot()
-
-    @staticmethod
-    def _snapshot() -> tuple[float, float, float, float] | None:
-        try:
-            with open("/proc/stat", encoding="utf-8") as handle:
-                values = [int(v) for v in handle.readline().split()[1:]]
-        except (OSError, ValueError):
-            return None
-        hz = os.sysconf("SC_CLK_TCK")
-        idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
-        steal = values[7] if len(values) > 7 else 0
-        own = os.times()
-        return time.perf_counter(), (sum(values[:8]) - idle) / hz, steal / hz, own.user + own.system
-
-    def stop(self) -> dict[str, float] | None:
-        end = self._snapshot()
-        if self.start is None or end is None:
-            return None
-        wall = end[0] - self.start[0]
-        busy, steal, own = (end[i] - self.start[i] for i in (1, 2, 3))
-        return {
-            "other_processes_cores": max(0.0, busy - own) / wall,
-            "steal_cores": steal / wall,
-            "own_cores": own / wall,
-        }
-
-
-def shared_machine(cpu: dict[str, float] | None) -> bool:
-    return cpu is not None and cpu["other_processes_cores"] + cpu["steal_cores"] > CONTENDED_CORES
-
-
-def contention_lines(cpu: dict[str, float] | None) -> list[str]:
-    if cpu is None:
-        return []
-    text = (
-        f"While timing, other processes used {cpu['other_processes_cores']:.2f} cores on average "
-        f"(hypervisor steal {cpu['steal_cores']:.2f}; this benchmark {cpu['own_cores']:.2f})."
-    )
-    if shared_machine(cpu):
-        text += " **The machine was shared: absolute times are inflated and ratios noisier; rerun when idle.**"
-    return [text, ""]
-
-
-def verdict(ok: bool, text: str, cpu: dict[str, float] | None = None, **values: Any) -> dict[str, Any]:
-    """A PASS/FAIL line on a target; a timing taken on a shared machine says so."""
-    if shared_machine(cpu):
-        text += f"; machine shared ({cpu['other_processes_cores']:.2f} other cores), rerun when idle"
-    return {"pass": bool(ok), "text": text, **values}
-
-
-def verdict_line(verdict: dict[str, Any]) -> str:
-    """A verdict as the benchmarks print it: ``VERDICT PASS: ...`` or ``VERDICT FAIL: ...``."""
-    return f"VERDICT {'PASS' if verdict['pass'] else 'FAIL'}: {verdict['text']}"
-
-
-def ratio(value: float, baseline: float) -> float | None:
-    """None where the baseline is not above zero (e.g. a tiny model's activations read 0 MiB)."""
-    return value / baseline if baseline > 0 else None
-
-
-def ratio_cell(value: float | None, fmt: str = "{:.3f}") -> str:
-    """A ratio to three decimals, or a dash where none exists."""
-    return "—" if value is None else fmt.format(value)
-
-
-class _Cell:
-    """A table cell: a dash for a missing value, ``p`` at the end of a format spec for points (x 100)."""
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def __format__(self, spec: str) -> str:
-        if self.value is None:
-            return "—"
-        return format(100 * self.value, spec[:-1]) if spec.endswith("p") else format(self.value, spec)
-
-
-class _Cells(dict):
-    def __missing__(self, key: str) -> _Cell:
-        return _Cell(None)
-
-
-def md_row(cells: Iterable[Any]) -> str:
-    return "| " + " | ".join(map(str, cells)) + " |"
-
-
-def md_header(header: str, left: int = 1) -> list[str]:
-    """The column names (joined by " | ") and the alignment row: `left` columns left, the others right."""
-    names = header.split(" | ")
-    return [md_row(names), "|" + "---|" * left + "---:|" * (len(names) - left)]
-
-
-def md_table(header: str, template: str, rows: Iterable[dict[str, Any]], left: int = 1) -> list[str]:
-    """A Markdown table: `header` is the column names joined by " | ", `template` a row's format string
-    over the keys of each of `rows`; the first `left` columns aligned left, the others (numbers) right."""
-    return md_header(header, left) + [
-        template.format_map(_Cells({k: _Cell(v) for k, v in row.items()})) for row in rows
-    ]

@@ -2,33 +2,24 @@
 
     python -m benchmarks.conll_stream [--megabytes 60] [--huge-megabytes 400] [--baseline 260937b]
 
-The CoNLL file: NCBI-disease's train, dev and test sentences (token, gold label) over and over, to
-``--megabytes``. The model: a micro BERT (one layer, 16 wide, MiniLM's tokenizer, a seeded random head), so that
-what is measured is the memory the data takes, not the model's, and the run stays short. Each ``predict`` runs in
-a fresh process with one thread, by this checkout's code and by ``--baseline``'s (the last commit that read a
-CoNLL file whole and wrote its output at the end; its package unpacked with ``git archive``), on the long file and
-on its first 100 sentences (what the interpreter, the libraries and the model take, which a long file should not
-add to). Peak memory is the kernel's high-water mark of the process's resident memory (``ru_maxrss``). The two
-codes' outputs are compared byte for byte. Then a PubTator ``.gz`` holding a line of ``--huge-megabytes`` between
-two documents is read through (`corpus.read_corpus`) by each code, and the same documents with that line empty:
-this code reads the line past in pieces and refuses it, the baseline holds it whole. Writes ``conll_stream.md``
-and ``conll_stream.json``.
+NCBI-disease's sentences over and over, a micro BERT (what is measured is the data's memory, not the model's),
+each ``predict`` in a fresh process by this checkout's code and by ``--baseline``'s (unpacked with ``git
+archive``), on the long file and on its first 100 sentences; then a PubTator ``.gz`` with one overlong line read
+through by each. Peak memory: ``ru_maxrss``. The report says what each figure is.
 """
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 import os
-import shlex
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import NCBI, REPO, RESULTS_DIR, log, machine_facts, machine_line, md_table, write_results
+from benchmarks.common import NCBI, REPO, command_line, log, md_table, parser_of, publish
 
 BASELINE = "260937b"  # the last commit before CoNLL was streamed (issue 26)
 SMALL_SENTENCES = 100
@@ -175,9 +166,9 @@ def report(data: dict[str, Any]) -> str:
         + ".",
         "",
         f"A PubTator `.gz` of {huge['gz_kib']:.0f} KiB holding a line of {huge['line_mib']:.0f} MiB between two "
-        "documents, read through by `corpus.read_corpus` in a fresh process; above small = what the line adds to "
-        "reading the same documents with that line empty (the interpreter, the package and its libraries). This "
-        "code holds at most the record-size limit's worth of it before refusing it "
+        "documents, read through by `corpus_readers.read_corpus` in a fresh process; above small = what the line "
+        "adds to reading the same documents with that line empty (the interpreter, the package and its libraries). "
+        "This code holds at most the record-size limit's worth of it before refusing it "
         f"({data['record_limit_mib']:.0f} MiB here):",
         "",
         *md_table(
@@ -185,24 +176,18 @@ def report(data: dict[str, Any]) -> str:
             "| {code} | {peak_mib:.0f} | {above_small_mib:.0f} | {documents} | {errors} | {seconds:.1f} |",
             data["huge_reads"],
         ),
-        "",
-        machine_line(data["machine"]),
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(
-        allow_abbrev=False, prog="python -m benchmarks.conll_stream", description=__doc__.split("\n\n")[0]
-    )
+    parser = parser_of("benchmarks.conll_stream", __doc__)
     parser.add_argument("--megabytes", type=float, default=60, help="size of the long CoNLL file (default: 60)")
     parser.add_argument("--huge-megabytes", type=float, default=400, help="the overlong PubTator line (default: 400)")
     parser.add_argument("--baseline", default=BASELINE, help="commit to compare with ('' for none)")
-    parser.add_argument("--output-dir", default=str(RESULTS_DIR))
     args = parser.parse_args(argv)
     from hf_layer_tokclf.formats.lines import record_limit
 
-    command = shlex.join(["python", "-m", "benchmarks.conll_stream", *(sys.argv[1:] if argv is None else argv)])
     with tempfile.TemporaryDirectory(prefix="conll-stream-") as tmp:
         workdir = Path(tmp)
         codes = {"this code": REPO}
@@ -225,13 +210,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             reads.append({**row, "above_small_mib": row["peak_mib"] - small["peak_mib"]})
     for row in [*rows, *reads]:
         row.pop("code_dir")
-    data = {"command": command, "baseline": args.baseline or None, "files": facts, "predict": rows}
+    data = {
+        "command": command_line("benchmarks.conll_stream", argv),
+        "baseline": args.baseline or None,
+        "files": facts,
+        "predict": rows,
+    }
     data |= {"same_output": same, "huge": huge, "huge_reads": reads, "record_limit_mib": record_limit() / 2**20}
-    data["machine"] = machine_facts()
-    markdown = report(data)
-    write_results(Path(args.output_dir), "conll_stream", markdown, data)
-    print(markdown)
-    return data
+    return publish(args.output_dir, "conll_stream", data, report)
 
 
 if __name__ == "__main__":

@@ -3,29 +3,19 @@
     python -m benchmarks.corpus [--rounds 3] [--copies 3] [--load-cores 1] [--max-batch-tokens N] [--chunk-size N]
                                 [--retrain] [--quick] [--output-dir benchmarks/results]
 
-Documents: NCBI-disease's test sentences rebuilt as PubMed-shaped abstracts (a title sentence and an
-abstract of the next eight, about 230 words; `ncbi_abstracts`), their gold entities at document offsets
-(`gold_spans`). Models: the packaged MiniLM fine-tuned on NCBI-disease train at ``hidden_layer`` 6 (all
-its layers) and 3, cached under ``~/.cache/hf_layer_tokclf/benchmarks/`` by plan (``--retrain`` to train
-again). Timed in interleaved rounds in this process, idle and then while ``--load-cores`` busy loops
-compete for the cores (`common.competing_load`): end to end (the abstracts read from PubTator,
-`annotate.annotate_documents`, written as PubTator; the split from `stages.recording`), the model's
-forward alone on the same windows and batches (padded beforehand), int8 ONNX (``export-onnx --quantize
-int8``) end to end, and ``pipeline("token-classification")`` on the same passages. Processes: the
-``predict`` command on the abstracts ``--copies`` times over, one process against ``torchrun
---nproc_per_node 2``, in chunks that give both ranks work. Targets printed as PASS or FAIL (`verdicts`).
-``--quick``: 20 abstracts, one round, a 20-step fine-tune: a smoke run of a few minutes.
+Documents: NCBI-disease's test sentences as PubMed-shaped abstracts (`ncbi_abstracts`, gold entities by
+`gold_spans`); models: the packaged MiniLM fine-tuned at layers 6 and 3, cached under
+``~/.cache/hf_layer_tokclf/benchmarks/``. Timed idle and while ``--load-cores`` busy loops compete; the report
+says what each figure is, `verdicts` judges the targets of issue 28. ``--quick``: a smoke run of a few minutes.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import json
 import math
 import os
-import shlex
 import shutil
 import statistics
 import subprocess
@@ -39,21 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import (
-    REPO,
-    RESULTS_DIR,
-    competing_load,
-    contention_lines,
-    interleaved,
-    log,
-    machine_facts,
-    machine_line,
-    md_table,
-    ncbi_sentences,
-    verdict,
-    verdict_line,
-    write_results,
-)
+from benchmarks import common
 from benchmarks.serving import TARGET_PREDICT_SPEEDUP, compare_entities, token_pipeline, train_model
 from hf_layer_tokclf.base.stages import STAGES
 
@@ -78,7 +54,7 @@ TARGET_INT8_SPEEDUP = 1.6  # end to end
 
 def sentence_groups() -> list[list[Any]]:
     """NCBI's test sentences (IOB2), nine at a time: the sentences of each abstract."""
-    sentences = ncbi_sentences("test.tsv")
+    sentences = common.ncbi_sentences("test.tsv")
     step = SENTENCES_PER_ABSTRACT
     return [sentences[start : start + step] for start in range(0, len(sentences) - 1, step)]
 
@@ -140,11 +116,11 @@ def trained_model(layer: int, plan: dict[str, Any], retrain: bool = False) -> tu
     key = json.dumps({"plan": plan, "layer": layer, "backbone": str(MODEL_DIR)}, sort_keys=True)
     folder = CACHE / f"corpus-k{layer}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
     if (folder / "trained.json").is_file() and not retrain:
-        log(f"  k={layer}: the model trained before, {folder} (--retrain to train again)")
+        common.log(f"  k={layer}: the model trained before, {folder} (--retrain to train again)")
         return folder, json.loads((folder / "trained.json").read_text(encoding="utf-8"))
     CACHE.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=CACHE))
-    log(f"  k={layer}: fine-tuning for {plan['steps']} steps ...")
+    common.log(f"  k={layer}: fine-tuning for {plan['steps']} steps ...")
     trained = train_model(staging, plan, hidden_layer=layer)
     for checkpoint in staging.glob("checkpoint-*"):  # the Trainer's, of no use here
         shutil.rmtree(checkpoint)
@@ -152,7 +128,7 @@ def trained_model(layer: int, plan: dict[str, Any], retrain: bool = False) -> tu
     if folder.exists():  # --retrain: our own cache entry, replaced
         shutil.rmtree(folder)
     staging.rename(folder)
-    log(f"  k={layer}: trained in {trained['wall_s']:.0f} s, dev F1 {100 * (trained['dev_f1'] or 0):.2f}")
+    common.log(f"  k={layer}: trained in {trained['wall_s']:.0f} s, dev F1 {100 * (trained['dev_f1'] or 0):.2f}")
     return folder, trained
 
 
@@ -172,7 +148,7 @@ def pipeline_entities(ner: Any, documents: Sequence[Any]) -> list[list[dict]]:
 
 
 def corpus_windows(model: Any, tokenizer: Any, texts: list[str]) -> tuple[list[dict], list[int]]:
-    """The windows `inference.predict_texts` cuts ``texts`` into (one chunk, as `annotate_documents` passes
+    """The windows `texts.predict_texts` cuts ``texts`` into (one chunk, as `annotate_documents` passes
     them all), and the text each one belongs to."""
     from hf_layer_tokclf.running.features import check_stride
     from hf_layer_tokclf.running.logits import default_max_length
@@ -184,7 +160,7 @@ def corpus_windows(model: Any, tokenizer: Any, texts: list[str]) -> tuple[list[d
 
 
 def forward_fn(model: Any, tokenizer: Any, windows: list[dict], options: dict[str, Any]) -> Callable[[], list]:
-    """The model alone on ``windows``, batched as `inference.window_logits` batches them and padded beforehand:
+    """The model alone on ``windows``, batched as `logits.window_logits` batches them and padded beforehand:
     returns each window's logits, in order."""
     from hf_layer_tokclf.running.features import model_inputs, token_budget_batches
     from hf_layer_tokclf.running.logits import model_device
@@ -252,32 +228,17 @@ def load_models(folders: dict[int, Path], workdir: Path, documents: list[Any], o
     models = {}
     for layer, folder in folders.items():
         model, tokenizer = load_model(folder)
-        onnx_model, onnx_tokenizer = load_model(
-            export_onnx(folder, workdir / f"onnx-int8-k{layer}", quantize="int8").parent
-        )
+        onnx, onnx_tokenizer = load_model(export_onnx(folder, workdir / f"onnx-int8-k{layer}", quantize="int8").parent)
         windows, owners = corpus_windows(model, tokenizer, texts)
-        models[layer] = {
-            "model": model,
-            "tokenizer": tokenizer,
-            "onnx": onnx_model,
-            "onnx_tokenizer": onnx_tokenizer,
-            "pipeline": token_pipeline(model, tokenizer),
-            "windows": windows,
-            "owners": owners,
-            "tokens": sum(len(w["input_ids"]) for w in windows),
-            "forward": forward_fn(model, tokenizer, windows, options),
-        }
+        models[layer] = {"model": model, "tokenizer": tokenizer, "onnx": onnx, "onnx_tokenizer": onnx_tokenizer}
+        models[layer] |= {"pipeline": token_pipeline(model, tokenizer), "windows": windows, "owners": owners}
+        models[layer] |= {"tokens": sum(len(w["input_ids"]) for w in windows)}
+        models[layer]["forward"] = forward_fn(model, tokenizer, windows, options)
     return models
 
 
 def measure(
-    models: dict[int, dict],
-    path: Path,
-    documents: list[Any],
-    gold: list,
-    rounds: int,
-    options: dict[str, Any],
-    condition: str,
+    models: dict[int, dict], path: Path, documents: list[Any], gold: list, rounds: int, options: dict, condition: str
 ) -> dict[str, Any]:
     """Every engine of every layer in interleaved rounds; a row per layer."""
     splits: dict[tuple[int, str], list] = {}
@@ -294,24 +255,20 @@ def measure(
         fn()
     for recorded in splits.values():
         recorded.clear()
-    timings, cpu = interleaved(fns, rounds, label=condition)
+    timings, cpu = common.interleaved(fns, rounds, label=condition)
     rows = []
     for layer, m in models.items():
         e2e, forward, int8, pipe = (timings[layer, engine] for engine in ENGINES)
-        found, n = e2e.output, len(documents)
+        found, n, seconds = e2e.output, len(documents), e2e.median
         reference = reference_entities(m, documents, forward.output)
-        row = {"condition": condition, "layer": layer, "documents": n, "median_s": e2e.median, "per_s": n / e2e.median}
-        row |= {"tokens_per_s": m["tokens"] / e2e.median, "forward_s": forward.median}
-        row |= {"forward_share": forward.median / e2e.median}
+        row = {"condition": condition, "layer": layer, "documents": n, "median_s": seconds, "per_s": n / seconds}
+        row |= {"tokens_per_s": m["tokens"] / seconds, "forward_s": forward.median}
+        row["forward_share"] = forward.median / seconds
         row |= {f"split_{name}_s": statistics.median(s[name] for s in splits[layer, "pytorch"]) for name in STAGES}
-        row |= {
-            "f1": span_f1(found, gold),
-            "int8_f1": span_f1(int8.output, gold),
-            "int8_ratio": e2e.median / int8.median,
-        }
+        row |= {"f1": span_f1(found, gold), "int8_f1": span_f1(int8.output, gold), "int8_ratio": seconds / int8.median}
         row |= {"int8_same": same_spans(int8.output, found), "pipeline_per_s": n / pipe.median}
         row |= {
-            "pipeline_ratio": pipe.median / e2e.median,
+            "pipeline_ratio": pipe.median / seconds,
             "pipeline_same": compare_entities(found, pipe.output)["identical"],
         }
         rows.append(row | {"reference_same": compare_entities(found, reference)["identical"]})
@@ -333,21 +290,20 @@ def processes(folder: Path, workdir: Path, documents: list[Any], copies: int, ch
     predict += ["--chunk-size", str(chunk)]
     half = max(1, cores // 2)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *predict]
-    passive = {"OMP_WAIT_POLICY": "PASSIVE"}
+    every_core = [sys.executable, *predict, "--num-threads", str(cores)]
     runs = {  # name: (command, environment, under load only)
-        f"1 process x {cores} threads": ([sys.executable, *predict, "--num-threads", str(cores)], {}, False),
-        f"1 process x {cores} threads, OMP_WAIT_POLICY=PASSIVE": (
-            [sys.executable, *predict, "--num-threads", str(cores)], passive, False),
+        f"1 process x {cores} threads": (every_core, {}, False),
+        f"1 process x {cores} threads, OMP_WAIT_POLICY=PASSIVE": (every_core, {"OMP_WAIT_POLICY": "PASSIVE"}, False),
         "1 process x 1 thread": ([sys.executable, *predict, "--num-threads", "1"], {}, True),
         f"torchrun: 2 processes x {half} thread(s)": ([*torchrun, "--num-threads", str(half)], {}, False),
-    }  # fmt: skip
+    }
     rows = []
     for condition in ("idle", "load"):
-        with competing_load(1) if condition == "load" else contextlib.nullcontext():
+        with common.competing_load(1) if condition == "load" else contextlib.nullcontext():
             for name, (command, env, load_only) in runs.items():
                 if load_only and condition == "idle":
                     continue
-                log(f"  {condition}: {name} on {len(many)} abstracts, chunks of {chunk} ...")
+                common.log(f"  {condition}: {name} on {len(many)} abstracts, chunks of {chunk} ...")
                 row = predict_run([*command, "--output", str(workdir / f"run-{len(rows)}.jsonl")], env)
                 rows.append({"condition": condition, "name": name, "chunk_size": chunk} | row)
     return rows
@@ -358,12 +314,12 @@ def predict_run(command: list[str], env: dict[str, str]) -> dict[str, Any]:
     model loading excluded), documents/s, and each shard's records under torchrun."""
     from hf_layer_tokclf.annotation.summary import summary_path
 
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false", **env}
-    subprocess.run(command, check=True, env=env, cwd=REPO, capture_output=True)
+    env = {**os.environ, "PYTHONPATH": str(common.REPO), "TOKENIZERS_PARALLELISM": "false", **env}
+    subprocess.run(command, check=True, env=env, cwd=common.REPO, capture_output=True)
     summary = json.loads(summary_path(command[-1]).read_text(encoding="utf-8"))
     shares = [shard["records"] for shard in summary.get("shards", [])]
-    return {"documents": summary["documents"], "seconds": summary["seconds"], "shares": shares,
-            "per_s": summary["documents"] / summary["seconds"]}  # fmt: skip
+    per_s = summary["documents"] / summary["seconds"]
+    return {"documents": summary["documents"], "seconds": summary["seconds"], "shares": shares, "per_s": per_s}
 
 
 def derive(rows: list[dict[str, Any]], cores: int) -> None:
@@ -375,102 +331,89 @@ def derive(rows: list[dict[str, Any]], cores: int) -> None:
         row["pubmed_days"] = PUBMED_ABSTRACTS / row["per_s"] / 86_400
 
 
+def condition_verdicts(name: str, rows: list[dict[str, Any]]) -> list[tuple[bool, str, float, bool]]:
+    """(pass, text, value, timed) of each target on one condition's rows."""
+    by_layer = {row["layer"]: row for row in rows}
+    found = []
+    for layer, row in by_layer.items():
+        share, target = row["forward_share"], TARGET_SHARE[name].get(layer, 0.0)
+        text = f"{name}, k={layer}: forward share of the corpus run {share:.0%} (target >= {target:.0%})"
+        found.append((share >= target, text, share, True))
+    if 3 in by_layer and 6 in by_layer:
+        k3_k6 = by_layer[3]["median_s"] / by_layer[6]["median_s"]
+        text = f"{name}: end-to-end time k=3 / k=6 = {k3_k6:.2f} (target <= {TARGET_K3_K6})"
+        found.append((k3_k6 <= TARGET_K3_K6, text, k3_k6, True))
+    for layer, row in by_layer.items() if name == "idle" else ():
+        n, speed, same, gap = (
+            row["documents"],
+            row["pipeline_ratio"],
+            row["pipeline_same"],
+            100 * (row["f1"] - row["int8_f1"]),
+        )
+        text = (
+            f"k={layer}: ours / pipeline = {speed:.2f}x the abstracts/s (target >= {TARGET_PREDICT_SPEEDUP}), "
+            f"same entities on {same}/{n}"
+        )
+        found.append((speed >= TARGET_PREDICT_SPEEDUP and same == n, text, speed, True))
+        int8_ok = row["int8_same"] >= TARGET_INT8_SAME * n and abs(gap) <= TARGET_INT8_F1_GAP
+        text = (
+            f"k={layer}: int8 ONNX entities equal fp32's on {row['int8_same']}/{n} documents (target >= "
+            f"{TARGET_INT8_SAME:.0%}), F1 fp32 - int8 = {gap:+.2f} points (within {TARGET_INT8_F1_GAP}), "
+            f"{row['int8_ratio']:.2f}x fp32 end to end (target >= {TARGET_INT8_SPEEDUP})"
+        )
+        found.append((int8_ok and row["int8_ratio"] >= TARGET_INT8_SPEEDUP, text, row["int8_ratio"], True))
+        text = (
+            f"k={layer}: entities equal the pre-issue decoding's (`decoding.text_entities` on the same logits) "
+            f"on {row['reference_same']}/{n} documents (target: all)"
+        )
+        found.append((row["reference_same"] == n, text, row["reference_same"], False))
+    return found
+
+
 def verdicts(conditions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """PASS or FAIL on each target of issue 28, from the rows `measure` made (idle first, then under load)."""
-    found: list[dict[str, Any]] = []
+    found = []
     for condition in conditions:
-        name, by_layer = condition["condition"], {row["layer"]: row for row in condition["rows"]}
+        name = condition["condition"]
         cpu = condition["cpu_during_timing"] if name == "idle" else None  # under load, sharing is the point
-
-        def judge(ok: bool, text: str, value: float, timed: bool = True, cpu: dict | None = cpu) -> None:
-            found.append(verdict(ok, text, cpu if timed else None, value=value))
-
-        for layer, row in by_layer.items():
-            share, target = row["forward_share"], TARGET_SHARE[name].get(layer, 0.0)
-            judge(
-                share >= target,
-                f"{name}, k={layer}: forward share of the corpus run {share:.0%} (target >= {target:.0%})",
-                share,
-            )
-        if 3 in by_layer and 6 in by_layer:
-            k3_k6 = by_layer[3]["median_s"] / by_layer[6]["median_s"]
-            judge(
-                k3_k6 <= TARGET_K3_K6,
-                f"{name}: end-to-end time k=3 / k=6 = {k3_k6:.2f} (target <= {TARGET_K3_K6})",
-                k3_k6,
-            )
-        for layer, row in by_layer.items() if name == "idle" else ():
-            n, gap, speed, same = (
-                row["documents"],
-                100 * (row["f1"] - row["int8_f1"]),
-                row["pipeline_ratio"],
-                row["pipeline_same"],
-            )
-            judge(
-                speed >= TARGET_PREDICT_SPEEDUP and same == n,
-                f"k={layer}: ours / pipeline = {speed:.2f}x the "
-                f"abstracts/s (target >= {TARGET_PREDICT_SPEEDUP}), same entities on {same}/{n}",
-                speed,
-            )
-            int8_ok = row["int8_same"] >= TARGET_INT8_SAME * n and abs(gap) <= TARGET_INT8_F1_GAP
-            judge(
-                int8_ok and row["int8_ratio"] >= TARGET_INT8_SPEEDUP,
-                f"k={layer}: int8 ONNX entities equal fp32's "
-                f"on {row['int8_same']}/{n} documents (target >= {TARGET_INT8_SAME:.0%}), F1 fp32 - int8 = {gap:+.2f} "
-                f"points (within {TARGET_INT8_F1_GAP}), {row['int8_ratio']:.2f}x fp32 end to end (target >= "
-                f"{TARGET_INT8_SPEEDUP})",
-                row["int8_ratio"],
-            )
-            judge(
-                row["reference_same"] == n,
-                f"k={layer}: entities equal the pre-issue decoding's (`decoding."
-                f"text_entities` on the same logits) on {row['reference_same']}/{n} documents (target: all)",
-                row["reference_same"],
-                timed=False,
-            )
+        for ok, text, value, timed in condition_verdicts(name, condition["rows"]):
+            found.append(common.verdict(ok, text, cpu if timed else None, value=value))
     return found
+
+
+SPEED = (
+    "k | machine | abstracts/s | tokens/s | end to end s | forward alone s | forward share | read s | tokenize s "
+    "| forward s | decode s | write s",
+    "| {layer} | {condition} | {per_s:.2f} | {tokens_per_s:.0f} | {median_s:.2f} | {forward_s:.2f} | "
+    "{forward_share:.0fp}% | {split_read_s:.2f} | {split_tokenize_s:.2f} | {split_forward_s:.2f} | "
+    "{split_decode_s:.2f} | {split_write_s:.2f} |",
+)
+ENGINE_TABLE = (
+    "k | machine | F1 (gold) | int8 / fp32 | int8 same entities | int8 F1 | pipeline abstracts/s | ours / pipeline "
+    "| same as pipeline | same as pre-issue decoding",
+    "| {layer} | {condition} | {f1:.2fp} | {int8_ratio:.2f}x | {int8_same}/{documents} | {int8_f1:.2fp} | "
+    "{pipeline_per_s:.2f} | {pipeline_ratio:.2f}x | {pipeline_same}/{documents} | {reference_same}/{documents} |",
+)
+PROCESSES = (
+    "`predict` command, k=6 | machine | abstracts | chunk | abstracts/s | vs the first | per core | 36 M abstracts",
+    "| {name} | {condition} | {documents} | {chunk_size} | {per_s:.2f} | {ratio:.2f}x | {per_core:.2f} "
+    "| {pubmed_days:.0f} days |",
+)
 
 
 def readme_table(data: dict[str, Any]) -> str:
     """The speed, engines and processes tables and the verdicts (the README's ``corpus`` block, the report's body)."""
     rows = [row for condition in data["conditions"] for row in condition["rows"]]
-    smoke = [f"**A smoke run (`--quick`: {data['documents']} abstracts, a 20-step fine-tune, one round): its figures "
-             "say that the benchmark works, not how fast the code is.**", ""] if data.get("quick") else []  # fmt: skip
-    return "\n".join(
-        [
-            *smoke,
-            *md_table(
-                "k | machine | abstracts/s | tokens/s | end to end s | forward alone s | forward share | "
-                "read s | tokenize s | forward s | decode s | write s",
-                "| {layer} | {condition} | {per_s:.2f} | {tokens_per_s:.0f} | {median_s:.2f} | {forward_s:.2f} | "
-                "{forward_share:.0fp}% | {split_read_s:.2f} | {split_tokenize_s:.2f} | {split_forward_s:.2f} | "
-                "{split_decode_s:.2f} | {split_write_s:.2f} |",
-                rows,
-                left=2,
-            ),
+    lines = []
+    if data.get("quick"):
+        lines += [
+            f"**A smoke run (`--quick`: {data['documents']} abstracts, a 20-step fine-tune, one round): its figures "
+            "say that the benchmark works, not how fast the code is.**",
             "",
-            *md_table(
-                "k | machine | F1 (gold) | int8 / fp32 | int8 same entities | int8 F1 | pipeline abstracts/s | "
-                "ours / pipeline | same as pipeline | same as pre-issue decoding",
-                "| {layer} | {condition} | {f1:.2fp} | {int8_ratio:.2f}x | {int8_same}/{documents} | {int8_f1:.2fp} | "
-                "{pipeline_per_s:.2f} | {pipeline_ratio:.2f}x | {pipeline_same}/{documents} | "
-                "{reference_same}/{documents} |",
-                rows,
-                left=2,
-            ),
-            "",
-            *md_table(
-                "`predict` command, k=6 | machine | abstracts | chunk | abstracts/s | vs the first | per core | "
-                "36 M abstracts",
-                "| {name} | {condition} | {documents} | {chunk_size} | {per_s:.2f} | {ratio:.2f}x | {per_core:.2f} | "
-                "{pubmed_days:.0f} days |",
-                data["processes"],
-                left=2,
-            ),
-            "",
-            *(f"- {'PASS' if v['pass'] else 'FAIL'}: {v['text']}" for v in data["verdicts"]),
         ]
-    )
+    lines += [*common.md_table(*SPEED, rows, left=2), "", *common.md_table(*ENGINE_TABLE, rows, left=2), ""]
+    lines += [*common.md_table(*PROCESSES, data["processes"], left=2), "", *common.verdict_items(data["verdicts"])]
+    return "\n".join(lines)
 
 
 def report(data: dict[str, Any]) -> str:
@@ -490,15 +433,14 @@ def report(data: dict[str, Any]) -> str:
         f"excluded), the abstracts {data['copies']} times over.",
         "",
     ]
-    for condition in data["conditions"]:
-        lines += [f"{condition['condition']}: {' '.join(contention_lines(condition['cpu_during_timing']))}", ""]
-    lines += [readme_table(data), "", machine_line(data["machine"])]
-    return "\n".join(lines) + "\n"
+    for c in data["conditions"]:
+        lines += [f"{c['condition']}: {' '.join(common.contention_lines(c['cpu_during_timing']))}", ""]
+    return "\n".join([*lines, readme_table(data)])
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(
-        allow_abbrev=False, prog="python -m benchmarks.corpus", description=__doc__.split("\n\n")[0]
+    parser = common.parser_of(
+        "benchmarks.corpus", __doc__, quick="smoke run: 20 abstracts, 1 round, a 20-step fine-tune"
     )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the engines (default: 3)")
     parser.add_argument("--copies", type=int, default=3, help="the abstracts this many times for predict's runs")
@@ -506,12 +448,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--max-batch-tokens", type=int, help="passed to annotate_documents (default: none)")
     parser.add_argument("--chunk-size", type=int, help="predict's chunks (default: a quarter of its abstracts)")
     parser.add_argument("--retrain", action="store_true", help="fine-tune again rather than use the cached models")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 20 abstracts, 1 round, a 20-step fine-tune")
-    parser.add_argument("--output-dir", default=str(RESULTS_DIR))
     args = parser.parse_args(argv)
     from hf_layer_tokclf.formats.corpus_writers import get_writer
 
-    command = shlex.join(["python", "-m", "benchmarks.corpus", *(sys.argv[1:] if argv is None else argv)])
     rounds, copies = (1, 1) if args.quick else (args.rounds, args.copies)
     groups = sentence_groups()[: QUICK_ABSTRACTS if args.quick else None]
     documents, gold = ncbi_abstracts(groups), [gold_spans(group) for group in groups]
@@ -521,26 +460,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         workdir = Path(tmp)
         path, writer = workdir / "abstracts.pubtator", get_writer("pubtator")
         path.write_text("".join(writer.document(d, []) for d in documents), encoding="utf-8")
-        log(f"{len(documents)} abstracts; exporting int8 ONNX ...")
+        common.log(f"{len(documents)} abstracts; exporting int8 ONNX ...")
         models = load_models({layer: folder for layer, (folder, _) in trained.items()}, workdir, documents, options)
         conditions = [measure(models, path, documents, gold, rounds, options, "idle")]
         if args.load_cores:
-            with competing_load(args.load_cores):
+            with common.competing_load(args.load_cores):
                 conditions.append(measure(models, path, documents, gold, rounds, options, "load"))
-        log("predict: one process, threads and wait policy, against torchrun's two ...")
+        common.log("predict: one process, threads and wait policy, against torchrun's two ...")
         procs = processes(trained[6][0], workdir, documents, copies, args.chunk_size)
     cores = len(os.sched_getaffinity(0))
     derive(procs, cores)
-    data = {"command": command, "quick": args.quick, "documents": len(documents), "rounds": rounds, "copies": copies}
-    data |= {"words": sum(len(p.text.split()) for d in documents for p in d.passages), "options": options}
-    data |= {"load_cores": args.load_cores, "trained": {k: t for k, (_, t) in trained.items()}}
-    data |= {"conditions": conditions, "processes": procs, "verdicts": verdicts(conditions)}
-    data |= {"cores": cores, "machine": machine_facts()}
-    markdown = report(data)
-    write_results(Path(args.output_dir), "corpus", markdown, data)
-    print(markdown)
+    data = {"command": common.command_line("benchmarks.corpus", argv), "quick": args.quick, "documents": len(documents)}
+    data |= {
+        "rounds": rounds,
+        "copies": copies,
+        "words": sum(len(p.text.split()) for d in documents for p in d.passages),
+    }
+    data |= {"options": options, "load_cores": args.load_cores, "trained": {k: t for k, (_, t) in trained.items()}}
+    data |= {"conditions": conditions, "processes": procs, "verdicts": verdicts(conditions), "cores": cores}
+    common.publish(args.output_dir, "corpus", data, report)
     for found in data["verdicts"]:
-        print(verdict_line(found), flush=True)
+        print(common.verdict_line(found), flush=True)
     return data
 
 

@@ -3,19 +3,13 @@
     python -m benchmarks.few_data [--sizes 500 1500 full] [--seeds 0 1 2] [--layers 3 6]
                                   [--contenders ours ours-pytorch-init ours-before notebook stock] [--resume]
 
-From the packaged MiniLM, in this process: **ours** (`training.train` with today's defaults),
-**ours-pytorch-init** (one learning rate), **ours-before** (BERT's head init and one learning rate,
-the defaults before issue 17), **notebook** (``AutoModel`` + a bare ``nn.Linear`` on
-``hidden_states[k]``, the plain `Trainer`) and **stock** (`BertForTokenClassification`, one learning
-rate). A slice of N: the first N training sentences, the first 300 dev and 600 test sentences, 2
-epochs at lr 5e-5; ``full``: the README's main job. Reported per size: mean and spread over the seeds
-of test F1, dev F1 after epoch 1 and wall time, and the targets (ours >= notebook - 0.5 F1, >= stock).
-Results are written after every run, so that ``--resume`` continues an interrupted benchmark.
+From the packaged MiniLM, in this process, each contender of `DESCRIPTIONS`; a slice of N: the first N training
+sentences, 2 epochs at lr 5e-5; ``full``: the README's main job. Results are written after every run, so that
+``--resume`` continues an interrupted benchmark.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import statistics
@@ -28,7 +22,8 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import NCBI, RESULTS_DIR, log, machine_facts, machine_line, md_header, md_row, write_results
+from benchmarks import common
+from benchmarks.common import md_header, md_row
 
 CONTENDERS = ("ours", "ours-pytorch-init", "ours-before", "notebook", "stock")
 DESCRIPTIONS = {
@@ -48,13 +43,10 @@ NOT_IN_NOTEBOOK = ("train_sampling_strategy", "group_by_length", "load_best_mode
 def data_arguments(size: str) -> Any:
     from hf_layer_tokclf.training.train import DataArguments
 
-    files = {
-        f"{split}_file": str(NCBI / f"{name}.tsv")
-        for split, name in (("train", "train"), ("validation", "devel"), ("test", "test"))
-    }
     if size == "full":
-        return DataArguments(**files)
-    return DataArguments(**files, max_train_samples=int(size), max_eval_samples=SLICE_EVAL, max_test_samples=SLICE_TEST)
+        return DataArguments(**common.ncbi_files())
+    limits = {"max_train_samples": int(size), "max_eval_samples": SLICE_EVAL, "max_test_samples": SLICE_TEST}
+    return DataArguments(**common.ncbi_files(), **limits)
 
 
 def training_arguments(size: str, seed: int, output_dir: str, notebook: bool = False) -> Any:
@@ -99,7 +91,7 @@ def _first_epoch_dev_f1(output_dir: Path) -> float | None:
 
 
 def run_ours(contender: str, size: str, layer: int, seed: int) -> dict[str, Any]:
-    """`training.train` as `hf-layer-tokclf train` runs it, for ours and the stock head."""
+    """`train.train` as `hf-layer-tokclf train` runs it, for ours and the stock head."""
     from transformers import BertForTokenClassification
 
     from hf_layer_tokclf.training.train import ModelArguments, RunArguments, train
@@ -257,7 +249,7 @@ def report(result: dict[str, Any]) -> str:
                 f"- {'PASS' if v['pass'] else 'FAIL'}: {v['size']}, layer {v['layer']}: ours - {v['against']} = "
                 f"{v['ours_minus_baseline']:+.2f} (target {target})"
             )
-    return "\n".join([*lines, "", machine_line(result["machine"])]) + "\n"
+    return "\n".join(lines)
 
 
 def _test_cell(row: dict[str, Any] | None) -> str:
@@ -290,12 +282,11 @@ def readme_table(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
+    parser = common.parser_of("benchmarks.few_data", __doc__)
     parser.add_argument("--sizes", nargs="+", default=["500", "1500", "full"], help="Slice sizes, or 'full'.")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--layers", type=int, nargs="+", default=[3, 6])
     parser.add_argument("--contenders", nargs="+", choices=CONTENDERS, default=list(CONTENDERS))
-    parser.add_argument("--output-dir", default=str(RESULTS_DIR))
     parser.add_argument("--resume", action="store_true", help="Keep the runs already in few_data.json.")
     args = parser.parse_args(argv)
     for size in (size for size in args.sizes if size != "full" and not size.isdigit()):
@@ -304,7 +295,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from hf_layer_tokclf.training.train import default_backbone
 
-    depth, output = AutoConfig.from_pretrained(default_backbone()).num_hidden_layers, Path(args.output_dir)
+    depth, output = AutoConfig.from_pretrained(default_backbone()).num_hidden_layers, args.output_dir
     done: list[dict[str, Any]] = []
     commands = ["python -m benchmarks.few_data " + shlex.join(sys.argv[1:] if argv is None else argv)]
     if args.resume and (output / "few_data.json").is_file():
@@ -315,17 +306,26 @@ def main(argv: list[str] | None = None) -> None:
     for index, run in enumerate(todo, 1):
         if run in keys:
             continue
-        log(f"[{index}/{len(todo)}] {DESCRIPTIONS[run[0]]}, {run[1]} sentences, layer {run[2]}, seed {run[3]} ...")
+        common.log(
+            f"[{index}/{len(todo)}] {DESCRIPTIONS[run[0]]}, {run[1]} sentences, layer {run[2]}, seed {run[3]} ..."
+        )
         done.append(run_one(*run))
-        log(f"  test F1 {100 * done[-1]['test_f1']:.2f}, {done[-1]['wall_s']:.0f} s")
-        write_results(output, "few_data", *_result(commands, done))
-    print(_result(commands, done)[0])
+        common.log(f"  test F1 {100 * done[-1]['test_f1']:.2f}, {done[-1]['wall_s']:.0f} s")
+        data = result(commands, done)
+        common.write_results(output, "few_data", common.render(report, data), data)
+    print(common.render(report, result(commands, done)))
 
 
-def _result(commands: list[str], runs: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+def result(commands: list[str], runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """What ``few_data.json`` holds: every run, a row per (size, contender, layer), the verdicts, the machine."""
     rows = summarize(runs)
-    result = {"commands": commands, "runs": runs, "rows": rows, "verdicts": verdicts(rows), "machine": machine_facts()}
-    return report(result), result
+    return {
+        "commands": commands,
+        "runs": runs,
+        "rows": rows,
+        "verdicts": verdicts(rows),
+        "machine": common.machine_facts(),
+    }
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ Checkpoint size: the files ``save_pretrained`` writes (the notebook recipe: its 
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import sys
 import tempfile
@@ -27,7 +28,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import child_main, default_device, log, md_table, ratio, ratio_cell, run_child, sync, verdict
+from benchmarks.common import Cell, child_main, default_device, log, md_table, ratio, run_child, sync, verdict
 from benchmarks.models import Family, NotebookRecipe, Spec, build, from_job, make_inputs, to_device, to_job
 
 MB = 2**20
@@ -38,32 +39,17 @@ TARGET_CHECKPOINT_VS_FULL = 0.45  # ours at k = 3 of 12
 TARGET_PEAK_VS_NOTEBOOK = 0.5
 
 
-def _status_kb(key: str) -> int | None:
-    try:
-        with open("/proc/self/status", encoding="utf-8") as handle:
-            return next((int(line.split()[1]) for line in handle if line.startswith(key + ":")), None)
-    except OSError:
-        return None
+def status_kb(key: str) -> int | None:
+    with contextlib.suppress(OSError), open("/proc/self/status", encoding="utf-8") as handle:
+        return next((int(line.split()[1]) for line in handle if line.startswith(key + ":")), None)
+    return None
 
 
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="utf-8") as handle:
-            handle.write("5")  # resets VmHWM to the current VmRSS (Linux >= 4.0)
-        return True
-    except OSError:
-        return False
-
-
-def _cuda_peak(model: torch.nn.Module, inputs: dict[str, torch.Tensor], device: torch.device) -> dict[str, Any]:
-    sync(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    loaded = torch.cuda.memory_allocated(device)
-    with torch.inference_mode():
-        model(**inputs)
-    sync(device)
-    peak = torch.cuda.max_memory_allocated(device)
-    return {"method": "torch.cuda.max_memory_allocated", "peak_mb": peak / MB, "activations_mb": (peak - loaded) / MB}
+def reset_peak() -> bool:
+    """Resets VmHWM to the current VmRSS (Linux >= 4.0)."""
+    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w", encoding="utf-8") as handle:
+        return handle.write("5") > 0
+    return False
 
 
 def measure(job: dict[str, Any]) -> dict[str, Any]:
@@ -72,31 +58,35 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     (family, (spec,)), device = from_job(job), default_device()
     inputs = make_inputs(job["batch"], family, device=device)
     gc.collect()
-    bare = _status_kb("VmRSS")
+    bare = status_kb("VmRSS")
     model = to_device(build(family, spec), device)
     with torch.inference_mode():
         model(**inputs)
     if device.type == "cuda":
-        return _cuda_peak(model, inputs, device)
+        sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        loaded = torch.cuda.memory_allocated(device)
+        with torch.inference_mode():
+            model(**inputs)
+        sync(device)
+        peak = torch.cuda.max_memory_allocated(device) / MB
+        return {"method": "torch.cuda.max_memory_allocated", "peak_mb": peak, "activations_mb": peak - loaded / MB}
     gc.collect()
-    loaded = _status_kb("VmRSS")
-    if bare is None or loaded is None or not _reset_peak():
+    loaded = status_kb("VmRSS")
+    if bare is None or loaded is None or not reset_peak():
         return {"method": "unavailable (needs Linux /proc/self/status and clear_refs)"}
     with torch.inference_mode():
         model(**inputs)
-    peak = _status_kb("VmHWM")
+    peak = status_kb("VmHWM")
     weights = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
-    return {
-        "method": "VmHWM of a fresh process (MALLOC_MMAP_THRESHOLD_=65536), reset after a warm-up pass",
-        "peak_mb": (peak - bare) / 1024,
-        "activations_mb": (peak - loaded) / 1024,
+    method = "VmHWM of a fresh process (MALLOC_MMAP_THRESHOLD_=65536), reset after a warm-up pass"
+    return {"method": method, "peak_mb": (peak - bare) / 1024, "activations_mb": (peak - loaded) / 1024} | {
         "loaded_mb": (loaded - bare) / 1024,
         "weights_mb": weights / MB,
     }
 
 
 def measure_in_child(family: Family, spec: Spec, batch: int, threads: int) -> dict[str, Any]:
-    """`measure` in a fresh interpreter."""
     return run_child("benchmarks.memory", to_job(family, [spec], batch=batch, threads=threads), RELEASE_FREED_MEMORY)
 
 
@@ -108,8 +98,9 @@ def checkpoint_mb(model: torch.nn.Module) -> float:
             from safetensors.torch import save_file
 
             model.backbone.save_pretrained(folder)
-            head = {k: v.contiguous() for k, v in model.classifier.state_dict().items()}
-            save_file(head, folder / "head.safetensors")
+            save_file(
+                {k: v.contiguous() for k, v in model.classifier.state_dict().items()}, folder / "head.safetensors"
+            )
         else:
             model.save_pretrained(folder)
         return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file()) / MB
@@ -132,17 +123,17 @@ def run(family: Family, models: dict[Spec, torch.nn.Module], batch: int, threads
     return {**family.describe(), "batch": batch, "rows": rows}
 
 
-def table_markdown(table: dict[str, Any]) -> str:
-    title = f"#### {table['title']}: peak memory of one forward pass (batch {table['batch']} x 128) and checkpoint size"
-    return "\n".join([title, "", *md_table(*COLUMNS, table["rows"])])
-
-
 COLUMNS = (
     "model | weights MiB | peak MiB (weights + activations) | vs notebook | activations MiB | vs notebook "
     "| checkpoint MiB | vs stock head",
     "| {name} | {weights_mb:.0f} | {peak_mb:.0f} | {peak_vs_notebook:.3f} | {activations_mb:.0f} "
     "| {activations_vs_notebook:.3f} | {checkpoint_mb:.1f} | {checkpoint_vs_stock:.3f} |",
 )
+
+
+def table_markdown(table: dict[str, Any]) -> str:
+    title = f"#### {table['title']}: peak memory of one forward pass (batch {table['batch']} x 128) and checkpoint size"
+    return "\n".join([title, "", *md_table(*COLUMNS, table["rows"])])
 
 
 def verdicts(tables: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -155,13 +146,10 @@ def verdicts(tables: list[dict[str, Any]]) -> list[dict[str, Any]]:
         value = shallow["checkpoint_vs_stock"]
         text = f"checkpoint, k = 3 of 12 / full model = {value:.3f} (target <= {TARGET_CHECKPOINT_VS_FULL})"
         found.append(verdict(value <= TARGET_CHECKPOINT_VS_FULL, f"{text} [{table['family']}]", value=value))
-        if shallow.get("peak_vs_notebook") is not None:
-            value = shallow["peak_vs_notebook"]
-            text = (
-                f"peak forward memory, k = 3 of 12 / notebook recipe = {value:.3f} (target <= "
-                f"{TARGET_PEAK_VS_NOTEBOOK}; activations alone {ratio_cell(shallow['activations_vs_notebook'])}) "
-                f"[{table['family']}, batch {table['batch']}]"
-            )
+        if (value := shallow.get("peak_vs_notebook")) is not None:
+            text = f"peak forward memory, k = 3 of 12 / notebook recipe = {value:.3f} (target <= "
+            text += f"{TARGET_PEAK_VS_NOTEBOOK}; activations alone {Cell(shallow['activations_vs_notebook']):.3f}) "
+            text += f"[{table['family']}, batch {table['batch']}]"
             found.append(verdict(value <= TARGET_PEAK_VS_NOTEBOOK, text, value=value))
     return found
 

@@ -1,10 +1,7 @@
-"""The contenders every section compares, built the same way in the main process and in children, for
-the backbone's own family (its ``model_type``): the **stock head** (transformers' `<Family>ForTokenClassification`,
-e.g. `BertForTokenClassification`, all L layers), the **notebook recipe** (``AutoModel`` with
-``output_hidden_states=True`` and a ``Linear`` on ``hidden_states[k]``: all L layers whatever k is) and
-**ours** (the package's `<Family>ForLayerTokenClassification(hidden_layer=k)`: layers 1..k only). A
-`Family` is a backbone: BERT-base, RoBERTa-base or DeBERTa-v3-base shape with random weights (speed does
-not depend on them), the packaged MiniLM, or a tiny config for the tests.
+"""The contenders every section compares, for the backbone's own family: the **stock head** (transformers'
+`<Family>ForTokenClassification`, all L layers), the **notebook recipe** (``AutoModel`` with every hidden state
+and a ``Linear`` on ``hidden_states[k]``) and **ours** (`<Family>ForLayerTokenClassification(hidden_layer=k)`:
+layers 1..k only); built alike in the main process and in children.
 """
 
 from __future__ import annotations
@@ -269,7 +266,7 @@ def make_inputs(
 
 
 def to_device(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """On a GPU, bfloat16 (what `inference.load_model` serves with); on the CPU, float32."""
+    """On a GPU, bfloat16 (what `loading.load_model` serves with); on the CPU, float32."""
     return model.to(device=device, dtype=torch.bfloat16) if device.type == "cuda" else model.to(device)
 
 

@@ -3,50 +3,26 @@ the same graph after ``onnxruntime.transformers.optimizer.optimize_model``, fp32
 
     python -m benchmarks.onnx_optimize [--families minilm,bert-base] [--rounds 7] [--threads 1]
 
-The fusions: one ``Attention`` node per layer (``QAttention`` once quantized), the residual adds with their
-layer norms (``SkipLayerNormalization``), the intermediate bias with its GELU (``BiasGelu``), the embeddings
-with their layer norm (``EmbedLayerNormalization``); Python fusions only (``opt_level=0``), with the raw
-attention mask (the default, sequence lengths, assumes right padding). The int8 contenders are onnxruntime's
-dynamic quantization of each fp32 graph with the export's settings. Measured on the packaged MiniLM at hidden
-layer 6 (real weights) and, with ``--families bert-base``, BERT-base shape at hidden layer 12 (random weights:
-speed does not depend on them): one padded batch of 32 NCBI-disease test abstracts (9 consecutive test
-sentences joined, the length the tool serves) per call, in interleaved rounds in this one process. Ratios
-are the fused graph's over the plain one's at the same precision; CPU seconds per call are the steadiest
-figure on a shared machine (hence one thread by default). The entities `inference.predict_texts` finds in
-those abstracts are compared, fused against plain; the head is random, scaled so that it tags plenty of
-entities (many near a decision boundary: a strict check). Writes ``onnx_optimize.md`` and ``.json``.
-
-Measured so far (``benchmarks/results/onnx_optimize.md``, a shared 2-core machine): a few per cent at most,
-within the noise between runs (fp32 0.93 to 1.01, int8 0.97 to 0.99 of the plain graph's time), since
-onnxruntime already fuses the layer norms and bias + GELU when a session loads the plain graph; and int8
-entities change, as ``QAttention`` quantizes the query, key and value weights to 7 bits (``reduce_range``,
-fixed by onnxruntime's quantizer). So ``export-onnx`` has no ``--optimize``.
+Python fusions only (``opt_level=0``) with the raw attention mask; int8 is the export's dynamic quantization of
+each fp32 graph. One padded batch of 32 NCBI-disease test abstracts per call, interleaved; the entities
+`texts.predict_texts` finds with a scaled random head are compared, fused against plain. Found so far
+(``benchmarks/results/onnx_optimize.md``): a few per cent at most, within the noise, and int8 entities change
+(``QAttention`` quantizes to 7 bits), so ``export-onnx`` has no ``--optimize``.
 """
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import logging
-import shlex
 import statistics
-import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from benchmarks.common import (
-    RESULTS_DIR,
-    contention_lines,
-    interleaved,
-    log,
-    machine_facts,
-    machine_line,
-    md_table,
-    ncbi_sentences,
-    write_results,
-)
+from benchmarks import common
 from benchmarks.models import FAMILIES, Family, Spec, build
 
 BATCH = 32
@@ -58,7 +34,7 @@ LAYER = {"minilm": 6, "bert-base": 12}  # every layer: where the fusions have th
 
 def abstracts() -> list[str]:
     """NCBI-disease test as abstract-length texts: each 9 consecutive sentences joined."""
-    sentences = [" ".join(s.tokens) for s in ncbi_sentences("test.tsv")]
+    sentences = [" ".join(s.tokens) for s in common.ncbi_sentences("test.tsv")]
     step = SENTENCES_PER_ABSTRACT
     return [" ".join(sentences[i : i + step]) for i in range(0, len(sentences), step)]
 
@@ -79,6 +55,17 @@ def save_model(family: Family, k: int, folder: Path) -> Path:
     return folder
 
 
+@contextlib.contextmanager
+def warnings_hidden() -> Iterator[None]:
+    """Python logging below ERROR silenced for the block (onnxruntime's tools log freely)."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+
+
 def fuse(source: Path, target: Path, config: Any) -> dict[str, int]:
     """Writes ``source``'s graph with onnxruntime's BERT fusions to ``target``; the fused operators' counts."""
     from onnxruntime.transformers.fusion_options import FusionOptions
@@ -86,9 +73,7 @@ def fuse(source: Path, target: Path, config: Any) -> dict[str, int]:
 
     options = FusionOptions("bert")
     options.use_raw_attention_mask(True)  # a serving graph must honour any mask, not only right padding
-    previous = logging.root.manager.disable
-    logging.disable(logging.WARNING)  # the optimizer logs each pattern it tried and did not find
-    try:
+    with warnings_hidden():  # the optimizer logs each pattern it tried and did not find
         optimized = optimize_model(
             str(source),
             model_type="bert",
@@ -98,8 +83,6 @@ def fuse(source: Path, target: Path, config: Any) -> dict[str, int]:
             opt_level=0,  # onnxruntime's own graph optimizations run when a session loads either file
         )
         optimized.save_model_to_file(str(target))
-    finally:
-        logging.disable(previous)
     return {op: count for op, count in optimized.get_fused_operator_statistics().items() if count}
 
 
@@ -109,13 +92,9 @@ def quantize(source: Path, target: Path) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    previous = logging.root.manager.disable
-    logging.disable(logging.WARNING)  # its advice to pre-process first
-    try:
+    with warnings_hidden():  # its advice to pre-process first
         extra = {"DefaultTensorType": onnx.TensorProto.FLOAT}
         quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True, extra_options=extra)
-    finally:
-        logging.disable(previous)
 
 
 def entity_keys(found: list[list[dict[str, Any]]]) -> list[list[tuple[str, int, int]]]:
@@ -131,7 +110,7 @@ def measure_family(family: Family, k: int, texts: list[str], rounds: int, thread
     from hf_layer_tokclf.running.texts import predict_texts
 
     source = save_model(family, k, workdir / f"{family.name}-source")
-    log(f"  [{family.name}] exporting fp32 and int8 ...")
+    common.log(f"  [{family.name}] exporting fp32 and int8 ...")
     files = {
         "fp32": export_onnx(source, workdir / f"{family.name}-fp32"),
         "int8": export_onnx(source, workdir / f"{family.name}-int8", quantize="int8"),
@@ -147,29 +126,24 @@ def measure_family(family: Family, k: int, texts: list[str], rounds: int, thread
     tokenizer = runners["fp32"][1]
     batch = tokenizer(texts[:BATCH], padding=True, truncation=True, return_tensors="np")
     fns = {name: (lambda runner=runner: runner.logits(**batch)) for name, (runner, _) in runners.items()}
-    timings, cpu = interleaved(fns, rounds, warmup=1, label=f"{family.name} batch {BATCH}")
+    timings, cpu = common.interleaved(fns, rounds, warmup=1, label=f"{family.name} batch {BATCH}")
     entities = {
         name: entity_keys(list(predict_texts(runner, tok, texts[:BATCH], aggregation_strategy="first")))
         for name, (runner, tok) in runners.items()
     }
     rows = []
     for name in order:
-        plain, timing = name.removesuffix(" fused"), timings[name]
-        rows.append(
-            {
-                "export": name,
-                "ms": 1e3 * timing.median,
-                "min_ms": 1e3 * min(timing.samples),
-                "iqr_pct": timing.spread()["iqr_pct"],
-                "cpu_s": statistics.median(timing.cpu),
-                "ratio": timing.median / timings[plain].median,
-                "cpu_ratio": statistics.median(timing.cpu) / statistics.median(timings[plain].cpu),
-                "same_entities": sum(a == b for a, b in zip(entities[name], entities[plain], strict=True)),
-                "entities": sum(map(len, entities[name])),
-                "size_mb": files[name].stat().st_size / 2**20,
-                "samples_ms": timing.spread()["samples_ms"],
-            }
-        )
+        timing, plain = timings[name], timings[name.removesuffix(" fused")]
+        spread, cpu_s = timing.spread(), statistics.median(timing.cpu)
+        same = sum(a == b for a, b in zip(entities[name], entities[name.removesuffix(" fused")], strict=True))
+        row = {"export": name, "ms": spread["median_ms"], "min_ms": spread["min_ms"], "iqr_pct": spread["iqr_pct"]}
+        row |= {
+            "cpu_s": cpu_s,
+            "ratio": timing.median / plain.median,
+            "cpu_ratio": cpu_s / statistics.median(plain.cpu),
+        }
+        row |= {"same_entities": same, "entities": sum(map(len, entities[name]))}
+        rows.append(row | {"size_mb": files[name].stat().st_size / 2**20, "samples_ms": spread["samples_ms"]})
     return {
         "family": family.name,
         "title": family.title,
@@ -182,7 +156,8 @@ def measure_family(family: Family, k: int, texts: list[str], rounds: int, thread
     }
 
 
-def report(results: list[dict[str, Any]], command: str, rounds: int, threads: int) -> list[str]:
+def report(data: dict[str, Any]) -> str:
+    command, rounds, threads = data["command"], data["rounds"], data["threads"]
     lines = [
         "# onnxruntime's transformer fusions against the plain ONNX export",
         "",
@@ -193,16 +168,16 @@ def report(results: list[dict[str, Any]], command: str, rounds: int, threads: in
         "`predict_texts` entities (label, start, end) equal the plain graph's.",
         "",
     ]
-    for result in results:
+    for result in data["results"]:
         fused = ", ".join(f"{op} x{count}" for op, count in result["fused_operators"].items())
         shape = " x ".join(map(str, result["batch_shape"]))
         lines += [
             f"## {result['title']}, hidden_layer={result['k']} (batch {shape}, {result['real_tokens']} real tokens)",
             "",
-            *contention_lines(result["cpu_during_timing"]),
+            *common.contention_lines(result["cpu_during_timing"]),
             f"Fused: {fused}.",
             "",
-            *md_table(
+            *common.md_table(
                 "export | ms per batch | min ms | IQR % | CPU s per call | ratio | CPU ratio | same entities "
                 "| entities | size (MiB)",
                 "| {export} | {ms:.0f} | {min_ms:.0f} | {iqr_pct:.1f} | {cpu_s:.2f} | {ratio:.3f} | {cpu_ratio:.3f} "
@@ -211,34 +186,29 @@ def report(results: list[dict[str, Any]], command: str, rounds: int, threads: in
             ),
             "",
         ]
-    return lines
+    return "\n".join(lines[:-1])
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0].strip("`"))
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = common.parser_of("benchmarks.onnx_optimize", __doc__.strip("`"))
     parser.add_argument("--families", default="minilm", help="comma-separated: minilm, bert-base (default: minilm)")
     parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds (default: 7)")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default: 1)")
-    parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR, help=f"default: {RESULTS_DIR}")
     args = parser.parse_args(argv)
     names = [name.strip() for name in args.families.split(",") if name.strip()]
     unknown = [name for name in names if name not in LAYER]
     if unknown or not names:
         parser.error(f"unknown families {unknown}; choose from {', '.join(LAYER)}")
-    command = shlex.join(["python", "-m", "benchmarks.onnx_optimize", *(sys.argv[1:] if argv is None else argv)])
     torch.set_num_threads(2)  # the exports' check against PyTorch
     texts = abstracts()
-    results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in names:
-            results.append(measure_family(FAMILIES[name](), LAYER[name], texts, args.rounds, args.threads, Path(tmp)))
-    facts = machine_facts()
-    lines = [*report(results, command, args.rounds, args.threads), machine_line(facts)]
-    data = {"command": command, "rounds": args.rounds, "threads": args.threads, "results": results, "machine": facts}
-    write_results(args.output_dir, "onnx_optimize", "\n".join(lines) + "\n", data)
-    print("\n".join(lines))
-    return 0
+        results = [
+            measure_family(FAMILIES[name](), LAYER[name], texts, args.rounds, args.threads, Path(tmp)) for name in names
+        ]
+    data = {"command": common.command_line("benchmarks.onnx_optimize", argv), "rounds": args.rounds}
+    data |= {"threads": args.threads, "results": results}
+    return common.publish(args.output_dir, "onnx_optimize", data, report)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

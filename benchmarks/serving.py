@@ -1,7 +1,7 @@
 """Serving: pipeline throughput per layer, our corpus-scale `predict` vs the pipeline, ONNX fp32 vs int8.
 
 ``pipeline("token-classification", batch_size=32)`` on NCBI devel text per contender (the notebook
-recipe cannot go in a pipeline); `inference.predict_texts` (length-sorted batches) against the pipeline
+recipe cannot go in a pipeline); `texts.predict_texts` (length-sorted batches) against the pipeline
 on one trained model, with the same entities required; `export.export_onnx` float32 against int8 in
 onnxruntime on the CPU (sentences/s, one 32 x 128 batch, test F1). On a GPU PyTorch runs in bfloat16.
 """
@@ -11,14 +11,14 @@ from __future__ import annotations
 import contextlib
 import io
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from benchmarks.common import NCBI, SEED, contention_lines, interleaved, log, md_table, ncbi_sentences, verdict
+from benchmarks import common
+from benchmarks.common import SEED, contention_lines, interleaved, log, md_table, ncbi_sentences, verdict
 from benchmarks.models import Family, Models, Spec
 
 BATCH = 32
@@ -32,24 +32,23 @@ TARGET_INT8_F1_GAP = 1.0  # F1 points
 
 
 def train_model(output_dir: Path, plan: dict[str, Any], hidden_layer: int) -> dict[str, Any]:
-    """Fine-tunes the packaged MiniLM on NCBI-disease for a few hundred steps (the model to serve);
-    ``plan``: steps, batch, train (sentences, None for all) and dev (sentences)."""
+    """Fine-tunes the packaged MiniLM on NCBI-disease (the model to serve); `plan`: steps, batch, train (sentences,
+    None for all) and dev (sentences)."""
     from transformers import TrainingArguments
 
     from hf_layer_tokclf.training.arguments import DataArguments, ModelArguments
     from hf_layer_tokclf.training.train import train
     from hf_layer_tokclf.training.trainer import TRAINING_DEFAULTS
 
-    files = {"train_file": str(NCBI / "train.tsv"), "validation_file": str(NCBI / "devel.tsv")}
-    data = DataArguments(**files, max_train_samples=plan["train"], max_eval_samples=plan["dev"])
+    data = DataArguments(**common.ncbi_files(test=False), max_train_samples=plan["train"], max_eval_samples=plan["dev"])
     settings = {"max_steps": plan["steps"], "learning_rate": 1e-4, "warmup_steps": plan["steps"] // 10}
     settings |= {"per_device_train_batch_size": plan["batch"], "seed": SEED}
     args = TrainingArguments(output_dir=str(output_dir), disable_tqdm=True, **{**TRAINING_DEFAULTS, **settings})
-    began = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
-        metrics = train(ModelArguments(hidden_layer=[hidden_layer]), data, args, command="benchmarks.serving")
+        model_args = ModelArguments(hidden_layer=[hidden_layer])
+        metrics, wall = common.timed(lambda: train(model_args, data, args, command="benchmarks.serving"))
     trained = {"steps": plan["steps"], "hidden_layer": hidden_layer, "train_sentences": plan["train"] or "all"}
-    return trained | {"wall_s": time.perf_counter() - began, "dev_f1": metrics.get("eval_f1")}
+    return trained | {"wall_s": wall, "dev_f1": metrics.get("eval_f1")}
 
 
 def compare_entities(ours: list[list[dict]], theirs: list[list[dict]]) -> dict[str, Any]:
@@ -75,23 +74,17 @@ def token_pipeline(model: Any, tokenizer: Any) -> Any:
     from hf_layer_tokclf.running.logits import model_device
 
     options = {"aggregation_strategy": STRATEGY, "device": model_device(model)}
-    return pipeline(
-        "token-classification",
-        model=model,
-        tokenizer=tokenizer,
-        pipeline_class=LayerTokenClassificationPipeline,
-        **options,
-    )
+    task = "token-classification"
+    return pipeline(task, model=model, tokenizer=tokenizer, pipeline_class=LayerTokenClassificationPipeline, **options)
 
 
 def section_predict(model: Any, tokenizer: Any, texts: list[str], rounds: int, device_label: str) -> dict[str, Any]:
     from hf_layer_tokclf.running.texts import predict_texts
 
     ner = token_pipeline(model, tokenizer)
+    options = {"aggregation_strategy": STRATEGY, "batch_size": BATCH}
     fns = {
-        "ours": lambda some=texts: list(
-            predict_texts(model, tokenizer, some, aggregation_strategy=STRATEGY, batch_size=BATCH)
-        ),
+        "ours": lambda some=texts: list(predict_texts(model, tokenizer, some, **options)),
         "pipeline": lambda some=texts: ner(some, batch_size=BATCH),
     }
     for fn in fns.values():  # warm-up on two batches
@@ -116,9 +109,9 @@ def export_both(model_dir: Path, workdir: Path) -> dict[str, dict[str, Any]]:
 
     exports = {}
     for name, quantize in (("onnx fp32", None), ("onnx int8", "int8")):
-        began = time.perf_counter()
-        path = export_onnx(model_dir, workdir / name.replace(" ", "-"), quantize=quantize)
-        exports[name] = {"path": path, "export_s": time.perf_counter() - began, "size_mb": path.stat().st_size / 2**20}
+        folder = workdir / name.replace(" ", "-")
+        path, seconds = common.timed(lambda f=folder, q=quantize: export_onnx(model_dir, f, quantize=q))
+        exports[name] = {"path": path, "export_s": seconds, "size_mb": path.stat().st_size / 2**20}
         log(f"  exported {name}: {exports[name]['size_mb']:.1f} MiB in {exports[name]['export_s']:.0f} s")
     return exports
 
@@ -137,9 +130,7 @@ def one_batch_fns(model: Any, tokenizer: Any, texts: list[str], engines: dict[st
     def pytorch() -> torch.Tensor:
         return model(**fixed_torch).logits.float().cpu()
 
-    return {
-        name: pytorch if engine is model else (lambda e=engine: e.logits(**fixed)) for name, engine in engines.items()
-    }
+    return {name: pytorch if e is model else (lambda e=e: e.logits(**fixed)) for name, e in engines.items()}
 
 
 def section_onnx(
@@ -149,10 +140,8 @@ def section_onnx(
     from hf_layer_tokclf.running.sentences import evaluate_sentences
 
     exports = export_both(model_dir, workdir)
-    engines = {"pytorch": model}
-    engines |= {
-        name: OnnxTokenClassifier(info["path"], threads=torch.get_num_threads()) for name, info in exports.items()
-    }
+    threads, engines = torch.get_num_threads(), {"pytorch": model}
+    engines |= {name: OnnxTokenClassifier(e["path"], threads=threads) for name, e in exports.items()}
     batch_fns = one_batch_fns(model, tokenizer, [" ".join(s.tokens) for s in sentences], engines)
     for fn in batch_fns.values():  # warm-up: onnxruntime sets itself up on its first call
         fn()
@@ -217,10 +206,9 @@ def run(settings: dict[str, Any], model_dir: str | None, device_label: str) -> d
     layers = len(model.bert.encoder.layer) if hasattr(model, "bert") else None
     model_line = f"`{model_dir}` ({layers} encoder layers)"
     if trained:
-        model_line = (
-            f"packaged MiniLM fine-tuned here for {trained['steps']} steps on NCBI-disease train (hidden_layer=-1, "
-            f"{layers} layers; dev F1 {100 * (trained['dev_f1'] or 0):.2f}, {trained['wall_s']:.0f} s)"
-        )
+        f1, wall = 100 * (trained["dev_f1"] or 0), trained["wall_s"]
+        model_line = f"packaged MiniLM fine-tuned here for {trained['steps']} steps on NCBI-disease train "
+        model_line += f"(hidden_layer=-1, {layers} layers; dev F1 {f1:.2f}, {wall:.0f} s)"
     served = {"model": model_line, "trained": trained, "sentences": len(sentences)}
     served |= {"words": sum(len(s.tokens) for s in sentences), "torch_dtype": str(next(model.parameters()).dtype)[6:]}
     return served | {"predict": predict, "onnx": onnx}
@@ -236,19 +224,19 @@ def verdicts(served: dict[str, Any] | None) -> list[dict[str, Any]]:
         onnx["int8_speedup"],
         onnx["int8_f1_gap_points"],
     )
-    same = agreement["identical"] == agreement["documents"]
+    same = f"same entities on {agreement['identical']}/{agreement['documents']} documents"
+    fixed = onnx["int8_fixed_batch_speedup"]
     return [
         verdict(
-            speedup >= TARGET_PREDICT_SPEEDUP and same,
-            f"predict / pipeline = {speedup:.2f}x the sentences/s (target >= {TARGET_PREDICT_SPEEDUP}), "
-            f"same entities on {agreement['identical']}/{agreement['documents']} documents",
+            speedup >= TARGET_PREDICT_SPEEDUP and agreement["identical"] == agreement["documents"],
+            f"predict / pipeline = {speedup:.2f}x the sentences/s (target >= {TARGET_PREDICT_SPEEDUP}), {same}",
             predict["cpu_during_timing"],
             value=speedup,
         ),
         verdict(
             int8 >= TARGET_INT8_SPEEDUP,
-            f"ONNX int8 / fp32 at batch {BATCH} = {int8:.2f}x the sentences/s "
-            f"({onnx['int8_fixed_batch_speedup']:.2f}x on one 32 x 128 batch; target >= {TARGET_INT8_SPEEDUP})",
+            f"ONNX int8 / fp32 at batch {BATCH} = {int8:.2f}x the sentences/s ({fixed:.2f}x on one 32 x 128 batch; "
+            f"target >= {TARGET_INT8_SPEEDUP})",
             onnx["cpu_during_timing"],
             value=int8,
         ),

@@ -1,26 +1,23 @@
-"""The one benchmark run: every section on BERT-base shape (random weights) and the packaged MiniLM, and
-the forward section on RoBERTa-base and DeBERTa-v3-base shapes too, in one process, with verdicts on the
-targets (printed PASS or FAIL, never asserted). A section is a module: ``forward``, ``allocator``,
-``memory``, ``training`` (`train_step`), ``pipeline`` and ``serving``.
+"""The one benchmark run (``python -m benchmarks``): every section on BERT-base shape and the packaged MiniLM (the
+forward section on RoBERTa and DeBERTa-v3 shapes too), verdicts on the targets, the report and the README summary.
 """
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import transformers
 
 from benchmarks import allocator, forward, memory, serving, train_step
 from benchmarks.common import (
+    benchmark_settings,
     default_device,
     load_average,
     log,
@@ -162,23 +159,6 @@ STAGES = (("forward", "allocator", "memory", "pipeline"), ("training",))
 NEEDS_MODELS = {"forward", "memory", "pipeline"}
 
 
-@contextlib.contextmanager
-def quiet_transformers(threads: int) -> Iterator[None]:
-    """Benchmark settings for the run, and the caller's back afterwards (tests call `run` in-process)."""
-    verbosity, bars = transformers.logging.get_verbosity(), transformers.utils.logging.is_progress_bar_enabled()
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    transformers.logging.set_verbosity_error()  # load reports of random heads and skipped layers
-    transformers.logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-        transformers.logging.set_verbosity(verbosity)
-        if bars:
-            transformers.logging.enable_progress_bar()
-
-
 def run_stage(ctx: Context, stage: tuple[str, ...], result: dict[str, Any]) -> None:
     """Every section of `stage` on each of its backbones, printing each table as it is measured."""
     names = dict.fromkeys(name for section in stage for name in ctx.plan.families_of(section))
@@ -222,7 +202,7 @@ def run(
     }
     log(f"{command}: plan {plan.name}, sections {', '.join(sections)}, device {label}")
     ctx = Context(plan, threads, device, label)
-    with quiet_transformers(threads):
+    with benchmark_settings(threads):
         for stage in STAGES:
             run_stage(ctx, tuple(s for s in stage if s in sections), result)
         if "serving" in sections:
@@ -385,59 +365,31 @@ def _summary_line(columns: list[tuple[str, int | None]], title: str, rows: list[
 SummaryLine = tuple[str, list[dict[str, Any]], str, str]  # title, rows, format, key
 
 
-def forward_lines(big: dict[str, Any], small: dict[str, Any], allocated: list[SummaryLine]) -> list[SummaryLine]:
-    """Time at the largest batch (and as the allocator section found it), then at the smallest, if another."""
-    lines = [
-        (f"forward ms, batch {big['batch']} x {big['seq_len']}", big["rows"], "{:.0f}", "median_ms"),
-        ("… vs notebook recipe", big["rows"], "{:.3f}", "ratio_vs_notebook"),
-        ("… vs stock head", big["rows"], "{:.3f}", "ratio_vs_stock"),
-        ("… of the torch.matmul ceiling", big["rows"], "{:.0%}", "fraction_of_ceiling"),
-        ("… page faults per pass", big["rows"], "{:,.0f}", "page_faults_per_pass"),
-        ("… kernel share of CPU time", big["rows"], "{:.0%}", "kernel_cpu_share"),
-        *allocated,
-    ]
-    if small is not big:
-        lines.append((f"forward ms, batch {small['batch']} x {small['seq_len']}", small["rows"], "{:.1f}", "median_ms"))
-        lines.append(("… vs notebook recipe", small["rows"], "{:.3f}", "ratio_vs_notebook"))
-    return lines
+def forward_lines(big: dict[str, Any], small: dict[str, Any]) -> tuple[list[SummaryLine], list[SummaryLine]]:
+    """Time at the largest batch, then at the smallest, if another."""
+    rows, title = big["rows"], f"forward ms, batch {big['batch']} x {big['seq_len']}"
+    lines = [(title, rows, "{:.0f}", "median_ms"), ("… vs notebook recipe", rows, "{:.3f}", "ratio_vs_notebook")]
+    lines += [("… vs stock head", rows, "{:.3f}", "ratio_vs_stock")]
+    lines += [("… of the torch.matmul ceiling", rows, "{:.0%}", "fraction_of_ceiling")]
+    lines += [("… page faults per pass", rows, "{:,.0f}", "page_faults_per_pass")]
+    lines += [("… kernel share of CPU time", rows, "{:.0%}", "kernel_cpu_share")]
+    if small is big:
+        return lines, []
+    title, rows = f"forward ms, batch {small['batch']} x {small['seq_len']}", small["rows"]
+    return lines, [(title, rows, "{:.1f}", "median_ms"), ("… vs notebook recipe", rows, "{:.3f}", "ratio_vs_notebook")]
 
 
 def memory_lines(mem: dict[str, Any] | None) -> list[SummaryLine]:
     if mem is None:
         return []
+    rows = mem["rows"]
+    lines = [(f"peak forward memory MiB, batch {mem['batch']}", rows, "{:.0f}", "peak_mb")]
+    lines += [("… vs notebook recipe", rows, "{:.3f}", "peak_vs_notebook")]
     return [
-        (f"peak forward memory MiB, batch {mem['batch']}", mem["rows"], "{:.0f}", "peak_mb"),
-        ("… vs notebook recipe", mem["rows"], "{:.3f}", "peak_vs_notebook"),
-        ("checkpoint MiB", mem["rows"], "{:.0f}", "checkpoint_mb"),
-        ("… vs stock head", mem["rows"], "{:.3f}", "checkpoint_vs_stock"),
+        *lines,
+        ("checkpoint MiB", rows, "{:.0f}", "checkpoint_mb"),
+        ("… vs stock head", rows, "{:.3f}", "checkpoint_vs_stock"),
     ]
-
-
-def training_lines(
-    training: dict[str, Any] | None, columns: list[tuple[str, int | None]], ks: list[int], mark: str
-) -> list[str]:
-    """Step time of the stock head and ours, and on its own line the notebook recipe's (it depends on k)."""
-    if training is None:
-        return []
-    notebook = {r["k"]: r for r in training["rows"] if r["kind"] == "notebook"}
-    trained_rows = [r for r in training["rows"] if r["kind"] != "notebook"]
-    notebook_cells = [f"{notebook[k]['median_ms']:.0f}" if k in notebook else "—" for k in ks]
-    title = f"training step ms, batch {training['batch']}{mark}"
-    return [
-        _summary_line(columns, title, trained_rows, "{:.0f}", "median_ms"),
-        md_row([f"training step ms, notebook recipe at the same k{mark}", "—", "—", *notebook_cells]),
-    ]
-
-
-def pipeline_lines(pipeline: dict[str, Any] | None, columns: list[tuple[str, int | None]], mark: str) -> list[str]:
-    if pipeline is None:
-        return []
-    title = f"pipeline sentences/s, NCBI devel ({pipeline['sentences']}), batch 32{mark}"
-    return [_summary_line(columns, title, pipeline["rows"], "{:.1f}", "sentences_per_s")]
-
-
-def marked(lines: list[SummaryLine], mark: str) -> list[SummaryLine]:
-    return [(title + mark, *rest) for title, *rest in lines]
 
 
 def family_summary(result: dict[str, Any], family: str) -> list[str]:
@@ -447,23 +399,43 @@ def family_summary(result: dict[str, Any], family: str) -> list[str]:
         key: next((t for t in result.get(key, []) if t["family"] == family), None) for key, _, _ in PER_FAMILY.values()
     }
     by_batch = {t["batch"]: t for t in result["forward"] if t["family"] == family}
-    big, small = by_batch[max(by_batch)], by_batch[min(by_batch)]
-    ks_measured = {r["k"] for r in (mine["training"] or big)["rows"] if r["kind"] == "ours"}
+    big, small, training = by_batch[max(by_batch)], by_batch[min(by_batch)], mine["training"]
+    ks_measured = {r["k"] for r in (training or big)["rows"] if r["kind"] == "ours"}
     ks = [k for k in dict.fromkeys((3, 6, big["num_layers"])) if k in ks_measured]
     columns = [("notebook", None), ("stock", None), *(("ours", k) for k in ks)]
     mark = {section: earlier_mark(result, section) for section in SECTIONS}
-    allocated = marked(allocator.summary_rows(mine["forward_allocator"]), mark["allocator"])
-    summary = [*forward_lines(big, small, allocated), *marked(memory_lines(mine["memory"]), mark["memory"])]
+
+    def line(title: str, rows: list[dict[str, Any]], fmt: str, key: str, section: str = "forward") -> str:
+        def cell(kind: str, k: int | None) -> str:
+            match = next((r for r in rows if r["kind"] == kind and (kind != "ours" or r["k"] == k)), None)
+            return fmt.format(match[key]) if match and match.get(key) is not None else "—"
+
+        return md_row(
+            [title + (mark[section] if section != "forward" else ""), *(cell(kind, k) for kind, k in columns)]
+        )
+
+    forward_big, forward_small = forward_lines(big, small)
+    allocated = [line(*summary, "allocator") for summary in allocator.summary_rows(mine["forward_allocator"])]
     lines = [
         f"{big['title']}, {big['num_layers']} x {big['hidden_size']}, {result['device']}, "
         f"{result['machine']['torch_num_threads']} threads; medians:",
         "",
         "| | notebook recipe | stock head | " + " | ".join(f"ours, k = {k}" for k in ks) + " |",
         "|---|" + "---:|" * len(columns),
-        *(_summary_line(columns, *line) for line in summary),
-        *training_lines(mine["training"], columns, ks, mark["training"]),
-        *pipeline_lines(mine["pipeline"], columns, mark["pipeline"]),
+        *(line(*summary) for summary in forward_big),
+        *allocated,
+        *(line(*summary) for summary in forward_small),
+        *(line(*summary, "memory") for summary in memory_lines(mine["memory"])),
     ]
+    if training:
+        notebook = {r["k"]: r for r in training["rows"] if r["kind"] == "notebook"}
+        trained = [r for r in training["rows"] if r["kind"] != "notebook"]
+        lines.append(line(f"training step ms, batch {training['batch']}", trained, "{:.0f}", "median_ms", "training"))
+        cells = [f"{notebook[k]['median_ms']:.0f}" if k in notebook else "—" for k in ks]
+        lines.append(md_row([f"training step ms, notebook recipe at the same k{mark['training']}", "—", "—", *cells]))
+    if pipeline := mine["pipeline"]:
+        title = f"pipeline sentences/s, NCBI devel ({pipeline['sentences']}), batch 32"
+        lines.append(line(title, pipeline["rows"], "{:.1f}", "sentences_per_s", "pipeline"))
     if big["time_breakdown"]:
         lines += ["", f"Where the time of a batch-{big['batch']} forward pass goes (PyTorch profiler, % of self time):"]
         lines += ["", *forward.breakdown_lines(big["time_breakdown"])]

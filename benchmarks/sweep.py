@@ -2,47 +2,31 @@
 
     python -m benchmarks.sweep [--quick] [--rounds N] [--threads N] [--output-dir benchmarks/results]
 
-On NCBI-disease (train -> dev) with the packaged MiniLM (6 x 384): `sweep(layers=0..6)` (one encoder
-pass with all hidden states, 7 probes) against `sweep(layers=[6])` (the encoder up to layer 6, 1 probe),
-each timed end to end after a warm-up sweep, in alternating order. Writes ``sweep.md`` / ``sweep.json``
-and ``sweep.png`` (the plot `write_sweep` makes); the verdict line prints PASS or FAIL (all <= 1.5 x one).
+`sweep(layers=0..6)` against `sweep(layers=[6])` on NCBI-disease with the packaged MiniLM, in alternating order;
+writes ``sweep.md``, ``sweep.json`` and ``sweep.png``.
 """
 
 from __future__ import annotations
 
 import argparse
-import shlex
 import shutil
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from benchmarks.common import (
-    NCBI,
-    RESULTS_DIR,
-    interleaved,
-    load_average,
-    machine_facts,
-    machine_line,
-    md_table,
-    write_results,
-)
+from benchmarks import common
 
 TARGET = 1.5
 LAYERS = {"all": list(range(7)), "one": [6]}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1000 training and 300 dev sentences.")
+    parser = common.parser_of("benchmarks.sweep", __doc__, quick="1000 training and 300 dev sentences.")
     parser.add_argument("--rounds", type=int, default=1, help="Timed rounds, alternating the order (default: 1).")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice).")
-    parser.add_argument("--output-dir", default=str(RESULTS_DIR))
     return parser.parse_args(argv)
 
 
@@ -53,10 +37,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     from hf_layer_tokclf.training.sweep import sweep
 
     limits = {"max_train_samples": 1000, "max_eval_samples": 300} if args.quick else {}
-    files = {"train_file": str(NCBI / "train.tsv"), "validation_file": str(NCBI / "devel.tsv")}
-    splits, _ = read_splits(DataArguments(**files, **limits))
+    splits, _ = read_splits(DataArguments(**common.ncbi_files(test=False), **limits))
     train, dev, model = splits["train"], splits["validation"], default_backbone()
-    load_start = load_average()
+    load_start = common.load_average()
     print("warm-up sweep (50 sentences) ...", flush=True)
     sweep(model, train[:50], dev[:20], layers=[6], progress=False)
     phases: dict[str, list[dict[str, float]]] = {"all": [], "one": []}
@@ -67,7 +50,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         phases[name].append(result.timings)
         return result
 
-    timings, _ = interleaved({name: (lambda n=name: timed(n)) for name in LAYERS}, args.rounds, alternate=True)
+    timings, _ = common.interleaved({name: (lambda n=name: timed(n)) for name in LAYERS}, args.rounds, alternate=True)
     return {"train": train, "dev": dev, "timings": timings, "phases": phases, "load_start": load_start}
 
 
@@ -93,8 +76,8 @@ def results(args: argparse.Namespace, m: dict[str, Any], command: str, total: fl
         "sweep": full.to_json(),
         "one_layer_f1": single.f1[6],
     }
-    data |= {"load_average_start": m["load_start"], "load_average_end": load_average()}
-    return data | {"total_wall_s": round(total, 1), "machine": machine_facts()}
+    data |= {"load_average_start": m["load_start"], "load_average_end": common.load_average()}
+    return data | {"total_wall_s": round(total, 1), "machine": common.machine_facts()}
 
 
 def report(args: argparse.Namespace, m: dict[str, Any], data: dict[str, Any]) -> str:
@@ -123,7 +106,7 @@ def report(args: argparse.Namespace, m: dict[str, Any], data: dict[str, Any]) ->
         f"- load average (1, 5, 15 min) at start {[round(x, 2) for x in data['load_average_start']]}, "
         f"at end {[round(x, 2) for x in data['load_average_end']]} (2 cores, shared)",
         "",
-        *md_table(
+        *common.md_table(
             "sweep | layers | wall s | CPU s | encoder pass s | probe training s",
             "| {sweep} | {layers} | {wall:.1f} | {cpu:.1f} | {extract:.1f} | {probes:.1f} |",
             rows,
@@ -141,10 +124,8 @@ def report(args: argparse.Namespace, m: dict[str, Any], data: dict[str, Any]) ->
         f"(all-layers sweep: {100 * full.f1[6]:.2f}; the probes train independently).",
         "",
         "Plot: `sweep.png`.",
-        "",
-        machine_line(data["machine"]),
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -156,17 +137,17 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     measured = measure(args)
     full = measured["timings"]["all"].output
-    output_dir = Path(args.output_dir)
+    output_dir = args.output_dir
     with tempfile.TemporaryDirectory() as tmp:
         full.train_command = f"hf-layer-tokclf train --hidden-layer {full.recommended_layer} ..."
         paths = write_sweep(full, tmp, overwrite=True)
         output_dir.mkdir(parents=True, exist_ok=True)
         if "plot" in paths:
             shutil.copyfile(paths["plot"], output_dir / "sweep.png")
-    command = "python -m benchmarks.sweep " + shlex.join(sys.argv[1:] if argv is None else argv)
-    data = results(args, measured, command.strip(), time.perf_counter() - started)
-    markdown = report(args, measured, data)
-    write_results(output_dir, "sweep", markdown, data)
+    command = common.command_line("benchmarks.sweep", argv)
+    data = results(args, measured, command, time.perf_counter() - started)
+    markdown = common.render(lambda data: report(args, measured, data), data)
+    common.write_results(output_dir, "sweep", markdown, data)
     print(markdown)
 
 

@@ -481,3 +481,20 @@ def test_conll_stream_benchmark_end_to_end_on_a_small_file(tmp_path):
     report = (tmp_path / "conll_stream.md").read_text()
     assert f"| this code | long | {data['predict'][0]['peak_mib']:.0f} |" in report
     assert json.loads((tmp_path / "conll_stream.json").read_text())["same_output"] == {}
+
+
+@pytest.mark.parametrize("name", ["corpus", "few_data", "conll_stream", "decoding", "train_ncbi", "onnx_optimize"])
+def test_each_committed_report_is_its_json_rendered(name):
+    """Every figure of a results file's Markdown comes from its JSON: the report made of the committed JSON
+    is the committed Markdown, byte for byte (so a refactor of the harness cannot drop a section or a figure)."""
+    import importlib
+
+    from benchmarks.common import render
+
+    module = importlib.import_module(f"benchmarks.{name}")
+    results = REPO / "benchmarks" / "results"
+    data = json.loads((results / f"{name}.json").read_text(encoding="utf-8"))
+    assert render(module.report, data) == (results / f"{name}.md").read_text(encoding="utf-8")
+    if name == "corpus":
+        committed = json.loads((results / "benchmarks.json").read_text(encoding="utf-8"))
+        assert suite.report_markdown(committed) == (results / "benchmarks.md").read_text(encoding="utf-8")
