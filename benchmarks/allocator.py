@@ -1,12 +1,5 @@
-"""The forward table again, in a child process whose C allocator keeps freed memory for reuse.
-
-glibc hands every block above its mmap threshold (at most 32 MiB, dynamically) to the kernel on
-``free`` and maps a fresh one on the next ``malloc``. A BERT-base feed-forward activation at
-batch 32 x 128 is 48 MiB, so every layer of every pass page-faults its way through freshly zeroed
-memory: kernel time, not arithmetic. With ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_``
-raised, glibc keeps those blocks in its heap and the page faults disappear (jemalloc or tcmalloc
-through ``LD_PRELOAD`` do the same). The child runs the same `forward.run` on the same models;
-only the allocator differs, which is how this section says where that part of the time goes.
+"""The forward table again, in a child process whose glibc keeps freed memory (``MALLOC_MMAP_THRESHOLD_``) rather
+than page-faulting fresh blocks for each large activation: only the allocator differs.
 """
 
 from __future__ import annotations

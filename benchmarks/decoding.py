@@ -1,9 +1,5 @@
 """Valid entities, measured: the main job's model on NCBI-disease test with argmax and with constrained Viterbi
 decoding, a CRF head trained with the same settings, and decoding time against the forward pass.
-
-    python -m benchmarks.decoding [--quick] [--output-dir benchmarks/results]
-
-"Invalid entities": those argmax starts with ``I-`` after ``O`` or another type, which IOB2 does not allow.
 """
 
 from __future__ import annotations
@@ -89,8 +85,7 @@ def report(data: dict[str, Any]) -> str:
             left=2,
         ),
         "",
-        "Decoding time over the test set's word scores, against the forward pass over its windows "
-        f"(best of {some['rounds']} interleaved rounds, {some['sentences']} sentences):",
+        f"Decoding time against the forward pass (best of {some['rounds']} rounds, {some['sentences']} sentences):",
         "",
         *common.md_table(
             "model | forward (s) | Viterbi (s) | Viterbi / forward | argmax / forward",

@@ -1,13 +1,8 @@
 """onnxruntime's transformer fusions on our ONNX export, measured: the graph `export.export_onnx` writes against
-the same graph after ``onnxruntime.transformers.optimizer.optimize_model``, fp32 and int8.
+the same graph after ``onnxruntime.transformers.optimizer.optimize_model``, fp32 and int8 (a few per cent at most,
+and int8 entities change: ``export-onnx`` has no ``--optimize``).
 
     python -m benchmarks.onnx_optimize [--families minilm,bert-base] [--rounds 7] [--threads 1]
-
-Python fusions only (``opt_level=0``) with the raw attention mask; int8 is the export's dynamic quantization of
-each fp32 graph. One padded batch of 32 NCBI-disease test abstracts per call, interleaved; the entities
-`texts.predict_texts` finds with a scaled random head are compared, fused against plain. Found so far
-(``benchmarks/results/onnx_optimize.md``): a few per cent at most, within the noise, and int8 entities change
-(``QAttention`` quantizes to 7 bits), so ``export-onnx`` has no ``--optimize``.
 """
 
 from __future__ import annotations
@@ -161,11 +156,8 @@ def report(data: dict[str, Any]) -> str:
     lines = [
         "# onnxruntime's transformer fusions against the plain ONNX export",
         "",
-        f"Command: `{command}`. One padded batch of {BATCH} NCBI-disease test abstracts ({SENTENCES_PER_ABSTRACT} "
-        f"test sentences each) per call, onnxruntime CPUExecutionProvider with {threads} intra-op thread(s), "
-        f"median of {rounds} interleaved rounds. Ratio, CPU ratio: the graph's median wall time, CPU seconds per "
-        "call, over the plain graph's of the same precision (below 1: faster). Same entities: abstracts whose "
-        "`predict_texts` entities (label, start, end) equal the plain graph's.",
+        f"Command: `{command}`. One batch of {BATCH} NCBI abstracts per call, {threads} thread(s), medians of "
+        f"{rounds} rounds; ratios: over the plain graph of the same precision; same entities: as the plain graph's.",
         "",
     ]
     for result in data["results"]:
