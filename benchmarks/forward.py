@@ -260,3 +260,14 @@ def verdicts(tables: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if has_ceiling_target(table):
             found.append(ceiling_verdict(table, "", where))
     return found
+
+
+# the README summary's lines: (title, key, format); at the smallest batch the first two
+SUMMARY = (
+    ("forward ms, batch {batch} x {seq_len}", "median_ms", "{:.0f}"),
+    ("… vs notebook recipe", "ratio_vs_notebook", "{:.3f}"),
+    ("… vs stock head", "ratio_vs_stock", "{:.3f}"),
+    ("… of the torch.matmul ceiling", "fraction_of_ceiling", "{:.0%}"),
+    ("… page faults per pass", "page_faults_per_pass", "{:,.0f}"),
+    ("… kernel share of CPU time", "kernel_cpu_share", "{:.0%}"),
+)

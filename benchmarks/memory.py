@@ -140,5 +140,14 @@ def verdicts(tables: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return found
 
 
+# the README summary's lines: (title, key, format)
+SUMMARY = (
+    ("peak forward memory MiB, batch {batch}", "peak_mb", "{:.0f}"),
+    ("… vs notebook recipe", "peak_vs_notebook", "{:.3f}"),
+    ("checkpoint MiB", "checkpoint_mb", "{:.0f}"),
+    ("… vs stock head", "checkpoint_vs_stock", "{:.3f}"),
+)
+
+
 if __name__ == "__main__":
     sys.exit(child_main(measure))

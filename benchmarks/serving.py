@@ -301,3 +301,7 @@ def report_lines(served: dict[str, Any]) -> list[str]:
         f"the fixed batch); test F1, fp32 - int8 = {onnx['int8_f1_gap_points']:+.2f} points.",
         "",
     ]
+
+
+# the README summary's lines: (title, key, format)
+SUMMARY = (("pipeline sentences/s, NCBI devel ({sentences}), batch 32", "sentences_per_s", "{:.1f}"),)

@@ -80,3 +80,7 @@ def table_markdown(table: dict[str, Any]) -> str:
             ),
         ]
     )
+
+
+# the README summary's lines: (title, key, format)
+SUMMARY = (("training step ms, batch {batch}", "median_ms", "{:.0f}"),)
