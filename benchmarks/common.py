@@ -364,6 +364,20 @@ def parser_of(module: str, doc: str, quick: str | None = None) -> argparse.Argum
     return parser
 
 
+def run_and_publish(
+    module: str, doc: str, measure: Callable[[argparse.Namespace], dict], report: Callable, argv: list[str] | None,
+    options: dict[str, dict[str, Any]] | None = None, quick: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """A stand-alone benchmark's main: its command line (`options`: flag -> add_argument's keywords), `measure`
+    of the parsed arguments, the command that ran and the machine added, the report written and printed."""
+    parser = parser_of(module, doc, quick)
+    for flag, keywords in (options or {}).items():
+        parser.add_argument(flag, **keywords)
+    args = parser.parse_args(argv)
+    data = {"command": command_line(module, argv), **measure(args)}
+    return publish(args.output_dir, module.rsplit(".", 1)[1], data, report)
+
+
 def write_results(output_dir: Path, name: str, markdown: str, data: dict[str, Any]) -> None:
     """Writes ``name.md`` and ``name.json`` under ``output_dir``, each atomically."""
     with atomic_writer(Path(output_dir) / f"{name}.md") as f:

@@ -1,7 +1,6 @@
 """Flat memory on long inputs: peak memory of ``predict`` on a long CoNLL file, streamed against read whole.
 
 python -m benchmarks.conll_stream [--megabytes 60] [--huge-megabytes 400] [--baseline 260937b]
-
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import NCBI, REPO, command_line, log, md_table, parser_of, publish
+from benchmarks.common import NCBI, REPO, log, md_table, run_and_publish
 
 BASELINE = "260937b"  # the last commit before CoNLL was streamed (issue 26)
 SMALL_SENTENCES = 100
@@ -171,12 +170,14 @@ def report(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = parser_of("benchmarks.conll_stream", __doc__)
-    parser.add_argument("--megabytes", type=float, default=60, help="size of the long CoNLL file (default: 60)")
-    parser.add_argument("--huge-megabytes", type=float, default=400, help="the overlong PubTator line (default: 400)")
-    parser.add_argument("--baseline", default=BASELINE, help="commit to compare with ('' for none)")
-    args = parser.parse_args(argv)
+OPTIONS = {
+    "--megabytes": {"type": float, "default": 60, "help": "size of the long CoNLL file (default: 60)"},
+    "--huge-megabytes": {"type": float, "default": 400, "help": "the overlong PubTator line (default: 400)"},
+    "--baseline": {"default": BASELINE, "help": "commit to compare with ('' for none)"},
+}
+
+
+def measure(args: Any) -> dict[str, Any]:
     from hf_layer_tokclf.formats.lines import record_limit
 
     with tempfile.TemporaryDirectory(prefix="conll-stream-") as tmp:
@@ -201,14 +202,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             reads.append({**row, "above_small_mib": row["peak_mib"] - small["peak_mib"]})
     for row in [*rows, *reads]:
         row.pop("code_dir")
-    data = {
-        "command": command_line("benchmarks.conll_stream", argv),
-        "baseline": args.baseline or None,
-        "files": facts,
-        "predict": rows,
-    }
-    data |= {"same_output": same, "huge": huge, "huge_reads": reads, "record_limit_mib": record_limit() / 2**20}
-    return publish(args.output_dir, "conll_stream", data, report)
+    data = {"baseline": args.baseline or None, "files": facts, "predict": rows, "same_output": same, "huge": huge}
+    return data | {"huge_reads": reads, "record_limit_mib": record_limit() / 2**20}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    return run_and_publish("benchmarks.conll_stream", __doc__, measure, report, argv, OPTIONS)
 
 
 if __name__ == "__main__":

@@ -406,43 +406,36 @@ def report(data: dict[str, Any]) -> str:
     return "\n".join([*lines, readme_table(data)])
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = common.parser_of(
-        "benchmarks.corpus", __doc__, quick="smoke run: 20 abstracts, 1 round, a 20-step fine-tune"
-    )
-    parser.add_argument("--copies", type=int, default=3, help="the abstracts this many times for predict's runs")
-    args = parser.parse_args(argv)
+def run(args: Any) -> dict[str, Any]:
+    """Everything `report` shows: the engines idle and under load, and the `predict` processes."""
     from hf_layer_tokclf.formats.corpus_writers import get_writer
 
     rounds, copies = (1, 1) if args.quick else (ROUNDS, args.copies)
     groups = sentence_groups()[: QUICK_ABSTRACTS if args.quick else None]
     documents, gold = ncbi_abstracts(groups), [gold_spans(group) for group in groups]
-    options, trained = (
-        OPTIONS,
-        {layer: trained_model(layer, PLANS["quick" if args.quick else "full"]) for layer in LAYERS},
-    )
+    trained = {layer: trained_model(layer, PLANS["quick" if args.quick else "full"]) for layer in LAYERS}
     with tempfile.TemporaryDirectory(prefix="corpus-") as tmp:
         workdir = Path(tmp)
         path, writer = workdir / "abstracts.pubtator", get_writer("pubtator")
         path.write_text("".join(writer.document(d, []) for d in documents), encoding="utf-8")
         common.log(f"{len(documents)} abstracts; exporting int8 ONNX ...")
-        models = load_models({layer: folder for layer, (folder, _) in trained.items()}, workdir, documents, options)
-        conditions = [measure(models, path, documents, gold, rounds, options, "idle")]
+        models = load_models({layer: folder for layer, (folder, _) in trained.items()}, workdir, documents, OPTIONS)
+        conditions = [measure(models, path, documents, gold, rounds, OPTIONS, "idle")]
         with common.competing_load(1):
-            conditions.append(measure(models, path, documents, gold, rounds, options, "load"))
+            conditions.append(measure(models, path, documents, gold, rounds, OPTIONS, "load"))
         common.log("predict: one process, threads and wait policy, against torchrun's two ...")
         procs = processes(trained[6][0], workdir, documents, copies)
-    cores = len(os.sched_getaffinity(0))
-    derive(procs, cores)
-    data = {"command": common.command_line("benchmarks.corpus", argv), "quick": args.quick, "documents": len(documents)}
-    data |= {
-        "rounds": rounds,
-        "copies": copies,
-        "words": sum(len(p.text.split()) for d in documents for p in d.passages),
-    }
-    data |= {"options": options, "load_cores": 1, "trained": {k: t for k, (_, t) in trained.items()}}
-    data |= {"conditions": conditions, "processes": procs, "verdicts": verdicts(conditions), "cores": cores}
-    common.publish(args.output_dir, "corpus", data, report)
+    derive(procs, cores := len(os.sched_getaffinity(0)))
+    words = sum(len(p.text.split()) for d in documents for p in d.passages)
+    data = {"quick": args.quick, "documents": len(documents), "rounds": rounds, "copies": copies, "words": words}
+    data |= {"options": OPTIONS, "load_cores": 1, "trained": {k: t for k, (_, t) in trained.items()}}
+    return data | {"conditions": conditions, "processes": procs, "verdicts": verdicts(conditions), "cores": cores}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    copies = {"--copies": {"type": int, "default": 3, "help": "the abstracts this many times for predict's runs"}}
+    quick = "smoke run: 20 abstracts, 1 round, a 20-step fine-tune"
+    data = common.run_and_publish("benchmarks.corpus", __doc__, run, report, argv, copies, quick)
     for found in data["verdicts"]:
         print(common.verdict_line(found), flush=True)
     return data

@@ -98,10 +98,7 @@ def report(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = common.parser_of("benchmarks.decoding", __doc__, quick="500 training sentences, 1 epoch: a smoke run.")
-    parser.add_argument("--rounds", type=int, default=5, help="Timing rounds (the best one counts).")
-    args = parser.parse_args(argv)
+def measure(args: Any) -> dict[str, Any]:
     os.chdir(common.REPO)  # the main-job options name data/ relative to the repository
     base, test = common.main_job_argv(args.quick), common.ncbi_sentences("test.tsv")
     runs, timings = [], {}
@@ -112,13 +109,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             wall_s = common.train_cli([*base, *extra], folder)["wall_s"]
             runs += [{"model": name, "wall_s": wall_s, **score(folder, test, d)} for d in ("argmax", "viterbi")]
             timings[name] = decode_timing(folder, test, args.rounds)
-    data = {
-        "command": common.command_line("benchmarks.decoding", argv),
-        "options": base,
-        "runs": runs,
-        "timings": timings,
-    }
-    return common.publish(args.output_dir, "decoding", data, report)
+    return {"options": base, "runs": runs, "timings": timings}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    rounds = {"--rounds": {"type": int, "default": 5, "help": "Timing rounds (the best one counts)."}}
+    quick = "500 training sentences, 1 epoch: a smoke run."
+    return common.run_and_publish("benchmarks.decoding", __doc__, measure, report, argv, rounds, quick)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ and int8 entities change: ``export-onnx`` has no ``--optimize``).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
 import statistics
@@ -181,25 +182,33 @@ def report(data: dict[str, Any]) -> str:
     return "\n".join(lines[:-1])
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = common.parser_of("benchmarks.onnx_optimize", __doc__.strip("`"))
-    parser.add_argument("--families", default="minilm", help="comma-separated: minilm, bert-base (default: minilm)")
-    parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds (default: 7)")
-    parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default: 1)")
-    args = parser.parse_args(argv)
-    names = [name.strip() for name in args.families.split(",") if name.strip()]
-    unknown = [name for name in names if name not in LAYER]
-    if unknown or not names:
-        parser.error(f"unknown families {unknown}; choose from {', '.join(LAYER)}")
+def families(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names or set(names) - set(LAYER):
+        raise argparse.ArgumentTypeError(f"unknown families in {text!r}; choose from {', '.join(LAYER)}")
+    return names
+
+
+OPTIONS = {
+    "--families": {"type": families, "default": ["minilm"], "help": "comma-separated: minilm, bert-base"},
+    "--rounds": {"type": int, "default": 7, "help": "interleaved timing rounds (default: 7)"},
+    "--threads": {"type": int, "default": 1, "help": "onnxruntime intra-op threads (default: 1)"},
+}
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(2)  # the exports' check against PyTorch
     texts = abstracts()
     with tempfile.TemporaryDirectory() as tmp:
         results = [
-            measure_family(FAMILIES[name](), LAYER[name], texts, args.rounds, args.threads, Path(tmp)) for name in names
+            measure_family(FAMILIES[name](), LAYER[name], texts, args.rounds, args.threads, Path(tmp))
+            for name in args.families
         ]
-    data = {"command": common.command_line("benchmarks.onnx_optimize", argv), "rounds": args.rounds}
-    data |= {"threads": args.threads, "results": results}
-    return common.publish(args.output_dir, "onnx_optimize", data, report)
+    return {"rounds": args.rounds, "threads": args.threads, "results": results}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    return common.run_and_publish("benchmarks.onnx_optimize", __doc__, measure, report, argv, OPTIONS)
 
 
 if __name__ == "__main__":
