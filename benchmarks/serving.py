@@ -212,12 +212,8 @@ def verdicts(served: dict[str, Any] | None) -> list[dict[str, Any]]:
     if not served:
         return []
     predict, onnx = served["predict"], served["onnx"]
-    agreement, speedup, int8, gap = (
-        predict["agreement"],
-        predict["speedup"],
-        onnx["int8_speedup"],
-        onnx["int8_f1_gap_points"],
-    )
+    agreement, speedup = predict["agreement"], predict["speedup"]
+    int8, gap = onnx["int8_speedup"], onnx["int8_f1_gap_points"]
     same = f"same entities on {agreement['identical']}/{agreement['documents']} documents"
     fixed = onnx["int8_fixed_batch_speedup"]
     return [
