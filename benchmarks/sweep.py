@@ -139,9 +139,7 @@ def main(argv: list[str] | None = None) -> None:
             shutil.copyfile(paths["plot"], output_dir / "sweep.png")
     command = common.command_line("benchmarks.sweep", argv)
     data = results(args, measured, command, time.perf_counter() - started)
-    markdown = common.render(lambda data: report(args, measured, data), data)
-    common.write_results(output_dir, "sweep", markdown, data)
-    print(markdown)
+    common.publish(output_dir, "sweep", data, lambda data: report(args, measured, data))
 
 
 if __name__ == "__main__":
