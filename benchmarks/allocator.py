@@ -1,12 +1,5 @@
-"""The forward table again, in a child process whose C allocator keeps freed memory for reuse.
-
-glibc hands every block above its mmap threshold (at most 32 MiB, dynamically) to the kernel on
-``free`` and maps a fresh one on the next ``malloc``. A BERT-base feed-forward activation at
-batch 32 x 128 is 48 MiB, so every layer of every pass page-faults its way through freshly zeroed
-memory: kernel time, not arithmetic. With ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_``
-raised, glibc keeps those blocks in its heap and the page faults disappear (jemalloc or tcmalloc
-through ``LD_PRELOAD`` do the same). The child runs the same `forward.run` on the same models;
-only the allocator differs, which is how this section says where that part of the time goes.
+"""The forward table again, in a child process whose glibc keeps freed memory (``MALLOC_MMAP_THRESHOLD_``) rather
+than page-faulting fresh blocks for each large activation: only the allocator differs.
 """
 
 from __future__ import annotations
@@ -52,15 +45,12 @@ def verdicts(tables: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [forward.ceiling_verdict(table, LABEL, table["family"]) for table in kept]
 
 
-def summary_rows(table: dict[str, Any] | None) -> list[tuple[str, list[dict[str, Any]], str, str]]:
-    """The README summary's lines of this section: (title, rows, format, key)."""
-    if table is None:
-        return []
-    return [
-        (f"forward ms, batch {table['batch']}{LABEL}", table["rows"], "{:.0f}", "median_ms"),
-        ("… of the torch.matmul ceiling", table["rows"], "{:.0%}", "fraction_of_ceiling"),
-        ("… page faults per pass", table["rows"], "{:,.0f}", "page_faults_per_pass"),
-    ]
+# the README summary's lines: (title, key, format)
+SUMMARY = (
+    ("forward ms, batch {batch}" + LABEL, "median_ms", "{:.0f}"),
+    ("… of the torch.matmul ceiling", "fraction_of_ceiling", "{:.0%}"),
+    ("… page faults per pass", "page_faults_per_pass", "{:,.0f}"),
+)
 
 
 if __name__ == "__main__":

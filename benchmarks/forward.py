@@ -1,7 +1,5 @@
 """Forward latency and throughput of ours at k = 1..L against the stock head and the notebook recipe, beside the
-hardware ceiling: the time ``torch.matmul`` alone needs for the model's matrix products (BERT's shapes, which
-RoBERTa's layers share; DeBERTa's relative attention adds others, so its tables have none), and the profiler's
-word on where the rest of the time goes."""
+``torch.matmul`` ceiling (BERT-shaped products only) and the profiler's word on where the time goes."""
 
 from __future__ import annotations
 
@@ -196,11 +194,7 @@ COLUMNS = (
     "| {ratio_vs_notebook:.3f} | {ideal_ratio:.3f} | {gflop_per_s:.0f} | {fraction_of_ceiling:.0%} "
     "| {page_faults_per_pass:,.0f} | {kernel_cpu_share:.0%} |",
 )
-NO_CEILING = (
-    "No torch.matmul ceiling (GFLOP/s and ceiling columns —): its products are BERT's, and this family's "
-    "layers have others (DeBERTa: projections of the relative positions, content-to-position and "
-    "position-to-content scores)."
-)
+NO_CEILING = "No torch.matmul ceiling (columns —): this family's layers have other products than BERT's."
 
 
 def table_markdown(table: dict[str, Any]) -> str:
@@ -208,11 +202,8 @@ def table_markdown(table: dict[str, Any]) -> str:
         f"#### {table['title']}: {table['num_layers']} layers x {table['hidden_size']}, "
         f"batch {table['batch']} x {table['seq_len']} tokens",
         "",
-        f"{table['rounds']} rounds (of {table['rounds_planned']} planned, {table['budget_s']:.0f} s budget) after "
-        f"{table['warmup_rounds']} warm-up rounds; median over rounds; IQR = interquartile range / median. "
-        "GFLOP/s = the model's matrix-product FLOPs / its median time; ceiling = the time `torch.matmul` alone "
-        "needs for the same shapes / the median time; page faults / pass: memory the kernel had to map "
-        "afresh (minor faults); kernel CPU: system time's share of this process's CPU time.",
+        f"Medians of {table['rounds']} rounds ({table['rounds_planned']} planned, {table['budget_s']:.0f} s budget, "
+        f"{table['warmup_rounds']} warm-up); ceiling: `torch.matmul`'s time for the same products / the median.",
         "",
         *contention_lines(table.get("cpu_during_timing")),
         *md_table(*COLUMNS, table["rows"]),
@@ -269,3 +260,14 @@ def verdicts(tables: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if has_ceiling_target(table):
             found.append(ceiling_verdict(table, "", where))
     return found
+
+
+# the README summary's lines: (title, key, format); at the smallest batch the first two
+SUMMARY = (
+    ("forward ms, batch {batch} x {seq_len}", "median_ms", "{:.0f}"),
+    ("… vs notebook recipe", "ratio_vs_notebook", "{:.3f}"),
+    ("… vs stock head", "ratio_vs_stock", "{:.3f}"),
+    ("… of the torch.matmul ceiling", "fraction_of_ceiling", "{:.0%}"),
+    ("… page faults per pass", "page_faults_per_pass", "{:,.0f}"),
+    ("… kernel share of CPU time", "kernel_cpu_share", "{:.0%}"),
+)

@@ -1,20 +1,7 @@
 """Peak memory of one forward pass, and checkpoint size on disk, per contender.
 
-Peak memory is measured in a fresh child process per contender, so that no other model, cache
-or earlier peak is counted: the child imports torch, builds the model, runs one warm-up pass
-(one-time costs), then resets the kernel's high-water mark of its resident memory
-(``/proc/self/clear_refs``), runs one forward pass under ``torch.inference_mode()`` and reads the
-mark back (``VmHWM``). glibc is told to hand every freed block over 64 KiB back to the kernel
-(``MALLOC_MMAP_THRESHOLD_``), so that resident memory follows the live tensors. It reports
-
-* ``peak_mb``: the resident memory the pass needed above a bare interpreter with torch imported
-  (weights + activations: what a serving process pays);
-* ``activations_mb``: the part above the loaded, warmed-up model (what the pass itself allocates).
-
-On a GPU the child reads ``torch.cuda.max_memory_allocated`` instead.
-
-Checkpoint size: the files ``save_pretrained`` writes (the notebook recipe: its `AutoModel`'s
-``save_pretrained`` plus the linear layer in ``head.safetensors``), summed.
+Peak: resident memory (``VmHWM``, reset after a warm-up pass) of a fresh child process per contender, above a bare
+interpreter with torch (on a GPU ``torch.cuda.max_memory_allocated``); checkpoint: the files saving writes.
 """
 
 from __future__ import annotations
@@ -53,8 +40,7 @@ def reset_peak() -> bool:
 
 
 def measure(job: dict[str, Any]) -> dict[str, Any]:
-    """In the child: build, one warm-up pass (it pays the one-time costs: kernel libraries' buffers, lazy
-    imports), reset the high-water mark, one forward pass, read the mark."""
+    """In the child: build, a warm-up pass, reset the high-water mark, one forward pass, read the mark."""
     (family, (spec,)), device = from_job(job), default_device()
     inputs = make_inputs(job["batch"], family, device=device)
     gc.collect()
@@ -152,6 +138,15 @@ def verdicts(tables: list[dict[str, Any]]) -> list[dict[str, Any]]:
             text += f"[{table['family']}, batch {table['batch']}]"
             found.append(verdict(value <= TARGET_PEAK_VS_NOTEBOOK, text, value=value))
     return found
+
+
+# the README summary's lines: (title, key, format)
+SUMMARY = (
+    ("peak forward memory MiB, batch {batch}", "peak_mb", "{:.0f}"),
+    ("… vs notebook recipe", "peak_vs_notebook", "{:.3f}"),
+    ("checkpoint MiB", "checkpoint_mb", "{:.0f}"),
+    ("… vs stock head", "checkpoint_vs_stock", "{:.3f}"),
+)
 
 
 if __name__ == "__main__":

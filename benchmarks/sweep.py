@@ -31,7 +31,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
-    """Both sweeps, timed; returns the timings, the first result of each and what they ran on."""
     from hf_layer_tokclf.training.arguments import DataArguments, default_backbone
     from hf_layer_tokclf.training.splits import read_splits
     from hf_layer_tokclf.training.sweep import sweep
@@ -70,12 +69,8 @@ def results(args: argparse.Namespace, m: dict[str, Any], command: str, total: fl
     data["data"]["quick"] = args.quick
     data |= {"rounds": args.rounds, "times": times, "phases": m["phases"], "median_wall_s": _rounded(wall)}
     data |= {"median_cpu_s": _rounded(cpu), "ratio_wall": round(ratio, 3), "ratio_cpu": round(cpu_ratio, 3)}
-    data |= {
-        "target": TARGET,
-        "verdict": "PASS" if ratio <= TARGET else "FAIL",
-        "sweep": full.to_json(),
-        "one_layer_f1": single.f1[6],
-    }
+    data |= {"target": TARGET, "verdict": "PASS" if ratio <= TARGET else "FAIL", "sweep": full.to_json()}
+    data["one_layer_f1"] = single.f1[6]
     data |= {"load_average_start": m["load_start"], "load_average_end": common.load_average()}
     return data | {"total_wall_s": round(total, 1), "machine": common.machine_facts()}
 
@@ -99,10 +94,8 @@ def report(args: argparse.Namespace, m: dict[str, Any], data: dict[str, Any]) ->
         f"- data: {sentences}" + (" (--quick subset)" if args.quick else " (all of train and devel)"),
         f"- probes: {full.settings['epochs']} epochs (automatic), learning rate {SWEEP_DEFAULTS['learning_rate']}, "
         f"{SWEEP_DEFAULTS['probe_batch_size']} words per step, float16 feature cache in memory",
-        f"- timing: a warm-up sweep, then {args.rounds} round(s) in alternating order; medians over rounds of the "
-        "whole `sweep()` call (tokenizing, encoder pass, probe training, dev scoring; wall and process CPU "
-        "time) and of its encoder pass (train + dev feature extraction) and probe training; "
-        f"{torch.get_num_threads()} torch thread(s)",
+        f"- timing: medians of {args.rounds} round(s) after a warm-up, alternating; {torch.get_num_threads()} "
+        "torch thread(s)",
         f"- load average (1, 5, 15 min) at start {[round(x, 2) for x in data['load_average_start']]}, "
         f"at end {[round(x, 2) for x in data['load_average_end']]} (2 cores, shared)",
         "",
@@ -146,9 +139,7 @@ def main(argv: list[str] | None = None) -> None:
             shutil.copyfile(paths["plot"], output_dir / "sweep.png")
     command = common.command_line("benchmarks.sweep", argv)
     data = results(args, measured, command, time.perf_counter() - started)
-    markdown = common.render(lambda data: report(args, measured, data), data)
-    common.write_results(output_dir, "sweep", markdown, data)
-    print(markdown)
+    common.publish(output_dir, "sweep", data, lambda data: report(args, measured, data))
 
 
 if __name__ == "__main__":

@@ -74,10 +74,7 @@ def report(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = common.parser_of("benchmarks.train_ncbi", __doc__, quick="500 training sentences, 1 epoch: a smoke run.")
-    parser.add_argument("--layers", type=int, nargs="+", default=[2, 4, 6])
-    args = parser.parse_args(argv)
+def measure(args: Any) -> dict[str, Any]:
     from transformers import BertForTokenClassification
 
     os.chdir(common.REPO)  # the main-job options name data/ relative to the repository
@@ -93,13 +90,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     stock, last = runs[-1], next((r for r in runs if r["layer"] == MAIN_JOB_LAYER), None)
     gap = 100 * (stock["test_f1"] - last["test_f1"]) if last else None
     verdict = {"gap_test_f1_points": round(gap, 2), "within_0.5": abs(gap) <= 0.5 or gap < 0} if last else None
-    data = {
-        "command": common.command_line("benchmarks.train_ncbi", argv),
-        "options": base,
-        "runs": runs,
-        "verdict": verdict,
-    }
-    return common.publish(args.output_dir, "train_ncbi", data, report)
+    return {"options": base, "runs": runs, "verdict": verdict}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    layers = {"--layers": {"type": int, "nargs": "+", "default": [2, 4, 6]}}
+    quick = "500 training sentences, 1 epoch: a smoke run."
+    return common.run_and_publish("benchmarks.train_ncbi", __doc__, measure, report, argv, layers, quick)
 
 
 if __name__ == "__main__":
