@@ -28,9 +28,12 @@ TEXT = "Germline mutations in BRCA1 cause hereditary breast and ovarian cancer."
 # `python -c SLOW_PREDICT ARGS`, with PAUSE_AFTER_WRITES=N in its environment: predict, which after its N-th write
 # to the output prints PAUSED on stdout and waits for a line on stdin (or its end), so that a test can interrupt or
 # kill it mid-run for sure, or start a second run beside it, without waiting on a timer. `paused(process)` waits
-# for that line. Without PAUSE_AFTER_WRITES, or with stdin closed, it runs through.
+# for that line. Without PAUSE_AFTER_WRITES, or with stdin closed, it runs through. Ctrl-C raises KeyboardInterrupt
+# in it as at a terminal, even where the suite was started as a background job, which inherits SIGINT ignored (and
+# Python then installs no handler).
 SLOW_PREDICT = """
-import os, sys
+import os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import hf_layer_tokclf.annotation.resumable as resumable
 from hf_layer_tokclf.cli.main import main
 write, writes = resumable.ResumableOutput.write, []
