@@ -41,7 +41,7 @@ NOT_IN_NOTEBOOK = ("train_sampling_strategy", "group_by_length", "load_best_mode
 
 
 def data_arguments(size: str) -> Any:
-    from hf_layer_tokclf.training.train import DataArguments
+    from hf_layer_tokclf.training.arguments import DataArguments
 
     if size == "full":
         return DataArguments(**common.ncbi_files())
@@ -94,7 +94,8 @@ def run_ours(contender: str, size: str, layer: int, seed: int) -> dict[str, Any]
     """`train.train` as `hf-layer-tokclf train` runs it, for ours and the stock head."""
     from transformers import BertForTokenClassification
 
-    from hf_layer_tokclf.training.train import ModelArguments, RunArguments, train
+    from hf_layer_tokclf.training.arguments import ModelArguments, RunArguments
+    from hf_layer_tokclf.training.train import train
 
     model_args = ModelArguments(hidden_layer=[layer])
     if contender != "ours":  # one learning rate for every parameter
@@ -289,7 +290,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--sizes: {size!r} is neither a number of sentences nor 'full'")
     from transformers import AutoConfig
 
-    from hf_layer_tokclf.training.train import default_backbone
+    from hf_layer_tokclf.training.arguments import default_backbone
 
     depth, output = AutoConfig.from_pretrained(default_backbone()).num_hidden_layers, args.output_dir
     done: list[dict[str, Any]] = []

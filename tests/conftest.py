@@ -267,7 +267,8 @@ def trained(tmp_path_factory):
     """MiniLM at hidden layer 2, fine-tuned on 256 NCBI sentences for two epochs (64 steps), once per run."""
     import json
 
-    from hf_layer_tokclf.training.train import ModelArguments, train
+    from hf_layer_tokclf.training.arguments import ModelArguments
+    from hf_layer_tokclf.training.train import train
 
     def make(folder: Path) -> None:
         folder.mkdir(parents=True)

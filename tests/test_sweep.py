@@ -12,6 +12,7 @@ from hf_layer_tokclf.formats.labels import normalize_labels
 from hf_layer_tokclf.formats.loading import load_sentences
 from hf_layer_tokclf.running.loading import load_model
 from hf_layer_tokclf.running.sentences import evaluate_sentences
+from hf_layer_tokclf.training.arguments import ModelArguments
 from hf_layer_tokclf.training.sweep import (
     finetune_candidates,
     recommend_layer,
@@ -19,7 +20,6 @@ from hf_layer_tokclf.training.sweep import (
     run_sweep,
     sweep,
 )
-from hf_layer_tokclf.training.train import ModelArguments
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

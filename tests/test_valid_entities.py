@@ -45,7 +45,8 @@ def documents(test_sentences):
 @pytest.fixture(scope="module")
 def crf_trained(tmp_path_factory):
     """MiniLM at hidden layer 2 with a CRF head, trained as the `trained` fixture is (256 sentences, 2 epochs)."""
-    from hf_layer_tokclf.training.train import ModelArguments, RunArguments, train
+    from hf_layer_tokclf.training.arguments import ModelArguments, RunArguments
+    from hf_layer_tokclf.training.train import train
 
     output_dir = tmp_path_factory.mktemp("crf") / "model"
     data, args = slice_args(output_dir)
@@ -288,7 +289,8 @@ def test_a_stock_classifier_with_iobes_labels_decodes_valid_sequences(tokenizer,
 def test_crf_with_a_class_that_has_none_fails_before_anything_is_written(tmp_path):
     from transformers import BertForTokenClassification
 
-    from hf_layer_tokclf.training.train import ModelArguments, train
+    from hf_layer_tokclf.training.arguments import ModelArguments
+    from hf_layer_tokclf.training.train import train
 
     data, args = slice_args(tmp_path / "out")
     with pytest.raises(ValueError, match="--crf needs a layer classifier; BertForTokenClassification"):

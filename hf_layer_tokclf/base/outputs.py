@@ -331,11 +331,8 @@ def claim_output_dir(
 
 @contextlib.contextmanager
 def atomic_folder(path: str | Path, outputs: Outputs) -> Iterator[Path]:
-    """Builds a folder in a temporary sibling of ``path`` and swaps it into place only if the block succeeds.
-
-    A rename within one parent folder is atomic: the old folder is moved aside, the new one renamed in,
-    then the old one deleted, so a crash leaves the old folder or the new one, never a mix, and none of
-    the old one's files outlives the swap. On error the temporary folder goes and the old one stays. An
+    """Builds a folder in a temporary sibling of ``path`` and swaps it into place only if the block succeeds
+    (`files.swapped_folder`: the old folder or the new one after a crash, never a mix). An
     existing ``path`` must hold only what a run of ``outputs`` wrote (`check_output_dir` with ``whole``,
     again just before the swap: files may appear while the block runs); the new folder gets a complete
     manifest of its entries. A symlink at ``path`` is followed: its target is replaced. Every secret the

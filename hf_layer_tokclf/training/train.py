@@ -25,7 +25,7 @@ from ..formats.sentence import Sentence
 from ..running.logits import check_max_length, default_max_length
 from ..running.sentences import write_conll
 from ..sharing.hub import push_request, push_to_hub
-from .arguments import DataArguments, ModelArguments, RunArguments, default_backbone  # noqa: F401 - the API's names
+from .arguments import DataArguments, ModelArguments, RunArguments
 from .head import load_tokenizer_and_model
 from .results import run_settings, save_model, save_results, score_splits
 from .splits import head_labels, read_splits
