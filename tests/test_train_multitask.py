@@ -81,7 +81,7 @@ def test_the_joint_model_saves_and_loads_with_each_tasks_labels_layer_and_crf(jo
 
     out, _, _ = joint
     model = AutoModelForLayerTokenClassification.from_pretrained(out)
-    assert list(model.config.task_names) == ["disease", "cg"]
+    assert list(model.config.task_names) == ["cg", "disease"]  # sorted: the task ids
     disease, cg = model.config.tasks["disease"], model.config.tasks["cg"]
     assert disease["labels"] == ["O", "B-Disease", "I-Disease"]  # from its own corpus only
     assert "B-Gene_or_gene_product" in cg["labels"] and "B-Disease" not in cg["labels"]
