@@ -138,6 +138,7 @@ def test_each_task_has_its_test_predictions_and_a_row_in_the_card(joint, slices)
     assert (
         "Disease" in disease_row and "| 2 |" in disease_row and f"{100 * metrics['test_disease_f1']:.2f}" in disease_row
     )
+    assert "| disease / Disease |" in card and "under its CRF" in card  # per type, per task; cg's CRF decodes it
     cg_row = next(line for line in card.splitlines() if line.startswith("| cg |"))
     assert "Gene_or_gene_product" in cg_row and "| 4 |" in cg_row and f"{100 * metrics['test_cg_f1']:.2f}" in cg_row
 
@@ -255,3 +256,21 @@ def test_the_library_refuses_the_same():
     )
     assert (tasks["disease"].hidden_layer, tasks["disease"].crf, tasks["disease"].validation_file) == (3, True, None)
     assert resolve_tasks(ModelArguments(hidden_layer=[3], crf=True), DataArguments(train_file="a.tsv")) is None
+
+
+def test_every_tasks_head_and_crf_learn_at_the_heads_rate(tmp_path, minilm_path):
+    from transformers import TrainingArguments
+
+    from hf_layer_tokclf.model.auto import AutoModelForMultiTaskLayerTokenClassification
+    from hf_layer_tokclf.training.trainer import NerTrainer
+
+    tasks = {"disease": {"labels": ["O", "B-Disease", "I-Disease"], "hidden_layer": 2}}
+    tasks["cg"] = {"labels": ["O", "B-Cell", "I-Cell"], "hidden_layer": 1, "use_crf": True}
+    model = AutoModelForMultiTaskLayerTokenClassification.from_pretrained(minilm_path, tasks=tasks)
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", learning_rate=5e-5)
+    trainer = NerTrainer(model=model, args=args, classifier_learning_rate=3e-3)
+    trainer.create_optimizer()
+    names = {id(p): n for n, p in model.named_parameters()}
+    fast = {names[id(p)] for group in trainer.optimizer.param_groups if group["lr"] == 3e-3 for p in group["params"]}
+    assert fast == {n for n in names.values() if n.startswith(("classifiers.", "crfs."))}
+    assert {"classifiers.cg.weight", "classifiers.disease.bias", "crfs.cg.transitions"} <= fast

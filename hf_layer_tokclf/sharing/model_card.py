@@ -385,7 +385,9 @@ def _cell(value: Any) -> str:
         return "–"
     if isinstance(value, str):
         text = _display(value)
-    elif isinstance(value, (list, tuple, dict)):
+    elif isinstance(value, dict):  # a multi-task run's paths, per task: shown as single ones are
+        text = json.dumps({k: _display(v) if isinstance(v, str) else v for k, v in value.items()}, ensure_ascii=False)
+    elif isinstance(value, (list, tuple)):
         text = json.dumps(value, ensure_ascii=False)
     else:
         text = str(value)

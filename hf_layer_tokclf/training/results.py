@@ -108,15 +108,17 @@ def run_settings(
     the decoding, the label ``scheme`` (per task with several), the ``command`` with its secret values hidden,
     and for a multi-task model its ``tasks``: each one's layer, CRF, scheme and number of labels."""
     settings = _settings(model_args, data_args, training_args, model, max_length)
+    settings.update(
+        decoding=run_args.decoding, use_crf=bool(getattr(model.config, "use_crf", False)), label_scheme=scheme
+    )
     tasks = getattr(model.config, "tasks", None)
-    if tasks:
+    if tasks:  # the layer, CRF and scheme are each task's
+        for key in ("layer_pooling", "use_crf"):
+            del settings[key]
         settings["tasks"] = {
             name: {key: task[key] for key in ("hidden_layer", "use_crf", "scheme")} | {"labels": len(task["labels"])}
             for name, task in tasks.items()
         }
-    settings.update(
-        decoding=run_args.decoding, use_crf=bool(getattr(model.config, "use_crf", False)), label_scheme=scheme
-    )
     return {**settings, "command": redact_command(command)}
 
 
