@@ -275,3 +275,11 @@ def test_every_tasks_head_and_crf_learn_at_the_heads_rate(tmp_path, minilm_path)
     fast = {names[id(p)] for group in trainer.optimizer.param_groups if group["lr"] == 3e-3 for p in group["params"]}
     assert fast == {n for n in names.values() if n.startswith(("classifiers.", "crfs."))}
     assert {"classifiers.cg.weight", "classifiers.disease.bias", "crfs.cg.transitions"} <= fast
+
+
+def test_each_tasks_predictions_file_is_a_run_output():
+    """What --overwrite-output-dir replaces and the manifest lists: a multi-task run's per-task predictions too."""
+    from hf_layer_tokclf.base.manifest import is_run_output, task_predictions_name
+
+    assert is_run_output(task_predictions_name("cg")) and is_run_output("test_predictions.disease.conll")
+    assert not is_run_output("test_predictions.my notes.conll")
