@@ -283,3 +283,21 @@ def test_each_tasks_predictions_file_is_a_run_output():
 
     assert is_run_output(task_predictions_name("cg")) and is_run_output("test_predictions.disease.conll")
     assert not is_run_output("test_predictions.my notes.conll")
+
+
+def test_the_command_line_gives_the_tasks_and_their_sampling_to_train():
+    from hf_layer_tokclf.cli.train import train_parser
+
+    words = ["--train-file", "disease=a.tsv", "--train-file", "cg=b.tsv", "--use-crf", "--hidden-layer", "cg=6"]
+    words += ["--task-sampling", "temperature", "--sampling-temperature", "3", "--output-dir", "out"]
+    model_args, data_args, _, _ = train_parser().parse_args_into_dataclasses(words)
+    tasks = resolve_tasks(model_args, data_args)
+    assert [(t.name, t.train_file, t.hidden_layer, t.crf) for t in tasks.values()] == [
+        ("disease", "a.tsv", -1, True),
+        ("cg", "b.tsv", 6, True),
+    ]
+    assert (data_args.task_sampling, data_args.sampling_temperature) == ("temperature", 3.0)
+    bare, data, _, _ = train_parser().parse_args_into_dataclasses(
+        ["--train-file", "a.tsv", "--hidden-layer", "2", "4", "--output-dir", "out"]
+    )
+    assert (data.train_file, bare.hidden_layer, bare.crf) == ("a.tsv", [2, 4], False)  # today's meaning
