@@ -1,10 +1,12 @@
-"""Fine-tuning after a sweep: `finetune_layers` trains the best-value layers with `train.train`, and
-`train_command` is the command line that trains at a layer."""
+"""Fine-tuning after a sweep: `finetune_layers` trains the best-value layers with `train.train`;
+`train_command` is the command line that trains at a layer, `joint_train_command` the one that trains a multi-task
+model with each task at its layer."""
 
 from __future__ import annotations
 
 import shlex
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,26 @@ def train_command(
         argv += ["--model", model]
     argv += ["--hidden-layer", str(layer), "--train-file", train_file, "--validation-file", validation_file]
     return shlex.join([*argv, "--output-dir", output_dir or f"runs/layer-{layer}", *extra])
+
+
+def joint_train_command(
+    model: str,
+    train_files: Mapping[str, str],
+    validation_files: Mapping[str, str],
+    layers: Mapping[str, int],
+    output_dir: str | None = None,
+    *extra: str,
+) -> str:
+    """The `hf-layer-tokclf train` command line of one joint model, each task (``NAME=PATH``) at its layer."""
+    from ..arguments import default_backbone
+
+    argv = ["hf-layer-tokclf", "train"]
+    if model != default_backbone():
+        argv += ["--model", model]
+    for task, layer in layers.items():
+        argv += ["--train-file", f"{task}={train_files[task]}", "--validation-file", f"{task}={validation_files[task]}"]
+        argv += ["--hidden-layer", f"{task}={layer}"]
+    return shlex.join([*argv, "--output-dir", output_dir or "runs/joint", *extra])
 
 
 def finetune_layers(
