@@ -144,12 +144,8 @@ def _add_finetune_options(parser: argparse.ArgumentParser, d: dict) -> None:
 
 
 def sweep_command(argv: Sequence[str]) -> int:
-    parser = sweep_parser()
-    args = parser.parse_args(list(argv))
-    try:
-        tasks = _task_data(args)
-    except ValueError as error:
-        parser.error(str(error))
+    args = sweep_parser().parse_args(list(argv))
+    tasks = _task_data(args)  # a ValueError naming the option: `main` says it, before anything is read
     from ..training.sweep import run_sweep, run_task_sweep
 
     common = dict(
