@@ -32,18 +32,23 @@ def labels_of(block: str) -> set[str]:
     return {line.rsplit("\t", 1)[-1] for line in block.splitlines()}
 
 
-@pytest.fixture(scope="module")
-def corpus_files(tmp_path_factory) -> dict[str, tuple[str, str]]:
-    """Task -> (train, dev) files: the first sentences of each corpus; dev only sentences whose labels train has."""
-    folder, files = tmp_path_factory.mktemp("corpora"), {}
+def write_corpus_slices(folder, train: int = TRAIN, dev: int = DEV) -> dict[str, tuple[str, str]]:
+    """Task -> (train, dev) files in ``folder``: each corpus's first ``train`` training sentences, and its first
+    ``dev`` dev sentences whose labels the training slice has (a dev label it lacks is an error)."""
+    files = {}
     for task, corpus in CORPORA.items():
-        train = blocks(SHARED / corpus / "train.tsv")[:TRAIN]
-        known = set().union(*map(labels_of, train))
-        dev = [block for block in blocks(SHARED / corpus / "devel.tsv") if labels_of(block) <= known][:DEV]
-        for split, chosen in (("train", train), ("dev", dev)):
-            (folder / f"{task}-{split}.tsv").write_text("\n\n".join(chosen) + "\n", encoding="utf-8")
+        chosen = {"train": blocks(SHARED / corpus / "train.tsv")[:train]}
+        known = set().union(*map(labels_of, chosen["train"]))
+        chosen["dev"] = [block for block in blocks(SHARED / corpus / "devel.tsv") if labels_of(block) <= known][:dev]
+        for split, sentences in chosen.items():
+            (folder / f"{task}-{split}.tsv").write_text("\n\n".join(sentences) + "\n", encoding="utf-8")
         files[task] = (str(folder / f"{task}-train.tsv"), str(folder / f"{task}-dev.tsv"))
     return files
+
+
+@pytest.fixture(scope="module")
+def corpus_files(tmp_path_factory) -> dict[str, tuple[str, str]]:
+    return write_corpus_slices(tmp_path_factory.mktemp("corpora"))
 
 
 def sentences(path: str):
