@@ -30,18 +30,7 @@ def sweep_parser() -> argparse.ArgumentParser:
     add_model_argument(
         parser, "Checkpoint folder or Hub id of a supported family (default: the packaged MiniLM).", required=False
     )
-    parser.add_argument(
-        "--train-file",
-        required=True,
-        action="append",
-        help="Training data: CoNLL, JSON lines or save_to_disk; NAME=PATH once per task for several tasks.",
-    )
-    parser.add_argument(
-        "--validation-file",
-        required=True,
-        action="append",
-        help="Dev data the probes are scored on; NAME=PATH for each task of a multi-task sweep.",
-    )
+    _add_data_options(parser)
     parser.add_argument("--output-dir", required=True, help="Where sweep.md, sweep.json and sweep.png go.")
     parser.add_argument(
         "--layers", type=int, nargs="+", default=None, help="hidden_states indices to probe (default: all, 0..L)."
@@ -79,6 +68,22 @@ def sweep_parser() -> argparse.ArgumentParser:
     add_decoding_option(parser)  # of the probes' dev predictions
     add_device_options(parser)  # the encoder pass; the probes train on the CPU
     return parser
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    """--train-file and --validation-file: one corpus, or NAME=PATH once per task."""
+    parser.add_argument(
+        "--train-file",
+        required=True,
+        action="append",
+        help="Training data: CoNLL, JSON lines or save_to_disk; NAME=PATH once per task for several tasks.",
+    )
+    parser.add_argument(
+        "--validation-file",
+        required=True,
+        action="append",
+        help="Dev data the probes are scored on; NAME=PATH for each task of a multi-task sweep.",
+    )
 
 
 def _add_probe_options(parser: argparse.ArgumentParser, d: dict) -> None:
