@@ -262,7 +262,8 @@ def serving_config(config: Any) -> tuple[Any, str | None]:
     layers in the graph (`stock_export.stock_config`: ``model_type`` the family's, no ``auto_map``, the
     labels and ``label_scheme`` kept), which Optimum's `OPTIMUM_CLASS` loads as it is. A classifier of
     transformers' own keeps its config, a stock one already. Any other keeps its config (this package
-    reads it) without ``auto_map`` and ``custom_pipelines``: the folder holds no code for them to name.
+    reads it) without ``auto_map`` and ``custom_pipelines``: the folder holds no code for them to name. A
+    multi-task model has no stock form (`stock_export.stock_form_reason`) and keeps its config, tasks and all.
     """
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
@@ -271,7 +272,7 @@ def serving_config(config: Any) -> tuple[Any, str | None]:
         ours = family_of(model_type).model_type == model_type
     except ValueError:
         ours = False
-    if ours:
+    if ours or is_multitask(config):  # a multi-task model: its reason, not that of a model_type of its own code
         reason = stock_form_reason(config)
         if reason is None:
             return stock_config(config), None
