@@ -5,6 +5,8 @@ slices of NCBI-disease (layer 4) and BioNLP13CG (layer 6, with a CRF)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -24,10 +26,10 @@ from hf_layer_tokclf.running.export import export_onnx, verify_onnx  # noqa: E40
 from hf_layer_tokclf.running.loading import load_model  # noqa: E402
 from hf_layer_tokclf.running.serving import OnnxTokenClassifier, task_output_names  # noqa: E402
 from hf_layer_tokclf.running.stock_export import NotExportableError, export_transformers  # noqa: E402
-from hf_layer_tokclf.training.sweep import sweep_tasks  # noqa: E402
 
 LAYERS = {"disease": 4, "cg": 6}
-OUTPUTS = ["logits_disease", "logits_cg", "start_transitions_cg", "transitions_cg", "end_transitions_cg"]
+# The tasks in task id order (a multi-task config's, sorted by name): each's logits, then the CRF task's scores.
+OUTPUTS = ["logits_cg", "logits_disease", "start_transitions_cg", "transitions_cg", "end_transitions_cg"]
 
 
 @pytest.fixture(scope="module")
@@ -35,37 +37,57 @@ def corpus_files(tmp_path_factory):
     return write_corpus_slices(tmp_path_factory.mktemp("corpora"), train=60, dev=20)
 
 
+def first_subword_labels(encoded, batch, labels: list[str]) -> torch.Tensor:
+    """Each word's label id on its first subword, -100 elsewhere: (sentences, tokens)."""
+    label2id, rows = {label: i for i, label in enumerate(labels)}, []
+    for row, sentence in enumerate(batch):
+        words = encoded.word_ids(row)
+        first = [w is not None and (i == 0 or words[i - 1] != w) for i, w in enumerate(words)]
+        rows.append([label2id[sentence.labels[w]] if f else -100 for w, f in zip(words, first, strict=True)])
+    return torch.tensor(rows)
+
+
 @pytest.fixture(scope="module")
 def multitask_dir(minilm_path, corpus_files, tmp_path_factory):
-    """MiniLM with a head per task (disease at layer 4; cg at layer 6, with a CRF), each head its task's probe at
-    its layer (trained on its corpus's slice): heads that separate labels, as a trained model's do."""
+    """MiniLM with a head per task (disease at layer 4; cg at layer 6, with a CRF), each head trained on its
+    corpus's slice (on the frozen encoder's states at its layer, one pass): heads that separate labels, as a
+    trained model's do."""
+    from hf_layer_tokclf.formats.labels import label_list
     from hf_layer_tokclf.model.auto import AutoModelForMultiTaskLayerTokenClassification
     from hf_layer_tokclf.model.tokenization import load_tokenizer, save_tokenizer
 
-    corpora = {task: (sentences(train), sentences(dev)) for task, (train, dev) in corpus_files.items()}
-    probes = sweep_tasks(minilm_path, corpora, layers=sorted(LAYERS.values()), epochs=20, progress=False)
-    tasks = {task: {"labels": probes.results[task].labels, "hidden_layer": layer} for task, layer in LAYERS.items()}
+    corpora = {task: sentences(train) for task, (train, _) in corpus_files.items()}
+    tasks = {task: {"labels": label_list(corpora[task]), "hidden_layer": layer} for task, layer in LAYERS.items()}
     tasks["cg"]["use_crf"] = True
     torch.manual_seed(0)
-    model = AutoModelForMultiTaskLayerTokenClassification.from_pretrained(minilm_path, tasks=tasks)
-    with torch.no_grad():
-        for task, layer in LAYERS.items():
-            result = probes.results[task]
-            model.classifiers[task].weight.copy_(result.probe_weight[result.layers.index(layer)].T)
-            model.classifiers[task].bias.copy_(result.probe_bias[result.layers.index(layer)])
+    model = AutoModelForMultiTaskLayerTokenClassification.from_pretrained(minilm_path, tasks=tasks).eval()
+    tokenizer = load_tokenizer(minilm_path)
+    for task, layer in LAYERS.items():
+        words = [s.tokens for s in corpora[task]]
+        encoded = tokenizer(words, is_split_into_words=True, padding=True, return_tensors="pt")
+        with torch.no_grad():
+            states = model(**encoded, output_hidden_states=True).hidden_states[layer]
+        targets, head = first_subword_labels(encoded, corpora[task], tasks[task]["labels"]), model.classifiers[task]
+        optimizer = torch.optim.AdamW(head.parameters(), lr=1e-2)
+        for _ in range(100):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(head(states).flatten(0, 1), targets.flatten()).backward()
+            optimizer.step()
     path = tmp_path_factory.mktemp("multitask") / "model"
     model.save_pretrained(path)
-    save_tokenizer(load_tokenizer(minilm_path), path)
+    save_tokenizer(tokenizer, path)
     return path
 
 
 @pytest.fixture(scope="module")
 def exported(multitask_dir, tmp_path_factory):
-    """The model exported as float32 and as int8: {"fp32": folder, "int8": folder}."""
-    root = tmp_path_factory.mktemp("onnx")
+    """The model exported as float32 (`export_onnx`) and as int8 (the command, its output kept):
+    {"fp32": folder, "int8": folder, "printed": the command's output}."""
+    root, printed = tmp_path_factory.mktemp("onnx"), io.StringIO()
     export_onnx(multitask_dir, root / "fp32")
-    export_onnx(multitask_dir, root / "int8", quantize="int8")
-    return {"fp32": root / "fp32", "int8": root / "int8"}
+    with contextlib.redirect_stdout(printed):
+        assert main(["export-onnx", str(multitask_dir), str(root / "int8"), "--quantize", "int8"]) == 0
+    return {"fp32": root / "fp32", "int8": root / "int8", "printed": printed.getvalue()}
 
 
 def texts(n: int, corpus_files) -> list[str]:
@@ -80,15 +102,15 @@ def test_each_task_has_its_output_equal_to_the_pytorch_models_logits(multitask_d
     for value in (*graph.input, graph.output[0], graph.output[1]):
         assert [d.dim_param for d in value.type.tensor_type.shape.dim[:2]] == ["batch", "sequence"]
     info = json.loads((folder / "onnx_export.json").read_text())
-    assert info["task_outputs"] == {"disease": "logits_disease", "cg": "logits_cg"}
+    assert info["task_outputs"] == {"cg": "logits_cg", "disease": "logits_disease"}
     assert info["encoder_layers"] == 6 and info["fp32_max_abs_diff_vs_pytorch"] < 1e-4
     config = json.loads((folder / "config.json").read_text())
-    assert list(config["tasks"]) == ["disease", "cg"] and "auto_map" not in config
+    assert list(config["tasks"]) == ["cg", "disease"] and "auto_map" not in config
     assert config["tasks"]["cg"]["hidden_layer"] == 6 and config["tasks"]["cg"]["use_crf"] is True
 
     model, tokenizer = load_model(multitask_dir)
     runner = OnnxTokenClassifier(folder)
-    assert runner.config.task_names == ["disease", "cg"]
+    assert runner.config.task_names == ["cg", "disease"]
     for batch_texts in (["Cancer.", TEXT], texts(6, corpus_files)):  # two padded shapes
         batch = tokenizer(batch_texts, padding=True, return_tensors="pt")
         with torch.inference_mode():
@@ -96,7 +118,7 @@ def test_each_task_has_its_output_equal_to_the_pytorch_models_logits(multitask_d
         got = runner.logits(**{k: v.numpy() for k, v in batch.items()})
         as_model = runner(**batch).logits  # what the prediction path reads: a dict of tensors, as the model's
         keep = batch["attention_mask"].numpy().astype(bool)
-        assert list(got) == list(expected) == list(as_model) == ["disease", "cg"]
+        assert list(got) == list(expected) == list(as_model) == ["cg", "disease"]
         for task in LAYERS:
             assert got[task].shape == tuple(expected[task].shape) == tuple(as_model[task].shape)
             assert got[task].shape[-1] == len(config["tasks"][task]["labels"])
@@ -105,8 +127,13 @@ def test_each_task_has_its_output_equal_to_the_pytorch_models_logits(multitask_d
     assert verify_onnx(folder / "model.onnx", multitask_dir, [TEXT]) < 1e-4
     # The CRF travels as the graph's scores; a task without one decodes with its labels' constraints alone.
     assert set(runner.crfs) == {"cg"}
-    torch.testing.assert_close(runner.task_decoder("cg").transitions, model.crfs["cg"].transitions)
-    assert runner.task_decoder("disease").transitions.shape == (3, 3)
+    for ours, theirs in zip(runner.task_decoder("cg").scores(), model.task_decoder("cg").scores(), strict=True):
+        torch.testing.assert_close(ours, theirs)
+    assert runner.task_decoder("disease").transitions.shape == (3, 3)  # its labels' constraints, as the model's
+    for ours, theirs in zip(
+        runner.task_decoder("disease").scores(), model.task_decoder("disease").scores(), strict=True
+    ):
+        torch.testing.assert_close(ours, theirs)
     assert isinstance(load_model(folder)[0], OnnxTokenClassifier)
 
 
@@ -133,13 +160,11 @@ def test_task_output_names_are_identifiers_and_distinct():
     }
 
 
-def test_cli_exports_and_says_which_output_is_which_task(multitask_dir, tmp_path, capsys):
-    out = tmp_path / "serving"
-    assert main(["export-onnx", str(multitask_dir), str(out), "--quantize", "int8"]) == 0
-    printed = capsys.readouterr().out
-    assert "one output per task: logits_disease (disease), logits_cg (cg)" in printed
+def test_the_command_says_which_output_is_which_task(exported):
+    printed = exported["printed"]
+    assert "one output per task: logits_cg (cg), logits_disease (disease)" in printed
     assert "no stock form, so Optimum cannot load it: it is a multi-task model" in printed
-    readme = (out / "README.md").read_text()
+    readme = (exported["int8"] / "README.md").read_text()
     assert "`logits_disease` (task `disease`)" in readme and "Load it with hf-layer-tokclf (not with Optimum)" in readme
 
 
@@ -148,7 +173,7 @@ def test_export_transformers_refuses_a_multitask_model_before_writing(multitask_
     assert main(["export-transformers", str(multitask_dir), str(out)]) == 2
     error = capsys.readouterr().err
     assert "multi-task model" in error and "no stock transformers class has several heads" in error
-    assert "'disease' at layer 4" in error and "export-onnx" in error
+    assert "'cg' at layer 6, 'disease' at layer 4" in error and "export-onnx" in error
     assert not out.exists()
     with pytest.raises(NotExportableError, match="several heads"):
         export_transformers(multitask_dir, out)
@@ -156,31 +181,34 @@ def test_export_transformers_refuses_a_multitask_model_before_writing(multitask_
 
 
 # What Optimum makes of the folder, in the lowest-versions environment where optimum-onnx is installed (a process
-# that cannot import hf_layer_tokclf): ORTModelForTokenClassification, and ORTModelForCustomTasks (any graph, its
-# outputs by name).
+# that cannot import hf_layer_tokclf): ORTModelForTokenClassification and ORTModelForCustomTasks (any graph, its
+# outputs by name) as they load a folder, and ORTModelForCustomTasks given the config as a plain PretrainedConfig.
 OPTIMUM_READ = """
 import json, sys
 sys.modules["hf_layer_tokclf"] = None
 from optimum.onnxruntime import ORTModelForCustomTasks, ORTModelForTokenClassification
-from transformers import AutoTokenizer
-record = {}
-for cls in (ORTModelForTokenClassification, ORTModelForCustomTasks):
+from transformers import AutoTokenizer, PretrainedConfig
+folder, record = sys.argv[1], {}
+plain = PretrainedConfig.from_json_file(folder + "/config.json")
+tries = {"token_classification": (ORTModelForTokenClassification, {}), "custom_tasks": (ORTModelForCustomTasks, {}),
+         "custom_tasks_plain_config": (ORTModelForCustomTasks, {"config": plain})}
+for name, (cls, kwargs) in tries.items():
     try:
-        model = cls.from_pretrained(sys.argv[1], trust_remote_code=False)
+        model = cls.from_pretrained(folder, trust_remote_code=False, **kwargs)
     except Exception as error:
-        record[cls.__name__] = {"error": f"{type(error).__name__}: {error}"}
+        record[name] = {"error": f"{type(error).__name__}: {error}"}
         continue
-    encoded = AutoTokenizer.from_pretrained(sys.argv[1])(["Cancer."], return_tensors="np")
-    outputs = model(**encoded)
-    record[cls.__name__] = {name: np_value.tolist() for name, np_value in outputs.items()}
+    encoded = AutoTokenizer.from_pretrained(folder)(["Cancer in BRCA1 carriers."], return_tensors="np")
+    record[name] = {key: value.tolist() for key, value in model(**encoded).items()}
     record["input_ids"] = encoded["input_ids"].tolist()
 print(json.dumps(record))
 """
 
 
 def test_what_optimum_reads_of_a_multitask_export(exported):
-    """ORTModelForTokenClassification refuses the folder (one `logits`, a stock config); what Optimum does read is
-    checked against our runner."""
+    """Optimum's loaders refuse the folder as it is (they need transformers to know its model type, and its
+    ORTModelForTokenClassification reads one ``logits``); its ORTModelForCustomTasks, given the config as a plain
+    PretrainedConfig, runs the graph and gives each task's output by name, equal to our runner's."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     env.pop("PYTHONPATH", None)
     folder = exported["fp32"]
@@ -189,9 +217,10 @@ def test_what_optimum_reads_of_a_multitask_export(exported):
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     record = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert "bert-multitask-layer-tokclf" in record["ORTModelForTokenClassification"]["error"]
-    custom = record["ORTModelForCustomTasks"]
-    if "error" not in custom:  # any graph, its outputs by name: each task's logits, as our runner gives them
-        ours = OnnxTokenClassifier(folder).logits(input_ids=np.array(record["input_ids"]))
-        for task, output in task_output_names(["disease", "cg"]).items():
-            np.testing.assert_allclose(np.array(custom[output]), ours[task], atol=1e-5, rtol=0)
+    for refused in ("token_classification", "custom_tasks"):
+        assert "model type `bert-multitask-layer-tokclf`" in record[refused]["error"], record[refused]
+    read = record["custom_tasks_plain_config"]
+    assert sorted(read) == sorted(OUTPUTS), read.get("error")
+    ours = OnnxTokenClassifier(folder).logits(input_ids=np.array(record["input_ids"]))
+    for task, output in task_output_names(["cg", "disease"]).items():
+        np.testing.assert_allclose(np.array(read[output]), ours[task], atol=1e-5, rtol=0)
