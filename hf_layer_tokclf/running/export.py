@@ -384,7 +384,9 @@ def _tasks_paragraph(info: dict[str, Any]) -> str:
     pairs = ", ".join(f"`{output}` (task `{task}`)" for task, output in tasks.items())
     return (
         f"One head per task, each its own output: {pairs}; `config.json`'s `tasks` holds each task's labels, "
-        "layer and scheme. The runner below gives `logits` as a dict by task, as the PyTorch model does.\n\n"
+        "layer and scheme. The runner below gives `logits` as a dict by task, as the PyTorch model does; Optimum's "
+        "`ORTModelForCustomTasks`, given `config=PretrainedConfig.from_json_file(...)` of this folder's `config.json`, "
+        "runs the graph and returns each output by name.\n\n"
     )
 
 
