@@ -135,7 +135,8 @@ def _add_finetune_options(parser: argparse.ArgumentParser, d: dict) -> None:
         type=int,
         default=0,
         help="Also fine-tune the encoder at the N best-value layers (the recommended one, then by probe F1) "
-        "with `train`'s defaults and add their dev F1 to the table and plot.",
+        "with `train`'s defaults and add their dev F1 to the table and plot. With several tasks (any N >= 1): one "
+        "joint model, each task at its recommended layer, in OUTPUT_DIR/finetune-joint.",
     )
     parser.add_argument(
         "--finetune-epochs", type=float, default=d["finetune_epochs"], help="Epochs of each fine-tuning run."
@@ -178,13 +179,12 @@ def sweep_command(argv: Sequence[str]) -> int:
         dtype=args.dtype,
         decoding=args.decoding,
     )
+    common.update(finetune_epochs=args.finetune_epochs, finetune_learning_rate=args.finetune_learning_rate)
     if tasks is not None:
         _print_tasks(run_task_sweep(*tasks, args.output_dir, **common), args)
         return 0
-    finetuning = dict(finetune_epochs=args.finetune_epochs, finetune_learning_rate=args.finetune_learning_rate)
-    result = run_sweep(
-        args.train_file[0], args.validation_file[0], args.output_dir, save_probe=args.save_probe, **finetuning, **common
-    )
+    files = (args.train_file[0], args.validation_file[0])
+    result = run_sweep(*files, args.output_dir, save_probe=args.save_probe, **common)
     print(result.table())
     k = result.recommended_layer
     print(
@@ -231,11 +231,11 @@ def _print_tasks(result: Any, args: argparse.Namespace) -> None:
             f"(dev F1 {100 * task_result.f1[task_result.best_layer]:.2f})"
         )
     _print_written(args.output_dir)
-    if args.finetune_top:
-        print(
-            "\n--finetune-top: the sweep stopped after the probes; it does not fine-tune a multi-task model. "
-            "Train the joint model, each task at its recommended layer, with `train`:"
-        )
+    if result.finetune:
+        where = result.finetune["output_dir"]
+        print(f"\nfine-tuned the joint model, each task at its recommended layer, into {where}:")
+        scores = [(task, r.finetune[r.recommended_layer]["f1"]) for task, r in result.results.items()]
+        print("  " + ", ".join(f"{task} dev F1 {100 * f1:.2f}" for task, f1 in scores))
+        print(f"as\n  {result.finetune['command']}")
     else:
-        print("\ntrain the joint model, each task at its recommended layer:")
-    print(f"  {result.train_command}")
+        print(f"\ntrain the joint model, each task at its recommended layer:\n  {result.train_command}")

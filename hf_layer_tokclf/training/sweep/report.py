@@ -64,7 +64,7 @@ def _write_table(result: SweepResult | TaskSweepResult, path: Path) -> None:
             what = "the joint model, each task at its recommended layer" if tasks else "at the recommended layer"
             f.write(f"\nTrain {what}:\n\n```bash\n{result.train_command}\n```\n")
         if tasks and result.finetune:
-            f.write(f"\nFine-tuning: {result.finetune}.\n")
+            f.write(f"\nThat joint model, fine-tuned: `{result.finetune['output_dir']}` (its dev F1 per task above).\n")
 
 
 def _panels(result: SweepResult | TaskSweepResult) -> list[tuple[str | None, SweepResult]]:

@@ -113,13 +113,14 @@ class SweepResult:
 class TaskSweepResult:
     """A multi-task sweep: each task's `SweepResult` (its corpus's probes on the one frozen encoder), by task.
 
-    ``train_command`` trains the joint model with each task at its recommended layer; ``finetune`` says what
-    became of fine-tuning (``None``: not asked).
+    ``train_command`` trains the joint model with each task at its recommended layer; ``finetune`` records the
+    joint model fine-tuned so (``output_dir``, ``layers``, ``command``, ``seconds``; each task's dev F1 is in its
+    result's ``finetune``), or is ``None``.
     """
 
     results: dict[str, SweepResult]
     train_command: str | None = None
-    finetune: str | None = None
+    finetune: dict[str, Any] | None = None
 
     @property
     def recommended_layers(self) -> dict[str, int]:

@@ -28,8 +28,9 @@ from .report import JSON_FILE, PLOT_FILE, TABLE_FILE, write_sweep
 from .result import SweepResult, best_layer, recommend_layer, resolve_layers
 from .settings import SWEEP_DEFAULTS, SweepSettings, check_settings
 
-# Folders of --save-probe and --finetune-top: a model folder, a training run's output folder.
-RUN_FOLDER = re.compile(r"^(probe|finetune)-layer-\d+$")
+# Folders of --save-probe and --finetune-top: a model folder, a training run's output folder (of a multi-task
+# sweep: one, finetune.JOINT_FOLDER).
+RUN_FOLDER = re.compile(r"^(probe|finetune)-layer-\d+$|^finetune-joint$")
 # A sweep's output folder: its files and run folders (a sweep before manifests wrote sweep.json every time).
 SWEEP_OUTPUTS = Outputs(
     "sweep", output_names((TABLE_FILE, JSON_FILE, PLOT_FILE), (RUN_FOLDER,)), legacy=lambda f: (f / JSON_FILE).is_file()
@@ -386,14 +387,14 @@ def check_run(
 
 
 def data_arguments(
-    train_file: str,
-    validation_file: str,
+    train_file: str | dict[str, str],
+    validation_file: str | dict[str, str],
     max_train_samples: int | None,
     max_eval_samples: int | None,
     sweep_kwargs: dict[str, Any],
     allow_rare_labels: bool = False,
 ) -> Any:
-    """The `arguments.DataArguments` of the sweep's data, which fine-tuning reads too."""
+    """The `arguments.DataArguments` of the sweep's data, which fine-tuning reads too (files by task for several)."""
     from ..arguments import DataArguments
 
     return DataArguments(

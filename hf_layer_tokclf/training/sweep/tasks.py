@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,11 @@ from ...base.extras import require
 from ...base.locations import check_model_location
 from ...base.outputs import claim_output_dir
 from ...formats.sentence import Sentence
-from .finetune import joint_train_command
+from .finetune import finetune_joint, joint_train_command
 from .report import write_sweep
 from .result import TaskSweepResult, resolve_layers
 from .run import SWEEP_OUTPUTS, check_run, data_arguments, label_data, load_encoder, probe_corpus, sweep_settings
+from .settings import SWEEP_DEFAULTS
 
 
 def sweep_tasks(
@@ -64,6 +66,8 @@ def run_task_sweep(
     max_train_samples: int | None = None,
     max_eval_samples: int | None = None,
     finetune_top: int = 0,
+    finetune_epochs: float = SWEEP_DEFAULTS["finetune_epochs"],
+    finetune_learning_rate: float = SWEEP_DEFAULTS["finetune_learning_rate"],
     overwrite_output_dir: bool = False,
     plot: bool = True,
     allow_rare_labels: bool = False,
@@ -74,26 +78,24 @@ def run_task_sweep(
 
     As `run.run_sweep` (bad data and settings fail before anything is written; ``output_dir`` as there), with
     task name -> file for the data: every task needs a validation file. The result's ``train_command`` trains the
-    joint model with each task at its recommended layer. Fine-tuning that joint model is not the sweep's to do:
-    with ``finetune_top``, the sweep stops after the probes and says so in ``finetune`` (the CLI prints the command).
+    joint model with each task at its recommended layer; with ``finetune_top`` (any N >= 1: one model holds every
+    task) the sweep fine-tunes that model (`finetune.finetune_joint`, ``finetune_epochs``, ``finetune_learning_rate``)
+    into ``output_dir/finetune-joint``, and each task's dev F1 joins its table and plot panel.
     """
     from ...model.auto import AutoLayerConfig
     from ..arguments import default_backbone
-    from ..splits import read_splits
 
     model = model or default_backbone()
     if plot:
         require("plot", "the sweep's plot (sweep.png; --no-plot skips it)")
     check_model_location(model)
     _check_tasks(train_files, validation_files)
-    corpora = {}
-    for task, train_file in train_files.items():
+    for task in train_files:
         check_run(validation_files[task], finetune_top, max_train_samples, max_eval_samples, sweep_kwargs)
-        data_args = data_arguments(
-            train_file, validation_files[task], max_train_samples, max_eval_samples, sweep_kwargs, allow_rare_labels
-        )
-        splits, _ = read_splits(data_args)  # bad data fails before anything is written
-        corpora[task] = (splits["train"], splits["validation"])
+    data_args = data_arguments(
+        dict(train_files), dict(validation_files), max_train_samples, max_eval_samples, sweep_kwargs, allow_rare_labels
+    )
+    corpora = {task: _read_task(data_args, task) for task in train_files}  # bad data fails before anything is written
     layers = resolve_layers(layers, AutoLayerConfig.from_pretrained(model).num_hidden_layers)
     with claim_output_dir(output_dir, SWEEP_OUTPUTS, overwrite=overwrite_output_dir) as claim:
         result = sweep_tasks(model, corpora, layers=layers, progress=progress, **sweep_kwargs)
@@ -101,17 +103,25 @@ def run_task_sweep(
         result.train_command = joint_train_command(
             model, train_files, validation_files, result.recommended_layers, None, *allow
         )
-        if finetune_top:
-            result.finetune = (
-                "not run: sweep fine-tunes single-task models only; train the joint model with train_command"
-            )
         for task, task_result in result.results.items():
             task_result.settings.update(
                 model=model, task=task, train_file=train_files[task], validation_file=validation_files[task]
             )
         write_sweep(result, claim.path, overwrite=True, plot=plot)
+        if finetune_top:
+            tuning = (finetune_epochs, finetune_learning_rate, progress, plot)
+            finetune_joint(result, model, data_args, claim.path, *tuning)
         claim.finish()
     return result
+
+
+def _read_task(data_args: Any, task: str) -> tuple[list[Sentence], list[Sentence]]:
+    """One task's training and dev sentences, read as `train` reads them (`splits.read_splits`)."""
+    from ..splits import read_splits
+
+    one = replace(data_args, train_file=data_args.train_file[task], validation_file=data_args.validation_file[task])
+    splits, _ = read_splits(one)
+    return splits["train"], splits["validation"]
 
 
 def _check_tasks(train_files: Mapping[str, str], validation_files: Mapping[str, str]) -> None:
