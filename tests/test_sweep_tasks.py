@@ -80,7 +80,7 @@ def test_cli_sweeps_each_task_from_one_pass_per_corpus(minilm_path, corpus_files
         argv += ["--train-file", f"{task}={train}", "--validation-file", f"{task}={dev}"]
     counter = EncoderCalls(AutoLayerModel.from_pretrained)
     monkeypatch.setattr(AutoLayerModel, "from_pretrained", counter)
-    assert main([*argv, "--no-progress", "--finetune-top", "1"]) == 0
+    assert main([*argv, "--no-progress"]) == 0
     # One encoder; every sentence of both corpora (train and dev) went through it once, all layers from that pass.
     assert counter.loaded == 1 and counter.rows == 2 * (TRAIN + DEV) and counter.calls >= 4
 
@@ -99,14 +99,14 @@ def test_cli_sweeps_each_task_from_one_pass_per_corpus(minilm_path, corpus_files
     for task, (train, dev) in corpus_files.items():
         assert f"--train-file {task}={train}" in command and f"--hidden-layer {task}={layers[task]}" in command
         assert f"--validation-file {task}={dev}" in command
-    assert "not run" in report["finetune"]
+    assert report["finetune"] is None
 
     table = (out / "sweep.md").read_text()
     assert "### Task `disease`" in table and "### Task `cg`" in table and command in table
     assert (out / "sweep.png").read_bytes()[:8] == PNG_MAGIC
     printed = capsys.readouterr().out
     assert f"task disease: recommended layer {layers['disease']}" in printed
-    assert "the sweep stopped after the probes" in printed and command in printed
+    assert "train the joint model, each task at its recommended layer" in printed and command in printed
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +131,29 @@ def test_each_tasks_probes_learn_from_its_own_corpus_alone(tiny_dir, corpus_file
         assert joint.results[task].f1 == pytest.approx(alone.f1)
         assert joint.results[task].labels == alone.labels
     assert joint.recommended_layers == {task: joint.results[task].recommended_layer for task in corpora}
+
+
+def test_finetune_top_trains_one_joint_model_each_task_at_its_layer(tiny_dir, corpus_files, tmp_path, capsys):
+    out, joint = tmp_path / "sweep", tmp_path / "sweep" / "finetune-joint"
+    argv = ["sweep", "--model", tiny_dir, "--output-dir", str(out), "--epochs", "3", "--no-progress", "--no-plot"]
+    argv += ["--finetune-top", "1", "--finetune-epochs", "1", "--max-train-samples", "20", "--max-eval-samples", "10"]
+    for task, (train, dev) in corpus_files.items():
+        argv += ["--train-file", f"{task}={train}", "--validation-file", f"{task}={dev}"]
+    assert main(argv) == 0
+    report = json.loads((out / "sweep.json").read_text())
+    layers = report["recommended_layers"]
+    config = json.loads((joint / "config.json").read_text())
+    assert config["model_type"] == "bert-multitask-layer-tokclf"
+    assert {task: spec["hidden_layer"] for task, spec in config["tasks"].items()} == layers
+    metrics = json.loads((joint / "metrics.json").read_text())
+    for task, part in report["tasks"].items():
+        row = next(row for row in part["layers"] if row["layer"] == layers[task])
+        assert row["finetune_f1"] == metrics[f"eval_{task}_f1"] and row["finetune_output_dir"] == str(joint)
+        assert f"--hidden-layer {task}={layers[task]}" in report["finetune"]["command"]
+    assert report["finetune"]["output_dir"] == str(joint) and "--max-train-samples 20" in report["finetune"]["command"]
+    assert "dev F1 (fine-tuned)" in (out / "sweep.md").read_text()
+    printed = capsys.readouterr().out
+    assert f"fine-tuned the joint model, each task at its recommended layer, into {joint}" in printed
 
 
 @pytest.mark.parametrize(
