@@ -136,7 +136,7 @@ def test_each_tasks_probes_learn_from_its_own_corpus_alone(tiny_dir, corpus_file
 def test_finetune_top_trains_one_joint_model_each_task_at_its_layer(tiny_dir, corpus_files, tmp_path, capsys):
     out, joint = tmp_path / "sweep", tmp_path / "sweep" / "finetune-joint"
     argv = ["sweep", "--model", tiny_dir, "--output-dir", str(out), "--epochs", "3", "--no-progress", "--no-plot"]
-    argv += ["--finetune-top", "1", "--finetune-epochs", "1", "--max-train-samples", "20", "--max-eval-samples", "10"]
+    argv += ["--finetune-top", "1", "--finetune-epochs", "1", "--max-eval-samples", "10"]
     for task, (train, dev) in corpus_files.items():
         argv += ["--train-file", f"{task}={train}", "--validation-file", f"{task}={dev}"]
     assert main(argv) == 0
@@ -150,7 +150,7 @@ def test_finetune_top_trains_one_joint_model_each_task_at_its_layer(tiny_dir, co
         row = next(row for row in part["layers"] if row["layer"] == layers[task])
         assert row["finetune_f1"] == metrics[f"eval_{task}_f1"] and row["finetune_output_dir"] == str(joint)
         assert f"--hidden-layer {task}={layers[task]}" in report["finetune"]["command"]
-    assert report["finetune"]["output_dir"] == str(joint) and "--max-train-samples 20" in report["finetune"]["command"]
+    assert report["finetune"]["output_dir"] == str(joint) and "--max-eval-samples 10" in report["finetune"]["command"]
     assert "dev F1 (fine-tuned)" in (out / "sweep.md").read_text()
     printed = capsys.readouterr().out
     assert f"fine-tuned the joint model, each task at its recommended layer, into {joint}" in printed
