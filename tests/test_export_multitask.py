@@ -224,3 +224,17 @@ def test_what_optimum_reads_of_a_multitask_export(exported):
     ours = OnnxTokenClassifier(folder).logits(input_ids=np.array(record["input_ids"]))
     for task, output in task_output_names(["cg", "disease"]).items():
         np.testing.assert_allclose(np.array(read[output]), ours[task], atol=1e-5, rtol=0)
+
+
+def test_predict_on_the_export_gives_the_models_entities_of_every_task(multitask_dir, exported, corpus_files, tmp_path):
+    """The prediction path (every task's entities, each with its task) runs on the ONNX folder as on the model."""
+    source = tmp_path / "texts.txt"
+    source.write_text("\n".join(texts(10, corpus_files)) + "\n", encoding="utf-8")
+    found = {}
+    for name, folder in (("model", multitask_dir), ("fp32", exported["fp32"])):
+        out = tmp_path / f"{name}.jsonl"
+        assert main(["predict", str(folder), "--input", str(source), "--output", str(out)]) == 0
+        documents = [json.loads(line)["entities"] for line in out.read_text(encoding="utf-8").splitlines()]
+        found[name] = [[(e["task"], e["entity_group"], e["start"], e["end"]) for e in d] for d in documents]
+    assert found["fp32"] == found["model"]
+    assert {entity[0] for document in found["model"] for entity in document} == set(LAYERS)
