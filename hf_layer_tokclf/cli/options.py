@@ -85,8 +85,8 @@ def add_trust_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-# NAME=PATH of a task's file: NAME as a multi-task config's task names are (letters, digits, '_' and '-').
-_TASK_FILE = re.compile(r"^([A-Za-z0-9_-]+)=(.+)$")
+# NAME=PATH of a task's file: NAME as train takes a task's name (a letter, then letters, digits, '_' or '-').
+_TASK_FILE = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*)=(.+)$")
 
 
 def task_files(values: Sequence[str], option: str) -> dict[str, str] | None:
