@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from ..base.files import write_json
+from ..base.locations import check_model_location
 from ..base.manifest import CONFIG, SHARD, TOKENIZER_FILES, WEIGHTS, WEIGHTS_INDEX, output_names
 from ..base.outputs import Outputs, atomic_folder, claim_output_dir
 from ..model.auto import AutoLayerConfig, Family, family_of, is_multitask
@@ -295,7 +296,9 @@ def export_transformers(
         ``out_dir``. Raises `NotExportableError` (a ``ValueError``) naming why a model has no stock form.
     """
     out_dir = Path(out_dir)
-    # From the config alone, before anything is written: a model without a stock form (a multi-task one) is refused.
+    # From the config alone, before anything is written: a model without a stock form (a multi-task one) is refused
+    # (a mistyped folder first said as such, not as a Hub error).
+    check_model_location(model_dir)
     check_exportable(AutoLayerConfig.from_pretrained(str(model_dir)), model_dir)
     with (
         claim_output_dir(out_dir, STOCK_OUTPUTS, overwrite=overwrite, in_place=False),
