@@ -171,6 +171,11 @@ CANNOT_RUN = [
         ),
     ),
     CannotRun(
+        r"^hf-layer-tokclf sweep .*--train-file cg=\.\./shared/data/",
+        "BioNLP13CG is in ../shared/data, outside the repository and the sandbox; slices of both corpora run instead",
+        ("tests/test_sweep_tasks.py::test_cli_sweeps_each_task_from_one_pass_per_corpus",),
+    ),
+    CannotRun(
         r"from optimum\.onnxruntime import",
         "optimum-onnx needs transformers 4.57, which only the lowest-versions environment has",
         ("tests/test_export.py::test_optimum_loads_the_export_and_its_pipeline_equals_predict_argmax",),

@@ -20,7 +20,7 @@ def export_onnx_parser() -> argparse.ArgumentParser:
         prog="hf-layer-tokclf export-onnx",
         description="Export a trained model for serving: OUT_DIR/model.onnx (the encoder layers the model uses "
         "plus its head; inputs input_ids, attention_mask and, where the family has them, token_type_ids; output "
-        "logits; dynamic batch and "
+        "logits, or for a multi-task model one output per task, logits_<task>; dynamic batch and "
         "sequence axes), checked against PyTorch, with config.json, the tokenizer files and onnx_export.json "
         "beside it. With --quantize int8, model.onnx is the int8 model (onnxruntime dynamic quantization), "
         "for CPU serving. `predict` and `evaluate` accept OUT_DIR in place of a model directory.",
@@ -65,6 +65,8 @@ def export_onnx_command(argv: Sequence[str]) -> int:
     size = path.stat().st_size / 2**20
     print(f"wrote {path} ({'int8' if args.quantize else 'float32'}, {size:.1f} MiB) and the tokenizer beside it")
     info = json.loads((path.parent / EXPORT_INFO).read_text(encoding="utf-8"))
+    if info.get("task_outputs"):
+        print("one output per task: " + ", ".join(f"{out} ({task})" for task, out in info["task_outputs"].items()))
     if info["no_stock_form"] is None:
         print(
             f"config.json is the stock {info['model_type']} config ({', '.join(info['architectures'] or [])}): "
@@ -85,7 +87,8 @@ def export_transformers_parser() -> argparse.ArgumentParser:
         "transformers class, e.g. BertForTokenClassification with num_hidden_layers=k: OUT_DIR then loads with "
         "plain AutoModelForTokenClassification.from_pretrained(OUT_DIR) and pipeline('token-classification', "
         "model=OUT_DIR), without trust_remote_code or this package, on transformers 4.57 and 5.x. Checked at "
-        "export: the same logits as the source model. The stock pipeline decodes each token on its own (argmax).",
+        "export: the same logits as the source model. The stock pipeline decodes each token on its own (argmax). "
+        "A multi-task model is refused (no stock class has several heads): export-onnx serves it.",
     )
     _add_export_options(parser, "A trained output directory (one --hidden-layer, no --crf).")
     return parser

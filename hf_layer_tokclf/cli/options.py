@@ -1,9 +1,12 @@
 """Options several commands share: where and in which precision a model runs, how its scores become labels,
-how windows are batched, and whether a model's own code may run."""
+how windows are batched, whether a model's own code may run, and the NAME=PATH files of several tasks."""
 
 from __future__ import annotations
 
 import argparse
+import re
+from collections.abc import Sequence
+from pathlib import Path
 
 
 def add_device_options(parser: argparse.ArgumentParser) -> None:
@@ -80,3 +83,31 @@ def add_trust_option(parser: argparse.ArgumentParser) -> None:
         "same for every command. Off by default. Models of this package and of transformers' own types load with "
         "the installed classes and never run their folder's code. Read the code first.",
     )
+
+
+# NAME=PATH of a task's file: NAME as train takes a task's name (a letter, then letters, digits, '_' or '-').
+_TASK_FILE = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*)=(.+)$")
+
+
+def task_files(values: Sequence[str], option: str) -> dict[str, str] | None:
+    """The files of a repeatable ``--option NAME=PATH`` by task name, or `None` for one bare path (single-task).
+
+    A value that is an existing file is a path even if it holds '=' (``data/a=b.tsv``); a ``ValueError`` names the
+    value for a bare path among named ones, several bare paths, a task named twice, or ``NAME=`` with no path.
+    """
+    values = list(values)
+    named = [(value, _TASK_FILE.match(value)) for value in values]
+    bare = [value for value, match in named if match is None or Path(value).is_file()]
+    if len(values) == 1 and bare:
+        return None
+    if bare:
+        raise ValueError(
+            f"{option} {bare[0]!r}: with several {option} options, give each as NAME=PATH (the task it trains)"
+        )
+    files: dict[str, str] = {}
+    for value, match in named:
+        task, path = match.group(1), match.group(2)
+        if task in files:
+            raise ValueError(f"{option} {value!r}: task {task!r} is given twice ({files[task]!r} and {path!r})")
+        files[task] = path
+    return files

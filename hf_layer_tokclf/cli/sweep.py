@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from .options import add_decoding_option, add_device_options
+from .options import add_decoding_option, add_device_options, task_files
 from .parsing import CommandParser, add_model_argument, add_progress_option
 
 
@@ -21,13 +22,15 @@ def sweep_parser() -> argparse.ArgumentParser:
         "seqeval entity F1 on the dev data. Writes sweep.md (table), sweep.json and sweep.png (F1 and "
         "relative compute cost per layer; needs the plot extra, or --no-plot) to --output-dir, recommends the "
         "shallowest layer within "
-        "--tolerance F1 of the best, and prints the `train` command that uses it.",
+        "--tolerance F1 of the best, and prints the `train` command that uses it. Several corpora, one per task of "
+        "a multi-task model (--train-file NAME=PATH --validation-file NAME=PATH for each): the encoder reads each "
+        "corpus once, each task's probes learn from its own corpus, a layer is recommended per task (a table and a "
+        "plot panel per task), and the printed `train` command trains the joint model with each task at its layer.",
     )
     add_model_argument(
         parser, "Checkpoint folder or Hub id of a supported family (default: the packaged MiniLM).", required=False
     )
-    parser.add_argument("--train-file", required=True, help="Training data: CoNLL, JSON lines or save_to_disk.")
-    parser.add_argument("--validation-file", required=True, help="Dev data the probes are scored on.")
+    _add_data_options(parser)
     parser.add_argument("--output-dir", required=True, help="Where sweep.md, sweep.json and sweep.png go.")
     parser.add_argument(
         "--layers", type=int, nargs="+", default=None, help="hidden_states indices to probe (default: all, 0..L)."
@@ -65,6 +68,22 @@ def sweep_parser() -> argparse.ArgumentParser:
     add_decoding_option(parser)  # of the probes' dev predictions
     add_device_options(parser)  # the encoder pass; the probes train on the CPU
     return parser
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    """--train-file and --validation-file: one corpus, or NAME=PATH once per task."""
+    parser.add_argument(
+        "--train-file",
+        required=True,
+        action="append",
+        help="Training data: CoNLL, JSON lines or save_to_disk; NAME=PATH once per task for several tasks.",
+    )
+    parser.add_argument(
+        "--validation-file",
+        required=True,
+        action="append",
+        help="Dev data the probes are scored on; NAME=PATH for each task of a multi-task sweep.",
+    )
 
 
 def _add_probe_options(parser: argparse.ArgumentParser, d: dict) -> None:
@@ -116,7 +135,8 @@ def _add_finetune_options(parser: argparse.ArgumentParser, d: dict) -> None:
         type=int,
         default=0,
         help="Also fine-tune the encoder at the N best-value layers (the recommended one, then by probe F1) "
-        "with `train`'s defaults and add their dev F1 to the table and plot.",
+        "with `train`'s defaults and add their dev F1 to the table and plot. With several tasks (any N >= 1): one "
+        "joint model, each task at its recommended layer, in OUTPUT_DIR/finetune-joint.",
     )
     parser.add_argument(
         "--finetune-epochs", type=float, default=d["finetune_epochs"], help="Epochs of each fine-tuning run."
@@ -131,21 +151,16 @@ def _add_finetune_options(parser: argparse.ArgumentParser, d: dict) -> None:
 
 def sweep_command(argv: Sequence[str]) -> int:
     args = sweep_parser().parse_args(list(argv))
-    from ..training.sweep import run_sweep
+    tasks = _task_data(args)  # a ValueError naming the option: `main` says it, before anything is read
+    from ..training.sweep import run_sweep, run_task_sweep
 
-    result = run_sweep(
-        args.train_file,
-        args.validation_file,
-        args.output_dir,
+    common = dict(
         model=args.model,
         layers=args.layers,
         max_train_samples=args.max_train_samples,
         max_eval_samples=args.max_eval_samples,
         finetune_top=args.finetune_top,
-        finetune_epochs=args.finetune_epochs,
-        finetune_learning_rate=args.finetune_learning_rate,
         overwrite_output_dir=args.overwrite_output_dir,
-        save_probe=args.save_probe,
         plot=not args.no_plot,
         allow_rare_labels=args.allow_rare_labels,
         progress=not args.no_progress,
@@ -164,13 +179,63 @@ def sweep_command(argv: Sequence[str]) -> int:
         dtype=args.dtype,
         decoding=args.decoding,
     )
+    common.update(finetune_epochs=args.finetune_epochs, finetune_learning_rate=args.finetune_learning_rate)
+    if tasks is not None:
+        _print_tasks(run_task_sweep(*tasks, args.output_dir, **common), args)
+        return 0
+    files = (args.train_file[0], args.validation_file[0])
+    result = run_sweep(*files, args.output_dir, save_probe=args.save_probe, **common)
     print(result.table())
     k = result.recommended_layer
     print(
         f"\nrecommended: layer {k} (dev F1 {100 * result.f1[k]:.2f}, relative cost {result.relative_cost[k]:.2f}); "
         f"best: layer {result.best_layer} (dev F1 {100 * result.f1[result.best_layer]:.2f})"
     )
-    written = [name for name in ("sweep.md", "sweep.json", "sweep.png") if Path(args.output_dir, name).is_file()]
-    print(f"written to {args.output_dir}: {', '.join(written)}")  # no plot claimed when it was skipped
+    _print_written(args.output_dir)
     print(f"\nfine-tune at layer {k}:\n  {result.train_command}")
     return 0
+
+
+def _task_data(args: argparse.Namespace) -> tuple[dict[str, str], dict[str, str]] | None:
+    """Each task's training and validation file (`options.task_files`), or `None` for a single corpus."""
+    train = task_files(args.train_file, "--train-file")
+    validation = task_files(args.validation_file, "--validation-file")
+    if train is None:
+        if validation is not None or len(args.validation_file) > 1:
+            raise ValueError("one bare --train-file takes one bare --validation-file; name tasks as NAME=PATH in both")
+        return None
+    if validation is None:
+        raise ValueError(
+            f"--validation-file {args.validation_file[0]!r}: name its task, as the training files are named "
+            f"({', '.join(f'--validation-file {task}=PATH' for task in train)})"
+        )
+    if args.save_probe:
+        raise ValueError("--save-probe saves one corpus's probe; it is not available with several tasks")
+    return train, validation
+
+
+def _print_written(output_dir: str) -> None:
+    written = [name for name in ("sweep.md", "sweep.json", "sweep.png") if Path(output_dir, name).is_file()]
+    print(f"written to {output_dir}: {', '.join(written)}")  # no plot claimed when it was skipped
+
+
+def _print_tasks(result: Any, args: argparse.Namespace) -> None:
+    """A multi-task sweep's report: each task's table and layer, the files, and the joint model's train command."""
+    print(result.table())
+    print()
+    for task, task_result in result.results.items():
+        k = task_result.recommended_layer
+        print(
+            f"task {task}: recommended layer {k} (dev F1 {100 * task_result.f1[k]:.2f}, relative cost "
+            f"{task_result.relative_cost[k]:.2f}); best: layer {task_result.best_layer} "
+            f"(dev F1 {100 * task_result.f1[task_result.best_layer]:.2f})"
+        )
+    _print_written(args.output_dir)
+    if result.finetune:
+        where = result.finetune["output_dir"]
+        print(f"\nfine-tuned the joint model, each task at its recommended layer, into {where}:")
+        scores = [(task, r.finetune[r.recommended_layer]["f1"]) for task, r in result.results.items()]
+        print("  " + ", ".join(f"{task} dev F1 {100 * f1:.2f}" for task, f1 in scores))
+        print(f"as\n  {result.finetune['command']}")
+    else:
+        print(f"\ntrain the joint model, each task at its recommended layer:\n  {result.train_command}")

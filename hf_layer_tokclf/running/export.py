@@ -21,6 +21,14 @@ batch x sequence; DeBERTa-v3 and ModernBERT have none); its output is
 ``logits`` (float32, batch x sequence x labels); batch and sequence are dynamic. Only the encoder
 layers the model uses are in the graph, so layer 3 of 12 exports about a quarter of BERT.
 
+A multi-task model (``config.tasks``) exports as one graph, the encoder up to its deepest task's layer, with one
+output per task, ``logits_<task>`` (batch x sequence x that task's labels; `serving.task_output_names` makes the
+name an identifier: ``logits_gene_2`` for task ``gene-2``), and for a task with a CRF its scores
+``start_transitions_<task>``, ``transitions_<task>``, ``end_transitions_<task>``; ``onnx_export.json``'s
+``task_outputs`` maps each task to its output. Its ``config.json`` keeps the tasks (labels, layers, schemes).
+No stock class has several heads, so neither transformers nor Optimum's ``ORTModelForTokenClassification``
+(which reads one ``logits``) loads it: this package's runner does, giving the logits as a dict by task.
+
 `serving.OnnxTokenClassifier` runs such a folder with onnxruntime.
 """
 
@@ -39,7 +47,7 @@ from ..base.defaults import DEFAULT_OPSET
 from ..base.files import write_json
 from ..base.manifest import CARD, CONFIG, TOKENIZER_FILES, output_names
 from ..base.outputs import Outputs, atomic_folder, claim_output_dir
-from ..model.auto import family_of
+from ..model.auto import family_of, is_multitask
 from ..model.tokenization import save_tokenizer
 from .features import MODEL_INPUT_NAMES
 from .serving import (
@@ -52,6 +60,9 @@ from .serving import (
     is_onnx_dir,
     require_onnx,
     run_session,
+    session_feed,
+    task_crf_output_names,
+    task_output_names,
     to_numpy,
 )
 from .stock_export import CODE_FIELDS, LAYER_FIELDS, stock_config, stock_form_reason
@@ -84,18 +95,35 @@ class _LogitsOnly(torch.nn.Module):
 
     Its outputs (`output_names`): the logits, and for a CRF model its emission scores' companions, the
     start, transition and end scores (`CRF_OUTPUTS`), decoded after the graph (`serving.OnnxTokenClassifier.crf`).
+    A multi-task model's: each task's logits (`serving.task_output_names`), then each CRF task's scores.
     """
 
     def __init__(self, model: torch.nn.Module, names: Sequence[str]) -> None:
         super().__init__()
         self.model = model
         self.names = list(names)
-        self.crf = getattr(model, "crf", None)
-        self.output_names = [OUTPUT_NAME, *(CRF_OUTPUTS if self.crf is not None else ())]
+        self.tasks = model_task_outputs(model.config)
+        if self.tasks:
+            crfs = getattr(model, "crfs", {})
+            self.crfs = [crfs[task] for task in self.tasks if task in crfs]
+            crf_names = [task_crf_output_names(out) for task, out in self.tasks.items() if task in crfs]
+            self.logits_names = list(self.tasks.values())
+        else:
+            crf = getattr(model, "crf", None)
+            self.crfs, crf_names = ([crf], [CRF_OUTPUTS]) if crf is not None else ([], [])
+            self.logits_names = [OUTPUT_NAME]
+        self.output_names = [*self.logits_names, *(name for names in crf_names for name in names)]
 
     def forward(self, *inputs):
-        logits = self.model(**dict(zip(self.names, inputs, strict=True)), return_dict=False)[0]
-        return logits if self.crf is None else (logits, *self.crf.scores())
+        logits = self.model(**dict(zip(self.names, inputs, strict=True)), return_dict=True).logits
+        logits = [logits[task] for task in self.tasks] if self.tasks else [logits]
+        return tuple(logits + [score for crf in self.crfs for score in crf.scores()])
+
+
+def model_task_outputs(config: Any) -> dict[str, str]:
+    """Task name -> its logits output in the graph (`serving.task_output_names`); empty for a single-task model."""
+    tasks = getattr(config, "tasks", None) if is_multitask(config) else None
+    return task_output_names(list(tasks)) if tasks else {}
 
 
 def graph_input_names(config: Any) -> list[str]:
@@ -130,7 +158,7 @@ def _torch_export(module: _LogitsOnly, inputs: dict[str, torch.Tensor], path: Pa
                 opset_version=opset,
                 input_names=names,
                 output_names=module.output_names,
-                dynamic_axes={name: axes for name in (*names, OUTPUT_NAME)},
+                dynamic_axes={name: axes for name in (*names, *module.logits_names)},
                 do_constant_folding=True,
             )
             return "torchscript"
@@ -157,8 +185,11 @@ def _torch_export(module: _LogitsOnly, inputs: dict[str, torch.Tensor], path: Pa
 
 
 def _masked_max_diff(a: Any, b: Any, attention_mask: Any) -> float:
+    """The largest absolute difference on real tokens; of a multi-task model's logits (dicts), over every task."""
     import numpy as np
 
+    if isinstance(b, dict):
+        return max(_masked_max_diff(a[task], b[task], attention_mask) for task in b)
     keep = np.asarray(to_numpy(attention_mask)).astype(bool)
     return float(np.abs(np.asarray(a, dtype=np.float32) - np.asarray(b, dtype=np.float32))[keep].max())
 
@@ -231,7 +262,8 @@ def serving_config(config: Any) -> tuple[Any, str | None]:
     layers in the graph (`stock_export.stock_config`: ``model_type`` the family's, no ``auto_map``, the
     labels and ``label_scheme`` kept), which Optimum's `OPTIMUM_CLASS` loads as it is. A classifier of
     transformers' own keeps its config, a stock one already. Any other keeps its config (this package
-    reads it) without ``auto_map`` and ``custom_pipelines``: the folder holds no code for them to name.
+    reads it) without ``auto_map`` and ``custom_pipelines``: the folder holds no code for them to name. A
+    multi-task model has no stock form (`stock_export.stock_form_reason`) and keeps its config, tasks and all.
     """
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
@@ -240,7 +272,7 @@ def serving_config(config: Any) -> tuple[Any, str | None]:
         ours = family_of(model_type).model_type == model_type
     except ValueError:
         ours = False
-    if ours:
+    if ours or is_multitask(config):  # a multi-task model: its reason, not that of a model_type of its own code
         reason = stock_form_reason(config)
         if reason is None:
             return stock_config(config), None
@@ -283,6 +315,7 @@ def _export_info(
         "exporter": exporter,
         "inputs": [i.name for i in graph.input],
         "outputs": [o.name for o in graph.output],
+        **({"task_outputs": tasks} if (tasks := model_task_outputs(model.config)) else {}),
         "dynamic_axes": {"0": "batch", "1": "sequence"},
         "source": str(model_dir),
         "encoder_layers": _encoder_layers(model),
@@ -311,7 +344,7 @@ def serving_readme(info: dict[str, Any], name: str) -> str:
         f"{depth} and its token-classification head, with inputs {inputs} (int64, batch x sequence) and "
         f"outputs {outputs}; batch and sequence are dynamic. Written by `hf-layer-tokclf export-onnx`; "
         "`onnx_export.json` says how (exporter, versions, the largest logit difference from PyTorch).\n\n"
-    )
+    ) + _tasks_paragraph(info)
     ours = (
         'With hf-layer-tokclf (`pip install "hf-layer-tokclf[onnx]"`), which decodes valid label sequences '
         "(`--decoding viterbi`, the default; `argmax` decodes each token on its own):\n\n"
@@ -343,6 +376,20 @@ def serving_readme(info: dict[str, Any], name: str) -> str:
     )
 
 
+def _tasks_paragraph(info: dict[str, Any]) -> str:
+    """A multi-task export's README paragraph: which output holds which task's logits; empty for one task."""
+    tasks = info.get("task_outputs")
+    if not tasks:
+        return ""
+    pairs = ", ".join(f"`{output}` (task `{task}`)" for task, output in tasks.items())
+    return (
+        f"One head per task, each its own output: {pairs}; `config.json`'s `tasks` holds each task's labels, "
+        "layer and scheme. The runner below gives `logits` as a dict by task, as the PyTorch model does; Optimum's "
+        "`ORTModelForCustomTasks`, given `config=PretrainedConfig.from_json_file(...)` of this folder's `config.json`, "
+        "runs the graph and returns each output by name.\n\n"
+    )
+
+
 def _write_onnx(model: Any, tokenizer: Any, path: Path, opset: int, quantize: str | None) -> tuple[str, float]:
     """Writes the graph to ``path``, fp32 and checked against PyTorch, then int8 if asked; (exporter, max diff)."""
     onnx, onnxruntime = require_onnx()
@@ -356,7 +403,11 @@ def _write_onnx(model: Any, tokenizer: Any, path: Path, opset: int, quantize: st
     _name_outputs(onnx, fp32_path, module.output_names)
     onnx.checker.check_model(str(fp32_path))
     session = inference_session(onnx, onnxruntime, fp32_path)
-    diff = _masked_max_diff(run_session(session, inputs), expected, inputs["attention_mask"])
+    if module.tasks:  # every task's logits output against the model's logits of that task
+        got = dict(zip(module.tasks, session.run(module.logits_names, session_feed(session, inputs)), strict=True))
+    else:
+        got = run_session(session, inputs)
+    diff = _masked_max_diff(got, expected, inputs["attention_mask"])
     del session
     if not diff <= MAX_EXPORT_DIFF:
         raise RuntimeError(f"the ONNX export's logits differ from PyTorch's by {diff:.2e} (> {MAX_EXPORT_DIFF})")
@@ -392,7 +443,7 @@ def _encoder_layers(model: Any) -> int | None:
 
 
 def verify_onnx(onnx_path: str | Path, model_dir: str | Path, texts: Sequence[str]) -> float:
-    """Largest absolute difference between the ONNX model's logits and PyTorch's on ``texts``.
+    """Largest absolute difference between the ONNX model's logits and PyTorch's on ``texts`` (of every task's).
 
     The texts are run as one padded batch; padding positions are left out of the comparison.
     """

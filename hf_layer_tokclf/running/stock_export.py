@@ -31,9 +31,10 @@ from typing import Any
 import torch
 
 from ..base.files import write_json
+from ..base.locations import check_model_location
 from ..base.manifest import CONFIG, SHARD, TOKENIZER_FILES, WEIGHTS, WEIGHTS_INDEX, output_names
 from ..base.outputs import Outputs, atomic_folder, claim_output_dir
-from ..model.auto import Family, family_of
+from ..model.auto import AutoLayerConfig, Family, family_of, is_multitask
 from ..model.tokenization import save_tokenizer
 
 __all__ = [
@@ -90,6 +91,12 @@ def stock_form_reason(config: Any) -> str | None:
     """
     import transformers
 
+    if is_multitask(config):
+        tasks = ", ".join(f"{name!r} at layer {task['hidden_layer']}" for name, task in config.tasks.items())
+        return (
+            f"it is a multi-task model, one head per task ({tasks}), each with its own labels, and no stock "
+            "transformers class has several heads (a *ForTokenClassification has one classifier over one label set)"
+        )
     family = family_of(config.model_type)
     stock, layers, depth = family.stock_class_name, config.layers, config.num_hidden_layers
     if len(layers) > 1:
@@ -130,7 +137,7 @@ def stock_form_problem(config: Any) -> str | None:
     reason = stock_form_reason(config)
     if reason is None:
         return None
-    pooled = len(config.layers) > 1
+    pooled = len(config.layers) > 1 and not is_multitask(config)
     return f"{reason}; {'export a model trained on one hidden_layer, or ' if pooled else ''}{SHARE_WITH_CODE}"
 
 
@@ -289,6 +296,10 @@ def export_transformers(
         ``out_dir``. Raises `NotExportableError` (a ``ValueError``) naming why a model has no stock form.
     """
     out_dir = Path(out_dir)
+    # From the config alone, before anything is written: a model without a stock form (a multi-task one) is refused
+    # (a mistyped folder first said as such, not as a Hub error).
+    check_model_location(model_dir)
+    check_exportable(AutoLayerConfig.from_pretrained(str(model_dir)), model_dir)
     with (
         claim_output_dir(out_dir, STOCK_OUTPUTS, overwrite=overwrite, in_place=False),
         atomic_folder(out_dir, STOCK_OUTPUTS) as folder,

@@ -15,28 +15,36 @@ A probe is exactly the family's layer classifier (``BertForLayerTokenClassificat
 eval mode): `SweepResult.probe_model` builds that model, which `sentences.evaluate_sentences` scores like
 any other.
 
-The modules, each importing only those before it: `result` (`SweepResult` and the layer rules),
+Several corpora, one per task of a multi-task model (`sweep_tasks`, `run_task_sweep`): the encoder is loaded
+once and reads each corpus once, and each task's probes learn from its own corpus; a layer is recommended per task,
+and the joint model's `train` command names each task's layer.
+
+The modules, each importing only those before it: `result` (`SweepResult`, `TaskSweepResult` and the layer rules),
 `extract` (the encoder pass and the feature stores), `probes` (training, applying and scoring the
 probes), `settings` (defaults and checks), `report` (table, JSON, plot), `finetune` (fine-tuning the
-best layers) and `run` (`sweep` and the files-to-files `run_sweep`).
+best layers), `run` (`sweep` and the files-to-files `run_sweep`) and `tasks` (the multi-task sweep).
 """
 
 from .extract import CACHES
 from .probes import auto_epochs
 from .report import write_sweep
-from .result import SweepResult, finetune_candidates, recommend_layer, resolve_layers
+from .result import SweepResult, TaskSweepResult, finetune_candidates, recommend_layer, resolve_layers
 from .run import run_sweep, sweep
 from .settings import SWEEP_DEFAULTS
+from .tasks import run_task_sweep, sweep_tasks
 
 __all__ = [
     "CACHES",
     "SWEEP_DEFAULTS",
     "SweepResult",
+    "TaskSweepResult",
     "auto_epochs",
     "finetune_candidates",
     "recommend_layer",
     "resolve_layers",
     "run_sweep",
+    "run_task_sweep",
     "sweep",
+    "sweep_tasks",
     "write_sweep",
 ]

@@ -1,4 +1,5 @@
-"""The output files of a sweep: the Markdown table, the JSON and the plot of F1 and cost per layer (`write_sweep`)."""
+"""The output files of a sweep: the Markdown table, the JSON and the plot of F1 and cost per layer (`write_sweep`);
+a multi-task sweep's have a part per task (a table, a JSON entry and a panel of the plot each)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,18 @@ from typing import Any
 from ...base.extras import install_line
 from ...base.files import OutputExistsError, atomic_writer, write_json
 from ...base.niceties import optional_step
-from .result import SweepResult
+from .result import SweepResult, TaskSweepResult
 
 # Output file names, in the output directory.
 TABLE_FILE, JSON_FILE, PLOT_FILE = "sweep.md", "sweep.json", "sweep.png"
 
 
 def write_sweep(
-    result: SweepResult, output_dir: str | Path, *, overwrite: bool = False, plot: bool = True
+    result: SweepResult | TaskSweepResult, output_dir: str | Path, *, overwrite: bool = False, plot: bool = True
 ) -> dict[str, Path]:
     """Writes ``sweep.md`` (the table), ``sweep.json`` and ``sweep.png`` (the plot) in ``output_dir``, each atomically.
+
+    A `TaskSweepResult` writes a table and a plot panel per task, and its JSON (`TaskSweepResult.to_json`).
 
     Existing files of those names are refused unless ``overwrite``. ``plot=False`` writes no plot; without
     matplotlib (`run_sweep` refuses that first), or when plotting fails, the plot is skipped with a warning
@@ -46,15 +49,29 @@ def write_sweep(
     return paths
 
 
-def _write_table(result: SweepResult, path: Path) -> None:
-    """``sweep.md``: a title, the table and the command that trains at the recommended layer."""
+def _write_table(result: SweepResult | TaskSweepResult, path: Path) -> None:
+    """``sweep.md``: a title, the table (one per task) and the command that trains at the recommended layer(s)."""
+    first = _panels(result)[0][1]
+    tasks = isinstance(result, TaskSweepResult)
     with atomic_writer(path) as f:
-        f.write(f"# Layer sweep of {_model_label(result.model_name_or_path)}\n\n")
-        f.write(f"Model: `{result.model_name_or_path}`. Dev entity F1 of a linear probe on each frozen layer")
-        f.write(" (and of fine-tuning, where run); relative cost = compute up to that layer / the full model.\n\n")
-        f.write(f"{result.table()}\n")
+        f.write(f"# Layer sweep of {_model_label(first.model_name_or_path)}{', per task' if tasks else ''}\n\n")
+        f.write(f"Model: `{first.model_name_or_path}`. Dev entity F1 of a linear probe on each frozen layer")
+        f.write(" (and of fine-tuning, where run); relative cost = compute up to that layer / the full model.")
+        if tasks:
+            f.write(" Each task's probes learn from its own corpus, which the encoder read once.")
+        f.write(f"\n\n{result.table()}\n")
         if result.train_command:
-            f.write(f"\nTrain at the recommended layer:\n\n```bash\n{result.train_command}\n```\n")
+            what = "the joint model, each task at its recommended layer" if tasks else "at the recommended layer"
+            f.write(f"\nTrain {what}:\n\n```bash\n{result.train_command}\n```\n")
+        if tasks and result.finetune:
+            f.write(f"\nThat joint model, fine-tuned: `{result.finetune['output_dir']}` (its dev F1 per task above).\n")
+
+
+def _panels(result: SweepResult | TaskSweepResult) -> list[tuple[str | None, SweepResult]]:
+    """The results to show, each with its task's name (`None` for a single corpus)."""
+    if isinstance(result, TaskSweepResult):
+        return list(result.results.items())
+    return [(None, result)]
 
 
 def _model_label(model_name_or_path: str) -> str:
@@ -66,26 +83,38 @@ def _model_label(model_name_or_path: str) -> str:
     return Path(str(model_name_or_path).rstrip("/")).name or str(model_name_or_path)
 
 
-def _plot(result: SweepResult, path: Path) -> None:
-    """F1 (probe and fine-tuned) and relative cost against layer, with the tolerance band; PNG, atomically."""
+def _plot(result: SweepResult | TaskSweepResult, path: Path) -> None:
+    """F1 (probe and fine-tuned) and relative cost against layer, with the tolerance band, a panel per task;
+    PNG, atomically."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazily: matplotlib is optional and slow
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7.5, 4.5), dpi=120)
+    panels = _panels(result)
+    fig = Figure(figsize=(7.5, 4.5 * len(panels)), dpi=120)
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    cost_ax = ax.twinx()
-    _plot_costs(cost_ax, result)
-    ax.set_zorder(cost_ax.get_zorder() + 1)
-    ax.patch.set_visible(False)
-    _plot_f1(ax, result)
-    ax.set_title(f"Layer sweep of {_model_label(result.model_name_or_path)}: dev F1 and cost per layer", fontsize=11)
-    handles, names = ax.get_legend_handles_labels()
-    cost_handles, cost_names = cost_ax.get_legend_handles_labels()
-    # Below the axes, so it never hides a point.
-    fig.legend(handles + cost_handles, names + cost_names, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    for row, (task, panel) in enumerate(panels, 1):
+        ax = fig.add_subplot(len(panels), 1, row)
+        cost_ax = ax.twinx()
+        _plot_costs(cost_ax, panel)
+        ax.set_zorder(cost_ax.get_zorder() + 1)
+        ax.patch.set_visible(False)
+        _plot_f1(ax, panel)
+        what = f"Layer sweep of {_model_label(panel.model_name_or_path)}" + (f", task {task!r}" if task else "")
+        ax.set_title(f"{what}: dev F1 and cost per layer", fontsize=11)
+        handles, names = ax.get_legend_handles_labels()
+        cost_handles, cost_names = cost_ax.get_legend_handles_labels()
+        if task is None:  # below the axes, so it never hides a point
+            fig.legend(
+                handles + cost_handles, names + cost_names, loc="lower center", ncol=2, fontsize=8, frameon=False
+            )
+        else:  # each task's under its own panel: the recommended layer differs
+            ax.legend(handles + cost_handles, names + cost_names, loc="upper center", bbox_to_anchor=(0.5, -0.15),
+                      ncol=2, fontsize=8, frameon=False)  # fmt: skip
     rows = math.ceil(len(handles + cost_handles) / 2)
-    fig.tight_layout(rect=(0, 0.04 + 0.035 * rows, 1, 1))
+    if len(panels) == 1 and panels[0][0] is None:
+        fig.tight_layout(rect=(0, 0.04 + 0.035 * rows, 1, 1))
+    else:
+        fig.tight_layout(h_pad=2.0 + 1.2 * rows)
     with atomic_writer(path, "wb") as f:
         fig.savefig(f, format="png")
 

@@ -1,5 +1,5 @@
-"""What a sweep found: `SweepResult`, the layer rules (`resolve_layers`, `recommend_layer`, `best_layer`)
-and which layers to fine-tune (`finetune_candidates`)."""
+"""What a sweep found: `SweepResult` (one corpus) and `TaskSweepResult` (one per task), the layer rules
+(`resolve_layers`, `recommend_layer`, `best_layer`) and which layers to fine-tune (`finetune_candidates`)."""
 
 from __future__ import annotations
 
@@ -107,6 +107,42 @@ class SweepResult:
                 f"{'; '.join(notes)} |"
             )
         return "\n".join(lines)
+
+
+@dataclass
+class TaskSweepResult:
+    """A multi-task sweep: each task's `SweepResult` (its corpus's probes on the one frozen encoder), by task.
+
+    ``train_command`` trains the joint model with each task at its recommended layer; ``finetune`` records the
+    joint model fine-tuned so (``output_dir``, ``layers``, ``command``, ``seconds``; each task's dev F1 is in its
+    result's ``finetune``), or is ``None``.
+    """
+
+    results: dict[str, SweepResult]
+    train_command: str | None = None
+    finetune: dict[str, Any] | None = None
+
+    @property
+    def recommended_layers(self) -> dict[str, int]:
+        """Task -> its recommended layer."""
+        return {task: result.recommended_layer for task, result in self.results.items()}
+
+    def to_json(self) -> dict[str, Any]:
+        """``sweep.json`` of several tasks: the tasks' layers, the joint train command, each task's `SweepResult`."""
+        first = next(iter(self.results.values()))
+        return {
+            "recommended_layers": self.recommended_layers,
+            "best_layers": {task: result.best_layer for task, result in self.results.items()},
+            "model": first.model_name_or_path,
+            "num_hidden_layers": first.num_hidden_layers,
+            "train_command": self.train_command,
+            "finetune": self.finetune,
+            "tasks": {task: result.to_json() for task, result in self.results.items()},
+        }
+
+    def table(self) -> str:
+        """A Markdown table per task (`SweepResult.table`), under the task's name."""
+        return "\n\n".join(f"### Task `{task}`\n\n{result.table()}" for task, result in self.results.items())
 
 
 def resolve_layers(layers: Sequence[int] | None, num_hidden_layers: int) -> list[int]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 import time
 from collections.abc import Sequence
@@ -27,8 +28,9 @@ from .report import JSON_FILE, PLOT_FILE, TABLE_FILE, write_sweep
 from .result import SweepResult, best_layer, recommend_layer, resolve_layers
 from .settings import SWEEP_DEFAULTS, SweepSettings, check_settings
 
-# Folders of --save-probe and --finetune-top: a model folder, a training run's output folder.
-RUN_FOLDER = re.compile(r"^(probe|finetune)-layer-\d+$")
+# Folders of --save-probe and --finetune-top: a model folder, a training run's output folder (of a multi-task
+# sweep: one, finetune.JOINT_FOLDER).
+RUN_FOLDER = re.compile(r"^(probe|finetune)-layer-\d+$|^finetune-joint$")
 # A sweep's output folder: its files and run folders (a sweep before manifests wrote sweep.json every time).
 SWEEP_OUTPUTS = Outputs(
     "sweep", output_names((TABLE_FILE, JSON_FILE, PLOT_FILE), (RUN_FOLDER,)), legacy=lambda f: (f / JSON_FILE).is_file()
@@ -91,31 +93,43 @@ def sweep(
     """
     given = locals()  # the keyword arguments after ``layers`` are `SweepSettings`' fields, one for one
     settings = SweepSettings(**{field.name: given[field.name] for field in fields(SweepSettings)})
-    return _sweep_steps(str(model_name_or_path), train_sentences, dev_sentences, layers, settings)
+    started = time.perf_counter()
+    train_sentences, dev_sentences, labels = label_data(train_sentences, dev_sentences)
+    encoder = load_encoder(str(model_name_or_path), layers, settings)
+    return probe_corpus(encoder, train_sentences, dev_sentences, labels, settings, started)
+
+
+def sweep_settings(**kwargs: Any) -> SweepSettings:
+    """The `SweepSettings` of `sweep`'s keyword arguments after ``layers``, its defaults for those not given."""
+    parameters = inspect.signature(sweep).parameters
+    names = [field.name for field in fields(SweepSettings)]
+    unknown = sorted(set(kwargs) - set(names))
+    if unknown:
+        raise TypeError(f"unknown sweep settings {unknown}; expected some of {names}")
+    return SweepSettings(**{name: kwargs.get(name, parameters[name].default) for name in names})
 
 
 @dataclass
-class _Encoder:
+class Encoder:
     """The frozen encoder of a sweep, its tokenizer and config, and the layers swept (as `resolve_layers` gives)."""
 
+    model_name_or_path: str
     model: Any
     tokenizer: Any
     config: Any
     layers: list[int]
 
 
-def _sweep_steps(
-    model_name_or_path: str,
+def probe_corpus(
+    encoder: Encoder,
     train_sentences: Sequence[Sentence],
     dev_sentences: Sequence[Sentence],
-    layers: Sequence[int] | None,
+    labels: list[str],
     settings: SweepSettings,
+    started: float,
 ) -> SweepResult:
-    """`sweep`, its settings checked: label the data, load the encoder, window the sentences, extract the
-    features, fit the probes, score them on dev, build the result."""
-    started = time.perf_counter()
-    train_sentences, dev_sentences, labels = _label_data(train_sentences, dev_sentences)
-    encoder = _load_encoder(model_name_or_path, layers, settings)
+    """One corpus's sweep on a loaded encoder, its data labeled (`label_data`): window the sentences, extract the
+    features in one encoder pass, fit the probes, score them on dev, build the result (timed from ``started``)."""
     train, dev, settings = _encode_splits(encoder, train_sentences, dev_sentences, settings)
     with cache_folder(settings.cache, settings.cache_dir) as folder:
         t0 = time.perf_counter()
@@ -134,13 +148,13 @@ def _sweep_steps(
         "score_s": round(t3 - t2, 2),
         "total_s": round(t3 - started, 2),
     }
-    return _build_result(model_name_or_path, encoder, labels, scores, probes, train, dev, settings, timings)
+    return _build_result(encoder, labels, scores, probes, train, dev, settings, timings)
 
 
-def _label_data(
+def label_data(
     train_sentences: Sequence[Sentence], dev_sentences: Sequence[Sentence]
 ) -> tuple[list[Sentence], list[Sentence], list[str]]:
-    """Both splits in IOB2 and the label list; every dev label must be a training label."""
+    """Both splits in IOB2 and the label list; every dev label must be a training label (`DataError` otherwise)."""
     train_sentences = _labeled(train_sentences, "training")
     dev_sentences = _labeled(dev_sentences, "dev")
     labels = label_list(train_sentences)
@@ -158,7 +172,7 @@ def _labeled(sentences: Sequence[Sentence], split: str) -> list[Sentence]:
     return normalize_labels(sentences)[0]
 
 
-def _load_encoder(model_name_or_path: str, layers: Sequence[int] | None, settings: SweepSettings) -> _Encoder:
+def load_encoder(model_name_or_path: str, layers: Sequence[int] | None, settings: SweepSettings) -> Encoder:
     """The encoder up to the deepest swept layer, frozen, in eval mode, on its device and in its dtype."""
     from ...model.auto import AutoLayerConfig, AutoLayerModel
     from ...model.tokenization import load_tokenizer
@@ -174,11 +188,11 @@ def _load_encoder(model_name_or_path: str, layers: Sequence[int] | None, setting
         model_name_or_path, hidden_layer=max(layers), dtype=pick_dtype(target, settings.dtype)
     )
     model.to(target).eval().requires_grad_(False)
-    return _Encoder(model, tokenizer, config, layers)
+    return Encoder(model_name_or_path, model, tokenizer, config, layers)
 
 
 def _encode_splits(
-    encoder: _Encoder, train_sentences: Sequence[Sentence], dev_sentences: Sequence[Sentence], settings: SweepSettings
+    encoder: Encoder, train_sentences: Sequence[Sentence], dev_sentences: Sequence[Sentence], settings: SweepSettings
 ) -> tuple[EncodedSplit, EncodedSplit, SweepSettings]:
     """Both splits' windows, and the settings with ``max_length`` and ``epochs`` resolved (`auto_epochs`)."""
     from ...running.logits import default_max_length
@@ -193,7 +207,7 @@ def _encode_splits(
 
 
 def _extract_features(
-    encoder: _Encoder, train: EncodedSplit, dev: EncodedSplit, settings: SweepSettings, folder: Path | None
+    encoder: Encoder, train: EncodedSplit, dev: EncodedSplit, settings: SweepSettings, folder: Path | None
 ) -> FeatureStores:
     """The one encoder pass, with the settings' batch size, cache dtype and progress bar."""
     return extract_features(
@@ -226,7 +240,7 @@ def _fit_probes(features: FeatureStores, targets: Any, num_labels: int, settings
 
 
 def _recorded_settings(
-    settings: SweepSettings, encoder: _Encoder, train: EncodedSplit, dev: EncodedSplit, losses: Sequence[float]
+    settings: SweepSettings, encoder: Encoder, train: EncodedSplit, dev: EncodedSplit, losses: Sequence[float]
 ) -> dict[str, Any]:
     """`SweepResult.settings`: what the sweep was told, where it ran, how much data it saw, its last losses."""
     return {
@@ -245,8 +259,7 @@ def _recorded_settings(
 
 
 def _build_result(
-    model_name_or_path: str,
-    encoder: _Encoder,
+    encoder: Encoder,
     labels: list[str],
     scores: dict[int, dict[str, Any]],
     probes: Probes,
@@ -263,7 +276,7 @@ def _build_result(
     with optional_step("counting each layer's FLOPs (the cost column shows k/L instead)"):
         cost = relative_costs(encoder.config, layers, len(labels), train.mean_window_tokens)
     return SweepResult(
-        model_name_or_path=model_name_or_path,
+        model_name_or_path=encoder.model_name_or_path,
         layers=layers,
         num_hidden_layers=encoder.config.num_hidden_layers,
         labels=labels,
@@ -320,8 +333,8 @@ def run_sweep(
     if plot:
         require("plot", "the sweep's plot (sweep.png; --no-plot skips it)")
     check_model_location(model)  # a mistyped folder is not a Hub error, and is said before the data is read
-    _check_run(validation_file, finetune_top, max_train_samples, max_eval_samples, sweep_kwargs)
-    data_args = _data_arguments(
+    check_run(validation_file, finetune_top, max_train_samples, max_eval_samples, sweep_kwargs)
+    data_args = data_arguments(
         train_file, validation_file, max_train_samples, max_eval_samples, sweep_kwargs, allow_rare_labels
     )
     splits, _ = read_splits(data_args)  # bad data fails before anything is written
@@ -350,7 +363,7 @@ def _record_run(
     result.settings.update(model=model, train_file=train_file, validation_file=validation_file)
 
 
-def _check_run(
+def check_run(
     validation_file: str,
     finetune_top: int,
     max_train_samples: int | None,
@@ -373,15 +386,15 @@ def _check_run(
     )
 
 
-def _data_arguments(
-    train_file: str,
-    validation_file: str,
+def data_arguments(
+    train_file: str | dict[str, str],
+    validation_file: str | dict[str, str],
     max_train_samples: int | None,
     max_eval_samples: int | None,
     sweep_kwargs: dict[str, Any],
     allow_rare_labels: bool = False,
 ) -> Any:
-    """The `arguments.DataArguments` of the sweep's data, which fine-tuning reads too."""
+    """The `arguments.DataArguments` of the sweep's data, which fine-tuning reads too (files by task for several)."""
     from ..arguments import DataArguments
 
     return DataArguments(
