@@ -160,7 +160,7 @@ def test_finetune_top_trains_one_joint_model_each_task_at_its_layer(tiny_dir, co
     ("extra", "message"),
     [
         (["--validation-file", "cg=DEV"], "--validation-file is required for every task.*--validation-file disease="),
-        (["--validation-file", "disease=DEV", "--validation-file", "DEV"], "give each as NAME=PATH"),
+        (["--validation-file", "disease=DEV", "--validation-file", "DEV"], "has no task name: with several tasks"),
         (["--validation-file", "disease=DEV", "--validation-file", "cg=DEV", "--save-probe"], "--save-probe"),
         (["--validation-file", "DEV"], "name its task"),
     ],
@@ -183,5 +183,7 @@ def test_task_files_reads_name_path_pairs_and_keeps_a_bare_path(tmp_path):
     assert task_files(["disease=d.tsv", "cg-2=c=x.tsv"], "--train-file") == {"disease": "d.tsv", "cg-2": "c=x.tsv"}
     with pytest.raises(ValueError, match="task 'disease' is given twice"):
         task_files(["disease=a.tsv", "disease=b.tsv"], "--train-file")
-    with pytest.raises(ValueError, match=r"--train-file 'a\.tsv': with several"):
+    with pytest.raises(ValueError, match=r"--train-file is given 2 times \(a\.tsv, b\.tsv\)"):
         task_files(["a.tsv", "b.tsv"], "--train-file")
+    with pytest.raises(ValueError, match=r"--train-file b\.tsv has no task name"):
+        task_files(["disease=a.tsv", "b.tsv"], "--train-file")

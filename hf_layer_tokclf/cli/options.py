@@ -4,9 +4,9 @@ how windows are batched, whether a model's own code may run, and the NAME=PATH f
 from __future__ import annotations
 
 import argparse
-import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 
 def add_device_options(parser: argparse.ArgumentParser) -> None:
@@ -85,29 +85,50 @@ def add_trust_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-# NAME=PATH of a task's file: NAME as train takes a task's name (a letter, then letters, digits, '_' or '-').
-_TASK_FILE = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*)=(.+)$")
+def task_word(word: str) -> tuple[str, str] | None:
+    """``(NAME, VALUE)`` of a ``NAME=VALUE`` word whose NAME can name a task (`arguments.TASK_NAME`), else `None`:
+    a bare value, or a path holding '=' (``data/a=b.tsv``, or any existing file)."""
+    from ..training.arguments import TASK_NAME
+
+    name, equals, value = word.partition("=")
+    named = equals and value and TASK_NAME.fullmatch(name) and not Path(word).is_file()
+    return (name, value) if named else None
+
+
+def task_values(option: str, words: Sequence[str], convert: Callable[[str], Any] = str, *, single: bool = True) -> Any:
+    """The values of a repeatable ``--option [NAME=]VALUE``: ``{NAME: convert(VALUE)}`` when every word names its
+    task, else the bare word (``single``) or words; `None` for none.
+
+    A ``ValueError`` names the word for a bare value among named ones, several bare values where one is taken, a
+    task named twice, or a value ``convert`` refuses.
+    """
+    words = list(words)
+    named = [task_word(word) for word in words]
+    if not words:
+        return None
+    if all(pair is None for pair in named):
+        if single and len(words) > 1:
+            raise ValueError(
+                f"{option} is given {len(words)} times ({', '.join(words)}): give one, or NAME=... per task"
+            )
+        return words[0] if single else words
+    bare = [word for word, pair in zip(words, named, strict=True) if pair is None]
+    if bare:
+        raise ValueError(f"{option} {bare[0]} has no task name: with several tasks, give every {option} as NAME=...")
+    tasks: dict[str, Any] = {}
+    for name, value in named:
+        if name in tasks:
+            raise ValueError(f"{option}: task {name!r} is given twice ({name}={tasks[name]}, {name}={value})")
+        try:
+            tasks[name] = convert(value)
+        except ValueError:
+            raise ValueError(
+                f"{option} {name}={value}: {value!r} is not a {convert.__name__.replace('_', ' ')}"
+            ) from None
+    return tasks
 
 
 def task_files(values: Sequence[str], option: str) -> dict[str, str] | None:
-    """The files of a repeatable ``--option NAME=PATH`` by task name, or `None` for one bare path (single-task).
-
-    A value that is an existing file is a path even if it holds '=' (``data/a=b.tsv``); a ``ValueError`` names the
-    value for a bare path among named ones, several bare paths, a task named twice, or ``NAME=`` with no path.
-    """
-    values = list(values)
-    named = [(value, _TASK_FILE.match(value)) for value in values]
-    bare = [value for value, match in named if match is None or Path(value).is_file()]
-    if len(values) == 1 and bare:
-        return None
-    if bare:
-        raise ValueError(
-            f"{option} {bare[0]!r}: with several {option} options, give each as NAME=PATH (the task it trains)"
-        )
-    files: dict[str, str] = {}
-    for value, match in named:
-        task, path = match.group(1), match.group(2)
-        if task in files:
-            raise ValueError(f"{option} {value!r}: task {task!r} is given twice ({files[task]!r} and {path!r})")
-        files[task] = path
-    return files
+    """The files of a repeatable ``--option NAME=PATH`` by task name, or `None` for one bare path (single-task)."""
+    files = task_values(option, values)
+    return files if isinstance(files, dict) else None

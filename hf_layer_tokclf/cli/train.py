@@ -14,6 +14,7 @@ from typing import Any
 
 from ..base.redaction import remember_secret
 from .interrupts import KEPT_ON_INTERRUPT, checkpoint_kept
+from .options import task_values
 from .parsing import (
     CommandParser,
     add_dataclass_options,
@@ -78,9 +79,11 @@ class TrainParser(CommandParser):
         for name in ("train_file", "validation_file", "test_file"):
             out[name] = self._named(_option(name), values[name] or [], str, single=True)
         layers = values["hidden_layer"] or []
-        out["hidden_layer"] = self._named("--hidden-layer", [w for ws in layers for w in ws], _layer, single=False)
+        out["hidden_layer"] = self._named(
+            "--hidden-layer", [w for ws in layers for w in ws], layer_number, single=False
+        )
         if isinstance(out["hidden_layer"], list):  # bare: the last --hidden-layer's values, as before
-            out["hidden_layer"] = [_layer(word) for word in layers[-1]]
+            out["hidden_layer"] = [layer_number(word) for word in layers[-1]]
         switches = values["crf"] or []
         if all(_is_boolean(word) for word in switches):
             out["crf"] = boolean(switches[-1]) if switches else False
@@ -91,28 +94,11 @@ class TrainParser(CommandParser):
         return out
 
     def _named(self, option: str, words: list[str], convert: Any, *, single: bool) -> Any:
-        """``NAME=VALUE`` words -> {NAME: convert(VALUE)}; bare words -> the one word (``single``) or all of them."""
-        named = [_task_word(word) for word in words]
-        if not words:
-            return None
-        if all(pair is None for pair in named):
-            if single and len(words) > 1:
-                self.error(
-                    f"{option} is given {len(words)} times ({', '.join(words)}): give one, or NAME=PATH per task."
-                )
-            return words[0] if single else words
-        bare = [word for word, pair in zip(words, named, strict=True) if pair is None]
-        if bare:
-            self.error(f"{option} {bare[0]} has no task name beside {option} NAME=...: give every {option} as NAME=...")
-        tasks: dict[str, Any] = {}
-        for name, value in named:
-            if name in tasks:
-                self.error(f"{option}: task {name!r} is given twice ({name}={tasks[name]}, {name}={value}).")
-            try:
-                tasks[name] = convert(value)
-            except ValueError:
-                self.error(f"{option} {name}={value}: {value!r} is not a layer number.")
-        return tasks
+        """`options.task_values`, its errors as this parser's."""
+        try:
+            return task_values(option, words, convert, single=single)
+        except ValueError as error:
+            self.error(str(error))
 
     def split_words(self, argv: Sequence[str]) -> tuple[list[str], list[str]]:
         """The words of ``argv`` that are this parser's (its options, their values, MODEL) and the Trainer's.
@@ -138,15 +124,8 @@ def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _task_word(word: str) -> tuple[str, str] | None:
-    """``(NAME, VALUE)`` of a ``NAME=VALUE`` word whose NAME can name a task, else None (a path: ``a/b=c.tsv``)."""
-    from ..training.arguments import TASK_NAME
-
-    name, equals, value = word.partition("=")
-    return (name, value) if equals and value and TASK_NAME.fullmatch(name) else None
-
-
-def _layer(word: str) -> int:
+def layer_number(word: str) -> int:
+    """A layer number of ``--hidden-layer``."""
     return int(word)
 
 
