@@ -303,7 +303,8 @@ MULTITASK_TRAIN, MULTITASK_TEST = 64, 40  # sentences of each corpus's train / t
 
 def train_multitask(model, tokenizer, corpora: dict[str, list], steps: int, batch_size: int = 8) -> None:
     """``steps`` AdamW steps by hand, each on ``batch_size`` sentences of one task's corpus, the tasks in turn
-    (labels on each word's first subword, in the task's label ids, with its ``task_ids``)."""
+    (labels on each word's first subword, in the task's label ids, with its ``task_ids``); the word embeddings
+    are left as they are."""
     from hf_layer_tokclf.running.features import encode, model_inputs, pad_windows
 
     names = model.config.task_names
@@ -311,7 +312,10 @@ def train_multitask(model, tokenizer, corpora: dict[str, list], steps: int, batc
         name: encode(sentences, tokenizer, {v: k for k, v in model.config.task_id2label(name).items()}, max_length=128)
         for name, sentences in corpora.items()
     }
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4)
+    # The word embeddings (half of MiniLM's weights) stay as they are: the steps cost half as much.
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_("word_embeddings" not in name)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-4)
     model.train()
     for step in range(steps):
         name = names[step % len(names)]

@@ -151,6 +151,19 @@ def test_predict_jsonl_entities_say_their_task_and_tasks_chooses(multitask, mult
     assert [sorted(d, key=json.dumps) for d in other] == [sorted(d, key=json.dumps) for d in found[None]]
 
 
+def test_predict_word_lists_gives_each_tasks_labels(multitask, multitask_dir, tmp_path, capsys):
+    model, tokenizer = multitask
+    sentences = multitask_sentences(BIONLP13CG, "test", 6)
+    source, out = tmp_path / "words.jsonl", tmp_path / "out.jsonl"
+    source.write_text("".join(json.dumps({"id": i, "tokens": s.tokens}) + "\n" for i, s in enumerate(sentences)))
+    code, _, err = run(capsys, "predict", multitask_dir, "--input", source, "--output", out, "--tasks", "disease,cg")
+    assert code == 0, err
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    expected = predict_sentences(model, tokenizer, sentences, progress=False, tasks=["disease", "cg"])
+    assert [r["predictions"] for r in records] == expected
+    assert [list(r["predictions"]) for r in records] == [["disease", "cg"]] * len(sentences)
+
+
 def test_an_unknown_task_is_refused_naming_the_models_tasks_before_any_output(multitask_dir, tmp_path, capsys):
     out = tmp_path / "out.jsonl"
     code, _, err = run(capsys, "predict", multitask_dir, "--text", TEXT, "--output", out, "--tasks", "disease,gene")
@@ -214,8 +227,18 @@ def assert_same_entities(expected, found):
         assert [e["score"] for e in got] == pytest.approx([e["score"] for e in want], abs=1e-4), f"text {number}"
 
 
+@pytest.fixture
+def one_thread():
+    """torch on one thread: the pipeline decodes window by window, a few small operators at a time, which a pool of
+    threads only slows on a busy machine (`decoding.viterbi`'s note): here 6 times."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("strategy", ["first", "simple"])
-def test_every_tasks_entities_equal_the_travelling_pipelines(multitask, multitask_dir, texts, strategy):
+def test_every_tasks_entities_equal_the_travelling_pipelines(multitask, multitask_dir, texts, strategy, one_thread):
     from transformers import pipeline
 
     model, tokenizer = multitask
