@@ -347,7 +347,7 @@ def test_a_record_the_writer_cannot_write_is_a_record_error(tiny_dir, tmp_path, 
 def test_ctrl_c_in_predict_says_what_was_kept_and_the_command_that_resumes(tiny_dir, tmp_path, capsys, monkeypatch):
     import hf_layer_tokclf.running.texts as texts
 
-    real, calls = texts.window_logits, []
+    real, calls = texts.task_logits, []
 
     def interrupted_on_the_second_chunk(*args, **kwargs):
         calls.append(1)
@@ -355,14 +355,14 @@ def test_ctrl_c_in_predict_says_what_was_kept_and_the_command_that_resumes(tiny_
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(texts, "window_logits", interrupted_on_the_second_chunk)
+    monkeypatch.setattr(texts, "task_logits", interrupted_on_the_second_chunk)
     output = tmp_path / "out.jsonl"
     argv = ["predict", str(tiny_dir), "--text", "a", "--text", "b", "--output", str(output), "--chunk-size", "1"]
     code, _, err = interrupted(capsys, *argv)
     assert code == 130
     assert last_line(err).startswith(f"hf-layer-tokclf predict: interrupted; the partial output {output}.partial")
     assert last_line(err).endswith(f"the same command resumes it: {shlex.join(['hf-layer-tokclf', *argv])}")
-    monkeypatch.setattr(texts, "window_logits", real)
+    monkeypatch.setattr(texts, "task_logits", real)
     assert run(capsys, *argv)[0] == 0  # the command it printed goes on after the first chunk
     assert [json.loads(line)["text"] for line in output.read_text().splitlines()] == ["a", "b"]
 
@@ -429,14 +429,14 @@ def test_max_batch_tokens_reaches_the_model_in_predict_and_evaluate(tiny_dir, tm
     import hf_layer_tokclf.running.texts as texts
 
     budgets = []
-    window_logits = texts.window_logits
+    task_logits = texts.task_logits
 
     def spy(*args, max_batch_tokens=None, **kwargs):
         budgets.append(max_batch_tokens)
-        return window_logits(*args, max_batch_tokens=max_batch_tokens, **kwargs)
+        return task_logits(*args, max_batch_tokens=max_batch_tokens, **kwargs)
 
-    monkeypatch.setattr(texts, "window_logits", spy)
-    monkeypatch.setattr(sentences, "window_logits", spy)
+    monkeypatch.setattr(texts, "task_logits", spy)
+    monkeypatch.setattr(sentences, "task_logits", spy)
     output = tmp_path / "out.jsonl"
     assert main(["predict", str(tiny_dir), "--text", TEXT, "--max-batch-tokens", "64", "--output", str(output)]) == 0
     assert budgets == [64] and json.loads(Path(f"{output}.summary.json").read_text())["max_batch_tokens"] == 64

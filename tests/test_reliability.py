@@ -364,7 +364,7 @@ def test_predict_failing_midway_keeps_the_old_output(tiny_dir, tmp_path, capsys,
 
     output = tmp_path / "entities.jsonl"
     output.write_text("old\n")
-    real, calls = texts.window_logits, []
+    real, calls = texts.task_logits, []
 
     def fails_on_the_second_chunk(*args, **kwargs):
         calls.append(1)
@@ -372,7 +372,7 @@ def test_predict_failing_midway_keeps_the_old_output(tiny_dir, tmp_path, capsys,
             raise ValueError("the model broke on document 2")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(texts, "window_logits", fails_on_the_second_chunk)
+    monkeypatch.setattr(texts, "task_logits", fails_on_the_second_chunk)
     argv = ["predict", tiny_dir, "--text", "a", "--text", "b", "--output", output, "--overwrite", "--chunk-size", "1"]
     code, _, err = run(capsys, *argv)
     assert code == 2 and "document 2" in err
@@ -382,7 +382,7 @@ def test_predict_failing_midway_keeps_the_old_output(tiny_dir, tmp_path, capsys,
     partial = [p.name for p in tmp_path.iterdir() if p.name != output.name]
     assert sorted(partial) == ["entities.jsonl.partial", "entities.jsonl.partial.index", "entities.jsonl.progress.json"]
     assert json.loads(Path(f"{output}.progress.json").read_text())["counts"]["documents"] == 1
-    monkeypatch.setattr(texts, "window_logits", real)
+    monkeypatch.setattr(texts, "task_logits", real)
     assert run(capsys, *argv)[0] == 0  # the same command again: it goes on after the first chunk
     assert [json.loads(line)["text"] for line in output.read_text().splitlines()] == ["a", "b"]
     assert json.loads(Path(f"{output}.summary.json").read_text())["resumed"]

@@ -66,13 +66,13 @@ def test_predict_holds_one_chunk_of_sentences_at_a_time(tiny_dir, tmp_path, monk
     copies), never the whole file. Counted in the model's thread: `gc.get_objects` in the reading thread would
     catch a tuple the other thread is building (CPython then fails that tuple's resize with a SystemError)."""
     source = INPUTS[kind](tmp_path, 96)
-    alive, real = [], sentences.window_logits
+    alive, real = [], sentences.task_logits
 
     def counting(*args, **kwargs):
         alive.append(sum(type(o) is Sentence and o.source == str(source) for o in gc.get_objects()))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(sentences, "window_logits", counting)
+    monkeypatch.setattr(sentences, "task_logits", counting)
     out = tmp_path / f"out.{kind}"
     assert main(["predict", str(tiny_dir), "--input", str(source), "--output", str(out), "--chunk-size", "8",
                  "--no-progress"]) == 0  # fmt: skip
