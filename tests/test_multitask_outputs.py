@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from html.parser import HTMLParser
 
+import pytest
+
 from hf_layer_tokclf.formats.rendering import entities_html
 
 # Overlaps as a disease model and a cancer-genetics model give them: nested (a Cancer inside a Disease), the same
@@ -105,3 +107,83 @@ def test_the_html_page_shows_overlapping_entities_of_every_task_labelled():
     }
     assert page.labels == {key: [f"{task}: {label}"] for key, (_, task, label) in expected.items()}
     assert page.legend == {"disease": ["Disease"], "cg": ["Cancer", "Gene_or_gene_product", "Cell"]}
+
+
+# --- spaCy ---------------------------------------------------------------------------------------
+
+SPACY_TEXT = "Hereditary breast cancer in BRCA1 carriers ."
+# What a multi-task model gives for SPACY_TEXT (the contract: sorted by start, each with its task).
+SPACY_FOUND = [
+    {
+        "entity_group": "Disease",
+        "score": 0.9,
+        "word": "Hereditary breast cancer",
+        "start": 0,
+        "end": 24,
+        "task": "disease",
+    },
+    {"entity_group": "Cancer", "score": 0.8, "word": "breast cancer", "start": 11, "end": 24, "task": "cg"},
+    {"entity_group": "Gene_or_gene_product", "score": 0.7, "word": "BRCA1", "start": 28, "end": 33, "task": "cg"},
+]
+
+
+def component_doc(precedence: list[str] | None = None, found: list[dict] = SPACY_FOUND):
+    """A doc of SPACY_TEXT annotated with ``found`` by a component (its model not loaded: `set_annotations`)."""
+    spacy = pytest.importorskip("spacy")
+    from hf_layer_tokclf.running.spacy_component import FACTORY
+
+    nlp = spacy.blank("en")
+    config = {"model": "never-loaded"} if precedence is None else {"model": "never", "task_precedence": precedence}
+    component = nlp.add_pipe(FACTORY, config=config)
+    doc = nlp.make_doc(SPACY_TEXT)
+    component.set_annotations([doc], [found])
+    return doc, component
+
+
+def spans(group) -> list[tuple[str, str]]:
+    return [(span.text, span.label_) for span in group]
+
+
+def test_spacy_a_span_group_per_task_and_ents_by_task_order():
+    doc, component = component_doc()
+    assert spans(doc.spans["disease"]) == [("Hereditary breast cancer", "Disease")]
+    assert spans(doc.spans["cg"]) == [("breast cancer", "Cancer"), ("BRCA1", "Gene_or_gene_product")]
+    assert doc.spans["cg"].attrs["scores"] == [0.8, 0.7]
+    assert spans(doc.spans["layer_tokclf"]) == [(e["word"], e["entity_group"]) for e in SPACY_FOUND]
+    assert doc.spans["layer_tokclf"].attrs["tasks"] == ["disease", "cg", "cg"]
+    # The tasks in their order ("disease" first): the Disease holds the tokens of the Cancer inside it.
+    assert spans(doc.ents) == [("Hereditary breast cancer", "Disease"), ("BRCA1", "Gene_or_gene_product")]
+    assert component.stats["overlapping"] == 1 and doc._.layer_tokclf_entities == SPACY_FOUND
+
+
+def test_spacy_task_precedence_chooses_the_ents_and_docbin_keeps_them():
+    from spacy.tokens import DocBin
+
+    doc, _ = component_doc(["cg"])
+    assert spans(doc.ents) == [("breast cancer", "Cancer"), ("BRCA1", "Gene_or_gene_product")]
+    stored = DocBin(store_user_data=True)
+    stored.add(doc)
+    (again,) = DocBin().from_bytes(stored.to_bytes()).get_docs(doc.vocab)
+    assert {key: spans(group) for key, group in again.spans.items()} == {
+        key: spans(group) for key, group in doc.spans.items()
+    }
+    assert spans(again.ents) == spans(doc.ents)
+    assert again.spans["cg"].attrs == {"scores": [0.8, 0.7]}
+    assert list(again._.layer_tokclf_entities) == SPACY_FOUND  # msgpack gives the list back as a tuple
+
+
+def test_spacy_single_task_entities_make_no_task_groups():
+    found = [{k: v for k, v in e.items() if k != "task"} for e in SPACY_FOUND[::2]]
+    doc, _ = component_doc(found=found)
+    assert set(doc.spans) == {"layer_tokclf"} and doc.spans["layer_tokclf"].attrs == {"scores": [0.9, 0.7]}
+    assert spans(doc.ents) == [(e["word"], e["entity_group"]) for e in found]
+
+
+def test_spacy_task_precedence_and_spans_key_are_checked():
+    with pytest.raises(ValueError, match="task_precedence must name tasks"):
+        component_doc(["cg", "cg"])
+    with pytest.raises(ValueError, match="spans_key 'cg' is the name of a task"):
+        spacy = pytest.importorskip("spacy")
+        nlp = spacy.blank("en")
+        component = nlp.add_pipe("layer_tokclf", config={"model": "never", "spans_key": "cg"})
+        component.set_annotations([nlp.make_doc(SPACY_TEXT)], [SPACY_FOUND])
