@@ -4,6 +4,7 @@ mark labelled with its task and type, a legend per task) and the spaCy component
 
 from __future__ import annotations
 
+import json
 from html.parser import HTMLParser
 
 import pytest
@@ -187,3 +188,158 @@ def test_spacy_task_precedence_and_spans_key_are_checked():
         nlp = spacy.blank("en")
         component = nlp.add_pipe("layer_tokclf", config={"model": "never", "spans_key": "cg"})
         component.set_annotations([nlp.make_doc(SPACY_TEXT)], [SPACY_FOUND])
+
+
+# --- End to end: a real multi-task MiniLM (conftest's `multitask_dir`) -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def overlapping_dir(multitask_dir, tmp_path_factory):
+    """`multitask_dir` with heads that tag regardless of the text (`overlapping_heads`): task ``cg`` the whole text
+    one entity of its first type, task ``disease`` every word a Disease, so that every entity of one task overlaps
+    entities of the other."""
+    from test_predict_multitask import overlapping_heads
+
+    from hf_layer_tokclf.model.tokenization import save_tokenizer
+    from hf_layer_tokclf.running.loading import load_model
+
+    model, tokenizer = load_model(multitask_dir)
+    overlapping_heads(model)
+    folder = tmp_path_factory.mktemp("overlapping") / "model"
+    model.save_pretrained(folder)
+    save_tokenizer(tokenizer, folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def both_corpora(tmp_path_factory):
+    """4 PubTator documents: a sentence of NCBI-disease's test split as the title, one of BioNLP13CG's as the
+    abstract."""
+    from conftest import BIONLP13CG, NCBI, multitask_sentences
+
+    titles, abstracts = (multitask_sentences(corpus, "test", 4) for corpus in (NCBI, BIONLP13CG))
+    path = tmp_path_factory.mktemp("corpus") / "both.pubtator"
+    path.write_text(
+        "".join(
+            f"{500 + i}|t|{' '.join(title.tokens)}\n{500 + i}|a|{' '.join(abstract.tokens)}\n\n"
+            for i, (title, abstract) in enumerate(zip(titles, abstracts, strict=True))
+        ),
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_predict_every_corpus_format_carries_overlapping_entities_of_both_tasks_for_their_reference_readers(
+    overlapping_dir, both_corpora, tmp_path
+):
+    """predict writes the same task-carrying entities, overlaps across tasks included, as JSON lines, PubTator, BioC
+    XML, BioC JSON and HTML; the ``bioc`` library reads them back from the corpus formats, ``html.parser`` from
+    the page."""
+    from bioc import biocjson, biocxml, pubtator
+
+    from hf_layer_tokclf.cli.main import main
+
+    names = {"jsonl": "out.jsonl", "pubtator": "out.pubtator", "bioc": "out.bioc.xml", "bioc-json": "out.bioc.json"}
+    outputs = {output_format: tmp_path / name for output_format, name in {**names, "html": "out.html"}.items()}
+    for path in outputs.values():
+        argv = ["predict", str(overlapping_dir), "--input", str(both_corpora), "--output", str(path), "--no-progress"]
+        assert main(argv) == 0
+    records = [json.loads(line) for line in outputs["jsonl"].read_text(encoding="utf-8").splitlines()]
+    expected = [
+        (r["id"], e["start"], e["end"], r["text"][e["start"] : e["end"]], e["entity_group"], e["task"])
+        for r in records
+        for e in r["entities"]
+    ]
+    assert len(records) == 4 and {task for *_, task in expected} == {"cg", "disease"}
+    for record in records:  # in every document the cg entity holds every Disease
+        (cg,) = [e for e in record["entities"] if e["task"] == "cg"]
+        diseases = [e for e in record["entities"] if e["task"] == "disease"]
+        assert len(diseases) > 5 and all(cg["start"] <= e["start"] < e["end"] <= cg["end"] for e in diseases)
+
+    with open(outputs["pubtator"], encoding="utf-8") as stream:
+        read = pubtator.load(stream)
+    found = [(d.pmid, a.start, a.end, a.text, a.type, *a.others) for d in read for a in d.annotations]
+    assert found == expected and not any(d.relations for d in read)
+    assert all(d.text[a.start : a.end] == a.text for d in read for a in d.annotations)
+    for output_format, module in (("bioc", biocxml), ("bioc-json", biocjson)):
+        with open(outputs[output_format], encoding="utf-8") as stream:
+            collection = module.load(stream)
+        found = [
+            (d.id, a.total_span.offset, a.total_span.end, a.text, a.infons["type"], a.infons["task"])
+            for d in collection.documents
+            for p in d.passages
+            for a in p.annotations
+        ]
+        assert found == expected, output_format
+
+    page = MultitaskPage(outputs["html"].read_text(encoding="utf-8"))
+    assert page.texts == [r["text"] for r in records]
+    shown = [
+        (records[figure]["id"], page.mentions[figure, index], *page.kinds[figure, index])
+        for figure, index in sorted(page.mentions)
+    ]
+    assert shown == [(identifier, mention, (task, label)) for identifier, _, _, mention, label, task in expected]
+
+
+def multitask_nlp(model_dir, **config):
+    spacy = pytest.importorskip("spacy")
+    from hf_layer_tokclf.running.spacy_component import FACTORY
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe(FACTORY, config={"model": str(model_dir), **config})
+    return nlp
+
+
+def test_spacy_span_groups_per_task_equal_predict_texts_and_ents_follow_the_models_task_order(multitask_dir):
+    from conftest import BIONLP13CG, NCBI, multitask_sentences
+
+    from hf_layer_tokclf.running.loading import load_model
+    from hf_layer_tokclf.running.texts import predict_texts
+
+    sentences = [*multitask_sentences(NCBI, "test", 10), *multitask_sentences(BIONLP13CG, "test", 10)]
+    texts = [" ".join(s.tokens) for s in sentences]
+    docs = list(multitask_nlp(multitask_dir).pipe(texts))
+    expected = list(predict_texts(*load_model(multitask_dir), texts))
+    assert {e["task"] for own in expected for e in own} == {"cg", "disease"}
+    for doc, found in zip(docs, expected, strict=True):
+        assert [{k: v for k, v in e.items() if k != "score"} for e in doc._.layer_tokclf_entities] == [
+            {k: v for k, v in e.items() if k != "score"} for e in found
+        ]
+        aligned: dict[str, list] = {}
+        for task in ("cg", "disease"):
+            own = [e for e in found if e["task"] == task]
+            group = doc.spans[task]
+            assert [s.label_ for s in group] == [e["entity_group"] for e in own]
+            assert all(s.start_char <= e["start"] < e["end"] <= s.end_char for s, e in zip(group, own, strict=True))
+            assert group.attrs["scores"] == pytest.approx([e["score"] for e in own], abs=1e-4)
+            aligned[task] = [
+                s for s, e in zip(group, own, strict=True) if (s.start_char, s.end_char) == (e["start"], e["end"])
+            ]
+        # The model's order (cg, disease): every cg entity, and the Diseases on tokens no cg entity holds.
+        held = {i for s in aligned["cg"] for i in range(s.start, s.end)}
+        free = [s for s in aligned["disease"] if held.isdisjoint(range(s.start, s.end))]
+        assert spans(doc.ents) == spans(sorted([*aligned["cg"], *free], key=lambda s: s.start))
+
+
+def test_spacy_task_precedence_on_overlapping_entities_survives_to_disk_and_docbin(overlapping_dir, tmp_path):
+    import spacy
+    from spacy.tokens import DocBin
+
+    text = "Breast cancer cells grew in mice."
+    words = [("Breast", "Disease"), ("cancer", "Disease"), ("cells", "Disease"), ("grew", "Disease")]
+    words += [("in", "Disease"), ("mice", "Disease"), (".", "Disease")]
+    default = multitask_nlp(overlapping_dir)(text)
+    (whole,) = spans(default.spans["cg"])
+    assert whole[0] == text and spans(default.ents) == [whole]  # the model's order: cg first
+    assert spans(default.spans["disease"]) == words
+    nlp = multitask_nlp(overlapping_dir, task_precedence=["disease"])
+    nlp.to_disk(tmp_path / "pipeline")
+    for doc in (nlp(text), spacy.load(tmp_path / "pipeline")(text)):
+        assert spans(doc.ents) == words and spans(doc.spans["cg"]) == [whole]
+        stored = DocBin(store_user_data=True)
+        stored.add(doc)
+        (again,) = DocBin().from_bytes(stored.to_bytes()).get_docs(doc.vocab)
+        assert {k: spans(g) for k, g in again.spans.items()} == {k: spans(g) for k, g in doc.spans.items()}
+        assert spans(again.ents) == words
+    with pytest.raises(ValueError, match="task_precedence names 'gene', not a task of the model"):
+        multitask_nlp(overlapping_dir, task_precedence=["gene"])(text)
