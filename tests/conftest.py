@@ -21,6 +21,9 @@ if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
 
 REPO = Path(__file__).resolve().parent.parent
 NCBI = REPO / "data" / "ncbi-disease"
+# The shared corpora beside the project (read-only; ../shared/data/README.md): NCBI-disease and BioNLP13CG.
+SHARED_DATA = REPO.parent / "shared" / "data"
+BIONLP13CG = SHARED_DATA / "bionlp13cg"
 LABELS = ["O", "B-Disease", "I-Disease"]
 ID2LABEL = dict(enumerate(LABELS))
 LABEL2ID = {label: i for i, label in enumerate(LABELS)}
@@ -278,6 +281,86 @@ def trained(tmp_path_factory):
 
     folder = once_per_run(tmp_path_factory, "trained", make)
     return folder / "model", json.loads((folder / "metrics.json").read_text())
+
+
+def multitask_sentences(corpus: Path, split: str, n: int) -> list:
+    """The first ``n`` sentences of a shared corpus's split (``train``, ``devel``, ``test``), labels in IOB2."""
+    from hf_layer_tokclf.formats.loading import load_sentences
+
+    return load_sentences(str(corpus / f"{split}.tsv"))[:n]
+
+
+def corpus_labels(*slices: list) -> list[str]:
+    """``O``, then ``B-``/``I-`` of every type the sentences of ``slices`` annotate, sorted by type."""
+    types = sorted({label[2:] for s in slices for sentence in s for label in sentence.labels if label != "O"})
+    return ["O", *(f"{prefix}-{kind}" for kind in types for prefix in "BI")]
+
+
+# The tasks of `multitask_dir`: name -> (corpus, layer, CRF). The model's order is the names' sorted: cg, disease.
+MULTITASK = {"disease": (NCBI, 4, False), "cg": (BIONLP13CG, 6, True)}
+MULTITASK_TRAIN, MULTITASK_TEST = 64, 40  # sentences of each corpus's train / test split the fixture reads
+
+
+def train_multitask(model, tokenizer, corpora: dict[str, list], steps: int, batch_size: int = 8) -> None:
+    """``steps`` AdamW steps by hand, each on ``batch_size`` sentences of one task's corpus, the tasks in turn
+    (labels on each word's first subword, in the task's label ids, with its ``task_ids``)."""
+    from hf_layer_tokclf.running.features import encode, model_inputs, pad_windows
+
+    names = model.config.task_names
+    features = {
+        name: encode(sentences, tokenizer, {v: k for k, v in model.config.task_id2label(name).items()}, max_length=128)
+        for name, sentences in corpora.items()
+    }
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4)
+    model.train()
+    for step in range(steps):
+        name = names[step % len(names)]
+        start = (step // len(names)) * batch_size % len(features[name])
+        rows = features[name][start : start + batch_size]
+        inputs = {
+            key: torch.as_tensor(values)
+            for key, values in pad_windows(list(map(model_inputs, rows)), tokenizer).items()
+        }
+        labels = torch.full(inputs["input_ids"].shape, -100)
+        for row, feature in enumerate(rows):  # MiniLM pads on the right
+            labels[row, : len(feature["labels"])] = torch.as_tensor(feature["labels"])
+        loss = model(**inputs, labels=labels, task_ids=torch.full((len(rows),), names.index(name))).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+
+
+def save_multitask_model(path: Path, minilm_path: str, steps: int = 24) -> Path:
+    """MiniLM with task ``disease`` (NCBI-disease's labels) at layer 4 and task ``cg`` (the BioNLP13CG types of the
+    slices read, with a CRF) at layer 6, trained for ``steps`` steps (`train_multitask`), saved with its tokenizer."""
+    from transformers import AutoTokenizer
+
+    from hf_layer_tokclf.model.auto import AutoModelForMultiTaskLayerTokenClassification
+
+    corpora = {
+        name: multitask_sentences(corpus, "train", MULTITASK_TRAIN) for name, (corpus, _, _) in MULTITASK.items()
+    }
+    tests = {name: multitask_sentences(corpus, "test", MULTITASK_TEST) for name, (corpus, _, _) in MULTITASK.items()}
+    tasks = {
+        name: {"labels": corpus_labels(corpora[name], tests[name]), "hidden_layer": layer, "use_crf": crf}
+        for name, (_, layer, crf) in MULTITASK.items()
+    }
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    model = AutoModelForMultiTaskLayerTokenClassification.from_pretrained(minilm_path, tasks=tasks)
+    train_multitask(model, tokenizer, corpora, steps)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def multitask_dir(tmp_path_factory, minilm_path) -> Path:
+    """A small saved multi-task MiniLM (`save_multitask_model`: disease at layer 4, cg at layer 6 with a CRF,
+    briefly trained on the first sentences of NCBI-disease and BioNLP13CG), once per run; read it, never change it."""
+    folder = once_per_run(tmp_path_factory, "multitask", lambda folder: save_multitask_model(folder, minilm_path))
+    return folder
 
 
 class NetworkUsed(AssertionError):

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import NCBI, REPO
+from conftest import BIONLP13CG, NCBI, REPO
 
 # --- the README's placeholders, made real in the sandbox folder --------------------------------------------------
 
@@ -81,6 +81,11 @@ def copy_model(path: Path, model: Path) -> None:
     shutil.copytree(model, path)
 
 
+def write_cg_slice(path: Path, model: Path) -> None:
+    blocks = (BIONLP13CG / "test.tsv").read_text().strip().split("\n\n")[: SLICES["test"]]
+    path.write_text("\n\n".join(blocks) + "\n")
+
+
 # Name in the README -> (what it is here, how it is made from the trained model folder).
 SANDBOX: dict[str, tuple[str, Callable[[Path, Path], None]]] = {
     "runs/my-model": ("a copy of the trained fixture (MiniLM layer 2, 64 steps on NCBI)", copy_model),
@@ -98,7 +103,10 @@ SANDBOX: dict[str, tuple[str, Callable[[Path, Path], None]]] = {
     "docs.pubtator": ("the same as PubTator (title: the first sentence)", write_pubtator),
     "tokens.conll": (f"the first {SLICES['test']} sentences of data/ncbi-disease/test.tsv", write_slice("test")),
     "pubmed26n0001.xml.gz": ("the same as gzipped PubMed XML (tests/test_corpus.py's articles)", write_pubmed_xml_gz),
+    "cg-test.tsv": (f"the first {SLICES['test']} sentences of ../shared/data/bionlp13cg/test.tsv", write_cg_slice),
 }
+# Made from conftest's `multitask_dir` rather than the trained single-task model.
+MULTITASK_SANDBOX = {"runs/joint": ("a copy of the multi-task fixture (disease at layer 4, cg at layer 6)", copy_model)}
 
 # (pattern, replacement, why): applied in order, with re.sub, to each command line (shlex-joined words) and to
 # each Python block. `{minilm}` in a replacement is the packaged MiniLM's folder.
@@ -324,10 +332,11 @@ PYTHON_CHECKS: dict[str, Callable[[dict, str], None]] = {
 
 
 @pytest.fixture
-def sandbox(trained, tmp_path, monkeypatch) -> Path:
-    for name, (_, make) in SANDBOX.items():
+def sandbox(trained, multitask_dir, tmp_path, monkeypatch) -> Path:
+    made = [(name, make, trained[0]) for name, (_, make) in SANDBOX.items()]
+    for name, make, model in [*made, *((name, make, multitask_dir) for name, (_, make) in MULTITASK_SANDBOX.items())]:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        make(tmp_path / name, trained[0])
+        make(tmp_path / name, model)
     (tmp_path / "set-aside").mkdir()
     monkeypatch.chdir(tmp_path)
     return tmp_path

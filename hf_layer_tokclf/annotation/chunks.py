@@ -4,7 +4,8 @@
 model, offsets moved to the document). `annotated_chunks` cuts a stream of records into chunks of
 ``chunk_size`` records: chunk ``c`` belongs to shard ``c % N`` (`Shard`), so a shard is a
 deterministic slice that needs no count of the input, and every chunk holds the same records however
-the work is split, so it gives the same bytes.
+the work is split, so it gives the same bytes. A multi-task model's entities carry their ``"task"`` through to the
+writers (`texts.predict_texts`; ``tasks`` among the options chooses them); a single-task model's have none.
 """
 
 from __future__ import annotations

@@ -64,13 +64,15 @@ class _Annotator:
         options: dict[str, Any],
     ) -> None:
         from ..running.loading import load_model
+        from ..running.tasks import model_task_names
 
         self.model, self.tokenizer = load_model(
             model_dir, device=device, dtype=dtype, trust_remote_code=trust_remote_code
         )
         self.text_column = text_column
         self.options = options
-        self.type = entities_type(options.get("aggregation_strategy", "first"))
+        multitask = model_task_names(self.model) is not None
+        self.type = entities_type(options.get("aggregation_strategy", "first"), multitask=multitask)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()

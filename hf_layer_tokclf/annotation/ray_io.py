@@ -28,6 +28,7 @@ from ..base.outputs import OutputClaim, Outputs, claim_output_dir
 from ..formats.corpus_documents import Document, Passage, RecordError
 from ..formats.corpus_readers import CORPUS_FORMATS, read_corpus
 from ..formats.corpus_writers import get_writer, render_document
+from ..running.tasks import TASK_KEY
 
 __all__ = [
     "DOCUMENT_SCHEMA",
@@ -59,8 +60,9 @@ DOCUMENT_SCHEMA = pa.schema(
 )
 
 
-def entities_type(aggregation_strategy: str = "first") -> pa.DataType:
-    """The Arrow type of an ``entities`` cell: a list of ``{entity_group, score, word, start, end}``.
+def entities_type(aggregation_strategy: str = "first", *, multitask: bool = False) -> pa.DataType:
+    """The Arrow type of an ``entities`` cell: a list of ``{entity_group, score, word, start, end}`` (and ``task``
+    for a multi-task model's: `texts.predict_texts`).
 
     Typed up front, not inferred, so that a block whose documents have no entities (a list of nothing)
     and one with entities concatenate. ``"none"`` names the label ``entity``, as the pipeline does.
@@ -74,6 +76,7 @@ def entities_type(aggregation_strategy: str = "first") -> pa.DataType:
                 ("word", pa.string()),
                 ("start", pa.int64()),
                 ("end", pa.int64()),
+                *([(TASK_KEY, pa.string())] if multitask else []),
             ]
         )
     )

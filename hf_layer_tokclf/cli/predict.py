@@ -81,6 +81,14 @@ def predict_parser() -> argparse.ArgumentParser:
     )
     add_decoding_option(parser)
     parser.add_argument(
+        "--tasks",
+        default=None,
+        metavar="NAME,NAME",
+        help="A multi-task model's tasks to predict, comma-separated (default: all, in the model's order). Each "
+        "entity says its task ('task': 'disease'); entities of different tasks may overlap, and all are kept. CoNLL "
+        "output gets a label column per task, in this order (or the model's).",
+    )
+    parser.add_argument(
         "--min-score",
         type=probability,
         default=None,
@@ -189,6 +197,7 @@ def predict_command(argv: Sequence[str]) -> int:
     from ..running.loading import load_model
     from ..running.sentences import label_scheme
     from ..running.serving import check_onnx_extra
+    from ..running.tasks import model_heads, parse_tasks
 
     check_onnx_extra(args.model, "predict")
     if args.engine == "ray":
@@ -219,14 +228,17 @@ def predict_command(argv: Sequence[str]) -> int:
         progress=not args.no_progress,
         decoding=args.decoding,
         min_score=args.min_score,
+        tasks=parse_tasks(args.tasks),
     )
     model, tokenizer = load_model(
         args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code
     )
+    model_heads(model, options["tasks"])  # an unknown task refused before any output is written
+    scheme = label_scheme(model, options["tasks"])
     if input_format == "conll":
-        predict_conll(args, model, tokenizer, label_scheme(model), _chunked(options, args.chunk_size))
+        predict_conll(args, model, tokenizer, scheme, _chunked(options, args.chunk_size))
     elif tokenized:
-        predict_word_lists(args, model, tokenizer, column, label_scheme(model), _chunked(options, args.chunk_size))
+        predict_word_lists(args, model, tokenizer, column, scheme, _chunked(options, args.chunk_size))
     else:
         predict_documents(args, model, tokenizer, input_format, column, options, shard, world)
     return 0

@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 
-def predict_conll(args: argparse.Namespace, model: Any, tokenizer: Any, scheme: str, options: dict) -> None:
-    """CoNLL in, CoNLL out: token, the gold label where the file has a label column, the predicted label.
+def predict_conll(args: argparse.Namespace, model: Any, tokenizer: Any, scheme: Any, options: dict) -> None:
+    """CoNLL in, CoNLL out: token, the gold label where the file has a label column, the predicted label (a
+    multi-task model's: one column per task, in the order of --tasks or the model's; ``scheme`` then a dict
+    task -> scheme: `sentences.label_scheme`).
 
     Streamed (`annotate.label_sentences`: chunk by chunk, resumable to --output). A first pass over the file,
     in flat memory (`conll.scan_conll`), counts its sentences and decides, on the whole file as when it was read
@@ -35,10 +37,10 @@ def predict_conll(args: argparse.Namespace, model: Any, tokenizer: Any, scheme: 
 
 
 def predict_word_lists(
-    args: argparse.Namespace, model: Any, tokenizer: Any, column: str, scheme: str, options: dict
+    args: argparse.Namespace, model: Any, tokenizer: Any, column: str, scheme: Any, options: dict
 ) -> None:
-    """JSON lines of word lists (``Dataset.to_json``): each record back, with ``predictions`` (one label per word),
-    streamed as CoNLL is (`annotate.label_sentences`)."""
+    """JSON lines of word lists (``Dataset.to_json``): each record back, with ``predictions`` (one label per word;
+    a multi-task model's a dict task -> labels), streamed as CoNLL is (`annotate.label_sentences`)."""
     import json
 
     from ..annotation.annotate import label_sentences
@@ -46,9 +48,14 @@ def predict_word_lists(
     from ..formats.labels import from_iob2
     from ..formats.records import Columns, iter_word_lists
 
-    def render(chunk: list[Any], labels: list[list[str]]) -> str:
+    def written(own: Any) -> Any:
+        if isinstance(own, dict):  # a multi-task model's: each task's labels in its own scheme
+            return {task: from_iob2(labels, scheme[task]) for task, labels in own.items()}
+        return from_iob2(own, scheme)
+
+    def render(chunk: list[Any], labels: list[Any]) -> str:
         return "".join(
-            json.dumps({**sentence.fields, "predictions": from_iob2(own, scheme)}, ensure_ascii=False) + "\n"
+            json.dumps({**sentence.fields, "predictions": written(own)}, ensure_ascii=False) + "\n"
             for sentence, own in zip(chunk, labels, strict=True)
         )
 
@@ -164,6 +171,8 @@ def _corpus_run(args: argparse.Namespace, input_format: str) -> dict[str, Any]:
         "batch_size": args.batch_size,
         "device": args.device,
         "dtype": args.dtype,
+        # Only where given: the record of a run without (every single-task run) stays as it was.
+        **({"tasks": args.tasks} if args.tasks else {}),
     }
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..annotation.ray_engine import predict_with_ray
 from ..formats.corpus_readers import CORPUS_FORMATS
 from ..formats.documents import format_name
+from ..running.tasks import parse_tasks
 
 
 def _ray_input_format(path: str, declared: str) -> str:
@@ -40,7 +41,7 @@ def predict_command_ray(args: argparse.Namespace) -> int:
     """``predict --engine ray`` from predict's parsed options; returns the exit status.
 
     Reads ``model``, ``input``, ``input_format``, ``output``, ``overwrite``, ``batch_size``,
-    ``aggregation_strategy``, ``decoding``, ``min_score``, ``device``, ``dtype``, ``trust_remote_code``,
+    ``aggregation_strategy``, ``decoding``, ``min_score``, ``tasks``, ``device``, ``dtype``, ``trust_remote_code``,
     ``on_error``, ``text_column_name``, ``format`` and the ``--ray-*`` options (``ray_address``,
     ``ray_concurrency``, ``ray_num_gpus``, ``ray_num_cpus``, ``ray_batch_size``); ``text`` and
     HTML are refused (Ray reads files and writes a corpus format).
@@ -70,6 +71,7 @@ def predict_command_ray(args: argparse.Namespace) -> int:
         aggregation_strategy=args.aggregation_strategy,
         decoding=args.decoding,
         min_score=args.min_score,
+        tasks=parse_tasks(args.tasks),
     )
     skipped = f"; {len(result.skipped)} records skipped (named above)" if result.skipped else ""
     print(f"{result.written} documents with their entities in {result.output}/ ({format_name(result.output_format)})"

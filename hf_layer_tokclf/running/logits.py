@@ -36,7 +36,6 @@ def check_max_length(max_length: int | None, limit: int | None, model_name: Any 
         )
 
 
-@torch.inference_mode()
 def window_logits(
     model: Any,
     tokenizer: Any,
@@ -54,8 +53,25 @@ def window_logits(
     (`features.model_inputs`). `features.pad_windows` pads each batch and masks the padding: counted as stage
     ``tokenize``; the model's call and its logits' way to NumPy as ``forward`` (`stages`).
     """
+    return task_logits(model, tokenizer, windows, [None], batch_size, progress, max_batch_tokens=max_batch_tokens)[0]
+
+
+@torch.inference_mode()
+def task_logits(
+    model: Any,
+    tokenizer: Any,
+    windows: Sequence[Mapping[str, Any]],
+    tasks: Sequence[str | None],
+    batch_size: int = 32,
+    progress: bool = False,
+    *,
+    max_batch_tokens: int | None = None,
+) -> list[list[np.ndarray]]:
+    """`window_logits` of each of ``tasks``, from one forward pass per batch: a multi-task model's ``logits`` is a
+    dict task -> tensor (its ONNX runner's alike), of which ``tasks`` are kept; ``[None]`` takes a single-task
+    model's one tensor. Returns one list of every window's logits per task, in the order of ``tasks``."""
     device = model_device(model)
-    out: list[Any] = [None] * len(windows)
+    out: list[list[Any]] = [[None] * len(windows) for _ in tasks]
     # No bar at all unless asked: predict_texts counts documents with a bar of its own.
     bar = tqdm(total=len(windows), desc="Predicting", unit="window") if progress and len(windows) > 1 else None
     lengths = [len(w["input_ids"]) for w in windows]
@@ -64,14 +80,26 @@ def window_logits(
             batch = pad_windows([model_inputs(windows[i]) for i in indices], tokenizer)
         with stage("forward"):
             inputs = {name: torch.from_numpy(values).to(device) for name, values in batch.items()}
-            logits = model(**inputs).logits.float().cpu().numpy()
-        for row, i in zip(logits, indices, strict=True):
-            out[i] = row[: lengths[i]]
+            heads = _head_logits(model(**inputs).logits, tasks)
+            for task_out, logits in zip(out, heads, strict=True):
+                for row, i in zip(logits.float().cpu().numpy(), indices, strict=True):
+                    task_out[i] = row[: lengths[i]]
         if bar is not None:
             bar.update(len(indices))
     if bar is not None:
         bar.close()
     return out
+
+
+def _head_logits(logits: Any, tasks: Sequence[str | None]) -> list[torch.Tensor]:
+    """The logits of each of ``tasks`` in a model's output ``logits`` (a tensor, or a dict task -> tensor)."""
+    if isinstance(logits, Mapping):
+        if None in tasks:
+            raise ValueError(f"the model gives logits per task ({', '.join(logits)}): say which tasks to decode.")
+        return [logits[task] for task in tasks]
+    if list(tasks) != [None]:
+        raise ValueError(f"the model gives one tensor of logits, not one per task ({', '.join(map(str, tasks))}).")
+    return [logits]
 
 
 def chunk_tokenizers(tokenizer: Any) -> Iterator[Any]:

@@ -4,7 +4,7 @@ chunk at a time), entity-level evaluation on gold labels with every gold token s
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -16,11 +16,15 @@ from ..base.stages import stage
 from ..formats.conll import check_conll_columns
 from ..formats.labels import check_known_labels, from_iob2
 from ..formats.sentence import Sentence
-from .decoding import DEFAULT_DECODING, check_decoding, label_decoder, word_labels
+from .decoding import DEFAULT_DECODING, check_decoding, word_labels
 from .features import encode, word_rows
-from .logits import check_max_length, chunk_tokenizers, default_max_length, window_logits
+from .logits import check_max_length, chunk_tokenizers, default_max_length, task_logits
 from .metrics import entity_scores
 from .prefetch import prefetch
+from .tasks import Head, model_heads, task_head
+
+# A multi-task model's labels of one sentence: task -> one label per word, in the order of the tasks predicted.
+TaskLabels = dict[str, list[str]]
 
 
 def _sentence_options(model: Any, tokenizer: Any, max_length: int | None, decoding: str) -> int:
@@ -42,23 +46,27 @@ def predict_sentences(
     progress: bool = True,
     decoding: str = DEFAULT_DECODING,
     min_score: float | None = None,
-) -> list[list[str]]:
+    tasks: Sequence[str] | None = None,
+) -> list[list[str]] | list[TaskLabels]:
     """One predicted label per word of every sentence; long sentences go through overlapping windows.
 
     ``batch_size`` and ``max_batch_tokens``: see `window_logits`. ``decoding`` and ``min_score``: see
-    `decoding.word_labels` (the model's CRF is used where it has one).
+    `decoding.word_labels` (the model's CRF is used where it has one). A multi-task model gives each sentence
+    a dict task -> labels, for ``tasks`` (default: all the model's, in its order: `tasks.model_heads`), each
+    task decoded as a single-task model with its labels and CRF would be.
     """
     max_length = _sentence_options(model, tokenizer, max_length, decoding)
+    heads = model_heads(model, tasks)
     with stage("tokenize"):
         features = encode(sentences, tokenizer, max_length=max_length, stride=stride)
-    return _sentence_labels(
-        model, tokenizer, sentences, features, batch_size, max_batch_tokens, progress, decoding, min_score
-    )
+    options = (batch_size, max_batch_tokens, progress, decoding, min_score)
+    return _sentence_labels(model, tokenizer, heads, sentences, features, *options)
 
 
 def _sentence_labels(
     model: Any,
     tokenizer: Any,
+    heads: Sequence[Head],
     sentences: Sequence[Sentence],
     features: list[dict[str, Any]],
     batch_size: int,
@@ -66,14 +74,26 @@ def _sentence_labels(
     progress: bool,
     decoding: str,
     min_score: float | None,
-) -> list[list[str]]:
-    """The labels of encoded ``sentences``: their windows through the model, one row a word, decoded."""
-    logits = window_logits(model, tokenizer, features, batch_size, progress, max_batch_tokens=max_batch_tokens)
+) -> list[list[str]] | list[TaskLabels]:
+    """The labels of encoded ``sentences``: their windows through the model (once for all ``heads``), one row a
+    word, each head's rows decoded with its labels and decoder."""
+    names = [head.name for head in heads]
+    logits = task_logits(model, tokenizer, features, names, batch_size, progress, max_batch_tokens=max_batch_tokens)
+    lengths = [len(s.tokens) for s in sentences]
     with stage("decode"):
-        rows = word_rows(features, logits, [len(s.tokens) for s in sentences])
-        return word_labels(
-            rows, model.config.id2label, decoding=decoding, decoder=label_decoder(model), min_score=min_score
-        )
+        labels = [
+            word_labels(
+                word_rows(features, own, lengths),
+                head.id2label,
+                decoding=decoding,
+                decoder=head.decoder,
+                min_score=min_score,
+            )
+            for head, own in zip(heads, logits, strict=True)
+        ]
+    if names == [None]:
+        return labels[0]
+    return [dict(zip(names, per_sentence, strict=True)) for per_sentence in zip(*labels, strict=True)]
 
 
 SENTENCE_CHUNK_SIZE = 4096
@@ -94,7 +114,8 @@ def sentence_chunks(
     stride: int | None = None,
     decoding: str = DEFAULT_DECODING,
     min_score: float | None = None,
-) -> Iterator[tuple[list[Sentence], list[list[str]]]]:
+    tasks: Sequence[str] | None = None,
+) -> Iterator[tuple[list[Sentence], list[list[str]] | list[TaskLabels]]]:
     """``sentences`` read lazily, ``chunk_size`` at a time: each chunk with its labels (`predict_sentences`), in order.
 
     The first ``skip_chunks`` chunks are read but not predicted (what a resumed run wrote before). While the
@@ -104,6 +125,7 @@ def sentence_chunks(
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}.")
     max_length = _sentence_options(model, tokenizer, max_length, decoding)
+    heads = model_heads(model, tasks)
     pending = iter(sentences)
     skipped = sum(len(list(itertools.islice(pending, chunk_size))) for _ in range(skip_chunks))
     chunks = iter(lambda: list(itertools.islice(pending, chunk_size)), [])
@@ -112,7 +134,7 @@ def sentence_chunks(
     try:
         for chunk, features in encoded:
             options = (batch_size, max_batch_tokens, False, decoding, min_score)
-            predictions = _sentence_labels(model, tokenizer, chunk, features, *options)
+            predictions = _sentence_labels(model, tokenizer, heads, chunk, features, *options)
             bar.update(len(chunk))
             yield chunk, predictions
             del chunk, features, predictions  # gone before the next chunk is taken: two chunks in memory at most
@@ -140,11 +162,12 @@ def iter_sentence_predictions(
     progress: bool = False,
     total: int | None = None,
     **kwargs: Any,
-) -> Iterator[list[str]]:
+) -> Iterator[list[str] | TaskLabels]:
     """`predict_sentences` over ``chunk_size`` sentences at a time: labels stream out in input order.
 
     ``sentences`` is read lazily; ``progress`` shows a bar counting sentences (of ``total``, if known);
-    ``kwargs`` go to `predict_sentences` (``batch_size``, ``max_length``, ``stride``, ``decoding``, ``min_score``).
+    ``kwargs`` go to `predict_sentences` (``batch_size``, ``max_length``, ``stride``, ``decoding``, ``min_score``,
+    ``tasks``).
     """
     chunks = sentence_chunks(
         model, tokenizer, sentences, chunk_size=chunk_size, progress=progress, total=total, **kwargs
@@ -154,12 +177,23 @@ def iter_sentence_predictions(
 
 
 def evaluate_sentences(
-    model: Any, tokenizer: Any, sentences: Sequence[Sentence], **kwargs: Any
+    model: Any, tokenizer: Any, sentences: Sequence[Sentence], *, task: str | None = None, **kwargs: Any
 ) -> tuple[dict[str, Any], list[list[str]]]:
     """Entity-level scores of the model on labeled sentences, every gold token included; a label the model does
-    not know is refused first, with its file and line (`labels.check_known_labels`)."""
-    check_known_labels(sentences, model.config.label2id, known_as="the model's labels")
-    predictions = predict_sentences(model, tokenizer, sentences, **kwargs)
+    not know is refused first, with its file and line (`labels.check_known_labels`).
+
+    A multi-task model is scored one task at a time, on that task's own data: ``task`` names it (`tasks.task_head`:
+    it may be left out where the model has one task only), and the labels are that task's head's alone.
+    """
+    head = task_head(model, task)
+    known_as = "the model's labels" if head.name is None else f"the labels of task {head.name!r}"
+    check_known_labels(sentences, head.label2id, known_as=known_as)
+    if head.name is None:
+        predictions = predict_sentences(model, tokenizer, sentences, **kwargs)
+    else:
+        predictions = [
+            own[head.name] for own in predict_sentences(model, tokenizer, sentences, tasks=[head.name], **kwargs)
+        ]
     return entity_scores([s.labels for s in sentences], predictions), predictions
 
 
@@ -176,36 +210,52 @@ def flat_scores(scores: dict[str, Any], prefix: str) -> dict[str, float]:
 
 
 def conll_lines(
-    sentences: Iterable[Sentence], predictions: Iterable[Sequence[str]], *, scheme: str | None = None
+    sentences: Iterable[Sentence],
+    predictions: Iterable[Sequence[str] | Mapping[str, Sequence[str]]],
+    *,
+    scheme: str | Mapping[str, str] | None = None,
 ) -> Iterator[str]:
     """CoNLL lines: the token, the gold label when there is one, and the predicted label, tab-separated; a blank
     line after each sentence.
 
-    ``scheme`` (`labels.SCHEMES`) writes both label columns in that scheme rather than IOB2: the scheme
-    the model's training data was written in (`label_scheme`). A token or label that a line cannot hold
+    A multi-task model's predictions (a dict task -> labels for each sentence: `predict_sentences`) give one
+    predicted column per task, in the dict's order (the tasks predicted, in the model's order or ``--tasks``'s).
+    ``scheme`` (`labels.SCHEMES`) writes the label columns in that scheme rather than IOB2: the scheme
+    the model's training data was written in (`label_scheme`); for several tasks a dict task -> scheme, the gold
+    column written in their scheme where they share one, else in IOB2. A token or label that a line cannot hold
     (a tab, a line break, empty: `conll.check_conll_columns`) is a `lines.DataError` naming its sentence's
     file and line, before any line of that sentence is given.
     """
     for sentence, labels in zip(sentences, predictions, strict=True):
+        columns = {task: own for task, own in labels.items()} if isinstance(labels, Mapping) else {None: labels}
+        schemes = scheme if isinstance(scheme, Mapping) else dict.fromkeys(columns, scheme)
         gold = sentence.labels
-        if scheme is not None:
-            labels = from_iob2(labels, scheme)
-            gold = from_iob2(gold, scheme) if gold is not None else None
-        check_conll_columns(replace(sentence, labels=gold), labels)
-        for token, gold_label, label in zip(sentence.tokens, gold or [None] * len(labels), labels, strict=True):
-            yield "\t".join(x for x in (token, gold_label, label) if x is not None) + "\n"
+        if any(schemes.values()):
+            columns = {task: from_iob2(own, schemes[task] or "IOB2") for task, own in columns.items()}
+            gold_scheme = set(schemes.values()).pop() if len(set(schemes.values())) == 1 else None
+            gold = from_iob2(gold, gold_scheme or "IOB2") if gold is not None else None
+        for own in columns.values():
+            check_conll_columns(replace(sentence, labels=gold), own)
+        rows = zip(sentence.tokens, gold or [None] * len(sentence.tokens), *columns.values(), strict=True)
+        for token, gold_label, *predicted in rows:
+            yield "\t".join(x for x in (token, gold_label, *predicted) if x is not None) + "\n"
         yield "\n"
 
 
 def write_conll(
-    path: str | Path, sentences: Iterable[Sentence], predictions: Iterable[Sequence[str]], *, scheme: str | None = None
+    path: str | Path,
+    sentences: Iterable[Sentence],
+    predictions: Iterable[Sequence[str] | Mapping[str, Sequence[str]]],
+    *,
+    scheme: str | Mapping[str, str] | None = None,
 ) -> None:
     """Writes `conll_lines` to ``path``, atomically (nothing is left under ``path`` where a sentence is refused)."""
     with atomic_writer(path) as f:
         f.writelines(conll_lines(sentences, predictions, scheme=scheme))
 
 
-def label_scheme(model: Any) -> str:
-    """The scheme a model's training labels were written in (``config.label_scheme``, saved by `train`);
-    IOB2 for models that do not say."""
-    return getattr(model.config, "label_scheme", None) or "IOB2"
+def label_scheme(model: Any, tasks: Sequence[str] | None = None) -> str | dict[str, str]:
+    """The scheme a model's training labels were written in (``config.label_scheme``, saved by `train`; IOB2 for
+    models that do not say); for a multi-task model a dict task -> its scheme, for ``tasks`` (default: all)."""
+    heads = model_heads(model, tasks)
+    return heads[0].scheme if heads[0].name is None else {head.name: head.scheme for head in heads}

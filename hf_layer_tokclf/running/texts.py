@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -15,8 +15,9 @@ from ..base.files import atomic_writer
 from ..base.stages import stage
 from .decoding import DEFAULT_DECODING, DEFAULT_STRATEGY, check_decoding, check_strategy, texts_entities
 from .features import check_stride
-from .logits import check_max_length, chunk_tokenizers, default_max_length, window_logits
+from .logits import check_max_length, chunk_tokenizers, default_max_length, task_logits
 from .prefetch import prefetch
+from .tasks import TASK_KEY, model_heads
 
 T = TypeVar("T")
 
@@ -39,6 +40,7 @@ def predict_texts(
     total: int | None = None,
     decoding: str = DEFAULT_DECODING,
     min_score: float | None = None,
+    tasks: Sequence[str] | None = None,
 ) -> Iterator[list[dict[str, Any]]]:
     """Entities of each raw text, in input order, as ``pipeline("token-classification")`` finds them.
 
@@ -56,6 +58,10 @@ def predict_texts(
     (`pipeline_layer_tokclf.LayerTokenClassificationPipeline`); ``"argmax"`` the stock pipeline's
     entities. Entities scoring below ``min_score`` are left out.
 
+    A multi-task model gives every task's entities (default: all its tasks; ``tasks`` chooses, `tasks.model_heads`),
+    each with ``"task"``, together sorted by ``start`` (the tasks' order where two start together), as its
+    travelling pipeline does: overlaps across tasks are all kept, each task decoded as a single-task model would be.
+
     ``model`` is a PyTorch token classifier (on any device) or an `export.OnnxTokenClassifier`;
     ``tokenizer`` must be fast. ``progress`` shows a bar counting documents (of ``total``, if known) when
     standard error is a terminal.
@@ -66,6 +72,7 @@ def predict_texts(
     chunks = iter(lambda: list(itertools.islice(documents, chunk_size)), [])
     options = dict(aggregation_strategy=aggregation_strategy, batch_size=batch_size, max_length=max_length)
     options.update(max_batch_tokens=max_batch_tokens, stride=stride, decoding=decoding, min_score=min_score)
+    options.update(tasks=tasks)
     bar = tqdm(total=total, desc="Predicting", unit="doc", disable=None if progress else True)
     found = chunk_entities(model, tokenizer, _checked_texts(chunks, chunk_size), **options)
     try:
@@ -98,6 +105,7 @@ def chunk_entities(
     stride: int | None = None,
     decoding: str = DEFAULT_DECODING,
     min_score: float | None = None,
+    tasks: Sequence[str] | None = None,
 ) -> Iterator[tuple[T, list[list[dict[str, Any]]]]]:
     """For each ``(key, texts)`` of ``chunks``, in order: ``key`` and the entities of each of its texts.
 
@@ -106,12 +114,8 @@ def chunk_entities(
     (whatever ``chunks`` does: a file, a parser) and tokenizing overlap the forward pass; an error of ``chunks``
     is raised after the entities of the chunks before it. The options are `predict_texts`'s.
     """
-    options = {
-        "strategy": check_strategy(aggregation_strategy),
-        "decoding": check_decoding(decoding),
-        "crf": getattr(model, "crf", None),
-        "min_score": min_score,
-    }
+    options = {"strategy": check_strategy(aggregation_strategy), "decoding": check_decoding(decoding)}
+    options.update(min_score=min_score, heads=model_heads(model, tasks))
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError("predict_texts needs a fast tokenizer (character offsets and windows).")
     if batch_size < 1:
@@ -164,15 +168,26 @@ def _chunk_entities(
     max_batch_tokens: int | None,
     options: dict[str, Any],
 ) -> list[list[dict[str, Any]]]:
-    """The entities of each text: its windows (`text_windows`) through the model, then `decoding.texts_entities`."""
-    found = window_logits(model, tokenizer, windows, batch_size, max_batch_tokens=max_batch_tokens)
-    for window, logits in zip(windows, found, strict=True):
-        window["logits"] = logits
-    per_text: list[list[dict[str, Any]]] = [[] for _ in texts]
-    for window in windows:
-        per_text[window["overflow_to_sample_mapping"]].append(window)
-    with stage("decode"):
-        return texts_entities(texts, per_text, tokenizer=tokenizer, id2label=model.config.id2label, **options)
+    """The entities of each text: its windows (`text_windows`) through the model once, then `decoding.texts_entities`
+    with each head's labels and decoder (`tasks.Head`); a multi-task model's entities with their task."""
+    options = dict(options)
+    heads = options.pop("heads")
+    names = [head.name for head in heads]
+    found = task_logits(model, tokenizer, windows, names, batch_size, max_batch_tokens=max_batch_tokens)
+    per_task = []
+    for head, logits in zip(heads, found, strict=True):
+        per_text: list[list[dict[str, Any]]] = [[] for _ in texts]
+        for window, own in zip(windows, logits, strict=True):
+            per_text[window["overflow_to_sample_mapping"]].append({**window, "logits": own})
+        with stage("decode"):
+            entities = texts_entities(
+                texts, per_text, tokenizer=tokenizer, id2label=head.id2label, crf=head.decoder, **options
+            )
+        per_task.append(entities if head.name is None else [[{**e, TASK_KEY: head.name} for e in t] for t in entities])
+    if names == [None]:
+        return per_task[0]
+    # Every task's entities of a text, by start (a stable sort: the tasks' order where two start together).
+    return [sorted(itertools.chain(*own), key=lambda entity: entity["start"]) for own in zip(*per_task, strict=True)]
 
 
 def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
