@@ -251,10 +251,11 @@ def test_predict_every_corpus_format_carries_overlapping_entities_of_both_tasks_
         for e in r["entities"]
     ]
     assert len(records) == 4 and {task for *_, task in expected} == {"cg", "disease"}
-    for record in records:  # in every document the cg entity holds every Disease
-        (cg,) = [e for e in record["entities"] if e["task"] == "cg"]
+    for record in records:  # in every passage (title, abstract) the cg entity holds every Disease
+        cgs = [e for e in record["entities"] if e["task"] == "cg"]
         diseases = [e for e in record["entities"] if e["task"] == "disease"]
-        assert len(diseases) > 5 and all(cg["start"] <= e["start"] < e["end"] <= cg["end"] for e in diseases)
+        assert len(cgs) == 2 and len(diseases) > 5
+        assert all(any(cg["start"] <= e["start"] < e["end"] <= cg["end"] for cg in cgs) for e in diseases)
 
     with open(outputs["pubtator"], encoding="utf-8") as stream:
         read = pubtator.load(stream)
@@ -341,5 +342,9 @@ def test_spacy_task_precedence_on_overlapping_entities_survives_to_disk_and_docb
         (again,) = DocBin().from_bytes(stored.to_bytes()).get_docs(doc.vocab)
         assert {k: spans(g) for k, g in again.spans.items()} == {k: spans(g) for k, g in doc.spans.items()}
         assert spans(again.ents) == words
-    with pytest.raises(ValueError, match="task_precedence names 'gene', not a task of the model"):
-        multitask_nlp(overlapping_dir, task_precedence=["gene"])(text)
+    chosen = multitask_nlp(overlapping_dir, tasks=["disease"])(text)  # predict's --tasks
+    assert set(chosen.spans) == {"layer_tokclf", "disease"} and spans(chosen.ents) == words
+    with pytest.raises(ValueError, match=r"task_precedence names 'cg', not a task the model .* predicts"):
+        multitask_nlp(overlapping_dir, tasks=["disease"], task_precedence=["cg"])(text)
+    with pytest.raises(ValueError, match="'gene' is not a task of this model; its tasks are cg, disease"):
+        multitask_nlp(overlapping_dir, tasks=["disease", "gene"])(text)

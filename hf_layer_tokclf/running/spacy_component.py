@@ -18,13 +18,14 @@ scores), placed on spaCy's tokens:
   group: ``{"entity_group", "score", "word", "start", "end"}`` with the exact character offsets.
 - ``doc.ents`` gets the entities that align and overlap no entity already there (an earlier
   component's are kept).
-- A multi-task model's entities each carry their ``"task"``; ``doc.spans[task]`` holds each task's
-  (a span group per task of the model, empty where it found none, overlaps with other tasks kept; its
-  ``attrs["scores"]`` as above), ``doc.spans[spans_key]`` all of them (``attrs["tasks"]`` says whose),
-  and ``doc.ents``, which cannot overlap, a selection by precedence: the tasks in the order of the
-  component's ``task_precedence`` (the model's tasks it leaves out after it, in the model's order; by
-  default the model's order, ``config.tasks``), and within a task leftmost first, then longest; an entity
-  whose tokens an earlier one holds is left out (counted in ``stats["overlapping"]``).
+- A multi-task model's entities each carry their ``"task"`` (every task's, or those the component's
+  ``tasks`` names, as predict's ``--tasks``); ``doc.spans[task]`` holds each task's (a span group per task
+  predicted, empty where it found none, overlaps with other tasks kept; its ``attrs["scores"]`` as above),
+  ``doc.spans[spans_key]`` all of them (``attrs["tasks"]`` says whose), and ``doc.ents``, which cannot
+  overlap, a selection by precedence: the tasks in the order of the component's ``task_precedence``, the
+  tasks it leaves out after it in their order (``tasks``, by default the model's, ``config.tasks``); within
+  a task leftmost first, then longest. An entity whose tokens one placed before it holds is left out of
+  ``doc.ents`` only (counted in ``stats["overlapping"]``).
 - ``doc._.layer_tokclf_misaligned`` counts the entities that did not align (they are in the span
   group, widened, and not in ``doc.ents``); each batch with some logs a warning, and the
   component's `LayerTokenClassifier.stats` keeps running totals.
@@ -42,7 +43,7 @@ installed package, so ``nlp.add_pipe("layer_tokclf")`` works after ``import spac
 
 import logging
 import shutil
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "min_score": None,
     "trust_remote_code": None,  # None: HF_LAYER_TOKCLF_TRUST_REMOTE_CODE decides (code_consent.may_run_code)
     "spans_key": FACTORY,
-    "task_precedence": None,  # a multi-task model's tasks, first first, for doc.ents; None: the model's order
+    "tasks": None,  # a multi-task model's tasks to predict, as predict's --tasks; None: all, in the model's order
+    "task_precedence": None,  # a multi-task model's tasks, first first, for doc.ents; None: the order of tasks
 }
 
 logger = logging.getLogger(__name__)
@@ -121,6 +123,7 @@ class LayerTokenClassifier(Pipe):
         min_score: float | None = None,
         trust_remote_code: bool | None = None,
         spans_key: str = FACTORY,
+        tasks: Sequence[str] | None = None,
         task_precedence: Sequence[str] | None = None,
     ) -> None:
         # Checked here, not at the first doc: a typo in the config fails at add_pipe / spacy.load.
@@ -144,11 +147,12 @@ class LayerTokenClassifier(Pipe):
             "max_length": max_length,
             "stride": stride,
             "min_score": min_score,
+            "tasks": None if tasks is None else list(tasks),
         }
         self.load_options: dict[str, Any] = {"device": device, "dtype": dtype, "trust_remote_code": trust_remote_code}
         self.spans_key = spans_key
         self.task_precedence = precedence
-        self.tasks: list[str] = []  # a multi-task model's tasks, in its order, once loaded (none: single-task)
+        self.tasks: list[str] = []  # a multi-task model's tasks predicted, in their order, once loaded
         self.stats = {"docs": 0, "entities": 0, "misaligned": 0, "overlapping": 0}
         # Plain attributes, not properties that load: spaCy probes `model` on every component while it builds a
         # pipeline (runtime-checked protocols), before `from_disk` has put the saved copy in place.
@@ -164,8 +168,9 @@ class LayerTokenClassifier(Pipe):
         return self.model, self.tokenizer
 
     def _load(self, path: str | Path) -> tuple[Any, Any]:
-        """The model and tokenizer at ``path``; a multi-task model's tasks checked against ``task_precedence``."""
+        """The model and tokenizer at ``path``; ``tasks`` and ``task_precedence`` checked against its tasks."""
         from .loading import load_model
+        from .tasks import model_heads
 
         try:
             model, tokenizer = load_model(path, **self.load_options)
@@ -174,12 +179,15 @@ class LayerTokenClassifier(Pipe):
                 f"{self.name}: cannot load the model {str(path)!r}: {error} (a pipeline saved with nlp.to_disk "
                 "carries its own copy of the model; spacy.load it from that folder)."
             ) from error
-        tasks = model_tasks(model.config)
+        try:
+            tasks = [head.name for head in model_heads(model, self.predict_options["tasks"]) if head.name is not None]
+        except ValueError as error:
+            raise ValueError(f"{self.name}: tasks {self.predict_options['tasks']}: {error}") from None
         unknown = [task for task in self.task_precedence if task not in tasks]
         if unknown:
             raise ValueError(
-                f"{self.name}: task_precedence names {', '.join(map(repr, unknown))}, not a task of the model "
-                f"{str(path)!r} (its tasks: {', '.join(tasks) or 'none, it is a single-task model'})."
+                f"{self.name}: task_precedence names {', '.join(map(repr, unknown))}, not a task the model "
+                f"{str(path)!r} predicts (those: {', '.join(tasks) or 'none, it is a single-task model'})."
             )
         self.tasks = tasks
         return model, tokenizer
@@ -286,9 +294,9 @@ class LayerTokenClassifier(Pipe):
         return len(found) - len(aligned)
 
     def task_order(self, tasks: Iterable[str | None] = ()) -> list[str]:
-        """A multi-task model's tasks by precedence for ``doc.ents``: ``task_precedence``, then the model's other
-        tasks in its order, then any other task in ``tasks`` (entities given to `set_annotations` before the
-        model loaded) as they come. Empty for a single-task model."""
+        """A multi-task model's tasks by precedence for ``doc.ents``: ``task_precedence``, then the other tasks
+        predicted in their order, then any other task in ``tasks`` (entities given to `set_annotations` before
+        the model loaded) as they come. Empty for a single-task model."""
         order = dict.fromkeys([*self.task_precedence, *self.tasks, *(t for t in tasks if t is not None)])
         if self.spans_key in order:  # doc.spans[task] would replace the group of every entity
             raise ValueError(
@@ -398,6 +406,7 @@ def make_layer_tokclf(
     min_score: float | None,
     trust_remote_code: bool | None,
     spans_key: str,
+    tasks: list[str] | None,
     task_precedence: list[str] | None,
 ) -> LayerTokenClassifier:
     """The ``"layer_tokclf"`` factory: ``nlp.add_pipe("layer_tokclf", config={"model": PATH})``."""
@@ -415,6 +424,7 @@ def make_layer_tokclf(
         min_score=min_score,
         trust_remote_code=trust_remote_code,
         spans_key=spans_key,
+        tasks=tasks,
         task_precedence=task_precedence,
     )
 
@@ -436,10 +446,3 @@ def snap(doc: Doc, start: int, end: int, label: str) -> Span:
     # entity still has its place in the span group.
     index = next((token.i for token in doc if token.idx >= start), len(doc))
     return Span(doc, index, index, label=label)
-
-
-def model_tasks(config: Any) -> list[str]:
-    """A multi-task model's task names, in its order (``config.tasks``, also in an ONNX folder's config.json);
-    empty for a single-task model."""
-    tasks = getattr(config, "tasks", None)
-    return [str(task) for task in tasks] if isinstance(tasks, Mapping) else []
