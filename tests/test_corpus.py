@@ -591,3 +591,64 @@ def test_every_corpus_format_has_a_reader_and_counts(tmp_path):
         assert count in (None, len(list(read_corpus(path, corpus_format))))
     with pytest.raises(DataError, match="no such file"):
         read_corpus(tmp_path / "missing", "pubmed")
+
+
+# A multi-task model's entities: a Disease (task "disease") and, inside it, a Cancer (task "cg"), overlapping.
+MULTITASK_ENTITIES = [
+    {"entity_group": "Disease", "score": 0.98, "word": "x", "start": 43, "end": 76, "task": "disease"},
+    {"entity_group": "Cancer", "score": 0.7, "word": "tumour", "start": 70, "end": 76, "task": "cg"},
+    {"entity_group": "Gene_or_gene_product", "score": 0.6, "word": "APC", "start": 123, "end": 126, "task": "cg"},
+]
+
+
+def multitask_expected(document: Document) -> list[tuple[int, int, str, str, str]]:
+    """(start, end, mention, type, task) of each of `MULTITASK_ENTITIES` in ``document``."""
+    text = document_text(document)
+    return [
+        (e["start"], e["end"], text[e["start"] : e["end"]], e["entity_group"], e["task"]) for e in MULTITASK_ENTITIES
+    ]
+
+
+def test_pubtator_multitask_entities_have_their_task_in_a_7th_column_the_bioc_library_reads(tmp_path):
+    from bioc import pubtator
+
+    documents = ncbi_documents(tmp_path)[:1]
+    output = write_corpus("pubtator", documents, [MULTITASK_ENTITIES])
+    assert "10021369\t43\t76\tadenomatous polyposis coli tumour\tDisease\t-\tdisease\n" in output
+    (document,) = pubtator.loads(output)
+    read = [(a.start, a.end, a.text, a.type, a.others) for a in document.annotations]
+    assert read == [(s, e, m, t, [task]) for s, e, m, t, task in multitask_expected(documents[0])]
+    assert all(a.id == "-" for a in document.annotations) and not document.relations
+    assert all(document.text[a.start : a.end] == a.text for a in document.annotations)
+    # Our own reader reads it back as the same document (the 7th column is an annotation's, not an error).
+    (again,) = read_corpus(write(tmp_path / "out.pubtator", output), "pubtator")
+    assert texts([again]) == texts(documents)
+
+
+@pytest.mark.parametrize("output_format", ["bioc", "bioc-json"])
+def test_bioc_multitask_entities_have_a_task_infon_the_bioc_library_reads(tmp_path, output_format):
+    from bioc import biocjson, biocxml
+
+    documents = ncbi_documents(tmp_path)[:1]
+    output = write_corpus(output_format, documents, [MULTITASK_ENTITIES])
+    collection = (biocxml if output_format == "bioc" else biocjson).loads(output)
+    (document,) = collection.documents
+    annotations = [(p, a) for p in document.passages for a in p.annotations]
+    read = [(a.total_span.offset, a.total_span.end, a.text, a.infons["type"], a.infons["task"]) for _, a in annotations]
+    assert read == multitask_expected(documents[0])
+    assert [a.id for _, a in annotations] == ["T1", "T2", "T3"]
+    for passage, annotation in annotations:
+        span = annotation.total_span
+        assert passage.text[span.offset - passage.offset : span.end - passage.offset] == annotation.text
+
+
+def test_single_task_entities_have_no_task_anywhere(tmp_path):
+    """A single-task model's entities (no "task" key) are written as before: no 7th column, no task infon."""
+    documents = ncbi_documents(tmp_path)[:1]
+    for output_format in ("pubtator", "bioc", "bioc-json"):
+        assert "task" not in write_corpus(output_format, documents, [ENTITIES]).replace("tumour", "")
+    assert all(
+        len(line.split("\t")) == 6
+        for line in write_corpus("pubtator", documents, [ENTITIES]).splitlines()
+        if "\t" in line
+    )

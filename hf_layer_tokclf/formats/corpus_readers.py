@@ -9,8 +9,8 @@ Corpus formats (`CORPUS_FORMATS`, `read_corpus`; `.gz` files are read transparen
 - ``jsonl``: one JSON object per line with a ``text`` field (the whole record is kept).
 - ``pubmed``: PubMed baseline / update XML (``PubmedArticleSet``), streamed (`pubmed_bioc`).
 - ``bioc`` / ``bioc-json``: BioC XML (streamed) and BioC JSON (a collection, or a list of them) (`pubmed_bioc`).
-- ``pubtator``: PubTator text (``PMID|t|title``, ``PMID|a|abstract``, annotation lines of 5 or 6 columns,
-  relation lines).
+- ``pubtator``: PubTator text (``PMID|t|title``, ``PMID|a|abstract``, annotation lines of 5 to 7 columns (the
+  7th: a multi-task model's task, as predict writes it), relation lines).
 
 Raw text, one document a line, is read by `read_text_lines`.
 """

@@ -1,11 +1,14 @@
 """The corpus writers: one document and its entities (offsets into `document_text`) as text in an output format.
 
 Writers (`OUTPUT_FORMATS`, `get_writer`): ``jsonl``, ``pubtator`` (written as PubTator3 writes it, annotations with
-a 6th column, the concept id), ``bioc`` and ``bioc-json``. A run writes ``header()``, the documents, then
-``footer()``, and writes the writer's ``separator`` between two documents (``""`` for every format but
-``bioc-json``, whose JSON array needs ``",\\n"``), so that chunks of documents can be written, resumed and merged:
-the output is ``header() + separator.join(documents) + footer()``. `render_document` turns what a writer cannot
-write into a `RecordError`.
+a 6th column, the concept id), ``bioc`` and ``bioc-json``. An entity of a multi-task model carries its task
+(``"task": "disease"``): JSON lines keep the key, PubTator writes it in a 7th column, BioC as the annotation's
+``task`` infon; entities of different tasks that overlap are all written, each on its own.
+
+A run writes ``header()``, the documents, then ``footer()``, and writes the writer's ``separator`` between two
+documents (``""`` for every format but ``bioc-json``, whose JSON array needs ``",\\n"``), so that chunks of
+documents can be written, resumed and merged: the output is ``header() + separator.join(documents) + footer()``.
+`render_document` turns what a writer cannot write into a `RecordError`.
 """
 
 from __future__ import annotations
@@ -31,8 +34,11 @@ __all__ = [
 OUTPUT_FORMATS = ("jsonl", "pubtator", "bioc", "bioc-json")
 
 
-def _entity_spans(document: Document, text: str, entities: list[dict[str, Any]]) -> list[tuple[int, int, str]]:
-    """Each entity's (start, end, type), checked against the document's text; type: ``entity_group`` or ``entity``.
+def _entity_spans(
+    document: Document, text: str, entities: list[dict[str, Any]]
+) -> list[tuple[int, int, str, str | None]]:
+    """Each entity's (start, end, type, task), checked against the document's text; type: ``entity_group`` or
+    ``entity``; task: a multi-task model's ``task``, None for a single-task model's entity (it has none).
 
     Raises:
         ValueError: an entity's offsets are not within the text (the caller's mistake, not the data's).
@@ -44,7 +50,9 @@ def _entity_spans(document: Document, text: str, entities: list[dict[str, Any]])
             raise ValueError(
                 f"document {document.id}: entity {start}-{end} is outside its text of {len(text)} characters"
             )
-        spans.append((start, end, str(entity.get("entity_group", entity.get("entity", "")))))
+        task = entity.get("task")
+        label = str(entity.get("entity_group", entity.get("entity", "")))
+        spans.append((start, end, label, None if task is None else str(task)))
     return spans
 
 
@@ -77,7 +85,10 @@ class PubtatorWriter:
 
     An entity's line has PubTator3's 6 columns, its concept id (the 6th) ``-``, as it has none: a line of 5
     columns is a relation to PubTator's readers (the ``bioc`` library's), and an empty 6th column goes with the
-    line's trailing space when they strip it.
+    line's trailing space when they strip it. A multi-task model's entity adds its task as a 7th column: the
+    type column stays the type (what PubTator's consumers count and filter on), the concept id stays ``-``, and
+    the ``bioc`` library reads a 7th column whose 6th holds no ``|`` into the annotation's ``others`` (a reader
+    that takes 6 columns passes over it); a single-task model's lines keep their 6 columns.
 
     The title is the first passage and the abstract the rest of `document_text` after it and one space, so
     that the entity offsets (into `document_text`) are PubTator's (into title + " " + abstract). Where the
@@ -91,8 +102,8 @@ class PubtatorWriter:
         return ""
 
     def document(self, document: Document, entities: list[dict[str, Any]]) -> str:
-        """The document's two text lines, ``id<TAB>start<TAB>end<TAB>mention<TAB>type<TAB>-`` per entity, a blank
-        line."""
+        """The document's two text lines, ``id<TAB>start<TAB>end<TAB>mention<TAB>type<TAB>-`` per entity (and
+        ``<TAB>task`` where the entity has one), a blank line."""
         if not document.id or any(c in document.id for c in "|\t\r\n"):
             raise RecordError(
                 document.source, document.record, f"id {document.id!r} cannot be a PubTator PMID (|, tab, newline)"
@@ -104,9 +115,10 @@ class PubtatorWriter:
             f"{document.id}|t|{title.translate(_PUBTATOR_LINE_SAFE)}",
             f"{document.id}|a|{abstract.translate(_PUBTATOR_LINE_SAFE)}",
         ]
-        for start, end, label in _entity_spans(document, text, entities):
+        for start, end, label, task in _entity_spans(document, text, entities):
             mention = text[start:end].translate(_PUBTATOR_LINE_SAFE)
-            lines.append(f"{document.id}\t{start}\t{end}\t{mention}\t{label}\t-")
+            line = f"{document.id}\t{start}\t{end}\t{mention}\t{label}\t-"
+            lines.append(line if task is None else f"{line}\t{task.translate(_PUBTATOR_LINE_SAFE)}")
         return "\n".join(lines) + "\n\n"
 
     def footer(self) -> str:
@@ -118,15 +130,16 @@ def _bioc_annotations(document: Document, entities: list[dict[str, Any]]) -> lis
     """Per passage, its annotations (BioC JSON's shape); ids ``T1``, ``T2``, ... unique in the document.
 
     An entity goes to the passage it starts in (the last one starting at or before it), its location in
-    document offsets, as BioC counts them; its text is the document's text at that location.
+    document offsets, as BioC counts them; its text is the document's text at that location. Its infons:
+    ``type``, ``task`` (a multi-task model's entity only) and ``score``, strings as BioC's infons are.
     """
     text = document_text(document)
     starts = [passage.offset for passage in document.passages]
     by_passage: list[list[dict[str, Any]]] = [[] for _ in document.passages]
-    for number, (entity, (start, end, label)) in enumerate(
+    for number, (entity, (start, end, label, task)) in enumerate(
         zip(entities, _entity_spans(document, text, entities), strict=True), start=1
     ):
-        infons = {"type": label}
+        infons = {"type": label} if task is None else {"type": label, "task": task}
         if entity.get("score") is not None:
             infons["score"] = str(round(float(entity["score"]), 6))  # BioC infons are strings
         annotation = {"id": f"T{number}", "infons": infons, "text": text[start:end]}

@@ -18,6 +18,14 @@ scores), placed on spaCy's tokens:
   group: ``{"entity_group", "score", "word", "start", "end"}`` with the exact character offsets.
 - ``doc.ents`` gets the entities that align and overlap no entity already there (an earlier
   component's are kept).
+- A multi-task model's entities each carry their ``"task"`` (every task's, or those the component's
+  ``tasks`` names, as predict's ``--tasks``); ``doc.spans[task]`` holds each task's (a span group per task
+  predicted, empty where it found none, overlaps with other tasks kept; its ``attrs["scores"]`` as above),
+  ``doc.spans[spans_key]`` all of them (``attrs["tasks"]`` says whose), and ``doc.ents``, which cannot
+  overlap, a selection by precedence: the tasks in the order of the component's ``task_precedence``, the
+  tasks it leaves out after it in their order (``tasks``, by default the model's, ``config.tasks``); within
+  a task leftmost first, then longest. An entity whose tokens one placed before it holds is left out of
+  ``doc.ents`` only (counted in ``stats["overlapping"]``).
 - ``doc._.layer_tokclf_misaligned`` counts the entities that did not align (they are in the span
   group, widened, and not in ``doc.ents``); each batch with some logs a warning, and the
   component's `LayerTokenClassifier.stats` keeps running totals.
@@ -74,6 +82,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "min_score": None,
     "trust_remote_code": None,  # None: HF_LAYER_TOKCLF_TRUST_REMOTE_CODE decides (code_consent.may_run_code)
     "spans_key": FACTORY,
+    "tasks": None,  # a multi-task model's tasks to predict, as predict's --tasks; None: all, in the model's order
+    "task_precedence": None,  # a multi-task model's tasks, first first, for doc.ents; None: the order of tasks
 }
 
 logger = logging.getLogger(__name__)
@@ -93,7 +103,8 @@ class LayerTokenClassifier(Pipe):
     `loading.load_model`) on first use into the ``model`` and ``tokenizer`` attributes (`None` until
     then, or until `from_disk` loads a saved copy). The other arguments are `texts.predict_texts`'s
     and `load_model`'s, with their defaults. ``stats`` counts docs, entities, misaligned entities
-    and aligned ones left out of ``doc.ents`` because they overlap an entity already there.
+    and aligned ones left out of ``doc.ents`` because they overlap an entity already there (or, of a
+    multi-task model, one of a task that ``task_precedence`` puts first).
     """
 
     def __init__(
@@ -112,12 +123,17 @@ class LayerTokenClassifier(Pipe):
         min_score: float | None = None,
         trust_remote_code: bool | None = None,
         spans_key: str = FACTORY,
+        tasks: Sequence[str] | None = None,
+        task_precedence: Sequence[str] | None = None,
     ) -> None:
         # Checked here, not at the first doc: a typo in the config fails at add_pipe / spacy.load.
         if batch_size < 1:
             raise ValueError(f"{name}: batch_size must be at least 1, got {batch_size}.")
         if not spans_key:
             raise ValueError(f"{name}: spans_key must not be empty.")
+        precedence = list(task_precedence or [])
+        if not all(isinstance(task, str) and task for task in precedence) or len(set(precedence)) < len(precedence):
+            raise ValueError(f"{name}: task_precedence must name tasks (distinct strings), got {task_precedence!r}.")
         from .serving import check_onnx_extra  # lazily, as the model: serving imports torch
 
         check_onnx_extra(model, f"the spaCy component {name!r}")
@@ -131,9 +147,12 @@ class LayerTokenClassifier(Pipe):
             "max_length": max_length,
             "stride": stride,
             "min_score": min_score,
+            "tasks": None if tasks is None else list(tasks),
         }
         self.load_options: dict[str, Any] = {"device": device, "dtype": dtype, "trust_remote_code": trust_remote_code}
         self.spans_key = spans_key
+        self.task_precedence = precedence
+        self.tasks: list[str] = []  # a multi-task model's tasks predicted, in their order, once loaded
         self.stats = {"docs": 0, "entities": 0, "misaligned": 0, "overlapping": 0}
         # Plain attributes, not properties that load: spaCy probes `model` on every component while it builds a
         # pipeline (runtime-checked protocols), before `from_disk` has put the saved copy in place.
@@ -149,15 +168,29 @@ class LayerTokenClassifier(Pipe):
         return self.model, self.tokenizer
 
     def _load(self, path: str | Path) -> tuple[Any, Any]:
+        """The model and tokenizer at ``path``; ``tasks`` and ``task_precedence`` checked against its tasks."""
         from .loading import load_model
+        from .tasks import model_heads
 
         try:
-            return load_model(path, **self.load_options)
+            model, tokenizer = load_model(path, **self.load_options)
         except (OSError, ValueError) as error:
             raise ValueError(
                 f"{self.name}: cannot load the model {str(path)!r}: {error} (a pipeline saved with nlp.to_disk "
                 "carries its own copy of the model; spacy.load it from that folder)."
             ) from error
+        try:
+            tasks = [head.name for head in model_heads(model, self.predict_options["tasks"]) if head.name is not None]
+        except ValueError as error:
+            raise ValueError(f"{self.name}: tasks {self.predict_options['tasks']}: {error}") from None
+        unknown = [task for task in self.task_precedence if task not in tasks]
+        if unknown:
+            raise ValueError(
+                f"{self.name}: task_precedence names {', '.join(map(repr, unknown))}, not a task the model "
+                f"{str(path)!r} predicts (those: {', '.join(tasks) or 'none, it is a single-task model'})."
+            )
+        self.tasks = tasks
+        return model, tokenizer
 
     # -- prediction --------------------------------------------------------------------------------
 
@@ -224,26 +257,32 @@ class LayerTokenClassifier(Pipe):
         self.set_annotations(docs, self.predict(docs))
 
     def _set_doc(self, doc: Doc, found: list[dict[str, Any]]) -> int:
-        """Sets one doc's span group, entities and extensions; returns how many entities did not align."""
+        """Sets one doc's span groups, entities and extensions; returns how many entities did not align."""
         spans: list[Span] = []
-        aligned: list[Span] = []
-        misaligned = 0
-        for entity in found:
+        aligned: list[int] = []  # indices into found (and spans) of the entities on token boundaries
+        for index, entity in enumerate(found):
             label = entity_label(entity)
             span = doc.char_span(entity["start"], entity["end"], label=label, alignment_mode="strict")
             if span is not None and len(span):
-                aligned.append(span)
+                aligned.append(index)
             else:
-                misaligned += 1
                 span = snap(doc, entity["start"], entity["end"], label)
             spans.append(span)
-        doc.spans[self.spans_key] = SpanGroup(
-            doc, name=self.spans_key, spans=spans, attrs={"scores": [float(e["score"]) for e in found]}
-        )
+        scores = [float(e["score"]) for e in found]
+        tasks = [entity.get("task") for entity in found]
+        order = self.task_order(tasks)
+        attrs: dict[str, Any] = {"scores": scores, "tasks": tasks} if order else {"scores": scores}
+        doc.spans[self.spans_key] = SpanGroup(doc, name=self.spans_key, spans=spans, attrs=attrs)
+        for task in order:
+            mine = [i for i, owner in enumerate(tasks) if owner == task]
+            group = [spans[i] for i in mine]
+            doc.spans[task] = SpanGroup(doc, name=task, spans=group, attrs={"scores": [scores[i] for i in mine]})
         # Entities already set (an entity_ruler before us) stay; ours fill the tokens they leave free.
+        rank = {task: number for number, task in enumerate(order)}
         taken = {i for ent in doc.ents for i in range(ent.start, ent.end)}
         added = []
-        for span in sorted(aligned, key=lambda s: (s.start, -s.end)):
+        for index in sorted(aligned, key=lambda i: (rank.get(tasks[i], 0), spans[i].start, -spans[i].end)):
+            span = spans[index]
             if taken.isdisjoint(range(span.start, span.end)):
                 added.append(span)
                 taken.update(range(span.start, span.end))
@@ -251,8 +290,20 @@ class LayerTokenClassifier(Pipe):
         if added:
             doc.ents = sorted([*doc.ents, *added], key=lambda s: s.start)
         doc._.set(ENTITIES_ATTR, [dict(e) for e in found])
-        doc._.set(MISALIGNED_ATTR, misaligned)
-        return misaligned
+        doc._.set(MISALIGNED_ATTR, len(found) - len(aligned))
+        return len(found) - len(aligned)
+
+    def task_order(self, tasks: Iterable[str | None] = ()) -> list[str]:
+        """A multi-task model's tasks by precedence for ``doc.ents``: ``task_precedence``, then the other tasks
+        predicted in their order, then any other task in ``tasks`` (entities given to `set_annotations` before
+        the model loaded) as they come. Empty for a single-task model."""
+        order = dict.fromkeys([*self.task_precedence, *self.tasks, *(t for t in tasks if t is not None)])
+        if self.spans_key in order:  # doc.spans[task] would replace the group of every entity
+            raise ValueError(
+                f"{self.name}: spans_key {self.spans_key!r} is the name of a task of the model, whose entities "
+                "doc.spans[task] holds; set spans_key to another name."
+            )
+        return list(order)
 
     def score(self, examples: Iterable[Example], **kwargs: Any) -> dict[str, Any]:
         """Entity precision, recall and F1 of ``doc.ents`` (``ents_p``, ``ents_r``, ``ents_f``, ``ents_per_type``)."""
@@ -331,7 +382,14 @@ class LayerTokenClassifier(Pipe):
 @Language.factory(
     FACTORY,
     default_config=DEFAULT_CONFIG,
-    assigns=["doc.ents", "token.ent_iob", "token.ent_type", f"doc._.{ENTITIES_ATTR}", f"doc._.{MISALIGNED_ATTR}"],
+    assigns=[
+        "doc.ents",
+        "doc.spans",
+        "token.ent_iob",
+        "token.ent_type",
+        f"doc._.{ENTITIES_ATTR}",
+        f"doc._.{MISALIGNED_ATTR}",
+    ],
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
 )
 def make_layer_tokclf(
@@ -348,6 +406,8 @@ def make_layer_tokclf(
     min_score: float | None,
     trust_remote_code: bool | None,
     spans_key: str,
+    tasks: list[str] | None,
+    task_precedence: list[str] | None,
 ) -> LayerTokenClassifier:
     """The ``"layer_tokclf"`` factory: ``nlp.add_pipe("layer_tokclf", config={"model": PATH})``."""
     return LayerTokenClassifier(
@@ -364,6 +424,8 @@ def make_layer_tokclf(
         min_score=min_score,
         trust_remote_code=trust_remote_code,
         spans_key=spans_key,
+        tasks=tasks,
+        task_precedence=task_precedence,
     )
 
 
