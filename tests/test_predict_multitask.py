@@ -20,7 +20,6 @@ from conftest import (
 )
 
 from hf_layer_tokclf.cli.main import main
-from hf_layer_tokclf.cli.parsing import named_values
 from hf_layer_tokclf.formats.conll import iter_conll
 from hf_layer_tokclf.running.loading import load_model
 from hf_layer_tokclf.running.sentences import evaluate_sentences, predict_sentences
@@ -295,16 +294,7 @@ def test_evaluate_refuses_a_bare_path_for_a_model_of_several_tasks(multitask_dir
     assert not (tmp_path / "x.json").exists()
 
 
-def test_named_values_and_parse_tasks(tmp_path):
-    assert named_values(["data/test.tsv"], "--data") == {None: "data/test.tsv"}
-    assert named_values(["disease=a.tsv", "cg=b=c.tsv"], "--data") == {"disease": "a.tsv", "cg": "b=c.tsv"}
-    odd = tmp_path / "x=y.tsv"
-    odd.write_text("")
-    assert named_values([str(odd)], "--data") == {None: str(odd)}, "an existing file whose name holds '='"
-    with pytest.raises(ValueError, match=r"--data b\.tsv has no task name while others have"):
-        named_values(["disease=a.tsv", "b.tsv"], "--data")
-    with pytest.raises(ValueError, match=r"--data disease=\.\.\. is given twice"):
-        named_values(["disease=a.tsv", "disease=b.tsv"], "--data")
+def test_parse_tasks():
     assert parse_tasks("disease, cg") == ["disease", "cg"]
     with pytest.raises(ValueError, match="expected task names separated by commas"):
         parse_tasks("disease,,cg")

@@ -10,8 +10,8 @@ from typing import Any
 
 from ..base.files import write_json
 from ..base.outputs import check_output_path
-from .options import add_decoding_option, add_device_options, add_max_batch_tokens_option, add_trust_option
-from .parsing import CommandParser, add_model_argument, named_values
+from .options import add_decoding_option, add_device_options, add_max_batch_tokens_option, add_trust_option, task_values
+from .parsing import CommandParser, add_model_argument
 
 
 def evaluate_parser() -> argparse.ArgumentParser:
@@ -96,6 +96,12 @@ def _data_stem(datasets: dict[str | None, str]) -> str:
     return "_".join(f"{task}-{Path(path).name.split('.')[0] or 'data'}" for task, path in datasets.items())
 
 
+def _per_task(option: str, values: Sequence[str]) -> dict[str | None, str]:
+    """``--option [TASK=]PATH`` values by task (`options.task_values`); a bare path is ``{None: path}``."""
+    found = task_values(option, values)
+    return {} if found is None else found if isinstance(found, dict) else {None: found}
+
+
 def evaluate_command(argv: Sequence[str]) -> int:
     args = evaluate_parser().parse_args(list(argv))
     from ..running.loading import load_model
@@ -103,8 +109,8 @@ def evaluate_command(argv: Sequence[str]) -> int:
     from ..running.serving import check_onnx_extra
 
     check_onnx_extra(args.model, "evaluate")
-    datasets = named_values(args.data, "--data")
-    predictions = named_values(args.predictions or [], "--predictions")
+    datasets = _per_task("--data", args.data)
+    predictions = _per_task("--predictions", args.predictions or [])
     if set(predictions) - set(datasets):
         raise ValueError(f"--predictions names {_tasks_named(set(predictions) - set(datasets))}, but --data does not.")
     output = check_output_path(args.output or _default_eval_output(args.model, _data_stem(datasets)), args.overwrite)

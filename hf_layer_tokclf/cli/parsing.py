@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
-import os
 import re
 import types
 import typing
@@ -180,31 +179,3 @@ def add_dataclass_options(
         else:
             options["type"] = kind
         parser.add_argument("--" + field.name.replace("_", "-"), *field.metadata.get("aliases", ()), **options)
-
-
-_TASK_NAME = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def named_values(values: Sequence[str], option: str) -> dict[str | None, str]:
-    """A repeated ``--option NAME=VALUE`` (a multi-task model's task names) as a dict NAME -> VALUE, or a bare
-    ``--option VALUE`` as ``{None: VALUE}``: a value whose text before its first ``=`` is not a task name
-    (letters, digits, ``_``, ``-``) is bare, as is one naming a file that exists.
-
-    Raises:
-        ValueError: bare and named values mixed, a bare value repeated, or a name given twice.
-    """
-    named: dict[str | None, str] = {}
-    for value in values:
-        name, equals, rest = value.partition("=")
-        bare = not equals or not rest or not _TASK_NAME.fullmatch(name) or os.path.exists(value)
-        key = None if bare else name
-        if key in named:
-            what = f"{option} {key}=... is given twice" if key else f"{option} is given twice without a task name"
-            raise ValueError(f"{what}: give one {option} per task, as {option} NAME=PATH.")
-        named[key] = value if bare else rest
-    if None in named and len(named) > 1:
-        raise ValueError(
-            f"{option} {named[None]} has no task name while others have ({', '.join(k for k in named if k)}): "
-            f"name each, as {option} NAME=PATH."
-        )
-    return named

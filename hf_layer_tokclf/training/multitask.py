@@ -1,7 +1,6 @@
 """Training on several corpora at once, a task each: batches of one task drawn by `TaskBatchSampler`
 (proportional or temperature sampling), ``task_ids`` added by `TaskCollator`, each task's dev F1 from its own head
-on its own dev data (`task_metrics`), and `TaskView`, one task of a multi-task model seen as a single-task
-classifier, so that its dev and test data are scored by the same code as a single-task model's.
+on its own dev data (`task_metrics`).
 
 Every batch holds one task's windows: a head learns only from its own corpus (the model's loss masks the other
 rows anyway), and a batch's labels are all in one label set.
@@ -160,44 +159,6 @@ def task_metrics(dev: Mapping[str, tuple[list[dict[str, Any]], list[Sentence], d
         return metrics
 
     return compute_metrics
-
-
-class _TaskConfig:
-    """A multi-task config seen as one task's: its labels, scheme and CRF; anything else is the model's."""
-
-    def __init__(self, config: Any, name: str) -> None:
-        task = config.tasks[name]
-        self._config = config
-        self.id2label = dict(enumerate(task["labels"]))
-        self.label2id = {label: i for i, label in enumerate(task["labels"])}
-        self.num_labels = len(task["labels"])
-        self.label_scheme = task.get("scheme") or "IOB2"
-        self.use_crf = bool(task.get("use_crf"))
-        self.hidden_layer = task["hidden_layer"]
-
-    def __getattr__(self, key: str) -> Any:
-        return getattr(self._config, key)
-
-
-class TaskView(torch.nn.Module):
-    """One task of a multi-task model as a single-task layer classifier: ``config`` has the task's labels, ``crf``
-    is its CRF (or None), and ``forward`` returns its logits. What `running.sentences` reads of a model, so that a
-    task's dev and test data are scored exactly as a single-task model's are (the encoder runs once a batch)."""
-
-    def __init__(self, model: Any, name: str) -> None:
-        super().__init__()
-        self.model = model
-        self.name = name
-        self.config = _TaskConfig(model.config, name)
-        decoder = model.task_decoder(name)
-        self.crf = decoder if decoder.learned else None  # as a single-task model's: None without a CRF
-
-    @property
-    def device(self) -> torch.device:
-        return self.model.device
-
-    def forward(self, **inputs: Any) -> Any:
-        return SimpleNamespace(logits=self.model(**inputs).logits[self.name])
 
 
 def build_task_trainer(

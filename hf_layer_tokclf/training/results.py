@@ -19,7 +19,6 @@ from ..running.metrics import format_scores
 from ..running.sentences import evaluate_sentences, flat_scores
 from ..sharing.model_card import write_model_card
 from .arguments import DataArguments, ModelArguments, RunArguments, TaskSpec
-from .multitask import TaskView
 
 
 def score_splits(
@@ -30,9 +29,11 @@ def score_splits(
     training_args: Any,
     max_length: int,
     run_args: RunArguments,
+    task: str | None = None,
 ) -> tuple[dict[str, Any], list[list[str]] | None, list[tuple[str, dict[str, Any]]]]:
     """The trained model's ``eval_*`` and ``test_*`` scores over every gold word of the dev and test data,
-    its test predictions (`None` without test data), and each split's heading and scores to print."""
+    its test predictions (`None` without test data), and each split's heading and scores to print. ``task``: a
+    multi-task model's task, scored by its own head (`sentences.evaluate_sentences`)."""
     metrics: dict[str, Any] = {}
     test_predictions = None
     report = []
@@ -46,6 +47,7 @@ def score_splits(
                 max_length=max_length,
                 stride=data_args.stride,
                 decoding=run_args.decoding,
+                task=task,
             )
             metrics.update(flat_scores(scores, prefix))
             test_predictions = predictions if split == "test" else test_predictions
@@ -65,7 +67,7 @@ def score_task_splits(
     max_length: int,
     run_args: RunArguments,
 ) -> tuple[dict[str, Any], dict[str, list[list[str]]], list[tuple[str, dict[str, Any]]]]:
-    """`score_splits` of every task of a multi-task model, by its own head (`multitask.TaskView`) on its own dev
+    """`score_splits` of every task of a multi-task model, by its own head on its own dev
     and test data: ``eval_NAME_f1``, ``test_NAME_Disease_f1``, ...; and ``eval_f1``, ``test_f1``, ``precision``
     and ``recall``: the means over the tasks scored. Returns them, each task's test predictions, and the report."""
     metrics: dict[str, Any] = {}
@@ -75,9 +77,8 @@ def score_task_splits(
         files = replace(
             data_args, train_file=spec.train_file, validation_file=spec.validation_file, test_file=spec.test_file
         )
-        view = TaskView(model, name)
         scores, test_predictions, task_report = score_splits(
-            view, tokenizer, task_splits[name], files, training_args, max_length, run_args
+            model, tokenizer, task_splits[name], files, training_args, max_length, run_args, task=name
         )
         for key, value in scores.items():
             split, _, rest = key.partition("_")
