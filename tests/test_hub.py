@@ -520,3 +520,15 @@ def test_no_custom_code_refuses_a_model_without_a_stock_form_before_staging(tmp_
     err = capsys.readouterr().err.splitlines()[-1]
     assert err.startswith("hf-layer-tokclf push: error: ") and "reads one layer" in err
     assert not staging.exists() and fake_hub.requests == []
+
+
+def test_a_multitask_model_is_staged_with_its_code_and_verified(multitask_dir, tmp_path, fake_hub, monkeypatch, capsys):
+    monkeypatch.delenv("HF_TOKEN")
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    staging = tmp_path / "staged"
+    argv = ["push", str(multitask_dir), "--repo-id", REPO_ID, "--dry-run", "--staging-dir", str(staging)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert {*CODE_FILES, "modeling_multitask_layer_tokclf.py"} <= {p.name for p in staging.iterdir()}
+    assert "logits match" in out and "nothing was uploaded" in out
+    assert fake_hub.requests == []

@@ -71,7 +71,9 @@ def _source_outputs(source: Path, text: str, decoding: str | None = None) -> dic
     model.eval()
     encoded = tokenizer(text, return_tensors="pt")
     with torch.no_grad():
-        logits = model(**encoded).logits[0]
+        scores = model(**encoded).logits
+    # A multi-task model's logits: a dict, task name -> scores.
+    logits = {name: task[0] for name, task in scores.items()} if isinstance(scores, dict) else scores[0]
     return {
         "input_ids": encoded["input_ids"][0].tolist(),
         "logits": logits,
@@ -200,7 +202,8 @@ def _class_problems(report: dict[str, Any], expected: dict[str, Any]) -> list[st
     """The Auto classes must give this package's classes, building as many layers as the source model."""
     problems = []
     classes = {key: value.split(".")[-1] for key, value in expected["auto_map"].items()}
-    if report.get("config_class") != classes["AutoConfig"] or report.get("auto_model_class") != classes["AutoModel"]:
+    encoder = classes.get("AutoModel")  # a multi-task model has no encoder-only class
+    if report.get("config_class") != classes["AutoConfig"] or report.get("auto_model_class") != encoder:
         problems.append(f"the Auto classes gave {report.get('config_class')} / {report.get('auto_model_class')}")
     if report.get("model_class") != classes["AutoModelForTokenClassification"]:
         problems.append(f"AutoModelForTokenClassification gave {report.get('model_class')}")
@@ -215,12 +218,22 @@ def _logit_problems(report: dict[str, Any], expected: dict[str, Any]) -> tuple[l
 
     if report["input_ids"] != expected["input_ids"]:
         return ["the staged tokenizer gives other token ids"], math.inf
-    logits = torch.tensor(report["logits"])
-    if logits.shape != expected["logits"].shape:
-        return [f"the logits have shape {list(logits.shape)}, not {list(expected['logits'].shape)}"], math.inf
-    max_diff = float((logits - expected["logits"]).abs().max())
-    if not max_diff <= ATOL:  # NaN fails too
-        return [f"the logits differ (max |difference| {max_diff:.3g} > {ATOL:g})"], max_diff
+    want, got = expected["logits"], report["logits"]
+    if isinstance(want, dict) != isinstance(got, dict) or (isinstance(want, dict) and set(want) != set(got)):
+        return [
+            f"the logits are of tasks {sorted(got) if isinstance(got, dict) else None}, not {sorted(want)}"
+        ], math.inf
+    pairs = (
+        [(f"task {name}'s ", torch.tensor(got[name]), want[name]) for name in want] if isinstance(want, dict) else []
+    )
+    max_diff = 0.0
+    for what, logits, expected_logits in pairs or [("", torch.tensor(got), want)]:
+        if logits.shape != expected_logits.shape:
+            return [f"{what}logits have shape {list(logits.shape)}, not {list(expected_logits.shape)}"], math.inf
+        diff = float((logits - expected_logits).abs().max())
+        max_diff = max(max_diff, diff)
+        if not diff <= ATOL:  # NaN fails too
+            return [f"the {what}logits differ (max |difference| {diff:.3g} > {ATOL:g})"], diff
     return [], max_diff
 
 
@@ -233,7 +246,7 @@ def _entity_problems(report: dict[str, Any], expected: dict[str, Any], text: str
         if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text)):
             problems.append(f"the pipeline gave an entity without character offsets: {entity}")
             break
-    key = ("entity_group", "start", "end", "word")
+    key = ("entity_group", "start", "end", "word", "task")  # a multi-task model's entities say their task
     if [tuple(e.get(k) for k in key) for e in entities] != [tuple(e.get(k) for k in key) for e in want] or any(
         abs(a["score"] - b["score"]) > SCORE_ATOL for a, b in zip(entities, want, strict=False)
     ):
