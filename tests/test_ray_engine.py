@@ -208,3 +208,20 @@ def test_the_output_folder_is_claimed_as_every_command_claims_one(model_dir, cor
         with pytest.raises(OutputExistsError, match=r"notes\.txt"):
             predict_with_ray(str(corpus), "jsonl", str(output), model_dir=model_dir, overwrite=overwrite)
     assert sorted(p.name for p in output.iterdir()) == ["notes.txt"]
+
+
+def test_predict_engine_ray_with_a_multitask_model_writes_every_tasks_entities(
+    local_ray, multitask_dir, corpus, tmp_path
+):
+    output = tmp_path / "entities"
+    argv = ["predict", str(multitask_dir), "--input", str(corpus), "--output", str(output), "--engine", "ray"]
+    assert main([*argv, "--ray-batch-size", "3", "--tasks", "disease,cg", "--decoding", OPTIONS["decoding"]]) == 0
+    written = sorted(
+        (json.loads(line) for path in output.glob("*.jsonl") for line in path.read_text().splitlines()),
+        key=lambda r: r["id"],
+    )
+    documents = [d for p in sorted(corpus.glob("*.jsonl")) for d in read_corpus(p, "jsonl") if isinstance(d, Document)]
+    found = annotate_documents(*load_model(multitask_dir), documents, tasks=["disease", "cg"], **OPTIONS)
+    expected = [json.loads(get_writer("jsonl").document(d, e)) for d, e in zip(documents, found, strict=True)]
+    assert written == _close(expected)
+    assert {e["task"] for r in written for e in r["entities"]} == {"disease", "cg"}
