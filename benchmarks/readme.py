@@ -1,6 +1,6 @@
 """Puts the benchmark tables of ``benchmarks/results/`` into README.md, between HTML comments:
 
-    python -m benchmarks.readme   # after `python -m benchmarks` or one of `benchmarks.few_data`, `.corpus`, ... `.multitask`
+    python -m benchmarks.readme   # after `python -m benchmarks`, `benchmarks.few_data`, ... or `.multitask`
 
 `tests/test_readme.py` checks the README holds what the summary functions make of the committed JSON.
 """
