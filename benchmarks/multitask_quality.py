@@ -13,7 +13,8 @@ from typing import Any
 from benchmarks import common
 from benchmarks.common import md_header, md_row, sentences_of
 
-SPLITS = {"train": "train.tsv", "validation": "devel.tsv", "test": "test.tsv"}
+# No dev set: with a few hundred steps there is one evaluation to choose from; every model is the one after its steps.
+SPLITS = {"train": "train.tsv", "test": "test.tsv"}
 JOINT, SINGLE, NAIVE = "joint", "single", "naive"
 CONTENDERS = {
     JOINT: "one multi-task model (a head per task)",
@@ -48,8 +49,8 @@ def prepare(tasks: Tasks, folder: Path, sentences: int | None) -> dict[str, dict
     under ``folder``. Returns name -> split -> path, ``naive`` included.
 
     ``sentences``: a slice of each corpus instead of all of it, written under ``folder``: the first ``sentences``
-    training sentences, and the first ``sentences`` dev and test sentences whose types those have (`train` refuses
-    a label its training data lacks)."""
+    training sentences, and the first ``sentences`` test sentences whose types those have (`train` refuses a
+    label its training data lacks)."""
     files: dict[str, dict[str, Path]] = {name: {} for name in [*tasks, NAIVE]}
     union: dict[str, list[Any]] = {split: [] for split in SPLITS}
     for name, task in tasks.items():
@@ -70,8 +71,8 @@ def prepare(tasks: Tasks, folder: Path, sentences: int | None) -> dict[str, dict
 
 
 def split_options(files: dict[str, Path], task: str | None = None) -> list[str]:
-    """``--train-file``, ``--validation-file``, ``--test-file``, each ``NAME=PATH`` with a task's name."""
-    option = {"train": "--train-file", "validation": "--validation-file", "test": "--test-file"}
+    """``--train-file`` and ``--test-file``, each ``NAME=PATH`` with a task's name."""
+    option = {"train": "--train-file", "test": "--test-file"}
     return [word for split, path in files.items() for word in (option[split], f"{task}={path}" if task else str(path))]
 
 
@@ -201,15 +202,14 @@ def table_lines(section: dict[str, Any]) -> list[str]:
 
 def settings_line(section: dict[str, Any]) -> str:
     """How the models were trained: steps, batch, seeds, data, the naive head's layer."""
-    tasks = len(section["layers"])
+    steps, both = section["steps"], len(section["layers"]) * section["steps"]
     data = (
         "whole splits" if section["sentences"] is None else f"the first {section['sentences']} sentences of each split"
     )
     return (
-        f"Packaged MiniLM (6 x 384), trained by `hf-layer-tokclf train` ({data}; batch {section['batch']}; the "
-        "other options `train`'s defaults): a single-task model "
-        f"{section['steps']} steps on its corpus; the joint model {tasks * section['steps']} steps, each batch of "
-        f"one task drawn nearly uniformly (`{' '.join(SAMPLING)}`), so about {section['steps']} per task; the naive "
-        f"baseline {tasks * section['steps']} steps at layer {max(section['layers'].values())}. Test F1 mean ± sd "
-        f"over seeds {', '.join(map(str, section['seeds']))}."
+        f"Packaged MiniLM (6 x 384), trained by `hf-layer-tokclf train` ({data}; batch {section['batch']}; the other "
+        "options `train`'s defaults; no dev set, so each model is the one its last step left): a single-task model "
+        f"{steps} steps on its corpus; the joint model {both} steps, each batch of one task drawn nearly uniformly "
+        f"(`{' '.join(SAMPLING)}`), so about {steps} per task; the naive baseline {both} steps at layer "
+        f"{max(section['layers'].values())}. Test F1 mean ± sd over seeds {', '.join(map(str, section['seeds']))}."
     )
