@@ -22,10 +22,14 @@ _EXPORTS = {
     "AutoLayerConfig": "model.auto",
     "AutoLayerModel": "model.auto",
     "AutoModelForLayerTokenClassification": "model.auto",
+    "AutoModelForMultiTaskLayerTokenClassification": "model.auto",
     "BertForLayerTokenClassification": "model.modeling_layer_tokclf",
+    "BertForMultiTaskLayerTokenClassification": "model.modeling_multitask_layer_tokclf",
     "BertLayerModel": "model.modeling_layer_tokclf",
     "LayerTokenClassificationConfig": "model.configuration_layer_tokclf",
     "LayerTokenClassificationPipeline": "model.pipeline_layer_tokclf",
+    "MultiTaskLayerTokenClassificationConfig": "model.configuration_layer_tokclf",
+    "MultiTaskLayerTokenClassificationPipeline": "model.pipeline_layer_tokclf",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

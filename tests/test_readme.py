@@ -382,7 +382,8 @@ def test_what_cannot_run_names_the_test_that_runs_the_nearest_thing(rule):
 
 
 def test_no_text_says_two_code_files_where_three_travel():
-    """configuration, modeling and pipeline files travel with every saved model (files.CODE_FILES)."""
+    """configuration, modeling and pipeline files travel with every saved model (manifest.CODE_FILES; a multi-task
+    model's modeling_multitask file besides)."""
     from hf_layer_tokclf.base.manifest import CODE_FILES
 
     assert len(CODE_FILES) == 3

@@ -22,7 +22,9 @@ WEIGHTS = "model.safetensors"
 WEIGHTS_INDEX = "model.safetensors.index.json"
 SHARD = re.compile(r"^model-\d{5}-of-\d{5}\.safetensors$")
 CONFIG = "config.json"
-CODE_FILES = ("configuration_layer_tokclf.py", "modeling_layer_tokclf.py", "pipeline_layer_tokclf.py")
+CODE_FILES = ("configuration_layer_tokclf.py", "modeling_layer_tokclf.py", "pipeline_layer_tokclf.py")  # every model's
+MULTITASK_CODE_FILES = ("modeling_multitask_layer_tokclf.py",)  # and a multi-task model's besides
+TRAVELLING_FILES = (*CODE_FILES, *MULTITASK_CODE_FILES)
 TOKENIZER_FILES = (
     "tokenizer.json",
     "tokenizer_config.json",
@@ -39,7 +41,7 @@ RUN_FILES = (
     WEIGHTS,
     WEIGHTS_INDEX,
     CONFIG,
-    *CODE_FILES,
+    *TRAVELLING_FILES,
     *TOKENIZER_FILES,
     CARD,
     METRICS,
@@ -51,6 +53,12 @@ MANIFEST = ".hf_layer_tokclf.json"
 LOCK = ".hf_layer_tokclf.lock"
 BOOKKEEPING = frozenset({MANIFEST, LOCK})
 _MANIFEST_FORMAT = 1
+
+
+def code_files_of(config: dict[str, Any]) -> tuple[str, ...]:
+    """The code files a model folder with this ``config.json`` dict needs: a multi-task model's has one more."""
+    multitask = str(config.get("model_type", "")).endswith("-multitask-layer-tokclf")
+    return TRAVELLING_FILES if multitask else CODE_FILES
 
 
 def is_bookkeeping(name: str) -> bool:

@@ -26,20 +26,38 @@ from .modeling_layer_tokclf import (
     XLMRobertaForLayerTokenClassification,
     XLMRobertaLayerModel,
 )
+from .modeling_multitask_layer_tokclf import (
+    BertForMultiTaskLayerTokenClassification,
+    DebertaV2ForMultiTaskLayerTokenClassification,
+    ElectraForMultiTaskLayerTokenClassification,
+    ModernBertForMultiTaskLayerTokenClassification,
+    RobertaForMultiTaskLayerTokenClassification,
+    XLMRobertaForMultiTaskLayerTokenClassification,
+)
 
 try:  # transformers 5.x
     from .modeling_layer_tokclf import EuroBertForLayerTokenClassification, EuroBertLayerModel
+    from .modeling_multitask_layer_tokclf import EuroBertForMultiTaskLayerTokenClassification
 except ImportError:  # transformers 4.x has no EuroBERT
     EuroBertForLayerTokenClassification = None
 
 
 @dataclass(frozen=True)
 class Family:
-    """One supported encoder family: its name, its plain checkpoints' model_type and our three classes."""
+    """One supported encoder family: its name, its plain checkpoints' model_type and our classes."""
 
     name: str
     classifier_class: type
     encoder_class: type
+    multitask_class: type
+
+    @property
+    def multitask_config_class(self) -> type:
+        return self.multitask_class.config_class
+
+    @property
+    def multitask_type(self) -> str:
+        return self.multitask_config_class.model_type
 
     @property
     def config_class(self) -> type:
@@ -60,15 +78,41 @@ class Family:
 
 
 _FAMILIES = [
-    Family("BERT", BertForLayerTokenClassification, BertLayerModel),
-    Family("RoBERTa", RobertaForLayerTokenClassification, RobertaLayerModel),
-    Family("XLM-RoBERTa", XLMRobertaForLayerTokenClassification, XLMRobertaLayerModel),
-    Family("ELECTRA", ElectraForLayerTokenClassification, ElectraLayerModel),
-    Family("DeBERTa-v2/v3", DebertaV2ForLayerTokenClassification, DebertaV2LayerModel),
-    Family("ModernBERT", ModernBertForLayerTokenClassification, ModernBertLayerModel),
+    Family("BERT", BertForLayerTokenClassification, BertLayerModel, BertForMultiTaskLayerTokenClassification),
+    Family(
+        "RoBERTa", RobertaForLayerTokenClassification, RobertaLayerModel, RobertaForMultiTaskLayerTokenClassification
+    ),
+    Family(
+        "XLM-RoBERTa",
+        XLMRobertaForLayerTokenClassification,
+        XLMRobertaLayerModel,
+        XLMRobertaForMultiTaskLayerTokenClassification,
+    ),
+    Family(
+        "ELECTRA", ElectraForLayerTokenClassification, ElectraLayerModel, ElectraForMultiTaskLayerTokenClassification
+    ),
+    Family(
+        "DeBERTa-v2/v3",
+        DebertaV2ForLayerTokenClassification,
+        DebertaV2LayerModel,
+        DebertaV2ForMultiTaskLayerTokenClassification,
+    ),
+    Family(
+        "ModernBERT",
+        ModernBertForLayerTokenClassification,
+        ModernBertLayerModel,
+        ModernBertForMultiTaskLayerTokenClassification,
+    ),
 ]
 if EuroBertForLayerTokenClassification is not None:
-    _FAMILIES.append(Family("EuroBERT", EuroBertForLayerTokenClassification, EuroBertLayerModel))
+    _FAMILIES.append(
+        Family(
+            "EuroBERT",
+            EuroBertForLayerTokenClassification,
+            EuroBertLayerModel,
+            EuroBertForMultiTaskLayerTokenClassification,
+        )
+    )
 
 # Keyed by the plain checkpoints' model_type ("bert", "roberta", ...).
 FAMILIES: dict[str, Family] = {family.backbone_type: family for family in _FAMILIES}
@@ -80,7 +124,7 @@ def family_of(model_type: str | None, source: Any = None) -> Family:
     Raises `ValueError` naming ``source`` and the supported model types for any other value.
     """
     for family in FAMILIES.values():
-        if model_type in (family.backbone_type, family.model_type):
+        if model_type in (family.backbone_type, family.model_type, family.multitask_type):
             return family
     where = f"{source}: " if source is not None else ""
     raise ValueError(
@@ -98,10 +142,18 @@ def checkpoint_family(pretrained_model_name_or_path: Any, **kwargs: Any) -> Fami
     return family_of(config_dict.get("model_type"), pretrained_model_name_or_path)
 
 
+def is_multitask(config: Any) -> bool:
+    """Whether a config (or a ``config.json`` dict) is a multi-task layer classifier's: a head per task."""
+    model_type = config.get("model_type") if isinstance(config, dict) else getattr(config, "model_type", None)
+    return isinstance(model_type, str) and model_type.endswith("-multitask-layer-tokclf")
+
+
 class _AutoLayerClass:
-    """Dispatches `from_pretrained` to the class of the checkpoint's family."""
+    """Dispatches `from_pretrained` to the class of the checkpoint's family (its multi-task class where the
+    checkpoint is a multi-task model's)."""
 
     _family_attribute = ""
+    _multitask_attribute = ""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise OSError(f"{type(self).__name__} is built with from_pretrained(...) or from_config(config).")
@@ -110,9 +162,17 @@ class _AutoLayerClass:
     def family_class(cls, pretrained_model_name_or_path: Any, **kwargs: Any) -> type:
         """The class ``from_pretrained`` would hand ``pretrained_model_name_or_path`` to."""
         config = kwargs.get("config")
-        if isinstance(config, PretrainedConfig):
-            return getattr(family_of(config.model_type, "config"), cls._family_attribute)
-        return getattr(checkpoint_family(pretrained_model_name_or_path, **kwargs), cls._family_attribute)
+        if not isinstance(config, PretrainedConfig):
+            config, _ = PretrainedConfig.get_config_dict(pretrained_model_name_or_path, **dict(kwargs))
+        return cls.class_for(config, pretrained_model_name_or_path if isinstance(config, dict) else "config")
+
+    @classmethod
+    def class_for(cls, config: Any, source: Any = None) -> type:
+        """The class for a config object or ``config.json`` dict of a family."""
+        model_type = config.get("model_type") if isinstance(config, dict) else config.model_type
+        family = family_of(model_type, source)
+        multitask = is_multitask(config) and cls._multitask_attribute
+        return getattr(family, cls._multitask_attribute if multitask else cls._family_attribute)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: Any, *model_args: Any, **kwargs: Any) -> Any:
@@ -127,16 +187,27 @@ class _AutoLayerModelClass(_AutoLayerClass):
     @classmethod
     def from_config(cls, config: PretrainedConfig) -> Any:
         """A randomly initialised model for a layer classifier's config (or a plain family config)."""
-        family = family_of(config.model_type, "config")
-        if not isinstance(config, family.config_class):
-            config = family.config_class.from_dict({k: v for k, v in config.to_dict().items() if k != "model_type"})
-        return getattr(family, cls._family_attribute)(config)
+        model_class = cls.class_for(config, "config")
+        if not isinstance(config, model_class.config_class):
+            fields = {k: v for k, v in config.to_dict().items() if k != "model_type"}
+            config = model_class.config_class.from_dict(fields)
+        return model_class(config)
 
 
 class AutoModelForLayerTokenClassification(_AutoLayerModelClass):
-    """The ``*ForLayerTokenClassification`` of a checkpoint's family (BERT, RoBERTa, DeBERTa-v2, ...)."""
+    """The ``*ForLayerTokenClassification`` of a checkpoint's family (BERT, RoBERTa, DeBERTa-v2, ...); its
+    ``*ForMultiTaskLayerTokenClassification`` for a saved multi-task model."""
 
     _family_attribute = "classifier_class"
+    _multitask_attribute = "multitask_class"
+
+
+class AutoModelForMultiTaskLayerTokenClassification(_AutoLayerModelClass):
+    """The ``*ForMultiTaskLayerTokenClassification`` of a checkpoint's family: ``from_pretrained(backbone,
+    tasks={"disease": {"labels": [...], "hidden_layer": 4}, ...})`` puts a head per task on a plain backbone."""
+
+    _family_attribute = "multitask_class"
+    _multitask_attribute = "multitask_class"
 
 
 class AutoLayerModel(_AutoLayerModelClass):
@@ -146,9 +217,10 @@ class AutoLayerModel(_AutoLayerModelClass):
 
 
 class AutoLayerConfig(_AutoLayerClass):
-    """The ``*LayerTokenClassificationConfig`` of a checkpoint's family."""
+    """The ``*LayerTokenClassificationConfig`` of a checkpoint's family (its multi-task one for a multi-task model)."""
 
     _family_attribute = "config_class"
+    _multitask_attribute = "multitask_config_class"
 
 
 def register_auto_classes() -> None:
@@ -166,6 +238,10 @@ def register_auto_classes() -> None:
         family.config_class.register_for_auto_class()
         family.classifier_class.register_for_auto_class("AutoModelForTokenClassification")
         family.encoder_class.register_for_auto_class("AutoModel")
+        AutoConfig.register(family.multitask_type, family.multitask_config_class, exist_ok=True)
+        AutoModelForTokenClassification.register(family.multitask_config_class, family.multitask_class, exist_ok=True)
+        family.multitask_config_class.register_for_auto_class()
+        family.multitask_class.register_for_auto_class("AutoModelForTokenClassification")
 
 
 register_auto_classes()  # on import: every loader of the package imports this module

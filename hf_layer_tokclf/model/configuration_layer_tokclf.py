@@ -60,7 +60,7 @@ class LayerConfig:
         # transformers 5.x turns every config class without an `__init__` of its own into a dataclass
         # with a generated one; give each family's class this one first.
         if "__init__" not in cls.__dict__:
-            cls.__init__ = LayerConfig.__init__
+            cls.__init__ = next(k.__dict__["__init__"] for k in cls.__mro__ if "__init__" in k.__dict__)
         super().__init_subclass__(**kwargs)
 
     def __init__(self, hidden_layer=-1, layer_pooling="mean", use_crf=False, **kwargs):
@@ -182,6 +182,89 @@ class LayerConfig:
         return max(layer % (config_dict["num_hidden_layers"] + 1) for layer in _as_list(config_dict["hidden_layer"]))
 
 
+class MultiTaskLayerConfig(LayerConfig):
+    r"""
+    What a multi-task layer classifier's configuration adds to its family's: several heads ("tasks"), each on its
+    own layer with its own labels, over one encoder built up to the deepest of them.
+
+    Args:
+        tasks (`dict[str, dict]`):
+            Task name -> its head: ``labels`` (the label names, in id order), ``hidden_layer`` (an int as in
+            [`LayerConfig`], default -1; stored non-negative), ``scheme`` (the labels' scheme, default ``"IOB2"``),
+            ``use_crf`` (default `False`) and ``classifier_dropout`` (default `None`: the config's, as in
+            [`LayerConfig`]). The names' sorted order is the order of the task ids a batch's ``task_ids`` give.
+
+    ``hidden_layer`` is derived: the tasks' layers, sorted. The top-level ``id2label`` is unused: each task has
+    its own labels (`task_id2label`).
+    """
+
+    TASK_FIELDS = ("labels", "hidden_layer", "scheme", "use_crf", "classifier_dropout")
+
+    def __init__(self, tasks=None, **kwargs):
+        kwargs.pop("hidden_layer", None)  # derived from the tasks
+        super().__init__(**kwargs)
+        self.tasks = tasks or {}
+        self.hidden_layer = self.validate_layers()
+
+    def validate_layers(self):
+        """Checks ``tasks`` and makes their layers non-negative; returns their sorted layers (-1 without tasks)."""
+        tasks = getattr(self, "tasks", None) or {}
+        if not isinstance(tasks, dict):
+            raise ValueError(f"tasks must be a dict of task name -> head, got {tasks!r} ({type(tasks).__name__}).")
+        # Sorted: config.json is written with sorted keys, and the order is the task ids'.
+        self.tasks = {name: self._checked_task(name, tasks[name]) for name in sorted(tasks, key=str)}
+        self.hidden_layer = sorted({task["hidden_layer"] for task in self.tasks.values()}) or -1
+        return super().validate_layers()
+
+    def _checked_task(self, name, task):
+        if not isinstance(name, str) or not name or not name.replace("_", "").replace("-", "").isalnum():
+            raise ValueError(f"task name {name!r} must be letters, digits, '_' or '-' (it names outputs and files).")
+        if not isinstance(task, dict) or set(task) - set(self.TASK_FIELDS):
+            raise ValueError(f"task {name!r} has {task!r}; expected a dict with keys among {self.TASK_FIELDS}.")
+        labels = task.get("labels")
+        if not isinstance(labels, (list, tuple)) or not labels or not all(isinstance(x, str) for x in labels):
+            raise ValueError(f"task {name!r} has labels={labels!r}; expected a non-empty list of label names.")
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"task {name!r} names a label twice: {labels!r}.")
+        # The shared checks of `LayerConfig`, on a throwaway single-task view of this task's fields.
+        view = _TaskFields(self.num_hidden_layers, task.get("hidden_layer", -1), task.get("classifier_dropout"))
+        layer = LayerConfig.validate_layers(view)
+        LayerConfig._check_dropout(view)
+        use_crf = task.get("use_crf", False)
+        if not isinstance(use_crf, bool):
+            raise ValueError(f"task {name!r} has use_crf={use_crf!r}; expected true or false.")
+        if isinstance(layer, list):
+            raise ValueError(f"task {name!r} has hidden_layer={task['hidden_layer']!r}; expected one int per task.")
+        scheme = task.get("scheme", "IOB2")
+        return {"labels": list(labels), "hidden_layer": layer, "scheme": str(scheme), "use_crf": use_crf,
+                "classifier_dropout": task.get("classifier_dropout")}  # fmt: skip
+
+    @property
+    def task_names(self):
+        """The task names, sorted: task id ``i`` is ``task_names[i]``."""
+        return list(self.tasks)
+
+    def task_id2label(self, name):
+        """``{id: label}`` of task ``name``."""
+        return dict(enumerate(self.tasks[name]["labels"]))
+
+    def task_dropout(self, name):
+        """The dropout before task ``name``'s head: its own ``classifier_dropout``, else the config's."""
+        dropout = self.tasks[name]["classifier_dropout"]
+        return self.head_dropout if dropout is None else dropout
+
+
+class _TaskFields:
+    """The fields `LayerConfig`'s layer and dropout checks read, for one task."""
+
+    layer_pooling = "mean"
+
+    def __init__(self, num_hidden_layers, hidden_layer, classifier_dropout):
+        self.num_hidden_layers = num_hidden_layers
+        self.hidden_layer = hidden_layer
+        self.classifier_dropout = classifier_dropout
+
+
 class LayerTokenClassificationConfig(LayerConfig, BertConfig):
     r"""
     Configuration for [`BertForLayerTokenClassification`]: every field of [`BertConfig`], plus those of
@@ -242,6 +325,71 @@ if EuroBertConfig is not None:
         """[`EuroBertConfig`] with the fields of [`LayerConfig`] (transformers 5.x)."""
 
         model_type = "eurobert-layer-tokclf"
+        backbone_type = "eurobert"
+
+
+class MultiTaskLayerTokenClassificationConfig(MultiTaskLayerConfig, BertConfig):
+    r"""
+    Configuration for [`BertForMultiTaskLayerTokenClassification`]: every field of [`BertConfig`], plus ``tasks``
+    ([`MultiTaskLayerConfig`]).
+
+    Example:
+
+    ```python
+    >>> from hf_layer_tokclf.model.configuration_layer_tokclf import MultiTaskLayerTokenClassificationConfig
+    >>> tasks = {"disease": {"labels": ["O", "B-Disease", "I-Disease"], "hidden_layer": 4},
+    ...          "cg": {"labels": ["O", "B-Cancer", "I-Cancer"], "hidden_layer": -1}}
+    >>> config = MultiTaskLayerTokenClassificationConfig(tasks=tasks)
+    >>> config.hidden_layer, config.num_layers_used
+    ([4, 12], 12)
+    ```
+    """
+
+    model_type = "bert-multitask-layer-tokclf"
+    backbone_type = "bert"
+
+
+class RobertaMultiTaskLayerTokenClassificationConfig(MultiTaskLayerConfig, RobertaConfig):
+    """[`RobertaConfig`] with ``tasks`` ([`MultiTaskLayerConfig`])."""
+
+    model_type = "roberta-multitask-layer-tokclf"
+    backbone_type = "roberta"
+
+
+class XLMRobertaMultiTaskLayerTokenClassificationConfig(MultiTaskLayerConfig, XLMRobertaConfig):
+    """[`XLMRobertaConfig`] with ``tasks`` ([`MultiTaskLayerConfig`])."""
+
+    model_type = "xlm-roberta-multitask-layer-tokclf"
+    backbone_type = "xlm-roberta"
+
+
+class ElectraMultiTaskLayerTokenClassificationConfig(MultiTaskLayerConfig, ElectraConfig):
+    """[`ElectraConfig`] with ``tasks`` ([`MultiTaskLayerConfig`])."""
+
+    model_type = "electra-multitask-layer-tokclf"
+    backbone_type = "electra"
+
+
+class DebertaV2MultiTaskLayerTokenClassificationConfig(MultiTaskLayerConfig, DebertaV2Config):
+    """[`DebertaV2Config`] with ``tasks`` ([`MultiTaskLayerConfig`])."""
+
+    model_type = "deberta-v2-multitask-layer-tokclf"
+    backbone_type = "deberta-v2"
+
+
+class ModernBertMultiTaskLayerTokenClassificationConfig(MultiTaskLayerConfig, ModernBertConfig):
+    """[`ModernBertConfig`] with ``tasks`` ([`MultiTaskLayerConfig`])."""
+
+    model_type = "modernbert-multitask-layer-tokclf"
+    backbone_type = "modernbert"
+
+
+if EuroBertConfig is not None:
+
+    class EuroBertMultiTaskLayerTokenClassificationConfig(MultiTaskLayerConfig, EuroBertConfig):
+        """[`EuroBertConfig`] with ``tasks`` ([`MultiTaskLayerConfig`]) (transformers 5.x)."""
+
+        model_type = "eurobert-multitask-layer-tokclf"
         backbone_type = "eurobert"
 
 

@@ -108,7 +108,7 @@ class LayerPreTrainedModel:
         return self.base_model.get_submodule(self.layers_name)
 
     def _init_weights(self, module):
-        if module is getattr(self, "classifier", None):
+        if self._is_new_head(module):
             # A new head starts as a bare `nn.Linear` does (PyTorch's init, bias included), not with BERT's
             # normal(0, 0.02) and zero bias: from a few hundred sentences that head learns entities within
             # the first epoch, where BERT's init still predicts only O (benchmarks/few_data.py).
@@ -124,8 +124,12 @@ class LayerPreTrainedModel:
             for transitions in (module.start_transitions, module.transitions, module.end_transitions):
                 init.zeros_(transitions)
 
-    def _encode(self, output_attentions, output_hidden_states, **inputs):
-        """Runs the truncated encoder; ``last_hidden_state`` holds the features the head reads."""
+    def _is_new_head(self, module):
+        """Whether ``module`` is a classification head (initialised as a bare `nn.Linear`, see `_init_weights`)."""
+        return module is getattr(self, "classifier", None)
+
+    def _layer_states(self, output_attentions, output_hidden_states, **inputs):
+        """Runs the truncated encoder: its outputs, and ``{layer: hidden state}`` of each selected layer."""
         built = len(self.encoder_layers)
         need_states = self.layers != [built]  # else the encoder ends at the selected layer
         # Only pass what was given: 4.x and 5.x fill in the config defaults differently, and some
@@ -136,7 +140,12 @@ class LayerPreTrainedModel:
             inputs.pop("token_type_ids", None)
         outputs = self.base_model(**inputs, return_dict=True)
         # The deepest layer built is `last_hidden_state` (the full model's, with its final norm, at k = L).
-        states = [outputs.last_hidden_state if i == built else outputs.hidden_states[i] for i in self.layers]
+        return outputs, {i: outputs.last_hidden_state if i == built else outputs.hidden_states[i] for i in self.layers}
+
+    def _encode(self, output_attentions, output_hidden_states, **inputs):
+        """Runs the truncated encoder; ``last_hidden_state`` holds the features the head reads."""
+        outputs, by_layer = self._layer_states(output_attentions, output_hidden_states, **inputs)
+        states = [by_layer[i] for i in self.layers]
         if len(states) == 1:
             features = states[0]
         elif self.scalar_mix is not None:
@@ -293,16 +302,21 @@ class LayerTokenClassifier:
             self.config.auto_map = {**auto_map, "AutoModel": f"{module}.{encoder}"}
             # pipeline("token-classification", model=path, trust_remote_code=True) then decodes valid
             # sequences; the pipeline file is saved with this one, which imports it.
-            pipeline = LayerTokenClassificationPipeline
-            self.config.custom_pipelines = {
-                "token-classification": {
-                    "impl": f"{pipeline.__module__.rsplit('.', 1)[-1]}.{pipeline.__name__}",
-                    "pt": ["AutoModelForTokenClassification"],
-                    "tf": [],
-                    "type": "text",
-                }
-            }
+            self.config.custom_pipelines = custom_pipelines(LayerTokenClassificationPipeline)
         return super().save_pretrained(save_directory, *args, **kwargs)
+
+
+def custom_pipelines(pipeline):
+    """The config's ``custom_pipelines``: ``pipeline("token-classification", trust_remote_code=True)`` runs
+    ``pipeline``, a class of the travelling pipeline file."""
+    return {
+        "token-classification": {
+            "impl": f"{pipeline.__module__.rsplit('.', 1)[-1]}.{pipeline.__name__}",
+            "pt": ["AutoModelForTokenClassification"],
+            "tf": [],
+            "type": "text",
+        }
+    }
 
 
 class LayerEncoder:

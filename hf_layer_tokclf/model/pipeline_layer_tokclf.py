@@ -301,3 +301,57 @@ class LayerTokenClassificationPipeline(TokenClassificationPipeline):
         # IOBES / BILOU too: S- starts an entity as B- does, E- continues one as I- does.
         prefix, kind = split_label(entity_name)
         return ("B" if prefix in ("B", "S") else "I"), kind
+
+
+class TaskView:
+    """What the pipeline's decoding reads of a model (``config.id2label``, ``crf``), for one task of a multi-task
+    model: its labels and its decoder."""
+
+    def __init__(self, model, name):
+        id2label = model.config.task_id2label(name)
+        self.config = type("TaskLabels", (), {"id2label": id2label, "label2id": {v: k for k, v in id2label.items()}})
+        self.crf = model.task_decoder(name)
+
+
+class MultiTaskLayerTokenClassificationPipeline(LayerTokenClassificationPipeline):
+    """[`LayerTokenClassificationPipeline`] over a multi-task model: every task's entities, each with its
+    ``"task"``, in one list sorted by position (entities of different tasks may overlap). ``tasks=[...]``
+    chooses some. One encoder pass per window gives every task's scores; each task is then decoded as a
+    single-task model with its labels (and CRF) would be.
+    """
+
+    def _sanitize_parameters(self, tasks=None, **kwargs):
+        preprocess, forward, postprocess = super()._sanitize_parameters(**kwargs)
+        if tasks is not None:
+            names = [tasks] if isinstance(tasks, str) else list(tasks)
+            unknown = [name for name in names if name not in self.model.config.tasks]
+            if unknown:
+                raise ValueError(f"tasks {unknown} are not the model's; it has {self.model.config.task_names}.")
+            postprocess["tasks"] = names
+        return preprocess, forward, postprocess
+
+    def _forward(self, model_inputs):
+        outputs = super()._forward(model_inputs)
+        # One tensor, the tasks' scores side by side: batched outputs are split per row as tensors.
+        outputs["logits"] = torch.cat([outputs["logits"][name] for name in self.model.config.task_names], dim=-1)
+        return outputs
+
+    def postprocess(self, all_outputs, aggregation_strategy=AggregationStrategy.NONE, ignore_labels=None, **kwargs):
+        config, model = self.model.config, self.model
+        names = kwargs.pop("tasks", None) or config.task_names
+        entities, start = [], 0
+        offsets = {}
+        for name in config.task_names:
+            offsets[name] = (start, start + len(config.tasks[name]["labels"]))
+            start = offsets[name][1]
+        try:
+            for name in names:
+                low, high = offsets[name]
+                sliced = [{**outputs, "logits": outputs["logits"][..., low:high]} for outputs in all_outputs]
+                # The stock decoding reads `self.model.config.id2label`: for this task, its labels and decoder.
+                self.model = TaskView(model, name)
+                found = super().postprocess(sliced, aggregation_strategy, ignore_labels, **kwargs)
+                entities += [{**entity, "task": name} for entity in found]
+        finally:
+            self.model = model
+        return sorted(entities, key=lambda entity: (entity.get("start") or 0, names.index(entity["task"])))

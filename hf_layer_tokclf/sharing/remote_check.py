@@ -3,8 +3,9 @@
 Run as a script in a fresh interpreter (see `run_remote_check`): it makes ``hf_layer_tokclf``
 unimportable, loads the model directory through the Auto classes and the
 ``token-classification`` pipeline with ``trust_remote_code=True``, and prints one JSON object:
-the logits for a text, the entities the pipeline finds, the shape ``AutoModel`` returns, and
-every warning logged on the way. Tests and `push_to_hub` compare it with the source model.
+the logits for a text (a multi-task model's: per task), the entities the pipeline finds, the
+shape ``AutoModel`` returns (a multi-task model has none), and every warning logged on the way.
+Tests and `push_to_hub` compare it with the source model.
 """
 
 from __future__ import annotations
@@ -38,9 +39,12 @@ def _load_like_a_stranger(model_dir: str, text: str, aggregation_strategy: str) 
         model = AutoModelForTokenClassification.from_pretrained(model_dir, trust_remote_code=True).eval()
         encoded = tokenizer(text, return_tensors="pt")
         with torch.no_grad():
-            logits = model(**encoded).logits[0]
-            base = AutoModel.from_pretrained(model_dir, trust_remote_code=True).eval()
-            features = base(**encoded).last_hidden_state
+            scores = model(**encoded).logits  # a multi-task model's: a dict, task name -> logits
+            logits = {k: v[0].tolist() for k, v in scores.items()} if isinstance(scores, dict) else scores[0].tolist()
+            # A multi-task model has no encoder-only class (AutoModel) in its auto_map.
+            has_base = "AutoModel" in (getattr(config, "auto_map", None) or {})
+            base = AutoModel.from_pretrained(model_dir, trust_remote_code=True).eval() if has_base else None
+            features = base(**encoded).last_hidden_state if has_base else None
         ner = pipeline(
             "token-classification",
             model=model_dir,
@@ -55,12 +59,12 @@ def _load_like_a_stranger(model_dir: str, text: str, aggregation_strategy: str) 
         "config_class": type(config).__name__,
         "model_class": type(model).__name__,
         "pipeline_class": type(ner).__name__,
-        "auto_model_class": type(base).__name__,
-        "auto_model_shape": list(features.shape),
+        "auto_model_class": type(base).__name__ if has_base else None,
+        "auto_model_shape": list(features.shape) if has_base else None,
         # 0.1.0's code (BERT only) has no `encoder_layers`.
         "num_layers_built": len(model.encoder_layers if hasattr(model, "encoder_layers") else model.bert.encoder.layer),
         "input_ids": encoded["input_ids"][0].tolist(),
-        "logits": logits.tolist(),
+        "logits": logits,
         "entities": entities,
         "warnings": log.getvalue().splitlines() + [str(w.message) for w in caught],
     }

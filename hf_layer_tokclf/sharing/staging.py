@@ -19,13 +19,14 @@ from ..base.locations import check_model_folder, no_such_folder
 # The model folder's file names, shared with what --overwrite-output-dir may replace.
 from ..base.manifest import (
     CARD,
-    CODE_FILES,
     CONFIG,
     METRICS,
     SHARD,
     TOKENIZER_FILES,
+    TRAVELLING_FILES,
     WEIGHTS,
     WEIGHTS_INDEX,
+    code_files_of,
     is_bookkeeping,
 )
 from ..base.outputs import OutputClaim, Outputs, claim_output_dir
@@ -48,9 +49,14 @@ def expected_auto_map(model_type: str | None, where: Any = None) -> dict[str, st
 
     Another module there would be code we did not check.
     """
-    from ..model.auto import family_of
+    from ..model.auto import family_of, is_multitask
 
     family = family_of(model_type, where)
+    if is_multitask({"model_type": model_type}):
+        return {
+            "AutoConfig": f"configuration_layer_tokclf.{family.multitask_config_class.__name__}",
+            "AutoModelForTokenClassification": f"modeling_multitask_layer_tokclf.{family.multitask_class.__name__}",
+        }
     return {
         "AutoConfig": f"configuration_layer_tokclf.{family.config_class.__name__}",
         "AutoModelForTokenClassification": f"modeling_layer_tokclf.{family.classifier_class.__name__}",
@@ -60,14 +66,16 @@ def expected_auto_map(model_type: str | None, where: Any = None) -> dict[str, st
 
 def is_allowed(name: str) -> bool:
     """Whether a file of this name is shared: the weights (or shards and index), config, code, tokenizer and card."""
-    return name in (WEIGHTS, WEIGHTS_INDEX, CONFIG, *CODE_FILES, *TOKENIZER_FILES, CARD) or bool(SHARD.match(name))
+    return name in (WEIGHTS, WEIGHTS_INDEX, CONFIG, *TRAVELLING_FILES, *TOKENIZER_FILES, CARD) or bool(
+        SHARD.match(name)
+    )
 
 
 def is_stock_allowed(name: str) -> bool:
     """The stock form's files: no code, and the tokenizer files transformers 4.x also writes."""
     from ..running.stock_export import STOCK_TOKENIZER_FILES
 
-    return (is_allowed(name) and name not in CODE_FILES) or name in STOCK_TOKENIZER_FILES
+    return (is_allowed(name) and name not in TRAVELLING_FILES) or name in STOCK_TOKENIZER_FILES
 
 
 def _is_staged(name: str) -> bool:
@@ -142,7 +150,8 @@ def select_files(source: Path) -> list[str]:
     check_model_folder(source, CONFIG)
     check_auto_map(read_json(source / CONFIG), source / CONFIG)
     weights = _weight_files(source)
-    missing = [name for name in CODE_FILES if not (source / name).is_file()]
+    code = code_files_of(read_json(source / CONFIG))
+    missing = [name for name in code if not (source / name).is_file()]
     if missing:
         raise ValueError(f"{source} lacks {', '.join(missing)}: the remote code would not load.")
     tokenizer = [name for name in TOKENIZER_FILES if (source / name).is_file()]
@@ -150,7 +159,7 @@ def select_files(source: Path) -> list[str]:
         raise ValueError(f"{source} holds no tokenizer (tokenizer_config.json with tokenizer.json or vocab.txt).")
     if "auto_map" in read_json(source / "tokenizer_config.json"):
         raise ValueError(f"{source / 'tokenizer_config.json'} has an auto_map: custom tokenizer code is not shared.")
-    return [*weights, CONFIG, *CODE_FILES, *tokenizer]
+    return [*weights, CONFIG, *code, *tokenizer]
 
 
 def _prepare_staging(staging_dir: Path, source: Path, overwrite: bool) -> OutputClaim:

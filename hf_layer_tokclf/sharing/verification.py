@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..base.manifest import CARD, CODE_FILES, CONFIG, WEIGHTS, WEIGHTS_INDEX, is_bookkeeping
+from ..base.manifest import CARD, CONFIG, WEIGHTS, WEIGHTS_INDEX, code_files_of, is_bookkeeping
 from .staging import check_auto_map, expected_auto_map, is_allowed, is_stock_allowed, read_json
 
 __all__ = ["BAD_WARNING", "SAMPLE", "VerificationError", "verify"]
@@ -92,7 +92,8 @@ def _check_folder(staging: Path, custom_code: bool = True) -> None:
     names = sorted(p.name for p in staging.iterdir() if not is_bookkeeping(p.name))
     allowed = is_allowed if custom_code else is_stock_allowed
     extra = [name for name in names if not allowed(name) or not (staging / name).is_file()]
-    missing = [name for name in (CONFIG, *(CODE_FILES if custom_code else ()), CARD) if name not in names]
+    code = code_files_of(read_json(staging / CONFIG)) if custom_code and CONFIG in names else ()
+    missing = [name for name in (CONFIG, *code, CARD) if name not in names]
     if not ({WEIGHTS, WEIGHTS_INDEX} & set(names)):
         missing.append(WEIGHTS)
     if extra or missing:
@@ -110,7 +111,7 @@ def _check_folder(staging: Path, custom_code: bool = True) -> None:
 
 def _check_code(staging: Path) -> None:
     """The staged code files are the installed package's, byte for byte, and ``auto_map`` names them."""
-    for name in CODE_FILES:
+    for name in code_files_of(read_json(staging / CONFIG)):
         if (staging / name).read_bytes() != (MODEL_DIR / name).read_bytes():
             raise VerificationError(
                 f"{name} in {staging} is not the installed hf_layer_tokclf's {name}: the file was edited, or the "
