@@ -4,7 +4,9 @@ deepest) against the single-task models of the same layers run one after the oth
 Time: forward passes over length-sorted, padded batches of real test sentences (tokenized once, before timing), the
 two contenders interleaved round by round. Peak memory: as `benchmarks.memory` measures it, resident memory
 (``VmHWM``, reset after a warm-up pass over the documents) of a fresh child process per contender above a bare
-interpreter with torch; the single-task contender holds both models, as a service running them does.
+interpreter with torch; the single-task contender holds both models, as a service running them does. Weights:
+their parameters' bytes. Pretrained weights are read from a memory-mapped file, of which a pass touches only the
+pages it reads (the embeddings' rows of the tokens it meets): their peak counts less than all their weights.
 
     python -m benchmarks.multitask_cost JOB   # the child process of one peak-memory measurement
 """
@@ -79,8 +81,7 @@ def joint_model(family: Family, tasks: Tasks) -> torch.nn.Module:
         return layer_auto.AutoModelForMultiTaskLayerTokenClassification.from_pretrained(
             family.path, tasks=heads, attn_implementation=family.attn
         )
-    config_class = family.classes.multitask_class.config_class
-    config = config_class(**family.fields(), tasks=heads, attn_implementation=family.attn)
+    config = family.classes.multitask_config_class(**family.fields(), tasks=heads, attn_implementation=family.attn)
     return layer_auto.AutoModelForLayerTokenClassification.from_config(config)
 
 
@@ -119,20 +120,23 @@ def measure_memory(job: dict[str, Any]) -> dict[str, Any]:
     inputs = batches(documents(tasks, job["sentences"]), job["batch"], device)
     gc.collect()
     bare = status_kb("VmRSS")
-    run = run_pass(build(family, tasks, job["contender"], device), inputs)
+    models = build(family, tasks, job["contender"], device)
+    weights = sum(t.numel() * t.element_size() for model in models for t in [*model.parameters(), *model.buffers()])
+    run = run_pass(models, inputs)
     run()
     if device.type == "cuda":
         sync(device)
         torch.cuda.reset_peak_memory_stats(device)
         run()
         sync(device)
-        return {"method": "torch.cuda.max_memory_allocated", "peak_mb": torch.cuda.max_memory_allocated(device) / MB}
+        peak = torch.cuda.max_memory_allocated(device) / MB
+        return {"method": "torch.cuda.max_memory_allocated", "peak_mb": peak, "weights_mb": weights / MB}
     gc.collect()
     if bare is None or not reset_peak():
         return {"method": "unavailable (needs Linux /proc/self/status and clear_refs)"}
     run()
     method = "VmHWM of a fresh process (MALLOC_MMAP_THRESHOLD_=65536), reset after a warm-up pass"
-    return {"method": method, "peak_mb": (status_kb("VmHWM") - bare) / 1024}
+    return {"method": method, "peak_mb": (status_kb("VmHWM") - bare) / 1024, "weights_mb": weights / MB}
 
 
 def memory_in_child(family: Family, tasks: Tasks, contender: str, sentences: int, batch: int, threads: int) -> dict:
@@ -160,7 +164,9 @@ def run(family: Family, tasks: Tasks, plan: dict[str, Any], threads: int) -> dic
     singles = rows[1]
     for row in rows:
         row["time_vs_singles"] = ratio(row["median_s"], singles["median_s"])
-        row["peak_vs_singles"] = ratio(row["peak_mb"], singles["peak_mb"]) if "peak_mb" in row else None
+        for key in ("peak", "weights"):
+            mine, theirs = row.get(f"{key}_mb"), singles.get(f"{key}_mb")
+            row[f"{key}_vs_singles"] = ratio(mine, theirs) if mine is not None and theirs is not None else None
     tokens = sum(int(batch["attention_mask"].sum()) for batch in inputs)
     return {
         **family.describe(),
@@ -192,10 +198,11 @@ def table_markdown(table: dict[str, Any]) -> str:
         f"#### {table['title']}, {table['num_layers']} x {table['hidden_size']}: {table['sentences']} sentences "
         f"({table['tokens']} tokens) in {table['batches']} length-sorted batches of {table['batch']}"
     )
-    header = "contender | median s | min s | IQR % | vs single-task | peak MiB | vs single-task"
+    versus = "vs single-task"
+    header = f"contender | median s | min s | IQR % | {versus} | peak MiB | {versus} | weights MiB | {versus}"
     template = (
         "| {name} | {median_s:.3f} | {min_s:.3f} | {iqr_pct:.1f} | **{time_vs_singles:.3f}** | {peak_mb:.0f} "
-        "| **{peak_vs_singles:.3f}** |"
+        "| **{peak_vs_singles:.3f}** | {weights_mb:.0f} | {weights_vs_singles:.3f} |"
     )
     return "\n".join([title, "", *md_table(header, template, rows), "", *contention_lines(table["cpu_during_timing"])])
 
