@@ -94,7 +94,7 @@ def cost_section(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str, An
         family_plan = {"sentences": plan["cost_sentences"], "batch": plan["cost_batch"], "rounds": rounds}
         tables.append(multitask_cost.run(FAMILIES[name](), tasks, family_plan | {"budget_s": budget}, args.threads))
         common.log(multitask_cost.table_markdown(tables[-1]))
-    return {"tables": tables, "verdicts": multitask_cost.verdicts(tables)}
+    return {"tables": tables}
 
 
 def quality_section(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str, Any]:
@@ -119,7 +119,16 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             measured = (cost_section if section == "cost" else quality_section)(args, plan)
             facts = {"command": command, "quick": args.quick, "started": started, "load_average": common.load_average()}
             data[section] = facts | measured | {"wall_s": round(time.perf_counter() - began)}
-    return {"command": command, **{section: data[section] for section in SECTIONS if section in data}}
+    return {"command": command, **judged(data)}
+
+
+def judged(data: dict[str, Any]) -> dict[str, Any]:
+    """The sections of `data`, each with its verdicts made afresh from its figures (a kept section's too)."""
+    judges = {
+        "cost": lambda section: multitask_cost.verdicts(section["tables"]),
+        "quality": lambda section: multitask_quality.verdicts(section["rows"]),
+    }
+    return {name: data[name] | {"verdicts": judges[name](data[name])} for name in SECTIONS if name in data}
 
 
 def verdicts(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -160,14 +169,27 @@ def report(data: dict[str, Any]) -> str:
 
 def readme_table(data: dict[str, Any]) -> str:
     """The README's tables: each backbone's cost ratios, each task's F1 by contender, and the verdicts."""
-    lines = []
-    for table in data.get("cost", {}).get("tables", []):
+    lines, cost = [], data.get("cost", {})
+    for table in cost.get("tables", []):
         joint = next(row for row in table["rows"] if row["contender"] == multitask_cost.JOINT)
         lines.append({"name": f"{table['title']} ({table['num_layers']} x {table['hidden_size']})", **joint})
-    header = "backbone | joint pass time / single-task models' | joint peak memory / single-task models'"
-    text = md_table(header, "| {name} | {time_vs_singles:.3f} | {peak_vs_singles:.3f} |", lines) if lines else []
-    quality = data.get("quality")
-    text += ["", *multitask_quality.table_lines(quality)] if quality else ["", "Quality: not measured yet."]
+    text = ["Cost: not measured yet."]
+    if lines:
+        table = cost["tables"][0]
+        text = [
+            f"Cost, {table['sentences']} test sentences of both corpora in batches of {table['batch']}, "
+            f"{data['machine']['device']}; the joint model / the single-task models one after the other:",
+            "",
+            *md_table(
+                "backbone | time | peak memory | weights",
+                "| {name} | {time_vs_singles:.3f} | {peak_vs_singles:.3f} | {weights_vs_singles:.3f} |",
+                lines,
+            ),
+        ]
+    if quality := data.get("quality"):
+        text += ["", multitask_quality.settings_line(quality), "", *multitask_quality.table_lines(quality)]
+    else:
+        text += ["", "Quality: not measured yet."]
     return "\n".join([*text, "", *verdict_items(verdicts(data))])
 
 

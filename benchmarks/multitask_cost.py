@@ -23,6 +23,7 @@ import torch
 
 from benchmarks.common import (
     SEED,
+    Cell,
     child_main,
     contention_lines,
     default_device,
@@ -207,19 +208,27 @@ def table_markdown(table: dict[str, Any]) -> str:
     return "\n".join([title, "", *md_table(header, template, rows), "", *contention_lines(table["cpu_during_timing"])])
 
 
+def ideal_time_ratio(layers: dict[str, int]) -> float:
+    """Encoder layers the joint pass runs (the deepest task's) over those the single-task models run (their sum)."""
+    return max(layers.values()) / sum(layers.values())
+
+
 def verdicts(tables: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per backbone: the joint pass's time and peak memory against the single-task models', target <= 0.6."""
     found = []
     for table in tables:
         joint = next(row for row in table["rows"] if row["contender"] == JOINT)
         layers = " and ".join(str(layer) for layer in table["layers"].values())
-        for key, what in (("time_vs_singles", "time"), ("peak_vs_singles", "peak memory")):
-            value = joint.get(key)
-            if value is None:
+        notes = {
+            "time_vs_singles": ("time", f"ideal {ideal_time_ratio(table['layers']):.2f}, the layers run"),
+            "peak_vs_singles": ("peak memory", f"weights alone {Cell(joint.get('weights_vs_singles')):.3f}"),
+        }
+        for key, (what, note) in notes.items():
+            if (value := joint.get(key)) is None:
                 continue
-            text = f"{what}, one joint pass / single-task models at layers {layers} = {value:.3f} (target <= {TARGET})"
+            text = f"{what}, one joint pass / single-task models at layers {layers} = {value:.3f} (target <= {TARGET}; "
             cpu = table["cpu_during_timing"] if what == "time" else None  # memory does not depend on the load
-            found.append(verdict(value <= TARGET, f"{text} [{table['family']}]", cpu, value=value))
+            found.append(verdict(value <= TARGET, f"{text}{note}) [{table['family']}]", cpu, value=value))
     return found
 
 

@@ -134,7 +134,7 @@ def run_one(contender: str, tasks: Tasks, files: dict[str, dict[str, Path]], pla
 
 
 def run(tasks: Tasks, plan: dict[str, Any]) -> dict[str, Any]:
-    """Every contender once per seed, seed by seed; the rows per (task, contender) and the verdicts."""
+    """Every contender once per seed, seed by seed; every run, and a row per (task, contender)."""
     runs = []
     with tempfile.TemporaryDirectory(prefix="multitask-data-") as tmp:
         files = prepare(tasks, Path(tmp), plan["sentences"])
@@ -147,7 +147,7 @@ def run(tasks: Tasks, plan: dict[str, Any]) -> dict[str, Any]:
     layers = {name: task["layer"] for name, task in tasks.items()}
     corpora = {name: Path(task["folder"]).name for name, task in tasks.items()}
     rows = summarize(runs)
-    return {**plan, "layers": layers, "corpora": corpora, "runs": runs, "rows": rows, "verdicts": verdicts(rows)}
+    return {**plan, "layers": layers, "corpora": corpora, "runs": runs, "rows": rows}
 
 
 def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
