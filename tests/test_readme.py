@@ -153,6 +153,11 @@ CANNOT_RUN = [
         ),
     ),
     CannotRun(
+        r"--train-file cg=bionlp13cg/",
+        "BioNLP13CG is not in the repository (../shared/data holds it): the same command on slices of both corpora",
+        ("tests/test_train_multitask.py::test_metrics_hold_each_tasks_dev_and_test_scores_and_their_mean",),
+    ),
+    CannotRun(
         r"^python push_to_hub\.py (?!.*--dry-run)",
         "uploads to the Hub; the same line with --dry-run runs just before it",
         ("tests/test_hub.py::test_upload_makes_one_commit_with_exactly_the_staged_files",),

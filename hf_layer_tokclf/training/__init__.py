@@ -5,6 +5,7 @@
 - splits: the data a run reads (`read_splits`) and the labels of the model to train (`head_labels`).
 - head: the backbone loaded with a new head (`load_with_new_head`), seeded, for the run's labels and layers.
 - trainer: `NerTrainer`, `build_trainer` with its metrics and callbacks, `TRAINING_DEFAULTS`, resuming checkpoints.
+- multitask: several corpora, a task each: batches of one task (`TaskBatchSampler`), per-task dev F1, `TaskView`.
 - results: the saved folder: the model, its dev and test scores, its settings, ``metrics.json`` and card.
 - sweep/: linear probes on every layer of a frozen encoder, then fine-tuning the best (`sweep`, `run_sweep`).
 

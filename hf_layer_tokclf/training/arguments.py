@@ -6,8 +6,9 @@ Importable without torch or transformers: the command line builds ``train --help
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from ..base.defaults import DEFAULT_DECODING
 
@@ -39,12 +40,15 @@ class ModelArguments:
             "(default: HF_TOKEN, else `hf auth login`'s). Written nowhere: masked in every file the run writes."
         },
     )
-    hidden_layer: list[int] | None = field(
+    hidden_layer: list[int] | dict[str, int] | None = field(
         default=None,
         metadata={
             "help": "Index into hidden_states (0 = embeddings, L = last, -1 = last); several values are "
             "combined by --layer-pooling. Only layers up to the deepest one are built. Default: the last layer, "
-            "which train names as it starts (`hf-layer-tokclf sweep` compares the layers)."
+            "which train names as it starts (`hf-layer-tokclf sweep` compares the layers). With several "
+            "tasks, one NAME=LAYER per task (--hidden-layer disease=4 --hidden-layer cg=6; a task not named "
+            "reads the last layer).",
+            "metavar": "LAYER | NAME=LAYER",
         },
     )
     tokenizer_name: str | None = field(
@@ -57,11 +61,14 @@ class ModelArguments:
     classifier_dropout: float | None = field(
         default=None, metadata={"help": "Dropout before the linear head (default: the backbone's hidden dropout)."}
     )
-    crf: bool = field(
+    crf: bool | list[str] = field(
         default=False,
         metadata={
             "help": "A CRF over the head (use_crf=True): label transitions learned with it, the loss over words, "
-            "the scheme's forbidden transitions never predicted."
+            "the scheme's forbidden transitions never predicted. With several tasks: --crf gives every task "
+            "one, --crf NAME (repeatable) only the tasks named.",
+            "aliases": ["--use-crf"],
+            "metavar": "BOOL | NAME",
         },
     )
     ignore_mismatched_sizes: bool = field(
@@ -86,12 +93,41 @@ class ModelArguments:
 class DataArguments:
     """Where the data comes from and how it is cut into model inputs."""
 
-    train_file: str | None = field(
+    train_file: str | dict[str, str] | None = field(
         default=None,
-        metadata={"help": "Training data: CoNLL (label in the last column), JSON lines, or a save_to_disk folder."},
+        metadata={
+            "help": "Training data: CoNLL (label in the last column), JSON lines, or a save_to_disk folder. "
+            "NAME=PATH, repeated, trains one model on several corpora, a task each with its own labels and head "
+            "(--train-file disease=ncbi/train.tsv --train-file cg=cg/train.tsv).",
+            "metavar": "PATH | NAME=PATH",
+        },
     )
-    validation_file: str | None = field(default=None, metadata={"help": "Dev data, scored every epoch."})
-    test_file: str | None = field(default=None, metadata={"help": "Test data, scored once with the best model."})
+    validation_file: str | dict[str, str] | None = field(
+        default=None,
+        metadata={
+            "help": "Dev data, scored every epoch (NAME=PATH per task: each task's head on its own dev data).",
+            "metavar": "PATH | NAME=PATH",
+        },
+    )
+    test_file: str | dict[str, str] | None = field(
+        default=None,
+        metadata={
+            "help": "Test data, scored once with the best model (NAME=PATH per task).",
+            "metavar": "PATH | NAME=PATH",
+        },
+    )
+    task_sampling: Literal["proportional", "temperature"] = field(
+        default="proportional",
+        metadata={
+            "help": "With several tasks, each training batch is of one task, drawn: proportional = by the size "
+            "of its training data (every window once an epoch); temperature = with probability proportional to "
+            "size ** (1 / --sampling-temperature), so that a small corpus is seen more often."
+        },
+    )
+    sampling_temperature: float | None = field(
+        default=None,
+        metadata={"help": "T of --task-sampling temperature (default 2): 1 is proportional, larger is nearer uniform."},
+    )
     dataset_name: str | None = field(
         default=None,
         metadata={
@@ -193,3 +229,112 @@ class RunArguments:
         default=False,
         metadata={"help": "Keep the checkpoint-* folders (optimizer state, for resuming) after a finished run."},
     )
+
+
+# --- several corpora: one task each ------------------------------------------------------------------
+
+TASK_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")  # it names metrics (eval_NAME_f1) and files: kept plain
+DEFAULT_SAMPLING_TEMPERATURE = 2.0
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task of a run on several corpora: its data, the layer its head reads (-1: the last), its CRF."""
+
+    name: str
+    train_file: str
+    validation_file: str | None = None
+    test_file: str | None = None
+    hidden_layer: int = -1
+    crf: bool = False
+
+
+def check_task_name(name: str, option: str = "--train-file") -> str:
+    """``name`` if it can name a task (a letter, then letters, digits, ``_`` or ``-``), else a ValueError."""
+    if not TASK_NAME.fullmatch(name):
+        raise ValueError(
+            f"{option} {name}=...: {name!r} cannot name a task; use a letter, then letters, digits, _ or - "
+            "(it names the task's metrics, eval_NAME_f1, and files)."
+        )
+    return name
+
+
+def resolve_tasks(model_args: ModelArguments, data_args: DataArguments) -> dict[str, TaskSpec] | None:
+    """The tasks of a run on several corpora (``train_file`` a dict NAME -> PATH), in the order given, or None for
+    a single-task run (a bare ``train_file``, today's meaning).
+
+    Raises:
+        ValueError: per-task values (a dict, or ``crf`` a list of names) beside a bare ``train_file``, or bare
+            values beside named ones; a task named in another option but not in ``train_file``; a bad name;
+            ``dataset_name`` with tasks; a sampling temperature without temperature sampling.
+    """
+    named = {
+        "--validation-file": data_args.validation_file,
+        "--test-file": data_args.test_file,
+        "--hidden-layer": model_args.hidden_layer,
+        "--crf": model_args.crf if isinstance(model_args.crf, list) else None,
+    }
+    _check_sampling(data_args)
+    if not isinstance(data_args.train_file, dict):
+        for option, value in named.items():
+            if isinstance(value, dict) or (option == "--crf" and value is not None):
+                raise ValueError(
+                    f"{option} {_spell(value)} names tasks, but --train-file is not given per task: give the "
+                    "training data as NAME=PATH (one --train-file per task), or no task names."
+                )
+        if data_args.task_sampling != "proportional" or data_args.sampling_temperature is not None:
+            raise ValueError("--task-sampling and --sampling-temperature need several tasks (--train-file NAME=PATH).")
+        return None
+    tasks = [check_task_name(name) for name in data_args.train_file]
+    if not tasks:
+        raise ValueError("--train-file: no task given.")
+    if data_args.dataset_name is not None:
+        raise ValueError("--dataset-name cannot be combined with tasks (--train-file NAME=PATH): give each file.")
+    for option, value in named.items():
+        if value is None:
+            continue
+        if not isinstance(value, dict) and option != "--crf":  # a path, or --hidden-layer's bare layers
+            raise ValueError(
+                f"{option} {_spell(value)}: one value for tasks given by name ({', '.join(tasks)}); give it per task, "
+                f"as {option} NAME=..."
+            )
+        unknown = [name for name in value if name not in tasks]
+        if unknown:
+            raise ValueError(
+                f"{option} {unknown[0]}{'' if isinstance(value, list) else '=...'}: there is no task "
+                f"{unknown[0]!r} in --train-file (the tasks: {', '.join(tasks)})."
+            )
+    crf = model_args.crf
+    return {
+        name: TaskSpec(
+            name,
+            str(data_args.train_file[name]),
+            _of(data_args.validation_file, name),
+            _of(data_args.test_file, name),
+            int((model_args.hidden_layer or {}).get(name, -1)),  # type: ignore[union-attr]
+            name in crf if isinstance(crf, list) else bool(crf),
+        )
+        for name in tasks
+    }
+
+
+def _of(values: dict[str, str] | None, name: str) -> str | None:
+    return None if values is None or name not in values else str(values[name])
+
+
+def _spell(value: Any) -> str:
+    """How the command line spells a per-task value, for messages."""
+    if isinstance(value, dict):
+        return " ".join(f"{name}={item}" for name, item in value.items())
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _check_sampling(data_args: DataArguments) -> None:
+    temperature = data_args.sampling_temperature
+    if temperature is not None and data_args.task_sampling != "temperature":
+        raise ValueError(
+            f"--sampling-temperature {temperature} needs --task-sampling temperature (the default, proportional, "
+            "takes none)."
+        )
+    if temperature is not None and not temperature > 0:
+        raise ValueError(f"--sampling-temperature {temperature}: must be above 0 (1 = proportional).")

@@ -13,9 +13,16 @@ from ..model.tokenization import load_tokenizer
 from .arguments import ModelArguments
 from .splits import trained_labels
 
-# Parameters of what `train` adds on top of the pretrained encoder: the linear head and the scalar mix.
-HEAD_PARAMETERS = ("classifier.", "scalar_mix.", "crf.")
-_HEAD_NAMES = {"classifier": "classification head", "crf": "CRF", "scalar_mix": "scalar mix"}
+# Parameters of what `train` adds on top of the pretrained encoder: the linear head and the scalar mix (and a
+# multi-task model's heads and CRFs, one per task).
+HEAD_PARAMETERS = ("classifier.", "scalar_mix.", "crf.", "classifiers.", "crfs.")
+_HEAD_NAMES = {
+    "classifier": "classification head",
+    "crf": "CRF",
+    "scalar_mix": "scalar mix",
+    "classifiers": "classification heads",
+    "crfs": "CRFs",
+}
 
 
 class _HeldRecords(logging.Filter):
@@ -121,6 +128,33 @@ def load_tokenizer_and_model(
         _say_new_head(model, model_args.model, ["classifier", "crf"] if getattr(model, "crf", None) else ["classifier"])
     if model_args.hidden_layer is None and issubclass(model_class, LayerTokenClassifier):
         print(default_layer_note(model.config))
+    return tokenizer, model
+
+
+def load_tokenizer_and_task_model(
+    model_args: ModelArguments, training_args: Any, tasks: dict[str, dict[str, Any]]
+) -> tuple[Any, Any]:
+    """The backbone's tokenizer, and the family's multi-task model built from it with a new head per task (seeded
+    first, as `load_tokenizer_and_model`). ``tasks``: the model's ``config.tasks`` (labels, layer, scheme, CRF)."""
+    from transformers import set_seed
+
+    from ..model.auto import AutoModelForMultiTaskLayerTokenClassification
+
+    tokenizer = load_tokenizer(model_args.tokenizer_name or model_args.model)
+    set_seed(training_args.seed)
+    model = load_with_new_head(
+        AutoModelForMultiTaskLayerTokenClassification,
+        model_args.model,
+        announce=False,
+        tasks=tasks,
+        ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
+    )
+    for name in model.config.task_names:
+        task = model.config.tasks[name]
+        print(
+            f"task {name}: {len(task['labels'])} labels, a head{' and CRF' if task['use_crf'] else ''} on "
+            f"hidden_states[{task['hidden_layer']}] of {model_args.model}"
+        )
     return tokenizer, model
 
 

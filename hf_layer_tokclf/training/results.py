@@ -4,7 +4,7 @@ printed score tables (`save_results`)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,8 @@ from ..model.tokenization import save_tokenizer
 from ..running.metrics import format_scores
 from ..running.sentences import evaluate_sentences, flat_scores
 from ..sharing.model_card import write_model_card
-from .arguments import DataArguments, ModelArguments, RunArguments
+from .arguments import DataArguments, ModelArguments, RunArguments, TaskSpec
+from .multitask import TaskView
 
 
 def score_splits(
@@ -54,6 +55,44 @@ def score_splits(
     return metrics, test_predictions, report
 
 
+def score_task_splits(
+    model: Any,
+    tokenizer: Any,
+    task_splits: dict[str, dict[str, list[Sentence]]],
+    tasks: dict[str, TaskSpec],
+    data_args: DataArguments,
+    training_args: Any,
+    max_length: int,
+    run_args: RunArguments,
+) -> tuple[dict[str, Any], dict[str, list[list[str]]], list[tuple[str, dict[str, Any]]]]:
+    """`score_splits` of every task of a multi-task model, by its own head (`multitask.TaskView`) on its own dev
+    and test data: ``eval_NAME_f1``, ``test_NAME_Disease_f1``, ...; and ``eval_f1``, ``test_f1``, ``precision``
+    and ``recall``: the means over the tasks scored. Returns them, each task's test predictions, and the report."""
+    metrics: dict[str, Any] = {}
+    predictions = {}
+    report = []
+    for name, spec in tasks.items():
+        files = replace(
+            data_args, train_file=spec.train_file, validation_file=spec.validation_file, test_file=spec.test_file
+        )
+        view = TaskView(model, name)
+        scores, test_predictions, task_report = score_splits(
+            view, tokenizer, task_splits[name], files, training_args, max_length, run_args
+        )
+        for key, value in scores.items():
+            split, _, rest = key.partition("_")
+            metrics[f"{split}_{name}_{rest}"] = value
+        if test_predictions is not None:
+            predictions[name] = test_predictions
+        report += [(f"task {name}, {heading}", table) for heading, table in task_report]
+    for split in ("eval", "test"):
+        for stat in ("precision", "recall", "f1"):
+            values = [metrics[f"{split}_{name}_{stat}"] for name in tasks if f"{split}_{name}_{stat}" in metrics]
+            if values:
+                metrics[f"{split}_{stat}"] = sum(values) / len(values)
+    return metrics, predictions, report
+
+
 def run_settings(
     model_args: ModelArguments,
     data_args: DataArguments,
@@ -62,15 +101,24 @@ def run_settings(
     model: Any,
     max_length: int,
     *,
-    scheme: str,
+    scheme: str | dict[str, str],
     command: str | None,
 ) -> dict[str, Any]:
     """The run's ``settings`` in metrics.json: the model and its layers, the data options, the Trainer's figures,
-    the decoding, the label ``scheme``, and the ``command`` with its secret values hidden."""
+    the decoding, the label ``scheme`` (per task with several), the ``command`` with its secret values hidden,
+    and for a multi-task model its ``tasks``: each one's layer, CRF, scheme and number of labels."""
     settings = _settings(model_args, data_args, training_args, model, max_length)
     settings.update(
         decoding=run_args.decoding, use_crf=bool(getattr(model.config, "use_crf", False)), label_scheme=scheme
     )
+    tasks = getattr(model.config, "tasks", None)
+    if tasks:  # the layer, CRF and scheme are each task's
+        for key in ("layer_pooling", "use_crf"):
+            del settings[key]
+        settings["tasks"] = {
+            name: {key: task[key] for key in ("hidden_layer", "use_crf", "scheme")} | {"labels": len(task["labels"])}
+            for name, task in tasks.items()
+        }
     return {**settings, "command": redact_command(command)}
 
 

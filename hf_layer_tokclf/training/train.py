@@ -11,13 +11,14 @@ Trainer does (``--num-train-epochs``, ``--learning-rate``, ...).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..base.locations import check_model_location
-from ..base.manifest import TEST_PREDICTIONS
+from ..base.manifest import TEST_PREDICTIONS, task_predictions_name
 from ..base.outputs import RUN_OUTPUTS, OutputClaim, claim_output_dir
 from ..base.redaction import remember_secret
 from ..formats.labels import label_list
@@ -25,9 +26,10 @@ from ..formats.sentence import Sentence
 from ..running.logits import check_max_length, default_max_length
 from ..running.sentences import write_conll
 from ..sharing.hub import push_request, push_to_hub
-from .arguments import DataArguments, ModelArguments, RunArguments
-from .head import load_tokenizer_and_model
-from .results import run_settings, save_model, save_results, score_splits
+from .arguments import DataArguments, ModelArguments, RunArguments, TaskSpec, resolve_tasks
+from .head import load_tokenizer_and_model, load_tokenizer_and_task_model
+from .multitask import build_task_trainer
+from .results import run_settings, save_model, save_results, score_splits, score_task_splits
 from .splits import head_labels, read_splits
 from .trainer import build_trainer, is_complete_checkpoint, train_or_resume
 
@@ -44,12 +46,12 @@ def train(
     """Fine-tunes the layer classifier of the backbone's family and saves the best model, its scores and card.
 
     Args:
-        model_args, data_args, run_args: as the dataclasses of `arguments`.
-        training_args: `transformers.TrainingArguments`; its ``output_dir`` receives the model
-            (safetensors, config with ``auto_map``, code files), the tokenizer, ``metrics.json``
-            and a ``README.md`` model card.
-        command: The command line that started the run, recorded in the settings and model card with
-            the values of secret options (``--hub-token``, ``--token``, ...) hidden.
+        model_args, data_args, run_args: as the dataclasses of `arguments`; per-task files (``train_file`` a dict
+            task name -> path) train one model on several corpora (`train_tasks`).
+        training_args: `transformers.TrainingArguments`; its ``output_dir`` receives the model (safetensors,
+            config with ``auto_map``, code files), the tokenizer, ``metrics.json`` and a ``README.md`` model card.
+        command: The command line that started the run, recorded in the settings and model card with the
+            values of secret options (``--hub-token``, ``--token``, ...) hidden.
         model_class: Another token classification class to train with the same settings
             (e.g. transformers' `BertForTokenClassification`, as a baseline); ``hidden_layer`` and
             ``layer_pooling`` are passed only to layer classifiers. Default: the family's layer
@@ -60,6 +62,9 @@ def train(
         the Trainer's ``train_*`` figures, and ``settings``.
     """
     run_args = run_args or RunArguments()
+    tasks = resolve_tasks(model_args, data_args)
+    if tasks is not None:
+        return train_tasks(model_args, data_args, training_args, run_args, tasks, command, model_class)
     model_class = _model_class(model_args, model_class)
     splits, scheme, labels, hub_request, claim = _start_run(model_args, data_args, training_args, run_args)
     output_dir = Path(training_args.output_dir)
@@ -90,6 +95,85 @@ def train(
     return metrics
 
 
+def train_tasks(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: Any,
+    run_args: RunArguments,
+    tasks: dict[str, TaskSpec],
+    command: str | None = None,
+    model_class: Any = None,
+) -> dict[str, Any]:
+    """`train` on several corpora (`arguments.resolve_tasks`): one multi-task model, a head per task on its own
+    layer, batches of one task each (`multitask.TaskBatchSampler`), each task scored by its own head on its own
+    dev and test data.
+
+    ``metrics.json`` holds ``eval_NAME_*`` and ``test_NAME_*`` per task (overall and per entity type) and
+    ``eval_f1`` / ``test_f1``, the tasks' mean; the test predictions are ``test_predictions.NAME.conll``.
+    """
+    if model_class is not None:
+        raise ValueError(f"model_class={model_class.__name__}: tasks train the family's multi-task model only.")
+    task_splits, config_tasks, hub_request, claim = _start_tasks(model_args, data_args, training_args, run_args, tasks)
+    schemes = {name: task["scheme"] for name, task in config_tasks.items()}
+    output_dir = Path(training_args.output_dir)
+    tokenizer, model = load_tokenizer_and_task_model(model_args, training_args, config_tasks)
+    max_length = data_args.max_length or default_max_length(model, tokenizer)
+    trainer = build_task_trainer(
+        model, tokenizer, task_splits, model_args, data_args, training_args, run_args, max_length
+    )
+    metrics = train_or_resume(trainer, output_dir, training_args, run_args)
+    if trainer.is_world_process_zero():
+        model = trainer.model.eval()
+        save_model(model, tokenizer, output_dir)  # first: whatever fails later, the trained model is kept
+        scores, predictions, report = score_task_splits(
+            model, tokenizer, task_splits, tasks, data_args, training_args, max_length, run_args
+        )
+        metrics.update(scores)
+        metrics["settings"] = run_settings(
+            model_args, data_args, training_args, run_args, model, max_length, scheme=schemes, command=command
+        )
+        for name, test_predictions in predictions.items():
+            path = output_dir / task_predictions_name(name)
+            write_conll(path, task_splits[name]["test"], test_predictions, scheme=schemes[name])
+        save_results(output_dir, metrics, report, run_args)
+        if hub_request:
+            push_to_hub(output_dir, **hub_request)
+    trainer.accelerator.wait_for_everyone()
+    claim.release()
+    return metrics
+
+
+def _start_tasks(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: Any,
+    run_args: RunArguments,
+    tasks: dict[str, TaskSpec],
+) -> tuple[dict[str, dict[str, list[Sentence]]], dict[str, dict[str, Any]], dict[str, Any] | None, OutputClaim]:
+    """`_start_run` of several tasks: each task's data read as a single-task run's (`splits.read_splits`), its
+    labels those of its own training data. Returns the splits, the model's ``config.tasks``, the push request
+    and the output folder's claim."""
+    check_model_location(model_args.model)
+    hub_request = _prepare_run(training_args)
+    task_splits, config_tasks = {}, {}
+    for name, spec in tasks.items():
+        print(f"task {name}:")
+        files = replace(
+            data_args, train_file=spec.train_file, validation_file=spec.validation_file, test_file=spec.test_file
+        )
+        task_splits[name], scheme = read_splits(files)
+        config_tasks[name] = {
+            "labels": label_list(task_splits[name]["train"]),
+            "hidden_layer": spec.hidden_layer,
+            "scheme": scheme,
+            "use_crf": spec.crf,
+            "classifier_dropout": model_args.classifier_dropout,
+        }
+    has_dev = any("validation" in splits for splits in task_splits.values())
+    check_options(model_args, data_args, training_args, run_args, has_dev=has_dev)
+    return task_splits, config_tasks, hub_request, _claim_output_dir(training_args, run_args)
+
+
 def _model_class(model_args: ModelArguments, model_class: Any) -> Any:
     """The class to train: ``model_class``, else the backbone's family's layer classifier; a mistyped folder, an
     unsupported backbone or ``--crf`` without a layer classifier fail here, before anything is written."""
@@ -112,6 +196,16 @@ def _start_run(
     `push_request`'s arguments for ``--push-to-hub`` (or None) and the folder's `outputs.OutputClaim`
     (its lock, held until the run ends).
     """
+    hub_request = _prepare_run(training_args)
+    splits, scheme = read_splits(data_args)  # bad data fails before anything is written
+    print(f"label scheme: {scheme} (trained as IOB2; CoNLL predictions are written in {scheme})")
+    labels = head_labels(model_args.model, label_list(splits["train"]), model_args.ignore_mismatched_sizes)
+    check_options(model_args, data_args, training_args, run_args, has_dev="validation" in splits)
+    return splits, scheme, labels, hub_request, _claim_output_dir(training_args, run_args)
+
+
+def _prepare_run(training_args: Any) -> dict[str, Any] | None:
+    """The Trainer's options a run fixes first, and `push_request`'s arguments for ``--push-to-hub`` (or None)."""
     if not torch.cuda.is_available():
         training_args.dataloader_pin_memory = False  # pinning needs an accelerator; spare the warning
     if not training_args.output_dir:
@@ -121,10 +215,11 @@ def _start_run(
     # and the value is masked in whatever else the run writes (redaction).
     remember_secret(training_args.hub_token)
     training_args.hub_token = None
-    splits, scheme = read_splits(data_args)  # bad data fails before anything is written
-    print(f"label scheme: {scheme} (trained as IOB2; CoNLL predictions are written in {scheme})")
-    labels = head_labels(model_args.model, label_list(splits["train"]), model_args.ignore_mismatched_sizes)
-    check_options(model_args, data_args, training_args, run_args, has_dev="validation" in splits)
+    return hub_request
+
+
+def _claim_output_dir(training_args: Any, run_args: RunArguments) -> OutputClaim:
+    """Claims the output folder (`outputs.OutputClaim`: its lock, held until the run ends), once all checks pass."""
     resuming = run_args.resume or training_args.resume_from_checkpoint is not None
     with training_args.main_process_first(local=False, desc="preparing the output directory"):
         # Process 0 claims the folder (lock, manifest) and deletes what an earlier run wrote (--overwrite-output-dir),
@@ -137,7 +232,7 @@ def _start_run(
             resume=resuming,
             primary=training_args.process_index == 0,
         )
-    return splits, scheme, labels, hub_request, claim
+    return claim
 
 
 def check_options(

@@ -41,11 +41,12 @@ def _length_grouping() -> dict[str, Any]:
 TRAINING_DEFAULTS.update(_length_grouping())
 
 
-def _model_inputs(features: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def model_input_rows(features: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`features.encode`'s windows without their bookkeeping: what the Trainer's collator takes."""
     return [{k: v for k, v in f.items() if k not in BOOKKEEPING_KEYS} for f in features]
 
 
-def _dev_metrics(features: list[dict[str, Any]], sentences: list[Sentence], id2label: dict[int, str]):
+def dev_metrics(features: list[dict[str, Any]], sentences: list[Sentence], id2label: dict[int, str]):
     """`compute_metrics` for the Trainer: windows merged back to words, every gold word scored."""
     lengths = [len(s.tokens) for s in sentences]
 
@@ -67,14 +68,39 @@ class NerTrainer(Trainer):
     Args:
         classifier_learning_rate: The learning rate of the `HEAD_PARAMETERS`; ``None`` keeps the
             Trainer's single learning rate for every parameter.
+        train_batch_sampler: The training batches, as a ``batch_sampler`` (`multitask.TaskBatchSampler`: each
+            batch of one task); None: the Trainer's own sampler.
     """
 
-    def __init__(self, *args: Any, classifier_learning_rate: float | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        classifier_learning_rate: float | None = None,
+        train_batch_sampler: Any = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.classifier_learning_rate = classifier_learning_rate
+        self.train_batch_sampler = train_batch_sampler
 
     def _get_eval_sampler(self, eval_dataset: Any) -> Any:
         return SequentialSampler(eval_dataset)
+
+    def get_train_dataloader(self) -> Any:
+        """The Trainer's, or with ``train_batch_sampler`` a loader of its batches (prepared by accelerate, which
+        passes the epoch on to the sampler's ``set_epoch`` and shards the batches under torchrun)."""
+        if self.train_batch_sampler is None:
+            return super().get_train_dataloader()
+        from torch.utils.data import DataLoader
+
+        loader = DataLoader(
+            self.train_dataset,
+            batch_sampler=self.train_batch_sampler,
+            collate_fn=self.data_collator,
+            num_workers=self.args.dataloader_num_workers,
+            pin_memory=self.args.dataloader_pin_memory,
+        )
+        return self.accelerator.prepare(loader)
 
     def create_optimizer(self, *args: Any, **kwargs: Any) -> Any:
         """The Trainer's optimizer (``--optim``, its betas and epsilon, no weight decay on biases and
@@ -129,8 +155,6 @@ def build_trainer(
     max_length: int,
 ) -> NerTrainer:
     """The `NerTrainer` over the encoded train (and dev) windows, scoring dev F1 by word."""
-    from transformers import EarlyStoppingCallback
-
     label2id = {label: i for i, label in enumerate(labels)}
 
     def features(split: str) -> list[dict[str, Any]]:
@@ -144,24 +168,53 @@ def build_trainer(
         )
 
     has_dev = "validation" in splits
-    if not has_dev:  # nothing to pick a best model by
+    dev_features = features("validation") if has_dev else None
+    return ner_trainer(
+        model,
+        tokenizer,
+        (model_args, data_args, training_args, run_args),
+        max_length,
+        train_dataset=model_input_rows(features("train")),
+        eval_dataset=model_input_rows(dev_features) if has_dev else None,
+        compute_metrics=dev_metrics(dev_features, splits["validation"], dict(enumerate(labels))) if has_dev else None,
+        preprocess_logits_for_metrics=_metrics_predictions(model, run_args.decoding),
+    )
+
+
+def ner_trainer(
+    model: Any,
+    tokenizer: Any,
+    arguments: tuple[ModelArguments, DataArguments, Any, RunArguments],
+    max_length: int,
+    *,
+    train_dataset: list[dict[str, Any]],
+    eval_dataset: list[dict[str, Any]] | None,
+    wrap_collator: Any = None,
+    **kwargs: Any,
+) -> NerTrainer:
+    """The `NerTrainer` of a run (``arguments``: model, data, Trainer and run options) over its encoded windows,
+    with the run's collator (wrapped by ``wrap_collator``), early stopping and head learning rate; without dev
+    data, nothing to evaluate or pick a best model by. ``kwargs`` go to `NerTrainer`."""
+    from transformers import EarlyStoppingCallback
+
+    model_args, data_args, training_args, run_args = arguments
+    if eval_dataset is None:  # nothing to pick a best model by
         training_args.eval_strategy = "no"
         training_args.load_best_model_at_end = False
-    dev_features = features("validation") if has_dev else None
     callbacks = []
     if run_args.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=run_args.early_stopping_patience))
+    collator = data_collator(tokenizer, max_length, data_args.pad_to_max_length)
     return NerTrainer(
         model=model,
         args=training_args,
-        train_dataset=_model_inputs(features("train")),
-        eval_dataset=_model_inputs(dev_features) if has_dev else None,
-        data_collator=data_collator(tokenizer, max_length, data_args.pad_to_max_length),
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=wrap_collator(collator) if wrap_collator else collator,
         processing_class=tokenizer,
-        compute_metrics=_dev_metrics(dev_features, splits["validation"], dict(enumerate(labels))) if has_dev else None,
-        preprocess_logits_for_metrics=_metrics_predictions(model, run_args.decoding),
         callbacks=callbacks,
         classifier_learning_rate=model_args.classifier_learning_rate,
+        **kwargs,
     )
 
 
