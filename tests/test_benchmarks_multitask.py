@@ -54,8 +54,10 @@ def test_one_section_keeps_the_others_results(quick_run, monkeypatch):
     file it replaces; the cost section is not run."""
     folder, before = quick_run
     monkeypatch.setattr(multitask, "cost_section", lambda args, plan: pytest.fail("cost was run"))
-    renewed = {"rows": [], "runs": [], "verdicts": [], "layers": {}, "corpora": {}, "steps": 1, "batch": 1}
-    monkeypatch.setattr(multitask, "quality_section", lambda args, plan: renewed | {"seeds": [], "sentences": 1})
+    renewed = {
+        key: before["quality"][key] for key in ("rows", "runs", "layers", "corpora", "batch", "seeds", "sentences")
+    }
+    monkeypatch.setattr(multitask, "quality_section", lambda args, plan: renewed | {"steps": 1})
     data = multitask.main(["--only", "quality", "--quick", "--output-dir", str(folder)])
     assert data["cost"] == before["cost"] and data["quality"]["steps"] == 1
     assert data["command"].endswith("--only quality --quick --output-dir " + str(folder))
