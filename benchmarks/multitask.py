@@ -4,7 +4,7 @@ types) at layer 6, from ``../shared/data``.
 
     python -m benchmarks.multitask                   # both sections: cost ~10 minutes, quality ~25 on 2 idle CPU cores
     python -m benchmarks.multitask --only cost       # one section keeps the other's results from the file it replaces
-    python -m benchmarks.multitask --only quality --steps 120 --seeds 0 1 2
+    python -m benchmarks.multitask --only quality --steps 250 --seeds 0 1 2
     python -m benchmarks.multitask --quick           # about a minute: slices, a few steps, one seed, MiniLM's cost
 """
 
@@ -31,7 +31,7 @@ PLANS: dict[str, dict[str, Any]] = {
         "cost_sentences": 256,
         "cost_batch": 32,
         "rounds": {"bert-base": (5, 300.0), "minilm": (9, 150.0)},  # rounds, time budget in s
-        "steps": 120,
+        "steps": 250,
         "batch_size": 16,
         "seeds": [0, 1, 2],
         "sentences": None,
@@ -63,7 +63,7 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "--threads": {"type": int, "default": 2, "help": "torch intra-op threads (default: 2)"},
     "--families": {"nargs": "+", "choices": sorted(FAMILIES), "help": "cost: backbones (bert-base minilm)"},
     "--cost-sentences": {"type": int, "help": "cost: test sentences, half from each corpus (256)"},
-    "--steps": {"type": int, "help": "quality: training steps per task (120)"},
+    "--steps": {"type": int, "help": "quality: training steps per task (250)"},
     "--batch-size": {"type": int, "help": "quality: training batch size (16)"},
     "--seeds": {"type": int, "nargs": "+", "help": "quality: seeds (0 1 2)"},
     "--sentences": {"type": int, "help": "quality: the first N sentences of every split (default: all)"},
