@@ -31,6 +31,7 @@ from hf_layer_tokclf.base.files import atomic_writer, write_json
 
 REPO = Path(__file__).resolve().parent.parent
 NCBI = REPO / "data" / "ncbi-disease"
+SHARED_DATA = REPO.parent / "shared" / "data"  # the corpora beside the repository: NCBI-disease, BioNLP13CG
 RESULTS_DIR = REPO / "benchmarks" / "results"
 SEED = 0
 MIN_ROUNDS = 3  # a time budget never stops a benchmark before this many rounds
@@ -54,10 +55,15 @@ def sync(device: torch.device | None) -> None:
 
 def ncbi_sentences(name: str) -> list[Any]:
     """The sentences of one NCBI-disease file (``train.tsv``, ``devel.tsv``, ``test.tsv``), labels in IOB2."""
+    return sentences_of(NCBI / name)
+
+
+def sentences_of(path: Path) -> list[Any]:
+    """The labeled sentences of one data file, labels in IOB2."""
     from hf_layer_tokclf.formats.labels import normalize_labels
     from hf_layer_tokclf.formats.loading import load_sentences
 
-    return normalize_labels(load_sentences(str(NCBI / name)))[0]
+    return normalize_labels(load_sentences(str(path)))[0]
 
 
 def ncbi_files(test: bool = True) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """Puts the benchmark tables of ``benchmarks/results/`` into README.md, between HTML comments:
 
-    python -m benchmarks.readme   # after `python -m benchmarks`, `benchmarks.few_data`, `.corpus` or `.train_ncbi`
+    python -m benchmarks.readme   # after `python -m benchmarks`, `benchmarks.few_data`, ... or `.multitask`
 
 `tests/test_readme.py` checks the README holds what the summary functions make of the committed JSON.
 """
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import corpus, few_data, train_ncbi
+from benchmarks import corpus, few_data, multitask, train_ncbi
 from benchmarks.common import REPO, RESULTS_DIR
 from benchmarks.suite import readme_summary
 from hf_layer_tokclf.base.files import fill_marked_block, marked_block
@@ -25,6 +25,7 @@ BLOCKS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "corpus": ("corpus.json", corpus.readme_table),
     "main-job": ("train_ncbi.json", train_ncbi.readme_time),
     "train-ncbi": ("train_ncbi.json", train_ncbi.readme_table),
+    "multitask": ("multitask.json", multitask.readme_table),
 }
 
 

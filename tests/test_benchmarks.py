@@ -483,7 +483,9 @@ def test_conll_stream_benchmark_end_to_end_on_a_small_file(tmp_path):
     assert json.loads((tmp_path / "conll_stream.json").read_text())["same_output"] == {}
 
 
-@pytest.mark.parametrize("name", ["corpus", "few_data", "conll_stream", "decoding", "train_ncbi", "onnx_optimize"])
+@pytest.mark.parametrize(
+    "name", ["corpus", "few_data", "conll_stream", "decoding", "train_ncbi", "onnx_optimize", "multitask"]
+)
 def test_each_committed_report_is_its_json_rendered(name):
     """Every figure of a results file's Markdown comes from its JSON: the report made of the committed JSON
     is the committed Markdown, byte for byte (so a refactor of the harness cannot drop a section or a figure)."""
