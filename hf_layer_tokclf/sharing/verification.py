@@ -219,15 +219,13 @@ def _logit_problems(report: dict[str, Any], expected: dict[str, Any]) -> tuple[l
     if report["input_ids"] != expected["input_ids"]:
         return ["the staged tokenizer gives other token ids"], math.inf
     want, got = expected["logits"], report["logits"]
-    if isinstance(want, dict) != isinstance(got, dict) or (isinstance(want, dict) and set(want) != set(got)):
-        return [
-            f"the logits are of tasks {sorted(got) if isinstance(got, dict) else None}, not {sorted(want)}"
-        ], math.inf
-    pairs = (
-        [(f"task {name}'s ", torch.tensor(got[name]), want[name]) for name in want] if isinstance(want, dict) else []
-    )
+    tasks = [sorted(logits) if isinstance(logits, dict) else None for logits in (got, want)]
+    if tasks[0] != tasks[1]:  # a multi-task model's logits are a dict: task name -> scores
+        return [f"the logits are of tasks {tasks[0]}, not {tasks[1]}"], math.inf
+    pairs = [(f"task {name}'s ", got[name], want[name]) for name in want] if tasks[1] else [("", got, want)]
     max_diff = 0.0
-    for what, logits, expected_logits in pairs or [("", torch.tensor(got), want)]:
+    for what, reported, expected_logits in pairs:
+        logits = torch.tensor(reported)
         if logits.shape != expected_logits.shape:
             return [f"{what}logits have shape {list(logits.shape)}, not {list(expected_logits.shape)}"], math.inf
         diff = float((logits - expected_logits).abs().max())

@@ -179,10 +179,10 @@ def build_task_trainer(
     train_tasks: list[range] = []
     dev_rows: list[dict[str, Any]] = []
     dev = {}
+    options = dict(max_length=max_length, stride=data_args.stride, label_all_subwords=data_args.label_all_subwords)
     for task_id, name in enumerate(names):
         labels = model.config.tasks[name]["labels"]
         label2id = {label: i for i, label in enumerate(labels)}
-        options = dict(max_length=max_length, stride=data_args.stride, label_all_subwords=data_args.label_all_subwords)
         windows = _with_task(encode(task_splits[name]["train"], tokenizer, label2id, **options), task_id)
         train_tasks.append(range(len(train), len(train) + len(windows)))
         train += windows
