@@ -100,7 +100,7 @@ def measure_family(family: Family, k: int, texts: list[str], rounds: int, thread
     from transformers import PretrainedConfig
 
     from hf_layer_tokclf.running.export import export_onnx
-    from hf_layer_tokclf.running.serving import OnnxTokenClassifier
+    from hf_layer_tokclf.running.onnx_runner import OnnxTokenClassifier
     from hf_layer_tokclf.running.texts import predict_texts
 
     source = save_model(family, k, workdir / f"{family.name}-source")

@@ -24,8 +24,8 @@ from hf_layer_tokclf.cli.main import main  # noqa: E402
 from hf_layer_tokclf.formats.loading import load_sentences  # noqa: E402
 from hf_layer_tokclf.running.export import export_onnx, verify_onnx  # noqa: E402
 from hf_layer_tokclf.running.loading import load_model  # noqa: E402
+from hf_layer_tokclf.running.onnx_runner import OnnxTokenClassifier  # noqa: E402
 from hf_layer_tokclf.running.sentences import evaluate_sentences  # noqa: E402
-from hf_layer_tokclf.running.serving import OnnxTokenClassifier  # noqa: E402
 from hf_layer_tokclf.running.texts import predict_texts  # noqa: E402
 
 SHORT = ["Cancer.", TEXT]

@@ -24,7 +24,7 @@ from hf_layer_tokclf.cli.main import main  # noqa: E402
 from hf_layer_tokclf.formats.loading import load_sentences  # noqa: E402
 from hf_layer_tokclf.running.export import export_onnx, verify_onnx  # noqa: E402
 from hf_layer_tokclf.running.loading import load_model  # noqa: E402
-from hf_layer_tokclf.running.serving import OnnxTokenClassifier, task_output_names  # noqa: E402
+from hf_layer_tokclf.running.onnx_runner import OnnxTokenClassifier, task_output_names  # noqa: E402
 from hf_layer_tokclf.running.stock_export import NotExportableError, export_transformers  # noqa: E402
 
 LAYERS = {"disease": 4, "cg": 6}

@@ -173,7 +173,7 @@ def test_saved_pipeline_loads_offline_without_the_original_folder(
 def test_an_onnx_folder_serves_and_travels_with_the_pipeline(tmp_path, model_dir, texts):
     pytest.importorskip("onnxruntime")  # the onnx extra (in dev)
     from hf_layer_tokclf.running.export import export_onnx
-    from hf_layer_tokclf.running.serving import OnnxTokenClassifier
+    from hf_layer_tokclf.running.onnx_runner import OnnxTokenClassifier
 
     export_onnx(model_dir, tmp_path / "onnx")
     nlp = spacy.blank("en")

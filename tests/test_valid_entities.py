@@ -119,7 +119,7 @@ def test_a_crf_model_reloads_with_equal_logits_and_transitions(crf_trained, tmp_
 
 def test_a_crf_model_decodes_the_same_in_pytorch_and_onnx(crf_trained, tmp_path, test_sentences, documents):
     from hf_layer_tokclf.running.export import export_onnx
-    from hf_layer_tokclf.running.serving import CRF_OUTPUTS
+    from hf_layer_tokclf.running.onnx_runner import CRF_OUTPUTS
 
     export_onnx(crf_trained[0], tmp_path / "onnx")
     info = json.loads((tmp_path / "onnx" / "onnx_export.json").read_text())

@@ -18,6 +18,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "onnx": ("onnx", "onnxruntime"),
     "spacy": ("spacy",),
     "ray": ("ray.data", "pyarrow"),
+    "serve": ("fastapi", "uvicorn", "prometheus_client"),
 }
 
 

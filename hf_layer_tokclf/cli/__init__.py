@@ -14,5 +14,5 @@
 - export: ``export-onnx`` and ``export-transformers``.
 - reference: the README's table of every option, made from the parsers.
 
-May import: base, model, formats, running, annotation, sharing, training.
+May import: base, model, formats, running, annotation, server, sharing, training.
 """

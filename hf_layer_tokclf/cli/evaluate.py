@@ -105,8 +105,8 @@ def _per_task(option: str, values: Sequence[str]) -> dict[str | None, str]:
 def evaluate_command(argv: Sequence[str]) -> int:
     args = evaluate_parser().parse_args(list(argv))
     from ..running.loading import load_model
+    from ..running.onnx_runner import check_onnx_extra
     from ..running.sentences import flat_scores, write_conll
-    from ..running.serving import check_onnx_extra
 
     check_onnx_extra(args.model, "evaluate")
     datasets = _per_task("--data", args.data)

@@ -52,7 +52,7 @@ def export_onnx_command(argv: Sequence[str]) -> int:
 
     args = export_onnx_parser().parse_args(list(argv))
     from ..running.export import OPTIMUM_CLASS, export_onnx
-    from ..running.serving import EXPORT_INFO
+    from ..running.onnx_runner import EXPORT_INFO
 
     path = export_onnx(
         args.model,
@@ -75,7 +75,7 @@ def export_onnx_command(argv: Sequence[str]) -> int:
     else:
         print(
             f"no stock form, so Optimum cannot load it: {info['no_stock_form']}. Load it with hf-layer-tokclf "
-            f"(predict, evaluate, serving.OnnxTokenClassifier); see {Path(args.out_dir, CARD)}"
+            f"(predict, evaluate, onnx_runner.OnnxTokenClassifier); see {Path(args.out_dir, CARD)}"
         )
     return 0
 

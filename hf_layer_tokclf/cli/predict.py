@@ -195,8 +195,8 @@ def predict_command(argv: Sequence[str]) -> int:
     from ..annotation.chunks import Shard
     from ..annotation.parallel import World, pick_world_device, worker_threads, world_from_env
     from ..running.loading import load_model
+    from ..running.onnx_runner import check_onnx_extra
     from ..running.sentences import label_scheme
-    from ..running.serving import check_onnx_extra
     from ..running.tasks import model_heads, parse_tasks
 
     check_onnx_extra(args.model, "predict")

@@ -10,7 +10,7 @@ runner and export, the stock export, and the spaCy component.
 - texts: entities of raw texts as the pipeline finds them, JSON lines out.
 - prefetch: reading and tokenizing one chunk ahead of the model.
 - metrics: entity-level scores.
-- serving, export, stock_export: the ONNX runner, the ONNX export, the export to transformers' own classes.
+- onnx_runner, export, stock_export: the ONNX runner, the ONNX export, the export to transformers' own classes.
 - spacy_component: the spaCy pipeline component.
 
 May import: base, model, formats.

@@ -1,4 +1,4 @@
-"""Export for serving: the truncated encoder + head as ONNX, optionally int8 (`serving` runs it).
+"""Export for serving: the truncated encoder + head as ONNX, optionally int8 (`onnx_runner` runs it).
 
 `export_onnx` writes a serving folder::
 
@@ -22,14 +22,14 @@ batch x sequence; DeBERTa-v3 and ModernBERT have none); its output is
 layers the model uses are in the graph, so layer 3 of 12 exports about a quarter of BERT.
 
 A multi-task model (``config.tasks``) exports as one graph, the encoder up to its deepest task's layer, with one
-output per task, ``logits_<task>`` (batch x sequence x that task's labels; `serving.task_output_names` makes the
+output per task, ``logits_<task>`` (batch x sequence x that task's labels; `onnx_runner.task_output_names` makes the
 name an identifier: ``logits_gene_2`` for task ``gene-2``), and for a task with a CRF its scores
 ``start_transitions_<task>``, ``transitions_<task>``, ``end_transitions_<task>``; ``onnx_export.json``'s
 ``task_outputs`` maps each task to its output. Its ``config.json`` keeps the tasks (labels, layers, schemes).
 No stock class has several heads, so neither transformers nor Optimum's ``ORTModelForTokenClassification``
 (which reads one ``logits``) loads it: this package's runner does, giving the logits as a dict by task.
 
-`serving.OnnxTokenClassifier` runs such a folder with onnxruntime.
+`onnx_runner.OnnxTokenClassifier` runs such a folder with onnxruntime.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from ..base.outputs import Outputs, atomic_folder, claim_output_dir
 from ..model.auto import family_of, is_multitask
 from ..model.tokenization import save_tokenizer
 from .features import MODEL_INPUT_NAMES
-from .serving import (
+from .onnx_runner import (
     CRF_OUTPUTS,
     EXPORT_INFO,
     MODEL_FILE,
@@ -94,8 +94,8 @@ class _LogitsOnly(torch.nn.Module):
     """The token classifier with positional inputs (``names``, in order), as the exporters want it.
 
     Its outputs (`output_names`): the logits, and for a CRF model its emission scores' companions, the
-    start, transition and end scores (`CRF_OUTPUTS`), decoded after the graph (`serving.OnnxTokenClassifier.crf`).
-    A multi-task model's: each task's logits (`serving.task_output_names`), then each CRF task's scores.
+    start, transition and end scores (`CRF_OUTPUTS`), decoded after the graph (`onnx_runner.OnnxTokenClassifier.crf`).
+    A multi-task model's: each task's logits (`onnx_runner.task_output_names`), then each CRF task's scores.
     """
 
     def __init__(self, model: torch.nn.Module, names: Sequence[str]) -> None:
@@ -121,7 +121,7 @@ class _LogitsOnly(torch.nn.Module):
 
 
 def model_task_outputs(config: Any) -> dict[str, str]:
-    """Task name -> its logits output in the graph (`serving.task_output_names`); empty for a single-task model."""
+    """Task name -> its logits output in the graph (`onnx_runner.task_output_names`); empty for a single-task model."""
     tasks = getattr(config, "tasks", None) if is_multitask(config) else None
     return task_output_names(list(tasks)) if tasks else {}
 
@@ -349,7 +349,7 @@ def serving_readme(info: dict[str, Any], name: str) -> str:
         'With hf-layer-tokclf (`pip install "hf-layer-tokclf[onnx]"`), which decodes valid label sequences '
         "(`--decoding viterbi`, the default; `argmax` decodes each token on its own):\n\n"
         f'```bash\nhf-layer-tokclf predict {name} --text "Germline mutations in BRCA1 cause breast cancer."\n```\n\n'
-        "```python\nfrom hf_layer_tokclf.running.serving import OnnxTokenClassifier\n\n"
+        "```python\nfrom hf_layer_tokclf.running.onnx_runner import OnnxTokenClassifier\n\n"
         f'runner, tokenizer = OnnxTokenClassifier.load("{name}")  # or loading.load_model("{name}")\n```\n'
     )
     if info["no_stock_form"] is not None:

@@ -11,7 +11,7 @@ import torch
 from ..base.code_consent import RemoteCodeError, check_consent, may_run_code
 from ..base.locations import CHECKPOINT_GLOB, check_model_location
 from ..base.manifest import METRICS
-from .serving import OnnxTokenClassifier, is_onnx_dir
+from .onnx_runner import OnnxTokenClassifier, is_onnx_dir
 
 
 def load_model(
@@ -24,7 +24,7 @@ def load_model(
 ) -> tuple[Any, Any]:
     """Loads a token classifier and its tokenizer from a trained output directory or a Hub id.
 
-    A serving folder written by `export.export_onnx` gives a `serving.OnnxTokenClassifier` (CPU).
+    A serving folder written by `export.export_onnx` gives a `onnx_runner.OnnxTokenClassifier` (CPU).
     ``device``: ``None`` or ``"cpu"`` runs on the CPU; ``"cuda"`` on the GPU with sdpa attention;
     ``"auto"`` on the GPU when there is one. ``dtype``: see `pick_dtype` (``"auto"``: float32 on
     the CPU, bfloat16 or float16 on a GPU).

@@ -134,7 +134,7 @@ class LayerTokenClassifier(Pipe):
         precedence = list(task_precedence or [])
         if not all(isinstance(task, str) and task for task in precedence) or len(set(precedence)) < len(precedence):
             raise ValueError(f"{name}: task_precedence must name tasks (distinct strings), got {task_precedence!r}.")
-        from .serving import check_onnx_extra  # lazily, as the model: serving imports torch
+        from .onnx_runner import check_onnx_extra  # lazily, as the model: onnx_runner imports torch
 
         check_onnx_extra(model, f"the spaCy component {name!r}")
         self.name = name
@@ -156,7 +156,7 @@ class LayerTokenClassifier(Pipe):
         self.stats = {"docs": 0, "entities": 0, "misaligned": 0, "overlapping": 0}
         # Plain attributes, not properties that load: spaCy probes `model` on every component while it builds a
         # pipeline (runtime-checked protocols), before `from_disk` has put the saved copy in place.
-        self.model: Any = None  # the token classifier (PyTorch or `serving.OnnxTokenClassifier`) once loaded
+        self.model: Any = None  # the token classifier (PyTorch or `onnx_runner.OnnxTokenClassifier`) once loaded
         self.tokenizer: Any = None
 
     # -- the model ---------------------------------------------------------------------------------
@@ -351,7 +351,7 @@ class LayerTokenClassifier(Pipe):
 
     def _save_model(self, folder: Path) -> None:
         from ..model.tokenization import save_tokenizer
-        from .serving import OnnxTokenClassifier
+        from .onnx_runner import OnnxTokenClassifier
 
         model, tokenizer = self._model_and_tokenizer()
         # Built beside the target and swapped in: a second to_disk over the same pipeline never leaves a

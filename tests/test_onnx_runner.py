@@ -12,7 +12,7 @@ from hf_layer_tokclf.running.export import export_onnx
 from hf_layer_tokclf.running.features import token_budget_batches
 from hf_layer_tokclf.running.loading import load_model
 from hf_layer_tokclf.running.logits import window_logits
-from hf_layer_tokclf.running.serving import OnnxTokenClassifier
+from hf_layer_tokclf.running.onnx_runner import OnnxTokenClassifier
 from hf_layer_tokclf.running.texts import predict_texts
 
 TEXTS = [
