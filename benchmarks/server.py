@@ -51,18 +51,20 @@ PLANS: dict[str, dict[str, Any]] = {
         "sentences": None,
         "clients": [1, 8, 64],
         "requests": {1: 400, 8: 1500, 64: 3000},
+        "warmup": 64,
         "duration_s": 60.0,
         "offline_rounds": 5,
         "forward_calls": 300,
     },
     "quick": {
         "train": {"steps": 8, "batch": 8, "train": 64, "dev": 16},
-        "sentences": 32,
+        "sentences": 16,
         "clients": [1, 8, 64],
-        "requests": {1: 16, 8: 32, 64: 64},
+        "requests": {1: 8, 8: 16, 64: 64},
+        "warmup": 8,
         "duration_s": 20.0,
         "offline_rounds": 3,
-        "forward_calls": 16,
+        "forward_calls": 8,
     },
 }
 OPTIONS: dict[str, dict[str, Any]] = {
@@ -298,7 +300,7 @@ def serve_and_load(
             for server in servers.values():
                 server.wait_healthy()
                 log(f"  {server.name} server healthy after {server.startup_s:.1f} s")
-                run_load(server.url, payloads, clients=4, max_requests=min(32, 4 * len(payloads)))  # warm-up
+                run_load(server.url, payloads, clients=4, max_requests=plan["warmup"])  # warm-up
             rows = [
                 row
                 for clients in plan["clients"]
@@ -489,7 +491,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         report,
         argv,
         OPTIONS,
-        quick="under a minute: 32 sentences, a few dozen requests per level",
+        quick="under a minute: 16 sentences, a few dozen requests per level",
     )
 
 

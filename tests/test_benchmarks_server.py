@@ -5,11 +5,13 @@ per-request pipeline server, and the quick run end to end. Timings are never ass
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from aiohttp import web
 
-from benchmarks import load_generator
+from benchmarks import load_generator, server
+from benchmarks.common import render
 from benchmarks.load_generator import check_loopback, generate_load
 
 
@@ -105,3 +107,60 @@ def test_loopback_hosts_are_accepted(url):
 def test_other_hosts_are_refused_before_any_request(url, named):
     with pytest.raises(ValueError, match=named):
         asyncio.run(generate_load(url, [{"inputs": "x"}], clients=1, max_requests=1))
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory, trained) -> tuple:
+    """``--quick`` on conftest's trained MiniLM: three servers, 1, 8 and 64 clients, once for the module."""
+    folder = tmp_path_factory.mktemp("server")
+    argv = ["--quick", "--model-dir", str(trained[0]), "--output-dir", str(folder), "--threads", "1"]
+    return folder, server.main(argv)
+
+
+def test_quick_run_loads_every_server_and_every_answer_is_predicts(quick_run):
+    folder, data = quick_run
+    plan = server.PLANS["quick"]
+    assert [(r["clients"], r["contender"]) for r in data["rows"]] == [
+        (clients, name) for clients in (1, 8, 64) for name in server.CONTENDERS
+    ]
+    for row in data["rows"]:
+        assert row["requests"] == row["answered"] == plan["requests"][row["clients"]], row
+        assert (row["failed"], row["lost"], row["statuses"]) == (0, 0, {"200": row["requests"]}), row
+        assert row["equal"] == row["answers"] == row["requests"], row  # the pipeline decodes as predict, too
+    assert set(data["servers"]) == set(server.CONTENDERS)
+    assert all(s["startup_s"] > 0 and s["exit_code"] is not None for s in data["servers"].values())
+    assert data["servers"]["unbatched"]["command"][-2:] == ["--max-batch-requests", "1"]
+    assert data["reference"]["offline_sentences_per_s"] > 0 and data["reference"]["forward_calls"] == 8
+    texts = [v["text"] for v in data["verdicts"]]
+    assert texts[0].startswith("64 clients: ") and "x predict's offline rate" in texts[0]
+    assert texts[3] == "our server, batching on and off: 0 failed and 0 lost of 176 requests (target 0)"
+    assert texts[4] == "our server: 176/176 answers equal to predict's entities for their text (target all)"
+    report = (folder / "server.md").read_text()
+    assert report == render(server.report, json.loads((folder / "server.json").read_text()))
+    assert "**quick**" in report and "| batched (64) |" in server.readme_table(data)
+
+
+def test_a_server_that_cannot_start_is_reported_with_its_log(tmp_path):
+    started = server.Server("pipeline", str(tmp_path / "no-model"), 1, tmp_path)
+    try:
+        with pytest.raises(RuntimeError, match=r"(?s)pipeline server exited with 1:.*no-model"):
+            started.wait_healthy(timeout_s=120)
+    finally:
+        started.stop()
+
+
+def test_verdicts_judge_the_targets_on_given_figures():
+    def row(contender, clients, rate, p99=10.0, failed=0, unequal=0):
+        row = {"contender": contender, "clients": clients, "sentences_per_s": rate, "p99_ms": p99, "lost": 0}
+        answers = 100 - failed
+        return row | {"failed": failed, "requests": 100, "answers": answers, "equal": answers - unequal,
+                      "cpu_during_timing": None}  # fmt: skip
+
+    data = {"reference": {"offline_sentences_per_s": 100.0, "forward_ms": 8.0}}
+    data["rows"] = [row("batched", 1, 50, p99=12.5), row("pipeline", 1, 20), row("batched", 64, 79, failed=1),
+                    row("unbatched", 64, 30, unequal=2), row("pipeline", 64, 26)]  # fmt: skip
+    found = server.verdicts(data)
+    assert [v["pass"] for v in found] == [False, True, False, False, False]
+    assert [round(v["value"], 4) for v in found] == [0.79, round(79 / 26, 4), 1.5625, 1, 2]
+    data["rows"][0]["p99_ms"] = 12.0
+    assert server.verdicts(data)[2]["pass"]
