@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import os
 import random
+import shlex
 import signal
 import socket
 import statistics
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import common, serving
-from benchmarks.common import SEED, contention_lines, log, md_table, verdict, verdict_items
+from benchmarks.common import SEED, log, md_table, verdict, verdict_items
 from benchmarks.load_generator import LoadResult, run_load
 
 MODULE = "benchmarks.server"
@@ -94,7 +95,7 @@ def server_command(name: str, model_dir: str, port: int, threads: int) -> list[s
         code = "import sys; from benchmarks.server import serve_pipeline; serve_pipeline(*sys.argv[1:])"
         return [sys.executable, "-c", code, model_dir, str(port), str(threads)]
     ours = [sys.executable, "-m", "hf_layer_tokclf", "serve", model_dir, "--port", str(port)]
-    ours += ["--num-threads", str(threads)]
+    ours += ["--num-threads", str(threads), "--aggregation-strategy", STRATEGY]
     return ours + ["--max-batch-requests", "1"] * (name == "unbatched")
 
 
@@ -153,8 +154,11 @@ class Server:
         self.exit_code = self.process.returncode
 
     def describe(self) -> dict[str, Any]:
-        command = ["python", *self.command[1:]]
-        return {"command": command, "startup_s": self.startup_s, "exit_code": self.exit_code}
+        return {
+            "command": shlex.join(["python", *self.command[1:]]),
+            "startup_s": self.startup_s,
+            "exit_code": self.exit_code,
+        }
 
 
 def plain(entities: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -412,6 +416,19 @@ def rows_table(data: dict[str, Any]) -> list[str]:
     )
 
 
+def contention_table(data: dict[str, Any]) -> list[str]:
+    """What other processes took while each level ran (the servers and the clients count as this benchmark's)."""
+    rows = [r | (r["cpu_during_timing"] or {}) | {"name": f"{r['contender']} ({r['clients']})"} for r in data["rows"]]
+    shared = [r["name"] for r in rows if common.shared_machine(r["cpu_during_timing"])]
+    warning = f"**The machine was shared during {', '.join(shared)}: absolute rates are inflated; rerun when idle.**"
+    table = md_table(
+        "server (clients) | other processes, cores | hypervisor steal, cores | this benchmark and its servers, cores",
+        "| {name} | {other_processes_cores:.2f} | {steal_cores:.2f} | {own_cores:.2f} |",
+        rows,
+    )
+    return ["While each level ran:", "", *table, *(["", warning] if shared else [])]
+
+
 def reference_line(data: dict[str, Any]) -> str:
     reference = data["reference"]
     return (
@@ -445,8 +462,8 @@ def report(data: dict[str, Any]) -> str:
     lines += ["## The servers", ""]
     lines += md_table(
         "name | what | command | ready after s | exit code",
-        "| {name} | {title} | `{cmd}` | {startup_s:.1f} | {exit_code} |",
-        [s | {"name": n, "title": CONTENDERS[n], "cmd": " ".join(s["command"])} for n, s in data["servers"].items()],
+        "| {name} | {title} | `{command}` | {startup_s:.1f} | {exit_code} |",
+        [s | {"name": n, "title": CONTENDERS[n]} for n, s in data["servers"].items()],
         left=3,
     )
     lines += ["", "## Under load", ""]
@@ -456,14 +473,7 @@ def report(data: dict[str, Any]) -> str:
         "other than 200 or none; lost: sent and never answered.",
         "",
     ]
-    lines += [*rows_table(data), ""]
-    for row in data["rows"]:
-        lines += [
-            f"{row['contender']} ({row['clients']} clients): "
-            + " ".join(contention_lines(row["cpu_during_timing"])).strip()
-            or "no CPU accounting"
-        ]
-    return "\n".join(lines)
+    return "\n".join([*lines, *rows_table(data), "", *contention_table(data)])
 
 
 def readme_table(data: dict[str, Any]) -> str:
