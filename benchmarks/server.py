@@ -53,8 +53,9 @@ PLANS: dict[str, dict[str, Any]] = {
         "clients": [1, 8, 64],
         "requests": {1: 400, 8: 1500, 64: 3000},
         "warmup": 64,
-        "duration_s": 60.0,
+        "duration_s": 45.0,
         "offline_rounds": 5,
+        "offline_budget_s": 120.0,
         "forward_calls": 300,
     },
     "quick": {
@@ -65,6 +66,7 @@ PLANS: dict[str, dict[str, Any]] = {
         "warmup": 8,
         "duration_s": 20.0,
         "offline_rounds": 3,
+        "offline_budget_s": 10.0,
         "forward_calls": 8,
     },
 }
@@ -75,7 +77,7 @@ OPTIONS: dict[str, dict[str, Any]] = {
     },
     "--threads": {"type": int, "default": 2, "help": "torch threads, here and in every server (default: 2)"},
     "--sentences": {"type": int, "help": "the first N NCBI test sentences (default: all)"},
-    "--duration": {"type": float, "dest": "duration_s", "help": "the longest one load level runs, in s (60)"},
+    "--duration": {"type": float, "dest": "duration_s", "help": "the longest one load level runs, in s (45)"},
 }
 
 
@@ -215,7 +217,9 @@ def references(model_dir: str, texts: list[str], plan: dict[str, Any]) -> dict[s
     model, tokenizer = load_model(model_dir, device="auto")
     offline = {"predict": lambda: list(predict_texts(model, tokenizer, texts, aggregation_strategy=STRATEGY))}
     offline["predict"]()  # warm-up
-    timings, cpu = common.interleaved(offline, plan["offline_rounds"], label="predict offline")
+    timings, cpu = common.interleaved(
+        offline, plan["offline_rounds"], budget_s=plan["offline_budget_s"], label="predict offline"
+    )
     calls = [texts[i % len(texts)] for i in range(plan["forward_calls"])]
     for text in calls[:8]:  # warm-up
         list(predict_texts(model, tokenizer, [text], aggregation_strategy=STRATEGY))
