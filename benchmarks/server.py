@@ -2,8 +2,8 @@
 test sentences, against the same server with batching off and against a plain token-classification pipeline called
 per request behind the same HTTP stack; predict's offline rate and one forward pass in this process are the yardsticks.
 
-    python -m benchmarks.server        # trains the MiniLM to serve (~5 minutes), then ~10 minutes of load
-    python -m benchmarks.server --model-dir runs/ncbi-disease-minilm
+    python -m benchmarks.server        # trains the MiniLM to serve (~10 minutes here), then ~10 minutes of load
+    python -m benchmarks.server --model-dir runs/server-minilm   # trains into it once, serves it from then on
     python -m benchmarks.server --quick --model-dir runs/ncbi-disease-minilm   # under a minute: a smoke run
 
 Every server runs in a subprocess of its own on a free loopback port (uvicorn, one worker); the load generator
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import random
 import shlex
@@ -33,6 +34,7 @@ from typing import Any
 from benchmarks import common, serving
 from benchmarks.common import SEED, log, md_table, verdict, verdict_items
 from benchmarks.load_generator import LoadResult, run_load
+from hf_layer_tokclf.base.files import write_json
 
 MODULE = "benchmarks.server"
 STRATEGY = "first"
@@ -40,6 +42,7 @@ TARGET_OFFLINE_SHARE = 0.8  # sentences/s at the most clients / predict's offlin
 TARGET_PIPELINE_SPEEDUP = 3.0  # sentences/s at the most clients / the per-request pipeline's
 TARGET_P99_FORWARDS = 1.5  # p99 latency at 1 client / one forward pass
 STARTUP_TIMEOUT_S = 300.0
+TRAINED_NOTE = "server_benchmark_training.json"  # beside the model this benchmark trained: how
 CONTENDERS = {
     "batched": "hf-layer-tokclf serve (batching on, the defaults)",
     "unbatched": "hf-layer-tokclf serve --max-batch-requests 1 (batching off)",
@@ -73,7 +76,7 @@ PLANS: dict[str, dict[str, Any]] = {
 OPTIONS: dict[str, dict[str, Any]] = {
     "--model-dir": {
         "default": None,
-        "help": "the trained model to serve (default: fine-tune the packaged MiniLM here)",
+        "help": "the model to serve; a folder not there yet gets the MiniLM fine-tuned here (default: a temporary one)",
     },
     "--threads": {"type": int, "default": 2, "help": "torch threads, here and in every server (default: 2)"},
     "--sentences": {"type": int, "help": "the first N NCBI test sentences (default: all)"},
@@ -325,11 +328,8 @@ def measure(args: Any) -> dict[str, Any]:
     plan |= {key: getattr(args, key) for key in plan if getattr(args, key, None) is not None}
     started, load = time.strftime("%Y-%m-%d %H:%M:%S %z"), common.load_average()
     with tempfile.TemporaryDirectory(prefix="server-model-") as tmp, common.benchmark_settings(args.threads):
-        model_dir, trained = args.model_dir, None
-        if model_dir is None:
-            model_dir = str(Path(tmp) / "model")
-            log(f"training a MiniLM for {plan['train']['steps']} steps to serve (pass --model-dir to skip) ...")
-            trained = serving.train_model(Path(model_dir), plan["train"], hidden_layer=-1)
+        model_dir = args.model_dir or str(Path(tmp) / "model")
+        trained = model_to_serve(Path(model_dir), plan["train"])
         sentences = common.ncbi_sentences("test.tsv")[: plan["sentences"]]
         texts = [" ".join(s.tokens) for s in sentences]
         log(f"predict on {len(texts)} NCBI test sentences in this process ...")
@@ -337,18 +337,31 @@ def measure(args: Any) -> dict[str, Any]:
         log("the servers ...")
         served = serve_and_load(model_dir, texts, reference.pop("expected"), plan, args.threads)
     facts = {"quick": args.quick, "started": started, "load_average_at_start": load, "threads": args.threads}
-    facts |= {"model": model_line(model_dir if args.model_dir else None, trained), "trained": trained}
+    facts |= {"model": model_line(model_dir, trained), "trained": trained}
     facts |= {"sentences": len(texts), "words": sum(len(s.tokens) for s in sentences), "plan": plan}
     data = facts | {"reference": reference, **served, "load_average_at_end": common.load_average()}
     return data | {"verdicts": verdicts(data)}
 
 
-def model_line(model_dir: str | None, trained: dict[str, Any] | None) -> str:
+def model_to_serve(model_dir: Path, plan: dict[str, Any]) -> dict[str, Any] | None:
+    """How the model in `model_dir` was trained: a folder that does not exist yet gets the packaged MiniLM fine-tuned on
+    NCBI-disease (`serving.train_model`), with a note of how (`TRAINED_NOTE`) so that a later run can serve it again;
+    None for a model trained elsewhere."""
+    note = model_dir / TRAINED_NOTE
+    if model_dir.exists():
+        return json.loads(note.read_text()) if note.is_file() else None
+    log(f"training a MiniLM for {plan['steps']} steps into {model_dir} (--model-dir DIR keeps it for the next run) ...")
+    trained = serving.train_model(model_dir, plan, hidden_layer=-1)
+    write_json(note, trained)
+    return trained
+
+
+def model_line(model_dir: str, trained: dict[str, Any] | None) -> str:
     if trained is None:
         return f"`{model_dir}`"
     return (
-        f"packaged MiniLM fine-tuned here for {trained['steps']} steps on NCBI-disease train (hidden_layer=-1; dev F1 "
-        f"{100 * (trained['dev_f1'] or 0):.2f}, {trained['wall_s']:.0f} s)"
+        f"packaged MiniLM fine-tuned by this benchmark for {trained['steps']} steps on NCBI-disease train "
+        f"(hidden_layer=-1; dev F1 {100 * (trained['dev_f1'] or 0):.2f}, {trained['wall_s']:.0f} s)"
     )
 
 
