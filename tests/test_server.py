@@ -241,32 +241,36 @@ def test_health_info_and_metrics(server):
 
 
 def test_a_full_queue_gets_503_and_sigterm_answers_the_requests_in_flight(trained, reference, tmp_path):
-    """Four requests admitted (each waits up to 6 s for others to join its batch), a fifth refused; SIGTERM then
-    answers the four and the server exits 0."""
-    expected = reference[2]
-    served = Served(trained[0], tmp_path, "--max-concurrent-requests", "4", "--max-wait-ms", "6000")
+    """Two requests admitted (each of 32 long texts: seconds of the model's time), a third refused; SIGTERM then
+    answers the two and the server exits 0."""
+    model, tokenizer, _ = reference
+    long_text = " ".join(TEXTS[:60])
+    expected = next(predict_texts(model, tokenizer, [long_text]))
+    served = Served(trained[0], tmp_path, "--max-concurrent-requests", "2", "--payload-limit", "10000000")
     try:
         url = served.ready()
         answers: dict[int, tuple] = {}
-        threads = [threading.Thread(target=lambda i=i: answers.update({i: post(url, {"inputs": TEXTS[i]})}))
-                   for i in range(4)]  # fmt: skip
+        threads = [threading.Thread(target=lambda i=i: answers.update({i: post(url, {"inputs": [long_text] * 32})}))
+                   for i in range(2)]  # fmt: skip
         for thread in threads:
             thread.start()
         deadline = time.monotonic() + 60
-        while "hf_layer_tokclf_requests_in_flight 4.0" not in call(f"{url}/metrics")[2]:
-            assert time.monotonic() < deadline, "the four requests were never in flight together"
-            time.sleep(0.05)
-        status, head, answer = post(url, {"inputs": TEXTS[4]})
-        assert status == 503 and head["retry-after"].isdigit() and answer["error_type"] == "overloaded"
+        while "hf_layer_tokclf_requests_in_flight 2.0" not in call(f"{url}/metrics")[2]:
+            assert time.monotonic() < deadline, "the two requests were never in flight together"
+            time.sleep(0.02)
+        status, head, answer = post(url, {"inputs": TEXTS[0]})
+        assert status == 503 and head["retry-after"].isdigit() and answer["error_type"] == "overloaded", answer
+        assert "limit of 2 concurrent requests" in answer["error"]
         served.process.send_signal(signal.SIGTERM)
         for thread in threads:
-            thread.join(timeout=120)
+            thread.join(timeout=300)
         assert served.process.wait(timeout=120) == 0, served.err.read_text()[-3000:]
     finally:
         served.stop()
-    for i in range(4):
-        assert answers[i][0] == 200
-        assert_same_entities(answers[i][2], expected[i])
+    for i in range(2):
+        assert answers[i][0] == 200, answers[i]
+        for got in answers[i][2]:
+            assert_same_entities(got, expected)
     assert "Traceback" not in served.err.read_text()
 
 

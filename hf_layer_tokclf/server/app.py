@@ -23,7 +23,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from .batcher import Batcher, QueueFullError
+from .batcher import Batcher, QueueFullError, ShuttingDownError
 from .metrics import CONTENT_TYPE, ServerMetrics
 from .requests import RequestError, parse_request, payload_too_large
 from .settings import ServerSettings
@@ -155,6 +155,8 @@ async def answer_entities(state: ServerState, request: Request) -> Response:
         return error_response(error.status, str(error), error.error_type)
     except QueueFullError as error:
         return error_response(503, str(error), "overloaded", headers={"Retry-After": str(error.retry_after)})
+    except ShuttingDownError as error:  # after SIGTERM: another replica (or this one, restarted) will answer
+        return error_response(503, str(error), "unavailable", headers={"Retry-After": "1"})
     except ValueError as error:  # the batcher's check: a parameter this model cannot take (a stride too large)
         return error_response(422, str(error), "validation")
     except Exception:  # a bug: logged here with its traceback, never sent to the client
@@ -165,17 +167,39 @@ async def answer_entities(state: ServerState, request: Request) -> Response:
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The request's body, refused (`requests.payload_too_large`) as soon as it is known to exceed ``limit`` bytes:
-    by its Content-Length before a byte is read, else while it streams in, so that no large body is ever held."""
+    by its Content-Length before a byte is kept, else while it streams in, so that no large body is ever held."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
+        if int(declared) <= DRAIN_BYTES:
+            await _discard(request.stream(), DRAIN_BYTES)
         raise payload_too_large(int(declared), limit)
-    chunks, size = [], 0
-    async for chunk in request.stream():
+    chunks, size, stream = [], 0, request.stream()
+    async for chunk in stream:
         size += len(chunk)
         if size > limit:
+            await _discard(stream, DRAIN_BYTES - size)
             raise payload_too_large(None, limit)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+# A body over the limit is still read, and thrown away, up to DRAIN_BYTES (for at most DRAIN_SECONDS) before the 413
+# goes out: a client that sends its whole body before it reads the answer (urllib, requests) would otherwise find
+# the connection reset instead of the 413. A larger one is answered at once (nginx's lingering close, bounded).
+DRAIN_BYTES = 64 * 2**20
+DRAIN_SECONDS = 10
+
+
+async def _discard(stream: AsyncIterator[bytes], budget: int) -> None:
+    async def drain() -> None:
+        left = budget
+        async for chunk in stream:
+            left -= len(chunk)
+            if left < 0:
+                return
+
+    with suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(drain(), DRAIN_SECONDS)
 
 
 def _not_ready(state: ServerState) -> JSONResponse:
