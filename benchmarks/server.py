@@ -289,7 +289,7 @@ def load_level(
         if cpu is not None:  # the servers are ours: their CPU is not another process's
             theirs = (sum(s.cpu_s() for s in servers.values()) - children) / result.wall_s
             cpu |= {"other_processes_cores": max(0.0, cpu["other_processes_cores"] - theirs)}
-            cpu |= {"own_cores": cpu["own_cores"] + theirs}
+            cpu |= {"client_cores": cpu["own_cores"], "own_cores": cpu["own_cores"] + theirs}
         rows[name] = {"contender": name, "title": CONTENDERS[name], **result.summary()}
         rows[name] |= agreement(result, expected) | {"cpu_during_timing": cpu}
         row = rows[name]
@@ -439,11 +439,16 @@ def contention_table(data: dict[str, Any]) -> list[str]:
     shared = [r["name"] for r in rows if common.shared_machine(r["cpu_during_timing"])]
     warning = f"**The machine was shared during {', '.join(shared)}: absolute rates are inflated; rerun when idle.**"
     table = md_table(
-        "server (clients) | other processes, cores | hypervisor steal, cores | this benchmark and its servers, cores",
-        "| {name} | {other_processes_cores:.2f} | {steal_cores:.2f} | {own_cores:.2f} |",
+        "server (clients) | other processes | hypervisor steal | the servers and the clients | the clients alone",
+        "| {name} | {other_processes_cores:.2f} | {steal_cores:.2f} | {own_cores:.2f} | {client_cores:.2f} |",
         rows,
     )
-    return ["While each level ran:", "", *table, *(["", warning] if shared else [])]
+    return [
+        "Cores busy on average while each level ran (the clients: the load generator, in this process):",
+        "",
+        *table,
+        *(["", warning] if shared else []),
+    ]
 
 
 def reference_line(data: dict[str, Any]) -> str:
