@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from benchmarks import load_generator, server
-from benchmarks.common import render
+from benchmarks.common import RESULTS_DIR, render
 from benchmarks.load_generator import check_loopback, generate_load
 
 
@@ -164,3 +164,11 @@ def test_verdicts_judge_the_targets_on_given_figures():
     assert [round(v["value"], 4) for v in found] == [0.79, round(79 / 26, 4), 1.5625, 1, 2]
     data["rows"][0]["p99_ms"] = 12.0
     assert server.verdicts(data)[2]["pass"]
+
+
+def test_the_committed_report_is_its_json_rendered():
+    """Every figure of results/server.md comes from results/server.json (byte for byte), as for the other
+    benchmarks (`test_benchmarks.test_each_committed_report_is_its_json_rendered`)."""
+    data = json.loads((RESULTS_DIR / "server.json").read_text(encoding="utf-8"))
+    assert render(server.report, data) == (RESULTS_DIR / "server.md").read_text(encoding="utf-8")
+    assert not data["quick"] and [r["clients"] for r in data["rows"]] == [1, 1, 1, 8, 8, 8, 64, 64, 64]
