@@ -1,0 +1,163 @@
+"""The entity server on Ray Serve: two replicas on a local Ray instance answer as `predict` does, and SIGTERM stops
+them after the requests in flight are answered."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+ray = pytest.importorskip("ray")
+pytest.importorskip("fastapi")
+
+from conftest import NCBI, REPO  # noqa: E402
+from ray import serve  # noqa: E402
+
+from hf_layer_tokclf.base.code_consent import TRUST_ENV  # noqa: E402
+from hf_layer_tokclf.running.loading import load_model  # noqa: E402
+from hf_layer_tokclf.running.texts import predict_texts  # noqa: E402
+from hf_layer_tokclf.server.ray_serve import APP_NAME, ray_application, replica_settings, run_ray_serve  # noqa: E402
+from hf_layer_tokclf.server.settings import ServerSettings  # noqa: E402
+
+REPLICAS = 2
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A new Ray instance on this machine, 2 CPUs, no dashboard; its workers import the package under test (as in
+    test_ray_engine.py: ``address="local"``, a short folder for Ray's sockets, removed afterwards)."""
+    folder = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_TMPDIR", folder)
+        ray.init(
+            address="local",
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env={
+                "env_vars": {"PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+            },
+        )
+        yield
+        ray.shutdown()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _sentences(count: int) -> list[str]:
+    """NCBI-disease test sentences, their tokens joined with spaces."""
+    sentences = (NCBI / "test.tsv").read_text().strip().split("\n\n")[:count]
+    return [" ".join(line.split("\t")[0] for line in sentence.splitlines()) for sentence in sentences]
+
+
+def _post(url: str, inputs: str | list[str]) -> tuple[int, object]:
+    request = urllib.request.Request(
+        url, data=json.dumps({"inputs": inputs}).encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def _wait_ready(url: str, seconds: float = 180) -> None:
+    """Until Serve says the application runs (every replica has loaded the model) and ``GET /health`` through its
+    proxy answers 200."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if serve.status().applications[APP_NAME].status == "RUNNING":
+                with urllib.request.urlopen(url + "health", timeout=5) as response:
+                    if response.status == 200:
+                        return
+        except (KeyError, OSError):
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} not ready in {seconds} s")
+
+
+def _same(got: list[dict], expected: list[dict]) -> bool:
+    """Entities equal: groups, words and offsets exactly, scores within 1e-4 (a float32 forward pass differs in its
+    last bits with the batch it is in)."""
+    keys = ("entity_group", "word", "start", "end")
+    return len(got) == len(expected) and all(
+        [g[k] for k in keys] == [e[k] for k in keys] and abs(g["score"] - e["score"]) < 1e-4
+        for g, e in zip(got, expected, strict=True)
+    )
+
+
+def test_replicas_get_the_drivers_consent_and_no_gpu_they_were_not_given(monkeypatch):
+    settings = ServerSettings(model="some/model")
+    monkeypatch.setenv(TRUST_ENV, "1")  # the person's consent, where the driver runs
+    given = replica_settings(settings, num_gpus=0)
+    assert (given.trust_remote_code, given.device) == (True, "cpu")
+    monkeypatch.delenv(TRUST_ENV)
+    assert replica_settings(settings, num_gpus=1) == ServerSettings(model="some/model", trust_remote_code=False)
+    with pytest.raises(ValueError, match="replicas must be at least 1, not 0"):
+        ray_application(settings, replicas=0)
+
+
+def test_two_replicas_answer_as_predict_and_sigterm_drains(local_ray, trained, monkeypatch):
+    """`run_ray_serve` blocks in this (the main) thread while another sends requests through Serve's proxy, then
+    SIGTERM with requests in flight: every one is answered, and the application is gone afterwards."""
+    import huggingface_hub.constants
+    from huggingface_hub import InferenceClient
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # the client talks to loopback only
+
+    model_dir, _ = trained
+    texts = _sentences(24)
+    expected = list(predict_texts(*load_model(model_dir), texts))
+    assert sum(map(len, expected)) > 0  # the trained model finds diseases in these sentences
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/"
+    seen: dict[str, object] = {}
+
+    def client() -> None:
+        try:
+            _wait_ready(url)
+            seen["status"] = serve.status().applications[APP_NAME].deployments["EntityServer"].replica_states
+            seen["hub"] = InferenceClient(base_url=url).token_classification(texts[0])
+            with ThreadPoolExecutor(16) as pool:
+                seen["answers"] = list(pool.map(lambda i: _post(url, texts[i % len(texts)]), range(48)))
+                seen["lists"] = list(pool.map(lambda i: _post(url, texts[i : i + 4]), range(0, len(texts), 4)))
+                in_flight = [pool.submit(_post, url, text) for text in texts[:8]]
+                time.sleep(0.2)  # sent; SIGTERM now, while the replicas answer them
+                os.kill(os.getpid(), signal.SIGTERM)
+                seen["drained"] = [future.result() for future in in_flight]
+        except BaseException as error:  # said by the main thread, which SIGTERM stops waiting
+            seen["error"] = error
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    run_ray_serve(ServerSettings(model=str(model_dir)), port=port, replicas=REPLICAS, num_cpus=0.5)
+    thread.join(60)
+    assert "error" not in seen, seen.get("error")
+    assert seen["status"] == {"RUNNING": REPLICAS}
+    hub = [{"entity_group": e.entity_group, "score": e.score, "word": e.word, "start": e.start, "end": e.end}
+           for e in seen["hub"]]  # fmt: skip
+    assert _same(hub, expected[0])
+    for i, (status, got) in enumerate(seen["answers"]):
+        assert status == 200 and _same(got, expected[i % len(texts)]), (i, got)
+    for i, (status, got) in enumerate(seen["lists"]):
+        assert status == 200 and all(_same(g, e) for g, e in zip(got, expected[4 * i : 4 * i + 4], strict=True))
+    for i, (status, got) in enumerate(seen["drained"]):
+        assert status == 200 and _same(got, expected[i]), (i, status, got)
+    assert APP_NAME not in serve.status().applications
