@@ -113,17 +113,38 @@ def test_replicas_get_the_drivers_consent_and_no_gpu_they_were_not_given(monkeyp
         ray_application(settings, replicas=0)
 
 
+def _drive(url: str, texts: list[str], long: list[str]) -> dict[str, object]:
+    """What a client sees of the server at ``url``, once ready: Serve's replica states, `InferenceClient`'s answer
+    for ``texts[0]``, 48 concurrent single texts and lists of 4; then 6 requests of the ``long`` texts, SIGTERM sent
+    to this process while they are in flight, and their answers with the time each came (and the signal's)."""
+    from huggingface_hub import InferenceClient
+
+    seen: dict[str, object] = {}
+    _wait_ready(url)
+    seen["status"] = serve.status().applications[APP_NAME].deployments["EntityServer"].replica_states
+    seen["hub"] = InferenceClient(base_url=url).token_classification(texts[0])
+    with ThreadPoolExecutor(16) as pool:
+        seen["answers"] = list(pool.map(lambda i: _post(url, texts[i % len(texts)]), range(48)))
+        seen["lists"] = list(pool.map(lambda i: _post(url, texts[i : i + 4]), range(0, len(texts), 4)))
+        in_flight = [pool.submit(lambda: (*_post(url, long), time.monotonic())) for _ in range(6)]
+        time.sleep(0.2)  # sent and routed to the replicas, which take seconds to answer them all
+        seen["signalled"] = time.monotonic()
+        os.kill(os.getpid(), signal.SIGTERM)
+        seen["drained"] = [future.result() for future in in_flight]
+    return seen
+
+
 def test_two_replicas_answer_as_predict_and_sigterm_drains(local_ray, trained, monkeypatch):
     """`run_ray_serve` blocks in this (the main) thread while another sends requests through Serve's proxy, then
     SIGTERM with requests in flight: every one is answered, and the application is gone afterwards."""
     import huggingface_hub.constants
-    from huggingface_hub import InferenceClient
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # the client talks to loopback only
-
     model_dir, _ = trained
     texts = _sentences(24)
-    expected = list(predict_texts(*load_model(model_dir), texts))
+    long = [" ".join(texts[i : i + 6]) for i in range(16)]  # ~150 words each: 16 per request, seconds to answer
+    loaded = load_model(model_dir)
+    expected, expected_long = list(predict_texts(*loaded, texts)), list(predict_texts(*loaded, long))
     assert sum(map(len, expected)) > 0  # the trained model finds diseases in these sentences
     port = _free_port()
     url = f"http://127.0.0.1:{port}/"
@@ -131,16 +152,7 @@ def test_two_replicas_answer_as_predict_and_sigterm_drains(local_ray, trained, m
 
     def client() -> None:
         try:
-            _wait_ready(url)
-            seen["status"] = serve.status().applications[APP_NAME].deployments["EntityServer"].replica_states
-            seen["hub"] = InferenceClient(base_url=url).token_classification(texts[0])
-            with ThreadPoolExecutor(16) as pool:
-                seen["answers"] = list(pool.map(lambda i: _post(url, texts[i % len(texts)]), range(48)))
-                seen["lists"] = list(pool.map(lambda i: _post(url, texts[i : i + 4]), range(0, len(texts), 4)))
-                in_flight = [pool.submit(_post, url, text) for text in texts[:8]]
-                time.sleep(0.2)  # sent; SIGTERM now, while the replicas answer them
-                os.kill(os.getpid(), signal.SIGTERM)
-                seen["drained"] = [future.result() for future in in_flight]
+            seen.update(_drive(url, texts, long))
         except BaseException as error:  # said by the main thread, which SIGTERM stops waiting
             seen["error"] = error
             os.kill(os.getpid(), signal.SIGTERM)
@@ -158,6 +170,7 @@ def test_two_replicas_answer_as_predict_and_sigterm_drains(local_ray, trained, m
         assert status == 200 and _same(got, expected[i % len(texts)]), (i, got)
     for i, (status, got) in enumerate(seen["lists"]):
         assert status == 200 and all(_same(g, e) for g, e in zip(got, expected[4 * i : 4 * i + 4], strict=True))
-    for i, (status, got) in enumerate(seen["drained"]):
-        assert status == 200 and _same(got, expected[i]), (i, status, got)
+    for status, got, _ in seen["drained"]:
+        assert status == 200 and all(_same(g, e) for g, e in zip(got, expected_long, strict=True)), (status, got)
+    assert max(done for *_, done in seen["drained"]) > seen["signalled"]  # some were answered after SIGTERM
     assert APP_NAME not in serve.status().applications
