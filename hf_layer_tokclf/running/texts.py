@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,7 +17,7 @@ from .decoding import DEFAULT_DECODING, DEFAULT_STRATEGY, check_decoding, check_
 from .features import check_stride
 from .logits import check_max_length, chunk_tokenizers, default_max_length, task_logits
 from .prefetch import prefetch
-from .tasks import TASK_KEY, model_heads
+from .tasks import TASK_KEY, Head, model_heads
 
 T = TypeVar("T")
 
@@ -168,25 +168,46 @@ def _chunk_entities(
     max_batch_tokens: int | None,
     options: dict[str, Any],
 ) -> list[list[dict[str, Any]]]:
-    """The entities of each text: its windows (`text_windows`) through the model once, then `decoding.texts_entities`
-    with each head's labels and decoder (`tasks.Head`); a multi-task model's entities with their task."""
+    """The entities of each text: its windows (`text_windows`) through the model once, then `windows_entities`."""
     options = dict(options)
     heads = options.pop("heads")
     names = [head.name for head in heads]
-    found = task_logits(model, tokenizer, windows, names, batch_size, max_batch_tokens=max_batch_tokens)
+    logits = task_logits(model, tokenizer, windows, names, batch_size, max_batch_tokens=max_batch_tokens)
+    return windows_entities(texts, windows, logits, heads, tokenizer, **options)
+
+
+def windows_entities(
+    texts: Sequence[str],
+    windows: Sequence[Mapping[str, Any]],
+    logits: Sequence[Sequence[Any]],
+    heads: Sequence[Head],
+    tokenizer: Any,
+    *,
+    strategy: str = DEFAULT_STRATEGY,
+    decoding: str = DEFAULT_DECODING,
+    min_score: float | None = None,
+) -> list[list[dict[str, Any]]]:
+    """The entities of each of ``texts`` from the logits of its windows: `decoding.texts_entities` with each head's
+    labels and decoder (`tasks.Head`); a multi-task model's entities with their task, every task's of a text
+    together sorted by start (a stable sort: the heads' order where two start together).
+
+    ``windows`` are `text_windows`'s (each names its text by ``overflow_to_sample_mapping``), ``logits[h][w]`` head
+    ``h``'s logits of window ``w`` (`logits.task_logits`). `predict_texts` and the entity server
+    (`server.batcher`, which runs the windows of several requests in one batch) both decode here.
+    """
+    options = {"strategy": strategy, "decoding": decoding, "min_score": min_score}
     per_task = []
-    for head, logits in zip(heads, found, strict=True):
+    for head, head_logits in zip(heads, logits, strict=True):
         per_text: list[list[dict[str, Any]]] = [[] for _ in texts]
-        for window, own in zip(windows, logits, strict=True):
+        for window, own in zip(windows, head_logits, strict=True):
             per_text[window["overflow_to_sample_mapping"]].append({**window, "logits": own})
         with stage("decode"):
             entities = texts_entities(
                 texts, per_text, tokenizer=tokenizer, id2label=head.id2label, crf=head.decoder, **options
             )
         per_task.append(entities if head.name is None else [[{**e, TASK_KEY: head.name} for e in t] for t in entities])
-    if names == [None]:
+    if [head.name for head in heads] == [None]:
         return per_task[0]
-    # Every task's entities of a text, by start (a stable sort: the tasks' order where two start together).
     return [sorted(itertools.chain(*own), key=lambda entity: entity["start"]) for own in zip(*per_task, strict=True)]
 
 
