@@ -26,7 +26,8 @@ from ray import serve  # noqa: E402
 from hf_layer_tokclf.base.code_consent import TRUST_ENV  # noqa: E402
 from hf_layer_tokclf.running.loading import load_model  # noqa: E402
 from hf_layer_tokclf.running.texts import predict_texts  # noqa: E402
-from hf_layer_tokclf.server.ray_serve import APP_NAME, ray_application, replica_settings, run_ray_serve  # noqa: E402
+from hf_layer_tokclf.server.app import ModelLoadError  # noqa: E402
+from hf_layer_tokclf.server.ray_serve import APP_NAME, DEPLOYMENT, ray_application, replica_settings, run_ray_serve  # noqa: E402
 from hf_layer_tokclf.server.settings import ServerSettings  # noqa: E402
 
 REPLICAS = 2
@@ -35,10 +36,12 @@ REPLICAS = 2
 @pytest.fixture(scope="module")
 def local_ray():
     """A new Ray instance on this machine, 2 CPUs, no dashboard; its workers import the package under test (as in
-    test_ray_engine.py: ``address="local"``, a short folder for Ray's sockets, removed afterwards)."""
+    test_ray_engine.py: ``address="local"``, a short folder for Ray's sockets, removed afterwards); Serve tries a
+    replica's constructor once, not three times."""
     folder = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RAY_TMPDIR", folder)
+        patch.setenv("RAY_SERVE_MAX_PER_REPLICA_RETRY_COUNT", "1")  # a replica that cannot load fails at once
         ray.init(
             address="local",
             num_cpus=2,
@@ -121,7 +124,7 @@ def _drive(url: str, texts: list[str], long: list[str]) -> dict[str, object]:
 
     seen: dict[str, object] = {}
     _wait_ready(url)
-    seen["status"] = serve.status().applications[APP_NAME].deployments["EntityServer"].replica_states
+    seen["status"] = serve.status().applications[APP_NAME].deployments[DEPLOYMENT].replica_states
     seen["hub"] = InferenceClient(base_url=url).token_classification(texts[0])
     with ThreadPoolExecutor(16) as pool:
         seen["answers"] = list(pool.map(lambda i: _post(url, texts[i % len(texts)]), range(48)))
@@ -173,4 +176,15 @@ def test_two_replicas_answer_as_predict_and_sigterm_drains(local_ray, trained, m
     for status, got, _ in seen["drained"]:
         assert status == 200 and all(_same(g, e) for g, e in zip(got, expected_long, strict=True)), (status, got)
     assert max(done for *_, done in seen["drained"]) > seen["signalled"]  # some were answered after SIGTERM
+    assert APP_NAME not in serve.status().applications
+
+
+def test_a_model_no_replica_can_load_is_a_load_error_and_leaves_nothing(local_ray, trained, tmp_path):
+    """The folder passes the checks made before Ray (its config is there), its weights do not load: `run_ray_serve`
+    raises the single-process server's `ModelLoadError` with the replica's reason, and deletes the application."""
+    broken = tmp_path / "broken"
+    shutil.copytree(trained[0], broken)
+    (broken / "model.safetensors").write_bytes(b"not weights")
+    with pytest.raises(ModelLoadError, match=f"{broken} could not load on Ray Serve: .*safetensors"):
+        run_ray_serve(ServerSettings(model=str(broken)), port=_free_port())
     assert APP_NAME not in serve.status().applications

@@ -27,35 +27,23 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import ray
 from ray import serve
 
-from ..base.code_consent import caller_consent, check_consent
-from ..base.locations import check_model_location
+from ..base.code_consent import caller_consent
+from .app import ModelLoadError, build_app, load
 from .settings import ServerSettings
 
-__all__ = ["APP_NAME", "EntityServer", "ray_application", "run_ray_serve"]
+__all__ = ["APP_NAME", "DEPLOYMENT", "EntityServer", "ray_application", "run_ray_serve"]
 
 logger = logging.getLogger(__name__)
 
 APP_NAME = "hf-layer-tokclf"
 """The Serve application's name on the cluster (`serve.status`, `serve delete`)."""
-
-
-def _load(settings: ServerSettings) -> tuple[Any, Any]:
-    """The model and tokenizer ``settings`` name, loaded as the single-process server loads them."""
-    from ..running.loading import load_model
-
-    if settings.num_threads is not None:
-        import torch
-
-        torch.set_num_threads(settings.num_threads)
-    return load_model(
-        settings.model, device=settings.device, dtype=settings.dtype, trust_remote_code=settings.trust_remote_code
-    )
+DEPLOYMENT = "EntityServer"
+"""Its one deployment's name: the replicas of the entity server."""
 
 
 class _EntityServer:
@@ -64,24 +52,18 @@ class _EntityServer:
 
     async def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
-        self.loaded = await asyncio.to_thread(_load, settings)
+        self.loaded = await asyncio.to_thread(load, settings)
 
     def __serve_build_asgi_app__(self) -> Any:
-        from .app import build_app
-
         self.asgi_app = build_app(self.settings, loaded=self.loaded)
         return self.asgi_app
 
-    async def check_health(self) -> None:
-        """Serve's health check: the application's own ``GET /health``, asked in-process; anything but 200 fails
-        the replica (Serve then replaces it)."""
-        import httpx
-
-        transport = httpx.ASGITransport(app=self.asgi_app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://replica") as client:
-            response = await client.get("/health")
-        if response.status_code != 200:
-            raise RuntimeError(f"GET /health answered {response.status_code}: {response.text[:200]}")
+    def check_health(self) -> None:
+        """Serve's health check, every few seconds: a replica whose batcher could not start fails it (Serve then
+        replaces the replica); one still starting it (the few milliseconds after its lifespan began) passes."""
+        state = self.asgi_app.state.server
+        if state.status == "failed":
+            raise RuntimeError(f"{self.settings.model}: {state.error}")
 
 
 EntityServer = serve.ingress()(_EntityServer)
@@ -114,7 +96,7 @@ def ray_application(
     limit = settings.batching.max_concurrent_requests
     deployment = serve.deployment(
         EntityServer,
-        name="EntityServer",
+        name=DEPLOYMENT,
         num_replicas=replicas,
         ray_actor_options=resources,
         max_ongoing_requests=limit,
@@ -123,12 +105,19 @@ def ray_application(
     return deployment.bind(replica_settings(settings, num_gpus))
 
 
-def _check_model(settings: ServerSettings) -> None:
-    """The model's location and, for a local folder, the consent its code needs: said here, before Ray starts, not
-    by each replica failing in turn."""
-    check_model_location(settings.model)
-    if Path(settings.model).exists():
-        check_consent(settings.model, settings.trust_remote_code)
+def _deploy(application: serve.Application, model: str) -> None:
+    """Runs ``application`` on Serve, returning once every replica is ready; a model no replica could load (Serve
+    tries each a few times) is a `app.ModelLoadError`, as on the single-process server."""
+    try:
+        serve.run(application, name=APP_NAME, route_prefix="/", blocking=False)
+    except RuntimeError as error:
+        if f"Deploying application {APP_NAME} failed" not in str(error):
+            raise
+        # The application's message says only that its deployment failed; the deployment's (the replica's
+        # traceback, logged by Serve's controller) ends with why.
+        deployment = serve.status().applications[APP_NAME].deployments.get(DEPLOYMENT)
+        lines = (deployment.message if deployment is not None else "").strip().splitlines() or [str(error)]
+        raise ModelLoadError(f"{model} could not load on Ray Serve: {lines[-1]}") from None
 
 
 @contextmanager
@@ -162,7 +151,8 @@ def run_ray_serve(
     then closes each replica's application. Only this application is deleted: the other applications of a cluster
     go on.
     """
-    _check_model(settings)
+    if port == 0:
+        raise ValueError("Ray Serve listens on the port it is given: name one (--port 0 asks for any free one).")
     application = ray_application(settings, replicas=replicas, num_cpus=num_cpus, num_gpus=num_gpus)
     started = not ray.is_initialized()
     if started:
@@ -171,9 +161,10 @@ def run_ray_serve(
         with _until_signal() as stop:
             serve.start(http_options={"host": host, "port": port})
             try:
-                serve.run(application, name=APP_NAME, route_prefix="/", blocking=False)
-                logger.info(
-                    "serving %s on http://%s:%d/ with %d Ray Serve replicas", settings.model, host, port, replicas
+                _deploy(application, settings.model)
+                address_ = f"[{host}]" if ":" in host else host
+                print(
+                    f"serving {settings.model} on http://{address_}:{port} ({replicas} Ray Serve replicas)", flush=True
                 )
                 stop.wait()
                 logger.info("stopping: answering the requests in flight")
