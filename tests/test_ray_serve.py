@@ -188,3 +188,28 @@ def test_a_model_no_replica_can_load_is_a_load_error_and_leaves_nothing(local_ra
     with pytest.raises(ModelLoadError, match=f"{broken} could not load on Ray Serve: .*safetensors"):
         run_ray_serve(ServerSettings(model=str(broken)), port=_free_port())
     assert APP_NAME not in serve.status().applications
+
+
+def test_serve_engine_ray_runs_ray_serve_with_its_options(tiny_dir, monkeypatch, capsys):
+    """``serve --engine ray``: the options reach `run_ray_serve` (replaced here: no Ray starts); a model no replica
+    could load is one line and status 1, as with the local engine."""
+    import hf_layer_tokclf.server.ray_serve as ray_serve
+    from hf_layer_tokclf.cli.main import main
+
+    calls = []
+    monkeypatch.setattr(ray_serve, "run_ray_serve", lambda settings, **options: calls.append((settings, options)))
+    argv = ["serve", str(tiny_dir), "--engine", "ray", "--port", "8123", "--max-wait-ms", "2"]
+    ray_options = ["--replicas", "3", "--ray-address", "auto", "--ray-num-cpus", "1.5", "--ray-num-gpus", "0.5"]
+    assert main([*argv, *ray_options]) == 0
+    [(settings, options)] = calls
+    assert (settings.model, settings.batching.max_wait_ms) == (str(tiny_dir), 2.0)
+    assert options == {
+        "host": "127.0.0.1", "port": 8123, "replicas": 3, "address": "auto", "num_cpus": 1.5, "num_gpus": 0.5
+    }  # fmt: skip
+
+    def failing(settings: ServerSettings, **options: object) -> None:
+        raise ModelLoadError(f"{settings.model} could not load on Ray Serve: OSError: no weights")
+
+    monkeypatch.setattr(ray_serve, "run_ray_serve", failing)
+    assert main(argv) == 1
+    assert capsys.readouterr().err.strip().endswith("could not load on Ray Serve: OSError: no weights")
