@@ -36,7 +36,7 @@ from ..base.code_consent import caller_consent
 from .app import ModelLoadError, build_app, load
 from .settings import ServerSettings
 
-__all__ = ["APP_NAME", "DEPLOYMENT", "EntityServer", "ray_application", "run_ray_serve"]
+__all__ = ["APP_NAME", "DEPLOYMENT", "EntityServer", "ray_application", "replica_settings", "run_ray_serve"]
 
 logger = logging.getLogger(__name__)
 
