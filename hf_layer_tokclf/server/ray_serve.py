@@ -6,8 +6,8 @@ one replica are batched there. Ray Serve's proxy takes the HTTP requests and spr
 the requests, answers, errors and routes are those of the single-process server.
 
 A replica turns ready once its model is loaded (Serve routes nothing to it before, and `serve.run` returns
-once every replica is ready); Serve then asks the application's own ``GET /health`` every few seconds and
-replaces a replica that fails it. Serve runs the application's lifespan in the replica: its startup starts the
+once every replica is ready); Serve then checks the application's state every few seconds and replaces a
+replica whose batcher failed. Serve runs the application's lifespan in the replica: its startup starts the
 batcher, its shutdown (when Serve stops the replica, after the requests in flight are answered) closes it.
 
 On a cluster every node needs this package, its dependencies and the same Ray version, and the model must be
