@@ -187,6 +187,19 @@ CANNOT_RUN = [
         ("tests/test_sweep_tasks.py::test_cli_sweeps_each_task_from_one_pass_per_corpus",),
     ),
     CannotRun(
+        rf"^{CLI} serve\b",
+        "a server: it runs until it is stopped; tests/test_server.py starts this command in a subprocess",
+        ("tests/test_server.py::test_inference_client_gets_predicts_entities",),
+    ),
+    CannotRun(
+        r"^curl\b|InferenceClient\(base_url=",
+        "a client of the server the line above starts (and InferenceClient refuses to run under HF_HUB_OFFLINE=1)",
+        (
+            "tests/test_server.py::test_inference_client_gets_predicts_entities",
+            "tests/test_server.py::test_200_concurrent_requests_are_each_answered_with_their_own_entities",
+        ),
+    ),
+    CannotRun(
         r"from optimum\.onnxruntime import",
         "optimum-onnx needs transformers 4.57, which only the lowest-versions environment has",
         ("tests/test_export.py::test_optimum_loads_the_export_and_its_pipeline_equals_predict_argmax",),

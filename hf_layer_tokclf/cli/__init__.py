@@ -12,6 +12,7 @@
 - push: ``push`` (and push_to_hub.py), a model shared on the Hub.
 - sweep: ``sweep``, one probe per layer.
 - export: ``export-onnx`` and ``export-transformers``.
+- serve: ``serve``, an entity server (this process with uvicorn, or Ray Serve), checked before its port is bound.
 - reference: the README's table of every option, made from the parsers.
 
 May import: base, model, formats, running, annotation, server, sharing, training.

@@ -19,6 +19,7 @@ from .export import export_onnx_command, export_onnx_parser, export_transformers
 from .interrupts import KEPT_ON_INTERRUPT
 from .predict import predict_command, predict_parser
 from .push import push_command, push_parser
+from .serve import serve_command, serve_parser
 from .sweep import sweep_command, sweep_parser
 from .train import train_command, train_parser
 
@@ -34,6 +35,7 @@ commands:
   sweep      which layer? one linear probe per layer from one pass over the data; F1 vs cost
   export-onnx  the model as ONNX for serving (dynamic batch and sequence), optionally int8-quantized
   export-transformers  a one-layer model as its family's stock *ForTokenClassification (no custom code)
+  serve      an entity server: the Inference API's token classification over HTTP, concurrent requests batched
 
 Run `hf-layer-tokclf <command> --help` for a command's options.
 """
@@ -47,6 +49,7 @@ PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "sweep": sweep_parser,
     "export-onnx": export_onnx_parser,
     "export-transformers": export_transformers_parser,
+    "serve": serve_parser,
 }
 
 COMMANDS = {
@@ -57,6 +60,7 @@ COMMANDS = {
     "sweep": sweep_command,
     "export-onnx": export_onnx_command,
     "export-transformers": export_transformers_command,
+    "serve": serve_command,
 }
 
 

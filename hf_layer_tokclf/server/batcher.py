@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import copy
+import itertools
 import logging
 import math
 import time
@@ -247,29 +248,32 @@ class Batcher:
                 return batch
 
     def _answer(self, batch: list[_Pending]) -> list[list[list[dict[str, Any]]]]:
-        """In the model's thread: every window of the batch through the model at once, each request decoded alone."""
+        """In the model's thread: every window of the batch through the model at once, then the requests of each
+        aggregation strategy decoded together (one decode for many requests costs little more than for one)."""
         windows = [window for pending in batch for window in pending.windows]
         names = [head.name for head in self.heads]
-        limits = self.batching
-        logits = task_logits(
-            self.model, self.tokenizer, windows, names, max(len(windows), 1), max_batch_tokens=limits.max_batch_tokens
-        )
-        answers, start = [], 0
-        for pending in batch:
-            end = start + len(pending.windows)
-            own = [head_logits[start:end] for head_logits in logits]
+        budget = self.batching.max_batch_tokens
+        logits = task_logits(self.model, self.tokenizer, windows, names, max(len(windows), 1), max_batch_tokens=budget)
+        first_window = list(itertools.accumulate((len(p.windows) for p in batch), initial=0))
+        answers: list[Any] = [None] * len(batch)
+        for strategy in dict.fromkeys(p.request.aggregation_strategy for p in batch):
+            members = [i for i, pending in enumerate(batch) if pending.request.aggregation_strategy == strategy]
+            texts, own_windows, rows = [], [], []
+            for i in members:  # the members' texts numbered one after another, their windows pointing at them
+                own_windows += [{**w, "overflow_to_sample_mapping": w["overflow_to_sample_mapping"] + len(texts)}
+                                for w in batch[i].windows]  # fmt: skip
+                rows += range(first_window[i], first_window[i + 1])
+                texts += batch[i].request.texts
+            own_logits = [[head_logits[row] for row in rows] for head_logits in logits]
             entities = windows_entities(
-                pending.request.texts,
-                pending.windows,
-                own,
-                self.heads,
-                self.tokenizer,
-                strategy=pending.request.aggregation_strategy,
-                decoding=self.decoding,
-                min_score=self.settings.min_score,
-            )
-            answers.append(_without_labels(entities, pending.request.ignore_labels))
-            start = end
+                texts, own_windows, own_logits, self.heads, self.tokenizer,
+                strategy=strategy, decoding=self.decoding, min_score=self.settings.min_score,
+            )  # fmt: skip
+            done = 0
+            for i in members:
+                count = len(batch[i].request.texts)
+                answers[i] = _without_labels(entities[done : done + count], batch[i].request.ignore_labels)
+                done += count
         return answers
 
 
