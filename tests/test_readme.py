@@ -150,7 +150,10 @@ CANNOT_RUN = [
     CannotRun(
         r"^ray start\b|--engine ray",
         "needs a Ray cluster",
-        ("tests/test_ray_engine.py::test_predict_engine_ray_writes_the_single_process_entities",),
+        (
+            "tests/test_ray_engine.py::test_predict_engine_ray_writes_the_single_process_entities",
+            "tests/test_ray_serve.py::test_two_replicas_answer_as_predict_and_sigterm_drains",
+        ),
     ),
     CannotRun(
         r"^(torchrun|accelerate launch)\b",

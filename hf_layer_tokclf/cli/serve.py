@@ -183,19 +183,24 @@ def serve_command(argv: Sequence[str]) -> int:
         require("ray", "serve --engine ray")
     settings = serve_settings(args)
     check_servable(args.model, args.trust_remote_code)
-    if args.engine == "ray":
-        from ..server.ray_serve import run_ray_serve
-
-        run_ray_serve(
-            settings, host=args.host, port=args.port, replicas=args.replicas, address=args.ray_address,
-            num_cpus=args.ray_num_cpus, num_gpus=args.ray_num_gpus,
-        )  # fmt: skip
-        return 0
     from ..server.app import ModelLoadError, run_local
 
     try:
-        run_local(settings, args.host, args.port)
+        if args.engine == "ray":
+            _run_ray(settings, args)
+        else:
+            run_local(settings, args.host, args.port)
     except ModelLoadError as error:  # logged with its traceback by the server; here one line, and status 1
         print(f"hf-layer-tokclf serve: error: {scrub_text(str(error))}", file=sys.stderr)
         return 1
     return 0
+
+
+def _run_ray(settings: ServerSettings, args: argparse.Namespace) -> None:
+    """``--engine ray``: the server on Ray Serve (`ray_serve.run_ray_serve`), until SIGTERM or Ctrl-C."""
+    from ..server.ray_serve import run_ray_serve
+
+    run_ray_serve(
+        settings, host=args.host, port=args.port, replicas=args.replicas, address=args.ray_address,
+        num_cpus=args.ray_num_cpus, num_gpus=args.ray_num_gpus,
+    )  # fmt: skip
