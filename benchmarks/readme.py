@@ -1,6 +1,6 @@
 """Puts the benchmark tables of ``benchmarks/results/`` into README.md, between HTML comments:
 
-    python -m benchmarks.readme   # after `python -m benchmarks`, `benchmarks.few_data`, ... or `.multitask`
+    python -m benchmarks.readme   # after `python -m benchmarks`, `benchmarks.few_data`, ..., `.multitask` or `.server`
 
 `tests/test_readme.py` checks the README holds what the summary functions make of the committed JSON.
 """
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import corpus, few_data, multitask, train_ncbi
+from benchmarks import corpus, few_data, multitask, server, train_ncbi
 from benchmarks.common import REPO, RESULTS_DIR
 from benchmarks.suite import readme_summary
 from hf_layer_tokclf.base.files import fill_marked_block, marked_block
@@ -26,6 +26,7 @@ BLOCKS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "main-job": ("train_ncbi.json", train_ncbi.readme_time),
     "train-ncbi": ("train_ncbi.json", train_ncbi.readme_table),
     "multitask": ("multitask.json", multitask.readme_table),
+    "server": ("server.json", server.readme_table),
 }
 
 
