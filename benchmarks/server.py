@@ -59,7 +59,7 @@ PLANS: dict[str, dict[str, Any]] = {
         "duration_s": 45.0,
         "offline_rounds": 5,
         "offline_budget_s": 120.0,
-        "forward_calls": 300,
+        "forward_calls": 400,  # the sentences the 1-client level sends
     },
     "quick": {
         "train": {"steps": 8, "batch": 8, "train": 64, "dev": 16},
@@ -380,7 +380,9 @@ def verdicts(data: dict[str, Any]) -> list[dict[str, Any]]:
     )
     offline = ours["sentences_per_s"] / reference["offline_sentences_per_s"]
     speedup = ours["sentences_per_s"] / pipeline["sentences_per_s"] if pipeline["sentences_per_s"] else float("inf")
-    p99 = alone["p99_ms"] / reference["forward_ms"]
+    # Like for like: the p99 of the answers' latency against the p99 of one forward pass over the same sentences (the
+    # tail of both is the longest sentences'); the median forward pass is said beside it.
+    p99 = alone["p99_ms"] / reference["forward_p99_ms"]
     served = [r for r in data["rows"] if r["contender"] != "pipeline"]
     failed, lost = sum(r["failed"] for r in served), sum(r["lost"] for r in served)
     unequal = sum(r["answers"] - r["equal"] for r in served)
@@ -402,9 +404,9 @@ def verdicts(data: dict[str, Any]) -> list[dict[str, Any]]:
         ),
         verdict(
             p99 <= TARGET_P99_FORWARDS,
-            f"1 client: p99 latency {alone['p99_ms']:.1f} ms = {p99:.2f} x one "
-            f"forward pass ({reference['forward_ms']:.1f} ms, predict_texts on one sentence; target <= "
-            f"{TARGET_P99_FORWARDS})",
+            f"1 client: p99 latency {alone['p99_ms']:.1f} ms = {p99:.2f} x the p99 of one forward pass over the same "
+            f"sentences ({reference['forward_p99_ms']:.1f} ms, predict_texts on one sentence; median "
+            f"{reference['forward_ms']:.1f} ms; target <= {TARGET_P99_FORWARDS})",
             alone["cpu_during_timing"],
             value=p99,
         ),

@@ -7,11 +7,18 @@ import asyncio
 from dataclasses import replace
 
 import pytest
+import torch
 from conftest import NCBI
 
 from hf_layer_tokclf.running.loading import load_model
 from hf_layer_tokclf.running.texts import predict_texts
-from hf_layer_tokclf.server.batcher import Batcher, QueueFullError, ShuttingDownError
+from hf_layer_tokclf.server.batcher import (
+    CPU_FORWARD_TOKENS,
+    Batcher,
+    QueueFullError,
+    ShuttingDownError,
+    forward_tokens,
+)
 from hf_layer_tokclf.server.requests import EntityRequest
 from hf_layer_tokclf.server.settings import BatchSettings, ServerSettings
 
@@ -214,3 +221,37 @@ def test_settings_the_model_cannot_honour_are_refused_at_start(served):
         Batcher(model, tokenizer, ServerSettings(model=model_dir, max_length=4096))
     with pytest.raises(ValueError, match="asked of a single-task model"):
         Batcher(model, tokenizer, replace(ServerSettings(model=model_dir), tasks=("disease",)))
+
+
+class CountingPasses:
+    """A model that notes the shape of every forward pass it runs (the model's own answers, untouched)."""
+
+    def __init__(self, model) -> None:
+        self.model, self.shapes = model, []
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def __call__(self, **inputs):
+        self.shapes.append(tuple(inputs["input_ids"].shape))
+        return self.model(**inputs)
+
+
+def test_a_batch_runs_as_length_sorted_passes_within_the_forward_budget(served):
+    model_dir, model, tokenizer = served
+    counting = CountingPasses(model)
+    texts = ncbi_texts(16)
+    answers, batches = run_batcher(
+        (model_dir, counting, tokenizer), [request([t]) for t in texts], max_wait_ms=2000, forward_batch_tokens=256
+    )
+    assert_same_entities([a[0] for a in answers], list(predict_texts(model, tokenizer, texts)))
+    assert max(r for r, _, _ in batches.seen) > 1
+    assert all(rows * length <= 256 or rows == 1 for rows, length in counting.shapes), counting.shapes
+    assert len(counting.shapes) > len(batches.seen)  # batches cut into passes
+
+
+def test_the_forward_budget_is_small_on_the_cpu_and_the_batch_on_a_gpu():
+    assert forward_tokens(BatchSettings(), torch.device("cpu")) == CPU_FORWARD_TOKENS
+    assert forward_tokens(BatchSettings(max_batch_tokens=512), torch.device("cpu")) == 512
+    assert forward_tokens(BatchSettings(), torch.device("cuda")) == BatchSettings().max_batch_tokens
+    assert forward_tokens(BatchSettings(forward_batch_tokens=64), torch.device("cuda")) == 64

@@ -156,7 +156,7 @@ def test_verdicts_judge_the_targets_on_given_figures():
         return row | {"failed": failed, "requests": 100, "answers": answers, "equal": answers - unequal,
                       "cpu_during_timing": None}  # fmt: skip
 
-    data = {"reference": {"offline_sentences_per_s": 100.0, "forward_ms": 8.0}}
+    data = {"reference": {"offline_sentences_per_s": 100.0, "forward_ms": 6.0, "forward_p99_ms": 8.0}}
     data["rows"] = [row("batched", 1, 50, p99=12.5), row("pipeline", 1, 20), row("batched", 64, 79, failed=1),
                     row("unbatched", 64, 30, unequal=2), row("pipeline", 64, 26)]  # fmt: skip
     found = server.verdicts(data)

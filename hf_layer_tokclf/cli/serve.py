@@ -47,6 +47,11 @@ def serve_parser() -> argparse.ArgumentParser:
         help="A batch closes at this many tokens of windows (default: %(default)s).",
     )  # fmt: skip
     batching.add_argument(
+        "--forward-batch-tokens", type=at_least_one, default=None, metavar="N",
+        help="A batch runs as length-sorted forward passes of at most N padded tokens (predict's --max-batch-tokens; "
+        "default: 1024 on the CPU, where padding costs as much as text, and --max-batch-tokens on a GPU).",
+    )  # fmt: skip
+    batching.add_argument(
         "--max-batch-requests", type=at_least_one, default=defaults.max_batch_requests, metavar="N",
         help="A batch closes at this many requests (default: %(default)s; 1 turns batching off).",
     )  # fmt: skip
@@ -157,6 +162,7 @@ def serve_settings(args: argparse.Namespace) -> ServerSettings:
         batching=BatchSettings(
             max_wait_ms=args.max_wait_ms,
             max_batch_tokens=args.max_batch_tokens,
+            forward_batch_tokens=args.forward_batch_tokens,
             max_batch_requests=args.max_batch_requests,
             max_concurrent_requests=args.max_concurrent_requests,
         ),
