@@ -3,7 +3,7 @@
 Most tests share one server, started as a user starts it (``python -m hf_layer_tokclf serve MODEL``) in a subprocess
 on a free loopback port, on the trained MiniLM of conftest; the answers are compared with `texts.predict_texts` on
 the same model and NCBI-disease test sentences. What needs a server of its own: a full queue and SIGTERM (one server,
-tiny limits), a model that fails to load. The model's loading states, the ONNX folder and the multi-task model run
+tiny limits), a model that fails to load, the ONNX folder. The model's loading states and the multi-task model run
 in this process (Starlette's TestClient), which costs no interpreter start.
 """
 
@@ -353,15 +353,18 @@ def trained_onnx(trained, tmp_path_factory):
     return out
 
 
-def test_the_onnx_folder_serves_the_same_entities(trained_onnx, reference):
-    from hf_layer_tokclf.server.app import build_app
-
-    with served_in_process(build_app(ServerSettings(model=str(trained_onnx)))) as client:
-        answer = client.post("/", json={"inputs": TEXTS[:16]})
-        assert answer.status_code == 200
-        for got, want in zip(answer.json(), reference[2][:16], strict=True):
+def test_the_onnx_folder_serves_the_same_entities(trained_onnx, reference, tmp_path):
+    """``serve ONNX_FOLDER`` (export-onnx's folder), started as a user starts it, answers with predict's entities."""
+    served = Served(trained_onnx, tmp_path)
+    try:
+        url = served.ready()
+        status, _, answer = post(url, {"inputs": TEXTS[:16]})
+        assert status == 200, answer
+        for got, want in zip(answer, reference[2][:16], strict=True):
             assert_same_entities(got, want)
-        assert client.get("/info").json()["engine"] == "onnx"
+        assert call(f"{url}/info")[2]["engine"] == "onnx"
+    finally:
+        assert served.stop() == 0
 
 
 def test_a_multitask_model_answers_each_tasks_entities(multitask_dir):
