@@ -223,8 +223,8 @@ def test_health_info_and_metrics(server):
     status, _, info = call(f"{server.url}/info")
     assert status == 200
     assert (info["model_type"], info["hidden_layer"], info["aggregation_strategy"]) == ("bert-layer-tokclf", 2, "first")
-    assert info["batching"] == {"max_wait_ms": 5.0, "max_batch_tokens": 16384, "max_batch_requests": 64,
-                                "max_concurrent_requests": 512}  # fmt: skip
+    assert info["batching"] == {"max_wait_ms": 5.0, "max_batch_tokens": 16384, "forward_batch_tokens": 1024,
+                                "max_batch_requests": 64, "max_concurrent_requests": 512}  # fmt: skip
     assert info["limits"] == {"payload_limit": 2_000_000, "max_client_batch_size": 32}
     assert info["versions"]["hf-layer-tokclf"] and info["versions"]["transformers"]
     assert call(f"{server.url}/no-such-route")[0] == 404

@@ -109,6 +109,7 @@ def command_lines(folder: Path, tmp_path: Path) -> dict[str, list[str]]:
         ],
         "export-onnx": ["export-onnx", folder, tmp_path / "onnx"],
         "export-transformers": ["export-transformers", folder, tmp_path / "stock"],
+        "serve": ["serve", folder, "--port", "0"],  # refused before the port is bound; a served model never starts
     }
 
 
@@ -350,6 +351,9 @@ OUTPUTS = {
     "export-onnx": (None, "--overwrite", True),  # the positional OUT_DIR
     "export-transformers": (None, "--overwrite", True),
 }
+# What writes no file at all: checked by running it (`test_serve_writes_nothing`), not walked.
+WRITES_NOTHING = {"serve"}
+WRITERS = sorted(OUTPUTS)
 USER_FILES = {"README.md": "my notes", "config.json": '{"mine": 1}', "vocab.txt": "my words", "notes.txt": "keep"}
 
 
@@ -367,10 +371,28 @@ def pointed_at(argv: list[str], command: str, target: Path) -> list[str]:
 
 
 def test_every_subcommand_has_its_output_walked():
-    assert set(OUTPUTS) == set(cli.COMMANDS)
+    assert set(OUTPUTS) | WRITES_NOTHING == set(cli.COMMANDS) and not set(OUTPUTS) & WRITES_NOTHING
 
 
-@pytest.mark.parametrize("command", sorted(cli.COMMANDS))
+def test_serve_writes_nothing(tiny_dir, tmp_path, monkeypatch):
+    """A server answering requests leaves no file where it runs, and its model folder as it was."""
+    from starlette.testclient import TestClient
+
+    from hf_layer_tokclf.server.app import build_app
+    from hf_layer_tokclf.server.settings import ServerSettings
+
+    before = {p: p.read_bytes() for p in tiny_dir.rglob("*") if p.is_file()}
+    monkeypatch.chdir(tmp_path)
+    with TestClient(build_app(ServerSettings(model=str(tiny_dir)))) as client:
+        while client.get("/health").json()["status"] == "loading":
+            pass
+        assert client.post("/", json={"inputs": [TEXT, TEXT]}).status_code == 200
+        assert client.get("/metrics").status_code == 200
+    assert list(tmp_path.iterdir()) == []
+    assert {p: p.read_bytes() for p in tiny_dir.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("command", WRITERS)
 def test_the_walked_command_lines_work_on_a_new_output(command, tiny_dir, tmp_path, capsys):
     """The control for the tests below: each command line does its work where its output is free, so a refusal
     there is the output's doing."""
@@ -378,7 +400,7 @@ def test_the_walked_command_lines_work_on_a_new_output(command, tiny_dir, tmp_pa
     assert cli.main(argv) == 0, capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", sorted(cli.COMMANDS))
+@pytest.mark.parametrize("command", WRITERS)
 def test_no_subcommand_replaces_a_folder_of_user_files(command, tiny_dir, tmp_path, capsys):
     """An output that is a folder of somebody's files is refused, even when asked to overwrite, and kept whole."""
     folder = tmp_path / "mine"
@@ -395,7 +417,7 @@ def test_no_subcommand_replaces_a_folder_of_user_files(command, tiny_dir, tmp_pa
     assert sorted(p.name for p in folder.iterdir()) == sorted([*USER_FILES, "checkpoint-best"])
 
 
-@pytest.mark.parametrize("command", sorted(cli.COMMANDS))
+@pytest.mark.parametrize("command", WRITERS)
 def test_no_subcommand_writes_through_a_symlink(command, tiny_dir, tmp_path, capsys):
     """A symlink where a run would write (its output, or a file of its output folder) never changes the file it
     points at, overwrite or not."""

@@ -17,7 +17,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -232,7 +232,6 @@ def info(state: ServerState) -> JSONResponse:
             "aggregation_strategy": settings.aggregation_strategy,
             "min_score": settings.min_score,
             **state.batcher.info(),
-            "batching": asdict(settings.batching),
             "limits": {
                 "payload_limit": settings.payload_limit,
                 "max_client_batch_size": settings.max_client_batch_size,

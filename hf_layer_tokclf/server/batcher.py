@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import copy
+import dataclasses
 import itertools
 import logging
 import math
@@ -175,7 +176,8 @@ class Batcher:
         self._running.shutdown()
 
     def info(self) -> dict[str, Any]:
-        """What the server answers with: the window, the decoding, the labels or tasks, where the model runs."""
+        """What the server answers with: the window, the decoding, how it batches (the forward passes' tokens as
+        used), the labels or tasks, where the model runs."""
         import torch
 
         device = getattr(self.model, "device", None)
@@ -189,6 +191,7 @@ class Batcher:
             "max_length": self.max_length,
             "stride": self.stride,
             "decoding": self.decoding,
+            "batching": {**dataclasses.asdict(self.batching), "forward_batch_tokens": self.forward_tokens},
             **({"labels": heads[None]} if None in heads else {"tasks": heads}),
         }
 
