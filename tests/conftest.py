@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -437,3 +438,54 @@ def ncbi_changed(path: Path, split: str, line: int, label: str) -> Path:
     lines[line - 1] = f"{token}\t{label}"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def ncbi_texts(n: int) -> list[str]:
+    """The first ``n`` NCBI-disease test sentences, their tokens joined by spaces: what a client of the server sends."""
+    blocks = (NCBI / "test.tsv").read_text().strip().split("\n\n")[:n]
+    return [" ".join(line.split("\t")[0] for line in block.splitlines()) for block in blocks]
+
+
+def same_entities(got: list[dict], want: list[dict]) -> bool:
+    """The same entities of a text, in the same order: every field but the score equal, scores within 1e-4 (a float32
+    forward pass differs in its last bits with the batch it runs in)."""
+    return [{**e, "score": None} for e in got] == [{**e, "score": None} for e in want] and all(
+        abs(g["score"] - w["score"]) <= 1e-4 for g, w in zip(got, want, strict=True)
+    )
+
+
+def assert_same_entities(got: list[dict], want: list[dict]) -> None:
+    assert same_entities(got, want), (got, want)
+
+
+@contextlib.contextmanager
+def local_ray_instance(**env: str):
+    """A new Ray instance on this machine, 2 CPUs, no dashboard, whose workers import the package under test.
+
+    ``address="local"``: never a cluster that `ray start` left on the machine (``ray.init()`` would join it, or fail
+    on its stale address). Its folder is short (Ray's socket paths must fit in 107 bytes) and removed afterwards.
+    ``env``: environment variables of this process while it runs (Ray Serve reads its settings from them).
+    """
+    import shutil
+
+    import ray
+
+    folder = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_TMPDIR", folder)
+        for name, value in env.items():
+            patch.setenv(name, value)
+        ray.init(
+            address="local",
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env={
+                "env_vars": {"PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+            },
+        )
+        try:
+            yield
+        finally:
+            ray.shutdown()
+    shutil.rmtree(folder, ignore_errors=True)

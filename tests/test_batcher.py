@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from conftest import NCBI
+from conftest import assert_same_entities, ncbi_texts
 
 from hf_layer_tokclf.running.loading import load_model
 from hf_layer_tokclf.running.texts import predict_texts
@@ -22,23 +22,12 @@ from hf_layer_tokclf.server.batcher import (
 from hf_layer_tokclf.server.requests import EntityRequest
 from hf_layer_tokclf.server.settings import BatchSettings, ServerSettings
 
-SCORE_TOLERANCE = 1e-4
 
-
-def ncbi_texts(n: int) -> list[str]:
-    """The first ``n`` NCBI-disease test sentences, detokenized by spaces."""
-    blocks = (NCBI / "test.tsv").read_text().strip().split("\n\n")[:n]
-    return [" ".join(line.split("\t")[0] for line in block.splitlines()) for block in blocks]
-
-
-def assert_same_entities(ours: list[list[dict]], theirs: list[list[dict]]) -> None:
-    """The same entities (label, offsets, word, task) with scores within `SCORE_TOLERANCE`."""
+def assert_same_answers(ours: list[list[dict]], theirs: list[list[dict]]) -> None:
+    """Each text's entities the same (`conftest.same_entities`)."""
     assert len(ours) == len(theirs)
-    for a, b in zip(ours, theirs, strict=True):
-        assert [{k: v for k, v in e.items() if k != "score"} for e in a] == [
-            {k: v for k, v in e.items() if k != "score"} for e in b
-        ]
-        assert all(abs(x["score"] - y["score"]) <= SCORE_TOLERANCE for x, y in zip(a, b, strict=True))
+    for got, want in zip(ours, theirs, strict=True):
+        assert_same_entities(got, want)
 
 
 class Batches:
@@ -85,7 +74,7 @@ def test_concurrent_requests_run_as_one_batch_and_each_gets_predicts_entities(se
     requests = [request([text]) for text in texts[:16]] + [request(texts[16:20]), request(texts[20:])]
     answers, batches = run_batcher(served, requests, max_wait_ms=2000)
     expected = list(predict_texts(model, tokenizer, texts))
-    assert_same_entities([entities for answer in answers for entities in answer], expected)
+    assert_same_answers([entities for answer in answers for entities in answer], expected)
     assert sum(entities != [] for entities in expected) >= 8  # the trained model finds diseases in them
     assert sum(r for r, _, _ in batches.seen) == len(requests)
     assert max(r for r, _, _ in batches.seen) > 1  # batched: fewer runs of the model than requests
@@ -123,7 +112,7 @@ def test_one_client_is_never_kept_waiting_for_others(served):
             await batcher.close()
 
     answers = asyncio.run(main())
-    assert_same_entities([a[0] for a in answers], list(predict_texts(model, tokenizer, [text] * 3)))
+    assert_same_answers([a[0] for a in answers], list(predict_texts(model, tokenizer, [text] * 3)))
 
 
 def test_each_request_is_decoded_with_its_own_parameters(served):
@@ -140,12 +129,12 @@ def test_each_request_is_decoded_with_its_own_parameters(served):
     ]
     answers, batches = run_batcher(served, requests, max_wait_ms=2000)
     assert max(r for r, _, _ in batches.seen) >= 2  # requests of different parameters share a batch
-    assert_same_entities(answers[0], list(predict_texts(model, tokenizer, texts[:4], aggregation_strategy="simple")))
-    assert_same_entities(answers[1], list(predict_texts(model, tokenizer, texts[:4], aggregation_strategy="none")))
+    assert_same_answers(answers[0], list(predict_texts(model, tokenizer, texts[:4], aggregation_strategy="simple")))
+    assert_same_answers(answers[1], list(predict_texts(model, tokenizer, texts[:4], aggregation_strategy="none")))
     assert "entity" in answers[1][0][0]
     assert answers[2] == [[], [], [], []]
-    assert_same_entities(answers[3], list(predict_texts(model, tokenizer, [long_text], stride=8)))
-    assert_same_entities(answers[4], list(predict_texts(model, tokenizer, [long_text])))
+    assert_same_answers(answers[3], list(predict_texts(model, tokenizer, [long_text], stride=8)))
+    assert_same_answers(answers[4], list(predict_texts(model, tokenizer, [long_text])))
     assert answers[4][0][-1]["end"] > 400  # entities past the first window's end: windowed, not truncated
 
 
@@ -163,7 +152,7 @@ def test_long_texts_are_windowed_as_predict_windows_them(served):
             await batcher.close()
 
     expected = list(predict_texts(model, tokenizer, texts, max_length=32))
-    assert_same_entities(asyncio.run(main()), expected)
+    assert_same_answers(asyncio.run(main()), expected)
     assert len(expected[0]) >= 4
 
 
@@ -202,7 +191,7 @@ def test_closing_answers_what_was_admitted_then_refuses(served):
         raise AssertionError("a closed batcher admitted a request")
 
     answers, error = asyncio.run(main())
-    assert_same_entities([a[0] for a in answers], list(predict_texts(model, tokenizer, texts)))
+    assert_same_answers([a[0] for a in answers], list(predict_texts(model, tokenizer, texts)))
     assert "shutting down" in str(error)
 
 
@@ -211,7 +200,7 @@ def test_a_multitask_model_answers_every_task_with_its_name(multitask_dir):
     texts = ncbi_texts(6)
     answers, _ = run_batcher((str(multitask_dir), model, tokenizer), [request([t]) for t in texts], max_wait_ms=500)
     expected = list(predict_texts(model, tokenizer, texts))
-    assert_same_entities([a[0] for a in answers], expected)
+    assert_same_answers([a[0] for a in answers], expected)
     assert {e["task"] for entities in expected for e in entities} <= {"cg", "disease"}
 
 
@@ -244,7 +233,7 @@ def test_a_batch_runs_as_length_sorted_passes_within_the_forward_budget(served):
     answers, batches = run_batcher(
         (model_dir, counting, tokenizer), [request([t]) for t in texts], max_wait_ms=2000, forward_batch_tokens=256
     )
-    assert_same_entities([a[0] for a in answers], list(predict_texts(model, tokenizer, texts)))
+    assert_same_answers([a[0] for a in answers], list(predict_texts(model, tokenizer, texts)))
     assert max(r for r, _, _ in batches.seen) > 1
     assert all(rows * length <= 256 or rows == 1 for rows, length in counting.shapes), counting.shapes
     assert len(counting.shapes) > len(batches.seen)  # batches cut into passes

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
 
 ray = pytest.importorskip("ray")
 
-from conftest import LABEL2ID, LABELS, NCBI, REPO  # noqa: E402
+from conftest import LABEL2ID, LABELS, NCBI, local_ray_instance  # noqa: E402
 
 from hf_layer_tokclf.annotation.chunks import annotate_documents  # noqa: E402
 from hf_layer_tokclf.annotation.ray_engine import annotate_dataset, predict_with_ray  # noqa: E402
@@ -28,27 +26,9 @@ OPTIONS = {"aggregation_strategy": "first", "decoding": "viterbi"}
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """A new Ray instance on this machine, 2 CPUs, no dashboard; its workers import the package under test.
-
-    ``address="local"``: never a cluster that `ray start` left on the machine (``ray.init()`` would join
-    it, or fail on its stale address). Its folder is short (Ray's socket paths must fit in 107 bytes) and
-    removed afterwards.
-    """
-    folder = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("RAY_TMPDIR", folder)
-        ray.init(
-            address="local",
-            num_cpus=2,
-            include_dashboard=False,
-            log_to_driver=False,
-            runtime_env={
-                "env_vars": {"PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
-            },
-        )
+    """A new Ray instance on this machine (`conftest.local_ray_instance`)."""
+    with local_ray_instance():
         yield
-        ray.shutdown()
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

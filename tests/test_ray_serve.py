@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import socket
-import tempfile
 import threading
 import time
 import urllib.error
@@ -20,7 +19,7 @@ import pytest
 ray = pytest.importorskip("ray")
 pytest.importorskip("fastapi")
 
-from conftest import NCBI, REPO  # noqa: E402
+from conftest import local_ray_instance, ncbi_texts, same_entities  # noqa: E402
 from ray import serve  # noqa: E402
 
 from hf_layer_tokclf.base.code_consent import TRUST_ENV  # noqa: E402
@@ -35,37 +34,16 @@ REPLICAS = 2
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """A new Ray instance on this machine, 2 CPUs, no dashboard; its workers import the package under test (as in
-    test_ray_engine.py: ``address="local"``, a short folder for Ray's sockets, removed afterwards); Serve tries a
-    replica's constructor once, not three times."""
-    folder = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("RAY_TMPDIR", folder)
-        patch.setenv("RAY_SERVE_MAX_PER_REPLICA_RETRY_COUNT", "1")  # a replica that cannot load fails at once
-        ray.init(
-            address="local",
-            num_cpus=2,
-            include_dashboard=False,
-            log_to_driver=False,
-            runtime_env={
-                "env_vars": {"PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
-            },
-        )
+    """A new Ray instance on this machine (`conftest.local_ray_instance`); Serve tries a replica's constructor once,
+    not three times."""
+    with local_ray_instance(RAY_SERVE_MAX_PER_REPLICA_RETRY_COUNT="1"):  # a replica that cannot load fails at once
         yield
-        ray.shutdown()
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def _sentences(count: int) -> list[str]:
-    """NCBI-disease test sentences, their tokens joined with spaces."""
-    sentences = (NCBI / "test.tsv").read_text().strip().split("\n\n")[:count]
-    return [" ".join(line.split("\t")[0] for line in sentence.splitlines()) for sentence in sentences]
 
 
 def _post(url: str, inputs: str | list[str]) -> tuple[int, object]:
@@ -93,16 +71,6 @@ def _wait_ready(url: str, seconds: float = 180) -> None:
             pass
         time.sleep(0.5)
     raise TimeoutError(f"{url} not ready in {seconds} s")
-
-
-def _same(got: list[dict], expected: list[dict]) -> bool:
-    """Entities equal: groups, words and offsets exactly, scores within 1e-4 (a float32 forward pass differs in its
-    last bits with the batch it is in)."""
-    keys = ("entity_group", "word", "start", "end")
-    return len(got) == len(expected) and all(
-        [g[k] for k in keys] == [e[k] for k in keys] and abs(g["score"] - e["score"]) < 1e-4
-        for g, e in zip(got, expected, strict=True)
-    )
 
 
 def test_replicas_get_the_drivers_consent_and_no_gpu_they_were_not_given(monkeypatch):
@@ -144,7 +112,7 @@ def test_two_replicas_answer_as_predict_and_sigterm_drains(local_ray, trained, m
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # the client talks to loopback only
     model_dir, _ = trained
-    texts = _sentences(24)
+    texts = ncbi_texts(24)
     long = [" ".join(texts[i : i + 6]) for i in range(16)]  # ~150 words each: 16 per request, seconds to answer
     loaded = load_model(model_dir)
     expected, expected_long = list(predict_texts(*loaded, texts)), list(predict_texts(*loaded, long))
@@ -168,13 +136,13 @@ def test_two_replicas_answer_as_predict_and_sigterm_drains(local_ray, trained, m
     assert seen["status"] == {"RUNNING": REPLICAS}
     hub = [{"entity_group": e.entity_group, "score": e.score, "word": e.word, "start": e.start, "end": e.end}
            for e in seen["hub"]]  # fmt: skip
-    assert _same(hub, expected[0])
+    assert same_entities(hub, expected[0])
     for i, (status, got) in enumerate(seen["answers"]):
-        assert status == 200 and _same(got, expected[i % len(texts)]), (i, got)
+        assert status == 200 and same_entities(got, expected[i % len(texts)]), (i, got)
     for i, (status, got) in enumerate(seen["lists"]):
-        assert status == 200 and all(_same(g, e) for g, e in zip(got, expected[4 * i : 4 * i + 4], strict=True))
+        assert status == 200 and len(got) == 4 and all(map(same_entities, got, expected[4 * i : 4 * i + 4])), got
     for status, got, _ in seen["drained"]:
-        assert status == 200 and all(_same(g, e) for g, e in zip(got, expected_long, strict=True)), (status, got)
+        assert status == 200 and len(got) == len(expected_long) and all(map(same_entities, got, expected_long)), got
     assert max(done for *_, done in seen["drained"]) > seen["signalled"]  # some were answered after SIGTERM
     assert APP_NAME not in serve.status().applications
 

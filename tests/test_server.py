@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import NCBI, REPO
+from conftest import REPO, assert_same_entities, ncbi_texts
 from tampered import foreign_code_folder
 
 from hf_layer_tokclf.running.loading import load_model
@@ -34,12 +34,6 @@ from hf_layer_tokclf.running.texts import predict_texts
 from hf_layer_tokclf.server.settings import BatchSettings, ServerSettings
 
 STARTUP_SECONDS = 300  # imports and the model load on a busy 2-core machine
-
-
-def ncbi_texts(n: int) -> list[str]:
-    """The first ``n`` NCBI-disease test sentences, their tokens joined by spaces."""
-    blocks = (NCBI / "test.tsv").read_text().strip().split("\n\n")[:n]
-    return [" ".join(line.split("\t")[0] for line in block.splitlines()) for block in blocks]
 
 
 TEXTS = ncbi_texts(200)
@@ -94,12 +88,6 @@ def call(url: str, body: bytes | None = None, headers: dict | None = None) -> tu
 
 def post(url: str, document: object) -> tuple[int, dict, object]:
     return call(url, json.dumps(document).encode(), {"Content-Type": "application/json"})
-
-
-def assert_same_entities(got: list[dict], want: list[dict]) -> None:
-    """The same entities (every field but the score equal, the score within 1e-4), in the same order."""
-    assert [{**e, "score": None} for e in got] == [{**e, "score": None} for e in want]
-    assert [e["score"] for e in got] == pytest.approx([e["score"] for e in want], abs=1e-4)
 
 
 def as_dicts(elements: list) -> list[dict]:
