@@ -458,6 +458,21 @@ def assert_same_entities(got: list[dict], want: list[dict]) -> None:
     assert same_entities(got, want), (got, want)
 
 
+def assert_same_answers(expected: list[list[dict]], found: list[list[dict]]) -> None:
+    """Each text's entities the same (`same_entities`: the comparison is symmetric), the first text that differs
+    named."""
+    assert len(expected) == len(found)
+    for number, (want, got) in enumerate(zip(expected, found, strict=True)):
+        assert same_entities(got, want), f"text {number}: {got} != {want}"
+
+
+def plain_entities(results: list[list[dict]]) -> list[list[dict]]:
+    """A pipeline's entities as predict writes them: numbers as Python's (not NumPy's), no ``index``."""
+    return [
+        [{k: v.item() if hasattr(v, "item") else v for k, v in e.items() if k != "index"} for e in r] for r in results
+    ]
+
+
 @contextlib.contextmanager
 def local_ray_instance(**env: str):
     """A new Ray instance on this machine, 2 CPUs, no dashboard, whose workers import the package under test.

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from conftest import assert_same_entities, ncbi_texts
+from conftest import assert_same_answers, ncbi_texts
 
 from hf_layer_tokclf.running.loading import load_model
 from hf_layer_tokclf.running.texts import predict_texts
@@ -21,13 +21,6 @@ from hf_layer_tokclf.server.batcher import (
 )
 from hf_layer_tokclf.server.requests import EntityRequest
 from hf_layer_tokclf.server.settings import BatchSettings, ServerSettings
-
-
-def assert_same_answers(ours: list[list[dict]], theirs: list[list[dict]]) -> None:
-    """Each text's entities the same (`conftest.same_entities`)."""
-    assert len(ours) == len(theirs)
-    for got, want in zip(ours, theirs, strict=True):
-        assert_same_entities(got, want)
 
 
 class Batches:

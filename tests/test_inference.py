@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import NCBI, TEXT, save_tiny_model
+from conftest import NCBI, TEXT, assert_same_answers, plain_entities, save_tiny_model
 
 from hf_layer_tokclf.cli.main import main
 from hf_layer_tokclf.formats.loading import load_sentences
@@ -50,17 +50,7 @@ def pipeline_entities(model, tokenizer, texts, strategy, stride, decoding):
         **({"pipeline_class": LayerTokenClassificationPipeline} if decoding == "viterbi" else {}),
     )
     results = ner([text if text.strip() else " " for text in texts], batch_size=8)
-    plain = [[{k: v.item() if hasattr(v, "item") else v for k, v in e.items()} for e in r] for r in results]
-    return [[{k: v for k, v in e.items() if k != "index"} for e in r] for r in plain]
-
-
-def assert_same_entities(expected, found):
-    assert len(expected) == len(found)
-    for number, (want, got) in enumerate(zip(expected, found, strict=True)):
-        assert [{k: v for k, v in e.items() if k != "score"} for e in got] == [
-            {k: v for k, v in e.items() if k != "score"} for e in want
-        ], f"text {number}"
-        assert [e["score"] for e in got] == pytest.approx([e["score"] for e in want], abs=1e-4), f"text {number}"
+    return plain_entities(results)
 
 
 @pytest.mark.parametrize("decoding", ["viterbi", "argmax"])
@@ -73,7 +63,7 @@ def test_predict_texts_equals_the_pipeline_on_a_trained_model(trained_model, ncb
     expected = pipeline_entities(model, tokenizer, ncbi_texts, strategy, stride, decoding)
     options = {"aggregation_strategy": strategy, "decoding": decoding}
     found = list(predict_texts(model, tokenizer, ncbi_texts, batch_size=8, **options))
-    assert_same_entities(expected, found)
+    assert_same_answers(expected, found)
     assert sum(map(len, found)) >= 10, "the trained model finds diseases"
     long_text = ncbi_texts[40]
     assert len(tokenizer(long_text)["input_ids"]) > 2 * max_length
@@ -86,7 +76,7 @@ def test_none_strategy_equals_the_pipeline_on_short_texts(tiny_dir, ncbi_texts, 
     short = [t for t in ncbi_texts if len(tokenizer(t)["input_ids"]) <= 128]
     expected = pipeline_entities(model, tokenizer, short, "none", None, decoding)
     found = predict_texts(model, tokenizer, short, aggregation_strategy="none", decoding=decoding)
-    assert_same_entities(expected, list(found))
+    assert_same_answers(expected, list(found))
 
 
 @pytest.mark.parametrize("decoding", ["viterbi", "argmax"])
@@ -96,7 +86,7 @@ def test_windows_of_a_small_max_length_match_the_pipeline_with_the_same_stride(t
     expected = pipeline_entities(model, tokenizer, ncbi_texts[:12], "first", 6, decoding)
     options = {"aggregation_strategy": "first", "decoding": decoding}
     found = predict_texts(model, tokenizer, ncbi_texts[:12], max_length=24, stride=6, **options)
-    assert_same_entities(expected, list(found))
+    assert_same_answers(expected, list(found))
 
 
 class Recording:
@@ -125,7 +115,7 @@ def test_predict_texts_reads_lazily_and_keeps_input_order(tiny_dir, ncbi_texts):
     rest = list(stream)
     assert source.taken == len(texts)
     at_once = list(predict_texts(model, tokenizer, texts, aggregation_strategy="first", chunk_size=10_000))
-    assert_same_entities(at_once, [first, *rest])  # other batches: scores equal up to float rounding
+    assert_same_answers(at_once, [first, *rest])  # other batches: scores equal up to float rounding
 
 
 def test_sentence_predictions_stream_in_chunks(tiny_dir):
@@ -158,7 +148,7 @@ def test_predict_cli_streams_a_file_in_input_order(tiny_dir, ncbi_texts, tmp_pat
     assert [r["text"] for r in records] == ncbi_texts[:25]
     model, tokenizer = load_model(tiny_dir)
     expected = list(predict_texts(model, tokenizer, ncbi_texts[:25], aggregation_strategy="first"))
-    assert_same_entities(expected, [r["entities"] for r in records])
+    assert_same_answers(expected, [r["entities"] for r in records])
     assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
     conll = tmp_path / "s.conll"
@@ -331,7 +321,7 @@ def test_entities_and_labels_are_the_same_with_or_without_overlap_and_with_any_b
     texts = ncbi_texts
     reference = list(predict_texts(model, tokenizer, texts, chunk_size=10_000))
     found = list(predict_texts(model, tokenizer, texts, chunk_size=7, max_batch_tokens=max_batch_tokens))
-    assert_same_entities(reference, found)
+    assert_same_answers(reference, found)
     sentences = load_sentences(str(NCBI / "test.tsv"))[:40]
     labels = predict_sentences(model, tokenizer, sentences, progress=False)
     chunked = list(
@@ -392,7 +382,7 @@ def test_a_consumer_that_uses_the_tokenizer_between_chunks_never_shares_it_with_
         found.append(entities)
         tokenizer([" ".join(texts)] * 4)  # the caller's own use: no truncation
     assert len(setters) >= 2 and all(len(threads) == 1 for threads in setters.values()), setters
-    assert_same_entities(list(predict_texts(model, tokenizer, texts, chunk_size=1000, max_length=32, stride=8)), found)
+    assert_same_answers(list(predict_texts(model, tokenizer, texts, chunk_size=1000, max_length=32, stride=8)), found)
 
 
 def test_closing_the_stream_stops_its_thread(tiny_dir, ncbi_texts):

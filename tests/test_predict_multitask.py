@@ -14,8 +14,10 @@ from conftest import (
     MULTITASK_TEST,
     NCBI,
     TEXT,
+    assert_same_answers,
     conll_slice,
     multitask_sentences,
+    plain_entities,
     save_tiny_model,
 )
 
@@ -213,17 +215,7 @@ def test_overlapping_entities_of_two_tasks_are_both_kept(multitask_dir):
 
 def pipeline_entities(ner, texts, **options):
     results = [ner(text, **options) if text.strip() else [] for text in texts]
-    plain = [[{k: v.item() if hasattr(v, "item") else v for k, v in e.items()} for e in r] for r in results]
-    return [[{k: v for k, v in e.items() if k != "index"} for e in r] for r in plain]
-
-
-def assert_same_entities(expected, found):
-    assert len(expected) == len(found)
-    for number, (want, got) in enumerate(zip(expected, found, strict=True)):
-        assert [{k: v for k, v in e.items() if k != "score"} for e in got] == [
-            {k: v for k, v in e.items() if k != "score"} for e in want
-        ], f"text {number}"
-        assert [e["score"] for e in got] == pytest.approx([e["score"] for e in want], abs=1e-4), f"text {number}"
+    return plain_entities(results)
 
 
 @pytest.fixture
@@ -248,10 +240,10 @@ def test_every_tasks_entities_equal_the_travelling_pipelines(multitask, multitas
     options = {"aggregation_strategy": strategy, "stride": max_length // 4}
     expected = pipeline_entities(ner, texts, **options)
     found = list(predict_texts(model, tokenizer, texts, max_length=max_length, **options))
-    assert_same_entities(expected, found)
+    assert_same_answers(expected, found)
     assert {e["task"] for own in found for e in own} == set(TASKS)
     chosen = pipeline_entities(ner, texts, tasks=["disease"], **options)
-    assert_same_entities(chosen, list(predict_texts(model, tokenizer, texts, tasks=["disease"], max_length=max_length,
+    assert_same_answers(chosen, list(predict_texts(model, tokenizer, texts, tasks=["disease"], max_length=max_length,
                                                     **options)))  # fmt: skip
 
 

@@ -149,7 +149,6 @@ async def answer_entities(state: ServerState, request: Request) -> Response:
         return _not_ready(state)
     try:
         entity_request = parse_request(await read_body(request, state.settings.payload_limit), state.settings)
-        batcher.check(entity_request)
         results = await batcher.submit(entity_request)
     except RequestError as error:
         return error_response(error.status, str(error), error.error_type)
@@ -157,7 +156,7 @@ async def answer_entities(state: ServerState, request: Request) -> Response:
         return error_response(503, str(error), "overloaded", headers={"Retry-After": str(error.retry_after)})
     except ShuttingDownError as error:  # after SIGTERM: another replica (or this one, restarted) will answer
         return error_response(503, str(error), "unavailable", headers={"Retry-After": "1"})
-    except ValueError as error:  # the batcher's check: a parameter this model cannot take (a stride too large)
+    except ValueError as error:  # `Batcher.check`: a parameter this model cannot take (a stride too large)
         return error_response(422, str(error), "validation")
     except Exception:  # a bug: logged here with its traceback, never sent to the client
         logger.exception("hf-layer-tokclf serve: a request failed")

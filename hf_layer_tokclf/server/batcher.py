@@ -144,9 +144,9 @@ class Batcher:
         """
         if self._closing or self._runner is None:
             raise ShuttingDownError("the server is shutting down" if self._closing else "the batcher is not started")
+        self.check(request)
         if self._in_flight >= self.batching.max_concurrent_requests:
             raise QueueFullError(self.batching.max_concurrent_requests, self._retry_after())
-        self.check(request)
         self._in_flight += 1
         try:
             loop = asyncio.get_running_loop()

@@ -11,7 +11,9 @@ Trainer does (``--num-train-epochs``, ``--learning-rate``, ...).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -75,24 +77,18 @@ def train(
         model, tokenizer, splits, labels, model_args, data_args, training_args, run_args, max_length
     )
     metrics = train_or_resume(trainer, output_dir, training_args, run_args)
-    if trainer.is_world_process_zero():
-        model = trainer.model.eval()
-        save_model(model, tokenizer, output_dir)  # first: whatever fails later, the trained model is kept
+
+    def score(model: Any) -> tuple[dict[str, Any], Any]:
         scores, test_predictions, report = score_splits(
             model, tokenizer, splits, data_args, training_args, max_length, run_args
         )
-        metrics.update(scores)
-        metrics["settings"] = run_settings(
-            model_args, data_args, training_args, run_args, model, max_length, scheme=scheme, command=command
-        )
         if test_predictions is not None:  # as run_ner.py's predictions.txt: tokens, gold and predicted labels
             write_conll(output_dir / TEST_PREDICTIONS, splits["test"], test_predictions, scheme=scheme)
-        save_results(output_dir, metrics, report, run_args)
-        if hub_request:
-            push_to_hub(output_dir, **hub_request)
-    trainer.accelerator.wait_for_everyone()
-    claim.release()
-    return metrics
+        return scores, report
+
+    args = (model_args, data_args, training_args, run_args)
+    settings = partial(run_settings, *args, max_length=max_length, scheme=scheme, command=command)
+    return _finish_run(trainer, tokenizer, metrics, score, settings, run_args, hub_request, claim)
 
 
 def train_tasks(
@@ -122,19 +118,41 @@ def train_tasks(
         model, tokenizer, task_splits, model_args, data_args, training_args, run_args, max_length
     )
     metrics = train_or_resume(trainer, output_dir, training_args, run_args)
-    if trainer.is_world_process_zero():
-        model = trainer.model.eval()
-        save_model(model, tokenizer, output_dir)  # first: whatever fails later, the trained model is kept
+
+    def score(model: Any) -> tuple[dict[str, Any], Any]:
         scores, predictions, report = score_task_splits(
             model, tokenizer, task_splits, tasks, data_args, training_args, max_length, run_args
-        )
-        metrics.update(scores)
-        metrics["settings"] = run_settings(
-            model_args, data_args, training_args, run_args, model, max_length, scheme=schemes, command=command
         )
         for name, test_predictions in predictions.items():
             path = output_dir / task_predictions_name(name)
             write_conll(path, task_splits[name]["test"], test_predictions, scheme=schemes[name])
+        return scores, report
+
+    args = (model_args, data_args, training_args, run_args)
+    settings = partial(run_settings, *args, max_length=max_length, scheme=schemes, command=command)
+    return _finish_run(trainer, tokenizer, metrics, score, settings, run_args, hub_request, claim)
+
+
+def _finish_run(
+    trainer: Any,
+    tokenizer: Any,
+    metrics: dict[str, Any],
+    score: Callable[[Any], tuple[dict[str, Any], Any]],
+    settings: Callable[[Any], dict[str, Any]],
+    run_args: RunArguments,
+    hub_request: dict[str, Any] | None,
+    claim: OutputClaim,
+) -> dict[str, Any]:
+    """The end of every run, one task or several: on the main process the best model saved first (whatever fails
+    later, it is kept), ``score(model)`` (its scores and report; it writes the test predictions), the settings
+    (``settings(model)``), the results and card, the push; then every process waits and the output is released."""
+    if trainer.is_world_process_zero():
+        model = trainer.model.eval()
+        output_dir = Path(trainer.args.output_dir)
+        save_model(model, tokenizer, output_dir)
+        scores, report = score(model)
+        metrics.update(scores)
+        metrics["settings"] = settings(model)
         save_results(output_dir, metrics, report, run_args)
         if hub_request:
             push_to_hub(output_dir, **hub_request)
